@@ -1,0 +1,212 @@
+"""Frames to messages and back, without state: the JSON-RPC 2.0 rules that need no memory.
+
+Decoding never raises: whatever the text, each message becomes an event, and a message we
+must refuse becomes `Invalid` carrying its error reply. The reply carries the request's id
+whenever that id is readable (an int or a string), else null, as JSON-RPC requires. Rules
+that need memory (duplicate ids) are applied by connection.py on top.
+Encoding builds plain dicts and lets orjson write them; a value orjson cannot write is our
+bug, reported as LocalProtocolError.
+"""
+
+import base64
+from collections.abc import Mapping, Sequence
+
+import orjson
+
+from cc_executor.protocol.converter import structure_params, unstructure_params
+from cc_executor.protocol.errors import (
+    InvalidParams,
+    InvalidRequest,
+    JsonRpcError,
+    LocalProtocolError,
+    MethodNotFound,
+    ParseError,
+)
+from cc_executor.protocol.events import (
+    Batch,
+    Event,
+    Ignored,
+    Invalid,
+    NotificationReceived,
+    Received,
+    RequestReceived,
+    Single,
+)
+from cc_executor.protocol.messages import (
+    JSON,
+    ErrorResponse,
+    Id,
+    Message,
+    Notification,
+    Reply,
+    Request,
+    Response,
+)
+from cc_executor.protocol.methods import (
+    METHOD_OF,
+    METHODS,
+    OUTPUT_STREAMS,
+    PROCESS_OUTPUT,
+    Params,
+)
+
+_MEMBERS = frozenset({"jsonrpc", "id", "method", "params"})
+
+
+def decode(text: str) -> Received:
+    """Read one text frame into events."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return Single(invalid(None, ParseError(f"Parse error: {exc}")))
+    if type(value) is list:
+        if not value:  # JSON-RPC: an empty array is one invalid request, not a batch
+            return Single(invalid(None, InvalidRequest("Invalid Request: empty batch")))
+        return Batch(tuple(_decode_message(element) for element in value))
+    if type(value) is dict:
+        return Single(_decode_message(value))
+    return Single(invalid(None, InvalidRequest("Invalid Request: expected an object or an array")))
+
+
+def invalid(id_: Id | None, exc: JsonRpcError) -> Invalid:
+    """The event refusing a message with `exc`."""
+    return Invalid(ErrorResponse(id_, exc.error))
+
+
+def _decode_message(value: JSON) -> Event:
+    if type(value) is not dict:
+        return invalid(None, InvalidRequest("Invalid Request: expected an object"))
+    # Without "id", a notification. An id must be an int or a string (a bool is an int to
+    # Python, never an id to JSON-RPC); `"id": null` is refused too, as its answer would be
+    # indistinguishable from the answer to a message whose id could not be read.
+    raw_id = value.get("id")
+    reply_id = raw_id if isinstance(raw_id, int | str) and not isinstance(raw_id, bool) else None
+    if "id" in value and reply_id is None:
+        return invalid(None, InvalidRequest("Invalid Request: id must be a string or an integer"))
+    try:
+        method, raw = _envelope(value)
+    except InvalidRequest as exc:
+        return invalid(reply_id, exc)
+    cls = METHODS.get(method)
+    if reply_id is None:
+        if cls is None:
+            return Ignored(method, "Method not found")
+        try:
+            return NotificationReceived(method, _params(raw, cls))
+        except InvalidParams as exc:
+            return Ignored(method, exc.message)
+    if cls is None:
+        return invalid(reply_id, MethodNotFound(f"Method not found: {method}"))
+    try:
+        return RequestReceived(reply_id, method, _params(raw, cls))
+    except InvalidParams as exc:
+        return invalid(reply_id, exc)
+
+
+def _envelope(value: dict[str, JSON]) -> tuple[str, JSON]:
+    """The method name and raw params of a message, if its envelope is valid."""
+    extra = value.keys() - _MEMBERS
+    if extra:
+        raise InvalidRequest(f"Invalid Request: unexpected members {sorted(extra)}")
+    if value.get("jsonrpc") != "2.0":
+        raise InvalidRequest('Invalid Request: jsonrpc must be "2.0"')
+    method = value.get("method")
+    if type(method) is not str:
+        raise InvalidRequest("Invalid Request: method must be a string")
+    raw = value.get("params", {})
+    if type(raw) is not dict and type(raw) is not list:
+        raise InvalidRequest("Invalid Request: params must be an object")
+    return method, raw
+
+
+def _params(raw: JSON, cls: type[Params]) -> Params:
+    if type(raw) is not dict:
+        raise InvalidParams("Invalid params: params must be an object, not an array")
+    return structure_params(raw, cls)
+
+
+def encode_message(message: Message) -> str:
+    """The text frame for one message."""
+    return _dumps(_wire(message))
+
+
+def encode_batch(replies: Sequence[Reply]) -> str:
+    """The text frame answering a batch.
+
+    Raises:
+        LocalProtocolError: `replies` is empty (JSON-RPC: send nothing instead).
+    """
+    if not replies:
+        raise LocalProtocolError("a batch reply must not be empty: send nothing instead")
+    return _dumps([_wire(reply) for reply in replies])
+
+
+def encode_request(id_: Id, params: Params) -> str:
+    """The text frame calling the method whose params `params` are (for clients and tests)."""
+    return encode_message(Request(id_, METHOD_OF[type(params)], unstructure_params(params)))
+
+
+def encode_output(
+    run: str, seq: int, stream: str, data: bytes, max_frame: int | None = None
+) -> str:
+    """The complete `process.output` notification for a chunk of a run's output.
+
+    `data` goes as text when it is valid UTF-8, else losslessly as base64 with
+    `"encoding": "base64"`; never with replacement characters. With `max_frame`, text that
+    would make the frame longer than `max_frame` bytes goes as base64 too: JSON writes a
+    control character as six bytes (`\\u0000`), base64 any byte as four thirds of one.
+
+    Raises:
+        LocalProtocolError: `stream` is not "stdout" or "stderr", or even the base64
+            frame exceeds `max_frame` (the chunk size and frame limit do not fit).
+    """
+    if stream not in OUTPUT_STREAMS:
+        raise LocalProtocolError(f"unknown output stream {stream!r}")
+    # The hot path: one decode, one dict, one dumps, one decode of the result.
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        params = {"run": run, "seq": seq, "type": stream, "data": text}
+        frame = orjson.dumps({"jsonrpc": "2.0", "method": PROCESS_OUTPUT, "params": params})
+        if max_frame is None or len(frame) <= max_frame:
+            return frame.decode()
+    params = {
+        "run": run,
+        "seq": seq,
+        "type": stream,
+        "data": base64.b64encode(data).decode("ascii"),
+        "encoding": "base64",
+    }
+    frame = orjson.dumps({"jsonrpc": "2.0", "method": PROCESS_OUTPUT, "params": params})
+    if max_frame is not None and len(frame) > max_frame:
+        raise LocalProtocolError(f"{len(data)} bytes of output do not fit a {max_frame}-byte frame")
+    return frame.decode()
+
+
+def _object(value: Mapping[str, object]) -> Mapping[str, object]:
+    # orjson writes dicts only; callers may hand us any mapping.
+    return value if type(value) is dict else dict(value)
+
+
+def _wire(message: Message) -> dict[str, object]:
+    match message:
+        case Response(id=id_, result=result):
+            return {"jsonrpc": "2.0", "id": id_, "result": _object(result)}
+        case ErrorResponse(id=id_, error=error):
+            body: dict[str, object] = {"code": error.code, "message": error.message}
+            if error.data is not None:
+                body["data"] = error.data
+            return {"jsonrpc": "2.0", "id": id_, "error": body}
+        case Notification(method=method, params=params):
+            return {"jsonrpc": "2.0", "method": method, "params": _object(params)}
+        case Request(id=id_, method=method, params=params):
+            return {"jsonrpc": "2.0", "id": id_, "method": method, "params": _object(params)}
+
+
+def _dumps(value: object) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:
+        raise LocalProtocolError(f"not JSON-serialisable: {exc}") from exc

@@ -1,0 +1,52 @@
+"""The method table: the one place that says which methods and notifications exist."""
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final, TypeAlias
+
+from cc_executor.protocol.params import (
+    ControlParams,
+    ExecuteParams,
+    ListParams,
+    SignalParams,
+    StatusParams,
+    StdinParams,
+)
+
+Params: TypeAlias = (
+    ExecuteParams | ControlParams | SignalParams | StdinParams | StatusParams | ListParams
+)
+
+# Client -> server: method name -> the class its params structure into.
+METHODS: Final[Mapping[str, type[Params]]] = MappingProxyType(
+    {
+        "execute": ExecuteParams,
+        "control": ControlParams,
+        "signal": SignalParams,
+        "stdin": StdinParams,
+        "status": StatusParams,
+        "list": ListParams,
+    }
+)
+
+# The inverse, so that a client can send a params object without restating its method name.
+METHOD_OF: Final[Mapping[type[Params], str]] = MappingProxyType(
+    {cls: name for name, cls in METHODS.items()}
+)
+
+# Server -> client notifications.
+CONNECTED: Final = "connected"
+PROCESS_STARTED: Final = "process.started"
+PROCESS_OUTPUT: Final = "process.output"
+PROCESS_PAUSED: Final = "process.paused"
+PROCESS_RESUMED: Final = "process.resumed"
+PROCESS_COMPLETED: Final = "process.completed"
+
+# Events of one run: they carry `run` and `seq` (contiguous from 1 within the run), and
+# `process.completed` is the last of them.  `process.started` announces the run (it follows
+# the execute reply, before any event) and is not sequenced: a client attaching from a seq
+# needs no announcement replayed.
+RUN_EVENTS: Final = frozenset({PROCESS_OUTPUT, PROCESS_PAUSED, PROCESS_RESUMED, PROCESS_COMPLETED})
+
+# The `type` of a process.output notification.
+OUTPUT_STREAMS: Final = frozenset({"stdout", "stderr"})

@@ -1,0 +1,147 @@
+"""The params of every client method, as frozen classes that are valid by construction.
+
+Types are checked by the strict converter (converter.py) before a class is built; the
+validators here check what types cannot say (exactly one of command/argv, no NUL bytes,
+positive timeouts, known signal names). They raise `ParamError`, which names the offending
+field so the -32602 reply can point at it (`"... @ $.params.argv[1]"`). Building a params
+object directly (the client library, tests) runs the same checks.
+"""
+
+import base64
+import binascii
+import math
+from typing import Any, Literal
+
+import attrs
+
+SIGNALS = frozenset(
+    {
+        "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGKILL", "SIGSTOP",
+        "SIGCONT", "SIGALRM", "SIGWINCH", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGPIPE",
+    }
+)  # fmt: skip
+
+
+class ParamError(ValueError):
+    """A params value that has the right type but is not acceptable."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{reason} @ $.params{where}")
+        self.where = where  # a JSONPath suffix: ".argv[1]", ".env['A']", or "" for the object
+        self.reason = reason
+
+
+def _no_nul(where: str, value: str) -> None:
+    # A NUL cannot reach execve: it would silently truncate the string in C.
+    if "\0" in value:
+        raise ParamError(where, "must not contain a NUL byte")
+
+
+def _optional_positive(_: object, field: "attrs.Attribute[Any]", value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ParamError(f".{field.name}", "must be a positive number of seconds")
+
+
+@attrs.frozen
+class ExecuteParams:
+    """Start a run: a command line (split, or via /bin/sh -c when `shell`) or an argv."""
+
+    command: str | None = None
+    argv: tuple[str, ...] | None = None
+    shell: bool = False
+    cwd: str | None = None
+    env: dict[str, str] = attrs.field(factory=dict)
+    stdin: Literal["null", "pipe"] = "null"
+    timeout: float | None = attrs.field(default=None, validator=_optional_positive)
+    idle_timeout: float | None = attrs.field(default=None, validator=_optional_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.command is None) == (self.argv is None):
+            raise ParamError("", "exactly one of command and argv is required")
+        if self.command is not None:
+            if not self.command.strip():
+                raise ParamError(".command", "must not be empty")
+            _no_nul(".command", self.command)
+        if self.argv is not None:
+            if not self.argv:
+                raise ParamError(".argv", "must not be empty")
+            if not self.argv[0]:
+                raise ParamError(".argv[0]", "must name a program")
+            for i, arg in enumerate(self.argv):
+                _no_nul(f".argv[{i}]", arg)
+            if self.shell:
+                raise ParamError(".shell", "only allowed with command, not with argv")
+        if self.cwd is not None:
+            _no_nul(".cwd", self.cwd)
+        for key, value in self.env.items():
+            where = f".env[{key!r}]"
+            if not key or "=" in key:
+                raise ParamError(where, "a variable name must be non-empty and without '='")
+            _no_nul(where, key)
+            _no_nul(where, value)
+
+
+@attrs.frozen
+class ControlParams:
+    """PAUSE, RESUME or CANCEL a run (the connection's only run when `run` is None)."""
+
+    type: Literal["PAUSE", "RESUME", "CANCEL"]
+    run: str | None = None
+
+
+def _normalise_signal(name: str) -> str:
+    # "USR1" and "SIGUSR1" name the same signal; keep one spelling from here on.
+    full = name if name.startswith("SIG") else f"SIG{name}"
+    if full not in SIGNALS:
+        raise ParamError(".signal", f"unknown signal {name!r}")
+    return full
+
+
+@attrs.frozen
+class SignalParams:
+    """Send a signal (by name, "USR1" or "SIGUSR1") to a run's process group."""
+
+    run: str
+    signal: str = attrs.field(converter=_normalise_signal)
+
+
+@attrs.frozen
+class StdinParams:
+    """Write to a run's stdin and/or close it."""
+
+    run: str
+    data: str = ""
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+    eof: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        # Decode once here so that a bad payload is a -32602 at receive time, not later.
+        _decode_stdin(self.data, self.encoding)
+
+    def payload(self) -> bytes:
+        """The bytes to write (known to decode: the object was validated when built)."""
+        return _decode_stdin(self.data, self.encoding)
+
+
+def _decode_stdin(data: str, encoding: str) -> bytes:
+    if encoding == "base64":
+        try:
+            return base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ParamError(".data", "not valid base64") from None
+    try:
+        return data.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: possible from Python, never from JSON
+        raise ParamError(".data", "not valid Unicode text") from None
+
+
+@attrs.frozen
+class StatusParams:
+    """Describe one run, or every run of the connection when `run` is None."""
+
+    run: str | None = None
+
+
+@attrs.frozen
+class ListParams:
+    """List runs; takes no params."""
