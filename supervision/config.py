@@ -1,0 +1,36 @@
+"""Every number the supervision layer uses, in one frozen record."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class SupervisionConfig:
+    """Grace periods, limits and buffer sizes for running one process tree.
+
+    Attributes:
+        term_grace: seconds between SIGTERM and SIGKILL on the cancel ladder.
+        kill_wait: seconds to wait for the tree to be gone after SIGKILL.
+        control_timeout: seconds pause/resume may wait for every member to reach the state.
+        read_size: bytes asked for per read() on a stdout/stderr pipe.
+        pipe_size: requested pipe capacity (F_SETPIPE_SZ); refused sizes are ignored.
+        channel_capacity: events buffered between the runner and its pump.
+        max_chunk: the pump's largest Output event, in bytes.
+        flush_delay: seconds a partial line may wait for the rest of the line.
+        drain_timeout: seconds without pipe data, once the tree is dead, before giving up on EOF.
+        state_poll_initial: first delay when polling /proc for a process state.
+        state_poll_max: the delay that polling backs off to.
+    """
+
+    term_grace: float = 5.0
+    kill_wait: float = 2.0
+    control_timeout: float = 5.0
+    read_size: int = 256 * 1024
+    pipe_size: int = 1024 * 1024
+    channel_capacity: int = 8
+    max_chunk: int = 256 * 1024
+    flush_delay: float = 0.005
+    drain_timeout: float = 2.0
+    state_poll_initial: float = 0.0002
+    state_poll_max: float = 0.005

@@ -1,0 +1,184 @@
+"""The output pump: numbers a run's events and frames its output for a sink.
+
+Theory of operation: one pump per run reads the runner's channel and calls `deliver` with
+events numbered 1, 2, 3... without gaps.  Output is framed per stream: whole lines are kept
+together and batched (every chunk already waiting in the channel is coalesced, up to
+max_chunk), a partial line waits at most flush_delay for the rest of it, and a line longer than
+max_chunk is cut (see framing.py).  Buffers are bounded by max_chunk + one read.  Pending output
+is flushed before a StateChanged or Completed is delivered, so output never follows the state
+change it preceded and Completed is the last event.  If `deliver` fails (the client went away),
+the pump switches to discard mode and keeps draining the channel, so a dead sink never blocks
+the runner.  The concatenated Output data of a stream is exactly what the child wrote.
+A partial line is delivered by time only while the pipe is empty (see `unread`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+import structlog
+import trio
+
+from cc_executor.supervision.config import SupervisionConfig
+from cc_executor.supervision.events import (
+    Completed,
+    CompletedEvent,
+    Output,
+    OutputChunk,
+    RunEvent,
+    SequencedEvent,
+    StateChanged,
+    StateEvent,
+    Stream,
+)
+from cc_executor.supervision.framing import take_frames, take_partial
+
+log = structlog.get_logger()
+
+STREAMS: tuple[Stream, ...] = ("stdout", "stderr")
+
+
+class OutputPump:
+    """Drains one run's event channel into `deliver`, numbered and framed."""
+
+    def __init__(
+        self,
+        events: trio.MemoryReceiveChannel[RunEvent],
+        deliver: Callable[[SequencedEvent], Awaitable[None]],
+        config: SupervisionConfig,
+        unread: Callable[[Stream], int] | None = None,
+    ) -> None:
+        """`unread(stream)` tells how many bytes of a stream the source still holds unread
+        (``Run.unread_bytes``): a partial line is delivered only once that is zero, so a line
+        is split by time only when the child has really stopped writing mid-line, never
+        because this event loop was busy."""
+        self._events = events
+        self._unread = unread
+        self._deliver = deliver
+        self._config = config
+        self.last_seq = 0
+        self._discarding = False
+        self._completed = False
+        self._buffers: dict[Stream, bytearray] = {s: bytearray() for s in STREAMS}
+        # When the partial line now buffered for a stream started waiting (None: no partial).
+        self._pending_since: dict[Stream, float | None] = {s: None for s in STREAMS}
+
+    @property
+    def discarding(self) -> bool:
+        """True once `deliver` has failed: events are drained and dropped from then on."""
+        return self._discarding
+
+    async def run(self) -> None:
+        """Pump until the runner closes the channel."""
+        async with self._events:
+            while True:
+                event = await self._next_event()
+                if event is None:
+                    break
+                await self._handle(event)
+            await self._flush(final=True)
+
+    async def _next_event(self) -> RunEvent | None:
+        """The next event; meanwhile, deliver partial lines whose wait is over."""
+        while True:
+            deadline = self._flush_deadline()
+            if trio.current_time() >= deadline:
+                await self._flush_due()
+                continue
+            with trio.move_on_at(deadline):
+                try:
+                    return await self._events.receive()
+                except trio.EndOfChannel:
+                    return None
+
+    async def _handle(self, event: RunEvent) -> None:
+        if self._discarding or self._completed:
+            return
+        barrier: StateChanged | Completed | None = None
+        if isinstance(event, OutputChunk):
+            barrier = self._coalesce(event)
+            await self._frame()
+        else:
+            barrier = event
+        if barrier is None:
+            return
+        await self._flush(final=True)
+        if isinstance(barrier, StateChanged):
+            state = barrier.state
+            await self._send(lambda seq: StateEvent(seq=seq, state=state))
+        else:
+            self._completed = True
+            completed = barrier
+            await self._send(lambda seq: CompletedEvent(seq=seq, completed=completed))
+
+    def _coalesce(self, first: OutputChunk) -> StateChanged | Completed | None:
+        """Buffer `first` and every output chunk already waiting, up to max_chunk in all.
+
+        Returns the non-output event that stopped the coalescing, if any.
+        """
+        self._buffers[first.stream] += first.data
+        while sum(len(b) for b in self._buffers.values()) < self._config.max_chunk:
+            try:
+                event = self._events.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                # EndOfChannel is seen again (and handled) by the next receive().
+                return None
+            if not isinstance(event, OutputChunk):
+                return event
+            self._buffers[event.stream] += event.data
+        return None
+
+    async def _frame(self) -> None:
+        now = trio.current_time()
+        for stream in STREAMS:
+            buf = self._buffers[stream]
+            frames = take_frames(buf, self._config.max_chunk, flush=False)
+            for frame in frames:
+                await self._send_output(stream, frame)
+            if not buf:
+                self._pending_since[stream] = None
+            elif frames or self._pending_since[stream] is None:
+                self._pending_since[stream] = now  # a new partial line starts waiting
+
+    def _flush_deadline(self) -> float:
+        waiting = [t for t in self._pending_since.values() if t is not None]
+        return min(waiting) + self._config.flush_delay if waiting else math.inf
+
+    async def _flush_due(self) -> None:
+        now = trio.current_time()
+        for stream in STREAMS:
+            since = self._pending_since[stream]
+            if since is None or now < since + self._config.flush_delay:
+                continue
+            if self._unread is not None and self._unread(stream) > 0:
+                self._pending_since[stream] = now  # the rest is in the pipe: keep waiting
+                continue
+            buf = self._buffers[stream]
+            await self._send_output(stream, take_partial(buf))
+            self._pending_since[stream] = now if buf else None
+
+    async def _flush(self, *, final: bool) -> None:
+        for stream in STREAMS:
+            for frame in take_frames(self._buffers[stream], self._config.max_chunk, flush=final):
+                await self._send_output(stream, frame)
+            self._pending_since[stream] = None
+
+    async def _send_output(self, stream: Stream, data: bytes) -> None:
+        await self._send(lambda seq: Output(seq=seq, stream=stream, data=data))
+
+    async def _send(self, make: Callable[[int], SequencedEvent]) -> None:
+        if self._discarding:
+            return
+        seq = self.last_seq + 1
+        try:
+            await self._deliver(make(seq))
+        except Exception as exc:
+            # The sink is gone (e.g. the client disconnected).  Keep draining so the runner is
+            # never blocked by a dead sink; trio.Cancelled is not an Exception and propagates.
+            self._discarding = True
+            self._buffers = {s: bytearray() for s in STREAMS}
+            self._pending_since = {s: None for s in STREAMS}
+            log.warning("pump.discarding", error=repr(exc), last_seq=self.last_seq)
+            return
+        self.last_seq = seq

@@ -1,0 +1,98 @@
+"""Containment at the daemon level: become the child subreaper, and reap adopted orphans.
+
+Theory of operation: with PR_SET_CHILD_SUBREAPER, a process of a run whose parent dies is
+reparented to the daemon instead of init, so the daemon can still find it (tree.py) and must
+reap it when it dies.  The daemon never calls waitpid(-1): that would steal the exit status of
+run roots, which their runners collect through trio.  Instead it lists its own children and
+reaps, one pid at a time, the zombies that are not registered roots.  This also makes the
+daemon a correct PID 1 in a container.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+
+import structlog
+import trio
+
+from cc_executor.supervision import procfs
+from cc_executor.supervision.registry import RunRegistry
+
+log = structlog.get_logger()
+
+# From <linux/prctl.h>.
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+
+
+def _prctl(option: int, arg: object) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    result: int = libc.prctl(option, arg, 0, 0, 0)
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return result
+
+
+def enable_subreaper(enabled: bool = True) -> bool:
+    """Make this process the child subreaper (or stop being one); False if the kernel refused."""
+    try:
+        _prctl(PR_SET_CHILD_SUBREAPER, int(enabled))
+    except OSError as exc:
+        log.warning("subreaper.unavailable", error=str(exc))
+        return False
+    return True
+
+
+def is_subreaper() -> bool:
+    """Whether orphaned descendants are currently reparented to this process."""
+    value = ctypes.c_int(0)
+    try:
+        _prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(value))
+    except OSError:
+        return False
+    return value.value != 0
+
+
+def reap_orphans(registry: RunRegistry) -> list[int]:
+    """Reap every zombie child of this process that is not a registered run root.
+
+    Returns the reaped pids.  Does nothing while a spawn is in flight (see registry.py); the
+    reaper task looks again once spawns have settled.
+    """
+    if registry.spawn_in_flight:
+        return []
+    roots = registry.root_pids()
+    reaped: list[int] = []
+    for pid in procfs.children(os.getpid()):
+        if pid in roots:
+            continue
+        stat = procfs.read_stat(pid)
+        if stat is None or not stat.is_zombie:
+            continue
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        if done:
+            reaped.append(pid)
+    if reaped:
+        log.debug("reaper.reaped", pids=reaped)
+    return reaped
+
+
+async def run_reaper(
+    registry: RunRegistry,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Reap adopted orphans on every SIGCHLD, for as long as the task runs."""
+    with trio.open_signal_receiver(signal.SIGCHLD) as signals:
+        task_status.started()
+        reap_orphans(registry)
+        async for _ in signals:
+            # Signals coalesce, so one pass per batch sees every zombie present now.
+            await registry.wait_spawns_settled()
+            reap_orphans(registry)

@@ -1,0 +1,84 @@
+"""The run table: live runs by id, and the set of root pids the reaper must leave alone.
+
+Theory of operation: the daemon reaps every child that is not a run root (orphans reparented
+to it as child subreaper), while each runner reaps its own root through trio's Process.  A root
+is spawned in a worker thread and only becomes known when the spawn returns, so while any spawn
+is in flight the reaper cannot tell a fresh root from an orphan: `spawn_in_flight` tells it to
+wait, and `wait_spawns_settled()` tells it when to look again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import trio
+
+from cc_executor.supervision.errors import DuplicateRun
+
+if TYPE_CHECKING:
+    from cc_executor.supervision.run import Run
+
+
+class RunRegistry:
+    """Live runs by run id (a run leaves the table when its runner finishes)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, Run] = {}
+        self._reserved: set[str] = set()
+        self._settled = trio.Event()
+        self._settled.set()
+
+    def __contains__(self, run_id: str) -> bool:
+        return run_id in self._runs or run_id in self._reserved
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def get(self, run_id: str) -> Run | None:
+        return self._runs.get(run_id)
+
+    def runs(self) -> list[Run]:
+        return list(self._runs.values())
+
+    def root_pids(self) -> frozenset[int]:
+        """Pids the reaper must not reap: roots whose runner has not reaped them yet."""
+        return frozenset(run.pid for run in self._runs.values() if not run.root_reaped)
+
+    @property
+    def spawn_in_flight(self) -> bool:
+        return bool(self._reserved)
+
+    async def wait_spawns_settled(self) -> None:
+        """Return once no spawn is in flight."""
+        await self._settled.wait()
+
+    @contextmanager
+    def spawning(self, run_id: str) -> Iterator[None]:
+        """Reserve `run_id` while its root is being spawned; the run must be added inside.
+
+        Raises:
+            DuplicateRun: the id is in use.
+        """
+        if run_id in self:
+            raise DuplicateRun(f"run id already in use: {run_id}")
+        self._reserved.add(run_id)
+        if self._settled.is_set():
+            self._settled = trio.Event()
+        try:
+            yield
+        finally:
+            self._reserved.discard(run_id)
+            if not self._reserved:
+                self._settled.set()
+
+    def add(self, run: Run) -> None:
+        """Register a freshly spawned run (inside `spawning(run.run_id)`)."""
+        if run.run_id in self._runs:
+            raise DuplicateRun(f"run id already in use: {run.run_id}")
+        self._runs[run.run_id] = run
+
+    def remove(self, run: Run) -> None:
+        if self._runs.get(run.run_id) is run:
+            del self._runs[run.run_id]

@@ -1,0 +1,292 @@
+"""The handle of one running process tree, and its control calls.
+
+Theory of operation: state moves RUNNING <-> PAUSED, then ENDING (the ladder or the sweep of
+leftovers is running, output is draining) and finally COMPLETED.  Control calls on a run are
+serialised by one lock, and a call returns only once the kernel shows its effect on every
+member; the matching StateChanged event is queued before the lock is released, so events are in
+the same order as the calls.  The ladder itself is run by the runner task, never by the caller
+of cancel(): cancel() records the request, wakes the runner and waits for the ladder's result,
+so a caller that goes away cannot leave a ladder half done.  The runner's code (runner.py) uses
+the underscore methods below; nothing else should.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import signal
+import sys
+import termios
+
+import structlog
+import trio
+
+from cc_executor.supervision import ladder
+from cc_executor.supervision.config import SupervisionConfig
+from cc_executor.supervision.errors import ControlTimeout, InvalidTransition
+from cc_executor.supervision.events import RunEvent, RunState, StateChanged, Stream
+from cc_executor.supervision.outcome import Outcome, Rung
+from cc_executor.supervision.reaper import is_subreaper
+from cc_executor.supervision.registry import RunRegistry
+from cc_executor.supervision.signalling import (
+    Until,
+    drive,
+    kill_group,
+    resolve_signal,
+    signal_outsiders,
+)
+from cc_executor.supervision.spawn import Spawned, SpawnSpec
+from cc_executor.supervision.tree import run_members
+
+__all__ = ["Run", "RunState"]
+
+log = structlog.get_logger()
+
+
+class Run:
+    """A live run: read its attributes, control it with pause/resume/cancel/signals/stdin."""
+
+    def __init__(
+        self,
+        spec: SpawnSpec,
+        spawned: Spawned,
+        config: SupervisionConfig,
+        registry: RunRegistry,
+        events: trio.MemorySendChannel[RunEvent],
+        *,
+        timeout: float | None,
+        idle_timeout: float | None,
+    ) -> None:
+        self.run_id = spec.run_id
+        self.pid = spawned.process.pid
+        self.pgid = self.pid  # new session: pgid = sid = pid
+        self.argv = spec.argv
+        self.started_at = trio.current_time()
+        self.outcome: Outcome | None = None
+        self.stdout_bytes = 0
+        self.stderr_bytes = 0
+        self.root_reaped = False
+        self._state = RunState.RUNNING
+        self._config = config
+        self._registry = registry
+        self._events = events
+        self._stdin = spawned.stdin
+        self._pipes: dict[Stream, trio.lowlevel.FdStream] = {
+            "stdout": spawned.stdout,
+            "stderr": spawned.stderr,
+        }
+        self._stdin_open = spawned.stdin is not None
+        self._stdin_lock = trio.Lock()
+        self._control = trio.Lock()
+        self._absolute_deadline = math.inf if timeout is None else self.started_at + timeout
+        self._idle_timeout = idle_timeout
+        self._last_output = self.started_at
+        self._cancel_reason: str | None = None
+        self._was_paused = False
+        # The runner waits for the root's exit inside this scope; cancel() and the timeouts
+        # end that wait.
+        self._wake = trio.CancelScope(deadline=self._end_deadline())
+        self._rung: Rung | None = None
+        self._ended = trio.Event()
+        self._done = trio.Event()
+
+    def __repr__(self) -> str:
+        return f"<Run {self.run_id} pid={self.pid} {self._state.value}>"
+
+    @property
+    def state(self) -> RunState:
+        return self._state
+
+    @property
+    def stdin_open(self) -> bool:
+        return self._stdin_open and self._state is not RunState.COMPLETED
+
+    def members(self, *, full: bool = False) -> set[int]:
+        """Every live process of the run (empty once the root has been reaped)."""
+        if self.root_reaped:
+            return set()
+        return run_members(
+            self.pid,
+            self.pgid,
+            self.run_id,
+            other_roots=self._registry.root_pids() - {self.pid},
+            full=full or not is_subreaper(),
+        )
+
+    def unread_bytes(self, stream: Stream) -> int:
+        """Bytes the child wrote to `stream` that the runner has not read yet (FIONREAD)."""
+        try:
+            raw = fcntl.ioctl(self._pipes[stream].fileno(), termios.FIONREAD, b"\0" * 4)
+        except (OSError, ValueError):
+            return 0  # closed: nothing more will come
+        return int.from_bytes(raw, sys.byteorder, signed=True)
+
+    async def wait(self) -> Outcome:
+        """Wait for the run to complete and return its outcome."""
+        await self._done.wait()
+        assert self.outcome is not None
+        return self.outcome
+
+    async def pause(self) -> None:
+        """Stop every process of the run; return once all of them are stopped.
+
+        Raises:
+            InvalidTransition: the run is not RUNNING.
+            ControlTimeout: some processes did not stop within control_timeout (the ones that
+                did are continued again, and the run stays RUNNING).
+        """
+        async with self._control:
+            self._require(RunState.RUNNING, "pause")
+            left = await self._drive(signal.SIGSTOP, Until.STOPPED)
+            if left:
+                kill_group(self.pgid, signal.SIGCONT)
+                signal_outsiders(self, self.members(), signal.SIGCONT)
+                raise ControlTimeout("pause", sorted(left))
+            self._state = RunState.PAUSED
+            self._wake.deadline = self._end_deadline()
+            await self._events.send(StateChanged(RunState.PAUSED))
+
+    async def resume(self) -> None:
+        """Continue every process of the run; return once none of them is stopped.
+
+        Raises:
+            InvalidTransition: the run is not PAUSED.
+            ControlTimeout: some processes were still stopped after control_timeout.
+        """
+        async with self._control:
+            self._require(RunState.PAUSED, "resume")
+            left = await self._drive(signal.SIGCONT, Until.CONTINUED)
+            if left:
+                raise ControlTimeout("resume", sorted(left))
+            self._state = RunState.RUNNING
+            self._last_output = trio.current_time()  # the idle clock restarts on resume
+            self._wake.deadline = self._end_deadline()
+            await self._events.send(StateChanged(RunState.RUNNING))
+
+    async def cancel(self, reason: str) -> Rung:
+        """End the run through the ladder; return the rung that ended it, once all is gone.
+
+        A second cancel (or a cancel while the run is already ending) joins the ladder in
+        progress and returns its rung.
+
+        Raises:
+            InvalidTransition: the run has completed.
+        """
+        async with self._control:
+            if self._state is RunState.COMPLETED:
+                raise InvalidTransition("cannot cancel a completed run")
+            if self._state is not RunState.ENDING:
+                self._was_paused = self._state is RunState.PAUSED
+                self._state = RunState.ENDING
+                self._cancel_reason = reason
+                self._wake.cancel()
+        await self._ended.wait()
+        assert self._rung is not None
+        return self._rung
+
+    def send_signal(self, sig: str | int) -> None:
+        """Send a signal ("INT", "SIGINT" or 2) to the run's group and to members outside it.
+
+        Raises:
+            ValueError: unknown signal.
+            InvalidTransition: the run has completed.
+        """
+        resolved = resolve_signal(sig)
+        if self._state is RunState.COMPLETED or self.root_reaped:
+            raise InvalidTransition("cannot signal a completed run")
+        kill_group(self.pgid, resolved)
+        signal_outsiders(self, self.members(), resolved)
+
+    async def write_stdin(self, data: bytes) -> None:
+        """Write to the child's stdin; blocks while the pipe is full (the child isn't reading).
+
+        Raises:
+            InvalidTransition: stdin is not a pipe, is closed, or the run completed.
+        """
+        stdin = self._require_stdin()
+        async with self._stdin_lock:
+            try:
+                await stdin.send_all(data)
+            except trio.ClosedResourceError:
+                raise InvalidTransition("stdin is closed") from None
+            except trio.BrokenResourceError:
+                self._close_stdin()
+                raise InvalidTransition("the process closed its stdin") from None
+
+    async def close_stdin(self) -> None:
+        """Close the child's stdin (it reads EOF); a blocked write_stdin fails.
+
+        Raises:
+            InvalidTransition: stdin is not a pipe, is already closed, or the run completed.
+        """
+        self._require_stdin()
+        self._close_stdin()
+        await trio.lowlevel.checkpoint()
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _require(self, state: RunState, action: str) -> None:
+        if self._state is not state:
+            raise InvalidTransition(f"cannot {action} a {self._state.value} run")
+
+    def _require_stdin(self) -> trio.lowlevel.FdStream:
+        if self._stdin is None:
+            raise InvalidTransition("stdin is not a pipe for this run")
+        if not self.stdin_open:
+            raise InvalidTransition("stdin is closed")
+        return self._stdin
+
+    def _close_stdin(self) -> None:
+        self._stdin_open = False
+        if self._stdin is not None:
+            self._stdin.close()
+
+    async def _drive(self, sig: int, until: Until) -> set[int]:
+        deadline = trio.current_time() + self._config.control_timeout
+        return await drive(self, sig, until, deadline=deadline, config=self._config)
+
+    def _end_deadline(self) -> float:
+        if self._idle_timeout is None or self._state is RunState.PAUSED:
+            return self._absolute_deadline
+        return min(self._absolute_deadline, self._last_output + self._idle_timeout)
+
+    # --- for the runner ------------------------------------------------------------------
+
+    def _note_output(self, stream: Stream, size: int) -> None:
+        if stream == "stdout":
+            self.stdout_bytes += size
+        else:
+            self.stderr_bytes += size
+        if self._idle_timeout is not None:
+            self._last_output = trio.current_time()
+            self._wake.deadline = self._end_deadline()
+
+    async def _begin_ending(self) -> bool:
+        """Move to ENDING (if cancel() has not already); return whether the run was paused."""
+        async with self._control:
+            if self._state is not RunState.ENDING:
+                self._was_paused = self._state is RunState.PAUSED
+                self._state = RunState.ENDING
+            return self._was_paused
+
+    async def _terminate(self) -> Rung:
+        was_paused = await self._begin_ending()
+        return await ladder.terminate(self, self._config, was_paused=was_paused)
+
+    def _set_ended(self, rung: Rung) -> None:
+        self._rung = rung
+        self._ended.set()
+
+    async def _complete(self, outcome: Outcome) -> None:
+        async with self._control:
+            self._finish(outcome)
+
+    def _finish(self, outcome: Outcome) -> None:
+        """Record the outcome and wake every waiter (also used when the runner is aborted)."""
+        self.outcome = outcome
+        self._state = RunState.COMPLETED
+        if self._rung is None:
+            self._set_ended(Rung.SIGKILL)
+        self._close_stdin()
+        self._events.close()
+        self._done.set()

@@ -1,0 +1,262 @@
+"""The runner: one task that owns a run from spawn to its final Completed event.
+
+Theory of operation:
+  1. Spawn (errors raise SpawnError before task_status.started) and register the run.
+  2. One reader task per pipe sends OutputChunk events into the bounded channel.  A full channel
+     blocks the reader, so the pipe fills and the child blocks in write(): that is the
+     back-pressure; nothing is ever dropped.
+  3. Wait for the root to exit (its pidfd becomes readable), a cancel request, or a timeout.
+     The root is not reaped yet: as a zombie it pins pid = pgid = sid, so neither killpg nor
+     the pgid/sid attribution can hit an unrelated process that reused the number.
+  4. The ladder ends whatever is left (after a natural exit: the leftovers that must not
+     survive the run); then the root is reaped and adopted orphans are reaped.
+  5. Drain: readers keep reading until EOF; once the tree is dead, a read that waits longer than
+     drain_timeout means a stray holds the pipe, and the reader gives up.  Waiting for the
+     consumer is never cut short: that would lose output.
+  6. Exactly one Completed, then the channel is closed.
+If the runner itself is cancelled, its shielded, bounded finally SIGKILLs every member and reaps.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+from typing import Literal
+
+import structlog
+import trio
+
+from cc_executor.supervision import ladder
+from cc_executor.supervision.config import SupervisionConfig
+from cc_executor.supervision.events import Completed, OutputChunk, RunEvent, Stream
+from cc_executor.supervision.outcome import (
+    Cancelled,
+    Exited,
+    Lost,
+    Outcome,
+    Rung,
+    Signalled,
+    TimedOut,
+    exit_from_returncode,
+)
+from cc_executor.supervision.reaper import reap_orphans
+from cc_executor.supervision.registry import RunRegistry
+from cc_executor.supervision.run import Run
+from cc_executor.supervision.spawn import Spawned, SpawnSpec, spawn
+
+log = structlog.get_logger()
+
+
+class _PipeReader:
+    """Copies one pipe into the events channel until EOF (or a stalled drain)."""
+
+    def __init__(
+        self, run: Run, stream: Stream, pipe: trio.lowlevel.FdStream, config: SupervisionConfig
+    ) -> None:
+        self._run = run
+        self._stream: Stream = stream
+        self._pipe = pipe
+        self._config = config
+        self._draining = False
+        self._receive_scope: trio.CancelScope | None = None
+
+    def start_drain(self) -> None:
+        """The tree is dead: from now on a read may wait at most drain_timeout for data."""
+        self._draining = True
+        if self._receive_scope is not None:
+            self._receive_scope.deadline = trio.current_time() + self._config.drain_timeout
+
+    def _receive_deadline(self) -> float:
+        if not self._draining:
+            return math.inf
+        return trio.current_time() + self._config.drain_timeout
+
+    async def run(self, events: trio.MemorySendChannel[RunEvent]) -> None:
+        async with events:
+            while True:
+                # The deadline covers only the wait for pipe data, never the wait for the
+                # consumer (a cancelled receive_some loses no data).
+                with trio.CancelScope(deadline=self._receive_deadline()) as scope:
+                    self._receive_scope = scope
+                    data = await self._pipe.receive_some(self._config.read_size)
+                self._receive_scope = None
+                if scope.cancelled_caught:
+                    log.warning(
+                        "runner.drain_timeout", run_id=self._run.run_id, stream=self._stream
+                    )
+                    self._pipe.close()
+                    return
+                if not data:
+                    return
+                self._run._note_output(self._stream, len(data))
+                await events.send(OutputChunk(self._stream, data))
+
+
+def _has_exited(pidfd: int) -> bool:
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+async def _wait_for_end(run: Run, pidfd: int) -> _EndRequest | None:
+    """Wait for the root's exit (None), or a cancel or timeout (why the run must be ended)."""
+    with run._wake:
+        await trio.lowlevel.wait_readable(pidfd)
+        return None
+    if run._cancel_reason is None and _has_exited(pidfd):
+        return None  # the deadline and the exit raced; the exit wins
+    return _EndRequest(run)
+
+
+class _EndRequest:
+    """Why the runner ended the run early: a cancel(reason) or a timeout of some kind."""
+
+    def __init__(self, run: Run) -> None:
+        self.reason = run._cancel_reason
+        self.timeout_kind: Literal["idle", "absolute"] = (
+            "absolute" if trio.current_time() >= run._absolute_deadline else "idle"
+        )
+
+    def outcome(self, run: Run, rung: Rung, exit: Exited | Signalled) -> Outcome:
+        # A cancel that arrived while the timeout was being handled still counts as a cancel.
+        reason = run._cancel_reason if run._cancel_reason is not None else self.reason
+        if reason is not None:
+            return Cancelled(reason=reason, rung=rung, exit=exit)
+        return TimedOut(kind=self.timeout_kind, rung=rung, exit=exit)
+
+
+async def run_process(
+    spec: SpawnSpec,
+    config: SupervisionConfig,
+    events: trio.MemorySendChannel[RunEvent],
+    registry: RunRegistry,
+    *,
+    # Not a cancellation deadline (ASYNC109): expiry ends the run through the ladder and is
+    # reported as TimedOut, which a caller-owned cancel scope could not do.
+    timeout: float | None = None,  # noqa: ASYNC109
+    idle_timeout: float | None = None,
+    task_status: trio.TaskStatus[Run] = trio.TASK_STATUS_IGNORED,
+) -> Outcome:
+    """Run one command to completion, streaming its output and final Completed into `events`.
+
+    Takes ownership of `events` (closed on return, also on SpawnError).
+
+    Args:
+        timeout: end the run (TimedOut "absolute") after this many seconds.
+        idle_timeout: end the run (TimedOut "idle") after this many seconds without output;
+            the idle clock stops while the run is paused.
+
+    Raises:
+        SpawnError: before task_status.started, so `await nursery.start(run_process, ...)`
+            raises it.
+        DuplicateRun: the run id is already registered.
+    """
+    async with events:
+        with registry.spawning(spec.run_id):
+            spawned = await spawn(spec, config)
+            run = Run(
+                spec,
+                spawned,
+                config,
+                registry,
+                events.clone(),
+                timeout=timeout,
+                idle_timeout=idle_timeout,
+            )
+            registry.add(run)
+        pidfd = os.pidfd_open(run.pid)
+        log.info("run.started", run_id=run.run_id, pid=run.pid, argv0=spec.argv[0])
+        try:
+            task_status.started(run)
+            outcome = await _supervise(run, spawned, pidfd, config, events, registry)
+        finally:
+            if run.outcome is None:
+                # Aborted (cancelled from outside, or an unexpected error): nothing of the run
+                # may survive its runner.
+                with trio.move_on_after(config.kill_wait, shield=True):
+                    await _abort(run, spawned, config, registry)
+            trio.lowlevel.notify_closing(pidfd)
+            os.close(pidfd)
+            for pipe in (spawned.stdout, spawned.stderr):
+                pipe.close()
+            registry.remove(run)
+    log.info(
+        "run.completed",
+        run_id=run.run_id,
+        outcome=repr(outcome),
+        stdout_bytes=run.stdout_bytes,
+        stderr_bytes=run.stderr_bytes,
+        duration=trio.current_time() - run.started_at,
+    )
+    return outcome
+
+
+async def _supervise(
+    run: Run,
+    spawned: Spawned,
+    pidfd: int,
+    config: SupervisionConfig,
+    events: trio.MemorySendChannel[RunEvent],
+    registry: RunRegistry,
+) -> Outcome:
+    readers = [
+        _PipeReader(run, "stdout", spawned.stdout, config),
+        _PipeReader(run, "stderr", spawned.stderr, config),
+    ]
+    async with trio.open_nursery() as nursery:
+        for reader in readers:
+            nursery.start_soon(reader.run, events.clone())
+        request = await _wait_for_end(run, pidfd)
+        rung = await run._terminate()
+        outcome = await _reap_root(run, spawned, config, request, rung)
+        run._set_ended(rung)
+        reap_orphans(registry)
+        for reader in readers:
+            reader.start_drain()
+    await run._complete(outcome)
+    await events.send(
+        Completed(
+            outcome=outcome,
+            stdout_bytes=run.stdout_bytes,
+            stderr_bytes=run.stderr_bytes,
+            duration=trio.current_time() - run.started_at,
+        )
+    )
+    return outcome
+
+
+async def _reap_root(
+    run: Run,
+    spawned: Spawned,
+    config: SupervisionConfig,
+    request: _EndRequest | None,
+    rung: Rung,
+) -> Outcome:
+    with trio.move_on_after(config.kill_wait):
+        returncode = await spawned.process.wait()
+        run.root_reaped = True
+        exit = exit_from_returncode(returncode)
+        return exit if request is None else request.outcome(run, rung, exit)
+    # Only a root stuck in uninterruptible sleep gets here; the reaper collects it later.
+    log.error("runner.root_survived", run_id=run.run_id, pid=run.pid)
+    return Lost(reason="the root process survived SIGKILL")
+
+
+async def _abort(
+    run: Run, spawned: Spawned, config: SupervisionConfig, registry: RunRegistry
+) -> None:
+    """Kill everything, reap, and complete the run without a Completed event."""
+    exit: Exited | Signalled | None = None
+    try:
+        await ladder.kill(run, config)
+        exit = exit_from_returncode(await spawned.process.wait())
+        run.root_reaped = True
+        reap_orphans(registry)
+    finally:
+        outcome: Outcome = (
+            Lost(reason="the runner was cancelled and its root did not exit")
+            if exit is None
+            else Cancelled(reason="runner cancelled", rung=Rung.SIGKILL, exit=exit)
+        )
+        run._finish(outcome)

@@ -1,0 +1,97 @@
+"""Which processes belong to a run.
+
+Theory of operation: a run is the root process, started in a new session (pgid = sid = root
+pid), plus everything it ever started.  Descendants can leave the tree in three ways, and each
+has its own net:
+  * they stay descendants of the root: walk /proc/<pid>/task/*/children from the root;
+  * their parent died: with the daemon as child subreaper they are reparented to the daemon, so
+    the daemon's own children that are not run roots are candidates, attributed by process group,
+    session, or the CCX_RUN_ID=<run_id> entry every process of the run inherits;
+  * without the subreaper they go to init: only a full /proc scan (same attribution rules)
+    finds them.
+Everything found is expanded to its descendants.  Zombies are dead for every purpose except
+reaping, so they are reported apart from the live members.
+
+Process-id reuse: the pgid/sid rule is only sound while the group's id cannot be reused, which
+the kernel guarantees while the root is unreaped (a zombie root pins its pid).  Callers stop
+scanning once the root is reaped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+
+import attrs
+
+from cc_executor.supervision import procfs
+from cc_executor.supervision.marker import marker_entry
+
+
+@attrs.frozen
+class Membership:
+    """The processes of a run at one instant."""
+
+    live: frozenset[int]
+    zombies: frozenset[int]
+
+
+def scan_run(
+    root_pid: int | None,
+    pgid: int,
+    run_id: str,
+    *,
+    other_roots: Collection[int] = (),
+    full: bool = False,
+) -> Membership:
+    """Find every process of a run.
+
+    Args:
+        root_pid: the run's root, or None once it has been reaped (its pid may be reused).
+        pgid: the run's process group (= session) id.
+        run_id: the run's marker value.
+        other_roots: roots of other runs, never attributed to this one.
+        full: also scan all of /proc, for orphans that were not reparented to this process.
+    """
+    entry = marker_entry(run_id)
+    excluded = set(other_roots)
+
+    def belongs(pid: int) -> bool:
+        stat = procfs.read_stat(pid)
+        if stat is None:
+            return False
+        return stat.pgrp == pgid or stat.session == pgid or procfs.environ_contains(pid, entry)
+
+    seeds: set[int] = set() if root_pid is None else {root_pid}
+    candidates = procfs.all_pids() if full else procfs.children(os.getpid())
+    self_pid = os.getpid()
+    seeds.update(
+        pid
+        for pid in candidates
+        if pid not in excluded and pid != self_pid and pid not in seeds and belongs(pid)
+    )
+    live: set[int] = set()
+    zombies: set[int] = set()
+    stack = list(seeds)
+    while stack:
+        pid = stack.pop()
+        if pid in live or pid in zombies or pid in excluded or pid == self_pid:
+            continue
+        stat = procfs.read_stat(pid)
+        if stat is None:
+            continue
+        (zombies if stat.is_zombie else live).add(pid)
+        stack.extend(procfs.children(pid))
+    return Membership(live=frozenset(live), zombies=frozenset(zombies))
+
+
+def run_members(
+    root_pid: int | None,
+    pgid: int,
+    run_id: str,
+    *,
+    other_roots: Collection[int] = (),
+    full: bool = False,
+) -> set[int]:
+    """Every live (non-zombie) process of a run; see scan_run."""
+    return set(scan_run(root_pid, pgid, run_id, other_roots=other_roots, full=full).live)

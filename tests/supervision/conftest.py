@@ -1,0 +1,55 @@
+"""Fixtures for supervision tests: fast config, a registry, and the no-leftovers check."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from cc_executor.supervision.config import SupervisionConfig
+from cc_executor.supervision.reaper import enable_subreaper
+from cc_executor.supervision.registry import RunRegistry
+from cc_executor.supervision.testing import marked_processes, zombie_children
+
+RUN_PREFIX = "svtest-"
+
+
+@pytest.fixture
+def config() -> SupervisionConfig:
+    # Short grace periods keep ladder tests quick; they are bounds, never asserted durations.
+    return SupervisionConfig(term_grace=1.0, kill_wait=2.0, drain_timeout=1.0)
+
+
+@pytest.fixture
+def registry() -> RunRegistry:
+    return RunRegistry()
+
+
+@pytest.fixture
+def run_id() -> Callable[[], str]:
+    """Fresh run ids, all recognisable by the leftovers check."""
+    return lambda: f"{RUN_PREFIX}{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers() -> Iterator[None]:
+    """Run each test as child subreaper; afterwards no run process may live, no zombie stay."""
+    assert enable_subreaper()
+    try:
+        yield
+    finally:
+        survivors = marked_processes(RUN_PREFIX)
+        for pid in survivors:  # ours (they carry our marker): clean up for the next test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        zombies = zombie_children()
+        for pid in zombies:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        enable_subreaper(False)
+    assert not survivors, f"processes of a run survived: {sorted(survivors)}"
+    assert not zombies, f"zombie children left: {sorted(zombies)}"

@@ -1,0 +1,143 @@
+"""PAUSE / RESUME / signals / invalid transitions on real process trees."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+import pytest
+import trio
+import trio.testing
+
+from cc_executor.supervision.config import SupervisionConfig
+from cc_executor.supervision.errors import InvalidTransition
+from cc_executor.supervision.events import RunState, StateEvent
+from cc_executor.supervision.outcome import Cancelled, Exited, Rung, Signalled
+from cc_executor.supervision.registry import RunRegistry
+from cc_executor.supervision.spawn import SpawnSpec
+from cc_executor.supervision.testing import (
+    Recorder,
+    process_state,
+    process_tree_argv,
+    start_run,
+    wait_for_tree,
+)
+
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+async def test_pause_and_resume_reach_every_member(
+    config: SupervisionConfig, registry: RunRegistry, run_id: Callable[[], str]
+) -> None:
+    recorder = Recorder()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            run = await start_run(
+                nursery, SpawnSpec(process_tree_argv(), ENV, run_id()), config, registry, recorder
+            )
+            pids = await wait_for_tree(recorder)
+            assert set(pids.values()) <= run.members()
+
+            await run.pause()
+            observed = [run.state]
+            # Returned only once the kernel shows every member stopped.
+            assert {label: process_state(pid) for label, pid in pids.items()} == {
+                label: "T" for label in pids
+            }
+            assert all(process_state(pid) == "T" for pid in run.members())
+
+            await run.resume()
+            observed.append(run.state)
+            assert observed == [RunState.PAUSED, RunState.RUNNING]
+            assert all(process_state(pid) not in ("T", None) for pid in pids.values())
+
+            rung = await run.cancel("test over")
+            assert rung is Rung.SIGTERM
+            assert all(process_state(pid) in (None, "Z") for pid in pids.values())
+    assert run.outcome == Cancelled("test over", Rung.SIGTERM, Signalled(signal.SIGTERM))
+    states = [e.state for e in recorder.events if isinstance(e, StateEvent)]
+    assert states == [RunState.PAUSED, RunState.RUNNING]
+
+
+async def test_invalid_transitions(
+    config: SupervisionConfig, registry: RunRegistry, run_id: Callable[[], str]
+) -> None:
+    recorder = Recorder()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            spec = SpawnSpec(("sh", "-c", "echo up; read x; echo bye"), ENV, run_id(), stdin="pipe")
+            run = await start_run(nursery, spec, config, registry, recorder)
+            await recorder.wait_for_output(b"up\n")
+            with pytest.raises(InvalidTransition):
+                await run.resume()
+            await run.pause()
+            with pytest.raises(InvalidTransition):
+                await run.pause()
+            await run.resume()
+            await run.write_stdin(b"go\n")
+            await run.close_stdin()
+            with pytest.raises(InvalidTransition):
+                await run.write_stdin(b"late")
+            with pytest.raises(InvalidTransition):
+                await run.close_stdin()
+            assert await run.wait() == Exited(0)
+            for control in (run.pause, run.resume):
+                with pytest.raises(InvalidTransition):
+                    await control()
+            with pytest.raises(InvalidTransition):
+                await run.cancel("too late")
+            with pytest.raises(InvalidTransition):
+                run.send_signal("TERM")
+    assert recorder.output() == b"up\nbye\n"
+
+
+async def test_stdin_not_a_pipe(
+    config: SupervisionConfig, registry: RunRegistry, run_id: Callable[[], str]
+) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            spec = SpawnSpec(("sh", "-c", "cat; echo eof"), ENV, run_id())
+            recorder = Recorder()
+            run = await start_run(nursery, spec, config, registry, recorder)
+            assert not run.stdin_open
+            with pytest.raises(InvalidTransition):
+                await run.write_stdin(b"x")
+    assert recorder.output() == b"eof\n"  # stdin was /dev/null
+
+
+async def test_send_signal_reaches_outsiders(
+    config: SupervisionConfig, registry: RunRegistry, run_id: Callable[[], str]
+) -> None:
+    recorder = Recorder()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            run = await start_run(
+                nursery, SpawnSpec(process_tree_argv(), ENV, run_id()), config, registry, recorder
+            )
+            pids = await wait_for_tree(recorder)
+            with pytest.raises(ValueError, match="unknown signal"):
+                run.send_signal("NOPE")
+            run.send_signal("KILL")
+            assert await run.wait() == Signalled(signal.SIGKILL)
+    assert all(process_state(pid) is None for pid in pids.values())
+
+
+async def test_back_to_back_controls_apply_in_order(
+    config: SupervisionConfig, registry: RunRegistry, run_id: Callable[[], str]
+) -> None:
+    recorder = Recorder()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            run = await start_run(
+                nursery, SpawnSpec(process_tree_argv(), ENV, run_id()), config, registry, recorder
+            )
+            await wait_for_tree(recorder)
+            async with trio.open_nursery() as controls:
+                controls.start_soon(run.pause)
+                await trio.testing.wait_all_tasks_blocked()
+                controls.start_soon(run.resume)
+            assert run.state is RunState.RUNNING
+            await run.cancel("done")
+    states = [e.state for e in recorder.events if isinstance(e, StateEvent)]
+    assert states == [RunState.PAUSED, RunState.RUNNING]

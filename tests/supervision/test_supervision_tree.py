@@ -1,0 +1,105 @@
+"""Membership, the SIGCHLD reaper, and framing helpers."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+import trio
+
+from cc_executor.supervision import procfs
+from cc_executor.supervision.config import SupervisionConfig
+from cc_executor.supervision.framing import incomplete_utf8_tail, utf8_safe_cut
+from cc_executor.supervision.reaper import is_subreaper, run_reaper
+from cc_executor.supervision.registry import RunRegistry
+from cc_executor.supervision.spawn import SpawnSpec
+from cc_executor.supervision.testing import (
+    Recorder,
+    process_state,
+    python_argv,
+    start_run,
+    zombie_children,
+)
+from cc_executor.supervision.tree import run_members, scan_run
+
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+async def test_reaper_reaps_orphans_but_not_roots(
+    config: SupervisionConfig, registry: RunRegistry, run_id: Callable[[], str]
+) -> None:
+    assert is_subreaper()
+    recorder = Recorder()
+    code = (
+        "import os, sys, time\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    if os.fork() == 0:\n"
+        "        os.write(1, b'orphan %d\\n' % os.getpid())\n"
+        "        time.sleep(1000)\n"  # until the test's SIGUSR1 ends it
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "sys.stdin.buffer.read()\n"
+    )
+    spec = SpawnSpec(python_argv(code), ENV, run_id(), stdin="pipe")
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_reaper, registry)
+            run = await start_run(nursery, spec, config, registry, recorder)
+            await recorder.wait_for_output(b"\n")
+            orphan = int(recorder.output().split()[1])
+            # Reparented to us (the subreaper), and still attributed to the run.
+            assert orphan in procfs_children()
+            assert orphan in run_members(run.pid, run.pgid, run.run_id)
+            os.kill(orphan, signal.SIGUSR1)  # the orphan dies; the reaper must collect it
+            # No event says "reaped": poll /proc, bounded by fail_after.
+            while orphan in procfs_children():  # noqa: ASYNC110
+                await trio.sleep(config.state_poll_max)  # bounded by fail_after
+            assert process_state(orphan) is None
+            assert process_state(run.pid) not in (None, "Z")  # the root was left alone
+            await run.close_stdin()
+            await run.wait()
+            nursery.cancel_scope.cancel()
+    assert not zombie_children()
+
+
+def procfs_children() -> set[int]:
+    return procfs.children(os.getpid())
+
+
+async def test_scan_reports_zombies_apart(
+    config: SupervisionConfig, registry: RunRegistry, run_id: Callable[[], str]
+) -> None:
+    # The root's child exits and is never waited for: a zombie member.
+    code = (
+        "import os, sys\n"
+        "if os.fork() == 0:\n"
+        "    os._exit(0)\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()"
+    )
+    spec = SpawnSpec(python_argv(code), ENV, run_id(), stdin="pipe")
+    recorder = Recorder()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            run = await start_run(nursery, spec, config, registry, recorder)
+            await recorder.wait_for_output(b"ready\n")
+            while not scan_run(run.pid, run.pgid, run.run_id).zombies:  # noqa: ASYNC110
+                await trio.sleep(config.state_poll_max)  # the kernel reports it; bounded
+            membership = scan_run(run.pid, run.pgid, run.run_id, full=True)
+            assert membership.live == {run.pid}
+            assert len(membership.zombies) == 1
+            await run.close_stdin()
+
+
+def test_utf8_helpers() -> None:
+    euro = "€".encode()  # 3 bytes
+    data = b"ab" + euro + b"c"
+    assert utf8_safe_cut(data, 3) == 2
+    assert utf8_safe_cut(data, 4) == 2
+    assert utf8_safe_cut(data, 5) == 5
+    assert utf8_safe_cut(b"\x80\x80\x80\x80\x80", 4) == 4
+    assert incomplete_utf8_tail(b"ab" + euro[:2]) == 2
+    assert incomplete_utf8_tail(b"ab" + euro) == 0
+    assert incomplete_utf8_tail(b"") == 0
