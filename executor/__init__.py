@@ -1,0 +1,1 @@
+"""The daemon and its clients: configuration, logging, the WebSocket server, sessions, the CLI."""

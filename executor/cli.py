@@ -1,0 +1,110 @@
+"""``ccx``: the command line.  ``ccx serve`` starts the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+from cc_executor.executor.config import ConfigError, ServerConfig, config_from_env, validate
+from cc_executor.executor.logs import configure_logging
+from cc_executor.executor.server import VERSION, serve_until_signalled
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="start the daemon",
+        description="Start the cc-executor daemon. Flags override CCX_* environment variables.",
+    )
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1; CCX_HOST)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8003; CCX_PORT)")
+    p.add_argument(
+        "--allow",
+        action="append",
+        metavar="COMMAND",
+        help="allow this command (repeatable); without any, every command is allowed (CCX_ALLOW)",
+    )
+    p.add_argument(
+        "--allow-shell",
+        action="store_true",
+        default=None,
+        help="let requests ask for /bin/sh -c (CCX_ALLOW_SHELL)",
+    )
+    p.add_argument("--max-connections", type=int, help="(CCX_MAX_CONNECTIONS, default 1024)")
+    p.add_argument(
+        "--max-runs-per-connection", type=int, help="(CCX_MAX_RUNS_PER_CONNECTION, default 16)"
+    )
+    p.add_argument("--max-runs", type=int, help="runs in the whole daemon (CCX_MAX_RUNS)")
+    p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        help="largest frame a client may send; bigger closes with 1009 (CCX_MAX_MESSAGE_BYTES)",
+    )
+    p.add_argument(
+        "--term-grace",
+        type=float,
+        help="seconds between SIGTERM and SIGKILL when cancelling (CCX_TERM_GRACE, default 5)",
+    )
+    p.add_argument("--shutdown-grace", type=float, help="(CCX_SHUTDOWN_GRACE, default 10)")
+    p.add_argument(
+        "--pass-env",
+        action="append",
+        metavar="NAME",
+        help="pass this daemon variable to children (repeatable; CCX_PASS_ENV)",
+    )
+    p.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), help="(CCX_LOG_LEVEL)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ccx", description="cc-executor: run long-running commands under real-time control."
+    )
+    parser.add_argument("--version", action="version", version=f"cc-executor {VERSION}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _serve_parser(sub)
+    return parser
+
+
+def serve_config(args: argparse.Namespace) -> ServerConfig:
+    """Flags over the environment over the defaults."""
+    config = config_from_env()
+    changes = {
+        "host": args.host,
+        "port": args.port,
+        "allowed_commands": tuple(args.allow) if args.allow else None,
+        "allow_shell": args.allow_shell,
+        "max_connections": args.max_connections,
+        "max_runs_per_connection": args.max_runs_per_connection,
+        "max_runs": args.max_runs,
+        "max_message_bytes": args.max_message_bytes,
+        "shutdown_grace": args.shutdown_grace,
+        "pass_env": tuple(args.pass_env) if args.pass_env else None,
+        "log_level": args.log_level,
+    }
+    config = attrs.evolve(config, **{k: v for k, v in changes.items() if v is not None})
+    if args.term_grace is not None:
+        config = attrs.evolve(
+            config, supervision=attrs.evolve(config.supervision, term_grace=args.term_grace)
+        )
+    validate(config)
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        try:
+            config = serve_config(args)
+        except ConfigError as exc:
+            print(f"ccx serve: {exc}", file=sys.stderr)
+            return 2
+        configure_logging(config.log_level)
+        trio.run(serve_until_signalled, config)
+        return 0
+    raise AssertionError(f"unhandled command {args.command}")

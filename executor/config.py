@@ -1,0 +1,164 @@
+"""Daemon configuration: every number the executor uses, from flags, environment and defaults.
+
+Precedence is flag > environment (``CCX_*``) > default.  The object is frozen and built once at
+start; nothing reads the environment after that.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import attrs
+
+from cc_executor.supervision.config import SupervisionConfig
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8003
+
+# Variables a child inherits from the daemon unless configured otherwise.  Everything else in the
+# daemon's environment (tokens, API keys, CCX_* settings, CLAUDECODE markers) stays behind.
+DEFAULT_PASS_ENV: tuple[str, ...] = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TERM",
+    "TZ",
+    "TMPDIR",
+)
+
+
+@attrs.frozen
+class ServerConfig:
+    """Everything the daemon needs to know; see ``ccx serve --help`` for the meaning of each."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    paths: tuple[str, ...] = ("/", "/ws/mcp")
+    max_connections: int = 1024
+    max_runs_per_connection: int = 16
+    max_runs: int = 1024
+    max_message_bytes: int = 8 * 1024 * 1024
+    # Output whose JSON would exceed this is sent base64-encoded instead (never above 4/3 of the
+    # chunk), so clients with a 1 MiB frame limit (trio-websocket, websockets) always cope.
+    max_frame_bytes: int = 1024 * 1024
+    receive_buffer_bytes: int = 64 * 1024
+    control_queue: int = 16
+    completed_runs_kept: int = 64
+    allowed_commands: tuple[str, ...] | None = None
+    allow_shell: bool = False
+    pass_env: tuple[str, ...] = DEFAULT_PASS_ENV
+    shutdown_grace: float = 10.0
+    connect_timeout: float = 10.0
+    log_level: str = "info"
+    supervision: SupervisionConfig = attrs.field(factory=SupervisionConfig)
+
+
+class ConfigError(ValueError):
+    """A setting is malformed; the message names it."""
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use 1/0, true/false)")
+
+
+def _env_list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
+    raw = env.get(name)
+    if raw is None:
+        return None
+    return tuple(item for item in raw.split(",") if item)
+
+
+def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
+    """Build the configuration from ``CCX_*`` variables over the defaults."""
+    env = os.environ if env is None else env
+    base = ServerConfig()
+    sup = base.supervision
+    supervision = attrs.evolve(
+        sup,
+        term_grace=_env_float(env, "CCX_TERM_GRACE", sup.term_grace),
+        control_timeout=_env_float(env, "CCX_CONTROL_TIMEOUT", sup.control_timeout),
+        max_chunk=_env_int(env, "CCX_MAX_CHUNK", sup.max_chunk),
+        channel_capacity=_env_int(env, "CCX_CHANNEL_CAPACITY", sup.channel_capacity),
+    )
+    config = attrs.evolve(
+        base,
+        host=env.get("CCX_HOST", base.host),
+        port=_env_int(env, "CCX_PORT", base.port),
+        max_connections=_env_int(env, "CCX_MAX_CONNECTIONS", base.max_connections),
+        max_runs_per_connection=_env_int(
+            env, "CCX_MAX_RUNS_PER_CONNECTION", base.max_runs_per_connection
+        ),
+        max_runs=_env_int(env, "CCX_MAX_RUNS", base.max_runs),
+        max_message_bytes=_env_int(env, "CCX_MAX_MESSAGE_BYTES", base.max_message_bytes),
+        allowed_commands=_env_list(env, "CCX_ALLOW"),
+        allow_shell=_env_bool(env, "CCX_ALLOW_SHELL", base.allow_shell),
+        pass_env=_env_list(env, "CCX_PASS_ENV") or base.pass_env,
+        shutdown_grace=_env_float(env, "CCX_SHUTDOWN_GRACE", base.shutdown_grace),
+        log_level=env.get("CCX_LOG_LEVEL", base.log_level),
+        supervision=supervision,
+    )
+    validate(config)
+    return config
+
+
+def validate(config: ServerConfig) -> None:
+    """Refuse settings that cannot work, naming the setting."""
+    positive_ints: Sequence[tuple[str, int]] = (
+        ("max_connections", config.max_connections),
+        ("max_runs_per_connection", config.max_runs_per_connection),
+        ("max_runs", config.max_runs),
+        ("max_message_bytes", config.max_message_bytes),
+        ("max_frame_bytes", config.max_frame_bytes),
+        ("control_queue", config.control_queue),
+        ("supervision.max_chunk", config.supervision.max_chunk),
+        ("supervision.channel_capacity", config.supervision.channel_capacity),
+    )
+    for name, value in positive_ints:
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive (got {value})")
+    if not 0 <= config.port <= 65535:
+        raise ConfigError(f"port must be 0..65535 (got {config.port})")
+    if config.supervision.term_grace < 0:
+        raise ConfigError("term_grace must not be negative")
+    if config.max_frame_bytes < config.supervision.max_chunk * 4 // 3 + 1024:
+        raise ConfigError("max_frame_bytes must leave room for a base64-encoded max_chunk")
+    if config.log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(
+            f"log_level must be debug, info, warning or error (got {config.log_level})"
+        )
+    for path in config.paths:
+        if not path.startswith("/"):
+            raise ConfigError(f"path {path!r} must start with '/'")

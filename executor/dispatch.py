@@ -1,0 +1,187 @@
+"""One handler per method: turn typed params into an effect on a run and a result.
+
+Handlers raise the protocol's errors (each carries the JSON-RPC error to send back); the session
+sends exactly one reply per request.  Run-targeted handlers reply only once their effect has
+happened: PAUSE when every process of the run is stopped, CANCEL when the run is over.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import trio
+
+from cc_executor.executor.policy import child_environment
+from cc_executor.executor.session import Handled, RunSlot, Session
+from cc_executor.executor.wire import run_status, rung_name
+from cc_executor.protocol import (
+    JSON,
+    ControlParams,
+    ControlTimeout,
+    ExecuteParams,
+    InvalidState,
+    LimitExceeded,
+    ShuttingDown,
+    SignalParams,
+    SpawnFailed,
+    StatusParams,
+    StdinParams,
+    resolve_argv,
+)
+from cc_executor.supervision import ControlTimeout as SupervisionControlTimeout
+from cc_executor.supervision import (
+    InvalidTransition,
+    Run,
+    RunEvent,
+    SpawnError,
+    SpawnSpec,
+    run_process,
+)
+
+if TYPE_CHECKING:
+    from cc_executor.executor.server import Daemon
+
+log = structlog.get_logger()
+
+
+def invalid_state(run: Run, exc: InvalidTransition) -> InvalidState:
+    """The wire error for a control the run's state does not allow."""
+    return InvalidState(f"run {run.run_id}: {exc}", {"run": run.run_id, "state": run.state.value})
+
+
+SessionHandler = Callable[["Daemon", Session, Any], Awaitable[Handled]]
+RunHandler = Callable[["Daemon", Session, RunSlot, Any], Awaitable[Handled]]
+
+
+async def execute(daemon: Daemon, session: Session, params: ExecuteParams) -> Handled:
+    """Spawn a run in the session's nursery; its output flows once the reply is sent."""
+    if daemon.draining:
+        raise ShuttingDown("the daemon is shutting down and accepts no new runs")
+    config = daemon.config
+    if session.live_runs >= config.max_runs_per_connection:
+        raise LimitExceeded(
+            f"this connection already has {session.live_runs} runs "
+            f"(limit max_runs_per_connection={config.max_runs_per_connection})",
+            {"limit": "max_runs_per_connection", "value": config.max_runs_per_connection},
+        )
+    if daemon.live_runs >= config.max_runs:
+        raise LimitExceeded(
+            f"the daemon already has {daemon.live_runs} runs (limit max_runs={config.max_runs})",
+            {"limit": "max_runs", "value": config.max_runs},
+        )
+    argv = resolve_argv(params)
+    env = child_environment(config, params.env)
+    daemon.policy.check(params, argv, env)
+    run_id = daemon.new_run_id()
+    spec = SpawnSpec(argv=argv, env=env, cwd=params.cwd, stdin=params.stdin, run_id=run_id)
+    send, receive = trio.open_memory_channel[RunEvent](config.supervision.channel_capacity)
+    runner = partial(
+        run_process,
+        spec,
+        config.supervision,
+        send,
+        daemon.registry,
+        timeout=params.timeout,
+        idle_timeout=params.idle_timeout,
+    )
+    try:
+        run: Run = await session.nursery.start(runner)
+    except SpawnError as exc:
+        receive.close()  # the runner has closed its end already
+        raise SpawnFailed(exc.message, {"argv0": argv[0]}) from None
+    slot = session.add_run(run, receive)
+    daemon.run_started(session, slot)
+
+    async def follow_up() -> None:
+        await session.start_streaming(slot)
+
+    return Handled(
+        {"status": "started", "run": run.run_id, "pid": run.pid, "pgid": run.pgid},
+        follow_up,
+    )
+
+
+async def status(daemon: Daemon, session: Session, params: StatusParams) -> Handled:
+    """One run's status, or the daemon's when no run is named."""
+    if params.run is None:
+        return Handled(daemon.status())
+    slot = session.find_slot(params.run)
+    return Handled(run_status(slot.run, slot.pump.last_seq, trio.current_time()))
+
+
+async def list_runs(daemon: Daemon, session: Session, params: object) -> Handled:
+    """Every run this connection holds, live and recently finished."""
+    now = trio.current_time()
+    return Handled(
+        {"runs": [run_status(s.run, s.pump.last_seq, now) for s in session.slots.values()]}
+    )
+
+
+async def control(
+    daemon: Daemon, session: Session, slot: RunSlot, params: ControlParams
+) -> Handled:
+    """PAUSE, RESUME or CANCEL, replying once the effect has happened."""
+    run = slot.run
+    try:
+        match params.type:
+            case "PAUSE":
+                await run.pause()
+                return Handled({"status": "paused", "run": run.run_id})
+            case "RESUME":
+                await run.resume()
+                return Handled({"status": "resumed", "run": run.run_id})
+            case _:
+                rung = await run.cancel("cancelled by client")
+                return Handled({"status": "canceled", "run": run.run_id, "rung": rung_name(rung)})
+    except InvalidTransition as exc:
+        raise invalid_state(run, exc) from None
+    except SupervisionControlTimeout as exc:
+        pids: list[JSON] = list(exc.not_stopped)
+        raise ControlTimeout(
+            f"run {run.run_id}: {exc}", {"run": run.run_id, "pids": pids}
+        ) from None
+
+
+async def send_signal(
+    daemon: Daemon, session: Session, slot: RunSlot, params: SignalParams
+) -> Handled:
+    """Deliver a named signal to the run's process group and every process that left it."""
+    run = slot.run
+    number = signal.Signals[params.signal]
+    try:
+        run.send_signal(number)
+    except InvalidTransition as exc:
+        raise invalid_state(run, exc) from None
+    return Handled({"status": "signalled", "run": run.run_id, "signal": params.signal})
+
+
+async def write_stdin(
+    daemon: Daemon, session: Session, slot: RunSlot, params: StdinParams
+) -> Handled:
+    """Write to the child's stdin (waiting while its pipe is full), then close it if asked."""
+    run = slot.run
+    data = params.payload()
+    try:
+        if data:
+            await run.write_stdin(data)
+        if params.eof:
+            await run.close_stdin()
+    except InvalidTransition as exc:
+        raise invalid_state(run, exc) from None
+    return Handled({"status": "written", "run": run.run_id, "bytes": len(data), "eof": params.eof})
+
+
+SESSION_HANDLERS: dict[str, SessionHandler] = {
+    "execute": execute,
+    "status": status,
+    "list": list_runs,
+}
+RUN_HANDLERS: dict[str, RunHandler] = {
+    "control": control,
+    "signal": send_signal,
+    "stdin": write_stdin,
+}

@@ -1,0 +1,379 @@
+"""Helpers shared by the end-to-end tests: a plain JSON-RPC WebSocket client and /proc checks.
+
+The client is deliberately raw — it sees exactly the frames the server sends — and checks the
+protocol's invariants on every frame it receives, so that every end-to-end test also checks
+them: each response answers an id we sent, once; run events have contiguous sequence numbers
+from 1; nothing about a run follows its ``process.completed``.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import orjson
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+from cc_executor.executor.config import ServerConfig
+from cc_executor.executor.server import Daemon, serve
+from cc_executor.supervision.config import SupervisionConfig
+
+
+@attrs.frozen
+class Served:
+    """A daemon served in-process by the test's nursery."""
+
+    daemon: Daemon
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+
+def make_config(**changes: Any) -> ServerConfig:
+    """Loopback, port 0, and a short cancel grace so ladder tests stay quick."""
+    base = ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        supervision=SupervisionConfig(term_grace=1.0, kill_wait=2.0),
+    )
+    return attrs.evolve(base, **changes)
+
+
+async def start_daemon(nursery: trio.Nursery, config: ServerConfig) -> Served:
+    """Serve a daemon in ``nursery``; cancelling the nursery stops it."""
+    daemon, server = await nursery.start(serve, config)
+    return Served(daemon, server.port)
+
+
+RUN_EVENTS = ("process.output", "process.paused", "process.resumed", "process.completed")
+
+
+class RpcError(Exception):
+    """An error response, as the client saw it."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(f"{error['code']}: {error['message']}")
+        self.code: int = error["code"]
+        self.message: str = error["message"]
+        self.data: Any = error.get("data")
+
+
+@attrs.define
+class RunRecord:
+    """Everything one run has sent so far."""
+
+    run: str
+    stdout: bytearray = attrs.field(factory=bytearray)
+    stderr: bytearray = attrs.field(factory=bytearray)
+    events: list[dict[str, Any]] = attrs.field(factory=list)
+    completed: dict[str, Any] | None = None
+    last_seq: int = 0
+
+
+class WireClient:
+    """A JSON-RPC client over one WebSocket that records and checks what it receives."""
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self.ws = ws
+        self._ids = itertools.count(1)
+        self.sent_ids: set[int | str] = set()
+        self.responses: dict[int | str | None, list[dict[str, Any]]] = {}
+        self.runs: dict[str, RunRecord] = {}
+        self.notifications: list[dict[str, Any]] = []
+        self.frames = 0
+
+    # -- receiving -------------------------------------------------------------------------
+
+    async def receive(self) -> Any:
+        """The next frame, parsed and checked."""
+        text = await self.ws.get_message()
+        assert isinstance(text, str), "the server sent a binary frame"
+        message = orjson.loads(text)
+        self.frames += 1
+        for item in message if isinstance(message, list) else [message]:
+            self._absorb(item)
+        return message
+
+    def _absorb(self, message: dict[str, Any]) -> None:
+        assert message.get("jsonrpc") == "2.0", message
+        if "method" in message:
+            assert "id" not in message, f"server sent a request: {message}"
+            self.notifications.append(message)
+            if message["method"] in RUN_EVENTS:
+                self._run_event(message["method"], message["params"])
+            return
+        assert ("result" in message) != ("error" in message), message
+        msg_id = message["id"]
+        if msg_id is not None:
+            assert msg_id in self.sent_ids, f"response to an id never sent: {message}"
+            assert msg_id not in self.responses, f"second response to id {msg_id}: {message}"
+        self.responses.setdefault(msg_id, []).append(message)
+
+    def _run_event(self, method: str, params: dict[str, Any]) -> None:
+        record = self.runs.setdefault(params["run"], RunRecord(params["run"]))
+        assert record.completed is None, f"{method} after process.completed: {params}"
+        assert params["seq"] == record.last_seq + 1, (
+            f"seq {params['seq']} after {record.last_seq} in run {record.run}"
+        )
+        record.last_seq = params["seq"]
+        record.events.append({"method": method, **params})
+        if method == "process.output":
+            data = params["data"]
+            raw = (
+                base64.b64decode(data)
+                if params.get("encoding") == "base64"
+                else data.encode("utf-8")
+            )
+            (record.stdout if params["type"] == "stdout" else record.stderr).extend(raw)
+        elif method == "process.completed":
+            record.completed = params
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def send_raw(self, text: str | bytes) -> None:
+        await self.ws.send_message(text)
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a request and return its response message (error or result)."""
+        msg_id = next(self._ids)
+        self.sent_ids.add(msg_id)
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": msg_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        await self.ws.send_message(orjson.dumps(message).decode())
+        return await self.response(msg_id)
+
+    async def response(self, msg_id: int | str) -> dict[str, Any]:
+        while msg_id not in self.responses:
+            await self.receive()
+        return self.responses[msg_id][0]
+
+    async def call(self, method: str, **params: Any) -> Any:
+        """Send a request; return its result or raise RpcError."""
+        response = await self.request(method, params)
+        if "error" in response:
+            raise RpcError(response["error"])
+        return response["result"]
+
+    async def call_error(self, method: str, **params: Any) -> RpcError:
+        """Send a request that must fail; return its error."""
+        response = await self.request(method, params)
+        assert "error" in response, f"{method} {params} should have failed: {response}"
+        return RpcError(response["error"])
+
+    async def execute(self, **params: Any) -> str:
+        """Start a run and return its id."""
+        result = await self.call("execute", **params)
+        assert result["status"] == "started"
+        return str(result["run"])
+
+    async def wait_completed(self, run: str) -> RunRecord:
+        """Receive until the run's ``process.completed`` has arrived."""
+        while run not in self.runs or self.runs[run].completed is None:
+            await self.receive()
+        return self.runs[run]
+
+    async def wait_output(self, run: str, needle: bytes) -> RunRecord:
+        """Receive until the run's stdout contains ``needle``."""
+        while run not in self.runs or needle not in self.runs[run].stdout:
+            await self.receive()
+        return self.runs[run]
+
+
+@asynccontextmanager
+async def open_client(
+    url: str, *, max_message_size: int = 1024 * 1024
+) -> AsyncIterator[WireClient]:
+    """Connect, check the ``connected`` greeting, and yield a client."""
+    async with open_websocket_url(url, max_message_size=max_message_size) as ws:
+        client = WireClient(ws)
+        greeting = await client.receive()
+        assert greeting["method"] == "connected", greeting
+        yield client
+
+
+# -- a raw WebSocket, for frames no well-behaved library will send ---------------------
+
+
+class RawWebSocket:
+    """A client that writes WebSocket frames by hand and reads the server's frames raw."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buffer = bytearray()
+
+    async def _fill(self, size: int) -> None:
+        while len(self.buffer) < size:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise EOFError("server closed the TCP connection")
+            self.buffer.extend(data)
+
+    async def read_frame(self) -> tuple[int, bytes]:
+        """(opcode, payload) of the next frame from the server (servers never mask)."""
+        await self._fill(2)
+        opcode, length = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F
+        offset = 2
+        if length == 126:
+            await self._fill(4)
+            length, offset = int.from_bytes(self.buffer[2:4], "big"), 4
+        elif length == 127:
+            await self._fill(10)
+            length, offset = int.from_bytes(self.buffer[2:10], "big"), 10
+        await self._fill(offset + length)
+        payload = bytes(self.buffer[offset : offset + length])
+        del self.buffer[: offset + length]
+        return opcode, payload
+
+    async def send_frame(self, opcode: int, payload: bytes) -> None:
+        """One final, masked frame (the mask key is zero, so the payload goes as is)."""
+        header = bytes([0x80 | opcode])
+        if len(payload) < 126:
+            header += bytes([0x80 | len(payload)])
+        elif len(payload) < 65536:
+            header += bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
+        else:
+            header += bytes([0x80 | 127]) + len(payload).to_bytes(8, "big")
+        await self.stream.send_all(header + b"\0\0\0\0" + payload)
+
+
+@asynccontextmanager
+async def open_raw_websocket(port: int, path: str = "/") -> AsyncIterator[RawWebSocket]:
+    """Do the opening handshake by hand and yield the raw connection."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        key = base64.b64encode(os.urandom(16)).decode()
+        await stream.send_all(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        raw = RawWebSocket(stream)
+        while b"\r\n\r\n" not in raw.buffer:
+            await raw._fill(len(raw.buffer) + 1)
+        head, _, rest = bytes(raw.buffer).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        raw.buffer = bytearray(rest)
+        yield raw
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+def proc_stat(pid: int) -> tuple[str, int, int, int] | None:
+    """(state, ppid, pgid, sid) of a process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def zombie_children(parent: int) -> list[int]:
+    """Zombie processes whose parent is ``parent``."""
+    zombies = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            stat = proc_stat(int(name))
+            if stat is not None and stat[0] == "Z" and stat[1] == parent:
+                zombies.append(int(name))
+    return zombies
+
+
+def pids_in_file(path: str) -> list[int]:
+    """Pids a test tree wrote to a file, one per line."""
+    with open(path) as f:
+        return [int(line) for line in f.read().split()]
+
+
+async def wait_until(predicate: Any, bound: float = 10.0, interval: float = 0.01) -> None:
+    """Poll a condition only /proc can tell (a process gone, a file written), with a bound."""
+    with trio.fail_after(bound):
+        while not predicate():  # noqa: ASYNC110 - no event exists for what /proc reports
+            await trio.sleep(interval)
+
+
+# -- the daemon as a real process --------------------------------------------------------
+
+
+@attrs.define
+class DaemonProcess:
+    process: trio.Process
+    port: int
+    stderr_lines: list[str]
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def rss_kib(self) -> int:
+        with open(f"/proc/{self.process.pid}/status") as f:
+            match = re.search(r"VmRSS:\s+(\d+) kB", f.read())
+        assert match is not None
+        return int(match.group(1))
+
+
+@asynccontextmanager
+async def run_daemon(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[DaemonProcess]:
+    """Start ``python -m cc_executor.executor serve --port 0 ...`` and learn its port."""
+    command = [sys.executable, "-m", "cc_executor.executor", "serve", "--port", "0", *args]
+    async with trio.open_nursery() as nursery:
+        process = await trio.lowlevel.open_process(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+        )
+        assert process.stderr is not None
+        lines: list[str] = []
+        port_known = trio.Event()
+        found: list[int] = []
+
+        async def read_logs() -> None:
+            assert process.stderr is not None
+            buffer = b""
+            async for chunk in process.stderr:
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                for line in complete:
+                    lines.append(line.decode(errors="replace"))
+                    if b'"daemon.listening"' in line:
+                        found.append(orjson.loads(line)["ports"][0])
+                        port_known.set()
+
+        nursery.start_soon(read_logs)
+        try:
+            with trio.fail_after(30):
+                await port_known.wait()
+            yield DaemonProcess(process, found[0], lines)
+        finally:
+            with trio.move_on_after(15, shield=True):
+                if process.returncode is None:
+                    process.terminate()
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            nursery.cancel_scope.cancel()
