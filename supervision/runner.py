@@ -166,7 +166,7 @@ async def run_process(
             )
             registry.add(run)
         pidfd = os.pidfd_open(run.pid)
-        log.info("run.started", run_id=run.run_id, pid=run.pid, argv0=spec.argv[0])
+        log.debug("run.started", run_id=run.run_id, pid=run.pid, argv0=spec.argv[0])
         try:
             task_status.started(run)
             outcome = await _supervise(run, spawned, pidfd, config, events, registry)
@@ -181,7 +181,7 @@ async def run_process(
             for pipe in (spawned.stdout, spawned.stderr):
                 pipe.close()
             registry.remove(run)
-    log.info(
+    log.debug(
         "run.completed",
         run_id=run.run_id,
         outcome=repr(outcome),
