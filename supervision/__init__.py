@@ -34,7 +34,12 @@ from cc_executor.supervision.outcome import (
     TimedOut,
 )
 from cc_executor.supervision.pump import OutputPump
-from cc_executor.supervision.reaper import enable_subreaper, reap_orphans, run_reaper
+from cc_executor.supervision.reaper import (
+    ReaperAlreadyRunning,
+    enable_subreaper,
+    reap_orphans,
+    run_reaper,
+)
 from cc_executor.supervision.registry import RunRegistry
 from cc_executor.supervision.run import Run
 from cc_executor.supervision.runner import run_process
@@ -54,6 +59,7 @@ __all__ = [
     "Output",
     "OutputChunk",
     "OutputPump",
+    "ReaperAlreadyRunning",
     "Run",
     "RunEvent",
     "RunRegistry",

@@ -83,16 +83,37 @@ def reap_orphans(registry: RunRegistry) -> list[int]:
     return reaped
 
 
+class ReaperAlreadyRunning(RuntimeError):
+    """A second reaper in one process: SIGCHLD handling is process-wide."""
+
+
+_reaper_running = False
+
+
 async def run_reaper(
     registry: RunRegistry,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Reap adopted orphans on every SIGCHLD, for as long as the task runs."""
-    with trio.open_signal_receiver(signal.SIGCHLD) as signals:
-        task_status.started()
-        reap_orphans(registry)
-        async for _ in signals:
-            # Signals coalesce, so one pass per batch sees every zombie present now.
-            await registry.wait_spawns_settled()
+    """Reap adopted orphans on every SIGCHLD, for as long as the task runs.
+
+    One per process: a signal handler is process-wide, and two receivers that end in the
+    wrong order would leave a dead run's handler installed.
+
+    Raises:
+        ReaperAlreadyRunning: another reaper is running in this process.
+    """
+    global _reaper_running
+    if _reaper_running:
+        raise ReaperAlreadyRunning("a reaper is already running in this process (one daemon each)")
+    _reaper_running = True
+    try:
+        with trio.open_signal_receiver(signal.SIGCHLD) as signals:
+            task_status.started()
             reap_orphans(registry)
+            async for _ in signals:
+                # Signals coalesce, so one pass per batch sees every zombie present now.
+                await registry.wait_spawns_settled()
+                reap_orphans(registry)
+    finally:
+        _reaper_running = False

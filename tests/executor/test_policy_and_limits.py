@@ -32,14 +32,18 @@ async def test_allow_list_refuses_and_names_the_rule(nursery: trio.Nursery, tmp_
     assert not marker.exists()
 
 
-async def test_shell_is_opt_in(nursery: trio.Nursery, tmp_path: Path) -> None:
-    closed = await start_daemon(nursery, make_config())
-    opened = await start_daemon(nursery, make_config(allow_shell=True))
+async def test_shell_is_refused_by_default(nursery: trio.Nursery) -> None:
+    served = await start_daemon(nursery, make_config())
     with trio.fail_after(10):
-        async with open_client(closed.url) as client:
+        async with open_client(served.url) as client:
             exc = await client.call_error("execute", command="echo $((1+2))", shell=True)
             assert exc.code == -32001
             assert exc.data["rule"] == "allow_shell"
+
+
+async def test_shell_when_allowed(nursery: trio.Nursery) -> None:
+    opened = await start_daemon(nursery, make_config(allow_shell=True))
+    with trio.fail_after(10):
         async with open_client(opened.url) as client:
             run = await client.execute(command="echo $((1+2))", shell=True)
             record = await client.wait_completed(run)
