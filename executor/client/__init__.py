@@ -1,0 +1,74 @@
+"""The cc-executor client library: trio-native, over trio-websocket.
+
+    async with open_connection("ws://127.0.0.1:8003/") as conn:
+        run = await conn.execute(["seq", "1", "3"])
+        async for event in run:
+            ...
+
+See docs/client.md. `connection.py` explains the reader and reconnecting, `run.py`
+back-pressure.
+"""
+
+from cc_executor.executor.client.config import DEFAULT_URL, ClientConfig
+from cc_executor.executor.client.connection import Connection, open_connection
+from cc_executor.executor.client.errors import (
+    ClientError,
+    ConnectionLost,
+    ControlTimeoutError,
+    DaemonUnavailable,
+    InternalServerError,
+    InvalidParamsError,
+    InvalidRequestError,
+    InvalidStateError,
+    LimitExceededError,
+    MethodNotFoundError,
+    PolicyRefusedError,
+    ProtocolViolation,
+    RunNotFoundError,
+    ServerError,
+    ShuttingDownError,
+    SpawnFailedError,
+)
+from cc_executor.executor.client.events import (
+    Completed,
+    DaemonStatus,
+    Greeting,
+    Output,
+    Paused,
+    Resumed,
+    RunEvent,
+    RunStatus,
+)
+from cc_executor.executor.client.run import Run
+
+__all__ = [
+    "DEFAULT_URL",
+    "ClientConfig",
+    "ClientError",
+    "Completed",
+    "Connection",
+    "ConnectionLost",
+    "ControlTimeoutError",
+    "DaemonStatus",
+    "DaemonUnavailable",
+    "Greeting",
+    "InternalServerError",
+    "InvalidParamsError",
+    "InvalidRequestError",
+    "InvalidStateError",
+    "LimitExceededError",
+    "MethodNotFoundError",
+    "Output",
+    "Paused",
+    "PolicyRefusedError",
+    "ProtocolViolation",
+    "Resumed",
+    "Run",
+    "RunEvent",
+    "RunNotFoundError",
+    "RunStatus",
+    "ServerError",
+    "ShuttingDownError",
+    "SpawnFailedError",
+    "open_connection",
+]

@@ -1,0 +1,157 @@
+"""The client's exceptions: one class per protocol error code, plus the connection's own.
+
+A `ServerError` is a JSON-RPC error reply; its class says which code (`RunNotFoundError` for
+-32002, ...), `message` is the server's text, `data` its error data. The table is built from
+the protocol's own `ErrorCode`, so a code the protocol adds without a class here still raises a
+`ServerError` with that code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from cc_executor.protocol import ErrorCode
+
+
+class ClientError(Exception):
+    """Anything the client library raises on purpose."""
+
+
+class DaemonUnavailable(ClientError):
+    """No daemon answered at the URL (refused, unreachable, not a WebSocket, too slow)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"no cc-executor daemon at {url} ({reason})")
+        self.url = url
+        self.reason = reason
+
+
+class ConnectionLost(ClientError):
+    """The connection ended while a request or a run's stream still needed it."""
+
+
+class ProtocolViolation(ClientError):
+    """The server sent something the protocol does not allow (a daemon bug)."""
+
+
+class ServerError(ClientError):
+    """An error reply; `code`, `message` and `data` are the server's."""
+
+    code: int = 0  # the class's code; instances carry the code actually received
+    codes: ClassVar[tuple[ErrorCode, ...]] = ()
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidRequestError(ServerError):
+    """The server could not read our message (-32700, -32600): a client bug."""
+
+    codes = (ErrorCode.PARSE_ERROR, ErrorCode.INVALID_REQUEST)
+
+
+class MethodNotFoundError(ServerError):
+    """The daemon does not know the method (an older daemon?)."""
+
+    codes = (ErrorCode.METHOD_NOT_FOUND,)
+
+
+class InvalidParamsError(ServerError):
+    """The params do not fit the method; `data` says where."""
+
+    codes = (ErrorCode.INVALID_PARAMS,)
+
+
+class InternalServerError(ServerError):
+    """The daemon failed (a daemon bug); it closes the session."""
+
+    codes = (ErrorCode.INTERNAL_ERROR,)
+
+
+class PolicyRefusedError(ServerError):
+    """Refused by the daemon's policy; `rule` names the rule (`allowed_commands`, ...)."""
+
+    codes = (ErrorCode.POLICY_REFUSED,)
+
+    @property
+    def rule(self) -> str | None:
+        return _field(self.data, "rule")
+
+
+class RunNotFoundError(ServerError):
+    """No such run (or none visible to this connection)."""
+
+    codes = (ErrorCode.RUN_NOT_FOUND,)
+
+
+class LimitExceededError(ServerError):
+    """A connection, run or quota limit; `limit` names it."""
+
+    codes = (ErrorCode.LIMIT_EXCEEDED,)
+
+    @property
+    def limit(self) -> str | None:
+        return _field(self.data, "limit")
+
+
+class InvalidStateError(ServerError):
+    """The run's state does not allow that (pause a paused run, anything on a finished one)."""
+
+    codes = (ErrorCode.INVALID_STATE,)
+
+    @property
+    def state(self) -> str | None:
+        return _field(self.data, "state")
+
+
+class SpawnFailedError(ServerError):
+    """The process could not be started; the message says why."""
+
+    codes = (ErrorCode.SPAWN_FAILED,)
+
+
+class ControlTimeoutError(ServerError):
+    """Processes did not reach the requested state in time."""
+
+    codes = (ErrorCode.CONTROL_TIMEOUT,)
+
+
+class ShuttingDownError(ServerError):
+    """The daemon is draining and takes no new runs."""
+
+    codes = (ErrorCode.SHUTTING_DOWN,)
+
+
+def _field(data: Any, name: str) -> str | None:
+    value = data.get(name) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+ERROR_CLASSES: dict[int, type[ServerError]] = {
+    int(code): cls
+    for cls in (
+        InvalidRequestError,
+        MethodNotFoundError,
+        InvalidParamsError,
+        InternalServerError,
+        PolicyRefusedError,
+        RunNotFoundError,
+        LimitExceededError,
+        InvalidStateError,
+        SpawnFailedError,
+        ControlTimeoutError,
+        ShuttingDownError,
+    )
+    for code in cls.codes
+}
+
+
+def server_error(code: int, message: str, data: Any = None) -> ServerError:
+    """The exception for an error reply."""
+    return ERROR_CLASSES.get(code, ServerError)(code, message, data)
