@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 
 import attrs
 
@@ -73,3 +74,29 @@ def environ_contains(pid: int, entry: bytes) -> bool:
 def all_pids() -> list[int]:
     """Every process id currently listed in /proc."""
     return [int(name) for name in os.listdir(PROC) if name.isdigit()]
+
+
+# Where a vfork() parent waits for its child to exec or exit (/proc/<pid>/wchan), and the
+# syscalls it waits inside (/proc/<pid>/syscall), for kernels that hide wchan.
+_VFORK_WCHANS = frozenset({"kernel_clone", "wait_for_vfork_done", "_do_fork", "do_fork"})
+_VFORK_SYSCALLS = {"x86_64": frozenset({56, 58, 435}), "aarch64": frozenset({220, 435})}.get(
+    platform.machine(), frozenset()
+)
+
+
+def in_vfork_wait(pid: int) -> bool:
+    """True when the process is blocked in vfork() until its child execs or exits.
+
+    Shells such as dash vfork external commands.  If SIGSTOP reaches the child between vfork
+    and exec, the parent stays in state D, unable to run until the child moves: it is frozen,
+    though /proc never shows it as stopped.
+    """
+    try:
+        with open(f"/proc/{pid}/wchan", "rb") as f:
+            if f.read().decode(errors="replace") in _VFORK_WCHANS:
+                return True
+        with open(f"/proc/{pid}/syscall", "rb") as f:
+            number = f.read().split(b" ", 1)[0]
+    except OSError:
+        return False
+    return number.isdigit() and int(number) in _VFORK_SYSCALLS

@@ -46,7 +46,8 @@ def _reached(pid: int, until: Until) -> bool:
     if stat is None or stat.is_zombie:
         return True
     if until is Until.STOPPED:
-        return stat.state in ("T", "t")
+        # A vfork() parent whose child was stopped before its exec cannot run either.
+        return stat.state in ("T", "t") or (stat.state == "D" and procfs.in_vfork_wait(pid))
     if until is Until.CONTINUED:
         return stat.state != "T"
     return False
