@@ -1,4 +1,4 @@
-"""``ccx``: the command line.  ``ccx serve`` starts the daemon."""
+"""``ccx``: the command line.  ``ccx serve`` starts the daemon; the rest are its clients."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
+from cc_executor.executor.client.commands import add_client_parsers, run_client_command
 from cc_executor.executor.config import ConfigError, ServerConfig, config_from_env, validate
 from cc_executor.executor.logs import configure_logging
 from cc_executor.executor.server import VERSION, serve_until_signalled
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cc-executor {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(sub)
+    add_client_parsers(sub)
     return parser
 
 
@@ -107,4 +109,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(config.log_level)
         trio.run(serve_until_signalled, config)
         return 0
-    raise AssertionError(f"unhandled command {args.command}")
+    return run_client_command(args)

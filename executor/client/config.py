@@ -29,3 +29,17 @@ class ClientConfig:
     reconnect_delay_max: float = 3.0
     # Also pass the token as `?token=` (for proxies that drop the Authorization header).
     token_in_query: bool = False
+
+
+@attrs.frozen
+class CommandLineConfig:
+    """The numbers `ccx` uses on top of the connection's."""
+
+    connection: ClientConfig = attrs.field(factory=ClientConfig)
+    # Seconds between redraws of the status line.
+    status_interval: float = 0.25
+    # Bytes read from our stdin per `stdin` request.
+    stdin_chunk: int = 64 * 1024
+    # Exit status of `ccx run` when ccx itself fails (like `docker run`); a spawn failure is 127.
+    own_failure_status: int = 125
+    spawn_failure_status: int = 127

@@ -312,8 +312,7 @@ class Connection:
         except trio.TooSlowError:
             raise DaemonUnavailable(self.url, "timed out connecting") from None
         except (OSError, HandshakeError) as exc:
-            cause = exc.__cause__ or exc.__context__ or exc
-            raise DaemonUnavailable(self.url, str(cause) or type(cause).__name__) from None
+            raise DaemonUnavailable(self.url, _reason(exc)) from None
         for message in parse_frame(frame):
             await self._dispatch(message)
         if self._greeting is None:
@@ -433,6 +432,21 @@ async def open_connection(
         if sole is None:
             raise
         raise sole from None
+
+
+def _reason(exc: BaseException) -> str:
+    """The most telling words for a failed connect: the OS's ("Connection refused")."""
+    seen: list[BaseException] = [exc]
+    while seen:
+        current = seen.pop(0)
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        if isinstance(current, BaseExceptionGroup):
+            seen.extend(current.exceptions)
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                seen.append(linked)
+    return str(exc) or type(exc).__name__
 
 
 def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
