@@ -127,6 +127,10 @@ class Run:
         assert self.outcome is not None
         return self.outcome
 
+    async def wait_ending(self) -> None:
+        """Wait until every process of the run is gone (its output may still be draining)."""
+        await self._ended.wait()
+
     async def pause(self) -> None:
         """Stop every process of the run; return once all of them are stopped.
 

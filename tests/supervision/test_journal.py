@@ -1,0 +1,297 @@
+"""The run journal: records round-trip, torn tails are cut, quotas hold, cursors follow live."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cc_executor.supervision.events import (
+    Completed,
+    CompletedEvent,
+    Output,
+    RunState,
+    SequencedEvent,
+    StateEvent,
+)
+from cc_executor.supervision.journal import (
+    MAGIC,
+    Cursor,
+    Gap,
+    Journal,
+    JournalConfig,
+    JournalError,
+    Meta,
+    Replayed,
+    boot_id,
+    compact,
+)
+from cc_executor.supervision.leftovers import find_leftovers, kill_leftovers
+from cc_executor.supervision.marker import RUN_ID_VAR
+from cc_executor.supervision.outcome import Cancelled, Exited, Lost, Rung, Signalled, TimedOut
+
+FAST = JournalConfig(fsync="never")
+
+
+def meta(quota: int = 1 << 30, policy: str = "block", run_id: str = "r1") -> Meta:
+    return Meta(
+        run_id=run_id,
+        pid=4242,
+        pgid=4242,
+        argv=("seq", "1", "ünïcode arg"),
+        started_wall=time.time(),
+        boot_id=boot_id(),
+        quota_bytes=quota,
+        quota_policy="gap" if policy == "gap" else "block",
+    )
+
+
+def done(seq: int, outcome: object = None) -> CompletedEvent:
+    return CompletedEvent(
+        seq=seq,
+        completed=Completed(
+            outcome=Exited(0) if outcome is None else outcome,  # type: ignore[arg-type]
+            stdout_bytes=3,
+            stderr_bytes=1,
+            duration=1.25,
+        ),
+    )
+
+
+EVENTS: list[SequencedEvent] = [
+    Output(seq=1, stream="stdout", data=b"a\n"),
+    Output(seq=2, stream="stderr", data=b"\xff"),
+    StateEvent(seq=3, state=RunState.PAUSED),
+    StateEvent(seq=4, state=RunState.RUNNING),
+    Output(seq=5, stream="stdout", data=b"b"),
+    done(6),
+]
+
+
+async def write(path: Path, events: list[SequencedEvent], **kw: object) -> Journal:
+    journal = Journal.create(str(path), meta(**kw), FAST)  # type: ignore[arg-type]
+    for event in events:
+        await journal.deliver(event)
+    return journal
+
+
+def read_all(journal: Journal, from_seq: int = 0) -> list[Replayed]:
+    with journal.cursor(from_seq) as cursor:
+        entries = []
+        while (entry := cursor.read_nowait()) is not None:
+            entries.append(entry)
+        return entries
+
+
+async def test_round_trip_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    journal = await write(path, EVENTS)
+    await journal.close()
+    assert read_all(journal) == EVENTS
+    assert read_all(journal, 3) == EVENTS[3:]
+    reopened = Journal.open(str(path), FAST)
+    assert reopened is not None
+    assert reopened.meta == journal.meta
+    assert reopened.last_seq == 6
+    assert reopened.completed == EVENTS[-1]
+    assert (reopened.stdout_bytes, reopened.stderr_bytes) == (3, 1)
+    assert reopened.truncated_bytes == 0
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        Exited(3),
+        Signalled(9),
+        Cancelled(reason="by client", rung=Rung.SIGKILL, exit=Signalled(9)),
+        TimedOut(kind="idle", rung=Rung.SIGTERM, exit=Exited(0)),
+        Lost(reason="daemon restarted"),
+    ],
+)
+async def test_every_outcome_round_trips(tmp_path: Path, outcome: object) -> None:
+    journal = await write(tmp_path / "j", [done(1, outcome)])
+    await journal.close()
+    reopened = Journal.open(journal.path, FAST)
+    assert reopened is not None
+    assert reopened.completed == done(1, outcome)
+
+
+async def test_a_torn_tail_is_truncated_never_misread(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    journal = await write(path, EVENTS[:5])
+    whole = journal.committed
+    await journal.close()
+    # A crash in the middle of appending the completion: half of its record is on disk.
+    record_start = path.read_bytes()
+    journal2 = await write(tmp_path / "k", EVENTS)
+    await journal2.close()
+    tail = (tmp_path / "k").read_bytes()[whole:]
+    path.write_bytes(record_start + tail[: len(tail) // 2])
+    reopened = Journal.open(str(path), FAST)
+    assert reopened is not None
+    assert reopened.truncated_bytes == len(tail) // 2
+    assert reopened.last_seq == 5
+    assert reopened.completed is None
+    assert path.stat().st_size == whole
+    # Still locked by us (no completion): nobody else may recover it at the same time.
+    assert Journal.open(str(path), FAST) is None
+
+
+async def test_a_corrupt_last_record_is_cut(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    journal = await write(path, EVENTS)
+    await journal.close()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # the CRC of the completion record no longer matches
+    path.write_bytes(bytes(data))
+    reopened = Journal.open(str(path), FAST)
+    assert reopened is not None
+    assert reopened.completed is None
+    assert reopened.last_seq == 5
+    assert reopened.truncated_bytes > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(0, 10_000), flip=st.booleans())
+def test_any_cut_reads_a_prefix(
+    tmp_path_factory: pytest.TempPathFactory, cut: int, flip: bool
+) -> None:
+    directory = tmp_path_factory.mktemp("cut")
+
+    async def main() -> None:
+        full = await write(directory / "full", EVENTS)
+        await full.close()
+        data = bytearray((directory / "full").read_bytes())
+        size = len(MAGIC) + 60 + cut % max(1, len(data) - len(MAGIC) - 60)
+        data = data[:size]
+        if flip and len(data) > 100:
+            data[-1] ^= 0x55
+        (directory / "cut").write_bytes(bytes(data))
+        try:
+            reopened = Journal.open(str(directory / "cut"), FAST)
+        except JournalError:
+            return  # the META record itself was torn: not a journal, said so
+        assert reopened is not None
+        entries = read_all(reopened)
+        assert entries == EVENTS[: len(entries)]
+        await reopened.close()
+
+    trio.run(main)
+
+
+async def test_open_refuses_a_journal_a_live_writer_holds(tmp_path: Path) -> None:
+    journal = await write(tmp_path / "j", EVENTS[:2])
+    assert Journal.open(journal.path, FAST) is None
+    await journal.close()
+    assert Journal.open(journal.path, FAST) is not None
+
+
+async def test_not_a_journal(tmp_path: Path) -> None:
+    (tmp_path / "x").write_bytes(b"hello world")
+    with pytest.raises(JournalError):
+        Journal.open(str(tmp_path / "x"), FAST)
+
+
+async def test_gap_policy_stops_recording_output_with_a_marker(tmp_path: Path) -> None:
+    big = [Output(seq=i, stream="stdout", data=b"x" * 100) for i in range(1, 11)]
+    events: list[SequencedEvent] = [*big, StateEvent(seq=11, state=RunState.PAUSED), done(12)]
+    journal = await write(tmp_path / "j", events, quota=700, policy="gap")
+    await journal.close()
+    assert journal.committed < 700 + 200
+    entries = read_all(journal)
+    gap_at = next(i for i, e in enumerate(entries) if isinstance(e, Gap))
+    assert all(isinstance(e, Output) for e in entries[:gap_at])
+    assert entries[gap_at] == Gap(seq=gap_at + 1, reason="journal quota reached")
+    assert entries[gap_at + 1 :] == events[-2:]
+    # Attaching from inside the gap: the gap is announced from the first missing seq.
+    assert read_all(journal, gap_at + 2)[0] == Gap(seq=gap_at + 3, reason="journal quota reached")
+    assert read_all(journal, 11) == [events[-1]]
+
+
+def blocked(journal: Journal) -> bool:
+    return journal.blocked
+
+
+async def test_block_policy_waits_until_unblocked(tmp_path: Path) -> None:
+    probe = Journal.create(str(tmp_path / "h"), meta(), FAST)
+    head = probe.committed
+    await probe.close()
+    journal = Journal.create(str(tmp_path / "j"), meta(quota=head + 150), FAST)
+    with trio.fail_after(5):
+        await journal.deliver(Output(seq=1, stream="stdout", data=b"x" * 100))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(journal.deliver, Output(seq=2, stream="stdout", data=b"y" * 300))
+            await trio.testing.wait_all_tasks_blocked()
+            assert blocked(journal)
+            assert journal.last_seq == 1
+            journal.unblock()
+        assert not blocked(journal)
+        assert journal.gap == Gap(seq=2, reason="journal quota reached; the run is ending")
+        await journal.deliver(done(3))
+    await journal.close()
+    assert read_all(journal)[-1] == done(3)
+
+
+async def test_cursor_follows_a_live_journal(tmp_path: Path) -> None:
+    journal = Journal.create(str(tmp_path / "j"), meta(), FAST)
+    received: list[Replayed] = []
+
+    async def follow(cursor: Cursor) -> None:
+        with cursor:
+            while (entry := await cursor.read()) is not None:
+                received.append(entry)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow, journal.cursor(0))
+            for event in EVENTS:
+                await trio.testing.wait_all_tasks_blocked()
+                await journal.deliver(event)
+            await journal.close()
+    assert received == EVENTS
+
+
+async def test_compaction_keeps_meta_and_completion(tmp_path: Path) -> None:
+    journal = await write(tmp_path / "j", EVENTS)
+    await journal.close()
+    old_reader = journal.cursor(0)
+    compact(journal)
+    assert journal.removed is not None
+    assert (journal.removed.first, journal.removed.last) == (1, 5)
+    assert read_all(journal, 5) == [EVENTS[-1]]
+    reopened = Journal.open(journal.path, FAST)
+    assert reopened is not None
+    assert reopened.removed == journal.removed
+    assert reopened.completed == EVENTS[-1]
+    # A reader opened before the compaction still reads the old file whole.
+    with old_reader:
+        assert [old_reader.read_nowait() for _ in EVENTS] == EVENTS
+
+
+def test_leftovers_are_found_by_marker_and_killed(run_id: object) -> None:
+    rid = run_id()  # type: ignore[operator]
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        env={**os.environ, RUN_ID_VAR: rid},
+        start_new_session=True,
+    )
+    try:
+        started = time.time() - 5
+        for _ in range(1000):  # the child may not have exec'd with its environment yet
+            if process.pid in find_leftovers(rid, process.pid, started):
+                break
+            time.sleep(0.01)
+        assert process.pid in kill_leftovers(rid, process.pid, started)
+        assert process.wait(10) == -9
+        assert find_leftovers(rid, process.pid, started) == set()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
