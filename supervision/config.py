@@ -11,6 +11,9 @@ class SupervisionConfig:
 
     Attributes:
         term_grace: seconds between SIGTERM and SIGKILL on the cancel ladder.
+        interrupt_grace: when set, the ladder starts with SIGINT to the process group and
+            waits this long for every member to be gone before SIGTERM (Claude Code then
+            writes its `result` and ends its own tools); None: the ladder starts at SIGTERM.
         kill_wait: seconds to wait for the tree to be gone after SIGKILL.
         control_timeout: seconds pause/resume may wait for every member to reach the state.
         read_size: bytes asked for per read() on a stdout/stderr pipe.
@@ -24,6 +27,7 @@ class SupervisionConfig:
     """
 
     term_grace: float = 5.0
+    interrupt_grace: float | None = None
     kill_wait: float = 2.0
     control_timeout: float = 5.0
     read_size: int = 256 * 1024

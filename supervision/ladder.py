@@ -1,5 +1,10 @@
 """The termination ladder: SIGTERM to everything, a grace period, then SIGKILL to whatever is left.
 
+Optionally (config.interrupt_grace) an interrupt rung comes first: SIGINT to the process group
+only, as a terminal's Ctrl-C would send it, then a wait for every member to be gone.  A program
+that cleans up on SIGINT (Claude Code writes its `result` and kills the tools it started in
+their own sessions) can then end properly; whatever it leaves goes down the usual rungs.
+
 Every rung includes the sweep of members that left the process group (signalling.drive), so a
 descendant that called setsid() is ended like the rest.  A rung is over when every member is
 gone (dead or a zombie), not when the signal was sent.
@@ -14,9 +19,12 @@ import trio
 
 from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.outcome import Rung
-from cc_executor.supervision.signalling import Target, Until, drive
+from cc_executor.supervision.signalling import Target, Until, drive, kill_group, signal_outsiders
 
 log = structlog.get_logger()
+
+# Signal 0 is delivered to nobody: `drive` with it only waits for the members to be gone.
+_WAIT_ONLY = 0
 
 
 async def terminate(target: Target, config: SupervisionConfig, *, was_paused: bool) -> Rung:
@@ -25,6 +33,10 @@ async def terminate(target: Target, config: SupervisionConfig, *, was_paused: bo
     Args:
         was_paused: the run is stopped, so SIGCONT follows SIGTERM to let it act on it.
     """
+    if config.interrupt_grace is not None and await _interrupt(
+        target, config, config.interrupt_grace, was_paused=was_paused
+    ):
+        return Rung.SIGINT
     left = await drive(
         target,
         signal.SIGTERM,
@@ -38,6 +50,27 @@ async def terminate(target: Target, config: SupervisionConfig, *, was_paused: bo
     log.info("ladder.sigkill", pgid=target.pgid, pids=sorted(left))
     await kill(target, config)
     return Rung.SIGKILL
+
+
+async def _interrupt(
+    target: Target, config: SupervisionConfig, grace: float, *, was_paused: bool
+) -> bool:
+    """SIGINT to the group; True if every member was gone within `grace`."""
+    kill_group(target.pgid, signal.SIGINT)
+    if was_paused:
+        # Stopped processes act on SIGINT only once continued; continue every member.
+        kill_group(target.pgid, signal.SIGCONT)
+        signal_outsiders(target, target.members(), signal.SIGCONT)
+    left = await drive(
+        target,
+        _WAIT_ONLY,
+        Until.GONE,
+        deadline=trio.current_time() + grace,
+        config=config,
+    )
+    if left:
+        log.info("ladder.sigint_survivors", pgid=target.pgid, pids=sorted(left))
+    return not left
 
 
 async def kill(target: Target, config: SupervisionConfig) -> bool:

@@ -11,6 +11,7 @@ import attrs
 class Rung(enum.Enum):
     """The step of the termination ladder at which every process of a run was gone."""
 
+    SIGINT = "SIGINT"  # only on a ladder with an interrupt rung (SupervisionConfig)
     SIGTERM = "SIGTERM"
     SIGKILL = "SIGKILL"
 
