@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import os
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -439,8 +440,8 @@ def _reason(exc: BaseException) -> str:
     seen: list[BaseException] = [exc]
     while seen:
         current = seen.pop(0)
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror
+        if isinstance(current, OSError) and current.errno:
+            return os.strerror(current.errno).lower()
         if isinstance(current, BaseExceptionGroup):
             seen.extend(current.exceptions)
         for linked in (current.__cause__, current.__context__):
