@@ -1,0 +1,6 @@
+"""The side-by-side benchmark of issue 3: the daemon against the raw pipe, in one run.
+
+`python -m bench` (or `./dev bench`) starts a daemon, measures each workload W1-W5 against the
+raw pipe on the same machine, and writes docs/benchmarks.md.  Every loop is bounded; the client
+runs in its own process so its CPU time is measured apart from the daemon's.
+"""

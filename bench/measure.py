@@ -1,0 +1,206 @@
+"""One run of each workload: the raw pipe, then a fresh daemon measured from /proc while the
+client process drives it.  Each function returns the run's figures as a flat dict."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import orjson
+
+from bench import procfs
+from bench.daemon import Daemon, running_daemon
+from bench.pipe import read_pipe
+from bench.stats import percentile
+from bench.streams import firehose_argv
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT_BOUND = 180.0
+RSS_SAMPLE = 0.2  # seconds between RSS samples in W3
+LINE = "x" * 63  # W1: 64-byte lines
+MB = 1e6
+
+
+@attrs.frozen
+class Sizes:
+    """How big each workload is; --quick shrinks them."""
+
+    w1_bytes: int = 200_000_000
+    w2_lines: int = 2_000_000
+    w3_seconds: float = 20.0
+    w3_rate: float = 1e6
+    w4_cycles: int = 20
+    w5_connections: int = 1000
+    w5_lines: int = 1000
+
+
+QUICK = Sizes(
+    w1_bytes=20_000_000,
+    w2_lines=200_000,
+    w3_seconds=3.0,
+    w4_cycles=5,
+    w5_connections=100,
+)
+
+
+def start_client(daemon: Daemon, workload: str, **args: Any) -> subprocess.Popen[bytes]:
+    spec = orjson.dumps({"workload": workload, "port": daemon.port, **args})
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.client", spec.decode()],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def finish_client(process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    try:
+        out, _ = process.communicate(timeout=CLIENT_BOUND)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    if process.returncode != 0:
+        raise RuntimeError(f"the benchmark client failed (exit {process.returncode})")
+    result: dict[str, Any] = orjson.loads(out)
+    return result
+
+
+def run_client(daemon: Daemon, workload: str, **args: Any) -> dict[str, Any]:
+    return finish_client(start_client(daemon, workload, **args))
+
+
+def w1_firehose(sizes: Sizes) -> dict[str, Any]:
+    argv = firehose_argv(sizes.w1_bytes, LINE)
+    raw = read_pipe(argv, 1024 * 1024)
+    py64 = read_pipe(argv, 64 * 1024)
+    raw_mbps = raw.bytes / raw.seconds / MB
+    with running_daemon() as daemon:
+        procfs.reset_peak_rss(daemon.pid)
+        cpu = procfs.cpu_seconds(daemon.pid)
+        client = run_client(daemon, "W1", total_bytes=sizes.w1_bytes, line=LINE)
+        daemon_cpu = procfs.cpu_seconds(daemon.pid) - cpu
+        peak = procfs.peak_rss_kib(daemon.pid)
+    per_100mb = 100 * MB / client["bytes"]
+    return {
+        "raw_mbps": raw_mbps,
+        "py64_mbps": py64.bytes / py64.seconds / MB,
+        "py64_ratio": py64.bytes / py64.seconds / MB / raw_mbps,
+        "mbps": client["mb_per_s"],
+        "ratio": client["mb_per_s"] / raw_mbps,
+        "bytes_ok": client["bytes"] == sizes.w1_bytes and client["seq_errors"] == 0,
+        "daemon_cpu_per_100mb": daemon_cpu * per_100mb,
+        "client_cpu_per_100mb": client["client_cpu"] * per_100mb,
+        "daemon_cpu": daemon_cpu,
+        "client_cpu": client["client_cpu"],
+        "peak_rss_mb": peak / 1024,
+    }
+
+
+def w2_integrity(sizes: Sizes) -> dict[str, Any]:
+    raw = read_pipe(["seq", "1", str(sizes.w2_lines)], 1024 * 1024)
+    raw_lps = sizes.w2_lines / raw.seconds
+    with running_daemon() as daemon:
+        cpu = procfs.cpu_seconds(daemon.pid)
+        client = run_client(daemon, "W2", count=sizes.w2_lines)
+        daemon_cpu = procfs.cpu_seconds(daemon.pid) - cpu
+    return {
+        "raw_lps": raw_lps,
+        "lps": client["lines_per_s"],
+        "ratio": client["lines_per_s"] / raw_lps,
+        "lost": client["lost"],
+        "duplicated": client["duplicated"],
+        "reordered": client["reordered"],
+        "malformed": client["malformed"] + client["seq_errors"] + client["stderr_bytes"],
+        "exact": client["exact"],
+        "daemon_cpu": daemon_cpu,
+        "client_cpu": client["client_cpu"],
+    }
+
+
+def w3_slow_client(sizes: Sizes) -> dict[str, Any]:
+    with running_daemon() as daemon, tempfile.TemporaryDirectory() as tmp:
+        baseline = procfs.rss_kib(daemon.pid)
+        started = time.monotonic()
+        samples: list[tuple[float, int]] = []
+        process = start_client(
+            daemon,
+            "W3",
+            flood_seconds=sizes.w3_seconds,
+            rate=sizes.w3_rate,
+            tally=os.path.join(tmp, "produced"),
+        )
+        # Bounded: the client has its own bound, and CLIENT_BOUND ends the wait regardless.
+        while process.poll() is None and time.monotonic() - started < CLIENT_BOUND:
+            samples.append((time.monotonic() - started, procfs.rss_kib(daemon.pid)))
+            time.sleep(RSS_SAMPLE)
+        client = finish_client(process)
+    flood = [rss for t, rss in samples if t <= sizes.w3_seconds]
+    warm = [rss for t, rss in samples if 2.0 <= t <= sizes.w3_seconds] or flood
+    return {
+        "rss_growth_mb": (max(rss for _, rss in samples) - baseline) / 1024,
+        "rss_growth_after_2s_mb": (max(warm) - warm[0]) / 1024,
+        "baseline_rss_mb": baseline / 1024,
+        "samples": len(samples),
+        "produced_mb": client["produced"] / MB,
+        "delivered_mb": client["delivered"] / MB,
+        "dropped": client["dropped"],
+        "slow_rate_mbps": client["slow_rate"] / MB,
+        "client_cpu": client["client_cpu"],
+    }
+
+
+def w4_control(sizes: Sizes) -> dict[str, Any]:
+    with running_daemon() as daemon:
+        cpu = procfs.cpu_seconds(daemon.pid)
+        client = run_client(daemon, "W4", cycles=sizes.w4_cycles, line=LINE)
+        daemon_cpu = procfs.cpu_seconds(daemon.pid) - cpu
+    ms = 1000.0
+    figures: dict[str, Any] = {
+        "cycles": sizes.w4_cycles,
+        "members": client["members"],
+        "stopped_at_reply": client["stopped_at_reply"],
+        "cancel_ms": client["cancel_completed"] * ms,
+        "daemon_cpu": daemon_cpu,
+        "client_cpu": client["client_cpu"],
+    }
+    for key in ("pause_reply", "pause_stopped", "resume_reply", "resume_first_output"):
+        figures[f"{key}_p50_ms"] = percentile(client[key], 50) * ms
+        figures[f"{key}_p99_ms"] = percentile(client[key], 99) * ms
+    after = client["bytes_after_pause_reply"]
+    figures["after_pause_p50_kb"] = percentile(after, 50) / 1e3
+    figures["after_pause_p99_kb"] = percentile(after, 99) / 1e3
+    return figures
+
+
+def w5_concurrency(sizes: Sizes) -> dict[str, Any]:
+    with running_daemon() as daemon:
+        cpu = procfs.cpu_seconds(daemon.pid)
+        client = run_client(daemon, "W5", connections=sizes.w5_connections, count=sizes.w5_lines)
+        daemon_cpu = procfs.cpu_seconds(daemon.pid) - cpu
+        peak = procfs.peak_rss_kib(daemon.pid)
+    return {
+        "connections": client["connections"],
+        "successes": client["successes"],
+        "errors": client["errors"],
+        "wall_s": client["wall"],
+        "runs_per_s": client["runs_per_s"],
+        "peak_rss_mb": peak / 1024,
+        "daemon_cpu": daemon_cpu,
+        "client_cpu": client["client_cpu"],
+    }
+
+
+WORKLOADS = {
+    "W1": w1_firehose,
+    "W2": w2_integrity,
+    "W3": w3_slow_client,
+    "W4": w4_control,
+    "W5": w5_concurrency,
+}

@@ -1,0 +1,244 @@
+"""docs/benchmarks.md: the machine, the date, the commit, every figure as median [min-max]."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+from bench.measure import ROOT, Sizes
+from bench.stats import spread
+
+Runs = list[dict[str, Any]]
+ANALYSIS = ROOT / "bench" / "analysis.md"
+
+
+def _machine() -> str:
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    versions = ", ".join(
+        f"{name} {metadata.version(name)}"
+        for name in ("trio", "trio-websocket", "wsproto", "orjson")
+    )
+    return (
+        f"{model}, {os.cpu_count()} cores, {mem_kib / 2**20:.1f} GiB RAM; "
+        f"Linux {platform.release()}; Python {platform.python_version()}; {versions}"
+    )
+
+
+def _commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    dirty = git(
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        "bench",
+        "protocol",
+        "supervision",
+        "executor",
+    )
+    return commit + (" (with uncommitted changes to the measured code)" if dirty else "")
+
+
+def _col(runs: Runs, key: str, fmt: str = "{:.1f}") -> str:
+    return spread([float(run[key]) for run in runs], fmt)
+
+
+def _all(runs: Runs, key: str) -> str:
+    values = [run[key] for run in runs]
+    return " / ".join(str(v) for v in values)
+
+
+def _target(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def _w1(runs: Runs, sizes: Sizes) -> tuple[list[str], list[tuple[str, bool]]]:
+    rows = [
+        f"### W1 firehose — `yes <63 chars> | head -c {sizes.w1_bytes}`",
+        "",
+        "| | MB/s | ratio to raw pipe | CPU s per 100 MB | peak RSS MB |",
+        "|---|---|---|---|---|",
+        f"| raw pipe (1 MiB reads) | {_col(runs, 'raw_mbps', '{:.0f}')} | 1 | | |",
+        f"| Python, 64 KiB reads | {_col(runs, 'py64_mbps', '{:.0f}')} | "
+        f"{_col(runs, 'py64_ratio', '{:.2f}')} | | |",
+        f"| **daemon → client** | **{_col(runs, 'mbps', '{:.0f}')}** | "
+        f"{_col(runs, 'ratio', '{:.3f}')} | daemon {_col(runs, 'daemon_cpu_per_100mb', '{:.2f}')}"
+        f"; client {_col(runs, 'client_cpu_per_100mb', '{:.2f}')} | "
+        f"{_col(runs, 'peak_rss_mb')} |",
+        "",
+        f"Every byte arrived, in order, in every run: {_all(runs, 'bytes_ok')}.",
+    ]
+    mbps = sorted(run["mbps"] for run in runs)[len(runs) // 2]
+    return rows, [(f"W1 ≥ 300 MB/s at the client (median {mbps:.0f})", mbps >= 300)]
+
+
+def _w2(runs: Runs, sizes: Sizes) -> tuple[list[str], list[tuple[str, bool]]]:
+    bad = sum(run["lost"] + run["duplicated"] + run["reordered"] + run["malformed"] for run in runs)
+    rows = [
+        f"### W2 integrity — `seq 1 {sizes.w2_lines}`",
+        "",
+        "| | lines/s | ratio to raw pipe | lost | duplicated | reordered | daemon CPU s | "
+        "client CPU s |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| raw pipe | {_col(runs, 'raw_lps', '{:,.0f}')} | 1 | | | | | |",
+        f"| **daemon → client** | **{_col(runs, 'lps', '{:,.0f}')}** | "
+        f"{_col(runs, 'ratio', '{:.3f}')} | {_all(runs, 'lost')} | "
+        f"{_all(runs, 'duplicated')} | {_all(runs, 'reordered')} | "
+        f"{_col(runs, 'daemon_cpu', '{:.2f}')} | {_col(runs, 'client_cpu', '{:.2f}')} |",
+        "",
+        "The client compares the whole stream with the expected bytes (and counts lost, "
+        "duplicated and reordered lines only if they differ); it also checks that sequence "
+        f"numbers are contiguous and nothing came on stderr: malformed/seq errors "
+        f"{_all(runs, 'malformed')}; exact: {_all(runs, 'exact')}.",
+    ]
+    lps = sorted(run["lps"] for run in runs)[len(runs) // 2]
+    return rows, [
+        (f"W2 ≥ 2,000,000 lines/s (median {lps:,.0f})", lps >= 2_000_000),
+        ("W2 exact: 0 lost / duplicated / reordered", bad == 0),
+    ]
+
+
+def _w3(runs: Runs, sizes: Sizes) -> tuple[list[str], list[tuple[str, bool]]]:
+    rows = [
+        f"### W3 slow client — the child floods for {sizes.w3_seconds:.0f} s, the client "
+        f"drains ~{sizes.w3_rate / 1e6:.0f} MB/s",
+        "",
+        "| daemon RSS growth MB (from idle) | growth after the first 2 s | idle RSS MB | "
+        "client drain MB/s | produced MB | delivered MB | dropped bytes |",
+        "|---|---|---|---|---|---|---|",
+        f"| {_col(runs, 'rss_growth_mb', '{:.2f}')} | "
+        f"{_col(runs, 'rss_growth_after_2s_mb', '{:.2f}')} | {_col(runs, 'baseline_rss_mb')} | "
+        f"{_col(runs, 'slow_rate_mbps', '{:.2f}')} | {_col(runs, 'produced_mb', '{:.2f}')} | "
+        f"{_col(runs, 'delivered_mb', '{:.2f}')} | {_all(runs, 'dropped')} |",
+        "",
+        f"RSS sampled every 0.2 s from /proc ({_all(runs, 'samples')} samples). The child counts "
+        "what its write() calls accepted; after the flood the client drains at full speed.",
+    ]
+    growth = max(run["rss_growth_mb"] for run in runs)
+    dropped = sum(abs(run["dropped"]) for run in runs)
+    return rows, [
+        (f"W3 RSS growth ≤ 4 MB (worst run {growth:.2f} MB)", growth <= 4),
+        ("W3 nothing dropped", dropped == 0),
+    ]
+
+
+def _w4(runs: Runs, sizes: Sizes) -> tuple[list[str], list[tuple[str, bool]]]:
+    def pair(key: str, fmt: str = "{:.2f}") -> str:
+        return f"{_col(runs, key + '_p50_ms', fmt)} | {_col(runs, key + '_p99_ms', fmt)}"
+
+    rows = [
+        f"### W4 control under load — {sizes.w4_cycles} PAUSE/RESUME cycles during W1's flood",
+        "",
+        "| latency (ms) | p50 | p99 |",
+        "|---|---|---|",
+        f"| PAUSE request → reply | {pair('pause_reply')} |",
+        f"| PAUSE request → every process in state T | {pair('pause_stopped')} |",
+        f"| RESUME request → reply | {pair('resume_reply')} |",
+        f"| RESUME request → first output | {pair('resume_first_output')} |",
+        f"| output after the PAUSE reply (kB) | {_col(runs, 'after_pause_p50_kb')} | "
+        f"{_col(runs, 'after_pause_p99_kb')} |",
+        f"| CANCEL → completion (one per run) | {_col(runs, 'cancel_ms')} | |",
+        "",
+        f"Processes of the run: {_all(runs, 'members')}; cycles where every one was already "
+        f"stopped when the PAUSE reply arrived: {_all(runs, 'stopped_at_reply')} "
+        f"of {sizes.w4_cycles}. Daemon CPU {_col(runs, 'daemon_cpu', '{:.2f}')} s, client CPU "
+        f"{_col(runs, 'client_cpu', '{:.2f}')} s per run.",
+    ]
+    p99 = max(run["pause_reply_p99_ms"] for run in runs)
+    stopped = all(run["stopped_at_reply"] == sizes.w4_cycles for run in runs)
+    return rows, [
+        (f"W4 PAUSE reply p99 ≤ 5 ms (worst run {p99:.2f} ms)", p99 <= 5),
+        ("W4 every process stopped when the reply is sent", stopped),
+    ]
+
+
+def _w5(runs: Runs, sizes: Sizes) -> tuple[list[str], list[tuple[str, bool]]]:
+    rows = [
+        f"### W5 concurrency — {sizes.w5_connections} simultaneous connections, each "
+        f"`seq 1 {sizes.w5_lines}`",
+        "",
+        "| successes | wall s | runs started/s | daemon peak RSS MB | daemon CPU s | "
+        "client CPU s |",
+        "|---|---|---|---|---|---|",
+        f"| {_all(runs, 'successes')} | {_col(runs, 'wall_s', '{:.2f}')} | "
+        f"{_col(runs, 'runs_per_s', '{:.0f}')} | {_col(runs, 'peak_rss_mb')} | "
+        f"{_col(runs, 'daemon_cpu', '{:.2f}')} | {_col(runs, 'client_cpu', '{:.2f}')} |",
+    ]
+    worst_wall = max(run["wall_s"] for run in runs)
+    worst_rss = max(run["peak_rss_mb"] for run in runs)
+    complete = all(run["successes"] == sizes.w5_connections for run in runs)
+    return rows, [
+        (f"W5 {sizes.w5_connections} of {sizes.w5_connections} complete", complete),
+        (f"W5 in ≤ 4 s (worst run {worst_wall:.2f} s)", worst_wall <= 4),
+        (f"W5 daemon peak RSS ≤ 150 MB (worst run {worst_rss:.1f} MB)", worst_rss <= 150),
+    ]
+
+
+SECTIONS: dict[str, Callable[[Runs, Sizes], tuple[list[str], list[tuple[str, bool]]]]] = {
+    "W1": _w1,
+    "W2": _w2,
+    "W3": _w3,
+    "W4": _w4,
+    "W5": _w5,
+}
+
+
+def write_report(
+    results: dict[str, Runs], sizes: Sizes, runs: int, elapsed: float, *, quick: bool
+) -> str:
+    """The whole report as Markdown."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    body: list[str] = []
+    targets: list[tuple[str, bool]] = []
+    for name, section in SECTIONS.items():
+        if name in results:
+            rows, checks = section(results[name], sizes)
+            body += [*rows, ""]
+            targets += checks
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `./dev bench` (`python -m bench`)"
+        + (" in --quick mode" if quick else "")
+        + "; do not edit by hand — the analysis comes from `bench/analysis.md`.",
+        "",
+        f"- Machine: {_machine()}",
+        f"- Date: {now}",
+        f"- Commit: {_commit()}",
+        f"- Runs: {runs} per workload, each figure median [min\N{EN DASH}max] over the runs "
+        f"(whole command: {elapsed:.0f} s)",
+        "- Every run starts a fresh daemon (`python -m cc_executor.executor serve --port 0`, "
+        "default settings, loopback); the raw pipe is measured in the same run, just before. "
+        "The client is a separate Python process on a raw socket (bench/wsclient.py): its CPU "
+        "time is given beside the daemon's.",
+        "",
+        "## Targets",
+        "",
+        "| target | result |",
+        "|---|---|",
+        *[f"| {text} | {_target(ok)} |" for text, ok in targets],
+        "",
+        "## Results",
+        "",
+        *body,
+    ]
+    if ANALYSIS.exists():
+        lines += [ANALYSIS.read_text().rstrip(), ""]
+    return "\n".join(lines)
