@@ -66,9 +66,21 @@ def take_frames(buf: bytearray, max_chunk: int, *, flush: bool) -> list[bytes]:
             cut = buf.rfind(b"\n") + 1
             if cut == 0:
                 break
-        frames.append(bytes(buf[:cut]))
-        del buf[:cut]
+        frames.append(_take(buf, cut))
     return frames
+
+
+def _take(buf: bytearray, cut: int) -> bytes:
+    """Remove and return the first `cut` bytes of `buf`, copying them once (not twice, as
+    ``bytes(buf[:cut])`` would); the whole buffer moves out without any copy at all."""
+    if cut == len(buf):
+        piece = bytes(buf)
+        buf.clear()
+        return piece
+    with memoryview(buf) as view:
+        piece = view[:cut].tobytes()
+    del buf[:cut]
+    return piece
 
 
 def take_partial(buf: bytearray) -> bytes:
@@ -76,6 +88,4 @@ def take_partial(buf: bytearray) -> bytes:
     cut = len(buf) - incomplete_utf8_tail(buf)
     if cut == 0:
         cut = len(buf)  # nothing but an unfinished sequence: it has waited long enough
-    piece = bytes(buf[:cut])
-    del buf[:cut]
-    return piece
+    return _take(buf, cut)
