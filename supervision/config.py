@@ -30,9 +30,9 @@ class SupervisionConfig:
     interrupt_grace: float | None = None
     kill_wait: float = 2.0
     control_timeout: float = 5.0
-    read_size: int = 256 * 1024
+    read_size: int = 128 * 1024
     pipe_size: int = 1024 * 1024
-    channel_capacity: int = 8
+    channel_capacity: int = 2
     max_chunk: int = 256 * 1024
     flush_delay: float = 0.005
     drain_timeout: float = 2.0
