@@ -37,4 +37,4 @@ class SupervisionConfig:
     flush_delay: float = 0.005
     drain_timeout: float = 2.0
     state_poll_initial: float = 0.0002
-    state_poll_max: float = 0.005
+    state_poll_max: float = 0.001
