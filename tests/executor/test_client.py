@@ -201,13 +201,13 @@ async def test_errors_are_typed_with_the_servers_message(nursery: trio.Nursery) 
                 await conn.call("execute", {"argv": "not an array"})
             with pytest.raises(ValueError, match="must not be empty"):
                 await conn.execute([])
-    async with trio.open_nursery() as inner:
-        open_served = await start_daemon(inner, make_config())
-        with trio.fail_after(TIMEOUT):
-            async with open_connection(open_served.url) as conn:
-                with pytest.raises(SpawnFailedError, match="no-such-program"):
-                    await conn.execute(["no-such-program-ccx"])
-        inner.cancel_scope.cancel()
+
+
+async def test_spawn_failed(served: Served) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_connection(served.url) as conn:
+            with pytest.raises(SpawnFailedError, match="no-such-program"):
+                await conn.execute(["no-such-program-ccx"])
 
 
 async def test_daemon_unavailable() -> None:
@@ -228,7 +228,7 @@ async def test_token_is_sent_and_ignored_by_a_server_without_auth(served: Served
             assert (await (await conn.execute(["echo", "x"])).wait()).exit_code == 0
 
 
-async def test_connection_loss_ends_non_durable_streams(nursery: trio.Nursery) -> None:
+async def test_connection_loss_ends_non_durable_streams() -> None:
     async with trio.open_nursery() as inner:
         served = await start_daemon(inner, make_config())
         with trio.fail_after(TIMEOUT):
