@@ -1,0 +1,199 @@
+"""`ccx` as a user meets it through pipes: exit codes, byte-exact output, stdin, errors, Ctrl-C.
+
+Each test runs `python -m cc_executor.executor ...` as a subprocess against a daemon on a
+loopback port; stdout and stderr are pipes, so there is never a status line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+import trio
+from ccx_testing import Served, run_daemon
+
+from cc_executor.executor.client import open_connection
+
+TIMEOUT = 60
+CCX = [sys.executable, "-m", "cc_executor.executor"]
+
+
+async def ccx(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    with trio.fail_after(TIMEOUT):
+        return await trio.run_process(
+            [*CCX, *args], stdin=stdin, capture_stdout=True, capture_stderr=True, check=False
+        )
+
+
+async def test_run_exit_code_and_separate_streams(served: Served) -> None:
+    done = await ccx("run", "--url", served.url, "--", "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (done.returncode, done.stdout, done.stderr) == (7, b"out\n", b"err\n")
+
+
+async def test_run_signalled_child_exits_128_plus_n(served: Served) -> None:
+    done = await ccx("run", "--url", served.url, "--", "sh", "-c", "kill -TERM $$")
+    assert done.returncode == 128 + signal.SIGTERM
+    assert done.stdout == done.stderr == b""
+
+
+async def test_run_output_is_byte_exact_through_a_pipe(served: Served, tmp_path: Path) -> None:
+    copy = tmp_path / "local.bin"
+    remote = f"head -c 5000000 /dev/urandom | tee {copy}"
+    line = shlex.join([*CCX, "run", "--url", served.url, "--", "sh", "-c", remote])
+    with trio.fail_after(TIMEOUT):
+        done = await trio.run_process(
+            ["sh", "-c", f"{line} | sha256sum"], capture_stdout=True, check=True
+        )
+    assert done.stdout.split()[0].decode() == hashlib.sha256(copy.read_bytes()).hexdigest()
+
+
+async def test_run_feeds_stdin_when_it_is_not_a_terminal(served: Served) -> None:
+    payload = os.urandom(300_000) + b"tail\n"
+    done = await ccx("run", "--url", served.url, "--", "cat", stdin=payload)
+    assert done.returncode == 0
+    assert done.stdout == payload
+
+
+async def test_run_options_cwd_and_env(served: Served, tmp_path: Path) -> None:
+    done = await ccx(
+        "run", "--url", served.url, "--cwd", str(tmp_path), "--env", "A=1", "--",
+        "sh", "-c", "pwd; echo $A",
+    )  # fmt: skip
+    assert done.stdout == f"{tmp_path}\n1\n".encode()
+
+
+async def test_run_json_events(served: Served) -> None:
+    done = await ccx("run", "--json", "--url", served.url, "--", "printf", "a\\377")
+    events = [orjson.loads(line) for line in done.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["output", "completed"]
+    assert events[0]["encoding"] == "base64"
+    assert events[1]["exit_code"] == 0
+
+
+async def test_ctrl_c_cancels_the_run(served: Served) -> None:
+    with trio.fail_after(TIMEOUT):
+        process = await trio.lowlevel.open_process(
+            [*CCX, "run", "--url", served.url, "--", "sh", "-c", "echo started; sleep 30"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        assert process.stderr is not None
+        seen = b""
+        while b"started" not in seen:
+            chunk = await process.stdout.receive_some(1024)
+            assert chunk, "ccx ended before the child said it started"
+            seen += chunk
+        process.send_signal(signal.SIGINT)
+        stderr = b""
+        async for chunk in process.stderr:
+            stderr += chunk
+        assert await process.wait() == 1
+    assert b"cancelling run" in stderr
+    assert b"cancelled (sigterm)" in stderr
+
+
+async def test_daemon_not_running_says_how_to_start_one() -> None:
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    url = f"ws://127.0.0.1:{listener.getsockname()[1]}/"
+    listener.close()
+    done = await ccx("run", "--url", url, "--", "true")
+    assert done.returncode == 125
+    message = done.stderr.decode()
+    assert message.count("\n") == 1
+    assert message.startswith(f"ccx: no cc-executor daemon at {url}")
+    assert message.rstrip().endswith("start one with: ccx serve")
+    done = await ccx("status", "--url", url)
+    assert done.returncode == 1
+    assert "start one with: ccx serve" in done.stderr.decode()
+
+
+async def test_unknown_run(served: Served) -> None:
+    for command in (["pause", "nosuch"], ["signal", "nosuch", "USR1"], ["cancel", "nosuch"]):
+        done = await ccx(*command, "--url", served.url)
+        assert done.returncode == 1
+        assert done.stderr.decode().startswith("ccx: unknown run: ")
+        assert done.stderr.count(b"\n") == 1
+
+
+async def test_refused_by_the_allow_list_names_the_rule() -> None:
+    async with run_daemon("--allow", "echo") as daemon:
+        done = await ccx("run", "--url", daemon.url, "--", "cat")
+        assert done.returncode == 125
+        assert done.stderr.decode().startswith(
+            "ccx: refused by the daemon's policy (rule: allowed_commands)"
+        )
+        done = await ccx("run", "--url", daemon.url, "--", "no-such-program-ccx")
+        assert done.returncode == 125  # refused first: it is not on the allow-list either
+
+
+async def test_spawn_failure_exits_127(served: Served) -> None:
+    done = await ccx("run", "--url", served.url, "--", "no-such-program-ccx")
+    assert done.returncode == 127
+    assert done.stderr.decode().startswith("ccx: could not start the command: ")
+
+
+async def test_status_and_ps(served: Served) -> None:
+    done = await ccx("status", "--url", served.url)
+    assert done.returncode == 0
+    assert done.stdout.startswith(b"cc-executor ")
+    assert b"capabilities: " in done.stdout
+    done = await ccx("status", "--json", "--url", served.url)
+    assert orjson.loads(done.stdout)["server"] == "cc-executor"
+    done = await ccx("ps", "--url", served.url)
+    assert done.returncode == 0
+    assert done.stdout.split(b"\n", 1)[0].split() == [
+        b"RUN", b"STATE", b"AGE", b"BYTES", b"SEQ", b"COMMAND"
+    ]  # fmt: skip
+
+
+async def test_usage_errors(served: Served) -> None:
+    done = await ccx("run", "--url", served.url, "--env", "NOEQUALS", "--", "true")
+    assert done.returncode == 125
+    assert b"--env wants NAME=VALUE" in done.stderr
+    done = await ccx("run", "--url", served.url)
+    assert b"nothing to run" in done.stderr
+
+
+# -- durable runs across invocations (once the daemon offers them) ---------------------------
+
+
+async def require_durable(url: str) -> None:
+    async with open_connection(url) as conn:
+        if not conn.supports_durable:
+            pytest.skip("the daemon does not announce the 'durable' and 'attach' capabilities")
+
+
+async def test_detach_then_ps_attach_logs_pause_resume_cancel(served: Served) -> None:
+    await require_durable(served.url)
+    url = ["--url", served.url]
+    script = "echo one; sleep 0.2; echo two; exec sleep 30"
+    done = await ccx("run", *url, "--detach", "--", "sh", "-c", script)
+    assert done.returncode == 0, done.stderr
+    run = done.stdout.decode().strip()
+    with trio.fail_after(TIMEOUT):
+        while True:  # bounded by fail_after: wait for the second line to be journaled
+            ps = await ccx("ps", "--json", *url)
+            rows = {row["run"]: row for row in orjson.loads(ps.stdout)}
+            if rows[run]["stdout_bytes"] >= 8:
+                break
+            await trio.sleep(0.05)
+    assert (await ccx("ps", *url)).stdout.count(run.encode()) == 1
+    logs = await ccx("logs", *url, run)
+    assert (logs.returncode, logs.stdout) == (0, b"one\ntwo\n")
+    assert (await ccx("pause", *url, run)).returncode == 0
+    assert (await ccx("resume", *url, run)).returncode == 0
+    assert (await ccx("signal", *url, run, "USR2")).returncode == 0  # sleep dies of USR2
+    attached = await ccx("attach", *url, run, "--from", "1")
+    assert attached.stdout == b"two\n"
+    assert attached.returncode == 128 + signal.SIGUSR2
+    cancel = await ccx("cancel", *url, run)
+    assert cancel.returncode == 1  # already over
