@@ -159,14 +159,20 @@ def w3_slow_client(sizes: Sizes) -> dict[str, Any]:
 def w4_control(sizes: Sizes) -> dict[str, Any]:
     with running_daemon() as daemon:
         cpu = procfs.cpu_seconds(daemon.pid)
+        waited = procfs.runqueue_seconds(daemon.pid)
+        started = time.monotonic()
         client = run_client(daemon, "W4", cycles=sizes.w4_cycles, line=LINE)
         daemon_cpu = procfs.cpu_seconds(daemon.pid) - cpu
+        waited = procfs.runqueue_seconds(daemon.pid) - waited
+        elapsed = time.monotonic() - started
     ms = 1000.0
     figures: dict[str, Any] = {
         "cycles": sizes.w4_cycles,
         "members": client["members"],
         "stopped_at_reply": client["stopped_at_reply"],
         "cancel_ms": client["cancel_completed"] * ms,
+        # Of each second of W4, how long the daemon was ready to run but had no CPU.
+        "runqueue_ms_per_s": waited / elapsed * ms,
         "daemon_cpu": daemon_cpu,
         "client_cpu": client["client_cpu"],
     }

@@ -31,16 +31,25 @@ def reset_peak_rss(pid: int) -> None:
         f.write("5")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of every thread of `pid`, from schedstat (nanoseconds)."""
+def _schedstat(pid: int, field: int) -> float:
     total = 0
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
+                total += int(f.read().split()[field])
         except (FileNotFoundError, ProcessLookupError):
             continue
     return total / 1e9
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of every thread of `pid`, from schedstat (nanoseconds)."""
+    return _schedstat(pid, 0)
+
+
+def runqueue_seconds(pid: int) -> float:
+    """Time the threads of `pid` were runnable but waiting for a CPU (schedstat)."""
+    return _schedstat(pid, 1)
 
 
 def self_cpu_seconds() -> float:

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from bench.procfs import self_cpu_seconds
 from bench.wsclient import WsClient, connect
 
 READ_BOUND = 120.0  # no run of the benchmark may take longer than this
@@ -124,6 +125,7 @@ def integrity_report(received: str, count: int) -> dict[str, int]:
 def integrity(port: int, count: int) -> dict[str, Any]:
     """W2: `seq 1 count`, lines/s, and an exact check of what arrived."""
     expected = "".join(f"{i}\n" for i in range(1, count + 1))
+    cpu = self_cpu_seconds()  # building `expected` is not part of the measurement
     client = connect(port)
     pieces: list[str] = []
     stderr: list[str] = []
@@ -145,6 +147,7 @@ def integrity(port: int, count: int) -> dict[str, Any]:
         "exact": received == expected,
         "stderr_bytes": sum(len(s) for s in stderr),
         "seq_errors": result["seq_errors"],
+        "client_cpu": self_cpu_seconds() - cpu,
         **report,
     }
 
