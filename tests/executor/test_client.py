@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 
 import pytest
 import trio
@@ -25,6 +26,7 @@ from cc_executor.executor.client import (
     Paused,
     PolicyRefusedError,
     Resumed,
+    RunEvent,
     RunNotFoundError,
     SpawnFailedError,
     open_connection,
@@ -33,12 +35,12 @@ from cc_executor.executor.client import (
 TIMEOUT = 20
 
 
-def collect(events: list[object], stream: str) -> bytes:
+def collect(events: Sequence[RunEvent], stream: str) -> bytes:
     return b"".join(e.data for e in events if isinstance(e, Output) and e.stream == stream)
 
 
-def assert_contiguous(events: list[object]) -> None:
-    seqs = [e.seq for e in events]  # type: ignore[attr-defined]
+def assert_contiguous(events: Sequence[RunEvent]) -> None:
+    seqs = [e.seq for e in events]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
     assert isinstance(events[-1], Completed)
 
@@ -126,7 +128,7 @@ async def test_write_stdin_and_close_stdin(served: Served) -> None:
         async with open_connection(served.url) as conn:
             run = await conn.execute(["sh", "-c", "cat; echo done >&2"], stdin=True)
             async with trio.open_nursery() as nursery:
-                events: list[object] = []
+                events: list[RunEvent] = []
 
                 async def read() -> None:
                     events.extend([event async for event in run])
