@@ -27,6 +27,7 @@ class ErrorCode(enum.IntEnum):
     SPAWN_FAILED = -32006
     CONTROL_TIMEOUT = -32007
     SHUTTING_DOWN = -32008
+    RANGE_REMOVED = -32009
 
 
 class JsonRpcError(Exception):
@@ -115,6 +116,12 @@ class ShuttingDown(JsonRpcError):
     """The daemon is draining and accepts no new work."""
 
     code = ErrorCode.SHUTTING_DOWN
+
+
+class RangeRemoved(JsonRpcError):
+    """An attach asked for events that retention has removed; `data` says which."""
+
+    code = ErrorCode.RANGE_REMOVED
 
 
 class LocalProtocolError(Exception):

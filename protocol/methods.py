@@ -4,8 +4,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, TypeAlias
 
+from cc_executor.protocol.claude import ClaudeParams
 from cc_executor.protocol.params import (
+    AttachParams,
     ControlParams,
+    DetachParams,
     ExecuteParams,
     ListParams,
     SignalParams,
@@ -14,7 +17,15 @@ from cc_executor.protocol.params import (
 )
 
 Params: TypeAlias = (
-    ExecuteParams | ControlParams | SignalParams | StdinParams | StatusParams | ListParams
+    ExecuteParams
+    | ControlParams
+    | SignalParams
+    | StdinParams
+    | StatusParams
+    | ListParams
+    | AttachParams
+    | DetachParams
+    | ClaudeParams
 )
 
 # Client -> server: method name -> the class its params structure into.
@@ -26,6 +37,9 @@ METHODS: Final[Mapping[str, type[Params]]] = MappingProxyType(
         "stdin": StdinParams,
         "status": StatusParams,
         "list": ListParams,
+        "attach": AttachParams,
+        "detach": DetachParams,
+        "claude": ClaudeParams,
     }
 )
 
@@ -41,6 +55,9 @@ PROCESS_OUTPUT: Final = "process.output"
 PROCESS_PAUSED: Final = "process.paused"
 PROCESS_RESUMED: Final = "process.resumed"
 PROCESS_COMPLETED: Final = "process.completed"
+# A durable run's journal did not record output from `seq` on (its quota was reached); the next
+# event of the run carries a later seq.  Not itself sequenced.
+PROCESS_GAP: Final = "process.gap"
 
 # Events of one run: they carry `run` and `seq` (contiguous from 1 within the run), and
 # `process.completed` is the last of them.  `process.started` announces the run (it follows

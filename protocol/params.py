@@ -54,6 +54,9 @@ class ExecuteParams:
     stdin: Literal["null", "pipe"] = "null"
     timeout: float | None = attrs.field(default=None, validator=_optional_positive)
     idle_timeout: float | None = attrs.field(default=None, validator=_optional_positive)
+    # A durable run outlives its connection: its events are journaled and any connection can
+    # `attach` to it; the connection that starts it is attached from seq 0.
+    durable: bool = False
 
     def __attrs_post_init__(self) -> None:
         if (self.command is None) == (self.argv is None):
@@ -145,3 +148,23 @@ class StatusParams:
 @attrs.frozen
 class ListParams:
     """List runs; takes no params."""
+
+
+def _non_negative(_: object, field: "attrs.Attribute[Any]", value: int) -> None:
+    if value < 0:
+        raise ParamError(f".{field.name}", "must be a sequence number >= 0")
+
+
+@attrs.frozen
+class AttachParams:
+    """Follow a durable run: replay every event after `from_seq`, then continue live."""
+
+    run: str
+    from_seq: int = attrs.field(default=0, validator=_non_negative)
+
+
+@attrs.frozen
+class DetachParams:
+    """Stop following a durable run on this connection (the run goes on)."""
+
+    run: str

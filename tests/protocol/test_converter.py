@@ -119,4 +119,5 @@ def test_unstructure_gives_plain_json() -> None:
         "stdin": "null",
         "timeout": 2.0,
         "idle_timeout": None,
+        "durable": False,
     }

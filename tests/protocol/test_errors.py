@@ -15,6 +15,7 @@ from cc_executor.protocol.errors import (
     MethodNotFound,
     ParseError,
     PolicyRefused,
+    RangeRemoved,
     RunNotFound,
     ShuttingDown,
     SpawnFailed,
@@ -34,6 +35,7 @@ EXPECTED = {
     SpawnFailed: -32006,
     ControlTimeout: -32007,
     ShuttingDown: -32008,
+    RangeRemoved: -32009,
 }
 
 

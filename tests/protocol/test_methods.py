@@ -15,7 +15,17 @@ from cc_executor.protocol.methods import (
 
 
 def test_client_methods() -> None:
-    assert set(METHODS) == {"execute", "control", "signal", "stdin", "status", "list"}
+    assert set(METHODS) == {
+        "execute",
+        "control",
+        "signal",
+        "stdin",
+        "status",
+        "list",
+        "attach",
+        "detach",
+        "claude",
+    }
 
 
 def test_every_params_class_is_in_the_table_once() -> None:
