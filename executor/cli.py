@@ -60,6 +60,38 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), help="(CCX_LOG_LEVEL)"
     )
+    p.add_argument(
+        "--state-dir",
+        help="where durable runs' journals live (CCX_STATE_DIR; default "
+        "$XDG_STATE_HOME/cc-executor or ~/.local/state/cc-executor)",
+    )
+    p.add_argument(
+        "--journal-quota-bytes",
+        type=int,
+        help="largest journal of one durable run (CCX_JOURNAL_QUOTA_BYTES, default 1 GiB)",
+    )
+    p.add_argument(
+        "--journal-quota-policy",
+        choices=("block", "gap"),
+        help="at the quota: block the child, or stop recording with a gap marker "
+        "(CCX_JOURNAL_QUOTA_POLICY, default block)",
+    )
+    p.add_argument(
+        "--journal-fsync",
+        choices=("never", "completion", "always"),
+        help="when journal writes are fsynced (CCX_JOURNAL_FSYNC, default completion)",
+    )
+    p.add_argument(
+        "--retention-seconds",
+        type=float,
+        help="keep a completed run's journal this long (CCX_RETENTION_SECONDS, default 7 days)",
+    )
+    p.add_argument(
+        "--retention-bytes",
+        type=int,
+        help="completed journals may hold this much in all; the oldest are removed first "
+        "(CCX_RETENTION_BYTES, default 10 GiB)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,12 +120,23 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         "shutdown_grace": args.shutdown_grace,
         "pass_env": tuple(args.pass_env) if args.pass_env else None,
         "log_level": args.log_level,
+        "state_dir": args.state_dir,
+        "retention_seconds": args.retention_seconds,
+        "retention_bytes": args.retention_bytes,
     }
     config = attrs.evolve(config, **{k: v for k, v in changes.items() if v is not None})
     if args.term_grace is not None:
         config = attrs.evolve(
             config, supervision=attrs.evolve(config.supervision, term_grace=args.term_grace)
         )
+    journal_changes = {
+        "quota_bytes": args.journal_quota_bytes,
+        "quota_policy": args.journal_quota_policy,
+        "fsync": args.journal_fsync,
+    }
+    journal_changes = {k: v for k, v in journal_changes.items() if v is not None}
+    if journal_changes:
+        config = attrs.evolve(config, journal=attrs.evolve(config.journal, **journal_changes))
     validate(config)
     return config
 

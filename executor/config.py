@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from cc_executor.executor.claude_config import ClaudeConfig, claude_config_from_env
 from cc_executor.supervision.config import SupervisionConfig
+from cc_executor.supervision.journal import JournalConfig
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8003
@@ -31,6 +33,13 @@ DEFAULT_PASS_ENV: tuple[str, ...] = (
     "TZ",
     "TMPDIR",
 )
+
+
+def default_state_dir(env: Mapping[str, str] | None = None) -> str:
+    """``$XDG_STATE_HOME/cc-executor``, else ``~/.local/state/cc-executor``."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "cc-executor")
 
 
 @attrs.frozen
@@ -57,6 +66,14 @@ class ServerConfig:
     connect_timeout: float = 10.0
     log_level: str = "info"
     supervision: SupervisionConfig = attrs.field(factory=SupervisionConfig)
+    # Durable runs: journals live in <state_dir>/journals.  A completed run's journal is
+    # compacted (its events removed, its completion kept) after retention_seconds, or sooner,
+    # oldest first, while completed journals hold more than retention_bytes in all.
+    state_dir: str = attrs.field(factory=default_state_dir)
+    journal: JournalConfig = attrs.field(factory=JournalConfig)
+    retention_seconds: float = 7 * 24 * 3600.0
+    retention_bytes: int = 10 * 1024 * 1024 * 1024
+    claude: ClaudeConfig = attrs.field(factory=ClaudeConfig)
 
 
 class ConfigError(ValueError):
@@ -113,6 +130,18 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
         max_chunk=_env_int(env, "CCX_MAX_CHUNK", sup.max_chunk),
         channel_capacity=_env_int(env, "CCX_CHANNEL_CAPACITY", sup.channel_capacity),
     )
+    journal = base.journal
+    policy = env.get("CCX_JOURNAL_QUOTA_POLICY", journal.quota_policy)
+    fsync = env.get("CCX_JOURNAL_FSYNC", journal.fsync)
+    if policy not in ("block", "gap"):
+        raise ConfigError(f"CCX_JOURNAL_QUOTA_POLICY={policy!r}: use block or gap")
+    if fsync not in ("never", "completion", "always"):
+        raise ConfigError(f"CCX_JOURNAL_FSYNC={fsync!r}: use never, completion or always")
+    journal = JournalConfig(
+        quota_bytes=_env_int(env, "CCX_JOURNAL_QUOTA_BYTES", journal.quota_bytes),
+        quota_policy="gap" if policy == "gap" else "block",
+        fsync="never" if fsync == "never" else "always" if fsync == "always" else "completion",
+    )
     config = attrs.evolve(
         base,
         host=env.get("CCX_HOST", base.host),
@@ -129,6 +158,11 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
         shutdown_grace=_env_float(env, "CCX_SHUTDOWN_GRACE", base.shutdown_grace),
         log_level=env.get("CCX_LOG_LEVEL", base.log_level),
         supervision=supervision,
+        state_dir=env.get("CCX_STATE_DIR") or default_state_dir(env),
+        journal=journal,
+        retention_seconds=_env_float(env, "CCX_RETENTION_SECONDS", base.retention_seconds),
+        retention_bytes=_env_int(env, "CCX_RETENTION_BYTES", base.retention_bytes),
+        claude=claude_config_from_env(env),
     )
     validate(config)
     return config
@@ -145,12 +179,21 @@ def validate(config: ServerConfig) -> None:
         ("control_queue", config.control_queue),
         ("supervision.max_chunk", config.supervision.max_chunk),
         ("supervision.channel_capacity", config.supervision.channel_capacity),
+        ("journal.quota_bytes", config.journal.quota_bytes),
     )
     for name, value in positive_ints:
         if value <= 0:
             raise ConfigError(f"{name} must be positive (got {value})")
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"port must be 0..65535 (got {config.port})")
+    if config.retention_seconds < 0 or config.retention_bytes < 0:
+        raise ConfigError("retention_seconds and retention_bytes must not be negative")
+    if not config.state_dir:
+        raise ConfigError("state_dir must not be empty")
+    if config.journal.quota_policy not in ("block", "gap"):
+        raise ConfigError("journal quota policy must be block or gap")
+    if config.journal.fsync not in ("never", "completion", "always"):
+        raise ConfigError("journal fsync must be never, completion or always")
     if config.supervision.term_grace < 0:
         raise ConfigError("term_grace must not be negative")
     if config.max_frame_bytes < config.supervision.max_chunk * 4 // 3 + 1024:

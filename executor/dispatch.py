@@ -15,16 +15,22 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 
+from cc_executor.executor import claude
 from cc_executor.executor.policy import child_environment
 from cc_executor.executor.session import Handled, RunSlot, Session
 from cc_executor.executor.wire import run_status, rung_name
 from cc_executor.protocol import (
     JSON,
+    AttachParams,
     ControlParams,
     ControlTimeout,
+    DetachParams,
     ExecuteParams,
+    InvalidParams,
     InvalidState,
     LimitExceeded,
+    RangeRemoved,
+    RunNotFound,
     ShuttingDown,
     SignalParams,
     SpawnFailed,
@@ -61,6 +67,8 @@ async def execute(daemon: Daemon, session: Session, params: ExecuteParams) -> Ha
     """Spawn a run in the session's nursery; its output flows once the reply is sent."""
     if daemon.draining:
         raise ShuttingDown("the daemon is shutting down and accepts no new runs")
+    if params.durable:
+        return await execute_durable(daemon, session, params)
     config = daemon.config
     if session.live_runs >= config.max_runs_per_connection:
         raise LimitExceeded(
@@ -105,20 +113,119 @@ async def execute(daemon: Daemon, session: Session, params: ExecuteParams) -> Ha
     )
 
 
+async def execute_durable(daemon: Daemon, session: Session, params: ExecuteParams) -> Handled:
+    """Spawn a durable run in the daemon's nursery; this connection is attached from seq 0."""
+    config = daemon.config
+    if daemon.live_runs >= config.max_runs:
+        raise LimitExceeded(
+            f"the daemon already has {daemon.live_runs} runs (limit max_runs={config.max_runs})",
+            {"limit": "max_runs", "value": config.max_runs},
+        )
+    argv = resolve_argv(params)
+    env = child_environment(config, params.env)
+    daemon.policy.check(params, argv, env)
+    run_id = daemon.durable.new_run_id()
+    spec = SpawnSpec(argv=argv, env=env, cwd=params.cwd, stdin=params.stdin, run_id=run_id)
+    try:
+        durable = await daemon.durable.start(daemon, daemon.nursery, spec, params)
+    except SpawnError as exc:
+        raise SpawnFailed(exc.message, {"argv0": argv[0]}) from None
+    run = durable.run
+    assert run is not None
+    daemon.durable_started(durable)
+
+    async def follow_up() -> None:
+        await session.send_notification(
+            "process.started",
+            {
+                "run": run.run_id,
+                "status": "started",
+                "pid": run.pid,
+                "pgid": run.pgid,
+                "argv": list(run.argv),
+                "durable": True,
+            },
+        )
+        session.attach(durable, 0)
+
+    return Handled(
+        {"status": "started", "run": run.run_id, "pid": run.pid, "pgid": run.pgid, "durable": True},
+        follow_up,
+    )
+
+
+async def attach(daemon: Daemon, session: Session, params: AttachParams) -> Handled:
+    """Replay a durable run's events after `from_seq`, then follow it live."""
+    durable = daemon.durable.get(params.run)
+    if durable is None:
+        raise RunNotFound(f"no durable run {params.run!r}", {"run": params.run})
+    journal = durable.journal
+    if params.from_seq > journal.last_seq:
+        raise InvalidParams(
+            f"from_seq {params.from_seq} is beyond the run's last seq {journal.last_seq}",
+            {"run": params.run, "last_seq": journal.last_seq},
+        )
+    removed = journal.removed
+    if removed is not None and params.from_seq < removed.last:
+        raise RangeRemoved(
+            f"run {params.run}: events {removed.first}..{removed.last} were removed by "
+            f"retention; attach from_seq >= {removed.last} for what is left",
+            {
+                "run": params.run,
+                "removed_first": removed.first,
+                "removed_last": removed.last,
+                "available_from_seq": removed.last,
+            },
+        )
+    if params.run in session.attachments:
+        raise InvalidState(
+            f"run {params.run}: this connection is attached already; detach first",
+            {"run": params.run, "state": "attached"},
+        )
+    described = durable.status(trio.current_time())
+    result: dict[str, JSON] = {
+        "status": "attached",
+        "run": params.run,
+        "from_seq": params.from_seq,
+        "last_seq": journal.last_seq,
+        "state": described["state"],
+        "journal": described["journal"],
+    }
+
+    async def follow_up() -> None:
+        session.attach(durable, params.from_seq)
+
+    return Handled(result, follow_up)
+
+
+async def detach(daemon: Daemon, session: Session, params: DetachParams) -> Handled:
+    """Stop following a durable run (idempotent); no event of it follows the reply."""
+    if daemon.durable.get(params.run) is None:
+        raise RunNotFound(f"no durable run {params.run!r}", {"run": params.run})
+    sent = await session.detach(params.run)
+    return Handled({"status": "detached", "run": params.run, "last_sent_seq": sent})
+
+
 async def status(daemon: Daemon, session: Session, params: StatusParams) -> Handled:
     """One run's status, or the daemon's when no run is named."""
     if params.run is None:
         return Handled(daemon.status())
-    slot = session.find_slot(params.run)
-    return Handled(run_status(slot.run, slot.pump.last_seq, trio.current_time()))
+    now = trio.current_time()
+    slot = session.slots.get(params.run)
+    if slot is None:
+        durable = daemon.durable.get(params.run)
+        if durable is not None:
+            return Handled(durable.status(now))
+        slot = session.find_slot(params.run)
+    return Handled(run_status(slot.run, slot.pump.last_seq, now))
 
 
 async def list_runs(daemon: Daemon, session: Session, params: object) -> Handled:
-    """Every run this connection holds, live and recently finished."""
+    """This connection's runs, live and recently finished, and every durable run."""
     now = trio.current_time()
-    return Handled(
-        {"runs": [run_status(s.run, s.pump.last_seq, now) for s in session.slots.values()]}
-    )
+    runs: list[JSON] = [run_status(s.run, s.pump.last_seq, now) for s in session.slots.values()]
+    runs += [durable.status(now) for durable in daemon.durable.runs.values()]
+    return Handled({"runs": runs})
 
 
 async def control(
@@ -135,6 +242,10 @@ async def control(
                 await run.resume()
                 return Handled({"status": "resumed", "run": run.run_id})
             case _:
+                durable = daemon.durable.get(run.run_id)
+                if durable is not None:
+                    # A full journal in "block" mode must not hold the ladder up.
+                    durable.journal.unblock()
                 rung = await run.cancel("cancelled by client")
                 return Handled({"status": "canceled", "run": run.run_id, "rung": rung_name(rung)})
     except InvalidTransition as exc:
@@ -179,6 +290,9 @@ SESSION_HANDLERS: dict[str, SessionHandler] = {
     "execute": execute,
     "status": status,
     "list": list_runs,
+    "attach": attach,
+    "detach": detach,
+    "claude": claude.claude,
 }
 RUN_HANDLERS: dict[str, RunHandler] = {
     "control": control,

@@ -11,7 +11,10 @@ would otherwise take the whole server down with a handler's exception.
 
 Shutdown (``shutdown``) is graceful and bounded: stop accepting runs, tell every client, end
 every run through the cancel ladder, close every connection with 1001, then return; the caller
-cancels the nursery.  If that bound is exceeded, cancellation reaches each runner, whose shielded
+cancels the nursery.  Durable runs (durable.py) live in the daemon's own nursery and are ended
+with the others on a graceful shutdown, so their journals say why they ended; after a SIGKILL the
+next daemon finds them without a completion and reports them lost.  If that bound is exceeded,
+cancellation reaches each runner, whose shielded
 ``finally`` kills its tree: the bound holds either way.
 """
 
@@ -29,6 +32,7 @@ from trio_websocket import WebSocketRequest, WebSocketServer, serve_websocket
 
 from cc_executor.executor import dispatch
 from cc_executor.executor.config import ServerConfig
+from cc_executor.executor.durable import DurableRun, DurableRuns
 from cc_executor.executor.policy import CommandPolicy
 from cc_executor.executor.session import Handled, RunSlot, Session
 from cc_executor.protocol import JSON, METHODS, InternalError, LimitExceeded
@@ -51,6 +55,8 @@ CAPABILITIES = (
     "base64",
     "timeouts",
     "batch",
+    "durable",
+    "attach",
 )
 
 
@@ -67,6 +73,8 @@ class Daemon:
         self.live_runs = 0
         self.runs_started = 0
         self.instance = f"{os.uname().nodename}-{os.getpid()}"
+        self.durable = DurableRuns(config, self.instance)
+        self._nursery: trio.Nursery | None = None
         missing = set(METHODS) - set(dispatch.SESSION_HANDLERS) - set(dispatch.RUN_HANDLERS)
         assert not missing, f"methods without a handler: {sorted(missing)}"
 
@@ -152,6 +160,44 @@ class Daemon:
             last_seq=slot.pump.last_seq,
         )
 
+    def durable_started(self, durable: DurableRun) -> None:
+        self.live_runs += 1
+        self.runs_started += 1
+        run = durable.run
+        assert run is not None
+        log.info(
+            "run.start",
+            run=run.run_id,
+            argv0=run.argv[0],
+            pid=run.pid,
+            pgid=run.pgid,
+            durable=True,
+            journal=durable.journal.path,
+        )
+
+    def durable_finished(self, durable: DurableRun) -> None:
+        self.live_runs -= 1
+        journal = durable.journal
+        completed = journal.completed
+        log.info(
+            "run.end",
+            run=durable.run_id,
+            argv0=journal.meta.argv[0],
+            outcome=type(completed.completed.outcome).__name__ if completed else None,
+            detail=str(completed.completed.outcome) if completed else "not journaled",
+            stdout_bytes=completed.completed.stdout_bytes if completed else None,
+            stderr_bytes=completed.completed.stderr_bytes if completed else None,
+            last_seq=journal.last_seq,
+            durable=True,
+            journal_bytes=journal.size,
+        )
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        """The daemon's own nursery, where durable runs live."""
+        assert self._nursery is not None, "daemon not serving"
+        return self._nursery
+
     def run_end_bound(self) -> float:
         """How long ending a run through the whole ladder can take."""
         sup = self.config.supervision
@@ -166,6 +212,9 @@ class Daemon:
             "connections": len(self.sessions),
             "live_runs": self.live_runs,
             "runs_started": self.runs_started,
+            "durable_runs": len(self.durable.runs),
+            "live_durable_runs": self.durable.live_count,
+            "state_dir": self.config.state_dir,
             "draining": self.draining,
         }
 
@@ -178,6 +227,7 @@ class Daemon:
         sessions = list(self.sessions)
         with trio.move_on_after(self.run_end_bound() + self.config.connect_timeout):
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.durable.end_all, "daemon shutdown")
                 for session in sessions:
                     nursery.start_soon(self._shut_session, session)
 
@@ -186,6 +236,11 @@ class Daemon:
             "shutdown", {"reason": "the daemon is shutting down; runs are being cancelled"}
         )
         await session.end_runs("daemon shutdown")
+        # Let attached clients see their durable runs' completions before the close.
+        for durable in list(self.durable.runs.values()):
+            await durable.done.wait()
+        for attachment in list(session.attachments.values()):
+            await attachment.done.wait()
         await session.close(1001, "server shutting down")
 
 
@@ -197,8 +252,11 @@ async def serve(
     """Serve until cancelled; ``nursery.start(serve, config)`` returns (daemon, server)."""
     daemon = Daemon(config)
     subreaper = enable_subreaper()
+    await daemon.durable.recover()
     async with trio.open_nursery() as nursery:
+        daemon._nursery = nursery
         await nursery.start(run_reaper, daemon.registry)
+        await nursery.start(daemon.durable.run_retention)
         server: WebSocketServer = await nursery.start(
             partial(
                 serve_websocket,

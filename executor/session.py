@@ -19,6 +19,11 @@ So a CANCEL waiting out its grace period never delays another run's PAUSE.
 When the connection goes, every run it started is ended through the cancel ladder before the
 nursery closes; if we are cancelled instead (daemon shutdown), each runner's own shielded
 ``finally`` kills its tree.  No task outlives the nursery, no process outlives its run.
+
+Durable runs are the exception by design: their runners and pumps live in the daemon's nursery
+(durable.py).  A session only *attaches* to them (attach.py: one tail task per attached run) and
+holds a control queue per durable run it controls; on disconnect those tasks end and the run
+goes on.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import structlog
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from cc_executor.executor.attach import Attachment, tail
+from cc_executor.executor.durable import DurableRun
 from cc_executor.executor.wire import completion_params, state_params
 from cc_executor.protocol import (
     JSON,
@@ -42,6 +49,7 @@ from cc_executor.protocol import (
     Ignored,
     Invalid,
     InvalidParams,
+    InvalidState,
     JsonRpcError,
     NotificationReceived,
     ParseError,
@@ -114,6 +122,9 @@ class Session:
         self.session_id = secrets.token_hex(6)
         self.conn = ServerConnection()
         self.slots: dict[str, RunSlot] = {}
+        # Durable runs this connection controls (their control queues) and follows.
+        self.durable_slots: dict[str, RunSlot] = {}
+        self.attachments: dict[str, Attachment] = {}
         self.requests = 0
         self.errors = 0
         self._nursery: trio.Nursery | None = None
@@ -134,9 +145,11 @@ class Session:
                     await self._read_loop()
                 finally:
                     self._closed = True
+                    for attachment in self.attachments.values():
+                        attachment.scope.cancel()  # durable runs go on without us
                     with trio.move_on_after(self.daemon.run_end_bound(), shield=True):
                         await self.end_runs("client disconnected")
-                    for slot in self.slots.values():
+                    for slot in [*self.slots.values(), *self.durable_slots.values()]:
                         slot.controls.close()
         finally:
             log.info(
@@ -165,6 +178,11 @@ class Session:
         """Close the websocket (the reader then ends the session)."""
         with trio.move_on_after(self.daemon.config.connect_timeout, shield=True):
             await self.ws.aclose(code, reason)
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is known to be gone."""
+        return self._closed
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -273,11 +291,14 @@ class Session:
     # -- runs ------------------------------------------------------------------------------
 
     def find_slot(self, run_id: str | None) -> RunSlot:
-        """The run a request names; without a name, this connection's only (or only live) run."""
+        """The run a request names; without a name, this connection's only (or only live) run.
+
+        A durable run can be named from any connection.
+        """
         if run_id is not None:
-            slot = self.slots.get(run_id)
+            slot = self.slots.get(run_id) or self.durable_slots.get(run_id)
             if slot is None:
-                raise RunNotFound(f"no run {run_id!r} on this connection", {"run": run_id})
+                slot = self._durable_slot(run_id)
             return slot
         if not self.slots:
             raise RunNotFound("no process is running on this connection")
@@ -290,6 +311,50 @@ class Session:
             f"this connection has {len(live) or len(self.slots)} runs: say which with 'run'",
             {"runs": [slot.run.run_id for slot in (live or list(self.slots.values()))]},
         )
+
+    def _durable_slot(self, run_id: str) -> RunSlot:
+        durable = self.daemon.durable.get(run_id)
+        if durable is None:
+            raise RunNotFound(f"no run {run_id!r} on this connection", {"run": run_id})
+        if durable.run is None or durable.pump is None:
+            raise InvalidState(
+                f"run {run_id}: the run has completed (before the daemon restarted)",
+                {"run": run_id, "state": "completed"},
+            )
+        controls_send, controls_receive = trio.open_memory_channel[Job](
+            self.daemon.config.control_queue
+        )
+        slot = RunSlot(run=durable.run, pump=durable.pump, controls=controls_send)
+        self.durable_slots[run_id] = slot
+        self.nursery.start_soon(self._serve_controls, slot, controls_receive)
+        return slot
+
+    # -- durable runs ------------------------------------------------------------------------
+
+    def attach(self, durable: DurableRun, from_seq: int) -> None:
+        """Follow `durable` from `from_seq` (the reply to attach must already be sent)."""
+        attachment = Attachment(durable, from_seq)
+        self.attachments[durable.run_id] = attachment
+        self.conn.attach_run(durable.run_id, from_seq + 1)
+        self.nursery.start_soon(self._tail, attachment)
+
+    async def _tail(self, attachment: Attachment) -> None:
+        with structlog.contextvars.bound_contextvars(run=attachment.durable.run_id):
+            try:
+                await tail(self, attachment)
+            finally:
+                if self.attachments.get(attachment.durable.run_id) is attachment:
+                    del self.attachments[attachment.durable.run_id]
+
+    async def detach(self, run_id: str) -> int | None:
+        """Stop following a run; return the last seq sent, or None if it was not followed."""
+        attachment = self.attachments.get(run_id)
+        if attachment is None:
+            return None
+        attachment.stop()
+        await attachment.done.wait()
+        self.conn.detach_run(run_id)
+        return attachment.sent_seq
 
     @property
     def nursery(self) -> trio.Nursery:

@@ -91,10 +91,15 @@ def outcome_fields(outcome: Outcome) -> dict[str, JSON]:
 
 def completion_params(run: Run, completed: Completed) -> dict[str, JSON]:
     """Params of ``process.completed`` (``run`` and ``seq`` are added by the protocol)."""
+    return completion_params_of(run.pid, run.pgid, completed)
+
+
+def completion_params_of(pid: int, pgid: int, completed: Completed) -> dict[str, JSON]:
+    """``completion_params`` for a run known by its pid and pgid (e.g. from its journal)."""
     return {
         **outcome_fields(completed.outcome),
-        "pid": run.pid,
-        "pgid": run.pgid,
+        "pid": pid,
+        "pgid": pgid,
         "execution_time": round(completed.duration, 6),
         "stdout_bytes": completed.stdout_bytes,
         "stderr_bytes": completed.stderr_bytes,
@@ -103,8 +108,13 @@ def completion_params(run: Run, completed: Completed) -> dict[str, JSON]:
 
 def state_params(run: Run, state: RunState) -> tuple[str, dict[str, JSON]]:
     """Method and params of the notification for a pause or resume."""
+    return state_params_of(run.pid, run.pgid, state)
+
+
+def state_params_of(pid: int, pgid: int, state: RunState) -> tuple[str, dict[str, JSON]]:
+    """``state_params`` for a run known by its pid and pgid."""
     word = "paused" if state is RunState.PAUSED else "resumed"
-    return f"process.{word}", {"status": word, "pid": run.pid, "pgid": run.pgid}
+    return f"process.{word}", {"status": word, "pid": pid, "pgid": pgid}
 
 
 def run_status(run: Run, last_seq: int, now: float) -> dict[str, JSON]:

@@ -401,6 +401,7 @@ class Journal:
             os.close(fd)
             raise
         if journal.completed is None:
+            os.lseek(fd, journal.committed, os.SEEK_SET)  # appends go after the last record
             journal._fd = fd
         else:
             os.close(fd)

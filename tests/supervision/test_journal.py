@@ -144,6 +144,23 @@ async def test_a_torn_tail_is_truncated_never_misread(tmp_path: Path) -> None:
     assert Journal.open(str(path), FAST) is None
 
 
+async def test_a_recovered_journal_takes_its_completion_after_the_last_record(
+    tmp_path: Path,
+) -> None:
+    journal = await write(tmp_path / "j", EVENTS[:5])
+    fd = journal._fd  # a crash: the writer never closes, the kernel drops its descriptor
+    journal._fd = None
+    assert isinstance(fd, int)
+    os.close(fd)
+    recovered = Journal.open(journal.path, FAST)
+    assert recovered is not None
+    lost = done(6, Lost(reason="daemon restarted"))
+    await recovered.append_completion(lost)
+    reopened = Journal.open(journal.path, FAST)
+    assert reopened is not None
+    assert read_all(reopened) == [*EVENTS[:5], lost]
+
+
 async def test_a_corrupt_last_record_is_cut(tmp_path: Path) -> None:
     path = tmp_path / "j"
     journal = await write(path, EVENTS)

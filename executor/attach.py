@@ -1,0 +1,96 @@
+"""A connection attached to a durable run: replay the journal from a seq, then follow it live.
+
+Theory of operation: each attachment is one task in its session's nursery with its own journal
+cursor.  It sends one record at a time and waits on the socket like any other sender, so a slow
+client only falls behind on disk: it holds one record in memory and slows neither the child nor
+other attachments.  Replay and live tail are the same loop (the cursor reads the file up to the
+journal's committed size, then waits for the next append), so there is no seam to lose or
+duplicate an event at.  Every event goes through the connection's protocol state with its
+original seq, which checks contiguity; after a ``process.gap`` (output the journal did not
+record) the next event's seq is announced to it with ``attach_run``.
+
+Detach must not cut a frame in half, so it never cancels a send: it sets ``stopping`` and
+cancels only the wait for new records.  A vanished connection just ends the task.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from cc_executor.executor.durable import DurableRun
+from cc_executor.executor.wire import completion_params_of, state_params_of
+from cc_executor.protocol import PROCESS_COMPLETED, PROCESS_GAP
+from cc_executor.supervision import CompletedEvent, Output, StateEvent
+from cc_executor.supervision.journal import Gap, Replayed
+
+if TYPE_CHECKING:
+    from cc_executor.executor.session import Session
+
+
+@attrs.define(eq=False)
+class Attachment:
+    """One connection following one durable run."""
+
+    durable: DurableRun
+    from_seq: int
+    stopping: bool = False
+    sent_seq: int = 0  # the seq of the last event sent
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    wake: trio.CancelScope | None = None
+    done: trio.Event = attrs.field(factory=trio.Event)
+
+    def stop(self) -> None:
+        """Stop after the event being sent (if any); `done` is set once stopped."""
+        self.stopping = True
+        if self.wake is not None:
+            self.wake.cancel()
+
+
+async def tail(session: Session, attachment: Attachment) -> None:
+    """Send the run's events after `from_seq`, then follow until completion or detach."""
+    durable = attachment.durable
+    run_id = durable.run_id
+    meta = durable.journal.meta
+    max_frame = session.daemon.config.max_frame_bytes
+    attachment.sent_seq = attachment.from_seq
+    try:
+        with attachment.scope, durable.journal.cursor(attachment.from_seq) as cursor:
+            after_gap = False
+            while not attachment.stopping and not session.closed:
+                entry: Replayed | None = None
+                with trio.CancelScope() as wake:
+                    attachment.wake = wake
+                    entry = await cursor.read()
+                attachment.wake = None
+                if entry is None or wake.cancelled_caught:
+                    return
+                if isinstance(entry, Gap):
+                    text = session.conn.notify(
+                        PROCESS_GAP, {"run": run_id, "seq": entry.seq, "reason": entry.reason}
+                    )
+                    after_gap = True
+                    await session.send(text)
+                    continue
+                if after_gap:
+                    session.conn.attach_run(run_id, entry.seq)
+                    after_gap = False
+                if isinstance(entry, Output):
+                    text = session.conn.output(
+                        run_id, entry.seq, entry.stream, entry.data, max_frame
+                    )
+                elif isinstance(entry, StateEvent):
+                    method, params = state_params_of(meta.pid, meta.pgid, entry.state)
+                    text = session.conn.run_event(run_id, entry.seq, method, params)
+                else:
+                    assert isinstance(entry, CompletedEvent)
+                    params = completion_params_of(meta.pid, meta.pgid, entry.completed)
+                    text = session.conn.run_event(run_id, entry.seq, PROCESS_COMPLETED, params)
+                await session.send(text)
+                attachment.sent_seq = entry.seq
+                if isinstance(entry, CompletedEvent):
+                    return
+    finally:
+        attachment.done.set()
