@@ -1,0 +1,167 @@
+"""Configuration of the Claude Code profile: the binary, API access, sandbox, watchdog, grace.
+
+Kept apart from claude.py so that config.py can hold a ClaudeConfig without importing the
+daemon.  Like the rest of the configuration it is frozen and built once, from ``CCX_CLAUDE_*``
+variables over the defaults.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+import attrs
+
+IdleAction = Literal["report", "interrupt", "cancel"]
+BusySession = Literal["refuse", "queue"]
+
+# Flags a client may pass in `extra_args` unless the operator says otherwise.  Flags the
+# profile sets itself (-p, --output-format, --input-format, --verbose, --resume...) are not
+# here: they have fields of their own.  The permission-bypass flags are governed by the
+# sandbox rule, never by this list.
+DEFAULT_ALLOWED_FLAGS: tuple[str, ...] = (
+    "--append-system-prompt",
+    "--system-prompt",
+    "--add-dir",
+    "--fallback-model",
+    "--effort",
+    "--max-budget-usd",
+    "--json-schema",
+    "--tools",
+    "--strict-mcp-config",
+    "--mcp-config",
+    "--setting-sources",
+    "--no-session-persistence",
+    "--replay-user-messages",
+    "--include-hook-events",
+    "--exclude-dynamic-system-prompt-sections",
+    "--betas",
+    "--name",
+)
+
+
+class ClaudeConfigError(ValueError):
+    """A ``CCX_CLAUDE_*`` setting is malformed; the message names it."""
+
+
+@attrs.frozen
+class ClaudeConfig:
+    """How the daemon runs Claude Code.
+
+    Attributes:
+        binary: the CLI to run (looked up on the child's PATH unless it contains '/').
+        base_url: ANTHROPIC_BASE_URL for every run; None leaves it unset.
+        api_key_env: the daemon's environment variable whose value is passed to runs as
+            ANTHROPIC_API_KEY; None passes no key (the CLI's own login is used).
+        env: fixed variables for every run (e.g. DISABLE_TELEMETRY=1), set by the operator.
+        sandboxed: the daemon runs in a sandbox: runs get IS_SANDBOX=1 and may skip
+            permission checks; otherwise such requests are refused.
+        idle_timeout: the watchdog: seconds without stream-json output before `idle_action`
+            (None: no watchdog).  A request may choose its own.
+        idle_action: report (tell the client), interrupt (SIGINT: the CLI ends with a result;
+            a second idle period escalates to cancel) or cancel (the ladder).
+        post_result_grace: seconds a run may live on after its `result` line before it is
+            ended through the ladder.
+        interrupt_grace: seconds between SIGINT and SIGTERM on a Claude run's cancel ladder.
+        timeout: default absolute time limit of a run (None: none).
+        busy_session: a second run for a Claude session that has one running is refused or
+            queued until the first ends.
+        allowed_flags: flags a client may put in `extra_args`.
+        max_line_bytes: stream-json lines longer than this are not parsed (the raw bytes
+            still reach the client).
+        max_prompt_bytes: a longer prompt is refused (it travels as one argv string).
+    """
+
+    binary: str = "claude"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    env: Mapping[str, str] = attrs.field(factory=dict)
+    sandboxed: bool = False
+    idle_timeout: float | None = 600.0
+    idle_action: IdleAction = "cancel"
+    post_result_grace: float = 5.0
+    interrupt_grace: float = 5.0
+    timeout: float | None = None
+    busy_session: BusySession = "refuse"
+    allowed_flags: tuple[str, ...] = DEFAULT_ALLOWED_FLAGS
+    max_line_bytes: int = 16 * 1024 * 1024
+    # Linux refuses a single argv string of 128 KiB or more (MAX_ARG_STRLEN).
+    max_prompt_bytes: int = 128 * 1024 - 1
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("post_result_grace", "interrupt_grace"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ClaudeConfigError(f"claude.{name} must be >= 0 seconds (got {value})")
+        for name in ("idle_timeout", "timeout"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ClaudeConfigError(f"claude.{name} must be positive (got {value})")
+        if self.idle_action not in ("report", "interrupt", "cancel"):
+            raise ClaudeConfigError("claude.idle_action must be report, interrupt or cancel")
+        if self.busy_session not in ("refuse", "queue"):
+            raise ClaudeConfigError("claude.busy_session must be refuse or queue")
+        if self.max_line_bytes <= 0 or self.max_prompt_bytes <= 0:
+            raise ClaudeConfigError("claude.max_line_bytes and max_prompt_bytes must be positive")
+
+
+def _float(env: Mapping[str, str], name: str, default: float | None) -> float | None:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ClaudeConfigError(f"{name}={raw!r} is not a number") from None
+    return None if value == 0 else value  # 0 switches a limit off
+
+
+def _env_pairs(raw: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ClaudeConfigError(f"CCX_CLAUDE_ENV: {item!r} is not NAME=VALUE")
+        pairs[name] = value
+    return pairs
+
+
+def claude_config_from_env(env: Mapping[str, str] | None = None) -> ClaudeConfig:
+    """Build the profile's configuration from ``CCX_CLAUDE_*`` over the defaults."""
+    env = os.environ if env is None else env
+    base = ClaudeConfig()
+    sandboxed = env.get("CCX_CLAUDE_SANDBOXED", "0").lower()
+    if sandboxed not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ClaudeConfigError(f"CCX_CLAUDE_SANDBOXED={sandboxed!r} is not a boolean")
+    idle_action = env.get("CCX_CLAUDE_IDLE_ACTION", base.idle_action)
+    busy = env.get("CCX_CLAUDE_BUSY_SESSION", base.busy_session)
+    if idle_action not in ("report", "interrupt", "cancel"):
+        raise ClaudeConfigError(f"CCX_CLAUDE_IDLE_ACTION={idle_action!r}: report|interrupt|cancel")
+    if busy not in ("refuse", "queue"):
+        raise ClaudeConfigError(f"CCX_CLAUDE_BUSY_SESSION={busy!r}: use refuse or queue")
+    flags = env.get("CCX_CLAUDE_ALLOWED_FLAGS")
+    return ClaudeConfig(
+        binary=env.get("CCX_CLAUDE_BINARY", base.binary),
+        base_url=env.get("CCX_CLAUDE_BASE_URL", base.base_url),
+        api_key_env=env.get("CCX_CLAUDE_API_KEY_ENV", base.api_key_env),
+        env=_env_pairs(env.get("CCX_CLAUDE_ENV", "")),
+        sandboxed=sandboxed in ("1", "true", "yes", "on"),
+        idle_timeout=_float(env, "CCX_CLAUDE_IDLE_TIMEOUT", base.idle_timeout),
+        idle_action="report"
+        if idle_action == "report"
+        else "interrupt"
+        if idle_action == "interrupt"
+        else "cancel",
+        post_result_grace=_float(env, "CCX_CLAUDE_POST_RESULT_GRACE", base.post_result_grace)
+        or 0.0,
+        interrupt_grace=_float(env, "CCX_CLAUDE_INTERRUPT_GRACE", base.interrupt_grace) or 0.0,
+        timeout=_float(env, "CCX_CLAUDE_TIMEOUT", base.timeout),
+        busy_session="queue" if busy == "queue" else "refuse",
+        allowed_flags=tuple(f for f in flags.split(",") if f)
+        if flags is not None
+        else base.allowed_flags,
+    )
