@@ -42,8 +42,13 @@ DEFAULT_ALLOWED_FLAGS: tuple[str, ...] = (
 )
 
 
-class ClaudeConfigError(ValueError):
-    """A ``CCX_CLAUDE_*`` setting is malformed; the message names it."""
+def _config_error(message: str) -> ValueError:
+    """The daemon's ConfigError (so `ccx serve` reports it like any other bad setting)."""
+    # config.py imports this module for ClaudeConfig; by the time anything is raised, it is
+    # fully imported.
+    from cc_executor.executor.config import ConfigError
+
+    return ConfigError(message)
 
 
 @attrs.frozen
@@ -94,17 +99,17 @@ class ClaudeConfig:
         for name in ("post_result_grace", "interrupt_grace"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise ClaudeConfigError(f"claude.{name} must be >= 0 seconds (got {value})")
+                raise _config_error(f"claude.{name} must be >= 0 seconds (got {value})")
         for name in ("idle_timeout", "timeout"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
-                raise ClaudeConfigError(f"claude.{name} must be positive (got {value})")
+                raise _config_error(f"claude.{name} must be positive (got {value})")
         if self.idle_action not in ("report", "interrupt", "cancel"):
-            raise ClaudeConfigError("claude.idle_action must be report, interrupt or cancel")
+            raise _config_error("claude.idle_action must be report, interrupt or cancel")
         if self.busy_session not in ("refuse", "queue"):
-            raise ClaudeConfigError("claude.busy_session must be refuse or queue")
+            raise _config_error("claude.busy_session must be refuse or queue")
         if self.max_line_bytes <= 0 or self.max_prompt_bytes <= 0:
-            raise ClaudeConfigError("claude.max_line_bytes and max_prompt_bytes must be positive")
+            raise _config_error("claude.max_line_bytes and max_prompt_bytes must be positive")
 
 
 def _float(env: Mapping[str, str], name: str, default: float | None) -> float | None:
@@ -114,7 +119,7 @@ def _float(env: Mapping[str, str], name: str, default: float | None) -> float | 
     try:
         value = float(raw)
     except ValueError:
-        raise ClaudeConfigError(f"{name}={raw!r} is not a number") from None
+        raise _config_error(f"{name}={raw!r} is not a number") from None
     return None if value == 0 else value  # 0 switches a limit off
 
 
@@ -125,7 +130,7 @@ def _env_pairs(raw: str) -> dict[str, str]:
             continue
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise ClaudeConfigError(f"CCX_CLAUDE_ENV: {item!r} is not NAME=VALUE")
+            raise _config_error(f"CCX_CLAUDE_ENV: {item!r} is not NAME=VALUE")
         pairs[name] = value
     return pairs
 
@@ -136,13 +141,13 @@ def claude_config_from_env(env: Mapping[str, str] | None = None) -> ClaudeConfig
     base = ClaudeConfig()
     sandboxed = env.get("CCX_CLAUDE_SANDBOXED", "0").lower()
     if sandboxed not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        raise ClaudeConfigError(f"CCX_CLAUDE_SANDBOXED={sandboxed!r} is not a boolean")
+        raise _config_error(f"CCX_CLAUDE_SANDBOXED={sandboxed!r} is not a boolean")
     idle_action = env.get("CCX_CLAUDE_IDLE_ACTION", base.idle_action)
     busy = env.get("CCX_CLAUDE_BUSY_SESSION", base.busy_session)
     if idle_action not in ("report", "interrupt", "cancel"):
-        raise ClaudeConfigError(f"CCX_CLAUDE_IDLE_ACTION={idle_action!r}: report|interrupt|cancel")
+        raise _config_error(f"CCX_CLAUDE_IDLE_ACTION={idle_action!r}: report|interrupt|cancel")
     if busy not in ("refuse", "queue"):
-        raise ClaudeConfigError(f"CCX_CLAUDE_BUSY_SESSION={busy!r}: use refuse or queue")
+        raise _config_error(f"CCX_CLAUDE_BUSY_SESSION={busy!r}: use refuse or queue")
     flags = env.get("CCX_CLAUDE_ALLOWED_FLAGS")
     return ClaudeConfig(
         binary=env.get("CCX_CLAUDE_BINARY", base.binary),
