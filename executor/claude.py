@@ -38,7 +38,11 @@ import attrs
 import structlog
 import trio
 
-from cc_executor.executor.claude_config import ClaudeConfig
+from cc_executor.executor.claude_config import (
+    PERMISSION_BYPASS_FLAGS,
+    ClaudeConfig,
+    permission_bypass,
+)
 from cc_executor.executor.policy import child_environment
 from cc_executor.executor.session import Handled, RunSlot, Session, cancel_quietly
 from cc_executor.executor.wire import completion_params
@@ -87,10 +91,6 @@ log = structlog.get_logger()
 LINGERED = "the CLI lingered after its result"
 WATCHDOG = "watchdog: no stream-json event"
 
-# Flags that bypass permission checks: allowed only when the daemon is sandboxed.
-PERMISSION_BYPASS = frozenset(
-    {"--dangerously-skip-permissions", "--allow-dangerously-skip-permissions"}
-)
 # Variables a request may not set: credentials and endpoints come from configuration only.
 RESERVED_ENV_PREFIXES = ("ANTHROPIC_", "IS_SANDBOX", "CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT", "CCX_")
 
@@ -113,22 +113,18 @@ def check_flags(params: ClaudeParams, config: ClaudeConfig) -> None:
         _refuse_bypass("--dangerously-skip-permissions", config)
     if params.permission_mode == "bypassPermissions":
         _refuse_bypass("--permission-mode bypassPermissions", config)
-    previous = ""
+    bypass = permission_bypass(params.extra_args)
+    if bypass is not None:
+        _refuse_bypass(bypass, config)
     for arg in params.extra_args:
         name = arg.split("=", 1)[0]
-        if previous == "--permission-mode" and arg == "bypassPermissions":
-            _refuse_bypass("--permission-mode bypassPermissions", config)
-        if arg.startswith("-"):
-            if name in PERMISSION_BYPASS:
-                _refuse_bypass(name, config)
-            elif name == "--permission-mode" and arg.endswith("=bypassPermissions"):
-                _refuse_bypass("--permission-mode bypassPermissions", config)
-            elif name not in config.allowed_flags and name != "--permission-mode":
-                raise PolicyRefused(
-                    f"flag {name} is not allowed in extra_args (rule: claude.allowed_flags)",
-                    {"rule": "claude.allowed_flags", "flag": name},
-                )
-        previous = name
+        if not arg.startswith("-") or name in PERMISSION_BYPASS_FLAGS:
+            continue
+        if name not in config.allowed_flags and name != "--permission-mode":
+            raise PolicyRefused(
+                f"flag {name} is not allowed in extra_args (rule: claude.allowed_flags)",
+                {"rule": "claude.allowed_flags", "flag": name},
+            )
 
 
 def claude_environment(

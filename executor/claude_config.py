@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import attrs
@@ -40,6 +40,27 @@ DEFAULT_ALLOWED_FLAGS: tuple[str, ...] = (
     "--betas",
     "--name",
 )
+
+
+# Flags that bypass the CLI's permission checks: allowed only on a sandboxed daemon.
+PERMISSION_BYPASS_FLAGS = frozenset(
+    {"--dangerously-skip-permissions", "--allow-dangerously-skip-permissions"}
+)
+
+
+def permission_bypass(args: Sequence[str]) -> str | None:
+    """The first of `args` that bypasses permission checks (as a flag name), if any."""
+    previous = ""
+    for arg in args:
+        name, _, value = arg.partition("=")
+        if name in PERMISSION_BYPASS_FLAGS:
+            return name
+        if (name == "--permission-mode" and value == "bypassPermissions") or (
+            previous == "--permission-mode" and arg == "bypassPermissions"
+        ):
+            return "--permission-mode bypassPermissions"
+        previous = arg
+    return None
 
 
 def _config_error(message: str) -> ValueError:

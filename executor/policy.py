@@ -3,6 +3,11 @@
 The allow-list is checked on the resolved argv — after a command string has been split into
 words — and on the executable it resolves to, so ``/tmp/x/echo`` does not pass as ``echo``.
 Refusals are ``PolicyRefused`` errors that name the rule that refused.
+
+The flag rule for Claude Code holds for ``execute`` too: unless the daemon is configured as
+sandboxed, argv naming the CLI (``claude``, or the configured binary) may not bypass its
+permission checks, and no request may set ``IS_SANDBOX``.  (A shell command line is opaque to
+this rule; the shell is opt-in.)
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import os
 import shutil
 from collections.abc import Mapping
 
+from cc_executor.executor.claude_config import permission_bypass
 from cc_executor.executor.config import ServerConfig
 from cc_executor.protocol import ExecuteParams, InvalidParams, PolicyRefused
 
@@ -28,6 +34,8 @@ class CommandPolicy:
 
     def __init__(self, config: ServerConfig) -> None:
         self._allow_shell = config.allow_shell
+        self._sandboxed = config.claude.sandboxed
+        self._claude = _resolve(config.claude.binary, os.environ.get("PATH"))
         self._allowed: dict[str, str] | None = None
         if config.allowed_commands is not None:
             path = os.environ.get("PATH")
@@ -45,13 +53,35 @@ class CommandPolicy:
                 "send argv or a command without shell: true",
                 {"rule": "allow_shell"},
             )
+        resolved = _resolve(argv[0], env.get("PATH"))
+        if not self._sandboxed:
+            self._check_sandbox_rule(params, argv, resolved)
         if self._allowed is None:
             return
-        resolved = _resolve(argv[0], env.get("PATH"))
         if resolved is None or resolved not in self._allowed:
             raise PolicyRefused(
                 f"command {argv[0]!r} is not on the allow-list (rule: allowed_commands)",
                 {"rule": "allowed_commands", "command": argv[0]},
+            )
+
+    def _check_sandbox_rule(
+        self, params: ExecuteParams, argv: tuple[str, ...], resolved: str | None
+    ) -> None:
+        if "IS_SANDBOX" in params.env:
+            raise PolicyRefused(
+                "IS_SANDBOX is refused: the daemon is not configured as sandboxed "
+                "(rule: claude.sandboxed)",
+                {"rule": "claude.sandboxed", "variable": "IS_SANDBOX"},
+            )
+        is_claude = os.path.basename(argv[0]) == "claude" or (
+            resolved is not None and resolved == self._claude
+        )
+        flag = permission_bypass(argv[1:]) if is_claude else None
+        if flag is not None:
+            raise PolicyRefused(
+                f"{flag} is refused: the daemon is not configured as sandboxed "
+                "(rule: claude.sandboxed)",
+                {"rule": "claude.sandboxed", "flag": flag},
             )
 
 

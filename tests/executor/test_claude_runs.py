@@ -16,6 +16,7 @@ import pytest
 import trio
 from ccx_testing import (
     RunRecord,
+    Served,
     WireClient,
     alive,
     make_config,
@@ -393,3 +394,23 @@ async def test_a_sandboxed_daemon_may_skip_permissions(
     assert record.completed["status"] == "completed", record.stderr.decode(errors="replace")
     init = typed(client, run)[0]
     assert init["permission_mode"] == "bypassPermissions"
+
+
+async def test_execute_cannot_bypass_the_sandbox_rule(served: Served) -> None:
+    # The same flag rule holds when a client runs the CLI through plain `execute`.
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            for argv in (
+                ["claude", "-p", "--dangerously-skip-permissions", "hi"],
+                ["/usr/local/bin/claude", "--permission-mode", "bypassPermissions"],
+                ["claude", "--permission-mode=bypassPermissions"],
+            ):
+                error = await client.call_error("execute", argv=argv)
+                assert error.code == ErrorCode.POLICY_REFUSED, argv
+                assert error.data["rule"] == "claude.sandboxed"
+            error = await client.call_error("execute", argv=["true"], env={"IS_SANDBOX": "1"})
+            assert error.data["rule"] == "claude.sandboxed"
+            # Other programs may use the same words.
+            run = await client.execute(argv=["echo", "--dangerously-skip-permissions"])
+            record = await client.wait_completed(run)
+    assert bytes(record.stdout) == b"--dangerously-skip-permissions\n"
