@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -46,6 +47,8 @@ def make_config(**changes: Any) -> ServerConfig:
         host="127.0.0.1",
         port=0,
         supervision=SupervisionConfig(term_grace=1.0, kill_wait=2.0),
+        # Never the user's state directory: its durable runs would show up in `list`.
+        state_dir=tempfile.mkdtemp(prefix="ccx-test-state-"),
     )
     return attrs.evolve(base, **changes)
 
@@ -344,7 +347,12 @@ async def run_daemon(*args: str, env: dict[str, str] | None = None) -> AsyncIter
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            env={**os.environ, **(env or {})},
+            env={
+                **os.environ,
+                # Never the user's state directory (--state-dir in `args` overrides this).
+                "CCX_STATE_DIR": tempfile.mkdtemp(prefix="ccx-test-state-"),
+                **(env or {}),
+            },
         )
         assert process.stderr is not None
         lines: list[str] = []
