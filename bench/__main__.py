@@ -11,6 +11,12 @@ from bench.measure import QUICK, ROOT, WORKLOADS, Sizes
 from bench.report import write_report
 
 
+def loadavg() -> float:
+    """The 1-minute load average: how busy the box was besides the benchmark itself."""
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, one run: a smoke check")
@@ -27,15 +33,18 @@ def main() -> int:
     names = args.only.split(",") if args.only else list(WORKLOADS)
     results: dict[str, list[dict[str, object]]] = {}
     started = time.monotonic()
+    load: dict[str, tuple[float, float]] = {}
     for name in names:
         results[name] = []
+        before = loadavg()
         for i in range(runs):
             figures = WORKLOADS[name](sizes)
             results[name].append(figures)
             print(f"{name} run {i + 1}/{runs}: {figures}", file=sys.stderr, flush=True)
+        load[name] = (before, loadavg())
     elapsed = time.monotonic() - started
     output = args.output or (None if args.quick else ROOT / "docs" / "benchmarks.md")
-    text = write_report(results, sizes, runs, elapsed, quick=args.quick)
+    text = write_report(results, sizes, runs, elapsed, load, quick=args.quick)
     if output is None:
         print(text)
     else:

@@ -239,7 +239,13 @@ SECTIONS: dict[str, Callable[[Runs, Sizes], tuple[list[str], list[Target]]]] = {
 
 
 def write_report(
-    results: dict[str, Runs], sizes: Sizes, runs: int, elapsed: float, *, quick: bool
+    results: dict[str, Runs],
+    sizes: Sizes,
+    runs: int,
+    elapsed: float,
+    load: dict[str, tuple[float, float]],
+    *,
+    quick: bool,
 ) -> str:
     """The whole report as Markdown."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -266,6 +272,9 @@ def write_report(
         "default settings, loopback); the raw pipe is measured in the same run, just before. "
         "The client is a separate Python process on a raw socket (bench/wsclient.py): its CPU "
         "time is given beside the daemon's.",
+        "- Load average (1 min) before → after each workload, the benchmark's own load "
+        "included; the box is shared, and W4 in particular moves with it: "
+        + ", ".join(f"{name} {a:.2f} → {b:.2f}" for name, (a, b) in load.items()),
         "",
         "## Targets",
         "",
