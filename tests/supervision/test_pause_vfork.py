@@ -25,9 +25,11 @@ async def test_pause_and_resume_a_shell_that_forks_constantly(
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             run = await start_run(nursery, spec, config, registry, Recorder())
+            states = []
             for _ in range(150):
                 await run.pause()
-                assert run.state is RunState.PAUSED
+                states.append(run.state)
                 await run.resume()
-                assert run.state is RunState.RUNNING
+                states.append(run.state)
+            assert states == [RunState.PAUSED, RunState.RUNNING] * 150
             await run.cancel("done")
