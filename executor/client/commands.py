@@ -29,6 +29,7 @@ from cc_executor.executor.client.errors import (
 from cc_executor.executor.client.events import Output
 from cc_executor.executor.client.streaming import HANDLED_SIGNALS, event_json, stream_run
 from cc_executor.executor.client.terminal import Terminal, human_bytes, human_seconds
+from cc_executor.executor.logs import configure_logging
 from cc_executor.protocol import ControlParams, Params, SignalParams
 
 CLIENT_COMMANDS = ("run", "ps", "attach", "logs", "pause", "resume", "cancel", "signal", "status")
@@ -89,6 +90,8 @@ def add_client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 def run_client_command(args: argparse.Namespace, config: CommandLineConfig | None = None) -> int:
     """Run one client subcommand; returns the exit status."""
     config = config or CommandLineConfig()
+    # The library logs only what ccx cannot say itself (daemon bugs), and never on stdout.
+    configure_logging("error", json=False)
     term = Terminal(status_line=not args.json)
     failure = config.own_failure_status if args.command == "run" else 1
     try:

@@ -262,8 +262,9 @@ class Connection:
                 if pending is not None:
                     pending.error = error
                     pending.done.set()
-                else:
-                    log.warning("client.unmatched_error", code=error.code, message=error.message)
+                elif request_id is None:  # the daemon could not read one of our requests
+                    log.error("client.unreadable_request", code=error.code, message=error.message)
+                # else: its caller gave up waiting (cancelled or timed out); nothing to do
             case Connected(greeting=greeting):
                 self._greeting = greeting
             case Other(method="shutdown"):

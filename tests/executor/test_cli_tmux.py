@@ -104,9 +104,9 @@ async def test_status_line_is_erased_and_output_stays_whole(served: Served, pane
     pane.keys("C-c")
     screen = await pane.wait_for(lambda s: "cancelled" in s)
     lines = screen.splitlines()
-    assert "first" in lines
-    assert "second" in lines  # never overwritten by, nor glued to, the status line
-    assert not any("running" in line for line in lines)  # erased before ccx's own messages
+    assert "first" in lines, screen
+    assert "second" in lines, screen  # never overwritten by, nor glued to, the status line
+    assert not any("running" in line for line in lines), screen  # erased before our messages
 
 
 async def test_ctrl_z_pauses_and_fg_resumes(served: Served, pane: Pane) -> None:
