@@ -128,6 +128,17 @@ class ShuttingDownError(ServerError):
     codes = (ErrorCode.SHUTTING_DOWN,)
 
 
+class RangeRemovedError(ServerError):
+    """`attach` from a seq whose events retention removed; `available_from_seq` says where to."""
+
+    codes = (ErrorCode.RANGE_REMOVED,)
+
+    @property
+    def available_from_seq(self) -> int | None:
+        value = self.data.get("available_from_seq") if isinstance(self.data, dict) else None
+        return value if isinstance(value, int) else None
+
+
 def _field(data: Any, name: str) -> str | None:
     value = data.get(name) if isinstance(data, dict) else None
     return value if isinstance(value, str) else None
@@ -147,6 +158,7 @@ ERROR_CLASSES: dict[int, type[ServerError]] = {
         SpawnFailedError,
         ControlTimeoutError,
         ShuttingDownError,
+        RangeRemovedError,
     )
     for code in cls.codes
 }
