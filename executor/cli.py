@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -10,7 +11,13 @@ import attrs
 import trio
 
 from cc_executor.executor.client.commands import add_client_parsers, run_client_command
-from cc_executor.executor.config import ConfigError, ServerConfig, config_from_env, validate
+from cc_executor.executor.config import (
+    ConfigError,
+    ServerConfig,
+    config_from_env,
+    validate,
+    with_tokens,
+)
 from cc_executor.executor.logs import configure_logging
 from cc_executor.executor.server import VERSION, serve_until_signalled
 
@@ -92,6 +99,25 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="completed journals may hold this much in all; the oldest are removed first "
         "(CCX_RETENTION_BYTES, default 10 GiB)",
     )
+    p.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="tokens clients must present, one 'NAME TOKEN [admin]' per line (CCX_TOKEN_FILE; "
+        "CCX_TOKENS=name:token,... adds more)",
+    )
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="a browser Origin allowed to connect (repeatable; CCX_ALLOW_ORIGIN); "
+        "connections sending any other Origin are refused",
+    )
+    p.add_argument(
+        "--insecure-listen",
+        action="store_true",
+        default=None,
+        help="allow listening beyond loopback without tokens (CCX_INSECURE_LISTEN)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def serve_config(args: argparse.Namespace) -> ServerConfig:
     """Flags over the environment over the defaults."""
-    config = config_from_env()
+    config = config_from_env(check=False)
     changes = {
         "host": args.host,
         "port": args.port,
@@ -123,6 +149,9 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         "state_dir": args.state_dir,
         "retention_seconds": args.retention_seconds,
         "retention_bytes": args.retention_bytes,
+        "token_file": args.token_file,
+        "allowed_origins": tuple(args.allow_origin) if args.allow_origin else None,
+        "insecure_listen": args.insecure_listen,
     }
     config = attrs.evolve(config, **{k: v for k, v in changes.items() if v is not None})
     if args.term_grace is not None:
@@ -137,6 +166,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
     journal_changes = {k: v for k, v in journal_changes.items() if v is not None}
     if journal_changes:
         config = attrs.evolve(config, journal=attrs.evolve(config.journal, **journal_changes))
+    config = with_tokens(config, os.environ)
     validate(config)
     return config
 

@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from cc_executor.executor.auth import TokenError, is_loopback, load_tokens
 from cc_executor.executor.claude_config import ClaudeConfig, claude_config_from_env
+from cc_executor.executor.frontdoor import Identity
 from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.journal import JournalConfig
 
@@ -74,6 +76,12 @@ class ServerConfig:
     retention_seconds: float = 7 * 24 * 3600.0
     retention_bytes: int = 10 * 1024 * 1024 * 1024
     claude: ClaudeConfig = attrs.field(factory=ClaudeConfig)
+    # Who may connect: token -> identity (see auth.py).  None: no authentication, which is
+    # allowed only on loopback unless insecure_listen forces it.
+    tokens: Mapping[str, Identity] | None = None
+    token_file: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    insecure_listen: bool = False
 
 
 class ConfigError(ValueError):
@@ -118,8 +126,11 @@ def _env_list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
     return tuple(item for item in raw.split(",") if item)
 
 
-def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
-    """Build the configuration from ``CCX_*`` variables over the defaults."""
+def config_from_env(env: Mapping[str, str] | None = None, *, check: bool = True) -> ServerConfig:
+    """Build the configuration from ``CCX_*`` variables over the defaults.
+
+    ``check=False`` leaves validation to the caller, who has more to apply (flags).
+    """
     env = os.environ if env is None else env
     base = ServerConfig()
     sup = base.supervision
@@ -163,9 +174,22 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServerConfig:
         retention_seconds=_env_float(env, "CCX_RETENTION_SECONDS", base.retention_seconds),
         retention_bytes=_env_int(env, "CCX_RETENTION_BYTES", base.retention_bytes),
         claude=claude_config_from_env(env),
+        token_file=env.get("CCX_TOKEN_FILE") or None,
+        allowed_origins=_env_list(env, "CCX_ALLOW_ORIGIN") or (),
+        insecure_listen=_env_bool(env, "CCX_INSECURE_LISTEN", base.insecure_listen),
     )
-    validate(config)
+    if check:
+        config = with_tokens(config, env)
+        validate(config)
     return config
+
+
+def with_tokens(config: ServerConfig, env: Mapping[str, str]) -> ServerConfig:
+    """Load the tokens of ``config.token_file`` and ``CCX_TOKENS``."""
+    try:
+        return attrs.evolve(config, tokens=load_tokens(env, config.token_file))
+    except TokenError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def validate(config: ServerConfig) -> None:
@@ -205,3 +229,8 @@ def validate(config: ServerConfig) -> None:
     for path in config.paths:
         if not path.startswith("/"):
             raise ConfigError(f"path {path!r} must start with '/'")
+    if config.tokens is None and not is_loopback(config.host) and not config.insecure_listen:
+        raise ConfigError(
+            f"refusing to listen on {config.host} without authentication: set tokens "
+            "(CCX_TOKENS or --token-file), listen on loopback, or force it with --insecure-listen"
+        )

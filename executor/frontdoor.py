@@ -148,6 +148,22 @@ class Identity:
 
 
 @attrs.frozen
+class Peer:
+    """An accepted client: who it is, and where it connects from."""
+
+    identity: Identity
+    address: str
+
+
+def peer_address(stream: trio.abc.Stream) -> str:
+    """``host:port`` of the other end of a TCP stream."""
+    if isinstance(stream, trio.SocketStream):
+        host, port, *_ = stream.socket.getpeername()
+        return f"{host}:{port}"
+    return repr(stream)
+
+
+@attrs.frozen
 class Refusal:
     """Why an upgrade is refused: the HTTP status and the rule, for the log and the body."""
 
@@ -193,7 +209,7 @@ class Gate:
 
 
 ProbeHandler = Callable[[str], tuple[int, bytes, str] | None]
-UpgradeHandler = Callable[[WebSocketConnection, Identity], Awaitable[None]]
+UpgradeHandler = Callable[[WebSocketConnection, Peer], Awaitable[None]]
 
 
 @attrs.frozen
@@ -226,7 +242,13 @@ class FrontDoor:
         verdict = self.gate.authenticate(head)
         if isinstance(verdict, Refusal):
             self.on_refusal(verdict.rule)
-            log.warning("upgrade.refused", rule=verdict.rule, status=verdict.status, path=head.path)
+            log.warning(
+                "upgrade.refused",
+                rule=verdict.rule,
+                status=verdict.status,
+                path=head.path,
+                remote=peer_address(stream),
+            )
             await self._reply(
                 stream, http_response(verdict.status, f"{verdict.message}\n".encode())
             )
@@ -249,7 +271,7 @@ class FrontDoor:
             chosen = next((p for p in offered if p in self.subprotocols), None)
             ws = await request.accept(subprotocol=chosen)
             try:
-                await self.on_upgrade(ws, verdict)
+                await self.on_upgrade(ws, Peer(verdict, peer_address(stream)))
             finally:
                 # The connection's reader lives in this nursery: closing ends it.
                 with trio.move_on_after(self.close_timeout, shield=True):

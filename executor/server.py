@@ -1,17 +1,18 @@
-"""The daemon: the WebSocket listener, the run table, limits, and a bounded graceful shutdown.
+"""The daemon: the listener, the run table, limits, probes, and a bounded graceful shutdown.
 
 Theory of operation
 -------------------
 ``serve`` opens the daemon's nursery, makes the daemon a child subreaper (orphans of runs are
 reparented to us, never to init, so they can be found and reaped), starts the reaper, and serves
-WebSocket connections through trio-websocket.  Each accepted connection becomes a ``Session``
-inside the per-connection error boundary (``_handle``): whatever goes wrong inside one session
-is logged and closes that session with 1011, and never reaches the listener — trio-websocket
-would otherwise take the whole server down with a handler's exception.
+TCP connections through the front door (frontdoor.py): HTTP probes are answered there, and
+WebSocket upgrades are authenticated there before any session exists.  Each accepted connection
+becomes a ``Session`` inside the per-connection error boundary (``handle``): whatever goes wrong
+inside one session is logged and closes that session with 1011, and never reaches the listener.
 
-Shutdown (``shutdown``) is graceful and bounded: stop accepting runs, tell every client, end
-every run through the cancel ladder, close every connection with 1001, then return; the caller
-cancels the nursery.  Durable runs (durable.py) live in the daemon's own nursery and are ended
+Shutdown (``shutdown``) is graceful and bounded: stop accepting runs (``/readyz`` turns 503),
+tell every client, let runs finish for up to ``shutdown_grace`` seconds, end the rest through
+the cancel ladder, close every connection with 1001, then return; the caller cancels the
+nursery.  Durable runs (durable.py) live in the daemon's own nursery and are ended
 with the others on a graceful shutdown, so their journals say why they ended; after a SIGKILL the
 next daemon finds them without a completion and reports them lost.  If that bound is exceeded,
 cancellation reaches each runner, whose shielded
@@ -23,20 +24,23 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-from functools import partial
 from typing import Any
 
+import attrs
 import structlog
 import trio
-from trio_websocket import WebSocketRequest, WebSocketServer, serve_websocket
+from trio_websocket import WebSocketConnection
 
 from cc_executor.executor import dispatch
 from cc_executor.executor.config import ServerConfig
 from cc_executor.executor.durable import DurableRun, DurableRuns
+from cc_executor.executor.frontdoor import FrontDoor, Gate, Peer
+from cc_executor.executor.metrics import Metrics, render
 from cc_executor.executor.policy import CommandPolicy
 from cc_executor.executor.session import Handled, RunSlot, Session
+from cc_executor.executor.wire import outcome_name
 from cc_executor.protocol import JSON, METHODS, InternalError, LimitExceeded
-from cc_executor.supervision import RunRegistry, enable_subreaper, run_reaper
+from cc_executor.supervision import Run, RunRegistry, enable_subreaper, run_reaper
 
 log = structlog.get_logger()
 
@@ -74,21 +78,20 @@ class Daemon:
         self.runs_started = 0
         self.instance = f"{os.uname().nodename}-{os.getpid()}"
         self.durable = DurableRuns(config, self.instance)
+        self.metrics = Metrics()
         self._nursery: trio.Nursery | None = None
+        self._idle = trio.Event()  # set while no run is live (for the drain)
+        self._idle.set()
         missing = set(METHODS) - set(dispatch.SESSION_HANDLERS) - set(dispatch.RUN_HANDLERS)
         assert not missing, f"methods without a handler: {sorted(missing)}"
 
     # -- sessions --------------------------------------------------------------------------
 
-    async def handle(self, request: WebSocketRequest) -> None:
+    async def handle(self, ws: WebSocketConnection, peer: Peer) -> None:
         """The per-connection error boundary (see the module docstring)."""
-        path = request.path.split("?", 1)[0]
-        if path not in self.config.paths:
-            await request.reject(404, body=f"no WebSocket endpoint at {path}\n".encode())
-            return
-        ws = await request.accept()
         if len(self.sessions) >= self.config.max_connections:
-            session = Session(self, ws)
+            self.metrics.refused("max_connections")
+            session = Session(self, ws, peer)
             error = LimitExceeded(
                 f"connection limit reached (max_connections={self.config.max_connections})",
                 {"limit": "max_connections", "value": self.config.max_connections},
@@ -97,7 +100,7 @@ class Daemon:
             log.warning("session.refused", reason="max_connections")
             await session.close(1013, "connection limit reached")
             return
-        session = Session(self, ws)
+        session = Session(self, ws, peer)
         self.sessions.add(session)
         try:
             await session.serve()
@@ -132,22 +135,70 @@ class Daemon:
     async def dispatch_run(
         self, session: Session, slot: RunSlot, method: str, params: Any
     ) -> Handled:
-        return await dispatch.RUN_HANDLERS[method](self, session, slot, params)
+        if method != "control":
+            return await dispatch.RUN_HANDLERS[method](self, session, slot, params)
+        started = trio.current_time()
+        try:
+            return await dispatch.RUN_HANDLERS[method](self, session, slot, params)
+        finally:
+            self.metrics.control_seconds.observe(params.type, trio.current_time() - started)
+
+    # -- probes ----------------------------------------------------------------------------
+
+    def probe(self, path: str) -> tuple[int, bytes, str] | None:
+        """Answers to GET /healthz (alive), /readyz (accepting runs) and /metrics."""
+        text = "text/plain; charset=utf-8"
+        if path == "/healthz":
+            return 200, b"ok\n", text
+        if path == "/readyz":
+            return (503, b"draining\n", text) if self.draining else (200, b"ready\n", text)
+        if path == "/metrics":
+            page = render(
+                self.metrics,
+                connections=len(self.sessions),
+                runs_by_state=self._runs_by_state(),
+                draining=self.draining,
+            )
+            return 200, page.encode(), "text/plain; version=0.0.4; charset=utf-8"
+        return None
+
+    def _runs_by_state(self) -> dict[str, int]:
+        counts = {"running": 0, "paused": 0, "ending": 0}
+        for run in self.registry.runs():
+            if run.state.value in counts:
+                counts[run.state.value] += 1
+        return counts
 
     # -- runs ------------------------------------------------------------------------------
 
     def new_run_id(self) -> str:
         return secrets.token_hex(8)
 
-    def run_started(self, session: Session, slot: RunSlot) -> None:
+    def _run_began(self) -> None:
         self.live_runs += 1
         self.runs_started += 1
+        self.metrics.runs_started += 1
+        if self._idle.is_set():
+            self._idle = trio.Event()
+
+    def _run_ended(self, run: Run | None, outcome: str) -> None:
+        self.live_runs -= 1
+        self.metrics.runs_completed[outcome] += 1
+        if run is not None:
+            self.metrics.stream_bytes["stdout"] += run.stdout_bytes
+            self.metrics.stream_bytes["stderr"] += run.stderr_bytes
+            self.metrics.backpressure_stalls += run.stalls
+        if self.live_runs == 0:
+            self._idle.set()
+
+    def run_started(self, session: Session, slot: RunSlot) -> None:
+        self._run_began()
         run = slot.run
         log.info("run.start", run=run.run_id, argv0=run.argv[0], pid=run.pid, pgid=run.pgid)
 
     def run_finished(self, session: Session, slot: RunSlot) -> None:
-        self.live_runs -= 1
         run = slot.run
+        self._run_ended(run, outcome_name(run.outcome))
         log.info(
             "run.end",
             run=run.run_id,
@@ -161,8 +212,7 @@ class Daemon:
         )
 
     def durable_started(self, durable: DurableRun) -> None:
-        self.live_runs += 1
-        self.runs_started += 1
+        self._run_began()
         run = durable.run
         assert run is not None
         log.info(
@@ -176,9 +226,11 @@ class Daemon:
         )
 
     def durable_finished(self, durable: DurableRun) -> None:
-        self.live_runs -= 1
         journal = durable.journal
         completed = journal.completed
+        self._run_ended(
+            durable.run, outcome_name(completed.completed.outcome if completed else None)
+        )
         log.info(
             "run.end",
             run=durable.run_id,
@@ -221,10 +273,28 @@ class Daemon:
     # -- shutdown --------------------------------------------------------------------------
 
     async def shutdown(self) -> None:
-        """Stop taking runs, tell clients, end every run through the ladder, close sockets."""
+        """Stop taking runs, tell clients, let runs finish for up to ``shutdown_grace``, end
+        the rest through the ladder, close sockets."""
         self.draining = True
-        log.info("daemon.draining", connections=len(self.sessions), live_runs=self.live_runs)
+        grace = self.config.shutdown_grace
+        log.info(
+            "daemon.draining",
+            connections=len(self.sessions),
+            live_runs=self.live_runs,
+            grace=grace,
+        )
         sessions = list(self.sessions)
+        notice: dict[str, JSON] = {
+            "reason": "the daemon is shutting down",
+            "grace": grace,
+            "then": "live runs are cancelled",
+        }
+        with trio.move_on_after(self.config.connect_timeout):
+            async with trio.open_nursery() as nursery:
+                for session in sessions:
+                    nursery.start_soon(session.send_notification, "shutdown", notice)
+        with trio.move_on_after(grace):
+            await self._idle.wait()
         with trio.move_on_after(self.run_end_bound() + self.config.connect_timeout):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.durable.end_all, "daemon shutdown")
@@ -232,9 +302,6 @@ class Daemon:
                     nursery.start_soon(self._shut_session, session)
 
     async def _shut_session(self, session: Session) -> None:
-        await session.send_notification(
-            "shutdown", {"reason": "the daemon is shutting down; runs are being cancelled"}
-        )
         await session.end_runs("daemon shutdown")
         # Let attached clients see their durable runs' completions before the close.
         for durable in list(self.durable.runs.values()):
@@ -244,43 +311,56 @@ class Daemon:
         await session.close(1001, "server shutting down")
 
 
+@attrs.frozen
+class Listening:
+    """Where the daemon listens (``port`` is the first listener's, useful with port 0)."""
+
+    port: int
+    listeners: tuple[trio.SocketListener, ...]
+
+
 async def serve(
     config: ServerConfig,
     *,
-    task_status: trio.TaskStatus[tuple[Daemon, WebSocketServer]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[tuple[Daemon, Listening]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled; ``nursery.start(serve, config)`` returns (daemon, server)."""
+    """Serve until cancelled; ``nursery.start(serve, config)`` returns (daemon, listening)."""
     daemon = Daemon(config)
     subreaper = enable_subreaper()
     await daemon.durable.recover()
+    door = FrontDoor(
+        gate=Gate(
+            paths=config.paths,
+            tokens=config.tokens,
+            allowed_origins=frozenset(config.allowed_origins),
+        ),
+        probe=daemon.probe,
+        on_upgrade=daemon.handle,
+        head_timeout=config.connect_timeout,
+        close_timeout=config.connect_timeout,
+        max_message_bytes=config.max_message_bytes,
+        receive_buffer_bytes=config.receive_buffer_bytes,
+        on_refusal=daemon.metrics.refused,
+    )
     async with trio.open_nursery() as nursery:
         daemon._nursery = nursery
         await nursery.start(run_reaper, daemon.registry)
         await nursery.start(daemon.durable.run_retention)
-        server: WebSocketServer = await nursery.start(
-            partial(
-                serve_websocket,
-                daemon.handle,
-                config.host,
-                config.port,
-                None,
-                max_message_size=config.max_message_bytes,
-                receive_buffer_size=config.receive_buffer_bytes,
-                connect_timeout=config.connect_timeout,
-                disconnect_timeout=config.connect_timeout,
-            )
-        )
-        ports = [listener.port for listener in server.listeners]  # type: ignore[union-attr]
+        listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+        await nursery.start(trio.serve_listeners, door.serve, listeners)
+        ports = [listener.socket.getsockname()[1] for listener in listeners]
         log.info(
             "daemon.listening",
             host=config.host,
             ports=ports,
             pid=os.getpid(),
             subreaper=subreaper,
+            auth="tokens" if config.tokens else "none",
+            identities=sorted({i.name for i in config.tokens.values()}) if config.tokens else [],
             allow_shell=config.allow_shell,
             allow_list=list(config.allowed_commands) if config.allowed_commands else "any",
         )
-        task_status.started((daemon, server))
+        task_status.started((daemon, Listening(ports[0], tuple(listeners))))
         await trio.sleep_forever()
 
 
@@ -288,7 +368,7 @@ async def serve_until_signalled(config: ServerConfig) -> None:
     """``ccx serve``: serve until SIGTERM or SIGINT, then shut down gracefully and return."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            daemon, _server = await nursery.start(serve, config)
+            daemon, _listening = await nursery.start(serve, config)
             async for signum in signals:
                 log.info("daemon.signal", signal=signal.Signals(signum).name)
                 break

@@ -51,8 +51,10 @@ from cc_executor.protocol import (
     InvalidParams,
     InvalidState,
     JsonRpcError,
+    LimitExceeded,
     NotificationReceived,
     ParseError,
+    PolicyRefused,
     RequestReceived,
     Response,
     RunNotFound,
@@ -70,6 +72,7 @@ from cc_executor.supervision import (
 )
 
 if TYPE_CHECKING:
+    from cc_executor.executor.frontdoor import Peer
     from cc_executor.executor.server import Daemon
 
 log = structlog.get_logger()
@@ -116,9 +119,10 @@ class RunSlot:
 class Session:
     """Serves one accepted WebSocket until the client goes or the daemon stops."""
 
-    def __init__(self, daemon: Daemon, ws: WebSocketConnection) -> None:
+    def __init__(self, daemon: Daemon, ws: WebSocketConnection, peer: Peer) -> None:
         self.daemon = daemon
         self.ws = ws
+        self.peer = peer
         self.session_id = secrets.token_hex(6)
         self.conn = ServerConnection()
         self.slots: dict[str, RunSlot] = {}
@@ -135,8 +139,15 @@ class Session:
     async def serve(self) -> None:
         """Run the session's nursery until the connection ends; end every run it started."""
         started = trio.current_time()
-        structlog.contextvars.bind_contextvars(session=self.session_id)
-        log.info("session.open", remote=str(self.ws.remote), path=self.ws.path)
+        structlog.contextvars.bind_contextvars(
+            session=self.session_id, identity=self.peer.identity.name
+        )
+        log.info(
+            "session.open",
+            remote=self.peer.address,
+            path=(self.ws.path or "").split("?", 1)[0],  # the query may hold a token
+            subprotocol=self.ws.subprotocol,
+        )
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -265,7 +276,7 @@ class Session:
                 else:
                     handled = await self.daemon.dispatch(self, event.method, event.params)
             except JsonRpcError as exc:
-                self.errors += 1
+                self.failed(exc)
                 replies.append(self.conn.make_error(event.id, exc))
                 continue
             replies.append(self.conn.make_response(event.id, handled.result))
@@ -276,12 +287,20 @@ class Session:
         for follow_up in follow_ups:
             await follow_up()
 
+    def failed(self, exc: JsonRpcError) -> None:
+        """Count an error reply; refusals by policy or limit also count by their rule."""
+        self.errors += 1
+        if isinstance(exc, PolicyRefused | LimitExceeded) and isinstance(exc.data, dict):
+            reason = exc.data.get("rule") or exc.data.get("limit")
+            if isinstance(reason, str):
+                self.daemon.metrics.refused(reason)
+
     async def answer(self, request_id: int | str, call: Callable[[], Awaitable[Handled]]) -> None:
         """Run a handler and send its one reply: the result, or the error it raised."""
         try:
             handled = await call()
         except JsonRpcError as exc:
-            self.errors += 1
+            self.failed(exc)
             await self.send(self.conn.respond_error(request_id, exc))
             return
         await self.send(self.conn.respond(request_id, handled.result))

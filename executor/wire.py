@@ -89,6 +89,11 @@ def outcome_fields(outcome: Outcome) -> dict[str, JSON]:
     return fields
 
 
+def outcome_name(outcome: Outcome | None) -> str:
+    """The wire's word for how a run ended (``exited``, ``cancelled``, ...)."""
+    return "unknown" if outcome is None else str(outcome_fields(outcome)["outcome"])
+
+
 def completion_params(run: Run, completed: Completed) -> dict[str, JSON]:
     """Params of ``process.completed`` (``run`` and ``seq`` are added by the protocol)."""
     return completion_params_of(run.pid, run.pgid, completed)

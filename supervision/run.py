@@ -65,6 +65,8 @@ class Run:
         self.outcome: Outcome | None = None
         self.stdout_bytes = 0
         self.stderr_bytes = 0
+        # How often the runner found the output channel full and had to wait (back-pressure).
+        self.stalls = 0
         self.root_reaped = False
         self._state = RunState.RUNNING
         self._config = config

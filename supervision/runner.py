@@ -90,7 +90,13 @@ class _PipeReader:
                 if not data:
                     return
                 self._run._note_output(self._stream, len(data))
-                await events.send(OutputChunk(self._stream, data))
+                chunk = OutputChunk(self._stream, data)
+                try:
+                    events.send_nowait(chunk)
+                except trio.WouldBlock:
+                    # The consumer is behind: this is where back-pressure holds the child.
+                    self._run.stalls += 1
+                    await events.send(chunk)
 
 
 def _has_exited(pidfd: int) -> bool:

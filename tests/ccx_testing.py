@@ -55,8 +55,8 @@ def make_config(**changes: Any) -> ServerConfig:
 
 async def start_daemon(nursery: trio.Nursery, config: ServerConfig) -> Served:
     """Serve a daemon in ``nursery``; cancelling the nursery stops it."""
-    daemon, server = await nursery.start(serve, config)
-    return Served(daemon, server.port)
+    daemon, listening = await nursery.start(serve, config)
+    return Served(daemon, listening.port)
 
 
 RUN_EVENTS = ("process.output", "process.paused", "process.resumed", "process.completed")

@@ -18,7 +18,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from cc_executor.executor.frontdoor import BadRequest, FrontDoor, Gate, Identity, parse_head
+from cc_executor.executor.frontdoor import BadRequest, FrontDoor, Gate, Identity, Peer, parse_head
 
 TOKENS = {"s3cret-token": Identity("alice"), "other-token": Identity("bob", admin=True)}
 
@@ -34,7 +34,9 @@ async def serving(gate: Gate) -> AsyncIterator[tuple[int, list[str]]]:
     seen: list[str] = []
     refusals: list[str] = []
 
-    async def echo(ws: WebSocketConnection, identity: Identity) -> None:
+    async def echo(ws: WebSocketConnection, peer: Peer) -> None:
+        identity = peer.identity
+        assert peer.address.startswith("127.0.0.1:")
         seen.append(identity.name)
         with contextlib.suppress(ConnectionClosed):
             await ws.send_message(f"hello {identity.name} via {ws.subprotocol}")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 import pytest
 import trio
 from ccx_testing import open_client, run_daemon, wait_until
 
+from cc_executor.executor.cli import build_parser, serve_config
 from cc_executor.executor.config import ConfigError, config_from_env
 
 SERVE = [sys.executable, "-m", "cc_executor.executor", "serve"]
@@ -22,6 +24,9 @@ SERVE = [sys.executable, "-m", "cc_executor.executor", "serve"]
         ([], {"CCX_PORT": "abc"}, "CCX_PORT='abc' is not an integer"),
         ([], {"CCX_ALLOW_SHELL": "maybe"}, "CCX_ALLOW_SHELL='maybe' is not a boolean"),
         (["--max-connections", "0"], {}, "max_connections must be positive"),
+        (["--host", "0.0.0.0"], {}, "refusing to listen on 0.0.0.0 without authentication"),
+        ([], {"CCX_TOKENS": "alice:short"}, "the token of alice is shorter than 16"),
+        (["--token-file", "/nonexistent/tokens"], {}, "cannot read the token file"),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_message(
@@ -79,3 +84,22 @@ async def test_json_logs_name_session_and_run_with_one_summary_line_each() -> No
     assert session_closes[0]["errors"] == 1
     # Output is never logged.
     assert not any("secret-output" in orjson.dumps(line).decode() for line in lines)
+
+
+def test_token_file_and_listening_beyond_loopback(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(
+        "# name token [admin]\nalice alice-token-0123456789\nops ops-token-0123456789 admin\n"
+    )
+    config = serve_config(
+        build_parser().parse_args(["serve", "--host", "0.0.0.0", "--token-file", str(tokens)])
+    )
+    assert config.tokens is not None
+    assert {i.name: i.admin for i in config.tokens.values()} == {"alice": False, "ops": True}
+    forced = serve_config(
+        build_parser().parse_args(["serve", "--host", "0.0.0.0", "--insecure-listen"])
+    )
+    assert forced.tokens is None
+    tokens.write_text("alice\n")
+    with pytest.raises(ConfigError, match=r"tokens:1: expected 'NAME TOKEN \[admin\]'"):
+        serve_config(build_parser().parse_args(["serve", "--token-file", str(tokens)]))
