@@ -27,9 +27,11 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
 def _prctl(option: int, arg: object) -> int:
-    libc = ctypes.CDLL(None, use_errno=True)
-    result: int = libc.prctl(option, arg, 0, 0, 0)
+    result: int = _libc.prctl(option, arg, 0, 0, 0)
     if result != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))

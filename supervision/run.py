@@ -84,6 +84,7 @@ class Run:
         self._idle_timeout = idle_timeout
         self._last_output = self.started_at
         self._cancel_reason: str | None = None
+        self._max_output = spec.max_output_bytes
         self._was_paused = False
         # The runner waits for the root's exit inside this scope; cancel() and the timeouts
         # end that wait.
@@ -104,15 +105,24 @@ class Run:
         return self._stdin_open and self._state is not RunState.COMPLETED
 
     def members(self, *, full: bool = False) -> set[int]:
-        """Every live process of the run (empty once the root has been reaped)."""
+        """Every live process of the run (empty once the root has been reaped).
+
+        ``full`` asks for an exhaustive answer.  As child subreaper the quick scan already is
+        one: an orphan of the run can only be reparented to the daemon (whose children are
+        scanned) or to a subreaper inside the run's own tree (which the walk covers).  Only
+        without the subreaper can orphans reach init, and only then is all of /proc scanned —
+        doing it anyway costs a stat and an environ read per process on the machine, for every
+        run that ends, which made a burst of runs quadratic.
+        """
         if self.root_reaped:
             return set()
+        subreaper = is_subreaper()
         return run_members(
             self.pid,
             self.pgid,
             self.run_id,
             other_roots=self._registry.root_pids() - {self.pid},
-            full=full or not is_subreaper(),
+            full=not subreaper,
         )
 
     def unread_bytes(self, stream: Stream) -> int:
@@ -266,6 +276,16 @@ class Run:
         if self._idle_timeout is not None:
             self._last_output = trio.current_time()
             self._wake.deadline = self._end_deadline()
+        if (
+            self._max_output is not None
+            and self.stdout_bytes + self.stderr_bytes > self._max_output
+            and self._cancel_reason is None
+            and self._state in (RunState.RUNNING, RunState.PAUSED)
+        ):
+            # As a cancel: the runner wakes, ends the run through the ladder and reports
+            # Cancelled with this reason.  The chunk just read is still delivered.
+            self._cancel_reason = f"output limit of {self._max_output} bytes exceeded"
+            self._wake.cancel()
 
     async def _begin_ending(self) -> bool:
         """Move to ENDING (if cancel() has not already); return whether the run was paused."""

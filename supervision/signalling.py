@@ -130,8 +130,10 @@ async def drive(
             signal_outsiders(target, new, follow_with)
         signalled |= new
         pending = {pid for pid in members if not _reached(pid, until)}
-        if not pending and until is Until.GONE and not confirmed_full:
-            # Once the quick scan is empty, look everywhere once before declaring the run gone.
+        if not pending and until is Until.GONE and not confirmed_full and members:
+            # Everything seen has gone; a member may have forked just before it went, so look
+            # once more (exhaustively) before declaring the run gone.  A scan that saw no live
+            # member at all needs no second look: nothing was left that could fork.
             confirmed_full = True
             members = target.members(full=True)
             new = members - signalled
