@@ -43,7 +43,7 @@ from cc_executor.supervision.reaper import (
 from cc_executor.supervision.registry import RunRegistry
 from cc_executor.supervision.run import Run
 from cc_executor.supervision.runner import run_process
-from cc_executor.supervision.spawn import SpawnSpec
+from cc_executor.supervision.spawn import ResourceLimits, SpawnSpec
 from cc_executor.supervision.tree import run_members
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "OutputChunk",
     "OutputPump",
     "ReaperAlreadyRunning",
+    "ResourceLimits",
     "Run",
     "RunEvent",
     "RunRegistry",

@@ -8,10 +8,10 @@ write(2) after the file magic::
 
     u32 body length | u32 CRC-32 of body | body = u8 kind | u64 seq | payload
 
-Kinds: META (seq 0, the run's facts: id, pid, pgid, argv, start time, boot id), OUTPUT (stream,
-bytes), STATE (paused/running), COMPLETED (the outcome and byte counts), GAP (recording stopped
-at this seq: the quota was reached in "gap" mode) and REMOVED (retention dropped seqs
-first..last).  Payload fields are length-prefixed bytes; there is no JSON here.
+Kinds: META (seq 0, the run's facts: id, pid, pgid, argv, start time, boot id, owner), OUTPUT
+(stream, bytes), STATE (paused/running), COMPLETED (the outcome and byte counts), GAP
+(recording stopped at this seq: the quota was reached in "gap" mode) and REMOVED (retention
+dropped seqs first..last).  Payload fields are length-prefixed bytes; there is no JSON here.
 
 Crash safety: only the last record can be torn (records are only appended).  `Journal.open`
 scans from the start and truncates at the first record that is short or fails its CRC, so a
@@ -108,6 +108,9 @@ class Meta:
     boot_id: str  # processes of the run can only be alive under the same boot
     quota_bytes: int
     quota_policy: QuotaPolicy
+    # Who started the run (the client identity).  Added after the first journals: a META
+    # without it decodes as None, and readers that do not know it ignore the field.
+    owner: str | None = None
 
 
 @attrs.frozen
@@ -248,6 +251,8 @@ def encode_meta(meta: Meta) -> bytes:
         "quota_bytes": str(meta.quota_bytes).encode(),
         "quota_policy": meta.quota_policy.encode(),
     }
+    if meta.owner is not None:
+        fields["owner"] = meta.owner.encode()
     return _record(K_META, 0, _pack_fields(fields))
 
 
@@ -263,6 +268,7 @@ def _decode_meta(payload: bytes) -> Meta:
         boot_id=fields["boot_id"].decode(),
         quota_bytes=int(fields["quota_bytes"]),
         quota_policy="gap" if policy == "gap" else "block",
+        owner=fields["owner"].decode() if "owner" in fields else None,
     )
 
 

@@ -3,13 +3,25 @@
 The root gets a new session (start_new_session: pgid = sid = pid) so that the whole group can
 be signalled without touching the daemon, and CCX_RUN_ID=<run_id> in its environment so that
 descendants which later leave the group and session can still be attributed to the run.
+
+Resource limits (``ResourceLimits``: RLIMIT_CPU/AS/NOFILE/NPROC) are applied by exec'ing the
+command through util-linux ``prlimit`` (``prlimit --nofile=N:N ... -- argv``), which sets them
+on itself and execs the command in the same process.  The alternatives are worse: ``preexec_fn``
+makes subprocess fork() instead of vfork() (the cost grows with the daemon's memory: measured
+3 ms per spawn at 50 MB RSS, 18 ms at 500 MB, against 0.6 ms) and is unsafe with threads;
+``prlimit(pid)`` after the spawn races the child's own exec and forks.  The wrapper costs one
+extra exec (about 0.7 ms) and only runs when limits are configured.  Because prlimit, not we,
+then execs the command, we look the program up first so "command not found" is still a
+SpawnError.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
+import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from typing import Literal
@@ -30,6 +42,45 @@ def _argv(value: Iterable[str]) -> tuple[str, ...]:
 
 
 @attrs.frozen
+class ResourceLimits:
+    """Per-run resource limits (soft = hard), set in the child before the command runs.
+
+    Attributes:
+        cpu_seconds: RLIMIT_CPU: CPU time; the kernel sends SIGXCPU, then SIGKILL.
+        address_space_bytes: RLIMIT_AS: virtual memory; allocations beyond it fail.
+        open_files: RLIMIT_NOFILE: the highest file descriptor number + 1.
+        processes: RLIMIT_NPROC: processes of the *user* (all of its processes count, not
+            only the run's), beyond which fork() fails.
+    """
+
+    cpu_seconds: int | None = None
+    address_space_bytes: int | None = None
+    open_files: int | None = None
+    processes: int | None = None
+
+    @property
+    def configured(self) -> bool:
+        return any(value is not None for value in attrs.astuple(self))
+
+    def prlimit_args(self) -> tuple[str, ...]:
+        """prlimit(1) options setting every configured limit (soft and hard)."""
+        options = (
+            ("--cpu", self.cpu_seconds),
+            ("--as", self.address_space_bytes),
+            ("--nofile", self.open_files),
+            ("--nproc", self.processes),
+        )
+        return tuple(f"{name}={value}:{value}" for name, value in options if value is not None)
+
+
+@functools.cache
+def find_prlimit() -> str | None:
+    """util-linux prlimit on the daemon's PATH (or /usr/bin), or None."""
+    path = os.pathsep.join(filter(None, (os.environ.get("PATH"), "/usr/bin", "/bin")))
+    return shutil.which("prlimit", path=path)
+
+
+@attrs.frozen
 class SpawnSpec:
     """What to run and how.
 
@@ -39,6 +90,8 @@ class SpawnSpec:
         run_id: the run's id, also its marker in the environment.
         cwd: working directory, or None for the daemon's.
         stdin: "null" for /dev/null, "pipe" to write to it through Run.write_stdin.
+        resources: resource limits set in the child before the command runs (see above).
+        max_output_bytes: the run is cancelled once stdout and stderr together exceed this.
     """
 
     argv: tuple[str, ...] = attrs.field(converter=_argv)
@@ -46,6 +99,8 @@ class SpawnSpec:
     run_id: str
     cwd: str | None = None
     stdin: Literal["null", "pipe"] = "null"
+    resources: ResourceLimits | None = None
+    max_output_bytes: int | None = None
 
 
 @attrs.frozen(eq=False)
@@ -95,6 +150,26 @@ def _describe(exc: BaseException, spec: SpawnSpec) -> str:
     return f"cannot start {program}: {exc.strerror or exc}"
 
 
+def _with_limits(spec: SpawnSpec, env: Mapping[str, str]) -> list[str]:
+    """The argv that applies ``spec.resources`` through prlimit, then runs ``spec.argv``."""
+    argv = list(spec.argv)
+    if spec.resources is None or not spec.resources.configured:
+        return argv
+    wrapper = find_prlimit()
+    if wrapper is None:
+        raise SpawnError("resource limits are configured but prlimit (util-linux) is missing")
+    program = argv[0]
+    if "/" in program and not os.path.isabs(program) and spec.cwd is not None:
+        program = os.path.join(spec.cwd, program)
+    path = env.get("PATH", os.defpath)
+    if shutil.which(program, path=path) is None:
+        exists = "/" in program and os.path.exists(program)
+        raise SpawnError(
+            f"permission denied: {argv[0]}" if exists else f"command not found: {argv[0]}"
+        )
+    return [wrapper, *spec.resources.prlimit_args(), "--", *argv]
+
+
 async def spawn(spec: SpawnSpec, config: SupervisionConfig) -> Spawned:
     """Start the root process of a run.
 
@@ -105,6 +180,7 @@ async def spawn(spec: SpawnSpec, config: SupervisionConfig) -> Spawned:
         raise SpawnError("empty command")
     env = dict(spec.env)
     env[RUN_ID_VAR] = spec.run_id
+    argv = _with_limits(spec, env)
     fds: list[int] = []
     streams: list[trio.lowlevel.FdStream] = []
     try:
@@ -119,7 +195,7 @@ async def spawn(spec: SpawnSpec, config: SupervisionConfig) -> Spawned:
             fds += [child_stdin, stdin_write]
         try:
             process = await trio.lowlevel.open_process(
-                list(spec.argv),
+                argv,
                 stdin=child_stdin,
                 stdout=out_write,
                 stderr=err_write,

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 from hypothesis import given, settings
@@ -22,6 +23,8 @@ from cc_executor.supervision.events import (
     StateEvent,
 )
 from cc_executor.supervision.journal import (
+    _FRAME,
+    _HEAD,
     MAGIC,
     Cursor,
     Gap,
@@ -30,8 +33,10 @@ from cc_executor.supervision.journal import (
     JournalError,
     Meta,
     Replayed,
+    _decode_meta,
     boot_id,
     compact,
+    encode_meta,
 )
 from cc_executor.supervision.leftovers import find_leftovers, kill_leftovers
 from cc_executor.supervision.marker import RUN_ID_VAR
@@ -312,3 +317,23 @@ def test_leftovers_are_found_by_marker_and_killed(run_id: object) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_meta_owner_is_optional_both_ways() -> None:
+    """Journals written before owners existed decode with owner None; an owner round-trips,
+    and a reader that does not know the field ignores it (fields are looked up by name)."""
+    base = Meta(
+        run_id="r",
+        pid=1,
+        pgid=1,
+        argv=("true",),
+        started_wall=1.0,
+        boot_id="b",
+        quota_bytes=10,
+        quota_policy="gap",
+    )
+    for meta in (base, attrs.evolve(base, owner="alice")):
+        record = encode_meta(meta)
+        assert (b"owner" in record) == (meta.owner is not None)
+        payload = record[_FRAME.size + _HEAD.size :]
+        assert _decode_meta(payload) == meta
