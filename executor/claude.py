@@ -43,6 +43,7 @@ from cc_executor.executor.claude_config import (
     ClaudeConfig,
     permission_bypass,
 )
+from cc_executor.executor.limits import release_when_done
 from cc_executor.executor.policy import child_environment
 from cc_executor.executor.session import Handled, RunSlot, Session, cancel_quietly
 from cc_executor.executor.wire import completion_params
@@ -409,7 +410,7 @@ class _Prepared:
     key: str | None
 
 
-def _prepare(daemon: Daemon, params: ClaudeParams) -> _Prepared:
+def _prepare(daemon: Daemon, session: Session, params: ClaudeParams) -> _Prepared:
     config = daemon.config.claude
     if params.prompt is not None and len(params.prompt.encode()) > config.max_prompt_bytes:
         raise InvalidParams(
@@ -420,13 +421,16 @@ def _prepare(daemon: Daemon, params: ClaudeParams) -> _Prepared:
     check_flags(params, config)
     argv = build_argv(config.binary, params)
     env = claude_environment(daemon, params.env)
+    # The command rules, cwd roots, rlimits and output limit hold as for `execute`.
+    cwd = daemon.policy.check_claude(argv, params.cwd, env)
     spec = SpawnSpec(
         argv=argv,
         env=env,
-        cwd=params.cwd,
+        cwd=cwd,
         stdin="pipe" if params.input == "stream-json" else "null",
         run_id=daemon.new_run_id(),
     )
+    spec = daemon.policy.limited(spec, session.peer.identity.name)
     return _Prepared(spec, session_key(params))
 
 
@@ -453,12 +457,21 @@ async def _start(
     if prepared.key is not None:
         claims.append(prepared.key)
     try:
-        run: Run = await session.nursery.start(runner)
-    except SpawnError as exc:
+        ticket = daemon.policy.limits.admit(session.peer.identity.name)
+    except LimitExceeded:
         receive.close()
         for key in claims:
             sessions_of(daemon).release(key, spec.run_id)
+        raise
+    try:
+        run: Run = await session.nursery.start(runner)
+    except SpawnError as exc:
+        receive.close()
+        ticket.release()
+        for key in claims:
+            sessions_of(daemon).release(key, spec.run_id)
         raise SpawnFailed(exc.message, {"argv0": spec.argv[0]}) from None
+    session.nursery.start_soon(release_when_done, ticket, run)
     slot = session.add_run(run, receive)
     # The session's own deliverer sends raw output, pause/resume as for any run.
     stream = ClaudeStream(daemon, session, run, params, session._deliverer(run), claims)
@@ -482,7 +495,7 @@ def _busy(key: str, table: ClaudeSessions) -> InvalidState:
 async def claude(daemon: Daemon, session: Session, params: ClaudeParams) -> Handled:
     """Start a Claude Code run; its output and typed events flow once the reply is sent."""
     _check_capacity(daemon, session)
-    prepared = _prepare(daemon, params)
+    prepared = _prepare(daemon, session, params)
     table = sessions_of(daemon)
     key = prepared.key
     if key is not None and table.holder(key) is not None:

@@ -113,6 +113,17 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "connections sending any other Origin are refused",
     )
     p.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="the policy file (TOML): command and flag rules, cwd roots, environment, "
+        "per-identity limits, rlimits; flags and CCX_* variables override it (CCX_POLICY)",
+    )
+    p.add_argument(
+        "--instance",
+        help="this daemon's name in durable run ids, for routing attach to it "
+        "(CCX_INSTANCE; default: the host name)",
+    )
+    p.add_argument(
         "--insecure-listen",
         action="store_true",
         default=None,
@@ -132,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve_config(args: argparse.Namespace) -> ServerConfig:
-    """Flags over the environment over the defaults."""
-    config = config_from_env(check=False)
+    """Flags over the environment over the policy file over the defaults."""
+    config = config_from_env(check=False, policy_path=args.policy)
     changes = {
         "host": args.host,
         "port": args.port,
@@ -152,6 +163,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         "token_file": args.token_file,
         "allowed_origins": tuple(args.allow_origin) if args.allow_origin else None,
         "insecure_listen": args.insecure_listen,
+        "instance": args.instance,
     }
     config = attrs.evolve(config, **{k: v for k, v in changes.items() if v is not None})
     if args.term_grace is not None:

@@ -1,12 +1,14 @@
 """Daemon configuration: every number the executor uses, from flags, environment and defaults.
 
-Precedence is flag > environment (``CCX_*``) > default.  The object is frozen and built once at
-start; nothing reads the environment after that.
+Precedence is flag > environment (``CCX_*``) > policy file (``--policy``/``CCX_POLICY``,
+policyfile.py) > default.  The object is frozen and built once at start; nothing reads the
+environment after that.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 
 import attrs
@@ -14,8 +16,11 @@ import attrs
 from cc_executor.executor.auth import TokenError, is_loopback, load_tokens
 from cc_executor.executor.claude_config import ClaudeConfig, claude_config_from_env
 from cc_executor.executor.frontdoor import Identity
+from cc_executor.executor.mcp_config import McpConfig
+from cc_executor.executor.policyfile import Policy, PolicyFileError, load_policy
 from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.journal import JournalConfig
+from cc_executor.supervision.spawn import find_prlimit
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8003
@@ -42,6 +47,11 @@ def default_state_dir(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(base, "cc-executor")
+
+
+def default_instance() -> str:
+    """The host name: on a StatefulSet, the pod's stable name (``ccx-0``)."""
+    return os.uname().nodename
 
 
 @attrs.frozen
@@ -82,6 +92,14 @@ class ServerConfig:
     token_file: str | None = None
     allowed_origins: tuple[str, ...] = ()
     insecure_listen: bool = False
+    # The policy file's rules (commands, cwd roots, request env, per-identity limits, rlimits).
+    policy: Policy = attrs.field(factory=Policy)
+    policy_file: str | None = None
+    # Names this daemon in durable run ids (``<instance>-<random>``), so a client or proxy can
+    # route `attach` to the instance that holds the run.
+    instance: str = attrs.field(factory=default_instance)
+    # The MCP endpoint (WebSocket subprotocol "mcp"): progress, output bounds, tasks.
+    mcp: McpConfig = attrs.field(factory=McpConfig)
 
 
 class ConfigError(ValueError):
@@ -126,13 +144,38 @@ def _env_list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
     return tuple(item for item in raw.split(",") if item)
 
 
-def config_from_env(env: Mapping[str, str] | None = None, *, check: bool = True) -> ServerConfig:
-    """Build the configuration from ``CCX_*`` variables over the defaults.
+def with_policy_file(config: ServerConfig, path: str) -> ServerConfig:
+    """`config` with the policy file at `path` over it."""
+    try:
+        loaded = load_policy(path)
+    except PolicyFileError as exc:
+        raise ConfigError(str(exc)) from None
+    claude = config.claude
+    if loaded.sandboxed is not None:
+        claude = attrs.evolve(claude, sandboxed=loaded.sandboxed)
+    return attrs.evolve(
+        config,
+        policy=loaded.policy,
+        policy_file=path,
+        allow_shell=config.allow_shell if loaded.allow_shell is None else loaded.allow_shell,
+        pass_env=config.pass_env if loaded.pass_env is None else loaded.pass_env,
+        claude=claude,
+    )
 
+
+def config_from_env(
+    env: Mapping[str, str] | None = None, *, check: bool = True, policy_path: str | None = None
+) -> ServerConfig:
+    """Build the configuration from ``CCX_*`` variables over the policy file and the defaults.
+
+    The policy file is `policy_path` (the ``--policy`` flag), else ``CCX_POLICY``.
     ``check=False`` leaves validation to the caller, who has more to apply (flags).
     """
     env = os.environ if env is None else env
     base = ServerConfig()
+    policy_path = policy_path or env.get("CCX_POLICY") or None
+    if policy_path is not None:
+        base = with_policy_file(base, policy_path)
     sup = base.supervision
     supervision = attrs.evolve(
         sup,
@@ -163,7 +206,9 @@ def config_from_env(env: Mapping[str, str] | None = None, *, check: bool = True)
         ),
         max_runs=_env_int(env, "CCX_MAX_RUNS", base.max_runs),
         max_message_bytes=_env_int(env, "CCX_MAX_MESSAGE_BYTES", base.max_message_bytes),
-        allowed_commands=_env_list(env, "CCX_ALLOW"),
+        allowed_commands=(
+            _env_list(env, "CCX_ALLOW") if "CCX_ALLOW" in env else base.allowed_commands
+        ),
         allow_shell=_env_bool(env, "CCX_ALLOW_SHELL", base.allow_shell),
         pass_env=_env_list(env, "CCX_PASS_ENV") or base.pass_env,
         shutdown_grace=_env_float(env, "CCX_SHUTDOWN_GRACE", base.shutdown_grace),
@@ -173,15 +218,23 @@ def config_from_env(env: Mapping[str, str] | None = None, *, check: bool = True)
         journal=journal,
         retention_seconds=_env_float(env, "CCX_RETENTION_SECONDS", base.retention_seconds),
         retention_bytes=_env_int(env, "CCX_RETENTION_BYTES", base.retention_bytes),
-        claude=claude_config_from_env(env),
+        claude=_claude_config(env, base),
         token_file=env.get("CCX_TOKEN_FILE") or None,
         allowed_origins=_env_list(env, "CCX_ALLOW_ORIGIN") or (),
         insecure_listen=_env_bool(env, "CCX_INSECURE_LISTEN", base.insecure_listen),
+        instance=env.get("CCX_INSTANCE") or base.instance,
     )
     if check:
         config = with_tokens(config, env)
         validate(config)
     return config
+
+
+def _claude_config(env: Mapping[str, str], base: ServerConfig) -> ClaudeConfig:
+    claude = claude_config_from_env(env)
+    if "CCX_CLAUDE_SANDBOXED" not in env:  # the policy file's `sandboxed`, if any
+        claude = attrs.evolve(claude, sandboxed=base.claude.sandboxed)
+    return claude
 
 
 def with_tokens(config: ServerConfig, env: Mapping[str, str]) -> ServerConfig:
@@ -229,8 +282,33 @@ def validate(config: ServerConfig) -> None:
     for path in config.paths:
         if not path.startswith("/"):
             raise ConfigError(f"path {path!r} must start with '/'")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.instance):
+        raise ConfigError(
+            f"instance {config.instance!r} must be letters, digits, '.', '_' or '-' "
+            "(it becomes part of run ids)"
+        )
+    _validate_policy(config)
     if config.tokens is None and not is_loopback(config.host) and not config.insecure_listen:
         raise ConfigError(
             f"refusing to listen on {config.host} without authentication: set tokens "
             "(CCX_TOKENS or --token-file), listen on loopback, or force it with --insecure-listen"
         )
+
+
+def _validate_policy(config: ServerConfig) -> None:
+    """What the policy file could not check alone: prlimit, and identities that exist."""
+    policy = config.policy
+    where = config.policy_file or "policy"
+    if policy.resources.configured and find_prlimit() is None:
+        raise ConfigError(
+            f"{where}: [resources] needs prlimit (util-linux) on the daemon's PATH to apply "
+            "rlimits; install it or remove [resources]"
+        )
+    if config.tokens is not None:
+        known = {identity.name for identity in config.tokens.values()}
+        for name in policy.limits.identities:
+            if name not in known:
+                raise ConfigError(
+                    f"{where}: limits.identity.{name}: no token has this identity; "
+                    f"expected one of {', '.join(sorted(known))}"
+                )

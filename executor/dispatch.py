@@ -16,6 +16,7 @@ import structlog
 import trio
 
 from cc_executor.executor import claude
+from cc_executor.executor.limits import release_when_done
 from cc_executor.executor.policy import child_environment
 from cc_executor.executor.session import Handled, RunSlot, Session
 from cc_executor.executor.wire import run_status, rung_name
@@ -83,9 +84,11 @@ async def execute(daemon: Daemon, session: Session, params: ExecuteParams) -> Ha
         )
     argv = resolve_argv(params)
     env = child_environment(config, params.env)
-    daemon.policy.check(params, argv, env)
-    run_id = daemon.new_run_id()
-    spec = SpawnSpec(argv=argv, env=env, cwd=params.cwd, stdin=params.stdin, run_id=run_id)
+    cwd = daemon.policy.check(params, argv, env)
+    identity = session.peer.identity.name
+    spec = SpawnSpec(argv=argv, env=env, cwd=cwd, stdin=params.stdin, run_id=daemon.new_run_id())
+    spec = daemon.policy.limited(spec, identity)
+    ticket = daemon.policy.limits.admit(identity)
     send, receive = trio.open_memory_channel[RunEvent](config.supervision.channel_capacity)
     runner = partial(
         run_process,
@@ -100,7 +103,9 @@ async def execute(daemon: Daemon, session: Session, params: ExecuteParams) -> Ha
         run: Run = await session.nursery.start(runner)
     except SpawnError as exc:
         receive.close()  # the runner has closed its end already
+        ticket.release()
         raise SpawnFailed(exc.message, {"argv0": argv[0]}) from None
+    session.nursery.start_soon(release_when_done, ticket, run)
     slot = session.add_run(run, receive)
     daemon.run_started(session, slot)
 
@@ -123,15 +128,20 @@ async def execute_durable(daemon: Daemon, session: Session, params: ExecuteParam
         )
     argv = resolve_argv(params)
     env = child_environment(config, params.env)
-    daemon.policy.check(params, argv, env)
+    cwd = daemon.policy.check(params, argv, env)
+    identity = session.peer.identity.name
     run_id = daemon.durable.new_run_id()
-    spec = SpawnSpec(argv=argv, env=env, cwd=params.cwd, stdin=params.stdin, run_id=run_id)
+    spec = SpawnSpec(argv=argv, env=env, cwd=cwd, stdin=params.stdin, run_id=run_id)
+    spec = daemon.policy.limited(spec, identity)
+    ticket = daemon.policy.limits.admit(identity)
     try:
-        durable = await daemon.durable.start(daemon, daemon.nursery, spec, params)
+        durable = await daemon.durable.start(daemon, daemon.nursery, spec, params, identity)
     except SpawnError as exc:
+        ticket.release()
         raise SpawnFailed(exc.message, {"argv0": argv[0]}) from None
     run = durable.run
     assert run is not None
+    daemon.nursery.start_soon(release_when_done, ticket, run)
     daemon.durable_started(durable)
 
     async def follow_up() -> None:
@@ -156,7 +166,7 @@ async def execute_durable(daemon: Daemon, session: Session, params: ExecuteParam
 
 async def attach(daemon: Daemon, session: Session, params: AttachParams) -> Handled:
     """Replay a durable run's events after `from_seq`, then follow it live."""
-    durable = daemon.durable.get(params.run)
+    durable = daemon.durable.visible(params.run, session.peer.identity)
     if durable is None:
         raise RunNotFound(f"no durable run {params.run!r}", {"run": params.run})
     journal = durable.journal
@@ -200,7 +210,7 @@ async def attach(daemon: Daemon, session: Session, params: AttachParams) -> Hand
 
 async def detach(daemon: Daemon, session: Session, params: DetachParams) -> Handled:
     """Stop following a durable run (idempotent); no event of it follows the reply."""
-    if daemon.durable.get(params.run) is None:
+    if daemon.durable.visible(params.run, session.peer.identity) is None:
         raise RunNotFound(f"no durable run {params.run!r}", {"run": params.run})
     sent = await session.detach(params.run)
     return Handled({"status": "detached", "run": params.run, "last_sent_seq": sent})
@@ -213,7 +223,7 @@ async def status(daemon: Daemon, session: Session, params: StatusParams) -> Hand
     now = trio.current_time()
     slot = session.slots.get(params.run)
     if slot is None:
-        durable = daemon.durable.get(params.run)
+        durable = daemon.durable.visible(params.run, session.peer.identity)
         if durable is not None:
             return Handled(durable.status(now))
         slot = session.find_slot(params.run)
@@ -221,10 +231,11 @@ async def status(daemon: Daemon, session: Session, params: StatusParams) -> Hand
 
 
 async def list_runs(daemon: Daemon, session: Session, params: object) -> Handled:
-    """This connection's runs, live and recently finished, and every durable run."""
+    """This connection's runs, live and recently finished, and the durable runs of its identity
+    (every durable run for an admin)."""
     now = trio.current_time()
     runs: list[JSON] = [run_status(s.run, s.pump.last_seq, now) for s in session.slots.values()]
-    runs += [durable.status(now) for durable in daemon.durable.runs.values()]
+    runs += [d.status(now) for d in daemon.durable.visible_runs(session.peer.identity)]
     return Handled({"runs": runs})
 
 

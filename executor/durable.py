@@ -14,6 +14,11 @@ processes are gone: a task waits for ``Run.wait_ending``) and a CANCEL (the cont
 unblocks before cancelling, since a PAUSE stuck behind the full channel holds the run's control
 lock).
 
+A durable run belongs to the identity that started it (``Meta.owner``; journals written before
+owners were recorded belong to "local", the identity of unauthenticated loopback clients).
+``visible`` answers for one identity: its own runs, or every run for an admin; a run that is not
+visible is, to that client, a run that does not exist.
+
 At start, ``recover`` reads every journal in the state directory.  A journal without a
 completion whose lock is free belongs to a run that died with an earlier daemon: its leftover
 processes are killed (supervision/leftovers.py) and a ``Lost`` completion is appended.  Journals
@@ -57,11 +62,13 @@ from cc_executor.supervision.leftovers import kill_leftovers
 
 if TYPE_CHECKING:
     from cc_executor.executor.config import ServerConfig
+    from cc_executor.executor.frontdoor import Identity
     from cc_executor.executor.server import Daemon
 
 log = structlog.get_logger()
 
 LOST_REASON = "daemon restarted while the run was live"
+LEGACY_OWNER = "local"  # the owner of journals that predate owners
 SUFFIX = ".journal"
 
 
@@ -72,6 +79,7 @@ class DurableRun:
         self, journal: Journal, run: Run | None = None, pump: OutputPump | None = None
     ) -> None:
         self.run_id = journal.meta.run_id
+        self.owner = journal.meta.owner or LEGACY_OWNER
         self.journal = journal
         self.run = run
         self.pump = pump
@@ -94,6 +102,7 @@ class DurableRun:
         result: dict[str, JSON] = {
             "run": self.run_id,
             "durable": True,
+            "owner": self.owner,
             "state": run.state.value if run is not None and completed is None else "completed",
             "pid": meta.pid,
             "pgid": meta.pgid,
@@ -143,6 +152,16 @@ class DurableRuns:
 
     def get(self, run_id: str) -> DurableRun | None:
         return self.runs.get(run_id)
+
+    def visible(self, run_id: str, identity: Identity) -> DurableRun | None:
+        """The run, if `identity` may see it: its owner, or an admin."""
+        durable = self.runs.get(run_id)
+        if durable is None or not (identity.admin or durable.owner == identity.name):
+            return None
+        return durable
+
+    def visible_runs(self, identity: Identity) -> list[DurableRun]:
+        return [d for d in self.runs.values() if identity.admin or d.owner == identity.name]
 
     def new_run_id(self) -> str:
         """Globally unique, and saying which instance holds the run."""
@@ -200,7 +219,12 @@ class DurableRuns:
     # -- live runs ---------------------------------------------------------------------------
 
     async def start(
-        self, daemon: Daemon, nursery: trio.Nursery, spec: SpawnSpec, params: ExecuteParams
+        self,
+        daemon: Daemon,
+        nursery: trio.Nursery,
+        spec: SpawnSpec,
+        params: ExecuteParams,
+        owner: str,
     ) -> DurableRun:
         """Spawn a durable run in `nursery` (the daemon's) with its journal and pump.
 
@@ -233,6 +257,7 @@ class DurableRuns:
             boot_id=boot_id(),
             quota_bytes=self.config.journal.quota_bytes,
             quota_policy=self.config.journal.quota_policy,
+            owner=owner,
         )
         path = os.path.join(self.directory, _safe(run.run_id) + SUFFIX)
         try:

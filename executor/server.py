@@ -76,7 +76,7 @@ class Daemon:
         self.started_at = trio.current_time()
         self.live_runs = 0
         self.runs_started = 0
-        self.instance = f"{os.uname().nodename}-{os.getpid()}"
+        self.instance = config.instance
         self.durable = DurableRuns(config, self.instance)
         self.metrics = Metrics()
         self._nursery: trio.Nursery | None = None

@@ -312,7 +312,7 @@ class Session:
     def find_slot(self, run_id: str | None) -> RunSlot:
         """The run a request names; without a name, this connection's only (or only live) run.
 
-        A durable run can be named from any connection.
+        A durable run can be named from any connection of its owner's identity (or an admin's).
         """
         if run_id is not None:
             slot = self.slots.get(run_id) or self.durable_slots.get(run_id)
@@ -332,7 +332,8 @@ class Session:
         )
 
     def _durable_slot(self, run_id: str) -> RunSlot:
-        durable = self.daemon.durable.get(run_id)
+        # Another identity's run does not exist for this client: the same error, word for word.
+        durable = self.daemon.durable.visible(run_id, self.peer.identity)
         if durable is None:
             raise RunNotFound(f"no run {run_id!r} on this connection", {"run": run_id})
         if durable.run is None or durable.pump is None:
