@@ -35,11 +35,13 @@ from cc_executor.executor import dispatch
 from cc_executor.executor.config import ServerConfig
 from cc_executor.executor.durable import DurableRun, DurableRuns
 from cc_executor.executor.frontdoor import FrontDoor, Gate, Peer
+from cc_executor.executor.mcp_session import serve_mcp
 from cc_executor.executor.metrics import Metrics, render
 from cc_executor.executor.policy import CommandPolicy
 from cc_executor.executor.session import Handled, RunSlot, Session
 from cc_executor.executor.wire import outcome_name
 from cc_executor.protocol import JSON, METHODS, InternalError, LimitExceeded
+from cc_executor.protocol.mcp import SUBPROTOCOL
 from cc_executor.supervision import Run, RunRegistry, enable_subreaper, run_reaper
 
 log = structlog.get_logger()
@@ -89,6 +91,9 @@ class Daemon:
 
     async def handle(self, ws: WebSocketConnection, peer: Peer) -> None:
         """The per-connection error boundary (see the module docstring)."""
+        if ws.subprotocol == SUBPROTOCOL:
+            await serve_mcp(self, ws, peer)  # MCP: its own session, with its own boundary
+            return
         if len(self.sessions) >= self.config.max_connections:
             self.metrics.refused("max_connections")
             session = Session(self, ws, peer)
@@ -341,6 +346,7 @@ async def serve(
         max_message_bytes=config.max_message_bytes,
         receive_buffer_bytes=config.receive_buffer_bytes,
         on_refusal=daemon.metrics.refused,
+        subprotocols=(SUBPROTOCOL,),
     )
     async with trio.open_nursery() as nursery:
         daemon._nursery = nursery

@@ -1,0 +1,52 @@
+"""MCP end to end with the official SDKs (1.x WebSocket client; 2.x over a test transport).
+
+Every frame the daemon sends them passes through a recording proxy and is checked for
+conformance (mcp_testing.check_frames).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+from ccx_testing import Served
+from mcp_testing import check_frames, recording_proxy, run_script, sdk_python
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def sdk1() -> Any:
+    return sdk_python("mcp1")
+
+
+async def test_sdk1_initializes_lists_calls_with_progress(served: Served, sdk1: Any) -> None:
+    with trio.fail_after(90):
+        async with recording_proxy(served.url) as (url, record):
+            out = await run_script(sdk1, "mcp_sdk1_client.py", url, "basic")
+    assert record.subprotocols == ["mcp"]
+    assert out["init"]["protocolVersion"] == "2025-11-25"
+    assert out["init"]["serverInfo"]["name"] == "cc-executor"
+    names = [tool["name"] for tool in out["tools"]]
+    assert {"execute", "claude", "control", "status", "list", "read_output"} <= set(names)
+    result = out["result"]
+    assert result["isError"] is False
+    assert result["structuredContent"]["exit_code"] == 0
+    assert result["structuredContent"]["stdout"] == "".join(f"line {i}\n" for i in range(1, 6))
+    assert len(out["progress"]) >= 2
+    assert any("line" in (p["message"] or "") for p in out["progress"])
+    bad = out["bad"]
+    assert bad["isError"] is True
+    assert "argv" in bad["content"][0]["text"]
+    counts = check_frames(record)
+    assert counts["progress"] == len(out["progress"])
+
+
+async def test_sdk1_cancel_ends_the_run(served: Served, sdk1: Any) -> None:
+    with trio.fail_after(90):
+        async with recording_proxy(served.url) as (url, record):
+            out = await run_script(sdk1, "mcp_sdk1_client.py", url, "cancel")
+    assert out["status"]["state"] == "completed"
+    assert out["status"]["outcome"] == "cancelled"
+    check_frames(record)

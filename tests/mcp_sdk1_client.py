@@ -1,0 +1,85 @@
+"""Drive cc-executor with the official MCP Python SDK 1.x WebSocket client (asyncio).
+
+Run by tests/executor/test_mcp_sdk.py in a virtualenv with ``mcp[ws]<2``:
+``python tests/mcp_sdk1_client.py URL SCENARIO``; prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import warnings
+from typing import Any
+
+import anyio  # type: ignore[import-not-found, unused-ignore]
+from mcp import ClientSession, types  # type: ignore[import-not-found, unused-ignore]
+from mcp.client.websocket import websocket_client  # type: ignore[import-not-found, unused-ignore]
+
+warnings.simplefilter("ignore", DeprecationWarning)
+
+SLOW = ["sh", "-c", "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done"]
+
+
+async def basic(session: ClientSession) -> dict[str, Any]:
+    progress: list[dict[str, Any]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append({"progress": value, "message": message})
+
+    tools = await session.list_tools()
+    result = await session.call_tool("execute", {"argv": SLOW}, progress_callback=on_progress)
+    bad = await session.call_tool("execute", {"argv": "not a list"})
+    return {
+        "tools": [t.model_dump(by_alias=True, exclude_none=True) for t in tools.tools],
+        "progress": progress,
+        "result": result.model_dump(by_alias=True, exclude_none=True),
+        "bad": bad.model_dump(by_alias=True, exclude_none=True),
+    }
+
+
+async def cancel(session: ClientSession) -> dict[str, Any]:
+    started = anyio.Event()
+    progress: list[str | None] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(message)
+        started.set()
+
+    request_id = session._request_id  # the SDK numbers requests; the call gets this id
+    async with anyio.create_task_group() as tg:
+
+        async def call() -> None:
+            await session.call_tool(
+                "execute", {"argv": ["sleep", "60"]}, progress_callback=on_progress
+            )
+
+        tg.start_soon(call)
+        await started.wait()
+        run = (progress[0] or "").rsplit(" ", 1)[-1]
+        params = types.CancelledNotificationParams(requestId=request_id, reason="test")
+        await session.send_notification(
+            types.ClientNotification(types.CancelledNotification(params=params))
+        )
+        tg.cancel_scope.cancel()  # the server does not answer a cancelled request
+    status: dict[str, Any] = {}
+    for _ in range(100):
+        answer = await session.call_tool("status", {"run": run})
+        status = answer.structuredContent or {}
+        if status.get("state") == "completed":
+            break
+        await asyncio.sleep(0.1)
+    return {"run": run, "status": status}
+
+
+async def main(url: str, scenario: str) -> None:
+    async with websocket_client(url) as (read, write), ClientSession(read, write) as session:
+        init = await session.initialize()
+        out: dict[str, Any] = {"init": init.model_dump(by_alias=True, exclude_none=True)}
+        await session.send_ping()
+        out.update(await {"basic": basic, "cancel": cancel}[scenario](session))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
