@@ -84,6 +84,7 @@ class Daemon:
         self._nursery: trio.Nursery | None = None
         self._idle = trio.Event()  # set while no run is live (for the drain)
         self._idle.set()
+        self._hurry = trio.Event()  # set by a second SIGTERM/SIGINT: skip the drain's grace
         missing = set(METHODS) - set(dispatch.SESSION_HANDLERS) - set(dispatch.RUN_HANDLERS)
         assert not missing, f"methods without a handler: {sorted(missing)}"
 
@@ -299,12 +300,18 @@ class Daemon:
                 for session in sessions:
                     nursery.start_soon(session.send_notification, "shutdown", notice)
         with trio.move_on_after(grace):
-            await self._idle.wait()
+            async with trio.open_nursery() as either:
+                for event in (self._idle, self._hurry):
+                    either.start_soon(_then_cancel, event, either.cancel_scope)
         with trio.move_on_after(self.run_end_bound() + self.config.connect_timeout):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.durable.end_all, "daemon shutdown")
                 for session in sessions:
                     nursery.start_soon(self._shut_session, session)
+
+    def hurry(self) -> None:
+        """End the drain's grace now: live runs go through the ladder at once."""
+        self._hurry.set()
 
     async def _shut_session(self, session: Session) -> None:
         await session.end_runs("daemon shutdown")
@@ -314,6 +321,11 @@ class Daemon:
         for attachment in list(session.attachments.values()):
             await attachment.done.wait()
         await session.close(1001, "server shutting down")
+
+
+async def _then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 @attrs.frozen
@@ -378,6 +390,13 @@ async def serve_until_signalled(config: ServerConfig) -> None:
             async for signum in signals:
                 log.info("daemon.signal", signal=signal.Signals(signum).name)
                 break
+
+            async def hurry_on_second_signal() -> None:
+                async for signum in signals:
+                    log.info("daemon.signal", signal=signal.Signals(signum).name, hurry=True)
+                    daemon.hurry()
+
+            nursery.start_soon(hurry_on_second_signal)
             await daemon.shutdown()
             nursery.cancel_scope.cancel()
     log.info("daemon.stopped")

@@ -340,7 +340,9 @@ class DaemonProcess:
 @asynccontextmanager
 async def run_daemon(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[DaemonProcess]:
     """Start ``python -m cc_executor.executor serve --port 0 ...`` and learn its port."""
-    command = [sys.executable, "-m", "cc_executor.executor", "serve", "--port", "0", *args]
+    # SIGTERM ends live runs at once unless a test asks for a drain grace.
+    grace = () if "--shutdown-grace" in args else ("--shutdown-grace", "0")
+    command = [sys.executable, "-m", "cc_executor.executor", "serve", "--port", "0", *grace, *args]
     async with trio.open_nursery() as nursery:
         process = await trio.lowlevel.open_process(
             command,

@@ -175,6 +175,8 @@ async def test_container_serves_runs_and_stops_cleanly(image: dict[str, str]) ->
         f"CCX_TOKENS=tester:{TOKEN}",
         "-e",
         "CCX_TERM_GRACE=2",
+        "-e",
+        "CCX_SHUTDOWN_GRACE=1",
         IMAGE,
     )
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 
 import pytest
 import trio
@@ -145,3 +146,20 @@ async def test_logs_name_the_identity_never_the_token() -> None:
     assert token not in logs
     assert '"identity":"alice"' in logs
     assert '"upgrade.refused"' in logs
+
+
+async def test_a_second_sigterm_skips_the_drain_grace() -> None:
+    with trio.fail_after(60):
+        async with (
+            run_daemon("--shutdown-grace", "300", "--term-grace", "1") as daemon,
+            open_client(daemon.url) as client,
+        ):
+            run = await client.execute(argv=["sleep", "300"])
+            daemon.process.send_signal(signal.SIGTERM)
+            while not any(n["method"] == "shutdown" for n in client.notifications):
+                await client.receive()
+            # The run could drain for 300 s; a second signal says: now.
+            daemon.process.send_signal(signal.SIGTERM)
+            record = await client.wait_completed(run)
+            assert record.completed is not None
+            assert record.completed["reason"] == "daemon shutdown"
