@@ -6,13 +6,14 @@ a marker file) did not run.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 import trio
-from ccx_testing import make_config, open_client, start_daemon
+from ccx_testing import make_config, open_client, run_daemon, start_daemon
 
 from cc_executor.executor.claude_config import ClaudeConfig
 from cc_executor.executor.cli import main
@@ -344,3 +345,33 @@ async def test_claude_method_follows_the_command_rules(
             exc = await client.call_error("claude", prompt="hi", cwd=str(tmp_path))
             assert exc.data["rule"] == f"commands.{fake}.cwd_roots"
     assert not (tmp_path / "ran").exists()
+
+
+async def test_instance_names_durable_run_ids(nursery: trio.Nursery) -> None:
+    assert config_from_env({"CCX_INSTANCE": "ccx-2"}).instance == "ccx-2"
+    assert config_from_env({}).instance == os.uname().nodename
+    with pytest.raises(ConfigError, match="instance 'a/b' must be letters"):
+        validate(make_config(instance="a/b"))
+    served = await start_daemon(nursery, make_config(instance="ccx-0"))
+    with trio.fail_after(10):
+        async with open_client(served.url) as client:
+            run = await client.execute(argv=["true"], durable=True)
+            await client.wait_completed(run)
+            assert (await client.call("status"))["instance"] == "ccx-0"
+    assert run.startswith("ccx-0-")
+    assert len(run.rsplit("-", 1)[1]) == 12
+
+
+async def test_ccx_serve_with_a_policy_file(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('[commands.echo]\nflags.forbid = ["-e"]\n')
+    async with run_daemon("--policy", str(path), "--instance", "pod-7") as daemon:
+        with trio.fail_after(20):
+            async with open_client(daemon.url) as client:
+                exc = await client.call_error("execute", argv=["echo", "-e", "x"])
+                assert exc.data["rule"] == "commands.echo.flags.forbid"
+                exc = await client.call_error("execute", argv=["true"])
+                assert exc.data["rule"] == "unlisted_commands"
+                run = await client.execute(argv=["echo", "ok"], durable=True)
+                assert run.startswith("pod-7-")
+                assert bytes((await client.wait_completed(run)).stdout) == b"ok\n"
