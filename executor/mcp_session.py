@@ -361,7 +361,10 @@ async def discover(session: McpSession, request: McpRequest) -> dict[str, JSON]:
 
 
 async def list_tools(session: McpSession, request: McpRequest) -> dict[str, JSON]:
-    return {"tools": tool_list(session.version(request))}
+    result: dict[str, JSON] = {"tools": tool_list(session.version(request))}
+    if request.era == "modern":
+        result.update({"cacheScope": "private", "ttlMs": 0})  # a cacheable result in 2026
+    return result
 
 
 async def call_tool(session: McpSession, request: McpRequest) -> dict[str, JSON]:

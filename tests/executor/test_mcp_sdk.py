@@ -50,3 +50,34 @@ async def test_sdk1_cancel_ends_the_run(served: Served, sdk1: Any) -> None:
     assert out["status"]["state"] == "completed"
     assert out["status"]["outcome"] == "cancelled"
     check_frames(record)
+
+
+@pytest.fixture(scope="session")
+def sdk2() -> Any:
+    return sdk_python("mcp2")
+
+
+async def test_sdk2_discovers_lists_calls_with_progress(served: Served, sdk2: Any) -> None:
+    with trio.fail_after(90):
+        async with recording_proxy(served.url) as (url, record):
+            out = await run_script(sdk2, "mcp_sdk2_client.py", url, "basic")
+    assert out["protocol_version"] == "2026-07-28"
+    first = record.frames[0][1]
+    assert first["method"] == "server/discover"  # no initialize in the modern era
+    assert {"execute", "read_output"} <= {tool["name"] for tool in out["tools"]}
+    result = out["result"]
+    assert result["isError"] is False
+    assert result["structuredContent"]["stdout"] == "".join(f"line {i}\n" for i in range(1, 6))
+    assert len(out["progress"]) >= 2
+    for message in record.from_server():
+        if "result" in message:
+            assert message["result"]["resultType"] == "complete"
+    check_frames(record)
+
+
+async def test_sdk2_cancel_ends_the_run(served: Served, sdk2: Any) -> None:
+    with trio.fail_after(90):
+        async with recording_proxy(served.url) as (url, record):
+            out = await run_script(sdk2, "mcp_sdk2_client.py", url, "cancel")
+    assert out["status"]["outcome"] == "cancelled"
+    check_frames(record)

@@ -1,0 +1,201 @@
+"""MCP sessions over real loopback WebSockets with a raw client: tasks, heartbeats, errors.
+
+The client records both directions and every test ends with mcp_testing.check_frames.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import orjson
+import trio
+from ccx_testing import Served, make_config, start_daemon
+from mcp_testing import Recording, check_frames
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+from cc_executor.executor.mcp_config import McpConfig
+from cc_executor.protocol.mcp import CLIENT_CAPABILITIES_KEY, PROTOCOL_VERSION_KEY, TASKS_EXTENSION
+
+MODERN = {PROTOCOL_VERSION_KEY: "2026-07-28", CLIENT_CAPABILITIES_KEY: {}}
+MODERN_TASKS = {
+    PROTOCOL_VERSION_KEY: "2026-07-28",
+    CLIENT_CAPABILITIES_KEY: {"extensions": {TASKS_EXTENSION: {}}},
+}
+
+
+class McpClient:
+    """A raw MCP client: every frame both ways goes into `record`."""
+
+    def __init__(self, ws: WebSocketConnection, record: Recording) -> None:
+        self.ws = ws
+        self.record = record
+        self.ids = itertools.count(1)
+        self.responses: dict[Any, dict[str, Any]] = {}
+        self.notifications: list[dict[str, Any]] = []
+
+    async def send(self, message: dict[str, Any]) -> None:
+        message = {"jsonrpc": "2.0", **message}
+        self.record.frames.append(("client", message))
+        await self.ws.send_message(orjson.dumps(message).decode())
+
+    async def receive(self) -> dict[str, Any]:
+        text = await self.ws.get_message()
+        assert isinstance(text, str)
+        message: dict[str, Any] = orjson.loads(text)
+        self.record.frames.append(("server", message))
+        if "method" in message:
+            self.notifications.append(message)
+        else:
+            self.responses[message["id"]] = message
+        return message
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        msg_id = next(self.ids)
+        await self.send({"id": msg_id, "method": method, "params": params or {}})
+        while msg_id not in self.responses:
+            await self.receive()
+        return self.responses[msg_id]
+
+    async def result(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        response = await self.request(method, params)
+        assert "result" in response, response
+        return response["result"]
+
+
+@asynccontextmanager
+async def mcp_client(
+    url: str, record: Recording, *, initialize: bool = True
+) -> AsyncIterator[McpClient]:
+    async with open_websocket_url(url, subprotocols=["mcp"]) as ws:
+        assert ws.subprotocol == "mcp"
+        client = McpClient(ws, record)
+        if initialize:
+            init = await client.result("initialize", {"protocolVersion": "2025-06-18"})
+            assert init["protocolVersion"] == "2025-06-18"
+            await client.send({"method": "notifications/initialized"})
+        yield client
+
+
+async def test_a_task_survives_its_client_and_another_polls_it(served: Served) -> None:
+    record = Recording()
+    argv = ["sh", "-c", "sleep 0.5; echo done"]
+    with trio.fail_after(30):
+        async with mcp_client(served.url, record) as first:
+            created = await first.result(
+                "tools/call",
+                {"name": "execute", "arguments": {"argv": argv}, "task": {"ttl": 60000}},
+            )
+            task = created["task"]
+            assert task["status"] == "working"
+            assert len(task["taskId"]) >= 40  # 256 random bits
+        # The first client is gone; the run goes on.
+        async with mcp_client(served.url, record) as second:
+            for _ in range(200):
+                got = await second.result("tasks/get", {"taskId": task["taskId"]})
+                if got["status"] != "working":
+                    break
+                await trio.sleep(0.05)
+            assert got["status"] == "completed"
+            final = await second.result("tasks/result", {"taskId": task["taskId"]})
+            assert final["isError"] is False
+            assert final["structuredContent"]["stdout"] == "done\n"
+            listed = await second.result("tasks/list")
+            assert task["taskId"] in [t["taskId"] for t in listed["tasks"]]
+            again = await second.request("tasks/cancel", {"taskId": task["taskId"]})
+            assert again["error"]["code"] == -32602  # terminal tasks cannot be cancelled
+    check_frames(record)
+
+
+async def test_a_paused_task_stays_working_and_cancel_ends_it(served: Served) -> None:
+    record = Recording()
+    with trio.fail_after(30):
+        async with mcp_client(served.url, record) as client:
+            created = await client.result(
+                "tools/call",
+                {"name": "execute", "arguments": {"argv": ["sleep", "60"]}, "task": {}},
+            )
+            task_id = created["task"]["taskId"]
+            run = created["task"]["statusMessage"].split()[1]
+            paused = await client.result(
+                "tools/call", {"name": "control", "arguments": {"run": run, "action": "pause"}}
+            )
+            assert paused["structuredContent"]["status"] == "paused"
+            got = await client.result("tasks/get", {"taskId": task_id})
+            assert got["status"] == "working"
+            assert "paused" in got["statusMessage"]
+            cancelled = await client.result("tasks/cancel", {"taskId": task_id})
+            assert cancelled["status"] == "cancelled"
+    check_frames(record)
+
+
+async def test_modern_tasks_extension_and_inline_result(served: Served) -> None:
+    record = Recording()
+    with trio.fail_after(30):
+        async with mcp_client(served.url, record, initialize=False) as client:
+            discovered = await client.result("server/discover", {"_meta": MODERN})
+            assert discovered["resultType"] == "complete"
+            assert TASKS_EXTENSION in discovered["capabilities"]["extensions"]
+            created = await client.result(
+                "tools/call",
+                {"name": "execute", "arguments": {"argv": ["echo", "hi"]}, "_meta": MODERN_TASKS},
+            )
+            assert created["resultType"] == "task"
+            assert created["status"] == "working"
+            for _ in range(200):
+                got = await client.result(
+                    "tasks/get", {"taskId": created["taskId"], "_meta": MODERN}
+                )
+                if got["status"] != "working":
+                    break
+                await trio.sleep(0.05)
+            assert got["status"] == "completed"
+            assert got["result"]["structuredContent"]["stdout"] == "hi\n"
+            wrong = await client.request(
+                "tools/list", {"_meta": {**MODERN, PROTOCOL_VERSION_KEY: "2099-01-01"}}
+            )
+            assert wrong["error"]["code"] == -32022
+            assert "2026-07-28" in wrong["error"]["data"]["supported"]
+            unknown = await client.request("resources/list", {"_meta": MODERN})
+            assert unknown["error"]["code"] == -32601
+    check_frames(record)
+
+
+async def test_heartbeats_keep_a_quiet_call_alive_and_stop_before_the_response(
+    nursery: trio.Nursery,
+) -> None:
+    config = make_config()
+    config = attrs.evolve(config, mcp=McpConfig(heartbeat_interval=0.2, progress_interval=0.05))
+    served = await start_daemon(nursery, config)
+    record = Recording()
+    with trio.fail_after(30):
+        async with mcp_client(served.url, record) as client:
+            response = await client.request(
+                "tools/call",
+                {
+                    "name": "execute",
+                    "arguments": {"argv": ["sleep", "1"]},
+                    "_meta": {"progressToken": "hb"},
+                },
+            )
+            assert response["result"]["isError"] is False
+            # Nothing about the call may follow its response.
+            with trio.move_on_after(0.5):
+                await client.receive()
+    progress = [m for m in client.notifications if m["method"] == "notifications/progress"]
+    assert len(progress) >= 3  # the start, then heartbeats while `sleep` is silent
+    counts = check_frames(record)
+    assert counts["progress"] == len(progress)
+
+
+async def test_a_client_offering_no_subprotocol_gets_the_cc_executor_protocol(
+    served: Served,
+) -> None:
+    with trio.fail_after(10):
+        async with open_websocket_url(served.url) as ws:
+            assert ws.subprotocol is None
+            greeting = orjson.loads(await ws.get_message())
+            assert greeting["method"] == "connected"
