@@ -19,6 +19,11 @@ from cc_executor.executor.config import (
     with_tokens,
 )
 from cc_executor.executor.logs import configure_logging
+from cc_executor.executor.review.commands import (
+    REVIEW_COMMANDS,
+    add_review_parsers,
+    run_review_command,
+)
 from cc_executor.executor.server import VERSION, serve_until_signalled
 
 
@@ -139,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(sub)
     add_client_parsers(sub)
+    add_review_parsers(sub)
     return parser
 
 
@@ -194,4 +200,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(config.log_level)
         trio.run(serve_until_signalled, config)
         return 0
+    if args.command in REVIEW_COMMANDS:
+        return run_review_command(args)
     return run_client_command(args)
