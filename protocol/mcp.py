@@ -23,7 +23,6 @@ import attrs
 import orjson
 
 from cc_executor.protocol.errors import (
-    ErrorCode,
     InvalidParams,
     InvalidRequest,
     JsonRpcError,
@@ -79,10 +78,11 @@ INITIALIZED: Final = "notifications/initialized"
 _ENVELOPE = frozenset({"jsonrpc", "id", "method", "params", "result", "error"})
 
 
-class UnsupportedVersion(JsonRpcError):
-    """A modern-era request names a protocol version we do not speak (-32022)."""
+class UnsupportedVersion(InvalidRequest):
+    """A modern-era request names a protocol version we do not speak.
 
-    code = ErrorCode.INVALID_REQUEST  # not used: the wire code is MCP's own, below
+    A kind of invalid request, sent with MCP's own code -32022 rather than -32600.
+    """
 
     def __init__(self, requested: str) -> None:
         super().__init__(
