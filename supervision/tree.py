@@ -27,6 +27,10 @@ import attrs
 from cc_executor.supervision import procfs
 from cc_executor.supervision.marker import marker_entry
 
+# Rounds of "read our children, walk what is new"; each round only happens if the last found
+# an orphan, so this bounds a pathological tree that keeps escaping while being scanned.
+_MAX_PASSES = 4
+
 
 @attrs.frozen
 class Membership:
@@ -54,7 +58,8 @@ def scan_run(
         full: also scan all of /proc, for orphans that were not reparented to this process.
     """
     entry = marker_entry(run_id)
-    excluded = set(other_roots)
+    self_pid = os.getpid()
+    excluded = set(other_roots) | {self_pid}
 
     def belongs(pid: int) -> bool:
         stat = procfs.read_stat(pid)
@@ -62,26 +67,39 @@ def scan_run(
             return False
         return stat.pgrp == pgid or stat.session == pgid or procfs.environ_contains(pid, entry)
 
-    seeds: set[int] = set() if root_pid is None else {root_pid}
-    candidates = procfs.all_pids() if full else procfs.children(os.getpid())
-    self_pid = os.getpid()
-    seeds.update(
-        pid
-        for pid in candidates
-        if pid not in excluded and pid != self_pid and pid not in seeds and belongs(pid)
-    )
     live: set[int] = set()
     zombies: set[int] = set()
-    stack = list(seeds)
-    while stack:
-        pid = stack.pop()
-        if pid in live or pid in zombies or pid in excluded or pid == self_pid:
-            continue
-        stat = procfs.read_stat(pid)
-        if stat is None:
-            continue
-        (zombies if stat.is_zombie else live).add(pid)
-        stack.extend(procfs.children(pid))
+
+    def walk(seeds: set[int]) -> None:
+        stack = list(seeds)
+        while stack:
+            pid = stack.pop()
+            if pid in live or pid in zombies or pid in excluded:
+                continue
+            stat = procfs.read_stat(pid)
+            if stat is None:
+                continue
+            (zombies if stat.is_zombie else live).add(pid)
+            stack.extend(procfs.children(pid))
+
+    # Order matters.  Reparenting only ever moves a process *up*, to this subreaper, so the
+    # tree is walked first and the daemon's own children are read after it: a process whose
+    # parent dies during the walk is then either under the parent when the parent was read,
+    # or among our children when they are read.  (Reading our children first loses exactly
+    # the orphans of a parent that dies in between — and SIGTERM makes parents die.)  Each
+    # newly attributed orphan's subtree is walked, and our children are read again, until
+    # nothing new turns up.
+    walk(set() if root_pid is None else {root_pid})
+    for _ in range(_MAX_PASSES):
+        candidates = procfs.all_pids() if full else procfs.children(self_pid)
+        new = {
+            pid
+            for pid in candidates
+            if pid not in excluded and pid not in live and pid not in zombies and belongs(pid)
+        }
+        if not new:
+            break
+        walk(new)
     return Membership(live=frozenset(live), zombies=frozenset(zombies))
 
 
