@@ -31,13 +31,13 @@ import os
 import signal
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from functools import partial
 from typing import TYPE_CHECKING
 
 import attrs
 import structlog
 import trio
 
+from cc_executor.executor.admission import check_capacity, start_runner
 from cc_executor.executor.claude_config import (
     PERMISSION_BYPASS_FLAGS,
     ClaudeConfig,
@@ -74,12 +74,10 @@ from cc_executor.supervision import (
     Output,
     OutputPump,
     Run,
-    RunEvent,
     RunState,
     SequencedEvent,
     SpawnError,
     SpawnSpec,
-    run_process,
 )
 from cc_executor.supervision.signalling import kill_group
 
@@ -387,23 +385,6 @@ class ClaudeStream:
 # -- the method ------------------------------------------------------------------------------
 
 
-def _check_capacity(daemon: Daemon, session: Session) -> None:
-    config = daemon.config
-    if daemon.draining:
-        raise ShuttingDown("the daemon is shutting down and accepts no new runs")
-    if session.live_runs >= config.max_runs_per_connection:
-        raise LimitExceeded(
-            f"this connection already has {session.live_runs} runs "
-            f"(limit max_runs_per_connection={config.max_runs_per_connection})",
-            {"limit": "max_runs_per_connection", "value": config.max_runs_per_connection},
-        )
-    if daemon.live_runs >= config.max_runs:
-        raise LimitExceeded(
-            f"the daemon already has {daemon.live_runs} runs (limit max_runs={config.max_runs})",
-            {"limit": "max_runs", "value": config.max_runs},
-        )
-
-
 @attrs.frozen
 class _Prepared:
     spec: SpawnSpec
@@ -442,15 +423,6 @@ async def _start(
     claude = config.claude
     spec = prepared.spec
     supervision = attrs.evolve(config.supervision, interrupt_grace=claude.interrupt_grace)
-    send, receive = trio.open_memory_channel[RunEvent](supervision.channel_capacity)
-    runner = partial(
-        run_process,
-        spec,
-        supervision,
-        send,
-        daemon.registry,
-        timeout=params.timeout if params.timeout is not None else claude.timeout,
-    )
     claims: list[str] = []
     if prepared.key is not None and not sessions_of(daemon).claim(prepared.key, spec.run_id):
         raise _busy(prepared.key, sessions_of(daemon))
@@ -459,14 +431,18 @@ async def _start(
     try:
         ticket = daemon.policy.limits.admit(session.peer.identity.name)
     except LimitExceeded:
-        receive.close()
         for key in claims:
             sessions_of(daemon).release(key, spec.run_id)
         raise
     try:
-        run: Run = await session.nursery.start(runner)
+        run, receive = await start_runner(
+            session.nursery,
+            spec,
+            supervision,
+            daemon.registry,
+            timeout=params.timeout if params.timeout is not None else claude.timeout,
+        )
     except SpawnError as exc:
-        receive.close()
         ticket.release()
         for key in claims:
             sessions_of(daemon).release(key, spec.run_id)
@@ -494,7 +470,7 @@ def _busy(key: str, table: ClaudeSessions) -> InvalidState:
 
 async def claude(daemon: Daemon, session: Session, params: ClaudeParams) -> Handled:
     """Start a Claude Code run; its output and typed events flow once the reply is sent."""
-    _check_capacity(daemon, session)
+    check_capacity(daemon, session.live_runs)
     prepared = _prepare(daemon, session, params)
     table = sessions_of(daemon)
     key = prepared.key
@@ -527,7 +503,7 @@ def _queue(daemon: Daemon, session: Session, params: ClaudeParams, prepared: _Pr
             if table.holder(key) is None:
                 break
         try:
-            _check_capacity(daemon, session)
+            check_capacity(daemon, session.live_runs)
             slot = await _start(daemon, session, params, prepared)
         except (SpawnFailed, LimitExceeded, ShuttingDown, InvalidState) as exc:
             log.info("claude.queued_start_failed", run=run_id, error=exc.message)

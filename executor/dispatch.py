@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
 
 from cc_executor.executor import claude
+from cc_executor.executor.admission import check_capacity, start_runner
 from cc_executor.executor.limits import release_when_done
 from cc_executor.executor.policy import child_environment
 from cc_executor.executor.session import Handled, RunSlot, Session
@@ -29,10 +29,8 @@ from cc_executor.protocol import (
     ExecuteParams,
     InvalidParams,
     InvalidState,
-    LimitExceeded,
     RangeRemoved,
     RunNotFound,
-    ShuttingDown,
     SignalParams,
     SpawnFailed,
     StatusParams,
@@ -43,10 +41,8 @@ from cc_executor.supervision import ControlTimeout as SupervisionControlTimeout
 from cc_executor.supervision import (
     InvalidTransition,
     Run,
-    RunEvent,
     SpawnError,
     SpawnSpec,
-    run_process,
 )
 
 if TYPE_CHECKING:
@@ -66,22 +62,10 @@ RunHandler = Callable[["Daemon", Session, RunSlot, Any], Awaitable[Handled]]
 
 async def execute(daemon: Daemon, session: Session, params: ExecuteParams) -> Handled:
     """Spawn a run in the session's nursery; its output flows once the reply is sent."""
-    if daemon.draining:
-        raise ShuttingDown("the daemon is shutting down and accepts no new runs")
     if params.durable:
         return await execute_durable(daemon, session, params)
     config = daemon.config
-    if session.live_runs >= config.max_runs_per_connection:
-        raise LimitExceeded(
-            f"this connection already has {session.live_runs} runs "
-            f"(limit max_runs_per_connection={config.max_runs_per_connection})",
-            {"limit": "max_runs_per_connection", "value": config.max_runs_per_connection},
-        )
-    if daemon.live_runs >= config.max_runs:
-        raise LimitExceeded(
-            f"the daemon already has {daemon.live_runs} runs (limit max_runs={config.max_runs})",
-            {"limit": "max_runs", "value": config.max_runs},
-        )
+    check_capacity(daemon, session.live_runs)
     argv = resolve_argv(params)
     env = child_environment(config, params.env)
     cwd = daemon.policy.check(params, argv, env)
@@ -89,20 +73,16 @@ async def execute(daemon: Daemon, session: Session, params: ExecuteParams) -> Ha
     spec = SpawnSpec(argv=argv, env=env, cwd=cwd, stdin=params.stdin, run_id=daemon.new_run_id())
     spec = daemon.policy.limited(spec, identity)
     ticket = daemon.policy.limits.admit(identity)
-    send, receive = trio.open_memory_channel[RunEvent](config.supervision.channel_capacity)
-    runner = partial(
-        run_process,
-        spec,
-        config.supervision,
-        send,
-        daemon.registry,
-        timeout=params.timeout,
-        idle_timeout=params.idle_timeout,
-    )
     try:
-        run: Run = await session.nursery.start(runner)
+        run, receive = await start_runner(
+            session.nursery,
+            spec,
+            config.supervision,
+            daemon.registry,
+            timeout=params.timeout,
+            idle_timeout=params.idle_timeout,
+        )
     except SpawnError as exc:
-        receive.close()  # the runner has closed its end already
         ticket.release()
         raise SpawnFailed(exc.message, {"argv0": argv[0]}) from None
     session.nursery.start_soon(release_when_done, ticket, run)
@@ -121,11 +101,7 @@ async def execute(daemon: Daemon, session: Session, params: ExecuteParams) -> Ha
 async def execute_durable(daemon: Daemon, session: Session, params: ExecuteParams) -> Handled:
     """Spawn a durable run in the daemon's nursery; this connection is attached from seq 0."""
     config = daemon.config
-    if daemon.live_runs >= config.max_runs:
-        raise LimitExceeded(
-            f"the daemon already has {daemon.live_runs} runs (limit max_runs={config.max_runs})",
-            {"limit": "max_runs", "value": config.max_runs},
-        )
+    check_capacity(daemon, None)
     argv = resolve_argv(params)
     env = child_environment(config, params.env)
     cwd = daemon.policy.check(params, argv, env)

@@ -37,12 +37,12 @@ import os
 import re
 import secrets
 import time
-from functools import partial
 from typing import TYPE_CHECKING
 
 import structlog
 import trio
 
+from cc_executor.executor.admission import start_runner
 from cc_executor.executor.wire import outcome_fields
 from cc_executor.protocol import JSON, ExecuteParams
 from cc_executor.supervision import (
@@ -55,7 +55,6 @@ from cc_executor.supervision import (
     RunEvent,
     SpawnError,
     SpawnSpec,
-    run_process,
 )
 from cc_executor.supervision.journal import Journal, JournalError, Meta, boot_id, compact
 from cc_executor.supervision.leftovers import kill_leftovers
@@ -233,21 +232,14 @@ class DurableRuns:
         """
         sup = self.config.supervision
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        send, receive = trio.open_memory_channel[RunEvent](sup.channel_capacity)
-        runner = partial(
-            run_process,
+        run, receive = await start_runner(
+            nursery,
             spec,
             sup,
-            send,
             daemon.registry,
             timeout=params.timeout,
             idle_timeout=params.idle_timeout,
         )
-        try:
-            run: Run = await nursery.start(runner)
-        except SpawnError:
-            receive.close()
-            raise
         meta = Meta(
             run_id=run.run_id,
             pid=run.pid,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import time
 from collections import deque
-from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -31,6 +30,7 @@ import structlog
 import trio
 
 from cc_executor.executor import claude as claude_profile
+from cc_executor.executor.admission import check_capacity, start_runner
 from cc_executor.executor.durable import DurableRun
 from cc_executor.executor.limits import release_when_done
 from cc_executor.executor.mcp_config import McpConfig
@@ -40,8 +40,6 @@ from cc_executor.protocol import (
     JSON,
     ExecuteParams,
     InvalidParams,
-    LimitExceeded,
-    ShuttingDown,
     SpawnFailed,
     resolve_argv,
 )
@@ -60,14 +58,12 @@ from cc_executor.supervision import (
     Output,
     OutputPump,
     Run,
-    RunEvent,
     RunState,
     SequencedEvent,
     SpawnError,
     SpawnSpec,
     StateEvent,
     SupervisionConfig,
-    run_process,
 )
 from cc_executor.supervision.journal import Gap
 
@@ -296,23 +292,6 @@ class McpRun:
 # -- starting runs ---------------------------------------------------------------------------
 
 
-def _check_capacity(daemon: Daemon, live_here: int) -> None:
-    config = daemon.config
-    if daemon.draining:
-        raise ShuttingDown("the daemon is shutting down and accepts no new runs")
-    if live_here >= config.max_runs_per_connection:
-        raise LimitExceeded(
-            f"this connection already has {live_here} runs "
-            f"(limit max_runs_per_connection={config.max_runs_per_connection})",
-            {"limit": "max_runs_per_connection", "value": config.max_runs_per_connection},
-        )
-    if daemon.live_runs >= config.max_runs:
-        raise LimitExceeded(
-            f"the daemon already has {daemon.live_runs} runs (limit max_runs={config.max_runs})",
-            {"limit": "max_runs", "value": config.max_runs},
-        )
-
-
 @attrs.frozen
 class _Plan:
     spec: SpawnSpec
@@ -364,7 +343,7 @@ async def start_run(
     Raises:
         JsonRpcError: refused by policy or limits, or the process could not start.
     """
-    _check_capacity(daemon, 0 if durable else live_here)
+    check_capacity(daemon, None if durable else live_here)
     plan = _plan(daemon, params, owner)
     tool: Literal["execute", "claude"] = "claude" if isinstance(params, ClaudeParams) else "execute"
     mcp_config = mcp_config_of(daemon)
@@ -375,20 +354,16 @@ async def start_run(
         return await _start_durable(daemon, plan, run_log, tool, owner)
     spec = plan.spec
     ticket = daemon.policy.limits.admit(owner)
-    send, receive = trio.open_memory_channel[RunEvent](plan.supervision.channel_capacity)
-    runner = partial(
-        run_process,
-        spec,
-        plan.supervision,
-        send,
-        daemon.registry,
-        timeout=plan.timeout,
-        idle_timeout=plan.idle_timeout,
-    )
     try:
-        run: Run = await nursery.start(runner)
+        run, receive = await start_runner(
+            nursery,
+            spec,
+            plan.supervision,
+            daemon.registry,
+            timeout=plan.timeout,
+            idle_timeout=plan.idle_timeout,
+        )
     except SpawnError as exc:
-        receive.close()
         ticket.release()
         raise SpawnFailed(exc.message, {"argv0": spec.argv[0]}) from None
     nursery.start_soon(release_when_done, ticket, run)
