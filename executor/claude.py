@@ -454,7 +454,7 @@ async def _start(
     # The session's pump is not started yet: give the slot one that delivers through the
     # Claude stream (raw output first, then its typed events).
     slot.pump = OutputPump(receive, stream.deliver, supervision, run.unread_bytes)
-    daemon.run_started(session, slot)
+    daemon.run_started(slot.run, claude=True)
     session.nursery.start_soon(stream.watch)
     log.info("claude.start", run=run.run_id, claude_session=prepared.key)
     return slot

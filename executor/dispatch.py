@@ -87,7 +87,7 @@ async def execute(daemon: Daemon, session: Session, params: ExecuteParams) -> Ha
         raise SpawnFailed(exc.message, {"argv0": argv[0]}) from None
     session.nursery.start_soon(release_when_done, ticket, run)
     slot = session.add_run(run, receive)
-    daemon.run_started(session, slot)
+    daemon.run_started(slot.run)
 
     async def follow_up() -> None:
         await session.start_streaming(slot)

@@ -35,7 +35,7 @@ from cc_executor.executor.durable import DurableRun
 from cc_executor.executor.limits import release_when_done
 from cc_executor.executor.mcp_config import McpConfig
 from cc_executor.executor.policy import child_environment
-from cc_executor.executor.wire import outcome_fields, outcome_name, run_status
+from cc_executor.executor.wire import outcome_fields, run_status
 from cc_executor.protocol import (
     JSON,
     ExecuteParams,
@@ -368,8 +368,7 @@ async def start_run(
         raise SpawnFailed(exc.message, {"argv0": spec.argv[0]}) from None
     nursery.start_soon(release_when_done, ticket, run)
     pump = OutputPump(receive, run_log.deliver, plan.supervision, run.unread_bytes)
-    daemon._run_began()  # the daemon's run accounting (drain, metrics), as for any run
-    log.info("run.start", run=run.run_id, argv0=run.argv[0], pid=run.pid, mcp=True)
+    daemon.run_started(run, mcp=True)
     nursery.start_soon(_pump_until_done, daemon, run, pump)
     return McpRun(run, run_log, tool, owner)
 
@@ -379,18 +378,7 @@ async def _pump_until_done(daemon: Daemon, run: Run, pump: OutputPump) -> None:
         try:
             await pump.run()
         finally:
-            daemon._run_ended(run, outcome_name(run.outcome))
-            log.info(
-                "run.end",
-                run=run.run_id,
-                argv0=run.argv[0],
-                outcome=type(run.outcome).__name__ if run.outcome else None,
-                detail=str(run.outcome),
-                stdout_bytes=run.stdout_bytes,
-                stderr_bytes=run.stderr_bytes,
-                last_seq=pump.last_seq,
-                mcp=True,
-            )
+            daemon.run_finished(run, pump.last_seq, mcp=True)
 
 
 async def _start_durable(

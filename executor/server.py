@@ -197,13 +197,15 @@ class Daemon:
         if self.live_runs == 0:
             self._idle.set()
 
-    def run_started(self, session: Session, slot: RunSlot) -> None:
+    def run_started(self, run: Run, **context: object) -> None:
+        """Count a run in (drain, metrics) and write its start line."""
         self._run_began()
-        run = slot.run
-        log.info("run.start", run=run.run_id, argv0=run.argv[0], pid=run.pid, pgid=run.pgid)
+        log.info(
+            "run.start", run=run.run_id, argv0=run.argv[0], pid=run.pid, pgid=run.pgid, **context
+        )
 
-    def run_finished(self, session: Session, slot: RunSlot) -> None:
-        run = slot.run
+    def run_finished(self, run: Run, last_seq: int, **context: object) -> None:
+        """Count a run out and write its one summary line."""
         self._run_ended(run, outcome_name(run.outcome))
         log.info(
             "run.end",
@@ -214,22 +216,13 @@ class Daemon:
             duration=round(trio.current_time() - run.started_at, 3),
             stdout_bytes=run.stdout_bytes,
             stderr_bytes=run.stderr_bytes,
-            last_seq=slot.pump.last_seq,
+            last_seq=last_seq,
+            **context,
         )
 
     def durable_started(self, durable: DurableRun) -> None:
-        self._run_began()
-        run = durable.run
-        assert run is not None
-        log.info(
-            "run.start",
-            run=run.run_id,
-            argv0=run.argv[0],
-            pid=run.pid,
-            pgid=run.pgid,
-            durable=True,
-            journal=durable.journal.path,
-        )
+        assert durable.run is not None
+        self.run_started(durable.run, durable=True, journal=durable.journal.path)
 
     def durable_finished(self, durable: DurableRun) -> None:
         journal = durable.journal

@@ -422,7 +422,7 @@ class Session:
                 slot.done = True
                 slot.finished.set()
                 slot.controls.close()
-                self.daemon.run_finished(self, slot)
+                self.daemon.run_finished(slot.run, slot.pump.last_seq)
 
     async def _serve_controls(
         self, slot: RunSlot, controls: trio.MemoryReceiveChannel[Job]
