@@ -145,6 +145,23 @@ async def apodman(env: dict[str, str], *args: str) -> str:
     return await trio.to_thread.run_sync(podman, env, *args)
 
 
+PROC_FIELD = (
+    "import sys\n"
+    "try:\n"
+    "    s = open(f'/proc/{sys.argv[1]}/stat').read()\n"
+    "except OSError:\n"
+    "    sys.exit(0)\n"
+    "fields = s[s.rindex(')') + 2 :].split()\n"
+    "print({'state': fields[0], 'ppid': fields[1]}[sys.argv[2]])\n"
+)
+
+
+def proc_field(env: dict[str, str], name: str, pid: str, field: str) -> str | None:
+    """A process's state or ppid inside the container; None once it is gone (reaped)."""
+    out = podman(env, "exec", name, "python", "-c", PROC_FIELD, pid, field).strip()
+    return out or None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -187,6 +204,14 @@ async def test_container_serves_runs_and_stops_cleanly(image: dict[str, str]) ->
             ).strip() == "ccx"
             # The image's HEALTHCHECK passes.
             await apodman(env, "healthcheck", "run", name)
+            # PID 1 reaps orphans that are none of its runs: a process started beside the
+            # daemon whose parent exits at once is reparented to PID 1 (the daemon); when it
+            # exits, its /proc entry must vanish (a zombie would keep it).
+            orphan = (await apodman(env, "exec", name, "sh", "-c", "sleep 1 & echo $!")).strip()
+            assert proc_field(env, name, orphan, "ppid") == "1"
+            await wait_until(
+                lambda: proc_field(env, name, orphan, "state") is None, bound=20, interval=0.2
+            )
             url = f"ws://127.0.0.1:{port}/?token={TOKEN}"
             async with open_client(url) as client:
                 who = await client.execute(argv=["id", "-u"])
