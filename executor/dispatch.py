@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 import trio
@@ -41,6 +41,7 @@ from cc_executor.supervision import ControlTimeout as SupervisionControlTimeout
 from cc_executor.supervision import (
     InvalidTransition,
     Run,
+    Rung,
     SpawnError,
     SpawnSpec,
 )
@@ -215,26 +216,28 @@ async def list_runs(daemon: Daemon, session: Session, params: object) -> Handled
     return Handled({"runs": runs})
 
 
-async def control(
-    daemon: Daemon, session: Session, slot: RunSlot, params: ControlParams
-) -> Handled:
-    """PAUSE, RESUME or CANCEL, replying once the effect has happened."""
-    run = slot.run
+async def apply_control(
+    daemon: Daemon, run: Run, action: Literal["PAUSE", "RESUME", "CANCEL"], reason: str
+) -> Rung | None:
+    """Pause, resume or cancel a run; return once the effect holds (with the rung for CANCEL).
+
+    Raises the wire's errors: InvalidState for a transition the run's state does not allow,
+    ControlTimeout when processes did not reach the state in time.
+    """
     try:
-        match params.type:
+        match action:
             case "PAUSE":
                 await run.pause()
-                return Handled({"status": "paused", "run": run.run_id})
+                return None
             case "RESUME":
                 await run.resume()
-                return Handled({"status": "resumed", "run": run.run_id})
+                return None
             case _:
                 durable = daemon.durable.get(run.run_id)
                 if durable is not None:
                     # A full journal in "block" mode must not hold the ladder up.
                     durable.journal.unblock()
-                rung = await run.cancel("cancelled by client")
-                return Handled({"status": "canceled", "run": run.run_id, "rung": rung_name(rung)})
+                return await run.cancel(reason)
     except InvalidTransition as exc:
         raise invalid_state(run, exc) from None
     except SupervisionControlTimeout as exc:
@@ -242,6 +245,18 @@ async def control(
         raise ControlTimeout(
             f"run {run.run_id}: {exc}", {"run": run.run_id, "pids": pids}
         ) from None
+
+
+async def control(
+    daemon: Daemon, session: Session, slot: RunSlot, params: ControlParams
+) -> Handled:
+    """PAUSE, RESUME or CANCEL, replying once the effect has happened."""
+    run = slot.run
+    rung = await apply_control(daemon, run, params.type, "cancelled by client")
+    if rung is not None:
+        return Handled({"status": "canceled", "run": run.run_id, "rung": rung_name(rung)})
+    status = "paused" if params.type == "PAUSE" else "resumed"
+    return Handled({"status": status, "run": run.run_id})
 
 
 async def send_signal(

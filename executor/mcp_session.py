@@ -31,7 +31,7 @@ import secrets
 import signal
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 import orjson
@@ -39,12 +39,12 @@ import structlog
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from cc_executor.executor.dispatch import invalid_state
+from cc_executor.executor.dispatch import apply_control, invalid_state
 from cc_executor.executor.mcp_runs import McpRun, read_journal, start_run
 from cc_executor.executor.mcp_tasks import McpTask, tasks_of
+from cc_executor.executor.wire import rung_name
 from cc_executor.protocol import (
     JSON,
-    ControlTimeout,
     ErrorResponse,
     InternalError,
     InvalidParams,
@@ -79,7 +79,6 @@ from cc_executor.protocol.mcp_tools import (
     parse_arguments,
     tool_list,
 )
-from cc_executor.supervision import ControlTimeout as SupervisionControlTimeout
 from cc_executor.supervision import InvalidTransition, Run
 
 if TYPE_CHECKING:
@@ -526,30 +525,21 @@ def _read_output(session: McpSession, args: ReadOutputArgs) -> dict[str, JSON]:
 async def _control(session: McpSession, args: ControlArgs) -> dict[str, JSON]:
     """Pause, resume, cancel or signal, answering once the effect has happened."""
     run = session.live_handle(args.run)
-    try:
-        match args.action:
-            case "pause":
-                await run.pause()
-                return {"run": run.run_id, "status": "paused"}
-            case "resume":
-                await run.resume()
-                return {"run": run.run_id, "status": "resumed"}
-            case "signal":
+    match args.action:
+        case "signal":
+            try:
                 run.send_signal(signal.Signals[args.signal_name])
-                return {"run": run.run_id, "status": "signalled", "signal": args.signal_name}
-            case _:
-                durable = session.daemon.durable.get(run.run_id)
-                if durable is not None:
-                    durable.journal.unblock()
-                rung = await run.cancel("cancelled by MCP client")
-                return {"run": run.run_id, "status": "cancelled", "rung": rung.name.lower()}
-    except InvalidTransition as exc:
-        raise invalid_state(run, exc) from None
-    except SupervisionControlTimeout as exc:
-        pids: list[JSON] = list(exc.not_stopped)
-        raise ControlTimeout(
-            f"run {run.run_id}: {exc}", {"run": run.run_id, "pids": pids}
-        ) from None
+            except InvalidTransition as exc:
+                raise invalid_state(run, exc) from None
+            return {"run": run.run_id, "status": "signalled", "signal": args.signal_name}
+        case "pause" | "resume":
+            kind: Literal["PAUSE", "RESUME"] = "PAUSE" if args.action == "pause" else "RESUME"
+            await apply_control(session.daemon, run, kind, "")
+            return {"run": run.run_id, "status": f"{args.action}d"}
+        case _:
+            rung = await apply_control(session.daemon, run, "CANCEL", "cancelled by MCP client")
+            assert rung is not None
+            return {"run": run.run_id, "status": "cancelled", "rung": rung_name(rung)}
 
 
 # -- tasks -------------------------------------------------------------------------------------
