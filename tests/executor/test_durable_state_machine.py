@@ -13,13 +13,11 @@ a prefix of it), and no process of a lost run survives.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
-import outcome
 import pytest
 import trio
 from ccx_testing import WireClient, alive, run_daemon
@@ -35,6 +33,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from threaded_trio import Keeper, ThreadedHost
 
 Op = Callable[[DurableClient], Awaitable[Any]]
 SLOW = "i=0; while [ $i -lt {n} ]; do echo $i; i=$((i+1)); sleep 0.005; done"
@@ -45,43 +44,23 @@ def expected_output(kind: str, n: int) -> bytes:
     return "".join(f"{i}\n" for i in range(first, first + n)).encode()
 
 
-class Host:
-    """A trio loop on a thread holding a restartable daemon and the client keepers."""
+class Host(ThreadedHost):
+    """The loop on a thread, holding a daemon that can be SIGKILLed and restarted."""
 
     def __init__(self, state_dir: str) -> None:
+        super().__init__()
         self.state_dir = state_dir
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._nursery: trio.Nursery | None = None
-        self._stop: trio.Event | None = None
         self._kill: trio.Event | None = None
         self._gone: trio.Event | None = None
-        self.url = ""
+        self._daemons: trio.Nursery | None = None
 
-    def __enter__(self) -> Host:
-        self._thread.start()
-        assert self._ready.wait(60)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._stop is not None
-        self.run_sync(self._stop.set)
-        self._thread.join(60)
-
-    async def _main(self) -> None:
-        self._token = trio.lowlevel.current_trio_token()
-        self._stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            await self._start_daemon()
-            self._ready.set()
-            await self._stop.wait()
-            nursery.cancel_scope.cancel()
+    async def setup(self, nursery: trio.Nursery) -> None:
+        self._daemons = nursery
+        await self._start_daemon()
 
     async def _start_daemon(self) -> None:
-        assert self._nursery is not None
-        self.url = await self._nursery.start(self._hold)
+        assert self._daemons is not None
+        self.url = await self._daemons.start(self._hold)
 
     async def _hold(self, *, task_status: trio.TaskStatus[str]) -> None:
         kill, gone = trio.Event(), trio.Event()
@@ -103,49 +82,8 @@ class Host:
         await gone.wait()
         await self._start_daemon()
 
-    def run(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        return trio.from_thread.run(fn, *args, trio_token=self._token)
-
-    def run_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
-
-    def connect(self) -> Keeper:
-        keeper = Keeper()
-        assert self._nursery is not None
-        self.run(self._nursery.start, keeper.serve, self.url)
-        return keeper
-
-
-class Keeper:
-    """One client connection held open in the trio loop, running the rules' operations."""
-
-    def __init__(self) -> None:
-        self._send, self._receive = trio.open_memory_channel[
-            tuple[Op, trio.MemorySendChannel[outcome.Outcome[Any]]]
-        ](0)
-        self.client: DurableClient | None = None
-        self.closed = False
-        self.error: Exception | None = None
-
-    async def serve(self, url: str, *, task_status: trio.TaskStatus[None]) -> None:
-        try:
-            async with open_durable_client(url) as client, self._receive:
-                self.client = client
-                task_status.started()
-                async for op, reply in self._receive:
-                    await reply.send(await outcome.acapture(op, client))
-                    if self.closed:
-                        return
-        except Exception as exc:  # a restarted daemon drops us: the rules know
-            self.error = exc
-            self.closed = True
-
-    async def submit(self, op: Op) -> Any:
-        reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[Any]](1)
-        with trio.fail_after(30):
-            await self._send.send((op, reply_send))
-            result = await reply_receive.receive()
-        return result.unwrap()
+    def connect_client(self) -> Keeper[DurableClient]:
+        return self.connect(open_durable_client)
 
 
 @attrs.define
@@ -176,22 +114,22 @@ class DurableMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.models: dict[str, RunModel] = {}
-        self.all_keepers: list[Keeper] = []
+        self.all_keepers: list[Keeper[DurableClient]] = []
 
-    def _keeper(self) -> Keeper:
-        keeper = self.host.connect()
+    def _keeper(self) -> Keeper[DurableClient]:
+        keeper = self.host.connect_client()
         self.all_keepers.append(keeper)
         return keeper
 
     @initialize(target=keepers)
-    def first_connection(self) -> Keeper:
+    def first_connection(self) -> Keeper[DurableClient]:
         return self._keeper()
 
     @rule(target=keepers)
-    def connect(self) -> Keeper:
+    def connect(self) -> Keeper[DurableClient]:
         return self._keeper()
 
-    def _submit(self, keeper: Keeper, op: Op) -> Any:
+    def _submit(self, keeper: Keeper[DurableClient], op: Op) -> Any:
         if keeper.closed:
             return None
         try:
@@ -216,7 +154,7 @@ class DurableMachine(RuleBasedStateMachine):
         kind=st.sampled_from(["seq", "slow"]),
         n=st.integers(1, 20_000),
     )
-    def execute(self, keeper: Keeper, kind: str, n: int) -> Any:
+    def execute(self, keeper: Keeper[DurableClient], kind: str, n: int) -> Any:
         n = n if kind == "seq" else n % 400 + 1
         argv = ["seq", "1", str(n)] if kind == "seq" else ["sh", "-c", SLOW.format(n=n)]
 
@@ -232,7 +170,7 @@ class DurableMachine(RuleBasedStateMachine):
         return model
 
     @rule(keeper=keepers, model=runs, where=st.floats(0, 1))
-    def attach(self, keeper: Keeper, model: RunModel, where: float) -> None:
+    def attach(self, keeper: Keeper[DurableClient], model: RunModel, where: float) -> None:
         async def op(client: DurableClient) -> None:
             # Detach first (idempotent): after its reply no event of the run is in flight, so
             # the client's record of the run can restart at from_seq.
@@ -248,7 +186,7 @@ class DurableMachine(RuleBasedStateMachine):
         self._submit(keeper, op)
 
     @rule(keeper=keepers, model=runs)
-    def detach(self, keeper: Keeper, model: RunModel) -> None:
+    def detach(self, keeper: Keeper[DurableClient], model: RunModel) -> None:
         async def op(client: DurableClient) -> None:
             await client.call("detach", run=model.run)
             before = client.runs.get(model.run)
@@ -260,7 +198,7 @@ class DurableMachine(RuleBasedStateMachine):
         self._submit(keeper, op)
 
     @rule(keeper=keepers)
-    def disconnect(self, keeper: Keeper) -> None:
+    def disconnect(self, keeper: Keeper[DurableClient]) -> None:
         async def op(client: DurableClient) -> None:
             keeper.closed = True
             await client.ws._stream.aclose()

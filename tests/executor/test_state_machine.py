@@ -11,12 +11,10 @@ run's last event; once a run has completed, none of its processes is alive.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-import outcome
 import pytest
 import trio
 from ccx_testing import RpcError, WireClient, alive, open_client, run_daemon
@@ -32,6 +30,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from threaded_trio import Keeper, ThreadedHost
 
 Op = Callable[[WireClient], Awaitable[Any]]
 
@@ -41,95 +40,25 @@ LONG = "sleep 60 & echo $!; i=0; while [ $i -lt 2000 ]; do echo $i; i=$((i+1)); 
 ECHO = "sleep 60 & echo $!; while IFS= read -r line; do printf '%s\\n' \"$line\"; done"
 
 
-class TrioHost:
-    """A trio loop on a thread, running operations for the rules against a daemon process.
+class TrioHost(ThreadedHost):
+    """The loop on a thread, with one daemon process for the whole machine run."""
 
-    The daemon is a real ``ccx serve`` process: signal handling (its reaper) needs the main
-    thread of its own process.
-    """
+    async def setup(self, nursery: trio.Nursery) -> None:
+        self.url = await nursery.start(self._hold)
 
-    def __init__(self) -> None:
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
-        self.url: str | None = None
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._nursery: trio.Nursery | None = None
-        self._stop: trio.Event | None = None
+    async def _hold(self, *, task_status: trio.TaskStatus[str]) -> None:
+        async with run_daemon("--term-grace", "1") as daemon:
+            task_status.started(daemon.url)
+            await trio.sleep_forever()
 
-    def __enter__(self) -> TrioHost:
-        self._thread.start()
-        assert self._ready.wait(30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._stop is not None
-        self.run_sync(self._stop.set)
-        self._thread.join(30)
-
-    async def _main(self) -> None:
-        self._token = trio.lowlevel.current_trio_token()
-        self._stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            async with run_daemon("--term-grace", "1") as daemon:
-                self.url = daemon.url
-                self._ready.set()
-                await self._stop.wait()
-                nursery.cancel_scope.cancel()
-
-    def run(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        return trio.from_thread.run(fn, *args, trio_token=self._token)
-
-    def run_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
-
-    def connect(self) -> Keeper:
-        keeper = Keeper()
-        assert self._nursery is not None
-        assert self.url is not None
-        self.run(self._nursery.start, keeper.serve, self.url)
-        return keeper
-
-
-class Keeper:
-    """Holds one client connection open in the trio loop and runs operations on it."""
-
-    def __init__(self) -> None:
-        self._send, self._receive = trio.open_memory_channel[
-            tuple[Op, trio.MemorySendChannel[outcome.Outcome[Any]]]
-        ](0)
-        self.client: WireClient | None = None
-        self.closed = False
-        self.error: Exception | None = None
-
-    async def serve(self, url: str, *, task_status: trio.TaskStatus[None]) -> None:
-        try:
-            async with open_client(url) as client, self._receive:
-                self.client = client
-                task_status.started()
-                async for op, reply in self._receive:
-                    result = await outcome.acapture(op, client)
-                    await reply.send(result)
-                    if self.closed:
-                        return
-        except Exception as exc:  # reported by the next submit, never lost
-            self.error = exc
-
-    async def submit(self, op: Op) -> Any:
-        reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[Any]](1)
-        with trio.fail_after(15):
-            try:
-                await self._send.send((op, reply_send))
-            except trio.BrokenResourceError:
-                raise AssertionError(f"the connection's keeper ended: {self.error!r}") from None
-            result = await reply_receive.receive()
-        return result.unwrap()
+    def connect_client(self) -> Keeper[WireClient]:
+        return self.connect(open_client)
 
 
 @attrs.define
 class RunModel:
     run: str
-    keeper: Keeper
+    keeper: Keeper[WireClient]
     pids: list[int]
     kind: str
     paused: bool = False
@@ -149,12 +78,12 @@ class DaemonMachine(RuleBasedStateMachine):
         self.models: list[RunModel] = []
 
     @initialize(target=keepers)
-    def first_connection(self) -> Keeper:
-        return self.host.connect()
+    def first_connection(self) -> Keeper[WireClient]:
+        return self.host.connect_client()
 
     @rule(target=keepers)
-    def connect(self) -> Keeper:
-        return self.host.connect()
+    def connect(self) -> Keeper[WireClient]:
+        return self.host.connect_client()
 
     @rule(
         target=runs,
@@ -162,7 +91,7 @@ class DaemonMachine(RuleBasedStateMachine):
         kind=st.sampled_from(["short", "long", "echo"]),
         n=st.integers(1, 3000),
     )
-    def execute(self, keeper: Keeper, kind: str, n: int) -> Any:
+    def execute(self, keeper: Keeper[WireClient], kind: str, n: int) -> Any:
         if keeper.closed:
             return multiple()
         script = {"short": SHORT.format(n=n), "long": LONG, "echo": ECHO}[kind]
@@ -252,7 +181,7 @@ class DaemonMachine(RuleBasedStateMachine):
         self.host.run(model.keeper.submit, op)
 
     @rule(keeper=consumes(keepers))
-    def disconnect(self, keeper: Keeper) -> None:
+    def disconnect(self, keeper: Keeper[WireClient]) -> None:
         if keeper.closed:
             return
 
