@@ -33,6 +33,7 @@ from cc_executor.executor.client.errors import (
 from cc_executor.executor.client.events import (
     Completed,
     DaemonStatus,
+    Gap,
     Greeting,
     Output,
     Paused,
@@ -52,6 +53,7 @@ __all__ = [
     "ControlTimeoutError",
     "DaemonStatus",
     "DaemonUnavailable",
+    "Gap",
     "Greeting",
     "InternalServerError",
     "InvalidParamsError",

@@ -38,6 +38,18 @@ class Resumed:
 
 
 @attrs.frozen
+class Gap:
+    """Events from ``seq`` on were not recorded (a durable run's journal quota, gap policy).
+
+    The stream goes on with a later ``seq``: the output in between is lost, and says so.
+    """
+
+    run: str
+    seq: int
+    reason: str
+
+
+@attrs.frozen
 class Completed:
     """The run is over; always its last event.
 
@@ -71,7 +83,7 @@ class Completed:
         return self.exit_code if self.exit_code is not None else 1
 
 
-RunEvent: TypeAlias = Output | Paused | Resumed | Completed
+RunEvent: TypeAlias = Output | Paused | Resumed | Gap | Completed
 
 
 @attrs.frozen

@@ -20,6 +20,7 @@ from cc_executor.executor.client.errors import ProtocolViolation, ServerError, s
 from cc_executor.executor.client.events import (
     Completed,
     DaemonStatus,
+    Gap,
     Greeting,
     Output,
     Paused,
@@ -30,6 +31,7 @@ from cc_executor.executor.client.events import (
 from cc_executor.protocol import (
     CONNECTED,
     PROCESS_COMPLETED,
+    PROCESS_GAP,
     PROCESS_OUTPUT,
     PROCESS_PAUSED,
     PROCESS_RESUMED,
@@ -118,6 +120,8 @@ def _notification(method: str, params: dict[str, Any]) -> Inbound:
             return Event(Resumed(params["run"], params["seq"]))
         if method == PROCESS_COMPLETED:
             return Event(completed(params))
+        if method == PROCESS_GAP:
+            return Event(Gap(params["run"], params["seq"], str(params.get("reason", ""))))
         if method == CONNECTED:
             return Connected(greeting(params))
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:

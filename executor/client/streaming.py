@@ -21,7 +21,14 @@ import trio
 
 from cc_executor.executor.client.config import CommandLineConfig
 from cc_executor.executor.client.errors import InvalidStateError
-from cc_executor.executor.client.events import Completed, Output, Paused, Resumed, RunEvent
+from cc_executor.executor.client.events import (
+    Completed,
+    Gap,
+    Output,
+    Paused,
+    Resumed,
+    RunEvent,
+)
 from cc_executor.executor.client.run import Run
 from cc_executor.executor.client.terminal import Terminal, human_bytes, human_seconds
 
@@ -51,6 +58,8 @@ def event_json(event: RunEvent) -> dict[str, Any]:
             return {"event": "paused", "run": run, "seq": seq}
         case Resumed(run=run, seq=seq):
             return {"event": "resumed", "run": run, "seq": seq}
+        case Gap(run=run, seq=seq, reason=reason):
+            return {"event": "gap", "run": run, "seq": seq, "reason": reason}
         case Completed():
             return {"event": "completed", **attrs.asdict(event)}
 
@@ -147,6 +156,10 @@ async def stream_run(
                     await term.write(event.stream, event.data)
                 elif isinstance(event, Paused | Resumed):
                     progress.state = "paused" if isinstance(event, Paused) else "running"
+                elif isinstance(event, Gap):
+                    term.message(
+                        f"ccx: output from seq {event.seq} was not recorded ({event.reason})"
+                    )
                 if isinstance(event, Completed):
                     completed = event
         except BrokenPipeError:
