@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import secrets
 import signal
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
 
@@ -219,6 +218,12 @@ class McpSession:
                 errors=self.errors,
                 mcp=True,
             )
+
+    async def shut(self) -> None:
+        """The daemon is shutting down: end this session's runs through the ladder, then close."""
+        await self._end_runs("daemon shutdown")
+        with trio.move_on_after(self.daemon.config.connect_timeout, shield=True):
+            await self.ws.aclose(1001, "server shutting down")
 
     async def _end_runs(self, reason: str) -> None:
         async with trio.open_nursery() as nursery:
@@ -622,12 +627,10 @@ HANDLERS: dict[str, Callable[[McpSession, McpRequest], Awaitable[dict[str, JSON]
 
 # -- the hook ------------------------------------------------------------------------------------
 
-_SESSIONS: weakref.WeakKeyDictionary[Daemon, set[McpSession]] = weakref.WeakKeyDictionary()
-
 
 async def serve_mcp(daemon: Daemon, ws: WebSocketConnection, peer: Peer) -> None:
     """Serve an MCP connection inside its own error boundary (like ``Daemon.handle``)."""
-    sessions = _SESSIONS.setdefault(daemon, set())
+    sessions = daemon.mcp_sessions
     if len(daemon.sessions) + len(sessions) >= daemon.config.max_connections:
         daemon.metrics.refused("max_connections")
         log.warning("session.refused", reason="max_connections", mcp=True)

@@ -35,7 +35,7 @@ from cc_executor.executor import dispatch
 from cc_executor.executor.config import ServerConfig
 from cc_executor.executor.durable import DurableRun, DurableRuns
 from cc_executor.executor.frontdoor import FrontDoor, Gate, Peer
-from cc_executor.executor.mcp_session import serve_mcp
+from cc_executor.executor.mcp_session import McpSession, serve_mcp
 from cc_executor.executor.metrics import Metrics, render
 from cc_executor.executor.policy import CommandPolicy
 from cc_executor.executor.session import Handled, RunSlot, Session
@@ -74,6 +74,7 @@ class Daemon:
         self.policy = CommandPolicy(config)
         self.registry = RunRegistry()
         self.sessions: set[Session] = set()
+        self.mcp_sessions: set[McpSession] = set()
         self.draining = False
         self.started_at = trio.current_time()
         self.live_runs = 0
@@ -161,7 +162,7 @@ class Daemon:
         if path == "/metrics":
             page = render(
                 self.metrics,
-                connections=len(self.sessions),
+                connections=len(self.sessions) + len(self.mcp_sessions),
                 runs_by_state=self._runs_by_state(),
                 draining=self.draining,
             )
@@ -260,7 +261,7 @@ class Daemon:
             "version": VERSION,
             "instance": self.instance,
             "uptime": round(trio.current_time() - self.started_at, 3),
-            "connections": len(self.sessions),
+            "connections": len(self.sessions) + len(self.mcp_sessions),
             "live_runs": self.live_runs,
             "runs_started": self.runs_started,
             "durable_runs": len(self.durable.runs),
@@ -301,6 +302,8 @@ class Daemon:
                 nursery.start_soon(self.durable.end_all, "daemon shutdown")
                 for session in sessions:
                     nursery.start_soon(self._shut_session, session)
+                for mcp_session in list(self.mcp_sessions):
+                    nursery.start_soon(mcp_session.shut)
 
     def hurry(self) -> None:
         """End the drain's grace now: live runs go through the ladder at once."""

@@ -13,9 +13,9 @@ from typing import Any
 import attrs
 import orjson
 import trio
-from ccx_testing import Served, make_config, start_daemon
+from ccx_testing import Served, alive, make_config, start_daemon
 from mcp_testing import Recording, check_frames
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from cc_executor.executor.mcp_config import McpConfig
 from cc_executor.protocol.mcp import CLIENT_CAPABILITIES_KEY, PROTOCOL_VERSION_KEY, TASKS_EXTENSION
@@ -199,3 +199,33 @@ async def test_a_client_offering_no_subprotocol_gets_the_cc_executor_protocol(
             assert ws.subprotocol is None
             greeting = orjson.loads(await ws.get_message())
             assert greeting["method"] == "connected"
+
+
+async def test_daemon_shutdown_ends_mcp_runs_through_the_ladder_and_closes_1001(
+    nursery: trio.Nursery,
+) -> None:
+    served = await start_daemon(nursery, make_config(shutdown_grace=0.0))
+    record = Recording()
+
+    async def receive_until_closed(client: McpClient) -> int | None:
+        try:
+            while True:
+                await client.receive()
+        except ConnectionClosed as exc:
+            return exc.reason.code if exc.reason is not None else None
+
+    with trio.fail_after(30):
+        async with mcp_client(served.url, record) as client:
+            started = await client.result(
+                "tools/call",
+                {"name": "execute", "arguments": {"argv": ["sleep", "300"], "wait": False}},
+            )
+            pid = started["structuredContent"]["pid"]
+            assert alive(pid)
+            async with trio.open_nursery() as shutting:
+                shutting.start_soon(served.daemon.shutdown)
+                assert await receive_until_closed(client) == 1001
+    # The run was ended through the ladder (SIGTERM is enough for sleep), not left behind.
+    assert not alive(pid)
+    assert dict(served.daemon.metrics.runs_completed) == {"cancelled": 1}
+    check_frames(record)
