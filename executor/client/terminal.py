@@ -34,15 +34,22 @@ class Terminal:
         self.status_enabled = status_line and stderr_fd in self._tty
         self._drawn = False
         self._at_line_start = True  # of the terminal the status line shares
+        # Writes in flight (in worker threads): no status line may be drawn meanwhile, or it
+        # would land before bytes we have already promised the terminal.
+        self._writing = 0
 
     async def write(self, stream: str, data: bytes) -> None:
         """The child's bytes, exactly; blocks (in a thread) while our reader is slow."""
         fd = self.stdout_fd if stream == "stdout" else self.stderr_fd
         if fd in self._tty:
             self.erase()
-            if data:
-                self._at_line_start = data.endswith(b"\n")
-        await trio.to_thread.run_sync(_write_all, fd, data)
+        self._writing += 1
+        try:
+            await trio.to_thread.run_sync(_write_all, fd, data)
+        finally:
+            self._writing -= 1
+        if fd in self._tty and data:
+            self._at_line_start = data.endswith(b"\n")
 
     def message(self, text: str) -> None:
         """One line of ccx's own on stderr (never mixed into the child's bytes on a tty)."""
@@ -54,7 +61,7 @@ class Terminal:
 
     def draw(self, text: str) -> None:
         """Show `text` as the status line, if there is one and the cursor allows."""
-        if not self.status_enabled or not self._at_line_start:
+        if not self.status_enabled or not self._at_line_start or self._writing:
             return
         width = shutil.get_terminal_size().columns - 1
         _write_all(self.stderr_fd, b"\r" + text[:width].encode() + b"\x1b[K")
