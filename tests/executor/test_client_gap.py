@@ -16,12 +16,13 @@ async def test_the_library_yields_a_gap_then_the_completion(
 ) -> None:
     config = make_config(state_dir=str(tmp_path / "state"))
     config = attrs.evolve(
-        config, journal=attrs.evolve(config.journal, quota_bytes=200_000, quota_policy="gap")
+        config, journal=attrs.evolve(config.journal, quota_bytes=1_000_000, quota_policy="gap")
     )
     served = await start_daemon(nursery, config)
     with trio.fail_after(60):
         async with open_connection(served.url) as conn:
-            run = await conn.execute(["seq", "1", "200000"], durable=True)
+            # Far more output than the quota, in chunks of at most max_chunk (256 KiB) each.
+            run = await conn.execute(["seq", "1", "500000"], durable=True)
             events = [event async for event in run]
     gaps = [e for e in events if isinstance(e, Gap)]
     assert len(gaps) == 1
@@ -32,5 +33,6 @@ async def test_the_library_yields_a_gap_then_the_completion(
     assert before, "output was recorded up to the quota"
     # What arrived is an exact prefix of the output, and the gap says where it stops.
     received = b"".join(e.data for e in before)
-    assert "".join(f"{i}\n" for i in range(1, 200_001)).encode().startswith(received)
+    assert "".join(f"{i}\n" for i in range(1, 500_001)).encode().startswith(received)
+    assert 0 < len(received) <= 1_000_000
     assert all(e.seq < gaps[0].seq for e in events if isinstance(e, Output))
