@@ -10,8 +10,10 @@ from typing import Any
 import orjson
 import pytest
 import trio
-from ccx_testing import Served, make_config, open_client, open_raw_websocket, start_daemon
+from ccx_testing import Served, make_config, open_client, start_daemon
 from trio_websocket import ConnectionClosed, open_websocket_url
+
+from bench.rawws import open_raw_websocket
 
 ROWS: list[tuple[str, str, int, Any]] = [
     # (row, frame, expected code, expected id)
