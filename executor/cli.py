@@ -11,20 +11,21 @@ import attrs
 import trio
 
 from cc_executor.executor.client.commands import add_client_parsers, run_client_command
-from cc_executor.executor.config import (
+from cc_executor.executor.config.server import (
     ConfigError,
     ServerConfig,
     config_from_env,
     validate,
     with_tokens,
 )
+from cc_executor.executor.daemon.daemon import VERSION
+from cc_executor.executor.daemon.serve import serve_until_signalled
 from cc_executor.executor.logs import configure_logging
 from cc_executor.executor.review.commands import (
     REVIEW_COMMANDS,
     add_review_parsers,
     run_review_command,
 )
-from cc_executor.executor.server import VERSION, serve_until_signalled
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

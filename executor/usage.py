@@ -21,9 +21,9 @@ from cc_executor.executor.client import (
     RunNotFoundError,
     open_connection,
 )
-from cc_executor.executor.config import ServerConfig
+from cc_executor.executor.config.server import ServerConfig
+from cc_executor.executor.daemon.serve import serve
 from cc_executor.executor.logs import configure_logging
-from cc_executor.executor.server import serve
 from cc_executor.supervision import SupervisionConfig
 
 LIMIT = 30  # seconds for the whole demo; it takes about one

@@ -24,8 +24,9 @@ import orjson
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from cc_executor.executor.config import ServerConfig
-from cc_executor.executor.server import Daemon, serve
+from cc_executor.executor.config.server import ServerConfig
+from cc_executor.executor.daemon.daemon import Daemon
+from cc_executor.executor.daemon.serve import serve
 from cc_executor.supervision.config import SupervisionConfig
 
 

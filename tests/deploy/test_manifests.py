@@ -7,9 +7,9 @@ from typing import Any
 
 import yaml
 
-from cc_executor.executor.claude_config import ClaudeConfig
-from cc_executor.executor.config import ServerConfig, config_from_env
-from cc_executor.executor.policyfile import parse_policy
+from cc_executor.executor.config.claude import ClaudeConfig
+from cc_executor.executor.config.policyfile import parse_policy
+from cc_executor.executor.config.server import ServerConfig, config_from_env
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -68,7 +68,7 @@ def test_services_route_new_runs_and_reach_each_pod() -> None:
 
 
 def test_the_grace_period_covers_the_drain() -> None:
-    """terminationGracePeriodSeconds >= the longest a graceful shutdown can take (server.py
+    """terminationGracePeriodSeconds >= the longest a graceful shutdown can take (daemon/daemon.py
     Daemon.shutdown): tell clients, let runs finish, end the rest through the whole ladder,
     deliver completions and close."""
     pod = documents()[("StatefulSet", "ccx")]["spec"]["template"]["spec"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from cc_executor.executor.claude_config import (
+from cc_executor.executor.config.claude import (
     DEFAULT_ALLOWED_FLAGS,
     ClaudeConfig,
     claude_config_from_env,
 )
-from cc_executor.executor.config import ConfigError, config_from_env
+from cc_executor.executor.config.server import ConfigError, config_from_env
 
 
 def test_defaults() -> None:

@@ -27,8 +27,8 @@ from ccx_testing import (
 from claude_fake_api import PLAIN_TEXT, FakeApi, serve_fake_api
 from claude_testing import OFFLINE_ENV, claude_cli
 
-from cc_executor.executor.claude_config import ClaudeConfig
-from cc_executor.executor.config import ServerConfig
+from cc_executor.executor.config.claude import ClaudeConfig
+from cc_executor.executor.config.server import ServerConfig
 from cc_executor.protocol import ErrorCode
 from cc_executor.supervision.testing import marked_processes
 

@@ -18,7 +18,14 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from cc_executor.executor.frontdoor import BadRequest, FrontDoor, Gate, Identity, Peer, parse_head
+from cc_executor.executor.transport.frontdoor import (
+    BadRequest,
+    FrontDoor,
+    Gate,
+    Identity,
+    Peer,
+    parse_head,
+)
 
 TOKENS = {"s3cret-token": Identity("alice"), "other-token": Identity("bob", admin=True)}
 

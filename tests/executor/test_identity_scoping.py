@@ -9,7 +9,7 @@ from pathlib import Path
 import trio
 from ccx_testing import RpcError, WireClient, make_config, open_client, start_daemon
 
-from cc_executor.executor.frontdoor import Identity
+from cc_executor.executor.transport.frontdoor import Identity
 from cc_executor.supervision.journal import Journal, JournalConfig, Meta, boot_id
 
 TOKENS = {

@@ -9,9 +9,9 @@ import trio
 import trio.testing
 from ccx_testing import make_config, open_client, start_daemon
 
-from cc_executor.executor.frontdoor import Identity
-from cc_executor.executor.limits import RunLimits
-from cc_executor.executor.policyfile import Limits, LimitSet, Policy
+from cc_executor.executor.config.policyfile import Limits, LimitSet, Policy
+from cc_executor.executor.runs.limits import RunLimits
+from cc_executor.executor.transport.frontdoor import Identity
 from cc_executor.protocol import LimitExceeded
 from cc_executor.supervision import ResourceLimits
 from cc_executor.supervision.spawn import find_prlimit

@@ -17,7 +17,7 @@ from ccx_testing import Served, alive, make_config, start_daemon
 from mcp_testing import Recording, check_frames
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from cc_executor.executor.mcp_config import McpConfig
+from cc_executor.executor.config.mcp import McpConfig
 from cc_executor.protocol.mcp import CLIENT_CAPABILITIES_KEY, PROTOCOL_VERSION_KEY, TASKS_EXTENSION
 
 MODERN = {PROTOCOL_VERSION_KEY: "2026-07-28", CLIENT_CAPABILITIES_KEY: {}}

@@ -10,7 +10,7 @@ import trio
 from ccx_testing import Served, make_config, open_client, run_daemon, start_daemon, wait_until
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from cc_executor.executor.frontdoor import Identity
+from cc_executor.executor.transport.frontdoor import Identity
 
 TOKENS = {"alice-token-0123456789": Identity("alice")}
 

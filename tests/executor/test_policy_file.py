@@ -15,23 +15,23 @@ import pytest
 import trio
 from ccx_testing import make_config, open_client, run_daemon, start_daemon
 
-from cc_executor.executor.claude_config import ClaudeConfig
 from cc_executor.executor.cli import main
-from cc_executor.executor.config import (
-    ConfigError,
-    ServerConfig,
-    config_from_env,
-    validate,
-    with_policy_file,
-)
-from cc_executor.executor.frontdoor import Identity
-from cc_executor.executor.policyfile import (
+from cc_executor.executor.config.claude import ClaudeConfig
+from cc_executor.executor.config.policyfile import (
     FlagRules,
     LimitSet,
     PolicyFileError,
     load_policy,
     parse_policy,
 )
+from cc_executor.executor.config.server import (
+    ConfigError,
+    ServerConfig,
+    config_from_env,
+    validate,
+    with_policy_file,
+)
+from cc_executor.executor.transport.frontdoor import Identity
 
 FULL = """
 sandboxed = false

@@ -12,7 +12,7 @@ import trio
 from ccx_testing import open_client, run_daemon, wait_until
 
 from cc_executor.executor.cli import build_parser, serve_config
-from cc_executor.executor.config import ConfigError, config_from_env
+from cc_executor.executor.config.server import ConfigError, config_from_env
 
 SERVE = [sys.executable, "-m", "cc_executor.executor", "serve"]
 

@@ -21,7 +21,7 @@ import collections
 
 import trio
 
-from cc_executor.executor.policyfile import Limits, LimitSet
+from cc_executor.executor.config.policyfile import Limits, LimitSet
 from cc_executor.protocol import LimitExceeded
 from cc_executor.supervision import Run
 

@@ -38,10 +38,10 @@ import structlog
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from cc_executor.executor.dispatch import apply_control, invalid_state
-from cc_executor.executor.mcp_runs import McpRun, read_journal, start_run
-from cc_executor.executor.mcp_tasks import McpTask, tasks_of
-from cc_executor.executor.wire import rung_name
+from cc_executor.executor.mcp.runs import McpRun, read_journal, start_run
+from cc_executor.executor.mcp.tasks import McpTask, tasks_of
+from cc_executor.executor.rpc.handlers import apply_control, invalid_state
+from cc_executor.executor.runs.wire import rung_name
 from cc_executor.protocol import (
     JSON,
     ErrorResponse,
@@ -81,8 +81,8 @@ from cc_executor.protocol.mcp_tools import (
 from cc_executor.supervision import InvalidTransition, Run
 
 if TYPE_CHECKING:
-    from cc_executor.executor.frontdoor import Peer
-    from cc_executor.executor.server import Daemon
+    from cc_executor.executor.daemon.daemon import Daemon
+    from cc_executor.executor.transport.frontdoor import Peer
 
 log = structlog.get_logger()
 

@@ -38,9 +38,9 @@ import structlog
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from cc_executor.executor.attach import Attachment, tail
-from cc_executor.executor.durable import DurableRun
-from cc_executor.executor.wire import completion_params, state_params
+from cc_executor.executor.runs.attach import Attachment, tail
+from cc_executor.executor.runs.durable import DurableRun
+from cc_executor.executor.runs.wire import completion_params, state_params
 from cc_executor.protocol import (
     JSON,
     Batch,
@@ -72,8 +72,8 @@ from cc_executor.supervision import (
 )
 
 if TYPE_CHECKING:
-    from cc_executor.executor.frontdoor import Peer
-    from cc_executor.executor.server import Daemon
+    from cc_executor.executor.daemon.daemon import Daemon
+    from cc_executor.executor.transport.frontdoor import Peer
 
 log = structlog.get_logger()
 

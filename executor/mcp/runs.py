@@ -29,13 +29,13 @@ import attrs
 import structlog
 import trio
 
-from cc_executor.executor import claude as claude_profile
-from cc_executor.executor.admission import check_capacity, start_runner
-from cc_executor.executor.durable import DurableRun
-from cc_executor.executor.limits import release_when_done
-from cc_executor.executor.mcp_config import McpConfig
-from cc_executor.executor.policy import child_environment
-from cc_executor.executor.wire import outcome_fields, run_status
+from cc_executor.executor.claude.policy import check_flags, claude_environment
+from cc_executor.executor.config.mcp import McpConfig
+from cc_executor.executor.runs.admission import check_capacity, start_runner
+from cc_executor.executor.runs.durable import DurableRun
+from cc_executor.executor.runs.limits import release_when_done
+from cc_executor.executor.runs.policy import child_environment
+from cc_executor.executor.runs.wire import outcome_fields, run_status
 from cc_executor.protocol import (
     JSON,
     ExecuteParams,
@@ -68,7 +68,7 @@ from cc_executor.supervision import (
 from cc_executor.supervision.journal import Gap
 
 if TYPE_CHECKING:
-    from cc_executor.executor.server import Daemon
+    from cc_executor.executor.daemon.daemon import Daemon
 
 log = structlog.get_logger()
 
@@ -318,9 +318,9 @@ def _plan(daemon: Daemon, params: ExecuteParams | ClaudeParams, owner: str) -> _
             f"the prompt is longer than {claude.max_prompt_bytes} bytes",
             {"limit": "claude.max_prompt_bytes", "value": claude.max_prompt_bytes},
         )
-    claude_profile.check_flags(params, claude)
+    check_flags(params, claude)
     argv = build_argv(claude.binary, params)
-    env = claude_profile.claude_environment(daemon, params.env)
+    env = claude_environment(daemon, params.env)
     cwd = daemon.policy.check_claude(argv, params.cwd, env)
     spec = SpawnSpec(argv=argv, env=env, cwd=cwd, stdin="null", run_id=daemon.new_run_id())
     spec = daemon.policy.limited(spec, owner)

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 import trio
 
-from cc_executor.executor import claude
-from cc_executor.executor.admission import check_capacity, start_runner
-from cc_executor.executor.limits import release_when_done
-from cc_executor.executor.policy import child_environment
-from cc_executor.executor.session import Handled, RunSlot, Session
-from cc_executor.executor.wire import run_status, rung_name
+from cc_executor.executor.claude import profile as claude
+from cc_executor.executor.rpc.session import Handled, RunSlot, Session
+from cc_executor.executor.runs.admission import check_capacity, start_runner
+from cc_executor.executor.runs.limits import release_when_done
+from cc_executor.executor.runs.policy import child_environment
+from cc_executor.executor.runs.wire import run_status, rung_name
 from cc_executor.protocol import (
     JSON,
     AttachParams,
@@ -47,7 +47,7 @@ from cc_executor.supervision import (
 )
 
 if TYPE_CHECKING:
-    from cc_executor.executor.server import Daemon
+    from cc_executor.executor.daemon.daemon import Daemon
 
 log = structlog.get_logger()
 

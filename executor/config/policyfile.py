@@ -9,7 +9,7 @@ flag > environment > policy file > default.
 
 Layout (every key optional; see docs/operations.md for a full example)::
 
-    sandboxed = false                 # the Claude sandbox rule (claude_config.py)
+    sandboxed = false                 # the Claude sandbox rule (config/claude.py)
     allow_shell = false
     unlisted_commands = "refuse"      # with a [commands] table: "refuse" or "allow"
     cwd_roots = ["/srv/work"]         # a run's cwd must resolve inside one of them

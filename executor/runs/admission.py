@@ -23,7 +23,7 @@ from cc_executor.supervision import (
 )
 
 if TYPE_CHECKING:
-    from cc_executor.executor.server import Daemon
+    from cc_executor.executor.daemon.daemon import Daemon
 
 
 def check_capacity(daemon: Daemon, live_here: int | None) -> None:

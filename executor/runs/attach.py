@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from cc_executor.executor.durable import DurableRun
-from cc_executor.executor.wire import completion_params_of, state_params_of
+from cc_executor.executor.runs.durable import DurableRun
+from cc_executor.executor.runs.wire import completion_params_of, state_params_of
 from cc_executor.protocol import PROCESS_COMPLETED, PROCESS_GAP
 from cc_executor.supervision import CompletedEvent, Output, StateEvent
 from cc_executor.supervision.journal import Gap, Replayed
 
 if TYPE_CHECKING:
-    from cc_executor.executor.session import Session
+    from cc_executor.executor.rpc.session import Session
 
 
 @attrs.define(eq=False)

@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING
 import structlog
 import trio
 
-from cc_executor.executor.admission import start_runner
-from cc_executor.executor.wire import outcome_fields
+from cc_executor.executor.runs.admission import start_runner
+from cc_executor.executor.runs.wire import outcome_fields
 from cc_executor.protocol import JSON, ExecuteParams
 from cc_executor.supervision import (
     Completed,
@@ -60,9 +60,9 @@ from cc_executor.supervision.journal import Journal, JournalError, Meta, boot_id
 from cc_executor.supervision.leftovers import kill_leftovers
 
 if TYPE_CHECKING:
-    from cc_executor.executor.config import ServerConfig
-    from cc_executor.executor.frontdoor import Identity
-    from cc_executor.executor.server import Daemon
+    from cc_executor.executor.config.server import ServerConfig
+    from cc_executor.executor.daemon.daemon import Daemon
+    from cc_executor.executor.transport.frontdoor import Identity
 
 log = structlog.get_logger()
 

@@ -67,7 +67,7 @@ def _config_error(message: str) -> ValueError:
     """The daemon's ConfigError (so `ccx serve` reports it like any other bad setting)."""
     # config.py imports this module for ClaudeConfig; by the time anything is raised, it is
     # fully imported.
-    from cc_executor.executor.config import ConfigError
+    from cc_executor.executor.config.server import ConfigError
 
     return ConfigError(message)
 

@@ -1,48 +1,42 @@
-"""The daemon: the listener, the run table, limits, probes, and a bounded graceful shutdown.
+"""The daemon's shared state: configuration, policy, the run table, counters, and shutdown.
 
 Theory of operation
 -------------------
-``serve`` opens the daemon's nursery, makes the daemon a child subreaper (orphans of runs are
-reparented to us, never to init, so they can be found and reaped), starts the reaper, and serves
-TCP connections through the front door (frontdoor.py): HTTP probes are answered there, and
-WebSocket upgrades are authenticated there before any session exists.  Each accepted connection
-becomes a ``Session`` inside the per-connection error boundary (``handle``): whatever goes wrong
-inside one session is logged and closes that session with 1011, and never reaches the listener.
+Each accepted connection becomes a session inside the per-connection error boundary
+(``handle``): whatever goes wrong inside one session is logged and closes that session with
+1011, and never reaches the listener (serve.py).
 
 Shutdown (``shutdown``) is graceful and bounded: stop accepting runs (``/readyz`` turns 503),
 tell every client, let runs finish for up to ``shutdown_grace`` seconds, end the rest through
 the cancel ladder, close every connection with 1001, then return; the caller cancels the
-nursery.  Durable runs (durable.py) live in the daemon's own nursery and are ended
+nursery.  Durable runs (runs/durable.py) live in the daemon's own nursery and are ended
 with the others on a graceful shutdown, so their journals say why they ended; after a SIGKILL the
 next daemon finds them without a completion and reports them lost.  If that bound is exceeded,
-cancellation reaches each runner, whose shielded
-``finally`` kills its tree: the bound holds either way.
+cancellation reaches each runner, whose shielded ``finally`` kills its tree: the bound holds
+either way.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 from typing import Any
 
-import attrs
 import structlog
 import trio
 from trio_websocket import WebSocketConnection
 
-from cc_executor.executor import dispatch
-from cc_executor.executor.config import ServerConfig
-from cc_executor.executor.durable import DurableRun, DurableRuns
-from cc_executor.executor.frontdoor import FrontDoor, Gate, Peer
-from cc_executor.executor.mcp_session import McpSession, serve_mcp
-from cc_executor.executor.metrics import Metrics, render
-from cc_executor.executor.policy import CommandPolicy
-from cc_executor.executor.session import Handled, RunSlot, Session
-from cc_executor.executor.wire import outcome_name
+from cc_executor.executor.config.server import ServerConfig
+from cc_executor.executor.daemon.metrics import Metrics, render
+from cc_executor.executor.mcp.session import McpSession, serve_mcp
+from cc_executor.executor.rpc import handlers as dispatch
+from cc_executor.executor.rpc.session import Handled, RunSlot, Session
+from cc_executor.executor.runs.durable import DurableRun, DurableRuns
+from cc_executor.executor.runs.policy import CommandPolicy
+from cc_executor.executor.runs.wire import outcome_name
+from cc_executor.executor.transport.frontdoor import Peer
 from cc_executor.protocol import JSON, METHODS, InternalError, LimitExceeded
 from cc_executor.protocol.mcp import SUBPROTOCOL
-from cc_executor.supervision import Run, RunRegistry, enable_subreaper, run_reaper
+from cc_executor.supervision import Run, RunRegistry
 
 log = structlog.get_logger()
 
@@ -322,77 +316,3 @@ class Daemon:
 async def _then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
-
-
-@attrs.frozen
-class Listening:
-    """Where the daemon listens (``port`` is the first listener's, useful with port 0)."""
-
-    port: int
-    listeners: tuple[trio.SocketListener, ...]
-
-
-async def serve(
-    config: ServerConfig,
-    *,
-    task_status: trio.TaskStatus[tuple[Daemon, Listening]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve until cancelled; ``nursery.start(serve, config)`` returns (daemon, listening)."""
-    daemon = Daemon(config)
-    subreaper = enable_subreaper()
-    await daemon.durable.recover()
-    door = FrontDoor(
-        gate=Gate(
-            paths=config.paths,
-            tokens=config.tokens,
-            allowed_origins=frozenset(config.allowed_origins),
-        ),
-        probe=daemon.probe,
-        on_upgrade=daemon.handle,
-        head_timeout=config.connect_timeout,
-        close_timeout=config.connect_timeout,
-        max_message_bytes=config.max_message_bytes,
-        receive_buffer_bytes=config.receive_buffer_bytes,
-        on_refusal=daemon.metrics.refused,
-        subprotocols=(SUBPROTOCOL,),
-    )
-    async with trio.open_nursery() as nursery:
-        daemon._nursery = nursery
-        await nursery.start(run_reaper, daemon.registry)
-        await nursery.start(daemon.durable.run_retention)
-        listeners = await trio.open_tcp_listeners(config.port, host=config.host)
-        await nursery.start(trio.serve_listeners, door.serve, listeners)
-        ports = [listener.socket.getsockname()[1] for listener in listeners]
-        log.info(
-            "daemon.listening",
-            host=config.host,
-            ports=ports,
-            pid=os.getpid(),
-            subreaper=subreaper,
-            auth="tokens" if config.tokens else "none",
-            identities=sorted({i.name for i in config.tokens.values()}) if config.tokens else [],
-            allow_shell=config.allow_shell,
-            allow_list=list(config.allowed_commands) if config.allowed_commands else "any",
-        )
-        task_status.started((daemon, Listening(ports[0], tuple(listeners))))
-        await trio.sleep_forever()
-
-
-async def serve_until_signalled(config: ServerConfig) -> None:
-    """``ccx serve``: serve until SIGTERM or SIGINT, then shut down gracefully and return."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            daemon, _listening = await nursery.start(serve, config)
-            async for signum in signals:
-                log.info("daemon.signal", signal=signal.Signals(signum).name)
-                break
-
-            async def hurry_on_second_signal() -> None:
-                async for signum in signals:
-                    log.info("daemon.signal", signal=signal.Signals(signum).name, hurry=True)
-                    daemon.hurry()
-
-            nursery.start_soon(hurry_on_second_signal)
-            await daemon.shutdown()
-            nursery.cancel_scope.cancel()
-    log.info("daemon.stopped")

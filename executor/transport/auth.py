@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
-from cc_executor.executor.frontdoor import Identity
+from cc_executor.executor.transport.frontdoor import Identity
 
 MIN_TOKEN_LENGTH = 16
 

@@ -26,10 +26,10 @@ from fnmatch import fnmatchcase
 import attrs
 import structlog
 
-from cc_executor.executor.claude_config import permission_bypass
-from cc_executor.executor.config import ServerConfig
-from cc_executor.executor.limits import RunLimits
-from cc_executor.executor.policyfile import CommandRule
+from cc_executor.executor.config.claude import permission_bypass
+from cc_executor.executor.config.policyfile import CommandRule
+from cc_executor.executor.config.server import ServerConfig
+from cc_executor.executor.runs.limits import RunLimits
 from cc_executor.protocol import ExecuteParams, InvalidParams, PolicyRefused
 from cc_executor.supervision import ResourceLimits, SpawnSpec
 

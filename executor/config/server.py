@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-from cc_executor.executor.auth import TokenError, is_loopback, load_tokens
-from cc_executor.executor.claude_config import ClaudeConfig, claude_config_from_env
-from cc_executor.executor.frontdoor import Identity
-from cc_executor.executor.mcp_config import McpConfig
-from cc_executor.executor.policyfile import Policy, PolicyFileError, load_policy
+from cc_executor.executor.config.claude import ClaudeConfig, claude_config_from_env
+from cc_executor.executor.config.mcp import McpConfig
+from cc_executor.executor.config.policyfile import Policy, PolicyFileError, load_policy
+from cc_executor.executor.transport.auth import TokenError, is_loopback, load_tokens
+from cc_executor.executor.transport.frontdoor import Identity
 from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.journal import JournalConfig
 from cc_executor.supervision.spawn import find_prlimit

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A `claude` request becomes an argv (protocol.claude.build_argv, with the configured binary and
-the flag rules below), an environment built by policy (``claude_environment``), and a run
+the flag rules of policy.py), an environment built by policy (``claude_environment``), and a run
 started through the same runner (supervision's ``run_process``) and the same per-connection
 slot and pump as ``execute``.  The run's supervision config gains the interrupt rung, so every
 way of ending it — CANCEL, the absolute timeout, the watchdog, a disconnect, shutdown — starts
@@ -30,29 +30,23 @@ from __future__ import annotations
 import os
 import signal
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import attrs
 import structlog
 import trio
 
-from cc_executor.executor.admission import check_capacity, start_runner
-from cc_executor.executor.claude_config import (
-    PERMISSION_BYPASS_FLAGS,
-    ClaudeConfig,
-    permission_bypass,
-)
-from cc_executor.executor.limits import release_when_done
-from cc_executor.executor.policy import child_environment
-from cc_executor.executor.session import Handled, RunSlot, Session, cancel_quietly
-from cc_executor.executor.wire import completion_params
+from cc_executor.executor.claude.policy import check_flags, claude_environment
+from cc_executor.executor.rpc.session import Handled, RunSlot, Session, cancel_quietly
+from cc_executor.executor.runs.admission import check_capacity, start_runner
+from cc_executor.executor.runs.limits import release_when_done
+from cc_executor.executor.runs.wire import completion_params
 from cc_executor.protocol import (
     JSON,
     InvalidParams,
     InvalidState,
     LimitExceeded,
-    PolicyRefused,
     ShuttingDown,
     SpawnFailed,
 )
@@ -82,84 +76,13 @@ from cc_executor.supervision import (
 from cc_executor.supervision.signalling import kill_group
 
 if TYPE_CHECKING:
-    from cc_executor.executor.server import Daemon
+    from cc_executor.executor.daemon.daemon import Daemon
 
 log = structlog.get_logger()
 
 # Reasons the profile itself ends a run (anything else that cancels a run is the client's).
 LINGERED = "the CLI lingered after its result"
 WATCHDOG = "watchdog: no stream-json event"
-
-# Variables a request may not set: credentials and endpoints come from configuration only.
-RESERVED_ENV_PREFIXES = ("ANTHROPIC_", "IS_SANDBOX", "CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT", "CCX_")
-
-
-# -- policy ----------------------------------------------------------------------------------
-
-
-def _refuse_bypass(what: str, config: ClaudeConfig) -> None:
-    if not config.sandboxed:
-        raise PolicyRefused(
-            f"{what} is refused: the daemon is not configured as sandboxed "
-            "(rule: claude.sandboxed)",
-            {"rule": "claude.sandboxed", "flag": what},
-        )
-
-
-def check_flags(params: ClaudeParams, config: ClaudeConfig) -> None:
-    """Raise PolicyRefused unless every flag of the request is allowed."""
-    if params.dangerously_skip_permissions:
-        _refuse_bypass("--dangerously-skip-permissions", config)
-    if params.permission_mode == "bypassPermissions":
-        _refuse_bypass("--permission-mode bypassPermissions", config)
-    bypass = permission_bypass(params.extra_args)
-    if bypass is not None:
-        _refuse_bypass(bypass, config)
-    for arg in params.extra_args:
-        name = arg.split("=", 1)[0]
-        if not arg.startswith("-") or name in PERMISSION_BYPASS_FLAGS:
-            continue
-        if name not in config.allowed_flags and name != "--permission-mode":
-            raise PolicyRefused(
-                f"flag {name} is not allowed in extra_args (rule: claude.allowed_flags)",
-                {"rule": "claude.allowed_flags", "flag": name},
-            )
-
-
-def claude_environment(
-    daemon: Daemon, request_env: Mapping[str, str], daemon_env: Mapping[str, str] = os.environ
-) -> dict[str, str]:
-    """A Claude run's environment: the pass-list, the operator's settings, the request's."""
-    config = daemon.config.claude
-    for name in request_env:
-        if name.startswith(RESERVED_ENV_PREFIXES):
-            raise InvalidParams(
-                f"environment variable {name} is reserved for the daemon's configuration",
-                {"variable": name},
-            )
-    env = {
-        name: value
-        for name, value in child_environment(daemon.config, request_env).items()
-        if not name.startswith(RESERVED_ENV_PREFIXES)
-    }
-    env.update(config.env)
-    if config.base_url is not None:
-        env["ANTHROPIC_BASE_URL"] = config.base_url
-    if config.api_key_env is not None:
-        key = daemon_env.get(config.api_key_env)
-        if not key:
-            raise SpawnFailed(
-                f"the daemon has no {config.api_key_env} to pass as the API key "
-                "(setting: claude.api_key_env)",
-                {"setting": "claude.api_key_env"},
-            )
-        env["ANTHROPIC_API_KEY"] = key
-    if config.sandboxed:
-        env["IS_SANDBOX"] = "1"
-    else:
-        env.pop("IS_SANDBOX", None)
-    return env
-
 
 # -- one run at a time per Claude session ---------------------------------------------------
 

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from cc_executor.executor.mcp_runs import McpRun
+from cc_executor.executor.mcp.runs import McpRun
 from cc_executor.protocol import JSON
 from cc_executor.protocol.mcp import RELATED_TASK_KEY, tool_result
 from cc_executor.supervision import Cancelled, RunState
 
 if TYPE_CHECKING:
-    from cc_executor.executor.frontdoor import Identity
-    from cc_executor.executor.server import Daemon
+    from cc_executor.executor.daemon.daemon import Daemon
+    from cc_executor.executor.transport.frontdoor import Identity
 
 TaskStatus = Literal["working", "completed", "failed", "cancelled"]
 

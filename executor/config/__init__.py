@@ -1,0 +1,1 @@
+"""Configuration: the daemon's settings from flags, environment and the policy file."""

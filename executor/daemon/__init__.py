@@ -1,0 +1,1 @@
+"""The daemon and its state: the Daemon, serving the listener, shutdown, metrics."""

@@ -1,0 +1,1 @@
+"""MCP sessions (WebSocket subprotocol "mcp"): tools, progress, cancellation and tasks."""

@@ -1,0 +1,1 @@
+"""The cc-executor JSON-RPC session: one connection's reader, its runs and the method handlers."""

@@ -1,0 +1,1 @@
+"""Transport: the front door (HTTP probes, the WebSocket handshake, tokens and Origin)."""
