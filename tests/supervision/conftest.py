@@ -15,7 +15,9 @@ from cc_executor.supervision.reaper import enable_subreaper
 from cc_executor.supervision.registry import RunRegistry
 from cc_executor.supervision.testing import marked_processes, zombie_children
 
-RUN_PREFIX = "svtest-"
+# Unique to this test process: other test runs on the same machine mark their runs too, and
+# the leftovers check (which kills what it finds) must never touch theirs.
+RUN_PREFIX = f"svtest-{os.getpid()}-"
 
 
 @pytest.fixture
