@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
+from cc_executor.executor import VERSION
 from cc_executor.executor.client.commands import add_client_parsers, run_client_command
 from cc_executor.executor.config.server import (
     ConfigError,
@@ -18,7 +19,6 @@ from cc_executor.executor.config.server import (
     validate,
     with_tokens,
 )
-from cc_executor.executor.daemon.daemon import VERSION
 from cc_executor.executor.daemon.serve import serve_until_signalled
 from cc_executor.executor.logs import configure_logging
 from cc_executor.executor.review.commands import (

@@ -14,12 +14,18 @@ rules that need memory:
   the first request), and the first request is left alone.
 - Run events carry `seq`, contiguous from 1 within each run (or from where `attach_run`
   says), and none may follow `process.completed` or `detach_run`.
+- A reply precedes the notifications it causes. `hold(id, run, scope)` says that request `id`
+  causes events of `run`: every event of it (scope "all": the request that starts a run or
+  attaches to one) or its state events (scope "state": a PAUSE, RESUME or CANCEL, whose
+  `process.paused`/`resumed`/`completed` must follow the reply). While the id is pending,
+  `send` refuses such an event; `held` tells the caller which reply it must wait for.
 
 Ids may be reused once answered, as JSON-RPC allows. Memory: one entry per pending id and
 per run seen on this connection.
 """
 
-from collections.abc import KeysView, Mapping, Sequence
+from collections.abc import KeysView, Sequence
+from typing import Literal, TypeAlias
 
 from cc_executor.protocol.codec import (
     decode,
@@ -30,15 +36,20 @@ from cc_executor.protocol.codec import (
 )
 from cc_executor.protocol.errors import InvalidRequest, JsonRpcError, LocalProtocolError
 from cc_executor.protocol.events import Batch, Event, Invalid, Received, RequestReceived, Single
-from cc_executor.protocol.messages import (
-    ErrorResponse,
-    Id,
-    Message,
-    Notification,
-    Reply,
-    Response,
+from cc_executor.protocol.messages import ErrorResponse, Id, Message, Reply, Response
+from cc_executor.protocol.notices import (
+    Notice,
+    RunCompleted,
+    RunOutput,
+    RunPaused,
+    RunResumed,
 )
-from cc_executor.protocol.methods import PROCESS_COMPLETED, PROCESS_OUTPUT, RUN_EVENTS
+from cc_executor.protocol.results import Result
+from cc_executor.protocol.server_codec import notice_message, result_object
+
+HoldScope: TypeAlias = Literal["all", "state"]
+_SEQUENCED = (RunOutput, RunPaused, RunResumed, RunCompleted)
+_STATE = (RunPaused, RunResumed, RunCompleted)
 
 
 class ServerConnection:
@@ -48,6 +59,8 @@ class ServerConnection:
         self._pending: dict[Id, None] = {}  # a dict, for its live read-only keys view
         self._next_seq: dict[str, int] = {}  # run -> the seq its next event must carry
         self._closed: set[str] = set()  # runs completed or detached: no more events
+        self._holds: dict[str, dict[Id, HoldScope]] = {}  # run -> pending ids holding it
+        self._held_runs: dict[Id, set[str]] = {}  # pending id -> runs it holds
 
     @property
     def pending_ids(self) -> KeysView[Id]:
@@ -79,25 +92,25 @@ class ServerConnection:
 
     # -- replies -----------------------------------------------------------------------
 
-    def respond(self, id_: Id, result: Mapping[str, object]) -> str:
+    def respond(self, id_: Id, result: Result) -> str:
         """Answer request `id_` with `result`."""
         self._check_pending(id_)
-        text = encode_message(Response(id_, result))
-        del self._pending[id_]
+        text = encode_message(Response(id_, result_object(result)))
+        self._answered(id_)
         return text
 
     def respond_error(self, id_: Id, exc: JsonRpcError) -> str:
         """Answer request `id_` with the error `exc` carries."""
         self._check_pending(id_)
         text = encode_message(ErrorResponse(id_, exc.error))
-        del self._pending[id_]
+        self._answered(id_)
         return text
 
-    def make_response(self, id_: Id, result: Mapping[str, object]) -> Response:
-        """Answer `id_`, to send with `encode` or inside `encode_batch`."""
+    def make_response(self, id_: Id, result: Result) -> Response:
+        """Answer `id_`, to send inside `encode_batch` (its holds end when the batch is encoded)."""
         self._check_pending(id_)
         del self._pending[id_]
-        return Response(id_, result)
+        return Response(id_, result_object(result))
 
     def make_error(self, id_: Id | None, exc: JsonRpcError) -> ErrorResponse:
         """Answer `id_` with an error, to send with `encode` or inside `encode_batch`.
@@ -111,9 +124,12 @@ class ServerConnection:
         return ErrorResponse(id_, exc.error)
 
     def encode(self, message: Message) -> str:
-        """The frame for a reply made by `make_*` or an `Invalid` event, or any other message."""
+        """The frame for a reply made by `make_*` or an `Invalid` event."""
         self._check_made(message)
-        return encode_message(message)
+        text = encode_message(message)
+        if isinstance(message, Response | ErrorResponse) and message.id is not None:
+            self._release(message.id)
+        return text
 
     def encode_batch(self, replies: Sequence[Reply]) -> str:
         """The array answering a batch: `make_*` replies and the `Invalid` events' replies.
@@ -123,7 +139,11 @@ class ServerConnection:
         """
         for reply in replies:
             self._check_made(reply)
-        return encode_batch(replies)
+        text = encode_batch(replies)
+        for reply in replies:
+            if reply.id is not None:
+                self._release(reply.id)
+        return text
 
     def _check_made(self, message: Message) -> None:
         # A reply built by hand rather than by make_* would leave its id pending forever.
@@ -136,36 +156,70 @@ class ServerConnection:
                 f"id {id_!r} is not pending: answered already or never received"
             )
 
+    def _answered(self, id_: Id) -> None:
+        del self._pending[id_]
+        self._release(id_)
+
+    # -- reply-before-events -----------------------------------------------------------
+
+    def hold(self, id_: Id, run: str, scope: HoldScope) -> None:
+        """Request `id_` (pending) causes events of `run`: they may not go out before its reply."""
+        self._check_pending(id_)
+        holds = self._holds.setdefault(run, {})
+        if holds.get(id_) != "all":  # a wider hold is never narrowed
+            holds[id_] = scope
+        self._held_runs.setdefault(id_, set()).add(run)
+
+    def held(self, notice: Notice) -> Id | None:
+        """The pending request whose reply `notice` must follow, or None if it may go now."""
+        run = getattr(notice, "run", None)
+        holds = self._holds.get(run) if isinstance(run, str) else None
+        if not holds:
+            return None
+        state = isinstance(notice, _STATE)
+        for id_, scope in holds.items():
+            if scope == "all" or state:
+                return id_
+        return None
+
+    def _release(self, id_: Id) -> None:
+        for run in self._held_runs.pop(id_, ()):
+            holds = self._holds.get(run)
+            if holds is not None:
+                holds.pop(id_, None)
+                if not holds:
+                    del self._holds[run]
+
     # -- notifications -----------------------------------------------------------------
 
-    def notify(self, method: str, params: Mapping[str, object]) -> str:
-        """A notification that belongs to no run (e.g. `connected`)."""
-        if method in RUN_EVENTS:
-            raise LocalProtocolError(f"{method} is a run event: send it with run_event")
-        return encode_message(Notification(method, params))
+    def send(self, notice: Notice, max_frame: int | None = None) -> str:
+        """The frame for `notice`, once the connection's rules allow it.
 
-    def run_event(self, run: str, seq: int, method: str, params: Mapping[str, object]) -> str:
-        """A run event other than output; `run` and `seq` are added to `params`."""
-        if method not in RUN_EVENTS or method == PROCESS_OUTPUT:
-            raise LocalProtocolError(f"{method} is not a run event sent by run_event")
-        if "run" in params or "seq" in params:
-            raise LocalProtocolError("run_event adds run and seq itself")
-        self._check_seq(run, seq)
-        text = encode_message(Notification(method, {"run": run, "seq": seq, **params}))
-        if method == PROCESS_COMPLETED:
-            self._next_seq.pop(run, None)
-            self._closed.add(run)
-        else:
-            self._next_seq[run] = seq + 1
-        return text
+        `max_frame` bounds an output frame (see `encode_output`).
 
-    def output(
-        self, run: str, seq: int, stream: str, data: bytes, max_frame: int | None = None
-    ) -> str:
-        """A `process.output` notification (see `encode_output`)."""
-        self._check_seq(run, seq)
-        text = encode_output(run, seq, stream, data, max_frame)
-        self._next_seq[run] = seq + 1
+        Raises:
+            LocalProtocolError: a run event out of sequence or after its run's completion or
+                detach, or an event whose causing request has not been answered yet.
+        """
+        waiting = self.held(notice)
+        if waiting is not None:
+            raise LocalProtocolError(
+                f"{type(notice).__name__} of run {getattr(notice, 'run', '?')!r} must follow "
+                f"the reply to request {waiting!r}"
+            )
+        if isinstance(notice, RunOutput):
+            self._check_seq(notice.run, notice.seq)
+            text = encode_output(notice.run, notice.seq, notice.stream, notice.data, max_frame)
+            self._next_seq[notice.run] = notice.seq + 1
+            return text
+        if isinstance(notice, _SEQUENCED):
+            self._check_seq(notice.run, notice.seq)
+        text = encode_message(notice_message(notice))
+        if isinstance(notice, RunCompleted):
+            self._next_seq.pop(notice.run, None)
+            self._closed.add(notice.run)
+        elif isinstance(notice, _SEQUENCED):
+            self._next_seq[notice.run] = notice.seq + 1
         return text
 
     def attach_run(self, run: str, next_seq: int) -> None:

@@ -114,6 +114,13 @@ def parse_arguments(tool: str, arguments: object) -> ToolArgs | list[str]:
     if type(arguments) is not dict:
         return ["arguments must be an object"]
     raw: dict[str, JSON] = dict(arguments)
+    schema = _RUN_INPUTS.get(tool)
+    if schema is not None:
+        known = schema["properties"]
+        assert isinstance(known, dict)
+        unexpected = sorted(set(raw) - set(known))
+        if unexpected:  # the schema says additionalProperties: false, and it holds
+            return [f"unexpected field @ $.{name}" for name in unexpected]
     try:
         match tool:
             case "execute":
@@ -122,13 +129,8 @@ def parse_arguments(tool: str, arguments: object) -> ToolArgs | list[str]:
                 return RunTool(params, wait, params.durable)
             case "claude":
                 wait = _pop_bool(raw, "wait", True)
-                durable = _pop_bool(raw, "durable", False)
                 claude = _structure(raw, ClaudeParams)
-                if claude.input != "text":
-                    return [
-                        "input 'stream-json' needs stdin, which MCP tools cannot write @ $.input"
-                    ]
-                return RunTool(claude, wait, durable)
+                return RunTool(claude, wait, claude.durable)
             case "control":
                 return _structure(raw, ControlArgs)
             case "status":
@@ -191,12 +193,20 @@ _CLAUDE_INPUT: dict[str, JSON] = {
         "cwd": {"type": "string"},
         "env": _ENV,
         "timeout": _SECONDS,
+        "idle_timeout": {
+            **_SECONDS,
+            "description": "Seconds without a stream-json event before idle_action.",
+        },
+        "idle_action": {"type": "string", "enum": ["report", "interrupt", "cancel"]},
         "durable": {"type": "boolean"},
         "wait": _WAIT,
     },
     "required": ["prompt"],
     "additionalProperties": False,
 }
+
+# The tools that start runs, by name: their input schemas are enforced as written.
+_RUN_INPUTS: dict[str, dict[str, JSON]] = {"execute": _EXECUTE_INPUT, "claude": _CLAUDE_INPUT}
 
 _RUN_OUTPUT: dict[str, JSON] = {
     "type": "object",

@@ -1,8 +1,9 @@
 """Usage demo of the protocol layer: `python -m cc_executor.protocol.usage`.
 
 Drives a `ServerConnection` the way the daemon does — a request in, a reply and run events
-out — and checks that bad input gets the right JSON-RPC error. Asserts what it shows and
-ends with a unique run marker, `USAGE_protocol_<UTC timestamp>`, for the review log.
+out, the reply before the events it causes — and checks that bad input gets the right JSON-RPC
+error. Asserts what it shows and ends with a unique run marker,
+`USAGE_protocol_<UTC timestamp>`, for the review log.
 """
 
 from datetime import UTC, datetime
@@ -21,6 +22,8 @@ from cc_executor.protocol import (
     encode_request,
     structure_params,
 )
+from cc_executor.protocol.notices import RunOutput
+from cc_executor.protocol.results import Started
 
 
 def main() -> None:
@@ -35,13 +38,25 @@ def main() -> None:
     assert request.params == ExecuteParams(argv=("echo", "hi"))
     print("request :", frame)
 
-    reply = orjson.loads(conn.respond(request.id, {"status": "started", "run": "r1"}))
-    assert reply == {"jsonrpc": "2.0", "id": 1, "result": {"status": "started", "run": "r1"}}
+    # The request starts run r1: its events may only follow the reply.
+    conn.hold(request.id, "r1", "all")
+    try:
+        conn.send(RunOutput("r1", 1, "stdout", b"too early\n"))
+    except LocalProtocolError as exc:
+        print("held    :", exc)
+    else:
+        raise AssertionError("output went out before the reply that started its run")
+    reply = orjson.loads(conn.respond(request.id, Started("r1", pid=42, pgid=42)))
+    assert reply == {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "result": {"status": "started", "run": "r1", "pid": 42, "pgid": 42},
+    }
     print("reply   :", reply)
 
     # Output is byte-exact: UTF-8 as text, anything else as explicit base64.
-    text = orjson.loads(conn.output("r1", 1, "stdout", b"hi\n"))["params"]
-    binary = orjson.loads(conn.output("r1", 2, "stdout", b"\xff\xfe"))["params"]
+    text = orjson.loads(conn.send(RunOutput("r1", 1, "stdout", b"hi\n")))["params"]
+    binary = orjson.loads(conn.send(RunOutput("r1", 2, "stdout", b"\xff\xfe")))["params"]
     assert text["data"] == "hi\n", text
     assert "encoding" not in text, text
     assert binary["encoding"] == "base64", binary
@@ -50,7 +65,7 @@ def main() -> None:
 
     # Answering twice is our own bug, and the connection refuses it.
     try:
-        conn.respond(request.id, {})
+        conn.respond(request.id, Started("r1", pid=42, pgid=42))
     except LocalProtocolError as exc:
         print("refused :", exc)
     else:

@@ -101,6 +101,11 @@ class Run:
         return self._state
 
     @property
+    def rung(self) -> Rung | None:
+        """The rung of the cancel ladder that ended the run (None while it is not over)."""
+        return self._rung
+
+    @property
     def stdin_open(self) -> bool:
         return self._stdin_open and self._state is not RunState.COMPLETED
 

@@ -18,29 +18,33 @@ either way.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import structlog
 import trio
-from trio_websocket import WebSocketConnection
+from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from cc_executor.executor import VERSION
 from cc_executor.executor.config.server import ServerConfig
 from cc_executor.executor.daemon.metrics import Metrics, render
-from cc_executor.executor.mcp.session import McpSession, serve_mcp
-from cc_executor.executor.rpc import handlers as dispatch
-from cc_executor.executor.rpc.session import Handled, RunSlot, Session
-from cc_executor.executor.runs.durable import DurableRun, DurableRuns
+from cc_executor.executor.mcp.session import McpSession
+from cc_executor.executor.mcp.tasks import TaskTable
+from cc_executor.executor.rpc.session import Session
+from cc_executor.executor.runs.claims import Claims
+from cc_executor.executor.runs.durable import DurableRuns
 from cc_executor.executor.runs.policy import CommandPolicy
-from cc_executor.executor.runs.wire import outcome_name
-from cc_executor.executor.transport.frontdoor import Peer
-from cc_executor.protocol import JSON, METHODS, InternalError, LimitExceeded
+from cc_executor.executor.runs.table import RunTable
+from cc_executor.executor.transport.frontdoor import Identity, Peer
+from cc_executor.protocol import LimitExceeded, ServerConnection
 from cc_executor.protocol.mcp import SUBPROTOCOL
-from cc_executor.supervision import Run, RunRegistry
+from cc_executor.protocol.notices import Connected, Shutdown
+from cc_executor.protocol.results import DaemonInfo
+from cc_executor.supervision import RunRegistry
 
 log = structlog.get_logger()
 
-VERSION = "0.1.0"
 CAPABILITIES = (
     "execute",
     "control",
@@ -61,88 +65,76 @@ CAPABILITIES = (
 
 
 class Daemon:
-    """State shared by every session: configuration, policy, the run table, counters."""
+    """The daemon's state, as named parts, and its shutdown.
+
+    Parts: ``config``; ``policy`` (command rules and per-identity limits); ``registry``
+    (supervision's process roots); ``runs`` (every live and recently completed run, runs/table.py);
+    ``durable`` (journals, runs/durable.py); ``claims`` (one run per Claude session);
+    ``tasks`` (MCP tasks); ``metrics``; ``sessions`` (open connections, both protocols).
+    """
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.policy = CommandPolicy(config)
         self.registry = RunRegistry()
-        self.sessions: set[Session] = set()
-        self.mcp_sessions: set[McpSession] = set()
+        self.metrics = Metrics()
+        self.runs = RunTable(self.metrics, config.completed_runs_kept)
+        self.durable = DurableRuns(config, config.instance)
+        self.claims = Claims()
+        self.tasks = TaskTable(config.mcp.max_tasks)
+        self.sessions: set[Session | McpSession] = set()
+        self.instance = config.instance
         self.draining = False
         self.started_at = trio.current_time()
-        self.live_runs = 0
-        self.runs_started = 0
-        self.instance = config.instance
-        self.durable = DurableRuns(config, self.instance)
-        self.metrics = Metrics()
         self._nursery: trio.Nursery | None = None
-        self._idle = trio.Event()  # set while no run is live (for the drain)
-        self._idle.set()
         self._hurry = trio.Event()  # set by a second SIGTERM/SIGINT: skip the drain's grace
-        missing = set(METHODS) - set(dispatch.SESSION_HANDLERS) - set(dispatch.RUN_HANDLERS)
-        assert not missing, f"methods without a handler: {sorted(missing)}"
 
     # -- sessions --------------------------------------------------------------------------
 
     async def handle(self, ws: WebSocketConnection, peer: Peer) -> None:
         """The per-connection error boundary (see the module docstring)."""
-        if ws.subprotocol == SUBPROTOCOL:
-            await serve_mcp(self, ws, peer)  # MCP: its own session, with its own boundary
-            return
         if len(self.sessions) >= self.config.max_connections:
             self.metrics.refused("max_connections")
-            session = Session(self, ws, peer)
+            log.warning("session.refused", reason="max_connections", subprotocol=ws.subprotocol)
+            limit = self.config.max_connections
             error = LimitExceeded(
-                f"connection limit reached (max_connections={self.config.max_connections})",
-                {"limit": "max_connections", "value": self.config.max_connections},
+                f"connection limit reached (max_connections={limit})",
+                {"limit": "max_connections", "value": limit},
             )
-            await session.send(session.conn.encode(session.conn.make_error(None, error)))
-            log.warning("session.refused", reason="max_connections")
-            await session.close(1013, "connection limit reached")
+            with trio.move_on_after(self.config.connect_timeout, shield=True):
+                if ws.subprotocol != SUBPROTOCOL:  # a JSON-RPC client is told why, in JSON-RPC
+                    conn = ServerConnection()
+                    with contextlib.suppress(ConnectionClosed):
+                        await ws.send_message(conn.encode(conn.make_error(None, error)))
+                await ws.aclose(1013, "connection limit reached")
             return
-        session = Session(self, ws, peer)
+        session: Session | McpSession = (
+            McpSession(self, ws, peer) if ws.subprotocol == SUBPROTOCOL else Session(self, ws, peer)
+        )
         self.sessions.add(session)
         try:
             await session.serve()
         except Exception:
             log.exception("session.crashed", session=session.session_id)
-            internal = InternalError("internal error; the session is closed", None)
+            self.metrics.internal_errors["connection"] += 1
             with trio.move_on_after(self.config.connect_timeout, shield=True):
-                await session.send(session.conn.encode(session.conn.make_error(None, internal)))
                 await ws.aclose(1011, "internal error")
         finally:
             self.sessions.discard(session)
 
-    def greeting(self, session: Session) -> dict[str, JSON]:
-        """Params of the ``connected`` notification every client gets first."""
-        return {
-            "session_id": session.session_id,
-            "version": VERSION,
-            "server": "cc-executor",
-            "capabilities": list(CAPABILITIES),
-            "limits": {
+    def greeting(self, session_id: str) -> Connected:
+        """The ``connected`` notification every JSON-RPC client gets first."""
+        return Connected(
+            session_id=session_id,
+            version=VERSION,
+            server="cc-executor",
+            capabilities=CAPABILITIES,
+            limits={
                 "max_message_bytes": self.config.max_message_bytes,
                 "max_frame_bytes": self.config.max_frame_bytes,
                 "max_runs_per_connection": self.config.max_runs_per_connection,
             },
-        }
-
-    # -- dispatch --------------------------------------------------------------------------
-
-    async def dispatch(self, session: Session, method: str, params: Any) -> Handled:
-        return await dispatch.SESSION_HANDLERS[method](self, session, params)
-
-    async def dispatch_run(
-        self, session: Session, slot: RunSlot, method: str, params: Any
-    ) -> Handled:
-        if method != "control":
-            return await dispatch.RUN_HANDLERS[method](self, session, slot, params)
-        started = trio.current_time()
-        try:
-            return await dispatch.RUN_HANDLERS[method](self, session, slot, params)
-        finally:
-            self.metrics.control_seconds.observe(params.type, trio.current_time() - started)
+        )
 
     # -- probes ----------------------------------------------------------------------------
 
@@ -156,7 +148,7 @@ class Daemon:
         if path == "/metrics":
             page = render(
                 self.metrics,
-                connections=len(self.sessions) + len(self.mcp_sessions),
+                connections=len(self.sessions),
                 runs_by_state=self._runs_by_state(),
                 draining=self.draining,
             )
@@ -172,71 +164,9 @@ class Daemon:
 
     # -- runs ------------------------------------------------------------------------------
 
-    def new_run_id(self) -> str:
-        return secrets.token_hex(8)
-
-    def _run_began(self) -> None:
-        self.live_runs += 1
-        self.runs_started += 1
-        self.metrics.runs_started += 1
-        if self._idle.is_set():
-            self._idle = trio.Event()
-
-    def _run_ended(self, run: Run | None, outcome: str) -> None:
-        self.live_runs -= 1
-        self.metrics.runs_completed[outcome] += 1
-        if run is not None:
-            self.metrics.stream_bytes["stdout"] += run.stdout_bytes
-            self.metrics.stream_bytes["stderr"] += run.stderr_bytes
-            self.metrics.backpressure_stalls += run.stalls
-        if self.live_runs == 0:
-            self._idle.set()
-
-    def run_started(self, run: Run, **context: object) -> None:
-        """Count a run in (drain, metrics) and write its start line."""
-        self._run_began()
-        log.info(
-            "run.start", run=run.run_id, argv0=run.argv[0], pid=run.pid, pgid=run.pgid, **context
-        )
-
-    def run_finished(self, run: Run, last_seq: int, **context: object) -> None:
-        """Count a run out and write its one summary line."""
-        self._run_ended(run, outcome_name(run.outcome))
-        log.info(
-            "run.end",
-            run=run.run_id,
-            argv0=run.argv[0],
-            outcome=type(run.outcome).__name__ if run.outcome else None,
-            detail=str(run.outcome),
-            duration=round(trio.current_time() - run.started_at, 3),
-            stdout_bytes=run.stdout_bytes,
-            stderr_bytes=run.stderr_bytes,
-            last_seq=last_seq,
-            **context,
-        )
-
-    def durable_started(self, durable: DurableRun) -> None:
-        assert durable.run is not None
-        self.run_started(durable.run, durable=True, journal=durable.journal.path)
-
-    def durable_finished(self, durable: DurableRun) -> None:
-        journal = durable.journal
-        completed = journal.completed
-        self._run_ended(
-            durable.run, outcome_name(completed.completed.outcome if completed else None)
-        )
-        log.info(
-            "run.end",
-            run=durable.run_id,
-            argv0=journal.meta.argv[0],
-            outcome=type(completed.completed.outcome).__name__ if completed else None,
-            detail=str(completed.completed.outcome) if completed else "not journaled",
-            stdout_bytes=completed.completed.stdout_bytes if completed else None,
-            stderr_bytes=completed.completed.stderr_bytes if completed else None,
-            last_seq=journal.last_seq,
-            durable=True,
-            journal_bytes=journal.size,
-        )
+    def new_run_id(self, durable: bool) -> str:
+        """A run id: a durable run's also names this instance (see DurableRuns.new_run_id)."""
+        return self.durable.new_run_id() if durable else secrets.token_hex(8)
 
     @property
     def nursery(self) -> trio.Nursery:
@@ -247,22 +177,30 @@ class Daemon:
     def run_end_bound(self) -> float:
         """How long ending a run through the whole ladder can take."""
         sup = self.config.supervision
-        return sup.term_grace + sup.kill_wait + sup.drain_timeout + 1.0
+        grace = sup.interrupt_grace or 0.0
+        interrupt = max(grace, self.config.claude.interrupt_grace)
+        return interrupt + sup.term_grace + sup.kill_wait + sup.drain_timeout + 1.0
 
-    def status(self) -> dict[str, JSON]:
-        return {
-            "server": "cc-executor",
-            "version": VERSION,
-            "instance": self.instance,
-            "uptime": round(trio.current_time() - self.started_at, 3),
-            "connections": len(self.sessions) + len(self.mcp_sessions),
-            "live_runs": self.live_runs,
-            "runs_started": self.runs_started,
-            "durable_runs": len(self.durable.runs),
-            "live_durable_runs": self.durable.live_count,
-            "state_dir": self.config.state_dir,
-            "draining": self.draining,
-        }
+    def status(self, identity: Identity) -> DaemonInfo:
+        """``status {}``: daemon-wide for an admin (or without authentication), else the
+        caller's own runs only."""
+        everything = identity.admin or self.config.tokens is None
+        live = [r for r in self.runs.live_runs() if everything or r.visible_to(identity)]
+        durable = self.durable.visible_runs(identity)
+        mine = [s for s in self.sessions if everything or s.peer.identity.name == identity.name]
+        return DaemonInfo(
+            server="cc-executor",
+            version=VERSION,
+            instance=self.instance,
+            uptime=round(trio.current_time() - self.started_at, 3),
+            connections=len(mine),
+            live_runs=len(live),
+            runs_started=self.runs.started if everything else len(live),
+            durable_runs=len(durable),
+            live_durable_runs=sum(1 for d in durable if d.live),
+            draining=self.draining,
+            state_dir=self.config.state_dir if everything else None,
+        )
 
     # -- shutdown --------------------------------------------------------------------------
 
@@ -274,45 +212,31 @@ class Daemon:
         log.info(
             "daemon.draining",
             connections=len(self.sessions),
-            live_runs=self.live_runs,
+            live_runs=self.runs.live,
             grace=grace,
+            then="live runs are cancelled through the ladder",
         )
         sessions = list(self.sessions)
-        notice: dict[str, JSON] = {
-            "reason": "the daemon is shutting down",
-            "grace": grace,
-            "then": "live runs are cancelled",
-        }
+        notice = Shutdown("the daemon is shutting down", grace, "live runs are cancelled")
         with trio.move_on_after(self.config.connect_timeout):
             async with trio.open_nursery() as nursery:
                 for session in sessions:
-                    nursery.start_soon(session.send_notification, "shutdown", notice)
+                    nursery.start_soon(session.notify_shutdown, notice)
         with trio.move_on_after(grace):
             async with trio.open_nursery() as either:
-                for event in (self._idle, self._hurry):
-                    either.start_soon(_then_cancel, event, either.cancel_scope)
+                either.start_soon(_then_cancel, self.runs.wait_idle, either.cancel_scope)
+                either.start_soon(_then_cancel, self._hurry.wait, either.cancel_scope)
         with trio.move_on_after(self.run_end_bound() + self.config.connect_timeout):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.durable.end_all, "daemon shutdown")
                 for session in sessions:
-                    nursery.start_soon(self._shut_session, session)
-                for mcp_session in list(self.mcp_sessions):
-                    nursery.start_soon(mcp_session.shut)
+                    nursery.start_soon(session.shut, "daemon shutdown")
 
     def hurry(self) -> None:
         """End the drain's grace now: live runs go through the ladder at once."""
         self._hurry.set()
 
-    async def _shut_session(self, session: Session) -> None:
-        await session.end_runs("daemon shutdown")
-        # Let attached clients see their durable runs' completions before the close.
-        for durable in list(self.durable.runs.values()):
-            await durable.done.wait()
-        for attachment in list(session.attachments.values()):
-            await attachment.done.wait()
-        await session.close(1001, "server shutting down")
 
-
-async def _then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
-    await event.wait()
+async def _then_cancel(wait: Callable[[], Awaitable[object]], scope: trio.CancelScope) -> None:
+    await wait()
     scope.cancel()

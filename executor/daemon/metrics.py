@@ -40,6 +40,8 @@ class Metrics:
     stream_bytes: Counter[str] = attrs.field(factory=Counter)  # by stream
     backpressure_stalls: int = 0
     refusals: Counter[str] = attrs.field(factory=Counter)  # by reason
+    # Failures caught by an error boundary, by where ("connection", "run"): bugs, counted.
+    internal_errors: Counter[str] = attrs.field(factory=Counter)
     control_seconds: Histogram = attrs.field(factory=lambda: Histogram(CONTROL_BUCKETS))
 
     def refused(self, reason: str) -> None:
@@ -100,6 +102,12 @@ def render(
         "counter",
         "Requests and connections refused, by reason.",
         _labelled("ccx_refusals_total", "reason", metrics.refusals),
+    )
+    lines += _family(
+        "ccx_internal_errors_total",
+        "counter",
+        "Failures caught by an error boundary (a connection closed with 1011, a run failed).",
+        _labelled("ccx_internal_errors_total", "where", metrics.internal_errors),
     )
     histogram = metrics.control_seconds
     samples = []

@@ -1,7 +1,8 @@
 """MCP tasks: long tool calls answered at once with a task id, polled later, by any client.
 
-Theory of operation: a task is a durable run (mcp_runs.py) plus the facts MCP wants (id,
-creation time, ttl, owner).  Tasks live in one table per daemon, not per connection, so a task
+Theory of operation: a task is a durable run (runs.py) plus the facts MCP wants (id,
+creation time, ttl, owner).  Tasks live in one table per daemon (``Daemon.tasks``), not per
+connection, so a task
 survives the client that created it and another connection of the same identity polls it.
 Task ids are 256 random bits (``secrets``): without auth, knowing the id is the capability.
 Status follows the run: ``working`` while it runs (a PAUSE shows in ``statusMessage``), then
@@ -15,7 +16,6 @@ from __future__ import annotations
 import datetime
 import secrets
 import time
-import weakref
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -26,7 +26,6 @@ from cc_executor.protocol.mcp import RELATED_TASK_KEY, tool_result
 from cc_executor.supervision import Cancelled, RunState
 
 if TYPE_CHECKING:
-    from cc_executor.executor.daemon.daemon import Daemon
     from cc_executor.executor.transport.frontdoor import Identity
 
 TaskStatus = Literal["working", "completed", "failed", "cancelled"]
@@ -141,14 +140,3 @@ class TaskTable:
         now = time.time()
         for task_id in [t.task_id for t in self._tasks.values() if t.expired(now)]:
             del self._tasks[task_id]
-
-
-_TABLES: weakref.WeakKeyDictionary[Daemon, TaskTable] = weakref.WeakKeyDictionary()
-
-
-def tasks_of(daemon: Daemon) -> TaskTable:
-    """The daemon's task table (one per daemon, made on first use)."""
-    table = _TABLES.get(daemon)
-    if table is None:
-        table = _TABLES[daemon] = TaskTable(daemon.config.mcp.max_tasks)
-    return table

@@ -1,148 +1,113 @@
-"""One handler per method: turn typed params into an effect on a run and a result.
+"""One handler per JSON-RPC method: typed params in, an effect and a typed result out.
 
 Handlers raise the protocol's errors (each carries the JSON-RPC error to send back); the session
 sends exactly one reply per request.  Run-targeted handlers reply only once their effect has
-happened: PAUSE when every process of the run is stopped, CANCEL when the run is over.
+happened: PAUSE when every process of the run is stopped, CANCEL when the run is over.  Runs
+are started through the one start path (``Session.start`` → runs/start.py).
 """
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import structlog
 import trio
 
-from cc_executor.executor.claude import profile as claude
-from cc_executor.executor.rpc.session import Handled, RunSlot, Session
-from cc_executor.executor.runs.admission import check_capacity, start_runner
-from cc_executor.executor.runs.limits import release_when_done
-from cc_executor.executor.runs.policy import child_environment
-from cc_executor.executor.runs.wire import run_status, rung_name
+from cc_executor.executor.claude.plan import plan_claude
+from cc_executor.executor.rpc.runs import RunHandle
+from cc_executor.executor.rpc.session import GateKey, Handled, Session
+from cc_executor.executor.runs import control as controls
+from cc_executor.executor.runs.plan import plan_execute
+from cc_executor.executor.runs.start import busy
+from cc_executor.executor.runs.wire import rung_name
 from cc_executor.protocol import (
-    JSON,
     AttachParams,
     ControlParams,
-    ControlTimeout,
     DetachParams,
     ExecuteParams,
+    Id,
     InvalidParams,
     InvalidState,
+    JsonRpcError,
     RangeRemoved,
     RunNotFound,
     SignalParams,
-    SpawnFailed,
     StatusParams,
     StdinParams,
-    resolve_argv,
 )
-from cc_executor.supervision import ControlTimeout as SupervisionControlTimeout
-from cc_executor.supervision import (
-    InvalidTransition,
-    Run,
-    Rung,
-    SpawnError,
-    SpawnSpec,
+from cc_executor.protocol.claude import ClaudeParams
+from cc_executor.protocol.notices import Completion, RunCompleted
+from cc_executor.protocol.results import (
+    Attached,
+    ControlDone,
+    Detached,
+    Queued,
+    RunList,
+    SignalSent,
+    StdinWritten,
 )
-
-if TYPE_CHECKING:
-    from cc_executor.executor.daemon.daemon import Daemon
 
 log = structlog.get_logger()
 
-
-def invalid_state(run: Run, exc: InvalidTransition) -> InvalidState:
-    """The wire error for a control the run's state does not allow."""
-    return InvalidState(f"run {run.run_id}: {exc}", {"run": run.run_id, "state": run.state.value})
+SessionHandler = Callable[[Session, Id, Any], Awaitable[Handled]]
+RunHandler = Callable[[Session, RunHandle, Any], Awaitable[Handled]]
 
 
-SessionHandler = Callable[["Daemon", Session, Any], Awaitable[Handled]]
-RunHandler = Callable[["Daemon", Session, RunSlot, Any], Awaitable[Handled]]
+async def execute(session: Session, request_id: Id, params: ExecuteParams) -> Handled:
+    """Spawn a run; its output flows once the reply is sent."""
+    daemon = session.daemon
+    owner = session.peer.identity
+    plan = plan_execute(
+        daemon.config, daemon.policy, params, owner.name, daemon.new_run_id(params.durable)
+    )
+    return await session.start(request_id, plan)
 
 
-async def execute(daemon: Daemon, session: Session, params: ExecuteParams) -> Handled:
-    """Spawn a run in the session's nursery; its output flows once the reply is sent."""
-    if params.durable:
-        return await execute_durable(daemon, session, params)
-    config = daemon.config
-    check_capacity(daemon, session.live_runs)
-    argv = resolve_argv(params)
-    env = child_environment(config, params.env)
-    cwd = daemon.policy.check(params, argv, env)
-    identity = session.peer.identity.name
-    spec = SpawnSpec(argv=argv, env=env, cwd=cwd, stdin=params.stdin, run_id=daemon.new_run_id())
-    spec = daemon.policy.limited(spec, identity)
-    ticket = daemon.policy.limits.admit(identity)
-    try:
-        run, receive = await start_runner(
-            session.nursery,
-            spec,
-            config.supervision,
-            daemon.registry,
-            timeout=params.timeout,
-            idle_timeout=params.idle_timeout,
-        )
-    except SpawnError as exc:
-        ticket.release()
-        raise SpawnFailed(exc.message, {"argv0": argv[0]}) from None
-    session.nursery.start_soon(release_when_done, ticket, run)
-    slot = session.add_run(run, receive)
-    daemon.run_started(slot.run)
+async def claude(session: Session, request_id: Id, params: ClaudeParams) -> Handled:
+    """Start a Claude Code run; its output and typed events flow once the reply is sent."""
+    daemon = session.daemon
+    plan = plan_claude(daemon, params, session.peer.identity.name)
+    key = plan.exclusive
+    if key is None or daemon.claims.claim(key, plan.run_id):
+        try:
+            return await session.start(request_id, plan)
+        except BaseException:
+            if key is not None:
+                daemon.claims.release(key, plan.run_id)
+            raise
+    if daemon.config.claude.busy_session == "refuse":
+        raise busy(key, daemon.claims.holder(key))
+    gate = GateKey(plan.run_id)
+    session.hold(gate, plan.run_id)
+
+    async def start_in_turn() -> None:
+        """Wait for the Claude session (first come, first served), then start the run."""
+        try:
+            await daemon.claims.wait_claim(key, plan.run_id)
+            try:
+                live = await session.launch(plan)
+            except JsonRpcError as exc:
+                daemon.claims.release(key, plan.run_id)
+                log.info("claude.queued_start_failed", run=plan.run_id, error=exc.message)
+                failed = Completion(
+                    "failed", "spawn_failed", reason=exc.message, claude={"has_result": False}
+                )
+                await session.send_notice(RunCompleted(plan.run_id, 1, failed), gated=False)
+                return
+            await session.announce(live)
+        finally:
+            session.gates.open(gate)
 
     async def follow_up() -> None:
-        await session.start_streaming(slot)
+        session.nursery.start_soon(start_in_turn)
 
-    return Handled(
-        {"status": "started", "run": run.run_id, "pid": run.pid, "pgid": run.pgid},
-        follow_up,
-    )
+    return Handled(Queued(plan.run_id, key), follow_up)
 
 
-async def execute_durable(daemon: Daemon, session: Session, params: ExecuteParams) -> Handled:
-    """Spawn a durable run in the daemon's nursery; this connection is attached from seq 0."""
-    config = daemon.config
-    check_capacity(daemon, None)
-    argv = resolve_argv(params)
-    env = child_environment(config, params.env)
-    cwd = daemon.policy.check(params, argv, env)
-    identity = session.peer.identity.name
-    run_id = daemon.durable.new_run_id()
-    spec = SpawnSpec(argv=argv, env=env, cwd=cwd, stdin=params.stdin, run_id=run_id)
-    spec = daemon.policy.limited(spec, identity)
-    ticket = daemon.policy.limits.admit(identity)
-    try:
-        durable = await daemon.durable.start(daemon, daemon.nursery, spec, params, identity)
-    except SpawnError as exc:
-        ticket.release()
-        raise SpawnFailed(exc.message, {"argv0": argv[0]}) from None
-    run = durable.run
-    assert run is not None
-    daemon.nursery.start_soon(release_when_done, ticket, run)
-    daemon.durable_started(durable)
-
-    async def follow_up() -> None:
-        await session.send_notification(
-            "process.started",
-            {
-                "run": run.run_id,
-                "status": "started",
-                "pid": run.pid,
-                "pgid": run.pgid,
-                "argv": list(run.argv),
-                "durable": True,
-            },
-        )
-        session.attach(durable, 0)
-
-    return Handled(
-        {"status": "started", "run": run.run_id, "pid": run.pid, "pgid": run.pgid, "durable": True},
-        follow_up,
-    )
-
-
-async def attach(daemon: Daemon, session: Session, params: AttachParams) -> Handled:
+async def attach(session: Session, request_id: Id, params: AttachParams) -> Handled:
     """Replay a durable run's events after `from_seq`, then follow it live."""
+    daemon = session.daemon
     durable = daemon.durable.visible(params.run, session.peer.identity)
     if durable is None:
         raise RunNotFound(f"no durable run {params.run!r}", {"run": params.run})
@@ -164,128 +129,88 @@ async def attach(daemon: Daemon, session: Session, params: AttachParams) -> Hand
                 "available_from_seq": removed.last,
             },
         )
-    if params.run in session.attachments:
+    if session.attachments.following(params.run):
         raise InvalidState(
             f"run {params.run}: this connection is attached already; detach first",
             {"run": params.run, "state": "attached"},
         )
-    described = durable.status(trio.current_time())
-    result: dict[str, JSON] = {
-        "status": "attached",
-        "run": params.run,
-        "from_seq": params.from_seq,
-        "last_seq": journal.last_seq,
-        "state": described["state"],
-        "journal": described["journal"],
-    }
+    live = daemon.runs.get(params.run)
+    state = live.state if live is not None else durable.info(trio.current_time()).state
+    session.hold(request_id, params.run)
 
     async def follow_up() -> None:
-        session.attach(durable, params.from_seq)
+        session.attachments.attach(durable, params.from_seq)
 
+    result = Attached(params.run, params.from_seq, journal.last_seq, state, durable.journal_info())
     return Handled(result, follow_up)
 
 
-async def detach(daemon: Daemon, session: Session, params: DetachParams) -> Handled:
+async def detach(session: Session, request_id: Id, params: DetachParams) -> Handled:
     """Stop following a durable run (idempotent); no event of it follows the reply."""
-    if daemon.durable.visible(params.run, session.peer.identity) is None:
+    if session.daemon.durable.visible(params.run, session.peer.identity) is None:
         raise RunNotFound(f"no durable run {params.run!r}", {"run": params.run})
-    sent = await session.detach(params.run)
-    return Handled({"status": "detached", "run": params.run, "last_sent_seq": sent})
+    sent = await session.attachments.detach(params.run)
+    return Handled(Detached(params.run, sent or 0))
 
 
-async def status(daemon: Daemon, session: Session, params: StatusParams) -> Handled:
+async def status(session: Session, request_id: Id, params: StatusParams) -> Handled:
     """One run's status, or the daemon's when no run is named."""
+    daemon = session.daemon
+    identity = session.peer.identity
     if params.run is None:
-        return Handled(daemon.status())
+        return Handled(daemon.status(identity))
     now = trio.current_time()
-    slot = session.slots.get(params.run)
-    if slot is None:
-        durable = daemon.durable.visible(params.run, session.peer.identity)
-        if durable is not None:
-            return Handled(durable.status(now))
-        slot = session.find_slot(params.run)
-    return Handled(run_status(slot.run, slot.pump.last_seq, now))
+    live = daemon.runs.visible(params.run, identity)
+    if live is not None:
+        return Handled(live.info(now, session.session_id))
+    durable = daemon.durable.visible(params.run, identity)
+    if durable is not None:
+        return Handled(durable.info(now))
+    raise RunNotFound(f"no run {params.run!r}", {"run": params.run})
 
 
-async def list_runs(daemon: Daemon, session: Session, params: object) -> Handled:
-    """This connection's runs, live and recently finished, and the durable runs of its identity
-    (every durable run for an admin)."""
+async def list_runs(session: Session, request_id: Id, params: object) -> Handled:
+    """Every run the caller's identity may see, on any connection, oldest first: live and
+    recently completed runs, and durable runs from their journals."""
+    daemon = session.daemon
+    identity = session.peer.identity
     now = trio.current_time()
-    runs: list[JSON] = [run_status(s.run, s.pump.last_seq, now) for s in session.slots.values()]
-    runs += [d.status(now) for d in daemon.durable.visible_runs(session.peer.identity)]
-    return Handled({"runs": runs})
+    listed = {
+        live.run_id: live.info(now, session.session_id)
+        for live in daemon.runs.visible_runs(identity)
+    }
+    for durable in daemon.durable.visible_runs(identity):
+        if durable.run_id not in listed:
+            listed[durable.run_id] = durable.info(now)
+    runs = sorted(listed.values(), key=lambda info: info.started or 0.0)
+    return Handled(RunList(tuple(runs)))
 
 
-async def apply_control(
-    daemon: Daemon, run: Run, action: Literal["PAUSE", "RESUME", "CANCEL"], reason: str
-) -> Rung | None:
-    """Pause, resume or cancel a run; return once the effect holds (with the rung for CANCEL).
-
-    Raises the wire's errors: InvalidState for a transition the run's state does not allow,
-    ControlTimeout when processes did not reach the state in time.
-    """
+async def control(session: Session, handle: RunHandle, params: ControlParams) -> Handled:
+    """PAUSE, RESUME or CANCEL, returning once the effect has happened (for a run this
+    connection pumps, the sink sends the reply: rpc/runs.py)."""
+    live = handle.live
+    started = trio.current_time()
     try:
-        match action:
-            case "PAUSE":
-                await run.pause()
-                return None
-            case "RESUME":
-                await run.resume()
-                return None
-            case _:
-                durable = daemon.durable.get(run.run_id)
-                if durable is not None:
-                    # A full journal in "block" mode must not hold the ladder up.
-                    durable.journal.unblock()
-                return await run.cancel(reason)
-    except InvalidTransition as exc:
-        raise invalid_state(run, exc) from None
-    except SupervisionControlTimeout as exc:
-        pids: list[JSON] = list(exc.not_stopped)
-        raise ControlTimeout(
-            f"run {run.run_id}: {exc}", {"run": run.run_id, "pids": pids}
-        ) from None
-
-
-async def control(
-    daemon: Daemon, session: Session, slot: RunSlot, params: ControlParams
-) -> Handled:
-    """PAUSE, RESUME or CANCEL, replying once the effect has happened."""
-    run = slot.run
-    rung = await apply_control(daemon, run, params.type, "cancelled by client")
+        rung = await controls.apply_control(live, params.type, "cancelled by client")
+    finally:
+        session.daemon.metrics.control_seconds.observe(params.type, trio.current_time() - started)
     if rung is not None:
-        return Handled({"status": "canceled", "run": run.run_id, "rung": rung_name(rung)})
-    status = "paused" if params.type == "PAUSE" else "resumed"
-    return Handled({"status": status, "run": run.run_id})
+        return Handled(ControlDone("canceled", live.run_id, rung_name(rung)))
+    return Handled(ControlDone("paused" if params.type == "PAUSE" else "resumed", live.run_id))
 
 
-async def send_signal(
-    daemon: Daemon, session: Session, slot: RunSlot, params: SignalParams
-) -> Handled:
+async def send_signal(session: Session, handle: RunHandle, params: SignalParams) -> Handled:
     """Deliver a named signal to the run's process group and every process that left it."""
-    run = slot.run
-    number = signal.Signals[params.signal]
-    try:
-        run.send_signal(number)
-    except InvalidTransition as exc:
-        raise invalid_state(run, exc) from None
-    return Handled({"status": "signalled", "run": run.run_id, "signal": params.signal})
+    controls.send_signal(handle.live, params.signal)
+    return Handled(SignalSent(handle.live.run_id, params.signal))
 
 
-async def write_stdin(
-    daemon: Daemon, session: Session, slot: RunSlot, params: StdinParams
-) -> Handled:
-    """Write to the child's stdin (waiting while its pipe is full), then close it if asked."""
-    run = slot.run
+async def write_stdin(session: Session, handle: RunHandle, params: StdinParams) -> Handled:
+    """Write to the child's stdin (replying once the bytes are in the pipe), maybe close it."""
     data = params.payload()
-    try:
-        if data:
-            await run.write_stdin(data)
-        if params.eof:
-            await run.close_stdin()
-    except InvalidTransition as exc:
-        raise invalid_state(run, exc) from None
-    return Handled({"status": "written", "run": run.run_id, "bytes": len(data), "eof": params.eof})
+    await controls.write_stdin(handle.live, data, params.eof)
+    return Handled(StdinWritten(handle.live.run_id, len(data), params.eof))
 
 
 SESSION_HANDLERS: dict[str, SessionHandler] = {
@@ -294,7 +219,7 @@ SESSION_HANDLERS: dict[str, SessionHandler] = {
     "list": list_runs,
     "attach": attach,
     "detach": detach,
-    "claude": claude.claude,
+    "claude": claude,
 }
 RUN_HANDLERS: dict[str, RunHandler] = {
     "control": control,

@@ -15,19 +15,28 @@ cancels only the wait for new records.  A vanished connection just ends the task
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import attrs
 import trio
 
 from cc_executor.executor.runs.durable import DurableRun
-from cc_executor.executor.runs.wire import completion_params_of, state_params_of
-from cc_executor.protocol import PROCESS_COMPLETED, PROCESS_GAP
-from cc_executor.supervision import CompletedEvent, Output, StateEvent
-from cc_executor.supervision.journal import Gap, Replayed
+from cc_executor.executor.runs.wire import event_notice
+from cc_executor.protocol.connection import ServerConnection
+from cc_executor.protocol.notices import Notice, RunGap
+from cc_executor.supervision import CompletedEvent
+from cc_executor.supervision.journal import Gap
 
-if TYPE_CHECKING:
-    from cc_executor.executor.rpc.session import Session
+
+class Follower(Protocol):
+    """The connection an attachment sends to."""
+
+    conn: ServerConnection
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def send_notice(self, notice: Notice) -> None: ...
 
 
 @attrs.define(eq=False)
@@ -41,6 +50,7 @@ class Attachment:
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     wake: trio.CancelScope | None = None
     done: trio.Event = attrs.field(factory=trio.Event)
+    completed: bool = False  # the run's completion has been sent
 
     def stop(self) -> None:
         """Stop after the event being sent (if any); `done` is set once stopped."""
@@ -49,18 +59,21 @@ class Attachment:
             self.wake.cancel()
 
 
-async def tail(session: Session, attachment: Attachment) -> None:
-    """Send the run's events after `from_seq`, then follow until completion or detach."""
+async def tail(session: Follower, attachment: Attachment) -> None:
+    """Send the run's events after `from_seq`, then follow until completion or detach.
+
+    Raises:
+        Whatever `send_notice` raises when the connection is gone (the caller's task ends).
+    """
     durable = attachment.durable
     run_id = durable.run_id
     meta = durable.journal.meta
-    max_frame = session.daemon.config.max_frame_bytes
     attachment.sent_seq = attachment.from_seq
     try:
         with attachment.scope, durable.journal.cursor(attachment.from_seq) as cursor:
             after_gap = False
             while not attachment.stopping and not session.closed:
-                entry: Replayed | None = None
+                entry = None
                 with trio.CancelScope() as wake:
                     attachment.wake = wake
                     entry = await cursor.read()
@@ -68,29 +81,17 @@ async def tail(session: Session, attachment: Attachment) -> None:
                 if entry is None or wake.cancelled_caught:
                     return
                 if isinstance(entry, Gap):
-                    text = session.conn.notify(
-                        PROCESS_GAP, {"run": run_id, "seq": entry.seq, "reason": entry.reason}
-                    )
+                    await session.send_notice(RunGap(run_id, entry.seq, entry.reason))
                     after_gap = True
-                    await session.send(text)
                     continue
                 if after_gap:
                     session.conn.attach_run(run_id, entry.seq)
                     after_gap = False
-                if isinstance(entry, Output):
-                    text = session.conn.output(
-                        run_id, entry.seq, entry.stream, entry.data, max_frame
-                    )
-                elif isinstance(entry, StateEvent):
-                    method, params = state_params_of(meta.pid, meta.pgid, entry.state)
-                    text = session.conn.run_event(run_id, entry.seq, method, params)
-                else:
-                    assert isinstance(entry, CompletedEvent)
-                    params = completion_params_of(meta.pid, meta.pgid, entry.completed)
-                    text = session.conn.run_event(run_id, entry.seq, PROCESS_COMPLETED, params)
-                await session.send(text)
+                final = durable.completion if isinstance(entry, CompletedEvent) else None
+                await session.send_notice(event_notice(run_id, meta.pid, meta.pgid, entry, final))
                 attachment.sent_seq = entry.seq
                 if isinstance(entry, CompletedEvent):
+                    attachment.completed = True
                     return
     finally:
         attachment.done.set()

@@ -2,12 +2,12 @@
 
 Theory of operation
 -------------------
-Trio cannot move a task between nurseries, so a run's lifetime is chosen when it starts.  A
-durable run's runner (supervision's ``run_process``, unchanged) and its pump (``OutputPump``,
-unchanged) are started in the daemon's nursery; the pump's sink is the run's ``Journal`` rather
-than a WebSocket.  One runner, one pump, two kinds of sink.  Connections never feed a durable
-run's pump: they *attach*, each with its own cursor on the journal (attach.py), so a slow or
-absent client never slows the child; only the journal quota can (policy "block").
+Trio cannot move a task between nurseries, so a run's lifetime is chosen when it starts: the
+one start path (start.py) starts a durable run's keeper — runner and pump, as for any run — in
+the daemon's nursery, with the run's ``Journal`` (made by ``DurableRuns.create``) as its sink.
+Connections never feed a durable run's pump: they *attach*, each with its own cursor on the
+journal (attach.py), so a slow or absent client never slows the child; only the journal quota
+can (policy "block").
 
 In block mode the pump waits for room forever, so two things unblock it: the run ending (its
 processes are gone: a task waits for ``Run.wait_ending``) and a CANCEL (the control handler
@@ -42,26 +42,23 @@ from typing import TYPE_CHECKING
 import structlog
 import trio
 
-from cc_executor.executor.runs.admission import start_runner
-from cc_executor.executor.runs.wire import outcome_fields
-from cc_executor.protocol import JSON, ExecuteParams
+from cc_executor.executor.runs import wire
+from cc_executor.executor.runs.control import cancel_quietly
+from cc_executor.protocol import JSON
+from cc_executor.protocol.notices import Completion
+from cc_executor.protocol.results import RunInfo
 from cc_executor.supervision import (
     Completed,
     CompletedEvent,
-    InvalidTransition,
     Lost,
-    OutputPump,
     Run,
-    RunEvent,
     SpawnError,
-    SpawnSpec,
 )
 from cc_executor.supervision.journal import Journal, JournalError, Meta, boot_id, compact
 from cc_executor.supervision.leftovers import kill_leftovers
 
 if TYPE_CHECKING:
     from cc_executor.executor.config.server import ServerConfig
-    from cc_executor.executor.daemon.daemon import Daemon
     from cc_executor.executor.transport.frontdoor import Identity
 
 log = structlog.get_logger()
@@ -72,16 +69,16 @@ SUFFIX = ".journal"
 
 
 class DurableRun:
-    """A durable run as the daemon holds it: its journal, and while live its Run and pump."""
+    """A durable run as the daemon holds it: its journal, and while live its Run."""
 
-    def __init__(
-        self, journal: Journal, run: Run | None = None, pump: OutputPump | None = None
-    ) -> None:
+    def __init__(self, journal: Journal, run: Run | None = None) -> None:
         self.run_id = journal.meta.run_id
         self.owner = journal.meta.owner or LEGACY_OWNER
         self.journal = journal
         self.run = run
-        self.pump = pump
+        # How it ended as the wire says it (set by its keeper; None after a restart: then the
+        # journal's completion is translated).
+        self.completion: Completion | None = None
         self.done = trio.Event()  # the journal is finished: nothing more will be appended
         self.ended_wall: float | None = None  # when it completed, for retention
         if run is None:
@@ -93,32 +90,55 @@ class DurableRun:
     def live(self) -> bool:
         return self.run is not None and not self.done.is_set()
 
-    def status(self, now: float) -> dict[str, JSON]:
-        """The run as ``status`` and ``list`` show it."""
+    def final_completion(self) -> Completion | None:
+        """How the run ended, if it has (from memory, else from its journal)."""
+        if self.completion is not None:
+            return self.completion
+        recorded = self.journal.completed
+        if recorded is None:
+            return None
+        meta = self.journal.meta
+        return wire.completed(recorded.completed, meta.pid, meta.pgid)
+
+    def info(self, now: float) -> RunInfo:
+        """The run as ``status`` and ``list`` show it (once it is over: the run table shows
+        live runs)."""
         meta, journal = self.journal.meta, self.journal
-        completed = journal.completed
+        completion = self.final_completion()
         run = self.run
-        result: dict[str, JSON] = {
-            "run": self.run_id,
-            "durable": True,
-            "owner": self.owner,
-            "state": run.state.value if run is not None and completed is None else "completed",
-            "pid": meta.pid,
-            "pgid": meta.pgid,
-            "argv": list(meta.argv),
-            "last_seq": journal.last_seq,
-        }
-        if completed is not None:
-            result["elapsed"] = round(completed.completed.duration, 6)
-            result["stdout_bytes"] = completed.completed.stdout_bytes
-            result["stderr_bytes"] = completed.completed.stderr_bytes
-            result.update(outcome_fields(completed.completed.outcome))
+        elapsed = 0.0
+        stdout_bytes, stderr_bytes = journal.stdout_bytes, journal.stderr_bytes
+        if completion is not None and journal.completed is not None:
+            recorded = journal.completed.completed
+            elapsed = round(recorded.duration, 6)
+            stdout_bytes, stderr_bytes = recorded.stdout_bytes, recorded.stderr_bytes
         elif run is not None:
-            result["elapsed"] = round(now - run.started_at, 6)
-            result["stdout_bytes"] = run.stdout_bytes
-            result["stderr_bytes"] = run.stderr_bytes
-        result["journal"] = self.journal_info()
-        return result
+            elapsed = round(now - run.started_at, 6)
+            stdout_bytes, stderr_bytes = run.stdout_bytes, run.stderr_bytes
+        return RunInfo(
+            run=self.run_id,
+            state="completed" if completion is not None else (run.state.value if run else "lost"),
+            pid=meta.pid,
+            pgid=meta.pgid,
+            argv=tuple(meta.argv),
+            elapsed=elapsed,
+            stdout_bytes=stdout_bytes,
+            stderr_bytes=stderr_bytes,
+            last_seq=journal.last_seq,
+            started=round(meta.started_wall, 3),
+            durable=True,
+            owner=self.owner,
+            completion=completion,
+            journal=self.journal_info(),
+            claude=None if completion is None else completion.claude,
+        )
+
+    async def unblock_when_ending(self) -> None:
+        """In "block" mode the journal waits for room forever: once every process of the run
+        is gone, stop waiting (the rest of its output is recorded as a gap)."""
+        assert self.run is not None
+        await self.run.wait_ending()
+        self.journal.unblock()
 
     def journal_info(self) -> dict[str, JSON]:
         journal = self.journal
@@ -217,29 +237,13 @@ class DurableRuns:
 
     # -- live runs ---------------------------------------------------------------------------
 
-    async def start(
-        self,
-        daemon: Daemon,
-        nursery: trio.Nursery,
-        spec: SpawnSpec,
-        params: ExecuteParams,
-        owner: str,
-    ) -> DurableRun:
-        """Spawn a durable run in `nursery` (the daemon's) with its journal and pump.
+    def create(self, run: Run, owner: str) -> DurableRun:
+        """The journal of a durable run just spawned (its keeper then pumps into it).
 
         Raises:
-            SpawnError: the process could not be started, or its journal not created.
+            SpawnError: the journal could not be created (nothing may run unrecorded: the
+                keeper's runner is then cancelled, which kills the run).
         """
-        sup = self.config.supervision
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        run, receive = await start_runner(
-            nursery,
-            spec,
-            sup,
-            daemon.registry,
-            timeout=params.timeout,
-            idle_timeout=params.idle_timeout,
-        )
         meta = Meta(
             run_id=run.run_id,
             pid=run.pid,
@@ -253,45 +257,20 @@ class DurableRuns:
         )
         path = os.path.join(self.directory, _safe(run.run_id) + SUFFIX)
         try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
             journal = Journal.create(path, meta, self.config.journal)
         except OSError as exc:
-            # Nothing may run unrecorded: end it, draining its events into nowhere.
-            nursery.start_soon(self._abandon, run, receive)
             raise SpawnError(f"cannot create the run's journal: {exc.strerror or exc}") from None
-        pump = OutputPump(receive, journal.deliver, sup, run.unread_bytes)
-        durable = DurableRun(journal, run, pump)
+        durable = DurableRun(journal, run)
         self.runs[run.run_id] = durable
-        nursery.start_soon(self._pump, daemon, durable)
-        nursery.start_soon(self._unblock_when_ending, durable)
         return durable
 
-    async def _abandon(self, run: Run, receive: trio.MemoryReceiveChannel[RunEvent]) -> None:
-        async def nowhere(_: object) -> None:
-            raise OSError("no journal")
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(OutputPump(receive, nowhere, self.config.supervision).run)
-            with contextlib.suppress(InvalidTransition):
-                await run.cancel("the run's journal could not be created")
-
-    async def _pump(self, daemon: Daemon, durable: DurableRun) -> None:
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(run=durable.run_id)
-        assert durable.pump is not None
-        try:
-            await durable.pump.run()
-        finally:
-            with trio.move_on_after(daemon.config.connect_timeout, shield=True):
-                await durable.journal.close()
-            durable.ended_wall = time.time()
-            durable.done.set()
-            daemon.durable_finished(durable)
-            self._changed.set()
-
-    async def _unblock_when_ending(self, durable: DurableRun) -> None:
-        assert durable.run is not None
-        await durable.run.wait_ending()
-        durable.journal.unblock()
+    def finished(self, durable: DurableRun, completion: Completion | None) -> None:
+        """The run's keeper has closed its journal."""
+        durable.completion = completion
+        durable.ended_wall = time.time()
+        durable.done.set()
+        self._changed.set()
 
     async def end_all(self, reason: str) -> None:
         """End every live durable run through the ladder; return once each is journaled."""
@@ -299,8 +278,7 @@ class DurableRuns:
         async def end(durable: DurableRun) -> None:
             assert durable.run is not None
             durable.journal.unblock()
-            with contextlib.suppress(InvalidTransition):
-                await durable.run.cancel(reason)
+            await cancel_quietly(durable.run, reason)
             await durable.done.wait()
 
         async with trio.open_nursery() as nursery:

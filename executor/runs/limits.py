@@ -2,13 +2,14 @@
 
 Theory of operation
 -------------------
-Every run start (``execute``, durable or not, and ``claude``) asks ``RunLimits.admit`` for a
-``Ticket`` before anything is spawned; a refusal is a ``LimitExceeded`` naming the limit and
-the identity.  The ticket counts as one concurrent run of its identity until ``release`` (the
-caller releases it when the run has completed, or at once when the spawn failed).  Starts are
-counted in a sliding window of ``window`` seconds on trio's clock: the times of the admitted
-starts within the window are kept (at most ``starts_per_minute`` per identity), so a refused
-start does not count and memory is bounded by the limit.
+Every run start (the one start path, start.py: ``execute`` and ``claude``, durable or not,
+from JSON-RPC or MCP) asks ``RunLimits.admit`` for a ``Ticket`` before anything is spawned; a
+refusal is a ``LimitExceeded`` naming the limit and the identity.  The ticket counts as one
+concurrent run of its identity until ``release`` (by the run's keeper once the run has
+completed, or at once when the spawn failed).  Starts are counted in a sliding window of
+``window`` seconds on trio's clock: the times of the admitted starts within the window are
+kept (at most ``starts_per_minute`` per identity), so a refused start does not count and
+memory is bounded by the limit.
 
 The third per-identity limit, ``max_output_bytes``, is enforced by the runner itself
 (``SpawnSpec.max_output_bytes``): the run is cancelled through the ladder once its output
@@ -23,7 +24,6 @@ import trio
 
 from cc_executor.executor.config.policyfile import Limits, LimitSet
 from cc_executor.protocol import LimitExceeded
-from cc_executor.supervision import Run
 
 WINDOW_SECONDS = 60.0
 
@@ -92,11 +92,3 @@ class RunLimits:
         self._live[identity] -= 1
         if self._live[identity] <= 0:
             del self._live[identity]
-
-
-async def release_when_done(ticket: Ticket, run: Run) -> None:
-    """Hold `ticket` until `run` has completed (or this task is cancelled)."""
-    try:
-        await run.wait()
-    finally:
-        ticket.release()

@@ -1,26 +1,38 @@
-"""Translation between supervision's typed events and the wire's notification params.
+"""Supervision's outcomes as the wire's completions: the one place that translates them.
 
-Supervision knows nothing of JSON; protocol knows nothing of processes.  This module is the one
-place that says how an outcome or a run's status looks on the wire, including the original
-CC-Executor's field names (``status``, ``exit_code``, ``execution_time``, ``pid``, ``pgid``).
+Supervision knows nothing of JSON and protocol nothing of processes; this module says how an
+ending looks to a client (protocol's `Completion`), including the original CC-Executor's words
+(`status`: completed, failed, canceled; a negative `exit_code` for a signal).
 """
 
 from __future__ import annotations
 
 import signal
 
-from cc_executor.protocol import JSON
+import attrs
+
+from cc_executor.protocol.notices import (
+    Completion,
+    RunCompleted,
+    RunEvent,
+    RunOutput,
+    RunPaused,
+    RunResumed,
+)
 from cc_executor.supervision import (
     Cancelled,
     Completed,
+    CompletedEvent,
     Exited,
     Lost,
     Outcome,
-    Run,
+    Output,
     Rung,
     RunState,
+    SequencedEvent,
     Signalled,
     SpawnFailed,
+    StateEvent,
     TimedOut,
 )
 
@@ -34,107 +46,94 @@ def signal_name(number: int) -> str:
 
 
 def rung_name(rung: Rung) -> str:
-    """``sigterm`` or ``sigkill``: the rung of the cancel ladder that ended a run."""
+    """``sigint``, ``sigterm`` or ``sigkill``: the rung of the ladder that ended a run."""
     return rung.name.lower()
 
 
-def _exit_fields(exit: Exited | Signalled) -> dict[str, JSON]:
+def _exit(exit: Exited | Signalled) -> tuple[int, str | None]:
     if isinstance(exit, Exited):
-        return {"exit_code": exit.code, "signal": None}
+        return exit.code, None
     # Negative like Python's returncode, as the original CC-Executor reported it.
-    return {"exit_code": -exit.signal, "signal": signal_name(exit.signal)}
+    return -exit.signal, signal_name(exit.signal)
 
 
-def outcome_fields(outcome: Outcome) -> dict[str, JSON]:
-    """``status`` (the original's word), ``outcome`` (why it ended) and their details."""
-    fields: dict[str, JSON]
+def completion(
+    outcome: Outcome, pid: int | None, pgid: int | None, completed: Completed | None = None
+) -> Completion:
+    """How a run ended, for `process.completed` and the run's status."""
+    ending = _ending(outcome)
+    if completed is None:
+        return attrs.evolve(ending, pid=pid, pgid=pgid)
+    return attrs.evolve(
+        ending,
+        pid=pid,
+        pgid=pgid,
+        execution_time=round(completed.duration, 6),
+        stdout_bytes=completed.stdout_bytes,
+        stderr_bytes=completed.stderr_bytes,
+    )
+
+
+def _ending(outcome: Outcome) -> Completion:
     match outcome:
         case Exited(code=code):
-            status = "completed" if code == 0 else "failed"
-            fields = {"status": status, "outcome": "exited", **_exit_fields(outcome)}
+            return Completion("completed" if code == 0 else "failed", "exited", code)
         case Signalled():
-            fields = {"status": "failed", "outcome": "signalled", **_exit_fields(outcome)}
+            return Completion("failed", "signalled", *_exit(outcome))
         case Cancelled(reason=reason, rung=rung, exit=exit):
-            fields = {
-                "status": "canceled",
-                "outcome": "cancelled",
-                "reason": reason,
-                "rung": rung_name(rung),
-                **_exit_fields(exit),
-            }
+            code, name = _exit(exit)
+            return Completion("canceled", "cancelled", code, name, reason, rung_name(rung))
         case TimedOut(kind=kind, rung=rung, exit=exit):
-            fields = {
-                "status": "failed",
-                "outcome": "timed_out",
-                "timeout": kind,
-                "rung": rung_name(rung),
-                **_exit_fields(exit),
-            }
+            code, name = _exit(exit)
+            return Completion("failed", "timed_out", code, name, rung=rung_name(rung), timeout=kind)
         case SpawnFailed(message=message):
-            fields = {
-                "status": "failed",
-                "outcome": "spawn_failed",
-                "reason": message,
-                "exit_code": None,
-                "signal": None,
-            }
+            return Completion("failed", "spawn_failed", reason=message)
         case Lost(reason=reason):
-            fields = {
-                "status": "failed",
-                "outcome": "lost",
-                "reason": reason,
-                "exit_code": None,
-                "signal": None,
-            }
-    return fields
+            return Completion("failed", "lost", reason=reason)
+
+
+def completed(completed: Completed, pid: int | None, pgid: int | None) -> Completion:
+    """The completion of a `Completed` event (outcome and byte counts)."""
+    return completion(completed.outcome, pid, pgid, completed)
+
+
+def internal_failure(
+    reason: str,
+    pid: int | None,
+    pgid: int | None,
+    stdout_bytes: int,
+    stderr_bytes: int,
+    duration: float,
+) -> Completion:
+    """The completion of a run the daemon itself failed (its error boundary caught a bug)."""
+    return Completion(
+        "failed",
+        "failed",
+        reason=reason,
+        pid=pid,
+        pgid=pgid,
+        execution_time=round(duration, 6),
+        stdout_bytes=stdout_bytes,
+        stderr_bytes=stderr_bytes,
+    )
 
 
 def outcome_name(outcome: Outcome | None) -> str:
     """The wire's word for how a run ended (``exited``, ``cancelled``, ...)."""
-    return "unknown" if outcome is None else str(outcome_fields(outcome)["outcome"])
+    return "unknown" if outcome is None else completion(outcome, None, None).outcome
 
 
-def completion_params(run: Run, completed: Completed) -> dict[str, JSON]:
-    """Params of ``process.completed`` (``run`` and ``seq`` are added by the protocol)."""
-    return completion_params_of(run.pid, run.pgid, completed)
-
-
-def completion_params_of(pid: int, pgid: int, completed: Completed) -> dict[str, JSON]:
-    """``completion_params`` for a run known by its pid and pgid (e.g. from its journal)."""
-    return {
-        **outcome_fields(completed.outcome),
-        "pid": pid,
-        "pgid": pgid,
-        "execution_time": round(completed.duration, 6),
-        "stdout_bytes": completed.stdout_bytes,
-        "stderr_bytes": completed.stderr_bytes,
-    }
-
-
-def state_params(run: Run, state: RunState) -> tuple[str, dict[str, JSON]]:
-    """Method and params of the notification for a pause or resume."""
-    return state_params_of(run.pid, run.pgid, state)
-
-
-def state_params_of(pid: int, pgid: int, state: RunState) -> tuple[str, dict[str, JSON]]:
-    """``state_params`` for a run known by its pid and pgid."""
-    word = "paused" if state is RunState.PAUSED else "resumed"
-    return f"process.{word}", {"status": word, "pid": pid, "pgid": pgid}
-
-
-def run_status(run: Run, last_seq: int, now: float) -> dict[str, JSON]:
-    """A run as ``status`` and ``list`` show it."""
-    status: dict[str, JSON] = {
-        "run": run.run_id,
-        "state": run.state.value,
-        "pid": run.pid,
-        "pgid": run.pgid,
-        "argv": list(run.argv),
-        "elapsed": round(now - run.started_at, 6),
-        "stdout_bytes": run.stdout_bytes,
-        "stderr_bytes": run.stderr_bytes,
-        "last_seq": last_seq,
-    }
-    if run.outcome is not None:
-        status.update(outcome_fields(run.outcome))
-    return status
+def event_notice(
+    run_id: str, pid: int | None, pgid: int | None, event: SequencedEvent, final: Completion | None
+) -> RunEvent:
+    """The notice of one numbered event; `final` is the completion to report for a
+    ``CompletedEvent`` (None: translate the event's own)."""
+    match event:
+        case Output(seq=seq, stream=stream, data=data):
+            return RunOutput(run_id, seq, stream, data)
+        case StateEvent(seq=seq, state=state):
+            if state is RunState.PAUSED:
+                return RunPaused(run_id, seq, pid, pgid)
+            return RunResumed(run_id, seq, pid, pgid)
+        case CompletedEvent(seq=seq, completed=done):
+            return RunCompleted(run_id, seq, final or completed(done, pid, pgid))

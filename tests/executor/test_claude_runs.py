@@ -230,7 +230,8 @@ async def test_watchdog_fires_when_the_api_stalls(
                 client,
                 prompt="[stall]",
                 cwd=str(world.work),
-                idle_timeout=1.5,
+                # Longer than the CLI takes to reach the API, even on a loaded machine.
+                idle_timeout=3.0,
                 idle_action=action,
             )
             fired = await wait_typed(client, run, "watchdog")

@@ -57,11 +57,19 @@ async def test_bob_cannot_see_or_touch_alices_runs_and_an_admin_can(
                 ):
                     assert seen.code == unknown.code == -32002
                     assert seen.message == unknown.message.replace(nowhere, run)
-            # Alice sees her durable run from another connection, with its owner.
+            # Alice sees her runs from another connection — the durable one and the one that
+            # ends with its connection — with their owner, oldest first, neither "here".
             async with open_client(url(served.url, "alice-token-0123456789")) as again:
                 status = await again.call("status", run=durable)
                 assert status["owner"] == "alice"
-                assert [r["run"] for r in (await again.call("list"))["runs"]] == [durable]
+                runs = (await again.call("list"))["runs"]
+                assert [(r["run"], r["owner"], r["here"]) for r in runs] == [
+                    (durable, "alice", False),
+                    (plain, "alice", False),
+                ]
+                # ... and controls them from there.
+                signalled = await again.call("signal", run=plain, signal="SIGCONT")
+                assert signalled["status"] == "signalled"
             # An admin sees and controls every durable run.
             async with open_client(url(served.url, "root-token-012345678901")) as root:
                 assert durable in [r["run"] for r in (await root.call("list"))["runs"]]

@@ -75,7 +75,7 @@ async def test_json_logs_name_session_and_run_with_one_summary_line_each() -> No
     run_ends = [line for line in lines if line["event"] == "run.end"]
     assert len(run_ends) == 1
     assert run_ends[0]["run"] == run
-    assert run_ends[0]["outcome"] == "Exited"
+    assert run_ends[0]["outcome"] == "exited"
     assert run_ends[0]["stdout_bytes"] == len("secret-output\n")
     session_closes = [line for line in lines if line["event"] == "session.close"]
     assert len(session_closes) == 1

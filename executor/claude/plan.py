@@ -1,0 +1,93 @@
+"""A `claude` request's plan: the vetted CLI run, its Claude session claim and its watcher.
+
+Theory of operation: a `claude` request becomes an argv (protocol.claude.build_argv, with the
+configured binary and the flag rules of policy.py), an environment built by policy
+(``claude_environment``), the command rules, cwd roots, rlimits and output limit of any run,
+and supervision settings with the interrupt rung: every way of ending the run — CANCEL, the
+absolute timeout, the watchdog, a disconnect, shutdown — starts with SIGINT to the CLI's
+group (it then writes a proper ``result`` and kills the tools it started in their own
+sessions), then SIGTERM, SIGKILL and the sweep of escaped descendants.  The plan's exclusive
+key is the Claude session the run will write to, when that is known before it starts, and its
+observer is a ``ClaudeWatch`` (watch.py).  The plan goes through the one start path like any
+other, so a Claude run started over MCP, or durable, is watched and claimed the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import attrs
+
+from cc_executor.executor.claude.policy import check_flags, claude_environment
+from cc_executor.executor.claude.watch import ClaudeWatch, WatchSettings
+from cc_executor.executor.runs.plan import ObserverFactory, RunPlan
+from cc_executor.protocol import InvalidParams
+from cc_executor.protocol.claude import ClaudeEvent, ClaudeParams, build_argv
+from cc_executor.supervision import Run, SpawnSpec
+
+if TYPE_CHECKING:
+    from cc_executor.executor.daemon.daemon import Daemon
+    from cc_executor.executor.runs.claims import Claims
+
+
+def session_key(params: ClaudeParams) -> str | None:
+    """The Claude session a request will write to, when it can be known before the start."""
+    if params.claude_session is not None:
+        return params.claude_session
+    if params.continue_session and not params.fork_session:
+        return f"continue:{os.path.realpath(params.cwd or os.getcwd())}"
+    return None
+
+
+def plan_claude(
+    daemon: Daemon, params: ClaudeParams, owner: str, *, durable: bool = False
+) -> RunPlan:
+    """The plan of a `claude` request, vetted by policy (raises the wire's errors)."""
+    config = daemon.config.claude
+    if params.prompt is not None and len(params.prompt.encode()) > config.max_prompt_bytes:
+        raise InvalidParams(
+            f"the prompt is longer than {config.max_prompt_bytes} bytes; send it with "
+            "input 'stream-json' through stdin",
+            {"limit": "claude.max_prompt_bytes", "value": config.max_prompt_bytes},
+        )
+    check_flags(params, config)
+    argv = build_argv(config.binary, params)
+    env = claude_environment(daemon, params.env)
+    cwd = daemon.policy.check_claude(argv, params.cwd, env)
+    spec = SpawnSpec(
+        argv=argv,
+        env=env,
+        cwd=cwd,
+        stdin="pipe" if params.input == "stream-json" else "null",
+        run_id=daemon.new_run_id(durable or params.durable),
+    )
+    settings = WatchSettings(
+        idle_timeout=params.idle_timeout
+        if params.idle_timeout is not None
+        else config.idle_timeout,
+        idle_action=params.idle_action or config.idle_action,
+        post_result_grace=config.post_result_grace,
+        max_line_bytes=config.max_line_bytes,
+    )
+    key = session_key(params)
+    return RunPlan(
+        kind="claude",
+        spec=daemon.policy.limited(spec, owner),
+        supervision=attrs.evolve(daemon.config.supervision, interrupt_grace=config.interrupt_grace),
+        timeout=params.timeout if params.timeout is not None else config.timeout,
+        idle_timeout=None,  # the watchdog, on the stream-json events, is the idle limit
+        durable=durable or params.durable,
+        exclusive=key,
+        observe=_watcher(settings, key),
+    )
+
+
+def _watcher(settings: WatchSettings, key: str | None) -> ObserverFactory:
+    def make(
+        run: Run, claims: Claims, notify: Callable[[ClaudeEvent], Awaitable[None]]
+    ) -> ClaudeWatch:
+        return ClaudeWatch(run, settings, claims, [] if key is None else [key], notify)
+
+    return make

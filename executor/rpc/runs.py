@@ -1,0 +1,367 @@
+"""The runs of one JSON-RPC connection: its handles on them, their queues, sink and tails.
+
+Theory of operation
+-------------------
+A ``RunHandle`` is this connection's hold on one run it may control — one it started, a
+durable run, or another connection's run of the same identity (an admin: any run).  Each
+handle has two bounded queues, each drained by its own task in the session's nursery:
+*controls* (control, signal) and *stdin*.  Requests on one queue are answered one at a time,
+in the order they came; the queues are apart so that a write to a child that does not read
+never delays a CANCEL (a full queue back-pressures the client's reader, as it should).
+
+``ConnectionSink`` is the sink of a run this connection started: numbered events become
+notices (raw output first, then any Claude events parsed from it).  ``Attachments`` are the
+tails of the durable runs this connection follows.
+
+A control's reply precedes the event it causes.  For a run whose events come through this
+connection's own pump, the pump must never wait for a reply — the control may need the pump to
+make room for its event, so that would deadlock — so the order comes from the other side: a
+successful PAUSE, RESUME or CANCEL is answered by the sink itself, just before it sends the
+event the control caused (``process.paused``, ``resumed``, ``completed``), with the result that
+event proves.  The control's task waits for that (or for the run to end, or the client to go),
+so the next control of the connection starts only once every earlier event has passed: no
+event is ever taken for a later control's.  A control that fails is answered by its task with
+the error.  For the other runs (a tail from a journal, or no events at all on this connection)
+the task answers, and a tail's events of the run wait at the session's gates until it has.
+Inside a JSON-RPC batch the array goes out when every element is done, so there a control's
+event may precede the array (docs/protocol.md says so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+import structlog
+import trio
+from trio_websocket import ConnectionClosed
+
+from cc_executor.executor.runs.attach import Attachment, tail
+from cc_executor.executor.runs.live import LiveRun
+from cc_executor.executor.runs.wire import event_notice, rung_name
+from cc_executor.protocol import (
+    ControlParams,
+    InvalidParams,
+    InvalidState,
+    JsonRpcError,
+    RequestReceived,
+    RunNotFound,
+)
+from cc_executor.protocol.claude import ClaudeEvent
+from cc_executor.protocol.notices import (
+    ClaudeNotice,
+    RunCompleted,
+    RunEvent,
+    RunOutput,
+    RunPaused,
+    RunResumed,
+)
+from cc_executor.protocol.results import ControlDone
+from cc_executor.supervision import CompletedEvent, SequencedEvent
+
+if TYPE_CHECKING:
+    from cc_executor.executor.rpc.session import BatchReply, Handled, Session
+    from cc_executor.executor.runs.durable import DurableRun
+
+log = structlog.get_logger()
+
+
+class Gone(Exception):
+    """The connection is gone: nothing more can be sent on it."""
+
+
+@attrs.frozen
+class Job:
+    """A run-targeted request waiting in one of its run's queues."""
+
+    request: RequestReceived
+    batch: tuple[BatchReply, int] | None
+
+
+# The event a successful control causes.
+_CAUSES = {"PAUSE": RunPaused, "RESUME": RunResumed, "CANCEL": RunCompleted}
+
+
+@attrs.define(eq=False)
+class PendingControl:
+    """A PAUSE, RESUME or CANCEL in progress on a run whose events this connection pumps."""
+
+    request: RequestReceived
+    action: str
+    answered: trio.Event = attrs.field(factory=trio.Event)
+
+    def caused(self, notice: RunEvent) -> bool:
+        return isinstance(notice, _CAUSES[self.action])
+
+
+@attrs.define(eq=False)
+class RunHandle:
+    """This connection's hold on one run: the run and its two request queues."""
+
+    live: LiveRun
+    controls: trio.MemorySendChannel[Job]
+    stdin: trio.MemorySendChannel[Job]
+    pending: PendingControl | None = None
+
+    def close(self) -> None:
+        self.controls.close()
+        self.stdin.close()
+
+
+class Handles:
+    """The runs one connection holds, and the tasks that answer their requests."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._handles: dict[str, RunHandle] = {}
+
+    def adopt(self, live: LiveRun) -> RunHandle:
+        """The handle on `live`, made (with its queue tasks) on first use."""
+        handle = self._handles.get(live.run_id)
+        if handle is not None:
+            return handle
+        size = self._session.daemon.config.control_queue
+        controls_send, controls_receive = trio.open_memory_channel[Job](size)
+        stdin_send, stdin_receive = trio.open_memory_channel[Job](size)
+        handle = RunHandle(live, controls_send, stdin_send)
+        self._handles[live.run_id] = handle
+        nursery = self._session.nursery
+        nursery.start_soon(self._serve, handle, controls_receive)
+        nursery.start_soon(self._serve, handle, stdin_receive)
+        return handle
+
+    def find(self, run_id: str | None) -> RunHandle:
+        """The run a request names; without a name, this connection's only (or only live) run.
+
+        Any run of the caller's identity can be named (an admin's: any run); a run the caller
+        may not see does not exist for it, word for word.
+        """
+        session = self._session
+        if run_id is None:
+            own = list(session.own.values())
+            if not own:
+                raise RunNotFound("no run was started on this connection: say which with 'run'")
+            live_runs = [live for live in own if not live.done.is_set()]
+            if len(live_runs) == 1:
+                return self.adopt(live_runs[0])
+            if not live_runs and len(own) == 1:
+                return self.adopt(own[0])
+            choices = live_runs or own
+            raise InvalidParams(
+                f"this connection has {len(choices)} runs: say which with 'run'",
+                {"runs": [live.run_id for live in choices]},
+            )
+        daemon = session.daemon
+        live = daemon.runs.visible(run_id, session.peer.identity)
+        if live is not None:
+            return self.adopt(live)
+        if daemon.durable.visible(run_id, session.peer.identity) is not None:
+            raise InvalidState(
+                f"run {run_id} has completed (before the daemon restarted)",
+                {"run": run_id, "state": "completed"},
+            )
+        raise RunNotFound(f"no run {run_id!r}", {"run": run_id})
+
+    async def enqueue(self, request: RequestReceived, batch: tuple[BatchReply, int] | None) -> None:
+        """Hand a run-targeted request to its run's queue (or answer it at once if it can't)."""
+        session = self._session
+        try:
+            handle = self.find(getattr(request.params, "run", None))
+        except JsonRpcError as exc:
+            error = exc
+
+            async def refuse() -> Handled:
+                raise error
+
+            await session.answer(request.id, refuse, batch)
+            return
+        job = Job(request, batch)
+        queue = handle.stdin if request.method == "stdin" else handle.controls
+        try:
+            await queue.send(job)
+        except trio.ClosedResourceError:
+            await self._run(handle, job)  # the connection is closing: answer inline
+
+    async def _serve(self, handle: RunHandle, jobs: trio.MemoryReceiveChannel[Job]) -> None:
+        async with jobs:
+            async for job in jobs:
+                await self._run(handle, job)
+
+    def get(self, run_id: str) -> RunHandle | None:
+        return self._handles.get(run_id)
+
+    async def _run(self, handle: RunHandle, job: Job) -> None:
+        from cc_executor.executor.rpc.handlers import RUN_HANDLERS, control
+
+        session = self._session
+        request = job.request
+        run_id = handle.live.run_id
+        if request.method != "control":
+            handler = RUN_HANDLERS[request.method]
+            await session.answer(
+                request.id, lambda: handler(session, handle, request.params), job.batch
+            )
+            return
+        params = request.params
+        assert isinstance(params, ControlParams)
+        if job.batch is not None or run_id not in session.own:
+            # Its events reach this connection through a tail (or not at all): hold them.
+            if job.batch is None:
+                session.gates.close(request.id, run_id, "state")
+                session.conn.hold(request.id, run_id, "state")
+            await session.answer(request.id, lambda: control(session, handle, params), job.batch)
+            return
+        await self._answered_by_sink(handle, request, params)
+
+    async def _answered_by_sink(
+        self, handle: RunHandle, request: RequestReceived, params: ControlParams
+    ) -> None:
+        """A control of a run this connection pumps: its sink answers a success (see the
+        module docstring); this task answers a failure."""
+        from cc_executor.executor.rpc.handlers import control
+
+        session = self._session
+        live = handle.live
+        pending = PendingControl(request, params.type)
+        handle.pending = pending
+        session.conn.hold(request.id, live.run_id, "state")
+        try:
+            try:
+                await control(session, handle, params)
+            except JsonRpcError as exc:
+                if not pending.answered.is_set():
+                    pending.answered.set()
+                    session.failed(exc)
+                    await session.send_text(session.conn.respond_error(request.id, exc))
+                return
+            async with trio.open_nursery() as either:
+                for wait in (pending.answered.wait, live.done.wait):
+                    either.start_soon(_then_cancel, wait, either.cancel_scope)
+            if not pending.answered.is_set():  # the run ended, or the client went, first
+                pending.answered.set()
+                if request.id in session.conn.pending_ids:
+                    await session.send_text(
+                        session.conn.respond(request.id, _result(pending, live, None))
+                    )
+        finally:
+            handle.pending = None
+
+    def close_all(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+
+
+class ConnectionSink:
+    """The sink of a run started on this connection: its events as notices."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    async def deliver(
+        self, live: LiveRun, event: SequencedEvent, claude: Sequence[ClaudeEvent]
+    ) -> None:
+        session = self._session
+        send = session.send_notice
+        run = live.run
+        final = isinstance(event, CompletedEvent)
+        if final:  # the last line's events precede the completion: nothing follows it
+            for typed in claude:
+                await send(ClaudeNotice(live.run_id, typed))
+        notice = event_notice(live.run_id, run.pid, run.pgid, event, live.completion)
+        if not isinstance(notice, RunOutput):
+            await self._answer_control(live, notice)
+        await send(notice)
+        if not final:
+            for typed in claude:
+                await send(ClaudeNotice(live.run_id, typed))
+
+    async def _answer_control(self, live: LiveRun, notice: RunEvent) -> None:
+        """Answer the control in progress that `notice` proves done, before `notice`."""
+        session = self._session
+        handle = session.handles.get(live.run_id)
+        pending = None if handle is None else handle.pending
+        if pending is None or pending.answered.is_set() or not pending.caused(notice):
+            return
+        pending.answered.set()
+        request_id = pending.request.id
+        if request_id not in session.conn.pending_ids:
+            return
+        text = session.conn.respond(request_id, _result(pending, live, notice))
+        try:
+            await session.ws.send_message(text)
+        except ConnectionClosed:
+            raise Gone from None
+
+    async def note(self, live: LiveRun, event: ClaudeEvent) -> None:
+        if live.completion is None and not self._session.closed:
+            with contextlib.suppress(Gone):
+                await self._session.send_notice(ClaudeNotice(live.run_id, event))
+
+
+def _result(pending: PendingControl, live: LiveRun, notice: RunEvent | None) -> ControlDone:
+    """The reply to a control that succeeded, as the event it caused proves."""
+    match pending.action:
+        case "PAUSE":
+            return ControlDone("paused", live.run_id)
+        case "RESUME":
+            return ControlDone("resumed", live.run_id)
+    rung = live.run.rung
+    completion = notice.completion if isinstance(notice, RunCompleted) else live.completion
+    named = completion.rung if completion is not None and completion.rung else None
+    return ControlDone("canceled", live.run_id, named or (rung_name(rung) if rung else None))
+
+
+async def _then_cancel(wait: Callable[[], Awaitable[object]], scope: trio.CancelScope) -> None:
+    await wait()
+    scope.cancel()
+
+
+class Attachments:
+    """The durable runs one connection follows, one tail task each."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._following: dict[str, Attachment] = {}
+
+    def following(self, run_id: str) -> bool:
+        return run_id in self._following
+
+    def attach(self, durable: DurableRun, from_seq: int) -> None:
+        """Follow `durable` from `from_seq` (its reply is sent, or held by a gate)."""
+        attachment = Attachment(durable, from_seq)
+        self._following[durable.run_id] = attachment
+        self._session.conn.attach_run(durable.run_id, from_seq + 1)
+        self._session.nursery.start_soon(self._tail, attachment)
+
+    async def _tail(self, attachment: Attachment) -> None:
+        run_id = attachment.durable.run_id
+        with structlog.contextvars.bound_contextvars(run=run_id):
+            try:
+                await tail(self._session, attachment)
+            except Gone:
+                pass  # the client went: the run goes on
+            finally:
+                if self._following.get(run_id) is attachment:
+                    del self._following[run_id]
+
+    async def detach(self, run_id: str) -> int | None:
+        """Stop following a run; return the last seq sent, or None if it was not followed."""
+        attachment = self._following.get(run_id)
+        if attachment is None:
+            return None
+        attachment.stop()
+        await attachment.done.wait()
+        self._session.conn.detach_run(run_id)
+        return attachment.sent_seq
+
+    def stop_all(self) -> None:
+        for attachment in self._following.values():
+            attachment.scope.cancel()
+
+    async def wait_completed(self) -> None:
+        """Wait until every followed run's completion is sent (or its tail stopped)."""
+        for attachment in list(self._following.values()):
+            await attachment.durable.done.wait()
+            await attachment.done.wait()

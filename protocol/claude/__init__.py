@@ -1,0 +1,61 @@
+"""Claude Code runs without I/O: the `claude` request, its argv, and stream-json to typed events."""
+
+from cc_executor.protocol.claude.events import (
+    CLAUDE_EVENT,
+    ApiRetry,
+    AssistantText,
+    ClaudeEvent,
+    Init,
+    Other,
+    Partial,
+    RateLimit,
+    Result,
+    Status,
+    Thinking,
+    ToolResult,
+    ToolUse,
+    Unparsed,
+    UserText,
+    Watchdog,
+)
+from cc_executor.protocol.claude.params import (
+    ClaudeParams,
+    IdleAction,
+    PermissionMode,
+    build_argv,
+)
+from cc_executor.protocol.claude.stream import (
+    UNPARSED_QUOTE,
+    StreamJsonParser,
+    event_params,
+    parse_line,
+    result_summary,
+)
+
+__all__ = [
+    "CLAUDE_EVENT",
+    "UNPARSED_QUOTE",
+    "ApiRetry",
+    "AssistantText",
+    "ClaudeEvent",
+    "ClaudeParams",
+    "IdleAction",
+    "Init",
+    "Other",
+    "Partial",
+    "PermissionMode",
+    "RateLimit",
+    "Result",
+    "Status",
+    "StreamJsonParser",
+    "Thinking",
+    "ToolResult",
+    "ToolUse",
+    "Unparsed",
+    "UserText",
+    "Watchdog",
+    "build_argv",
+    "event_params",
+    "parse_line",
+    "result_summary",
+]

@@ -1,0 +1,150 @@
+"""What the server sends on its own: notifications and the run events, as typed values.
+
+Theory of operation
+-------------------
+Every notification the daemon sends is one of these frozen classes, handed to
+`ServerConnection.send`, which checks the connection's ordering rules and encodes it
+(server_codec.py owns the JSON form, field for field the original CC-Executor's where it had
+one).  The client library decodes frames back into the same classes, so the two ends cannot
+disagree about a field.
+
+Run events (`RunOutput`, `RunPaused`, `RunResumed`, `RunCompleted`) carry `run` and `seq`,
+contiguous from 1 within a run; `RunCompleted` is the last of them.  `RunStarted`, `RunGap` and
+`ClaudeNotice` belong to a run but are not sequenced: a gap names the first seq it lost, and
+Claude's typed events are derived from the run's stdout, which is sequenced already.
+"""
+
+from collections.abc import Mapping
+from typing import Literal, TypeAlias
+
+import attrs
+
+from cc_executor.protocol.claude import ClaudeEvent
+from cc_executor.protocol.messages import JSON
+
+Stream: TypeAlias = Literal["stdout", "stderr"]
+Status: TypeAlias = Literal["completed", "failed", "canceled"]
+OutcomeName: TypeAlias = Literal[
+    "exited", "signalled", "cancelled", "timed_out", "spawn_failed", "lost", "failed"
+]
+
+
+@attrs.frozen
+class Completion:
+    """How a run ended, as `process.completed` and a completed run's status describe it.
+
+    `status` is the original CC-Executor's word; `outcome` says why the run ended: `exited`,
+    `signalled`, `cancelled`, `timed_out`, `spawn_failed`, `lost`, or `failed` (the daemon
+    itself failed the run: `reason` starts with "internal error"). `exit_code` is negative for a
+    signal, as Python's returncode (and the original) report it.
+    """
+
+    status: Status
+    outcome: OutcomeName
+    exit_code: int | None = None
+    signal: str | None = None
+    reason: str | None = None
+    rung: str | None = None
+    timeout: Literal["idle", "absolute"] | None = None
+    pid: int | None = None
+    pgid: int | None = None
+    execution_time: float | None = None
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    # A Claude run's summary (result, cost, usage, turns, session id); None for other runs.
+    claude: Mapping[str, JSON] | None = None
+
+
+@attrs.frozen
+class Connected:
+    """`connected`: the first frame of every JSON-RPC connection."""
+
+    session_id: str
+    version: str
+    server: str
+    capabilities: tuple[str, ...]
+    limits: Mapping[str, JSON]
+
+
+@attrs.frozen
+class Shutdown:
+    """`shutdown`: the daemon is draining; live runs are cancelled after `grace` seconds."""
+
+    reason: str
+    grace: float
+    then: str
+
+
+@attrs.frozen
+class RunStarted:
+    """`process.started`: the run exists; it follows the reply to the request that started it."""
+
+    run: str
+    pid: int
+    pgid: int
+    argv: tuple[str, ...]
+    durable: bool = False
+
+
+@attrs.frozen
+class RunOutput:
+    """`process.output`: a chunk of one stream, exactly the bytes the child wrote."""
+
+    run: str
+    seq: int
+    stream: Stream
+    data: bytes
+
+
+@attrs.frozen
+class RunPaused:
+    """`process.paused`: every process of the run is stopped."""
+
+    run: str
+    seq: int
+    pid: int | None = None
+    pgid: int | None = None
+
+
+@attrs.frozen
+class RunResumed:
+    """`process.resumed`: no process of the run is stopped any more."""
+
+    run: str
+    seq: int
+    pid: int | None = None
+    pgid: int | None = None
+
+
+@attrs.frozen
+class RunCompleted:
+    """`process.completed`: the run is over; always its last event."""
+
+    run: str
+    seq: int
+    completion: Completion
+
+
+@attrs.frozen
+class RunGap:
+    """`process.gap`: events from `seq` on are missing (journal quota, damage, a failed write).
+
+    `details` says more where the cause has more to say (a damaged range, the error).
+    """
+
+    run: str
+    seq: int
+    reason: str
+    details: Mapping[str, JSON] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class ClaudeNotice:
+    """`claude.event`: one typed event parsed from a Claude run's stream-json stdout."""
+
+    run: str
+    event: ClaudeEvent
+
+
+RunEvent: TypeAlias = RunOutput | RunPaused | RunResumed | RunCompleted
+Notice: TypeAlias = Connected | Shutdown | RunStarted | RunEvent | RunGap | ClaudeNotice

@@ -1,0 +1,140 @@
+"""What the server answers, as typed values: the result of each method.
+
+Each class is the `result` of one reply (server_codec.py owns the JSON form). Errors are not
+here: they are `JsonRpcError`s (errors.py), each carrying its error object.
+"""
+
+from collections.abc import Mapping
+from typing import Literal, TypeAlias
+
+import attrs
+
+from cc_executor.protocol.messages import JSON
+from cc_executor.protocol.notices import Completion
+
+
+@attrs.frozen
+class Started:
+    """`execute` and `claude`: the run is spawned; its events follow this reply."""
+
+    run: str
+    pid: int
+    pgid: int
+    durable: bool = False
+
+
+@attrs.frozen
+class Queued:
+    """`claude`: the Claude session is busy; the run starts once it is free."""
+
+    run: str
+    claude_session: str
+
+
+@attrs.frozen
+class ControlDone:
+    """`control`: the effect holds (every process stopped, continued, or gone)."""
+
+    status: Literal["paused", "resumed", "canceled"]
+    run: str
+    rung: str | None = None  # the cancel ladder's rung that ended the run (CANCEL only)
+
+
+@attrs.frozen
+class SignalSent:
+    """`signal`: delivered to the run's group and every process that left it."""
+
+    run: str
+    signal: str
+
+
+@attrs.frozen
+class StdinWritten:
+    """`stdin`: the bytes are in the child's pipe (and it is closed, with `eof`)."""
+
+    run: str
+    bytes: int
+    eof: bool
+
+
+@attrs.frozen
+class RunInfo:
+    """One run as `status {run}` and `list` describe it.
+
+    `completion` is set once the run is over; its fields appear beside the others on the wire.
+    `here` says whether the run belongs to the connection asking (None: not said).
+    """
+
+    run: str
+    state: str
+    pid: int | None
+    pgid: int | None
+    argv: tuple[str, ...]
+    elapsed: float
+    stdout_bytes: int
+    stderr_bytes: int
+    last_seq: int
+    started: float | None = None  # unix time
+    durable: bool = False
+    owner: str | None = None
+    here: bool | None = None
+    completion: Completion | None = None
+    journal: Mapping[str, JSON] | None = None
+    claude: Mapping[str, JSON] | None = None
+
+
+@attrs.frozen
+class RunList:
+    """`list`: runs the caller may see."""
+
+    runs: tuple[RunInfo, ...]
+
+
+@attrs.frozen
+class DaemonInfo:
+    """`status {}`: the daemon as the caller may see it (`state_dir` for admins only)."""
+
+    server: str
+    version: str
+    instance: str
+    uptime: float
+    connections: int
+    live_runs: int
+    runs_started: int
+    durable_runs: int
+    live_durable_runs: int
+    draining: bool
+    state_dir: str | None = None
+
+
+@attrs.frozen
+class Attached:
+    """`attach`: events after `from_seq` follow this reply, then the live stream."""
+
+    run: str
+    from_seq: int
+    last_seq: int
+    state: str
+    journal: Mapping[str, JSON] | None
+
+
+@attrs.frozen
+class Detached:
+    """`detach`: no event of the run follows this reply."""
+
+    run: str
+    last_sent_seq: int
+
+
+Result: TypeAlias = (
+    Started
+    | Queued
+    | ControlDone
+    | SignalSent
+    | StdinWritten
+    | RunInfo
+    | RunList
+    | DaemonInfo
+    | Attached
+    | Detached
+)
