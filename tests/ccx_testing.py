@@ -42,6 +42,16 @@ class Served:
         return f"ws://127.0.0.1:{self.port}/"
 
 
+# Where test daemons keep their state: the running test's tmp_path (tests/conftest.py sets
+# it), so nothing is left behind in /tmp.
+STATE_ROOT: str | None = None
+
+
+def new_state_dir() -> str:
+    """A fresh state directory under the running test's tmp_path."""
+    return tempfile.mkdtemp(prefix="ccx-state-", dir=STATE_ROOT)
+
+
 def make_config(**changes: Any) -> ServerConfig:
     """Loopback, port 0, and a short cancel grace so ladder tests stay quick."""
     base = ServerConfig(
@@ -49,7 +59,7 @@ def make_config(**changes: Any) -> ServerConfig:
         port=0,
         supervision=SupervisionConfig(term_grace=1.0, kill_wait=2.0),
         # Never the user's state directory: its durable runs would show up in `list`.
-        state_dir=tempfile.mkdtemp(prefix="ccx-test-state-"),
+        state_dir=new_state_dir(),
     )
     return attrs.evolve(base, **changes)
 
@@ -286,7 +296,7 @@ async def run_daemon(*args: str, env: dict[str, str] | None = None) -> AsyncIter
             env={
                 **os.environ,
                 # Never the user's state directory (--state-dir in `args` overrides this).
-                "CCX_STATE_DIR": tempfile.mkdtemp(prefix="ccx-test-state-"),
+                "CCX_STATE_DIR": new_state_dir(),
                 **(env or {}),
             },
         )

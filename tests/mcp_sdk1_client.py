@@ -10,6 +10,7 @@ import asyncio
 import json
 import sys
 import warnings
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio  # type: ignore[import-not-found, unused-ignore]
@@ -72,14 +73,67 @@ async def cancel(session: ClientSession) -> dict[str, Any]:
     return {"run": run, "status": status}
 
 
-async def main(url: str, scenario: str) -> None:
+async def claude(session: ClientSession, cwd: str, session_id: str) -> dict[str, Any]:
+    """Claude through MCP: a stalled call ended by the watchdog, while it runs a second call
+    for the same Claude session refused, then a plain call that completes."""
+    stalled = await session.call_tool(
+        "claude",
+        {
+            "prompt": "[stall]",
+            "cwd": cwd,
+            "session_id": session_id,
+            "idle_timeout": 3,
+            "idle_action": "cancel",
+            "wait": False,
+        },
+    )
+    run = (stalled.structuredContent or {}).get("run")
+    busy = await session.call_tool("claude", {"prompt": "again", "resume": session_id, "cwd": cwd})
+    status: dict[str, Any] = {}
+    for _ in range(600):
+        answer = await session.call_tool("status", {"run": run})
+        status = answer.structuredContent or {}
+        if status.get("state") == "completed":
+            break
+        await asyncio.sleep(0.1)
+    plain = await session.call_tool("claude", {"prompt": "say hi", "cwd": cwd})
+    return {
+        "stalled": stalled.model_dump(by_alias=True, exclude_none=True),
+        "busy": busy.model_dump(by_alias=True, exclude_none=True),
+        "status": status,
+        "plain": plain.model_dump(by_alias=True, exclude_none=True),
+    }
+
+
+async def linger(session: ClientSession, cwd: str) -> dict[str, Any]:
+    """A Claude call whose CLI lingers after its result: ended by the post-result grace."""
+    result = await session.call_tool("claude", {"prompt": "say hi", "cwd": cwd})
+    return {"result": result.model_dump(by_alias=True, exclude_none=True)}
+
+
+async def resume(session: ClientSession, cwd: str, session_id: str) -> dict[str, Any]:
+    """A Claude call resuming a session (the caller makes sure another run holds it)."""
+    result = await session.call_tool(
+        "claude", {"prompt": "again", "resume": session_id, "cwd": cwd}
+    )
+    return {"result": result.model_dump(by_alias=True, exclude_none=True)}
+
+
+async def main(url: str, scenario: str, *args: str) -> None:
+    scenarios: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
+        "basic": basic,
+        "cancel": cancel,
+        "claude": claude,
+        "linger": linger,
+        "resume": resume,
+    }
     async with websocket_client(url) as (read, write), ClientSession(read, write) as session:
         init = await session.initialize()
         out: dict[str, Any] = {"init": init.model_dump(by_alias=True, exclude_none=True)}
         await session.send_ping()
-        out.update(await {"basic": basic, "cancel": cancel}[scenario](session))
+        out.update(await scenarios[scenario](session, *args))
     print(json.dumps(out))
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], *sys.argv[3:]))

@@ -339,7 +339,9 @@ class Attachments:
         run_id = attachment.durable.run_id
         with structlog.contextvars.bound_contextvars(run=run_id):
             try:
-                await tail(self._session, attachment)
+                claude = self._session.daemon.config.claude.max_line_bytes
+                kind = attachment.durable.kind
+                await tail(self._session, attachment, claude if kind == "claude" else None)
             except Gone:
                 pass  # the client went: the run goes on
             finally:

@@ -22,9 +22,10 @@ import trio
 
 from cc_executor.executor.runs.durable import DurableRun
 from cc_executor.executor.runs.wire import event_notice
+from cc_executor.protocol.claude import ClaudeEvent, StreamJsonParser
 from cc_executor.protocol.connection import ServerConnection
-from cc_executor.protocol.notices import Notice, RunGap
-from cc_executor.supervision import CompletedEvent
+from cc_executor.protocol.notices import ClaudeNotice, Notice, RunGap
+from cc_executor.supervision import CompletedEvent, Output
 from cc_executor.supervision.journal import Gap
 
 
@@ -59,8 +60,11 @@ class Attachment:
             self.wake.cancel()
 
 
-async def tail(session: Follower, attachment: Attachment) -> None:
+async def tail(session: Follower, attachment: Attachment, claude_max_line: int | None) -> None:
     """Send the run's events after `from_seq`, then follow until completion or detach.
+
+    `claude_max_line`: the run is a Claude run whose stdout is parsed (lines up to this long)
+    into ``claude.event`` notices after each output, as its live sink does.
 
     Raises:
         Whatever `send_notice` raises when the connection is gone (the caller's task ends).
@@ -68,6 +72,7 @@ async def tail(session: Follower, attachment: Attachment) -> None:
     durable = attachment.durable
     run_id = durable.run_id
     meta = durable.journal.meta
+    parser = None if claude_max_line is None else StreamJsonParser(claude_max_line)
     attachment.sent_seq = attachment.from_seq
     try:
         with attachment.scope, durable.journal.cursor(attachment.from_seq) as cursor:
@@ -88,7 +93,19 @@ async def tail(session: Follower, attachment: Attachment) -> None:
                     session.conn.attach_run(run_id, entry.seq)
                     after_gap = False
                 final = durable.completion if isinstance(entry, CompletedEvent) else None
+                typed: list[ClaudeEvent] = []
+                if parser is not None:
+                    if isinstance(entry, Output) and entry.stream == "stdout":
+                        typed = parser.feed(entry.data)
+                    elif final is not None or isinstance(entry, CompletedEvent):
+                        typed = parser.close()
+                if isinstance(entry, CompletedEvent):  # nothing of the run follows it
+                    for event in typed:
+                        await session.send_notice(ClaudeNotice(run_id, event))
+                    typed = []
                 await session.send_notice(event_notice(run_id, meta.pid, meta.pgid, entry, final))
+                for event in typed:
+                    await session.send_notice(ClaudeNotice(run_id, event))
                 attachment.sent_seq = entry.seq
                 if isinstance(entry, CompletedEvent):
                     attachment.completed = True

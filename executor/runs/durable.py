@@ -44,6 +44,7 @@ import trio
 
 from cc_executor.executor.runs import wire
 from cc_executor.executor.runs.control import cancel_quietly
+from cc_executor.executor.runs.live import RunKind
 from cc_executor.protocol import JSON
 from cc_executor.protocol.notices import Completion
 from cc_executor.protocol.results import RunInfo
@@ -76,6 +77,9 @@ class DurableRun:
         self.owner = journal.meta.owner or LEGACY_OWNER
         self.journal = journal
         self.run = run
+        # A Claude run's stdout is parsed for its attachments; journals do not record the kind,
+        # so a run recovered after a restart replays as a command.
+        self.kind: RunKind = "command"
         # How it ended as the wire says it (set by its keeper; None after a restart: then the
         # journal's completion is translated).
         self.completion: Completion | None = None
@@ -237,7 +241,7 @@ class DurableRuns:
 
     # -- live runs ---------------------------------------------------------------------------
 
-    def create(self, run: Run, owner: str) -> DurableRun:
+    def create(self, run: Run, owner: str, kind: RunKind) -> DurableRun:
         """The journal of a durable run just spawned (its keeper then pumps into it).
 
         Raises:
@@ -262,6 +266,7 @@ class DurableRuns:
         except OSError as exc:
             raise SpawnError(f"cannot create the run's journal: {exc.strerror or exc}") from None
         durable = DurableRun(journal, run)
+        durable.kind = kind
         self.runs[run.run_id] = durable
         return durable
 

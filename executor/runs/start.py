@@ -195,7 +195,9 @@ async def _keep(
                 receive.close()  # the runner has closed its end already
                 raise
             if plan.durable:
-                durable = daemon.durable.create(run, owner.name)  # SpawnError: nothing unrecorded
+                durable = daemon.durable.create(
+                    run, owner.name, plan.kind
+                )  # SpawnError: unrecorded
                 inner.start_soon(durable.unblock_when_ending)
             live = LiveRun(
                 run,

@@ -7,114 +7,24 @@ from __future__ import annotations
 import os
 import stat
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import attrs
 import pytest
 import trio
-from ccx_testing import (
-    RunRecord,
-    Served,
-    WireClient,
-    alive,
-    make_config,
-    open_client,
-    start_daemon,
-    wait_until,
+from ccx_testing import Served, alive, open_client, start_daemon, wait_until
+from claude_fake_api import PLAIN_TEXT
+from claude_world import (
+    BOUND,
+    ClaudeWorld,
+    assert_nothing_left,
+    finish,
+    read_pid,
+    start,
+    typed,
+    wait_typed,
 )
-from claude_fake_api import PLAIN_TEXT, FakeApi, serve_fake_api
-from claude_testing import OFFLINE_ENV, claude_cli
 
-from cc_executor.executor.config.claude import ClaudeConfig
-from cc_executor.executor.config.server import ServerConfig
 from cc_executor.protocol import ErrorCode
-from cc_executor.supervision.testing import marked_processes
-
-# Every I/O test is bounded; a CLI run takes about a second against the fake API.
-BOUND = 60.0
-KEY_VAR = "CCX_TEST_FAKE_ANTHROPIC_KEY"
-
-
-@pytest.fixture(scope="session")
-def cli() -> Path:
-    return claude_cli()
-
-
-@attrs.frozen
-class ClaudeWorld:
-    """A fake API, a home for the CLI and a directory to work in; builds daemon configs."""
-
-    cli: Path
-    api: FakeApi
-    tmp: Path
-
-    @property
-    def work(self) -> Path:
-        return self.tmp / "work"
-
-    def config(self, **changes: Any) -> ServerConfig:
-        claude = ClaudeConfig(
-            binary=str(self.cli),
-            base_url=self.api.base_url,
-            api_key_env=KEY_VAR,
-            env={
-                **OFFLINE_ENV,
-                "HOME": str(self.tmp / "home"),
-                "CLAUDE_CONFIG_DIR": str(self.tmp / "config"),
-            },
-            post_result_grace=5.0,
-            interrupt_grace=5.0,
-        )
-        return make_config(claude=attrs.evolve(claude, **changes))
-
-
-@pytest.fixture
-def world(cli: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClaudeWorld]:
-    monkeypatch.setenv(KEY_VAR, "dummy")
-    for name in ("home", "config", "work"):
-        (tmp_path / name).mkdir()
-    with serve_fake_api() as api:
-        yield ClaudeWorld(cli, api, tmp_path)
-
-
-def typed(client: WireClient, run: str) -> list[dict[str, Any]]:
-    """The run's `claude.event` params, in the order they came."""
-    return [
-        n["params"]
-        for n in client.notifications
-        if n["method"] == "claude.event" and n["params"]["run"] == run
-    ]
-
-
-async def start(client: WireClient, **params: Any) -> str:
-    result = await client.call("claude", **params)
-    assert result["status"] == "started", result
-    return str(result["run"])
-
-
-async def wait_typed(client: WireClient, run: str, kind: str) -> dict[str, Any]:
-    """Receive until the run has sent a typed event of `kind`; return the first."""
-    while True:
-        for event in typed(client, run):
-            if event["type"] == kind:
-                return event
-        await client.receive()
-
-
-def read_pid(path: Path) -> int:
-    return int(path.read_text())
-
-
-def assert_nothing_left(run: str) -> None:
-    assert not marked_processes(run), f"processes of run {run} survived"
-
-
-async def finish(client: WireClient, run: str) -> RunRecord:
-    record = await client.wait_completed(run)
-    await wait_until(lambda: not marked_processes(run), bound=10)
-    return record
 
 
 async def test_plain_prompt_gives_typed_events_and_a_successful_result(
