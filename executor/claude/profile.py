@@ -37,7 +37,7 @@ import attrs
 import structlog
 import trio
 
-from cc_executor.executor.claude.policy import check_flags, claude_environment
+from cc_executor.executor.claude.policy import vet_claude
 from cc_executor.executor.rpc.session import Handled, RunSlot, Session, cancel_quietly
 from cc_executor.executor.runs.admission import check_capacity, start_runner
 from cc_executor.executor.runs.limits import release_when_done
@@ -57,7 +57,6 @@ from cc_executor.protocol.claude import (
     Init,
     Result,
     StreamJsonParser,
-    build_argv,
     event_params,
     result_summary,
 )
@@ -322,19 +321,13 @@ def _prepare(daemon: Daemon, session: Session, params: ClaudeParams) -> _Prepare
             "input 'stream-json' through stdin",
             {"limit": "claude.max_prompt_bytes", "value": config.max_prompt_bytes},
         )
-    check_flags(params, config)
-    argv = build_argv(config.binary, params)
-    env = claude_environment(daemon, params.env)
-    # The command rules, cwd roots, rlimits and output limit hold as for `execute`.
-    cwd = daemon.policy.check_claude(argv, params.cwd, env)
-    spec = SpawnSpec(
-        argv=argv,
-        env=env,
-        cwd=cwd,
+    spec = vet_claude(
+        daemon,
+        params,
+        session.peer.identity.name,
+        daemon.new_run_id(),
         stdin="pipe" if params.input == "stream-json" else "null",
-        run_id=daemon.new_run_id(),
     )
-    spec = daemon.policy.limited(spec, session.peer.identity.name)
     return _Prepared(spec, session_key(params))
 
 

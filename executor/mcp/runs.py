@@ -29,26 +29,23 @@ import attrs
 import structlog
 import trio
 
-from cc_executor.executor.claude.policy import check_flags, claude_environment
+from cc_executor.executor.claude.policy import vet_claude
 from cc_executor.executor.config.mcp import McpConfig
 from cc_executor.executor.runs.admission import check_capacity, start_runner
 from cc_executor.executor.runs.durable import DurableRun
 from cc_executor.executor.runs.limits import release_when_done
-from cc_executor.executor.runs.policy import child_environment
 from cc_executor.executor.runs.wire import outcome_fields, run_status
 from cc_executor.protocol import (
     JSON,
     ExecuteParams,
     InvalidParams,
     SpawnFailed,
-    resolve_argv,
 )
 from cc_executor.protocol.claude import (
     ClaudeEvent,
     ClaudeParams,
     Result,
     StreamJsonParser,
-    build_argv,
     result_summary,
 )
 from cc_executor.supervision import (
@@ -304,13 +301,7 @@ def _plan(daemon: Daemon, params: ExecuteParams | ClaudeParams, owner: str) -> _
     """Policy, argv, environment and limits: what the execute and claude methods apply."""
     config = daemon.config
     if isinstance(params, ExecuteParams):
-        argv = resolve_argv(params)
-        env = child_environment(config, params.env)
-        cwd = daemon.policy.check(params, argv, env)
-        spec = SpawnSpec(
-            argv=argv, env=env, cwd=cwd, stdin=params.stdin, run_id=daemon.new_run_id()
-        )
-        spec = daemon.policy.limited(spec, owner)
+        spec = daemon.policy.vet(params, owner, daemon.new_run_id())
         return _Plan(spec, config.supervision, params.timeout, params.idle_timeout)
     claude = config.claude
     if params.prompt is not None and len(params.prompt.encode()) > claude.max_prompt_bytes:
@@ -318,12 +309,7 @@ def _plan(daemon: Daemon, params: ExecuteParams | ClaudeParams, owner: str) -> _
             f"the prompt is longer than {claude.max_prompt_bytes} bytes",
             {"limit": "claude.max_prompt_bytes", "value": claude.max_prompt_bytes},
         )
-    check_flags(params, claude)
-    argv = build_argv(claude.binary, params)
-    env = claude_environment(daemon, params.env)
-    cwd = daemon.policy.check_claude(argv, params.cwd, env)
-    spec = SpawnSpec(argv=argv, env=env, cwd=cwd, stdin="null", run_id=daemon.new_run_id())
-    spec = daemon.policy.limited(spec, owner)
+    spec = vet_claude(daemon, params, owner, daemon.new_run_id(), "null")
     supervision = attrs.evolve(config.supervision, interrupt_grace=claude.interrupt_grace)
     timeout = params.timeout if params.timeout is not None else claude.timeout
     return _Plan(spec, supervision, timeout, None)

@@ -18,7 +18,6 @@ from cc_executor.executor.claude import profile as claude
 from cc_executor.executor.rpc.session import Handled, RunSlot, Session
 from cc_executor.executor.runs.admission import check_capacity, start_runner
 from cc_executor.executor.runs.limits import release_when_done
-from cc_executor.executor.runs.policy import child_environment
 from cc_executor.executor.runs.wire import run_status, rung_name
 from cc_executor.protocol import (
     JSON,
@@ -35,7 +34,6 @@ from cc_executor.protocol import (
     SpawnFailed,
     StatusParams,
     StdinParams,
-    resolve_argv,
 )
 from cc_executor.supervision import ControlTimeout as SupervisionControlTimeout
 from cc_executor.supervision import (
@@ -43,7 +41,6 @@ from cc_executor.supervision import (
     Run,
     Rung,
     SpawnError,
-    SpawnSpec,
 )
 
 if TYPE_CHECKING:
@@ -67,12 +64,8 @@ async def execute(daemon: Daemon, session: Session, params: ExecuteParams) -> Ha
         return await execute_durable(daemon, session, params)
     config = daemon.config
     check_capacity(daemon, session.live_runs)
-    argv = resolve_argv(params)
-    env = child_environment(config, params.env)
-    cwd = daemon.policy.check(params, argv, env)
     identity = session.peer.identity.name
-    spec = SpawnSpec(argv=argv, env=env, cwd=cwd, stdin=params.stdin, run_id=daemon.new_run_id())
-    spec = daemon.policy.limited(spec, identity)
+    spec = daemon.policy.vet(params, identity, daemon.new_run_id())
     ticket = daemon.policy.limits.admit(identity)
     try:
         run, receive = await start_runner(
@@ -85,7 +78,7 @@ async def execute(daemon: Daemon, session: Session, params: ExecuteParams) -> Ha
         )
     except SpawnError as exc:
         ticket.release()
-        raise SpawnFailed(exc.message, {"argv0": argv[0]}) from None
+        raise SpawnFailed(exc.message, {"argv0": spec.argv[0]}) from None
     session.nursery.start_soon(release_when_done, ticket, run)
     slot = session.add_run(run, receive)
     daemon.run_started(slot.run)
@@ -101,21 +94,15 @@ async def execute(daemon: Daemon, session: Session, params: ExecuteParams) -> Ha
 
 async def execute_durable(daemon: Daemon, session: Session, params: ExecuteParams) -> Handled:
     """Spawn a durable run in the daemon's nursery; this connection is attached from seq 0."""
-    config = daemon.config
     check_capacity(daemon, None)
-    argv = resolve_argv(params)
-    env = child_environment(config, params.env)
-    cwd = daemon.policy.check(params, argv, env)
     identity = session.peer.identity.name
-    run_id = daemon.durable.new_run_id()
-    spec = SpawnSpec(argv=argv, env=env, cwd=cwd, stdin=params.stdin, run_id=run_id)
-    spec = daemon.policy.limited(spec, identity)
+    spec = daemon.policy.vet(params, identity, daemon.durable.new_run_id())
     ticket = daemon.policy.limits.admit(identity)
     try:
         durable = await daemon.durable.start(daemon, daemon.nursery, spec, params, identity)
     except SpawnError as exc:
         ticket.release()
-        raise SpawnFailed(exc.message, {"argv0": argv[0]}) from None
+        raise SpawnFailed(exc.message, {"argv0": spec.argv[0]}) from None
     run = durable.run
     assert run is not None
     daemon.nursery.start_soon(release_when_done, ticket, run)
