@@ -38,7 +38,7 @@ import attrs
 import structlog
 
 from cc_executor.executor.config.claude import permission_bypass
-from cc_executor.executor.config.policyfile import CommandRule
+from cc_executor.executor.config.policyfile import CommandRule, FlagRules
 from cc_executor.executor.config.server import ServerConfig
 from cc_executor.executor.runs.environment import check_request_env, child_environment
 from cc_executor.executor.runs.limits import RunLimits
@@ -125,6 +125,14 @@ class CommandPolicy:
         self.resources: ResourceLimits | None = (
             policy.resources if policy.resources.configured else None
         )
+        if policy.resources.processes is not None and os.geteuid() == 0:
+            # The kernel does not enforce RLIMIT_NPROC on root (nor with CAP_SYS_RESOURCE or
+            # CAP_SYS_ADMIN): the runs of a daemon running as root get no process limit.
+            log.warning(
+                "policy.nproc_ignored_as_root",
+                processes=policy.resources.processes,
+                hint="run the daemon as a non-root user for [resources] processes to hold",
+            )
 
     # -- the door ----------------------------------------------------------------------------
 
@@ -262,10 +270,10 @@ class CommandPolicy:
         policy = self._config.policy
         rules = sorted(self._rules.items(), key=lambda item: item[1].name)
         return {
-            "commands": "listed only" if self._unlisted_rule is not None else "any",
+            "unlisted_commands": "refused" if self._unlisted_rule is not None else "allowed",
             "allowed": [f"{rule.name}={path}" for path, rule in rules if rule.allowed],
             "refused": [rule.name for _, rule in rules if not rule.allowed],
-            "flag_rules": [rule.name for _, rule in rules if rule.flags != type(rule.flags)()],
+            "flag_rules": [rule.name for _, rule in rules if rule.flags != FlagRules()],
             "not_found": sorted(self._not_found),
             "shell": "allowed" if self._allow_shell else "refused",
             "sandboxed": self._sandboxed,

@@ -262,7 +262,8 @@ async def test_command_and_flag_rules_refuse_and_nothing_runs(
                 assert exc.data["rule"] == rule
                 assert exc.message.startswith(message), exc.message
                 # data.rule names the rule; the message does not say it again (ccx adds it).
-                assert rule not in exc.message and "rule:" not in exc.message
+                assert rule not in exc.message
+                assert "rule:" not in exc.message
             # The shell rule is still the shell rule.
             exc = await client.call_error("execute", command=touch, shell=True)
             assert exc.data["rule"] == "allow_shell"

@@ -72,7 +72,8 @@ async def refused(client: Any, world: World, extra_args: list[str], **params: An
     )
     assert error.code == ErrorCode.POLICY_REFUSED, (extra_args, error.message)
     # data.rule names the rule, once: the message does not repeat it.
-    assert "rule:" not in error.message and error.data["rule"] not in error.message
+    assert "rule:" not in error.message
+    assert error.data["rule"] not in error.message
     assert not world.argv_file.exists()
     return error
 
