@@ -271,6 +271,10 @@ def _resources(reader: _Reader, value: object) -> ResourceLimits:
 def _startup_allow(reader: _Reader, env: Mapping[str, Any]) -> tuple[str, ...]:
     names = reader.strings(env, "startup_allow", "env.startup_allow") or ()
     for name in names:
+        if any(c in name for c in "*?["):
+            raise reader.error(
+                "env.startup_allow", f"{name!r} is a pattern", "exact names (each one allowed)"
+            )
         if not is_startup_variable(name, claude=True):
             raise reader.error(
                 "env.startup_allow",

@@ -54,6 +54,10 @@ allowed = false
 [env]
 pass = ["PATH", "HOME"]
 request_allow = ["GIT_*", "APP_*"]
+startup_allow = ["LD_LIBRARY_PATH", "CLAUDE_CONFIG_DIR"]
+
+[claude]
+mcp_configs = ["/etc/ccx/github-mcp.json"]
 
 [limits]
 concurrent_runs = 4
@@ -83,6 +87,8 @@ def test_a_full_policy_file_parses() -> None:
     assert policy.commands["rm"].allowed is False
     assert policy.commands["claude"].cwd_roots == ("/srv/repos",)
     assert policy.request_env == ("GIT_*", "APP_*")
+    assert policy.startup_env == ("LD_LIBRARY_PATH", "CLAUDE_CONFIG_DIR")
+    assert loaded.mcp_configs == ("/etc/ccx/github-mcp.json",)
     assert policy.limits.for_identity("anyone") == LimitSet(4, 30, 1073741824)
     assert policy.limits.for_identity("ci") == LimitSet(16, 30, 1073741824)
     assert policy.resources.open_files == 1024
@@ -141,6 +147,23 @@ def test_the_documented_examples_parse() -> None:
             "policy.toml: env.pass: got 'PATH' (a string); expected an array of non-empty",
         ),
         (
+            '[env]\nstartup_allow = ["APP_MODE"]',
+            "policy.toml: env.startup_allow: 'APP_MODE' is not a start-up variable (any request "
+            "may set it); expected names such as LD_LIBRARY_PATH",
+        ),
+        (
+            '[env]\nstartup_allow = ["LD_*"]',
+            "policy.toml: env.startup_allow: 'LD_*' is a pattern; expected exact names",
+        ),
+        (
+            '[claude]\nmcp_configs = ["mcp.json"]',
+            "policy.toml: claude.mcp_configs: 'mcp.json' is relative; expected absolute file names",
+        ),
+        (
+            '[claude]\nbinary = "/opt/claude"',
+            "policy.toml: claude.binary: unknown key; expected one of mcp_configs",
+        ),
+        (
             "[limits]\nconcurrent_runs = 0",
             "policy.toml: limits.concurrent_runs: got 0 (an integer); expected a positive",
         ),
@@ -196,10 +219,14 @@ def test_ccx_serve_reports_a_bad_policy_file(
 
 def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
     path = tmp_path / "policy.toml"
-    path.write_text('allow_shell = true\nsandboxed = true\n[env]\npass = ["PATH", "FOO"]\n')
+    path.write_text(
+        'allow_shell = true\nsandboxed = true\n[env]\npass = ["PATH", "FOO"]\n'
+        '[claude]\nmcp_configs = ["/etc/a.json"]\n'
+    )
     from_file = config_from_env({"CCX_POLICY": str(path)})
     assert from_file.allow_shell is True
     assert from_file.claude.sandboxed is True
+    assert from_file.claude.mcp_configs == ("/etc/a.json",)
     assert from_file.pass_env == ("PATH", "FOO")
     assert from_file.policy_file == str(path)
     overridden = config_from_env(
@@ -207,12 +234,14 @@ def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
             "CCX_POLICY": "/nonexistent-is-not-read.toml",
             "CCX_ALLOW_SHELL": "0",
             "CCX_CLAUDE_SANDBOXED": "0",
+            "CCX_CLAUDE_MCP_CONFIGS": "/etc/b.json,/etc/c.json",
             "CCX_PASS_ENV": "PATH",
         },
         policy_path=str(path),  # --policy wins over CCX_POLICY
     )
     assert overridden.allow_shell is False
     assert overridden.claude.sandboxed is False
+    assert overridden.claude.mcp_configs == ("/etc/b.json", "/etc/c.json")
     assert overridden.pass_env == ("PATH",)
     assert overridden.policy.commands is None
 
