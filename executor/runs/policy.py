@@ -170,6 +170,7 @@ class CommandPolicy:
         (claude.allowed_flags); ``allowed``, ``flags.require``, ``flags.forbid`` and the cwd
         roots always hold.
         """
+        built_here = env is None
         if env is None:
             env = child_environment(self._config, request_env)
         real_cwd = os.path.realpath(cwd) if cwd is not None else None
@@ -177,7 +178,9 @@ class CommandPolicy:
         is_claude = os.path.basename(argv[0]) == "claude" or (
             executable is not None and executable == self._claude
         )
-        if is_claude:
+        if is_claude and built_here:
+            # Only now is it known that the program is the CLI, whose CLAUDE_* variables are
+            # start-up variables too (the claude method built its env with them already).
             policy = self._config.policy
             check_request_env(request_env, policy.startup_env, policy.request_env, claude=True)
         if not self._sandboxed:

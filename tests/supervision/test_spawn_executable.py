@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.outcome import Exited
@@ -118,3 +122,56 @@ async def test_argv0_stays_as_given(
     with trio.fail_after(20):
         await run_to_completion(spec, config, registry, recorder)
     assert recorder.output() == b"any-name\n"
+
+
+# -- locate agrees with exec's own search ----------------------------------------------------
+
+DIRS = ("d0", "d1", "d2")
+# What a directory holds under the name "tool": nothing, a script, a file without the x bit,
+# or a directory.
+CONTENTS = st.sampled_from(("absent", "script", "not-executable", "directory"))
+ENTRIES = st.sampled_from(
+    ("", ".", "d0", "d1", "d2", "../d0", "/nonexistent", "{base}/d0", "{base}/d1", "{base}/d2")
+)
+PROGRAMS = st.sampled_from(("tool", "./tool", "d1/tool", "../d2/tool", "{base}/d0/tool"))
+
+
+def _layout(base: Path, contents: tuple[str, ...]) -> None:
+    for name, content in zip(DIRS, contents, strict=True):
+        directory = base / name
+        directory.mkdir()
+        tool = directory / "tool"
+        if content == "script":
+            executable(tool, f"#!/bin/sh\necho {name}\n")
+        elif content == "not-executable":
+            tool.write_text(f"#!/bin/sh\necho {name}\n")
+            tool.chmod(0o644)
+        elif content == "directory":
+            tool.mkdir()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    contents=st.tuples(CONTENTS, CONTENTS, CONTENTS),
+    entries=st.lists(ENTRIES, max_size=4),
+    program=PROGRAMS,
+    cwd=st.sampled_from(DIRS),
+)
+def test_locate_finds_the_file_exec_runs(
+    contents: tuple[str, str, str], entries: list[str], program: str, cwd: str
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        _layout(base, contents)
+        env = {"PATH": os.pathsep.join(entries).replace("{base}", tmp)}
+        argv0 = program.replace("{base}", tmp)
+        found = locate(argv0, str(base / cwd), env)
+        try:
+            ran = subprocess.run(
+                [argv0], cwd=base / cwd, env=env, capture_output=True, timeout=10, check=True
+            )
+        except (FileNotFoundError, PermissionError, NotADirectoryError):
+            assert found is None
+        else:
+            assert found is not None
+            assert ran.stdout.decode().strip() == Path(found).parent.name
