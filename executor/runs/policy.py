@@ -102,19 +102,17 @@ class CommandPolicy:
         self._cwd_roots = policy.cwd_roots
         self._rules: dict[str, CommandRule] = {}
         self._not_found: list[str] = []
-        for name, rule in (policy.commands or {}).items():
+        named: list[tuple[str, CommandRule | None]] = list((policy.commands or {}).items())
+        named += [(entry, None) for entry in config.allowed_commands or ()]
+        for name, rule in named:
             resolved = locate(name, None, os.environ)
             if resolved is None:
                 log.warning("policy.command_not_found", command=name)
                 self._not_found.append(name)
-                continue
-            self._rules[resolved] = rule
-        for entry in config.allowed_commands or ():
-            resolved = locate(entry, None, os.environ)
-            if resolved is not None:
-                self._rules.setdefault(resolved, CommandRule(entry))
-            else:
-                self._not_found.append(entry)
+            elif rule is not None:
+                self._rules[resolved] = rule
+            else:  # from --allow: a file rule for the same command wins
+                self._rules.setdefault(resolved, CommandRule(name))
         # Which rule refuses a command nobody listed (None: unlisted commands may run).
         self._unlisted_rule: str | None = None
         if config.allowed_commands is not None:
