@@ -13,6 +13,12 @@ makes subprocess fork() instead of vfork() (the cost grows with the daemon's mem
 extra exec (about 0.7 ms) and only runs when limits are configured.  Because prlimit, not we,
 then execs the command, we look the program up first so "command not found" is still a
 SpawnError.
+
+What runs is ``SpawnSpec.executable`` when the caller gives one: the real path it found with
+``locate`` (as exec would, in the run's cwd, on the run's PATH) and checked, so the file exec'd
+is the file checked whatever a symlink or a relative name would lead to by then.  The child's
+argv[0] stays as the request wrote it — except under prlimit, which can only exec its argv[0],
+so there the program sees the resolved path.
 """
 
 from __future__ import annotations
@@ -73,6 +79,24 @@ class ResourceLimits:
         return tuple(f"{name}={value}:{value}" for name, value in options if value is not None)
 
 
+def locate(program: str, cwd: str | None, env: Mapping[str, str]) -> str | None:
+    """The real path of the file exec would run for `program`, or None if there is none.
+
+    Exactly exec's search: a name with a '/' is taken relative to `cwd` (None: ours); any other
+    is looked for in each entry of ``env["PATH"]`` (``os.defpath`` without one), a relative or
+    empty entry again relative to `cwd`; the first regular file we may execute wins.
+    """
+    base = os.getcwd() if cwd is None else cwd
+    if "/" in program:
+        candidates = [os.path.join(base, program)]
+    else:
+        candidates = [os.path.join(base, entry, program) for entry in os.get_exec_path(env)]
+    for candidate in candidates:
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return os.path.realpath(candidate)
+    return None
+
+
 @functools.cache
 def find_prlimit() -> str | None:
     """util-linux prlimit on the daemon's PATH (or /usr/bin), or None."""
@@ -87,6 +111,8 @@ class SpawnSpec:
     Attributes:
         argv: program and arguments; the program is looked up in env["PATH"] if it has no '/'.
         env: the complete child environment, built by the caller (CCX_RUN_ID is added).
+        executable: the file to exec instead of looking argv[0] up (an absolute real path,
+            from ``locate``); argv[0] is then only what the child sees as its name.
         run_id: the run's id, also its marker in the environment.
         cwd: working directory, or None for the daemon's.
         stdin: "null" for /dev/null, "pipe" to write to it through Run.write_stdin.
@@ -97,6 +123,7 @@ class SpawnSpec:
     argv: tuple[str, ...] = attrs.field(converter=_argv)
     env: Mapping[str, str]
     run_id: str
+    executable: str | None = None
     cwd: str | None = None
     stdin: Literal["null", "pipe"] = "null"
     resources: ResourceLimits | None = None
@@ -150,24 +177,22 @@ def _describe(exc: BaseException, spec: SpawnSpec) -> str:
     return f"cannot start {program}: {exc.strerror or exc}"
 
 
-def _with_limits(spec: SpawnSpec, env: Mapping[str, str]) -> list[str]:
-    """The argv that applies ``spec.resources`` through prlimit, then runs ``spec.argv``."""
+def _with_limits(spec: SpawnSpec, env: Mapping[str, str]) -> tuple[list[str], str | None]:
+    """(argv, executable) that apply ``spec.resources`` through prlimit, then run the command."""
     argv = list(spec.argv)
     if spec.resources is None or not spec.resources.configured:
-        return argv
+        return argv, spec.executable
     wrapper = find_prlimit()
     if wrapper is None:
         raise SpawnError("resource limits are configured but prlimit (util-linux) is missing")
-    program = argv[0]
-    if "/" in program and not os.path.isabs(program) and spec.cwd is not None:
-        program = os.path.join(spec.cwd, program)
-    path = env.get("PATH", os.defpath)
-    if shutil.which(program, path=path) is None:
-        exists = "/" in program and os.path.exists(program)
+    program = spec.executable or locate(argv[0], spec.cwd, env)
+    if program is None:
+        candidate = os.path.join(spec.cwd or os.getcwd(), argv[0])
+        exists = "/" in argv[0] and os.path.exists(candidate)
         raise SpawnError(
             f"permission denied: {argv[0]}" if exists else f"command not found: {argv[0]}"
         )
-    return [wrapper, *spec.resources.prlimit_args(), "--", *argv]
+    return [wrapper, *spec.resources.prlimit_args(), "--", program, *argv[1:]], None
 
 
 async def spawn(spec: SpawnSpec, config: SupervisionConfig) -> Spawned:
@@ -180,7 +205,7 @@ async def spawn(spec: SpawnSpec, config: SupervisionConfig) -> Spawned:
         raise SpawnError("empty command")
     env = dict(spec.env)
     env[RUN_ID_VAR] = spec.run_id
-    argv = _with_limits(spec, env)
+    argv, executable = _with_limits(spec, env)
     fds: list[int] = []
     streams: list[trio.lowlevel.FdStream] = []
     try:
@@ -196,6 +221,7 @@ async def spawn(spec: SpawnSpec, config: SupervisionConfig) -> Spawned:
         try:
             process = await trio.lowlevel.open_process(
                 argv,
+                executable=executable,
                 stdin=child_stdin,
                 stdout=out_write,
                 stderr=err_write,

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from cc_executor.executor.claude.policy import check_flags, claude_environment
+from cc_executor.executor.claude.policy import vet_claude
 from cc_executor.executor.claude.watch import ClaudeWatch, WatchSettings
 from cc_executor.executor.runs.plan import ObserverFactory, RunPlan
 from cc_executor.protocol import InvalidParams
-from cc_executor.protocol.claude import ClaudeEvent, ClaudeParams, build_argv
-from cc_executor.supervision import Run, SpawnSpec
+from cc_executor.protocol.claude import ClaudeEvent, ClaudeParams
+from cc_executor.supervision import Run
 
 if TYPE_CHECKING:
     from cc_executor.executor.daemon.daemon import Daemon
@@ -52,16 +52,12 @@ def plan_claude(
             "input 'stream-json' through stdin",
             {"limit": "claude.max_prompt_bytes", "value": config.max_prompt_bytes},
         )
-    check_flags(params, config)
-    argv = build_argv(config.binary, params)
-    env = claude_environment(daemon, params.env)
-    cwd = daemon.policy.check_claude(argv, params.cwd, env)
-    spec = SpawnSpec(
-        argv=argv,
-        env=env,
-        cwd=cwd,
-        stdin="pipe" if params.input == "stream-json" else "null",
-        run_id=daemon.new_run_id(durable or params.durable),
+    spec = vet_claude(
+        daemon,
+        params,
+        owner,
+        daemon.new_run_id(durable or params.durable),
+        "pipe" if params.input == "stream-json" else "null",
     )
     settings = WatchSettings(
         idle_timeout=params.idle_timeout
@@ -74,7 +70,7 @@ def plan_claude(
     key = session_key(params)
     return RunPlan(
         kind="claude",
-        spec=daemon.policy.limited(spec, owner),
+        spec=spec,
         supervision=attrs.evolve(daemon.config.supervision, interrupt_grace=config.interrupt_grace),
         timeout=params.timeout if params.timeout is not None else config.timeout,
         idle_timeout=None,  # the watchdog, on the stream-json events, is the idle limit

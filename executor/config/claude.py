@@ -24,14 +24,14 @@ BusySession = Literal["refuse", "queue"]
 DEFAULT_ALLOWED_FLAGS: tuple[str, ...] = (
     "--append-system-prompt",
     "--system-prompt",
-    "--add-dir",
+    "--add-dir",  # only directories inside the cwd roots (claude/policy.py)
     "--fallback-model",
     "--effort",
     "--max-budget-usd",
     "--json-schema",
     "--tools",
     "--strict-mcp-config",
-    "--mcp-config",
+    "--mcp-config",  # only naming a file of claude.mcp_configs (claude/policy.py)
     "--setting-sources",
     "--no-session-persistence",
     "--replay-user-messages",
@@ -47,13 +47,19 @@ PERMISSION_BYPASS_FLAGS = frozenset(
     {"--dangerously-skip-permissions", "--allow-dangerously-skip-permissions"}
 )
 
+# Flags whose value can switch the permission checks off: a settings file or JSON can set
+# `permissions.defaultMode: "bypassPermissions"`, allow every tool, or add hooks and an
+# apiKeyHelper that run commands.  Checking such a value is checking a moving format, so on a
+# daemon not sandboxed they are refused outright, even when claude.allowed_flags lists them.
+BYPASS_CAPABLE_FLAGS = frozenset({"--settings"})
+
 
 def permission_bypass(args: Sequence[str]) -> str | None:
-    """The first of `args` that bypasses permission checks (as a flag name), if any."""
+    """The first of `args` that bypasses permission checks, or may (as a flag name), if any."""
     previous = ""
     for arg in args:
         name, _, value = arg.partition("=")
-        if name in PERMISSION_BYPASS_FLAGS:
+        if name in PERMISSION_BYPASS_FLAGS or name in BYPASS_CAPABLE_FLAGS:
             return name
         if (name == "--permission-mode" and value == "bypassPermissions") or (
             previous == "--permission-mode" and arg == "bypassPermissions"
@@ -95,6 +101,8 @@ class ClaudeConfig:
         busy_session: a second run for a Claude session that has one running is refused or
             queued until the first ends.
         allowed_flags: flags a client may put in `extra_args`.
+        mcp_configs: the only files an `--mcp-config` in `extra_args` may name (absolute
+            paths, compared as written): an MCP config can start any stdio command.
         max_line_bytes: stream-json lines longer than this are not parsed (the raw bytes
             still reach the client).
         max_prompt_bytes: a longer prompt is refused (it travels as one argv string).
@@ -112,6 +120,7 @@ class ClaudeConfig:
     timeout: float | None = None
     busy_session: BusySession = "refuse"
     allowed_flags: tuple[str, ...] = DEFAULT_ALLOWED_FLAGS
+    mcp_configs: tuple[str, ...] = ()
     max_line_bytes: int = 16 * 1024 * 1024
     # Linux refuses a single argv string of 128 KiB or more (MAX_ARG_STRLEN).
     max_prompt_bytes: int = 128 * 1024 - 1
@@ -131,6 +140,9 @@ class ClaudeConfig:
             raise _config_error("claude.busy_session must be refuse or queue")
         if self.max_line_bytes <= 0 or self.max_prompt_bytes <= 0:
             raise _config_error("claude.max_line_bytes and max_prompt_bytes must be positive")
+        for path in self.mcp_configs:
+            if not path.startswith("/"):
+                raise _config_error(f"claude.mcp_configs: {path!r} is not an absolute path")
 
 
 def _float(env: Mapping[str, str], name: str, default: float | None) -> float | None:
@@ -170,6 +182,7 @@ def claude_config_from_env(env: Mapping[str, str] | None = None) -> ClaudeConfig
     if busy not in ("refuse", "queue"):
         raise _config_error(f"CCX_CLAUDE_BUSY_SESSION={busy!r}: use refuse or queue")
     flags = env.get("CCX_CLAUDE_ALLOWED_FLAGS")
+    mcp_configs = env.get("CCX_CLAUDE_MCP_CONFIGS")
     return ClaudeConfig(
         binary=env.get("CCX_CLAUDE_BINARY", base.binary),
         base_url=env.get("CCX_CLAUDE_BASE_URL", base.base_url),
@@ -190,4 +203,7 @@ def claude_config_from_env(env: Mapping[str, str] | None = None) -> ClaudeConfig
         allowed_flags=tuple(f for f in flags.split(",") if f)
         if flags is not None
         else base.allowed_flags,
+        mcp_configs=tuple(f for f in mcp_configs.split(",") if f)
+        if mcp_configs is not None
+        else base.mcp_configs,
     )

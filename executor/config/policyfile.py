@@ -4,8 +4,8 @@ It is read once at start with the standard library's ``tomllib`` and checked com
 table and key must be known and of the right type, and each mistake is reported as
 ``FILE: KEY: what is wrong; expected what`` (``PolicyFileError``).  The result is a frozen
 ``Policy`` plus the few settings the file shares with flags and ``CCX_*`` variables
-(``allow_shell``, ``sandboxed``, ``[env] pass``), which config.py layers under them:
-flag > environment > policy file > default.
+(``allow_shell``, ``sandboxed``, ``[env] pass``, ``[claude] mcp_configs``), which config.py
+layers under them: flag > environment > policy file > default.
 
 Layout (every key optional; see docs/operations.md for a full example)::
 
@@ -24,6 +24,10 @@ Layout (every key optional; see docs/operations.md for a full example)::
     [env]
     pass = ["PATH", "HOME", "LANG"]   # from the daemon's environment
     request_allow = ["GIT_*", "MY_APP_*"]   # names a request may set (globs)
+    startup_allow = ["LD_LIBRARY_PATH"]     # start-up variables a request may set (names)
+
+    [claude]
+    mcp_configs = ["/etc/ccx/mcp.json"]     # the only files --mcp-config may name
 
     [limits]                          # per client identity
     concurrent_runs = 4
@@ -47,6 +51,7 @@ from typing import Any, Literal
 
 import attrs
 
+from cc_executor.executor.config.startup import is_startup_variable
 from cc_executor.supervision.spawn import ResourceLimits
 
 UnlistedCommands = Literal["refuse", "allow"]
@@ -114,6 +119,8 @@ class Policy:
     unlisted_commands: UnlistedCommands = "refuse"
     cwd_roots: tuple[str, ...] | None = None  # None: anywhere
     request_env: tuple[str, ...] | None = None  # globs; None: any name not reserved
+    # Start-up variables (runs/environment.py) a request may set anyway, by exact name.
+    startup_env: tuple[str, ...] = ()
     limits: Limits = attrs.field(factory=Limits)
     resources: ResourceLimits = attrs.field(factory=ResourceLimits)
 
@@ -127,6 +134,7 @@ class PolicyFile:
     allow_shell: bool | None = None
     sandboxed: bool | None = None
     pass_env: tuple[str, ...] | None = None
+    mcp_configs: tuple[str, ...] | None = None
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -140,10 +148,12 @@ _TOP_KEYS = (
     "env",
     "limits",
     "resources",
+    "claude",
 )
 _COMMAND_KEYS = ("allowed", "flags", "cwd_roots")
 _FLAG_KEYS = ("allow", "require", "forbid")
-_ENV_KEYS = ("pass", "request_allow")
+_ENV_KEYS = ("pass", "request_allow", "startup_allow")
+_CLAUDE_KEYS = ("mcp_configs",)
 _LIMIT_KEYS = ("concurrent_runs", "starts_per_minute", "max_output_bytes")
 _RESOURCE_KEYS = ("cpu_seconds", "address_space_bytes", "open_files", "processes")
 
@@ -196,12 +206,17 @@ class _Reader:
             raise self.error(full, f"got {_describe(value)}", "an array of non-empty strings")
         return tuple(value)
 
+    def absolute(
+        self, table: Mapping[str, Any], key: str, full: str, what: str
+    ) -> tuple[str, ...] | None:
+        paths = self.strings(table, key, full)
+        for path in paths or ():
+            if not path.startswith("/"):
+                raise self.error(full, f"{path!r} is relative", what)
+        return paths
+
     def roots(self, table: Mapping[str, Any], key: str, full: str) -> tuple[str, ...] | None:
-        roots = self.strings(table, key, full)
-        for root in roots or ():
-            if not root.startswith("/"):
-                raise self.error(full, f"{root!r} is relative", "absolute directories")
-        return roots
+        return self.absolute(table, key, full, "absolute directories")
 
 
 def _command(reader: _Reader, name: str, value: object) -> CommandRule:
@@ -253,6 +268,22 @@ def _resources(reader: _Reader, value: object) -> ResourceLimits:
     )
 
 
+def _startup_allow(reader: _Reader, env: Mapping[str, Any]) -> tuple[str, ...]:
+    names = reader.strings(env, "startup_allow", "env.startup_allow") or ()
+    for name in names:
+        if any(c in name for c in "*?["):
+            raise reader.error(
+                "env.startup_allow", f"{name!r} is a pattern", "exact names (each one allowed)"
+            )
+        if not is_startup_variable(name, claude=True):
+            raise reader.error(
+                "env.startup_allow",
+                f"{name!r} is not a start-up variable (any request may set it)",
+                "names such as LD_LIBRARY_PATH or PYTHONPATH",
+            )
+    return names
+
+
 def parse_policy(text: str, path: str) -> PolicyFile:
     """Parse and check a policy file's text.
 
@@ -276,11 +307,14 @@ def parse_policy(text: str, path: str) -> PolicyFile:
         }
     env = reader.table(data.get("env", {}), "env")
     reader.known(env, "env.", _ENV_KEYS)
+    claude = reader.table(data.get("claude", {}), "claude")
+    reader.known(claude, "claude.", _CLAUDE_KEYS)
     policy = Policy(
         commands=commands,
         unlisted_commands="allow" if unlisted == "allow" else "refuse",
         cwd_roots=reader.roots(data, "cwd_roots", "cwd_roots"),
         request_env=reader.strings(env, "request_allow", "env.request_allow"),
+        startup_env=_startup_allow(reader, env),
         limits=_limits(reader, data.get("limits", {})),
         resources=_resources(reader, data.get("resources", {})),
     )
@@ -290,6 +324,9 @@ def parse_policy(text: str, path: str) -> PolicyFile:
         allow_shell=reader.bool(data, "allow_shell", "allow_shell"),
         sandboxed=reader.bool(data, "sandboxed", "sandboxed"),
         pass_env=reader.strings(env, "pass", "env.pass"),
+        mcp_configs=reader.absolute(
+            claude, "mcp_configs", "claude.mcp_configs", "absolute file names"
+        ),
     )
 
 

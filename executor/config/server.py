@@ -153,6 +153,8 @@ def with_policy_file(config: ServerConfig, path: str) -> ServerConfig:
     claude = config.claude
     if loaded.sandboxed is not None:
         claude = attrs.evolve(claude, sandboxed=loaded.sandboxed)
+    if loaded.mcp_configs is not None:
+        claude = attrs.evolve(claude, mcp_configs=loaded.mcp_configs)
     return attrs.evolve(
         config,
         policy=loaded.policy,
@@ -234,6 +236,8 @@ def _claude_config(env: Mapping[str, str], base: ServerConfig) -> ClaudeConfig:
     claude = claude_config_from_env(env)
     if "CCX_CLAUDE_SANDBOXED" not in env:  # the policy file's `sandboxed`, if any
         claude = attrs.evolve(claude, sandboxed=base.claude.sandboxed)
+    if "CCX_CLAUDE_MCP_CONFIGS" not in env:  # the policy file's [claude] mcp_configs, if any
+        claude = attrs.evolve(claude, mcp_configs=base.claude.mcp_configs)
     return claude
 
 

@@ -72,8 +72,7 @@ async def serve(
             subreaper=subreaper,
             auth="tokens" if config.tokens else "none",
             identities=sorted({i.name for i in config.tokens.values()}) if config.tokens else [],
-            allow_shell=config.allow_shell,
-            allow_list=list(config.allowed_commands) if config.allowed_commands else "any",
+            policy=daemon.policy.summary(),
         )
         task_status.started((daemon, Listening(ports[0], tuple(listeners))))
         await trio.sleep_forever()

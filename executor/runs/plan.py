@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 
 from cc_executor.executor.runs.live import RunKind
-from cc_executor.executor.runs.policy import child_environment
-from cc_executor.protocol import ExecuteParams, resolve_argv
+from cc_executor.protocol import ExecuteParams
 from cc_executor.protocol.claude import ClaudeEvent
 from cc_executor.protocol.messages import JSON
 from cc_executor.protocol.notices import Completion
@@ -83,13 +82,9 @@ def plan_execute(
     run_id: str,
 ) -> RunPlan:
     """The plan of an ``execute`` request, vetted by policy (raises the wire's errors)."""
-    argv = resolve_argv(params)
-    env = child_environment(config, params.env)
-    cwd = policy.check(params, argv, env)
-    spec = SpawnSpec(argv=argv, env=env, cwd=cwd, stdin=params.stdin, run_id=run_id)
     return RunPlan(
         kind="command",
-        spec=policy.limited(spec, owner),
+        spec=policy.vet(params, owner, run_id),
         supervision=config.supervision,
         timeout=params.timeout,
         idle_timeout=params.idle_timeout,

@@ -96,8 +96,8 @@ class JournalSink:
 def busy(key: str, holder: str | None) -> InvalidState:
     """The refusal of a run whose exclusive key another run holds."""
     return InvalidState(
-        f"Claude session {key} is busy with run {holder} (rule: claude.busy_session=refuse)",
-        {"claude_session": key, "run": holder, "state": "busy"},
+        f"Claude session {key} is busy with run {holder}",
+        {"claude_session": key, "run": holder, "state": "busy", "rule": "claude.busy_session"},
     )
 
 

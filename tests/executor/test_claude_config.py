@@ -36,6 +36,7 @@ def test_every_variable() -> None:
             "CCX_CLAUDE_TIMEOUT": "3600",
             "CCX_CLAUDE_BUSY_SESSION": "queue",
             "CCX_CLAUDE_ALLOWED_FLAGS": "--add-dir,--model",
+            "CCX_CLAUDE_MCP_CONFIGS": "/etc/ccx/a.json,/etc/ccx/b.json",
         }
     )
     assert config.binary == "/opt/claude"
@@ -50,6 +51,7 @@ def test_every_variable() -> None:
     assert config.timeout == 3600.0
     assert config.busy_session == "queue"
     assert config.allowed_flags == ("--add-dir", "--model")
+    assert config.mcp_configs == ("/etc/ccx/a.json", "/etc/ccx/b.json")
 
 
 def test_the_daemon_config_carries_it() -> None:
@@ -65,6 +67,7 @@ def test_the_daemon_config_carries_it() -> None:
         {"CCX_CLAUDE_IDLE_TIMEOUT": "soon"},
         {"CCX_CLAUDE_ENV": "NOVALUE"},
         {"CCX_CLAUDE_POST_RESULT_GRACE": "-1"},
+        {"CCX_CLAUDE_MCP_CONFIGS": "relative/mcp.json"},
     ],
 )
 def test_bad_settings_are_named(env: dict[str, str]) -> None:

@@ -135,6 +135,11 @@ async def test_a_claude_run_over_json_rpc_and_one_over_mcp_share_the_claim(
     result = out["result"]
     assert result["isError"] is True
     error = result["structuredContent"]["error"]
-    assert error["data"] == {"claude_session": session_id, "run": first, "state": "busy"}
+    assert error["data"] == {
+        "claude_session": session_id,
+        "run": first,
+        "state": "busy",
+        "rule": "claude.busy_session",
+    }
     check_frames(record)
     assert_nothing_left(first)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -150,6 +152,12 @@ async def test_output_limit_cancels_the_run(nursery: trio.Nursery) -> None:
         assert 100_000 < len(done.stdout) < 100_000 + 4 * 1024 * 1024
 
 
+def real_sh() -> str:
+    found = shutil.which("sh")
+    assert found is not None
+    return os.path.realpath(found)
+
+
 needs_prlimit = pytest.mark.skipif(find_prlimit() is None, reason="prlimit (util-linux) missing")
 
 
@@ -172,10 +180,11 @@ async def test_rlimits_are_visible_inside_the_child(nursery: trio.Nursery) -> No
             assert limits["Max address space"] == [str(2 * 1024**3)] * 2
             assert limits["Max open files"] == ["37", "37"]
             assert limits["Max processes"] == ["4321", "4321"]
-            # argv[0] and the pid are the command's own (prlimit execs it in place).
+            # The pid is the command's own (prlimit execs it in place), and so is the file:
+            # prlimit execs the real path the policy checked, which is then also argv[0].
             started = await client.call("execute", argv=["sh", "-c", 'echo "$0 $$"'])
             record = await client.wait_completed(started["run"])
-            assert bytes(record.stdout).decode().split() == ["sh", str(started["pid"])]
+            assert bytes(record.stdout).decode().split() == [real_sh(), str(started["pid"])]
             # Spawn errors are still spawn errors.
             exc = await client.call_error("execute", argv=["no-such-command-ccx"])
             assert exc.code == -32006
