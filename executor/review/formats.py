@@ -219,6 +219,19 @@ def _table_in(name: str, section: Section, header: tuple[str, ...] | None) -> Ta
     return table
 
 
+def loose_pipe_problems(name: str, table: Table) -> list[Problem]:
+    """A bare `|` inside inline code reads as code here but splits the cell when rendered."""
+    return [
+        Problem(
+            name,
+            line,
+            "a '|' inside inline code is not escaped "
+            "(expected '\\|': Markdown renderers end the cell there)",
+        )
+        for line in table.loose_pipes
+    ]
+
+
 def check_feedback(name: str, text: str, line_count: LineCount) -> tuple[Feedback, list[Problem]]:
     """Check a `*_review_feedback.md` file; `name` is how problems refer to it."""
     problems: list[Problem] = []
@@ -251,7 +264,7 @@ def check_feedback(name: str, text: str, line_count: LineCount) -> tuple[Feedbac
         else:
             findings, more = _check_findings(name, table, line_count)
             findings_read = True
-            problems += more
+            problems += loose_pipe_problems(name, table) + more
 
     if (section := by_title.get("Usage Function Execution Log")) is not None:
         markers = [m.group(0) for m in MARKER.finditer(section.text())]
@@ -364,7 +377,7 @@ def _check_scorecard(name: str, section: Section) -> list[Problem]:
                 f"scorecard columns begin {' | '.join(table.header[:2])} (expected Area | Score)",
             )
         ]
-    problems = []
+    problems = loose_pipe_problems(name, table)
     if not table.rows:
         problems.append(Problem(name, table.line, "the scorecard has no rows"))
     for row_line, cells in table.rows:

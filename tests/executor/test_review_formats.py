@@ -14,6 +14,7 @@ from cc_executor.executor.review.formats import (
     parse_fixes,
     parse_name,
 )
+from cc_executor.executor.review.markdown import split_lines, tables
 
 NAME = "001_websocket_backpressure_review_feedback.md"
 FIXES_NAME = "001_websocket_backpressure_fixes.json"
@@ -330,3 +331,44 @@ def test_bad_names(name: str, message: str) -> None:
 def test_next_sequence() -> None:
     assert next_sequence([]) == 1
     assert next_sequence([NAME, FIXES_NAME, "README.md", "007_wire_framing_fixes.json"]) == 8
+
+
+# -- tables --------------------------------------------------------------------------------
+
+CODE_PIPE = "`send(a | b)` waits without a bound."
+
+
+def test_a_pipe_inside_inline_code_keeps_the_row_at_five_cells() -> None:
+    text = FEEDBACK.replace("The send waits without a bound.", CODE_PIPE)
+    feedback, problems = check_feedback(NAME, text, FILES.get)
+    # The row is read as written; the one problem is the unescaped pipe, not a cell count.
+    assert [str(p) for p in problems] == [
+        f"{NAME}:10: a '|' inside inline code is not escaped (expected '\\|': Markdown "
+        "renderers end the cell there)"
+    ]
+    assert feedback.findings[0].description == CODE_PIPE
+    escaped = FEEDBACK.replace("The send waits without a bound.", CODE_PIPE.replace("|", "\\|"))
+    feedback, problems = check_feedback(NAME, escaped, FILES.get)
+    assert problems == []
+    assert feedback.findings[0].description == CODE_PIPE
+
+
+@pytest.mark.parametrize(
+    ("row", "cells", "loose"),
+    [
+        ("| a | `b | c` | d |", ("a", "`b | c`", "d"), True),
+        ("| a | `b \\| c` | d |", ("a", "`b | c`", "d"), False),
+        ("| a | ``b ` | c`` | d |", ("a", "``b ` | c``", "d"), True),
+        # An unclosed backtick opens no code span: its pipe ends the cell.
+        ("| a | b ` c | d |", ("a", "b ` c", "d"), False),
+        ("| a | \\`b | c\\` |", ("a", "\\`b", "c\\`"), False),
+        ("| a | b \\|", ("a", "b |"), False),
+    ],
+)
+def test_table_cells_split_outside_code_spans(
+    row: str, cells: tuple[str, ...], loose: bool
+) -> None:
+    [table] = tables(split_lines(f"{row}\n|---|---|---|\n{row}\n"))
+    assert table.header == cells
+    assert table.rows == ((3, cells),)
+    assert table.loose_pipes == ((1, 3) if loose else ())
