@@ -465,29 +465,69 @@ class FixesFile:
     fixes: tuple[Fix, ...]
 
 
-def _json_line(text: str, path: str) -> int:
-    """The line of the JSON text a converter path (`$.fixes[1].line`) most likely points at."""
-    lines = text.split("\n")
-    match = re.match(r"^\$\.fixes\[(\d+)\](?:\.(\w+))?", path)
-    top = re.match(r"^\$\.(\w+)", path)
-    if match:
-        index, key = int(match[1]), match[2]
-        start = next((i for i, t in enumerate(lines) if '"fixes"' in t), 0)
-        objects = [i for i, t in enumerate(lines) if i > start and t.strip().startswith("{")]
-        if index < len(objects):
-            begin = objects[index]
-            end = objects[index + 1] if index + 1 < len(objects) else len(lines)
-            if key:
-                for i in range(begin, end):
-                    if f'"{key}"' in lines[i]:
-                        return i + 1
-            return begin + 1
-        return start + 1
-    if top:
-        for i, t in enumerate(lines):
-            if f'"{top[1]}"' in t:
-                return i + 1
-    return 1
+@attrs.define
+class _Container:
+    """An object or array being read: its path, the next element's index, the pending key."""
+
+    path: str
+    is_object: bool
+    index: int = 0
+    key: str | None = None
+
+
+def value_lines(text: str) -> dict[str, int]:
+    """The line each value of a JSON text starts on, by converter path (`$.fixes[1].line`).
+
+    A member is placed at its key's line. Reads the text's structure (brackets, commas,
+    strings with their escapes) without decoding it; a text that is not JSON gives a partial
+    answer, never an error.
+    """
+    found: dict[str, int] = {}
+    open_: list[_Container] = []
+    line, i = 1, 0
+
+    def here() -> str:
+        if not open_:
+            return "$"
+        top = open_[-1]
+        return f"{top.path}.{top.key}" if top.is_object else f"{top.path}[{top.index}]"
+
+    while i < len(text):
+        char = text[i]
+        top = open_[-1] if open_ else None
+        if char == '"':
+            end = i + 1
+            while end < len(text) and text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            if top is not None and top.is_object and top.key is None:
+                top.key = text[i + 1 : end]
+            found.setdefault(here(), line)
+            line += text.count("\n", i, end)
+            i = end + 1
+            continue
+        if char in "{[":
+            found.setdefault(here(), line)
+            open_.append(_Container(here(), is_object=char == "{"))
+        elif char in "}]":
+            if open_:
+                open_.pop()
+        elif char == "," and top is not None:
+            top.index += 1
+            top.key = None
+        elif char == "\n":
+            line += 1
+        elif char not in " \t\r:":
+            found.setdefault(here(), line)  # a number, true, false or null
+        i += 1
+    return found
+
+
+def json_line(text: str, path: str) -> int:
+    """The line of the JSON text a converter path points at, or of its nearest parent there."""
+    found = value_lines(text)
+    while path not in found and path != "$":
+        path = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", path) or "$"
+    return found.get(path, 1)
 
 
 def parse_fixes(name: str, text: str) -> tuple[FixesFile | None, list[Problem]]:
@@ -512,29 +552,27 @@ def parse_fixes(name: str, text: str) -> tuple[FixesFile | None, list[Problem]]:
         for item in exc.data if isinstance(exc.data, list) else [str(exc)]:
             message, _, where = str(item).rpartition(" @ ")
             path = "$" + where.removeprefix("$.params")
-            problems.append(Problem(name, _json_line(text, path), f"{message} at {path}"))
+            problems.append(Problem(name, json_line(text, path), f"{message} at {path}"))
         return None, problems
     problems = []
     if not DATE.match(fixes.date):
         problems.append(
-            Problem(name, _json_line(text, "$.date"), f"date {fixes.date!r} (expected YYYY-MM-DD)")
+            Problem(name, json_line(text, "$.date"), f"date {fixes.date!r} (expected YYYY-MM-DD)")
         )
     if not fixes.component.strip():
-        problems.append(Problem(name, _json_line(text, "$.component"), "component is empty"))
+        problems.append(Problem(name, json_line(text, "$.component"), "component is empty"))
     seen: set[int] = set()
     for i, fix in enumerate(fixes.fixes):
         if fix.id in seen:
             problems.append(
-                Problem(
-                    name, _json_line(text, f"$.fixes[{i}].id"), f"fix id {fix.id} appears twice"
-                )
+                Problem(name, json_line(text, f"$.fixes[{i}].id"), f"fix id {fix.id} appears twice")
             )
         seen.add(fix.id)
         if fix.line < 1:
             problems.append(
                 Problem(
                     name,
-                    _json_line(text, f"$.fixes[{i}].line"),
+                    json_line(text, f"$.fixes[{i}].line"),
                     f"line {fix.line} (expected a line number from 1)",
                 )
             )
@@ -542,7 +580,7 @@ def parse_fixes(name: str, text: str) -> tuple[FixesFile | None, list[Problem]]:
             if not str(getattr(fix, key)).strip():
                 problems.append(
                     Problem(
-                        name, _json_line(text, f"$.fixes[{i}].{key}"), f"fixes[{i}].{key} is empty"
+                        name, json_line(text, f"$.fixes[{i}].{key}"), f"fixes[{i}].{key} is empty"
                     )
                 )
     return fixes, problems
@@ -562,7 +600,7 @@ def check_pair(
         problems.append(
             Problem(
                 fixes_name,
-                _json_line(fixes_text, "$.review_id"),
+                json_line(fixes_text, "$.review_id"),
                 f"review_id {fixes.review_id!r} (expected {review_id!r}, from the file name)",
             )
         )
@@ -572,7 +610,7 @@ def check_pair(
             problems.append(
                 Problem(
                     fixes_name,
-                    _json_line(fixes_text, "$.fixes"),
+                    json_line(fixes_text, "$.fixes"),
                     f"no fix with id {finding.number} for finding "
                     f"#{finding.number} of {feedback_name}:{finding.line}",
                 )
@@ -584,7 +622,7 @@ def check_pair(
             problems.append(
                 Problem(
                     fixes_name,
-                    _json_line(fixes_text, f"$.fixes[{i}].severity"),
+                    json_line(fixes_text, f"$.fixes[{i}].severity"),
                     f"fix {fix.id} has severity {fix.severity!r} (expected "
                     f"{want!r} for {finding.severity} in {feedback_name}:"
                     f"{finding.line})",
@@ -594,7 +632,7 @@ def check_pair(
             problems.append(
                 Problem(
                     fixes_name,
-                    _json_line(fixes_text, f"$.fixes[{i}].file"),
+                    json_line(fixes_text, f"$.fixes[{i}].file"),
                     f"fix {fix.id} is at {fix.file}:{fix.line} (expected "
                     f"{finding.file}:{finding.file_line}, as in {feedback_name}:"
                     f"{finding.line})",
@@ -606,7 +644,7 @@ def check_pair(
             problems.append(
                 Problem(
                     fixes_name,
-                    _json_line(fixes_text, f"$.fixes[{i}].id"),
+                    json_line(fixes_text, f"$.fixes[{i}].id"),
                     f"fix {fix_id} has no finding #{fix_id} in {feedback_name}",
                 )
             )

@@ -10,6 +10,7 @@ from cc_executor.executor.review.formats import (
     Problem,
     check_feedback,
     check_pair,
+    json_line,
     next_sequence,
     parse_fixes,
     parse_name,
@@ -257,6 +258,49 @@ def test_fixes_values() -> None:
         f"{FIXES_NAME}:11: fixes[0].issue is empty",
         f"{FIXES_NAME}:16: fix id 1 appears twice",
     ]
+
+
+INLINE_BRACKETS = """\
+{"review_id": "001_websocket_backpressure", "component": "executor", "date": "2025-01-01",
+ "fixes": [{"id": 1, "severity": "major", "file": "executor/session.py", "line": 120,
+            "issue": "a \\"severity\\": {\\"line\\": [1]}", "fix": "f", "verification": "v"},
+           {"id": 2, "severity": "MINOR", "file": "supervision/pump.py", "line": "40",
+            "issue": "stale comment", "fix": "update it", "verification": "read it",
+            "extra": true}]}
+"""
+
+
+def test_fixes_problems_are_located_in_inline_bracket_layouts() -> None:
+    # `"fixes": [{` on one line, a string holding braces and key names: each problem of
+    # fixes[1] is at fixes[1]'s own line, not at line 1.
+    assert fix_problems(INLINE_BRACKETS) == [
+        f"{FIXES_NAME}:4: expected one of 'critical', 'major', 'minor' at $.fixes[1].severity",
+        f"{FIXES_NAME}:4: expected integer at $.fixes[1].line",
+        f"{FIXES_NAME}:4: unexpected fields (extra) at $.fixes[1]",
+    ]
+    one_line = " ".join(t.strip() for t in INLINE_BRACKETS.splitlines())
+    one_line = one_line.replace('"MINOR"', '"minor"')
+    assert fix_problems(one_line.replace('"40"', "0").replace(', "extra": true', "")) == [
+        f"{FIXES_NAME}:1: line 0 (expected a line number from 1)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "line"),
+    [
+        ("$", 1),
+        ("$.date", 1),
+        ("$.fixes", 2),
+        ("$.fixes[0]", 2),
+        ("$.fixes[0].issue", 3),
+        ("$.fixes[1]", 4),
+        ("$.fixes[1].extra", 6),
+        ("$.fixes[7].line", 2),
+        ("$.nothing[0]", 1),
+    ],
+)
+def test_json_line_follows_the_structure(path: str, line: int) -> None:
+    assert json_line(INLINE_BRACKETS, path) == line
 
 
 def test_fixes_not_json() -> None:
