@@ -18,7 +18,7 @@ from cc_executor.executor.review.formats import (
     parse_fixes,
     parse_name,
 )
-from cc_executor.executor.review.prompts import check_prompt, parse_record
+from cc_executor.executor.review.prompts import Entry, check_prompt, parse_record
 
 # Files of a reviews/ or prompts/ folder that are not artifacts.
 NOT_ARTIFACTS = frozenset({"README.md"})
@@ -128,13 +128,16 @@ def record_name(prompt: Path) -> str:
     return f".records/{prompt.stem}.jsonl"
 
 
-def check_prompt_file(prompt: Path, root: Path) -> list[Problem]:
+def load_record(prompt: Path, root: Path) -> tuple[list[Entry], list[Problem]]:
+    """The prompt's record, chain-checked (no record: no entries); entries up to a break."""
     record = record_path(prompt)
-    entries, problems = (
-        parse_record(shown(record, root), record.read_text(), prompt.stem)
-        if record.is_file()
-        else ([], [])
-    )
+    if not record.is_file():
+        return [], []
+    return parse_record(shown(record, root), record.read_text(), prompt.stem)
+
+
+def check_prompt_file(prompt: Path, root: Path) -> list[Problem]:
+    entries, problems = load_record(prompt, root)
     if problems:  # a broken chain: the metrics cannot be trusted, so say only that
         return problems
     return check_prompt(shown(prompt, root), prompt.read_text(), entries, record_name(prompt))
