@@ -11,8 +11,9 @@ Theory of operation: one round is
      daemon, once per fix;
   6. the usage demos again, whose log feeds the next round.
 It stops on a clean review, an invalid review, a failed reviewer, or after `rounds` rounds.
-Every round's working files — request, execution logs, reviewer and implementer output, each
-fix handed over, a summary — stay in reviews/rounds/NNN/, beside the review itself.
+Every round's working files — request, execution logs, reviewer and implementer output (stdout
+in `<name>.log`, stderr in `<name>.stderr.log`), each fix handed over, a summary — stay in
+reviews/rounds/NNN/, beside the review itself.
 
 Commands get their inputs both ways: as placeholders in their argv ({request},
 {execution_log}, {sequence}, {reviews}, {round}; for the implementer also {fix}, {fix_id},
@@ -41,7 +42,7 @@ from cc_executor.executor.review.formats import (
     parse_fixes,
     parse_name,
 )
-from cc_executor.executor.review.runs import Execution, execute_through
+from cc_executor.executor.review.runs import Execution, execute_through, stderr_log
 
 Outcome = Literal["clean", "invalid", "reviewer_failed", "rounds_exhausted"]
 
@@ -167,7 +168,7 @@ async def run_loop(conn: Connection, settings: LoopSettings) -> LoopResult:
         )
         if not reviewer.ok:
             problem = Problem(
-                shown(folder / "reviewer.log", root),
+                shown(stderr_log(folder / "reviewer.log"), root),
                 1,
                 f"the reviewer ended {reviewer.outcome} with exit code "
                 f"{reviewer.exit_code} (expected exit code 0)",
