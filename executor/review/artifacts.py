@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cc_executor.executor.review.formats import (
     ArtifactName,
+    FixesFile,
     LineCount,
     Problem,
     check_feedback,
@@ -49,15 +50,23 @@ def line_counter(root: Path) -> LineCount:
 
 def check_review_pair(feedback: Path, fixes: Path, root: Path) -> list[Problem]:
     """One review: its feedback file, its fixes file, and their agreement."""
+    _, problems = read_review_pair(feedback, fixes, root)
+    return problems
+
+
+def read_review_pair(
+    feedback: Path, fixes: Path, root: Path
+) -> tuple[FixesFile | None, list[Problem]]:
+    """`check_review_pair`, also returning the fixes as structured (None if they could not be)."""
     problems: list[Problem] = []
     feedback_name, fixes_name = shown(feedback, root), shown(fixes, root)
     name = parse_name(feedback.name)
     if isinstance(name, Problem):
-        return [Problem(feedback_name, name.line, name.message)]
+        return None, [Problem(feedback_name, name.line, name.message)]
     parsed, more = check_feedback(feedback_name, feedback.read_text(), line_counter(root))
     problems += more
     if not fixes.is_file():
-        return [
+        return None, [
             *problems,
             Problem(
                 fixes_name,
@@ -73,7 +82,7 @@ def check_review_pair(feedback: Path, fixes: Path, root: Path) -> list[Problem]:
         problems += check_pair(
             feedback_name, parsed, fixes_name, fixes_text, structured, name.review_id
         )
-    return problems
+    return structured, problems
 
 
 def check_reviews(folder: Path, root: Path) -> list[Problem]:

@@ -57,7 +57,7 @@ with open(os.path.join(reviews, f"{review_id}_review_feedback.md"), "w") as f:
     f.write(feedback)
 with open(os.path.join(reviews, f"{review_id}_fixes.json"), "w") as f:
     json.dump({"review_id": review_id, "component": "app", "date": "2025-01-01",
-               "fixes": fixes}, f, indent=2)
+               "fixes": fixes}, f, indent=2, sort_keys=True)
 print("reviewed", review_id)
 """
 
@@ -127,6 +127,21 @@ async def test_two_fixes_two_implementer_runs_then_a_clean_review(
         {"id": 1, "file": "src/app.py", "review": "001_pipe_buffering"},
         {"id": 2, "file": "src/app.py", "review": "001_pipe_buffering"},
     ]
+    # The implementer is handed the fix as validated (the schema's fields, in its order), not
+    # the reviewer's text read again: this reviewer sorts its keys.
+    assert (root / "reviews" / "rounds" / "001" / "fix-1.json").read_bytes() == orjson.dumps(
+        {
+            "review_id": "001_pipe_buffering",
+            "id": 1,
+            "severity": "major",
+            "file": "src/app.py",
+            "line": 3,
+            "issue": "unbounded",
+            "fix": "bound it",
+            "verification": "python -m pytest",
+        },
+        option=orjson.OPT_INDENT_2,
+    )
     first = result.rounds[0]
     assert [(e.outcome, e.exit_code) for e in first.implementer] == [("exited", 0)] * 2
     assert first.demos_passed is True
