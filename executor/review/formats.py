@@ -257,12 +257,14 @@ def check_feedback(name: str, text: str, line_count: LineCount) -> tuple[Feedbac
                 )
             )
 
+    checklist = by_title.get("Claude-Fix Checklist")
+    fixed = fixed_findings(checklist) if checklist is not None else frozenset()
     if (section := by_title.get("Detailed Findings")) is not None:
         table = _table_in(name, section, FINDINGS_HEADER)
         if isinstance(table, Problem):
             problems.append(table)
         else:
-            findings, more = _check_findings(name, table, line_count)
+            findings, more = _check_findings(name, table, line_count, fixed)
             findings_read = True
             problems += loose_pipe_problems(name, table) + more
 
@@ -293,9 +295,22 @@ def check_feedback(name: str, text: str, line_count: LineCount) -> tuple[Feedbac
     return Feedback(tuple(findings), tuple(markers)), problems
 
 
+def fixed_findings(checklist: Section) -> frozenset[int]:
+    """The findings the checklist marks fixed: every item that refers to them is ticked."""
+    ticked: set[int] = set()
+    open_: set[int] = set()
+    for line, structural in structural_lines(checklist.body):
+        match = CHECKBOX.match(line.text) if structural else None
+        if match:
+            numbers = {int(n) for n in re.findall(r"#(\d+)\b", match["text"])}
+            (open_ if match["mark"] == " " else ticked).update(numbers)
+    return frozenset(ticked - open_)
+
+
 def _check_findings(
-    name: str, table: Table, line_count: LineCount
+    name: str, table: Table, line_count: LineCount, fixed: frozenset[int]
 ) -> tuple[list[Finding], list[Problem]]:
+    """The findings table's rows; a fixed finding's location is checked for its form only."""
     problems: list[Problem] = []
     findings: list[Finding] = []
     for expected_number, (row_line, cells) in enumerate(table.rows, start=1):
@@ -345,8 +360,11 @@ def _check_findings(
             )
             continue
         file, file_line = match["file"], int(match["line"])
-        lines = line_count(file)
-        if lines is None:
+        # A fixed finding names the code as it was reviewed; its fix may have moved that line.
+        lines = None if expected_number in fixed else line_count(file)
+        if expected_number in fixed:
+            pass
+        elif lines is None:
             problems.append(
                 Problem(name, row_line, f"location {location!r}: no file {file} in the repository")
             )

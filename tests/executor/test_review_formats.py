@@ -181,6 +181,24 @@ def test_feedback_deviations(change: object, expected: list[str]) -> None:
     assert feedback_problems(change(FEEDBACK)) == expected
 
 
+def test_a_fixed_finding_keeps_the_location_it_was_reviewed_at() -> None:
+    # Finding #2 is ticked: its fix may have moved or removed the line the review names.
+    moved = FEEDBACK.replace("supervision/pump.py:40", "supervision/pump.py:999")
+    assert feedback_problems(moved) == []
+    assert feedback_problems(moved.replace("pump.py:999", "gone.py:40")) == []
+    # Its form is still checked, and an open finding's location must exist.
+    assert feedback_problems(moved.replace("`supervision/pump.py:999`", "the pump")) == [
+        f"{NAME}:11: location 'the pump' (expected path/to/file.py:LINE, relative to the "
+        "repository)"
+    ]
+    assert feedback_problems(moved.replace("- [x] #2", "- [ ] #2")) == [
+        f"{NAME}:11: location '`supervision/pump.py:999`': supervision/pump.py has 180 lines "
+        "(expected a line from 1 to 180)"
+    ]
+    both = moved.replace("- [x] #2 comment", "- [x] #2 comment\n- [ ] #2 the rest of it")
+    assert feedback_problems(both) == feedback_problems(moved.replace("- [x] #2", "- [ ] #2"))
+
+
 def test_sections_out_of_order() -> None:
     summary, rest = FEEDBACK.split("## Detailed Findings")
     head, body = summary.split("## Summary")
