@@ -27,9 +27,11 @@ def test_prompts_are_valid_and_backed_by_records() -> None:
         "supervision_process_tree",
         "session_backpressure",
         "security_policy",
+        "review_artifacts",
     }
     for prompt in prompts:
         record = ROOT / "prompts" / ".records" / f"{prompt.stem}.jsonl"
+        assert record.is_file(), f"{prompt.name} has no record (run: ccx prompts record)"
         entries, problems = parse_record(str(record), record.read_text(), prompt.stem)
         assert problems == []
         assert entries, f"{prompt.name} has no recorded execution"
