@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cc_executor.executor.review.artifacts import check_prompts, check_reviews
-from cc_executor.executor.review.prompts import parse_record
+from cc_executor.executor.review.chain import parse_record
 
 ROOT = Path(__file__).resolve().parents[1]
 

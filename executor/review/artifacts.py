@@ -9,17 +9,13 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from cc_executor.executor.review.formats import (
-    ArtifactName,
-    FixesFile,
-    LineCount,
-    Problem,
-    check_feedback,
-    check_pair,
-    parse_fixes,
-    parse_name,
-)
-from cc_executor.executor.review.prompts import Entry, check_prompt, parse_record
+from cc_executor.executor.review.chain import Entry, parse_record
+from cc_executor.executor.review.feedback import LineCount, check_feedback
+from cc_executor.executor.review.fixes import FixesFile, parse_fixes
+from cc_executor.executor.review.names import ArtifactName, parse_name
+from cc_executor.executor.review.pair import check_pair
+from cc_executor.executor.review.problems import Problem
+from cc_executor.executor.review.prompts import check_prompt
 
 # Files of a reviews/ or prompts/ folder that are not artifacts.
 NOT_ARTIFACTS = frozenset({"README.md"})

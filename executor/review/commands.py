@@ -31,16 +31,16 @@ from cc_executor.executor.review.artifacts import (
     check_reviews,
     shown,
 )
+from cc_executor.executor.review.chain import Entry
 from cc_executor.executor.review.demos import run_demos
-from cc_executor.executor.review.formats import (
+from cc_executor.executor.review.loop import LoopSettings, run_loop
+from cc_executor.executor.review.names import (
     ArtifactName,
-    Problem,
     check_focus_area,
     next_sequence,
     parse_name,
 )
-from cc_executor.executor.review.loop import LoopSettings, run_loop
-from cc_executor.executor.review.prompts import Entry
+from cc_executor.executor.review.problems import Problem
 from cc_executor.executor.review.record import record_prompt, rewrite_prompt
 
 REVIEW_COMMANDS = ("review", "prompts")

@@ -35,13 +35,9 @@ import trio
 from cc_executor.executor.client import Connection
 from cc_executor.executor.review.artifacts import read_review_pair, shown
 from cc_executor.executor.review.demos import run_demos
-from cc_executor.executor.review.formats import (
-    ArtifactName,
-    FixesFile,
-    Problem,
-    next_sequence,
-    parse_name,
-)
+from cc_executor.executor.review.fixes import FixesFile
+from cc_executor.executor.review.names import ArtifactName, next_sequence, parse_name
+from cc_executor.executor.review.problems import Problem
 from cc_executor.executor.review.runs import Execution, execute_through, stderr_log
 
 Outcome = Literal["clean", "invalid", "reviewer_failed", "rounds_exhausted"]

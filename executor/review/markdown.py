@@ -115,6 +115,12 @@ def sections(lines: tuple[Line, ...], level: int) -> tuple[list[Line], list[Sect
     return preamble, [Section(level, t, n, tuple(b)) for t, n, b in found if n != -1]
 
 
+def find_section(lines: tuple[Line, ...], level: int, title: str) -> Section | None:
+    """The first section of `level` titled `title` (outside fences), if any."""
+    _, found = sections(lines, level)
+    return next((s for s in found if s.title == title), None)
+
+
 def fences(lines: tuple[Line, ...] | list[Line]) -> list[Fence]:
     """The fenced code blocks among `lines`."""
     blocks: list[Fence] = []

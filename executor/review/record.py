@@ -1,6 +1,6 @@
 """`ccx prompts record`: run a prompt's verification commands and record what happened.
 
-The only writer of a prompt's metrics (see prompts.py for why they are derived, not typed).
+The only writer of a prompt's metrics (see chain.py for why they are derived, not typed).
 The entry is appended to the record first, then the prompt is replaced whole (a temporary
 file renamed over it), so a failure leaves either the old prompt or the new one, never half
 of one; if it leaves the old one behind a longer record, `rewrite_prompt`
@@ -18,17 +18,11 @@ import trio
 
 from cc_executor.executor.client import Connection
 from cc_executor.executor.review.artifacts import load_record, record_name, record_path, shown
-from cc_executor.executor.review.formats import Problem
-from cc_executor.executor.review.prompts import (
-    CommandResult,
-    Entry,
-    Verification,
-    apply_record,
-    entry_line,
-    new_entry,
-    verifications,
-)
+from cc_executor.executor.review.chain import CommandResult, Entry, entry_line, new_entry
+from cc_executor.executor.review.metrics import apply_record
+from cc_executor.executor.review.problems import Problem
 from cc_executor.executor.review.runs import execute_through, utc_now
+from cc_executor.executor.review.verify import Verification, verifications
 
 VERIFY_TIMEOUT = 600.0  # seconds per command, enforced by the daemon
 

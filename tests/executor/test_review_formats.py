@@ -5,17 +5,13 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from cc_executor.executor.review.formats import (
-    ArtifactName,
-    Problem,
-    check_feedback,
-    check_pair,
-    json_line,
-    next_sequence,
-    parse_fixes,
-    parse_name,
-)
+from cc_executor.executor.review.feedback import check_feedback
+from cc_executor.executor.review.fixes import parse_fixes
+from cc_executor.executor.review.jsontext import json_line
 from cc_executor.executor.review.markdown import split_lines, tables
+from cc_executor.executor.review.names import ArtifactName, next_sequence, parse_name
+from cc_executor.executor.review.pair import check_pair
+from cc_executor.executor.review.problems import Problem
 
 NAME = "001_websocket_backpressure_review_feedback.md"
 FIXES_NAME = "001_websocket_backpressure_fixes.json"
