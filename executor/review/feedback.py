@@ -38,6 +38,7 @@ SUMMARY_MAX_LINES = 3
 MARKER = re.compile(r"USAGE_(?P<component>[a-z][a-z0-9_]*?)_(?P<stamp>\d{8}T\d{6}(?:\.\d+)?Z)")
 LOCATION = re.compile(r"^`?(?P<file>[^`:\s]+):(?P<line>\d+)`?$")
 CHECKBOX = re.compile(r"^\s*[-*]\s+\[(?P<mark>[ xX])\]\s+(?P<text>.+)$")
+REFERENCE = re.compile(r"#(\d+)\b")  # a checklist item's reference to finding N
 
 LineCount = Callable[[str], "int | None"]
 """How many lines a repository file has; None when there is no such file."""
@@ -165,9 +166,12 @@ def fixed_findings(checklist: Section) -> frozenset[int]:
     for line, structural in structural_lines(checklist.body):
         match = CHECKBOX.match(line.text) if structural else None
         if match:
-            numbers = {int(n) for n in re.findall(r"#(\d+)\b", match["text"])}
-            (open_ if match["mark"] == " " else ticked).update(numbers)
+            (open_ if match["mark"] == " " else ticked).update(_references(match["text"]))
     return frozenset(ticked - open_)
+
+
+def _references(text: str) -> list[int]:
+    return [int(n) for n in REFERENCE.findall(text)]
 
 
 def _check_findings(
@@ -298,7 +302,7 @@ def _check_checklist(name: str, section: Section, findings: list[Finding] | None
             )
     if findings is None:
         return problems
-    referenced = {int(n) for _, text in items for n in re.findall(r"#(\d+)\b", text)}
+    referenced = {n for _, text in items for n in _references(text)}
     for finding in findings:
         if finding.number not in referenced:
             problems.append(
@@ -310,8 +314,8 @@ def _check_checklist(name: str, section: Section, findings: list[Finding] | None
                 )
             )
     for line, text in items:
-        for n in re.findall(r"#(\d+)\b", text):
-            if int(n) not in {f.number for f in findings}:
+        for n in _references(text):
+            if n not in {f.number for f in findings}:
                 problems.append(
                     Problem(
                         name, line.number, f"checklist item refers to #{n}, which is not a finding"
