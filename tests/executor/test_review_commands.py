@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,7 @@ async def test_a_stale_prompt_is_repaired_by_rewrite_only(served: Served, tmp_pa
     prompt = tmp_path / "prompts" / "echo_check.md"
     stale = prompt_with("sh -c 'exit 0'\n")
     prompt.write_text(stale)
+    prompt.chmod(0o644)
     recorded = await ccx(
         "prompts", "record", "--url", served.url, "--root", str(tmp_path), str(prompt)
     )
@@ -115,6 +117,13 @@ async def test_a_stale_prompt_is_repaired_by_rewrite_only(served: Served, tmp_pa
     check = await ccx("prompts", "check", "--root", str(tmp_path))
     assert check.returncode == 0, check.stdout
     assert "- **Success/Failure Ratio**: 1:0" in prompt.read_text()
+    # Replaced through a temporary file, the prompt keeps its mode and leaves nothing beside it.
+    assert stat.S_IMODE(prompt.stat().st_mode) == 0o644
+    assert sorted(p.name for p in prompt.parent.iterdir()) == [
+        ".records",
+        TEMPLATE.name,
+        "echo_check.md",
+    ]
 
 
 async def test_review_check_and_next(tmp_path: Path) -> None:
