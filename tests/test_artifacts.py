@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cc_executor.executor.review.artifacts import check_prompts, check_reviews
-from cc_executor.executor.review.prompts import parse_record
+from cc_executor.executor.review.chain import parse_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,9 +27,11 @@ def test_prompts_are_valid_and_backed_by_records() -> None:
         "supervision_process_tree",
         "session_backpressure",
         "security_policy",
+        "review_artifacts",
     }
     for prompt in prompts:
         record = ROOT / "prompts" / ".records" / f"{prompt.stem}.jsonl"
+        assert record.is_file(), f"{prompt.name} has no record (run: ccx prompts record)"
         entries, problems = parse_record(str(record), record.read_text(), prompt.stem)
         assert problems == []
         assert entries, f"{prompt.name} has no recorded execution"

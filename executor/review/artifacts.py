@@ -9,16 +9,13 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from cc_executor.executor.review.formats import (
-    ArtifactName,
-    LineCount,
-    Problem,
-    check_feedback,
-    check_pair,
-    parse_fixes,
-    parse_name,
-)
-from cc_executor.executor.review.prompts import check_prompt, parse_record
+from cc_executor.executor.review.chain import Entry, parse_record
+from cc_executor.executor.review.feedback import LineCount, check_feedback
+from cc_executor.executor.review.fixes import FixesFile, parse_fixes
+from cc_executor.executor.review.names import ArtifactName, parse_name
+from cc_executor.executor.review.pair import check_pair
+from cc_executor.executor.review.problems import Problem
+from cc_executor.executor.review.prompts import check_prompt
 
 # Files of a reviews/ or prompts/ folder that are not artifacts.
 NOT_ARTIFACTS = frozenset({"README.md"})
@@ -49,15 +46,23 @@ def line_counter(root: Path) -> LineCount:
 
 def check_review_pair(feedback: Path, fixes: Path, root: Path) -> list[Problem]:
     """One review: its feedback file, its fixes file, and their agreement."""
+    _, problems = read_review_pair(feedback, fixes, root)
+    return problems
+
+
+def read_review_pair(
+    feedback: Path, fixes: Path, root: Path
+) -> tuple[FixesFile | None, list[Problem]]:
+    """`check_review_pair`, also returning the fixes as structured (None if they could not be)."""
     problems: list[Problem] = []
     feedback_name, fixes_name = shown(feedback, root), shown(fixes, root)
     name = parse_name(feedback.name)
     if isinstance(name, Problem):
-        return [Problem(feedback_name, name.line, name.message)]
+        return None, [Problem(feedback_name, name.line, name.message)]
     parsed, more = check_feedback(feedback_name, feedback.read_text(), line_counter(root))
     problems += more
     if not fixes.is_file():
-        return [
+        return None, [
             *problems,
             Problem(
                 fixes_name,
@@ -73,7 +78,7 @@ def check_review_pair(feedback: Path, fixes: Path, root: Path) -> list[Problem]:
         problems += check_pair(
             feedback_name, parsed, fixes_name, fixes_text, structured, name.review_id
         )
-    return problems
+    return structured, problems
 
 
 def check_reviews(folder: Path, root: Path) -> list[Problem]:
@@ -128,13 +133,16 @@ def record_name(prompt: Path) -> str:
     return f".records/{prompt.stem}.jsonl"
 
 
-def check_prompt_file(prompt: Path, root: Path) -> list[Problem]:
+def load_record(prompt: Path, root: Path) -> tuple[list[Entry], list[Problem]]:
+    """The prompt's record, chain-checked (no record: no entries); entries up to a break."""
     record = record_path(prompt)
-    entries, problems = (
-        parse_record(shown(record, root), record.read_text(), prompt.stem)
-        if record.is_file()
-        else ([], [])
-    )
+    if not record.is_file():
+        return [], []
+    return parse_record(shown(record, root), record.read_text(), prompt.stem)
+
+
+def check_prompt_file(prompt: Path, root: Path) -> list[Problem]:
+    entries, problems = load_record(prompt, root)
     if problems:  # a broken chain: the metrics cannot be trusted, so say only that
         return problems
     return check_prompt(shown(prompt, root), prompt.read_text(), entries, record_name(prompt))

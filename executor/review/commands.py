@@ -31,17 +31,17 @@ from cc_executor.executor.review.artifacts import (
     check_reviews,
     shown,
 )
+from cc_executor.executor.review.chain import Entry
 from cc_executor.executor.review.demos import run_demos
-from cc_executor.executor.review.formats import (
+from cc_executor.executor.review.loop import LoopSettings, run_loop
+from cc_executor.executor.review.names import (
     ArtifactName,
-    Problem,
     check_focus_area,
     next_sequence,
     parse_name,
 )
-from cc_executor.executor.review.loop import LoopSettings, run_loop
-from cc_executor.executor.review.prompts import Entry
-from cc_executor.executor.review.record import record_prompt
+from cc_executor.executor.review.problems import Problem
+from cc_executor.executor.review.record import record_prompt, rewrite_prompt
 
 REVIEW_COMMANDS = ("review", "prompts")
 
@@ -105,6 +105,11 @@ def add_review_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="run a prompt's verification commands through the daemon and update its metrics",
     )
     p.add_argument("prompt", help="the prompt file, e.g. prompts/protocol_codec.md")
+    p.add_argument(
+        "--rewrite-only",
+        action="store_true",
+        help="run nothing: rewrite the prompt's metrics from its record as it stands",
+    )
     p = psub.add_parser("check", parents=[rooted], help="validate prompts (file:line: ...)")
     p.add_argument("paths", nargs="*", metavar="PATH", help="default: ROOT/prompts")
 
@@ -265,6 +270,8 @@ async def _review_loop(args: argparse.Namespace) -> int:
 async def _prompts_record(args: argparse.Namespace) -> int:
     root = _root(args)
     prompt = _existing_file(args.prompt)
+    if args.rewrite_only:
+        return await _prompts_rewrite(prompt, root, args.prompt)
     async with _connect(args) as conn:
         result = await record_prompt(conn, prompt, root=root)
     if not isinstance(result, Entry):
@@ -281,6 +288,17 @@ async def _prompts_record(args: argparse.Namespace) -> int:
         f"{'SUCCESS' if result.success else 'FAILURE'}, digest {result.digest[:12]}"
     )
     return 0 if result.success else 1
+
+
+async def _prompts_rewrite(prompt: Path, root: Path, shown_as: str) -> int:
+    entries = await trio.to_thread.run_sync(lambda: rewrite_prompt(prompt, root=root))
+    if isinstance(entries, list):
+        return _report(entries, shown_as)
+    head = entries[-1].digest[:12] if entries else "none"
+    print(
+        f"{shown(prompt, root)}: rewritten from {len(entries)} recorded execution(s), head {head}"
+    )
+    return 0
 
 
 _ACTIONS: dict[tuple[str, str], Callable[[argparse.Namespace], Awaitable[int]]] = {

@@ -10,7 +10,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from cc_executor.executor.review.formats import MARKER
+from cc_executor.executor.review.feedback import MARKER
 from cc_executor.executor.review.markdown import fenced
 from cc_executor.executor.review.runs import Execution
 

@@ -11,8 +11,9 @@ Theory of operation: one round is
      daemon, once per fix;
   6. the usage demos again, whose log feeds the next round.
 It stops on a clean review, an invalid review, a failed reviewer, or after `rounds` rounds.
-Every round's working files — request, execution logs, reviewer and implementer output, each
-fix handed over, a summary — stay in reviews/rounds/NNN/, beside the review itself.
+Every round's working files — request, execution logs, reviewer and implementer output (stdout
+in `<name>.log`, stderr in `<name>.stderr.log`), each fix handed over, a summary — stay in
+reviews/rounds/NNN/, beside the review itself.
 
 Commands get their inputs both ways: as placeholders in their argv ({request},
 {execution_log}, {sequence}, {reviews}, {round}; for the implementer also {fix}, {fix_id},
@@ -32,16 +33,12 @@ import orjson
 import trio
 
 from cc_executor.executor.client import Connection
-from cc_executor.executor.review.artifacts import check_review_pair, shown
+from cc_executor.executor.review.artifacts import read_review_pair, shown
 from cc_executor.executor.review.demos import run_demos
-from cc_executor.executor.review.formats import (
-    ArtifactName,
-    Problem,
-    next_sequence,
-    parse_fixes,
-    parse_name,
-)
-from cc_executor.executor.review.runs import Execution, execute_through
+from cc_executor.executor.review.fixes import FixesFile
+from cc_executor.executor.review.names import ArtifactName, next_sequence, parse_name
+from cc_executor.executor.review.problems import Problem
+from cc_executor.executor.review.runs import Execution, execute_through, stderr_log
 
 Outcome = Literal["clean", "invalid", "reviewer_failed", "rounds_exhausted"]
 
@@ -167,7 +164,7 @@ async def run_loop(conn: Connection, settings: LoopSettings) -> LoopResult:
         )
         if not reviewer.ok:
             problem = Problem(
-                shown(folder / "reviewer.log", root),
+                shown(stderr_log(folder / "reviewer.log"), root),
                 1,
                 f"the reviewer ended {reviewer.outcome} with exit code "
                 f"{reviewer.exit_code} (expected exit code 0)",
@@ -176,8 +173,8 @@ async def run_loop(conn: Connection, settings: LoopSettings) -> LoopResult:
             await _summary(folder, reports[-1])
             return LoopResult("reviewer_failed", tuple(reports))
 
-        found, problems = await _reviewer_output(reviews, root, before, sequence)
-        if found is None or problems:
+        found, fixes, problems = await _reviewer_output(reviews, root, before, sequence)
+        if found is None or fixes is None or problems:
             reports.append(
                 RoundReport(
                     sequence,
@@ -194,31 +191,32 @@ async def run_loop(conn: Connection, settings: LoopSettings) -> LoopResult:
 
         feedback = reviews / attrs.evolve(found, type="review_feedback").file_name()
         fixes_path = reviews / attrs.evolve(found, type="fixes").file_name()
-        fixes_text = await trio.Path(fixes_path).read_text()
-        fixes_raw = orjson.loads(fixes_text)["fixes"]
-        if not fixes_raw:
+        if not fixes.fixes:
             reports.append(RoundReport(sequence, found.review_id, reviewer, (), (), None))
             await _summary(folder, reports[-1])
             return LoopResult("clean", tuple(reports))
 
         implementer_runs: list[Execution] = []
-        for fix in fixes_raw:
-            fix_file = folder / f"fix-{fix['id']}.json"
+        for fix in fixes.fixes:
+            fix_file = folder / f"fix-{fix.id}.json"
             await _write(
                 fix_file,
-                orjson.dumps({"review_id": found.review_id, **fix}, option=orjson.OPT_INDENT_2),
+                orjson.dumps(
+                    {"review_id": found.review_id, **attrs.asdict(fix)},
+                    option=orjson.OPT_INDENT_2,
+                ),
             )
             fix_values = {
                 **values,
                 "fix": str(fix_file),
-                "fix_id": str(fix["id"]),
+                "fix_id": str(fix.id),
                 "feedback": str(feedback),
                 "fixes": str(fixes_path),
             }
             fix_env = {
                 **env,
                 "REVIEW_FIX_FILE": str(fix_file),
-                "REVIEW_FIX_ID": str(fix["id"]),
+                "REVIEW_FIX_ID": str(fix.id),
                 "REVIEW_FEEDBACK": str(feedback),
                 "REVIEW_FIXES": str(fixes_path),
             }
@@ -229,7 +227,7 @@ async def run_loop(conn: Connection, settings: LoopSettings) -> LoopResult:
                     cwd=str(root),
                     env=fix_env,
                     timeout=settings.timeout,
-                    log=folder / f"implementer-{fix['id']}.log",
+                    log=folder / f"implementer-{fix.id}.log",
                 )
             )
         log_text, passed = await run_demos(conn, cwd=str(root), demos=settings.demos)
@@ -243,8 +241,8 @@ async def run_loop(conn: Connection, settings: LoopSettings) -> LoopResult:
 
 async def _reviewer_output(
     reviews: Path, root: Path, before: list[str], sequence: int
-) -> tuple[ArtifactName | None, list[Problem]]:
-    """The review the reviewer wrote for `sequence`, validated."""
+) -> tuple[ArtifactName | None, FixesFile | None, list[Problem]]:
+    """The review the reviewer wrote for `sequence`, validated: its name, its fixes, problems."""
     after = await _artifact_names(reviews)
     new = [n for n in after if n not in before and not n.startswith(".") and n != "rounds"]
     problems: list[Problem] = []
@@ -275,16 +273,13 @@ async def _reviewer_output(
                 f"{sequence:03d}_*_review_feedback.md files (expected 1)",
             )
         )
-        return None, problems
+        return None, None, problems
     found = feedback[0]
-    fixes = reviews / attrs.evolve(found, type="fixes").file_name()
-    problems += await trio.to_thread.run_sync(
-        check_review_pair, reviews / found.file_name(), fixes, root
+    fixes_path = reviews / attrs.evolve(found, type="fixes").file_name()
+    fixes, more = await trio.to_thread.run_sync(
+        read_review_pair, reviews / found.file_name(), fixes_path, root
     )
-    if not problems:
-        _, more = parse_fixes(shown(fixes, root), await trio.Path(fixes).read_text())
-        problems += more
-    return found, problems
+    return found, fixes, problems + more
 
 
 async def _summary(folder: Path, report: RoundReport) -> None:

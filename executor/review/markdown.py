@@ -51,11 +51,17 @@ class Fence:
 
 @attrs.frozen
 class Table:
-    """A pipe table: header cells and rows, each row with its line number."""
+    """A pipe table: header cells and rows, each row with its line number.
+
+    `loose_pipes` are the lines (header or row) with a `|` inside inline code that is not
+    written `\\|`: read here as part of the code, but GitHub-flavoured renderers end the cell
+    there, so the checks report it.
+    """
 
     line: int
     header: tuple[str, ...]
     rows: tuple[tuple[int, tuple[str, ...]], ...]
+    loose_pipes: tuple[int, ...] = ()
 
 
 def _is_comment(text: str) -> bool:
@@ -109,6 +115,12 @@ def sections(lines: tuple[Line, ...], level: int) -> tuple[list[Line], list[Sect
     return preamble, [Section(level, t, n, tuple(b)) for t, n, b in found if n != -1]
 
 
+def find_section(lines: tuple[Line, ...], level: int, title: str) -> Section | None:
+    """The first section of `level` titled `title` (outside fences), if any."""
+    _, found = sections(lines, level)
+    return next((s for s in found if s.title == title), None)
+
+
 def fences(lines: tuple[Line, ...] | list[Line]) -> list[Fence]:
     """The fenced code blocks among `lines`."""
     blocks: list[Fence] = []
@@ -133,14 +145,53 @@ def fences(lines: tuple[Line, ...] | list[Line]) -> list[Fence]:
     return blocks
 
 
-def _cells(text: str) -> tuple[str, ...]:
+def _code_span_end(text: str, start: int, ticks: int) -> int | None:
+    """Where the code span opened by `ticks` backticks at `start` closes (after its run)."""
+    i = start + ticks
+    while (i := text.find("`" * ticks, i)) != -1:
+        run = len(text) - len(text[i:].lstrip("`"))
+        if run - i == ticks:
+            return run
+        i = run
+    return None
+
+
+def _cells(text: str) -> tuple[tuple[str, ...], bool]:
+    """A row's cells, split on the pipes outside code spans; and whether a span held a bare `|`.
+
+    `\\|` is a pipe in a cell wherever it stands (inside code too); other escapes stay as
+    written. A backtick run opens a code span only if a run of the same length closes it.
+    """
     body = text.strip()
-    if body.startswith("|"):
-        body = body[1:]
-    if body.endswith("|") and not body.endswith("\\|"):
-        body = body[:-1]
-    cells = re.split(r"(?<!\\)\|", body)
-    return tuple(c.strip().replace("\\|", "|") for c in cells)
+    cells: list[str] = []
+    cell: list[str] = []
+    loose = False
+    i = 1 if body.startswith("|") else 0
+    closed = False  # whether the last character read was a cell-ending pipe
+    while i < len(body):
+        closed = False
+        char = body[i]
+        if char == "\\" and i + 1 < len(body):
+            cell.append("|" if body[i + 1] == "|" else body[i : i + 2])
+            i += 2
+        elif char == "`":
+            ticks = len(body[i:]) - len(body[i:].lstrip("`"))
+            end = _code_span_end(body, i, ticks)
+            span = body[i : end if end is not None else i + ticks]
+            loose = loose or "|" in span.replace("\\|", "")
+            cell.append(span.replace("\\|", "|"))
+            i += len(span)
+        elif char == "|":
+            cells.append("".join(cell))
+            cell = []
+            closed = True
+            i += 1
+        else:
+            cell.append(char)
+            i += 1
+    if not closed or not cells:
+        cells.append("".join(cell))
+    return tuple(c.strip() for c in cells), loose
 
 
 _DELIMITER = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
@@ -159,7 +210,8 @@ def tables(lines: tuple[Line, ...] | list[Line]) -> list[Table]:
             and usable[i + 1].number == line.number + 1
             and _DELIMITER.match(usable[i + 1].text)
         ):
-            header = _cells(line.text)
+            header, loose = _cells(line.text)
+            loose_pipes = [line.number] if loose else []
             rows: list[tuple[int, tuple[str, ...]]] = []
             j = i + 2
             while (
@@ -167,9 +219,11 @@ def tables(lines: tuple[Line, ...] | list[Line]) -> list[Table]:
                 and usable[j].text.lstrip().startswith("|")
                 and usable[j].number == usable[j - 1].number + 1
             ):
-                rows.append((usable[j].number, _cells(usable[j].text)))
+                cells, loose = _cells(usable[j].text)
+                rows.append((usable[j].number, cells))
+                loose_pipes += [usable[j].number] if loose else []
                 j += 1
-            found.append(Table(line.number, header, tuple(rows)))
+            found.append(Table(line.number, header, tuple(rows), tuple(loose_pipes)))
             i = j
         else:
             i += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import attrs
 import trio
@@ -17,6 +18,11 @@ import trio
 from cc_executor.executor.client import Connection, Output
 
 KEEP_BYTES = 1024 * 1024  # of each stream, the tail kept in memory
+
+
+class _Sink(Protocol):
+    async def write(self, data: bytes, /) -> int: ...
+    async def aclose(self) -> None: ...
 
 
 @attrs.frozen
@@ -41,6 +47,11 @@ def utc_now() -> str:
     return f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
+def stderr_log(log: Path) -> Path:
+    """Where the stderr of a run logged to `log` goes: `reviewer.log` -> `reviewer.stderr.log`."""
+    return log.with_suffix(".stderr.log")
+
+
 async def execute_through(
     conn: Connection,
     argv: Sequence[str],
@@ -50,23 +61,30 @@ async def execute_through(
     timeout: float | None = None,  # noqa: ASYNC109 - enforced by the daemon, reported as an outcome
     log: Path | None = None,
 ) -> Execution:
-    """Run `argv` on the daemon to completion; with `log`, its output is also written there."""
+    """Run `argv` on the daemon to completion.
+
+    With `log`, its stdout is also written there as it comes, and its stderr beside it
+    (`stderr_log`), so neither file interleaves the two streams.
+    """
     started_at = utc_now()
     began = trio.current_time()
     run = await conn.execute(list(argv), cwd=cwd, env=dict(env or {}), timeout=timeout)
     streams = {"stdout": bytearray(), "stderr": bytearray()}
-    sink = await trio.open_file(log, "wb") if log is not None else None
+    sinks: dict[str, _Sink] = {}
     try:
+        if log is not None:
+            sinks["stdout"] = await trio.open_file(log, "wb")
+            sinks["stderr"] = await trio.open_file(stderr_log(log), "wb")
         async for event in run:
             if isinstance(event, Output):
                 kept = streams[event.stream]
                 kept += event.data
                 del kept[:-KEEP_BYTES]
-                if sink is not None:
-                    await sink.write(event.data)
+                if sinks:
+                    await sinks[event.stream].write(event.data)
     finally:
-        if sink is not None:
-            with trio.move_on_after(5, shield=True):
+        with trio.move_on_after(5, shield=True):
+            for sink in sinks.values():
                 await sink.aclose()
     completed = run.completed
     assert completed is not None  # the stream ends with Completed or raises

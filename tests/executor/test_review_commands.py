@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,49 @@ async def test_prompts_record_derives_the_metrics(served: Served, tmp_path: Path
     assert check.stdout.decode().startswith(
         "prompts/echo_check.md:12: Success/Failure Ratio says '2:0' but the record says '1:1'"
     )
+
+
+async def test_a_stale_prompt_is_repaired_by_rewrite_only(served: Served, tmp_path: Path) -> None:
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / TEMPLATE.name).write_text(TEMPLATE.read_text())
+    prompt = tmp_path / "prompts" / "echo_check.md"
+    stale = prompt_with("sh -c 'exit 0'\n")
+    prompt.write_text(stale)
+    prompt.chmod(0o644)
+    recorded = await ccx(
+        "prompts", "record", "--url", served.url, "--root", str(tmp_path), str(prompt)
+    )
+    assert recorded.returncode == 0, recorded.stderr
+    record = tmp_path / "prompts" / ".records" / "echo_check.jsonl"
+    entries = record.read_text()
+
+    # The record was appended but the prompt's rewrite was lost: the metrics are stale.
+    prompt.write_text(stale)
+    check = await ccx("prompts", "check", "--root", str(tmp_path))
+    assert check.returncode == 1
+    assert b"Success/Failure Ratio says '0:0' but the record says '1:0'" in check.stdout
+
+    # --rewrite-only re-applies the record; it runs nothing, so it needs no daemon.
+    repair = await ccx(
+        "prompts", "record", "--rewrite-only", "--url", "ws://127.0.0.1:9/",
+        "--root", str(tmp_path), str(prompt),
+    )  # fmt: skip
+    assert repair.returncode == 0, repair.stderr
+    assert repair.stdout.decode() == (
+        "prompts/echo_check.md: rewritten from 1 recorded execution(s), "
+        f"head {orjson.loads(entries)['digest'][:12]}\n"
+    )
+    assert record.read_text() == entries
+    check = await ccx("prompts", "check", "--root", str(tmp_path))
+    assert check.returncode == 0, check.stdout
+    assert "- **Success/Failure Ratio**: 1:0" in prompt.read_text()
+    # Replaced through a temporary file, the prompt keeps its mode and leaves nothing beside it.
+    assert stat.S_IMODE(prompt.stat().st_mode) == 0o644
+    assert sorted(p.name for p in prompt.parent.iterdir()) == [
+        ".records",
+        TEMPLATE.name,
+        "echo_check.md",
+    ]
 
 
 async def test_review_check_and_next(tmp_path: Path) -> None:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from cc_executor.executor.review.formats import (
-    ArtifactName,
-    Problem,
-    check_feedback,
-    check_pair,
-    next_sequence,
-    parse_fixes,
-    parse_name,
-)
+from cc_executor.executor.review.feedback import check_feedback
+from cc_executor.executor.review.fixes import parse_fixes
+from cc_executor.executor.review.jsontext import json_line
+from cc_executor.executor.review.markdown import split_lines, tables
+from cc_executor.executor.review.names import ArtifactName, next_sequence, parse_name
+from cc_executor.executor.review.pair import check_pair
+from cc_executor.executor.review.problems import Problem
 
 NAME = "001_websocket_backpressure_review_feedback.md"
 FIXES_NAME = "001_websocket_backpressure_fixes.json"
@@ -179,6 +177,24 @@ def test_feedback_deviations(change: object, expected: list[str]) -> None:
     assert feedback_problems(change(FEEDBACK)) == expected
 
 
+def test_a_fixed_finding_keeps_the_location_it_was_reviewed_at() -> None:
+    # Finding #2 is ticked: its fix may have moved or removed the line the review names.
+    moved = FEEDBACK.replace("supervision/pump.py:40", "supervision/pump.py:999")
+    assert feedback_problems(moved) == []
+    assert feedback_problems(moved.replace("pump.py:999", "gone.py:40")) == []
+    # Its form is still checked, and an open finding's location must exist.
+    assert feedback_problems(moved.replace("`supervision/pump.py:999`", "the pump")) == [
+        f"{NAME}:11: location 'the pump' (expected path/to/file.py:LINE, relative to the "
+        "repository)"
+    ]
+    assert feedback_problems(moved.replace("- [x] #2", "- [ ] #2")) == [
+        f"{NAME}:11: location '`supervision/pump.py:999`': supervision/pump.py has 180 lines "
+        "(expected a line from 1 to 180)"
+    ]
+    both = moved.replace("- [x] #2 comment", "- [x] #2 comment\n- [ ] #2 the rest of it")
+    assert feedback_problems(both) == feedback_problems(moved.replace("- [x] #2", "- [ ] #2"))
+
+
 def test_sections_out_of_order() -> None:
     summary, rest = FEEDBACK.split("## Detailed Findings")
     head, body = summary.split("## Summary")
@@ -258,6 +274,49 @@ def test_fixes_values() -> None:
     ]
 
 
+INLINE_BRACKETS = """\
+{"review_id": "001_websocket_backpressure", "component": "executor", "date": "2025-01-01",
+ "fixes": [{"id": 1, "severity": "major", "file": "executor/session.py", "line": 120,
+            "issue": "a \\"severity\\": {\\"line\\": [1]}", "fix": "f", "verification": "v"},
+           {"id": 2, "severity": "MINOR", "file": "supervision/pump.py", "line": "40",
+            "issue": "stale comment", "fix": "update it", "verification": "read it",
+            "extra": true}]}
+"""
+
+
+def test_fixes_problems_are_located_in_inline_bracket_layouts() -> None:
+    # `"fixes": [{` on one line, a string holding braces and key names: each problem of
+    # fixes[1] is at fixes[1]'s own line, not at line 1.
+    assert fix_problems(INLINE_BRACKETS) == [
+        f"{FIXES_NAME}:4: expected one of 'critical', 'major', 'minor' at $.fixes[1].severity",
+        f"{FIXES_NAME}:4: expected integer at $.fixes[1].line",
+        f"{FIXES_NAME}:4: unexpected fields (extra) at $.fixes[1]",
+    ]
+    one_line = " ".join(t.strip() for t in INLINE_BRACKETS.splitlines())
+    one_line = one_line.replace('"MINOR"', '"minor"')
+    assert fix_problems(one_line.replace('"40"', "0").replace(', "extra": true', "")) == [
+        f"{FIXES_NAME}:1: line 0 (expected a line number from 1)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "line"),
+    [
+        ("$", 1),
+        ("$.date", 1),
+        ("$.fixes", 2),
+        ("$.fixes[0]", 2),
+        ("$.fixes[0].issue", 3),
+        ("$.fixes[1]", 4),
+        ("$.fixes[1].extra", 6),
+        ("$.fixes[7].line", 2),
+        ("$.nothing[0]", 1),
+    ],
+)
+def test_json_line_follows_the_structure(path: str, line: int) -> None:
+    assert json_line(INLINE_BRACKETS, path) == line
+
+
 def test_fixes_not_json() -> None:
     [problem] = fix_problems('{\n  "review_id": ,\n}')
     assert problem.startswith(f"{FIXES_NAME}:2: not valid JSON: ")
@@ -330,3 +389,44 @@ def test_bad_names(name: str, message: str) -> None:
 def test_next_sequence() -> None:
     assert next_sequence([]) == 1
     assert next_sequence([NAME, FIXES_NAME, "README.md", "007_wire_framing_fixes.json"]) == 8
+
+
+# -- tables --------------------------------------------------------------------------------
+
+CODE_PIPE = "`send(a | b)` waits without a bound."
+
+
+def test_a_pipe_inside_inline_code_keeps_the_row_at_five_cells() -> None:
+    text = FEEDBACK.replace("The send waits without a bound.", CODE_PIPE)
+    feedback, problems = check_feedback(NAME, text, FILES.get)
+    # The row is read as written; the one problem is the unescaped pipe, not a cell count.
+    assert [str(p) for p in problems] == [
+        f"{NAME}:10: a '|' inside inline code is not escaped (expected '\\|': Markdown "
+        "renderers end the cell there)"
+    ]
+    assert feedback.findings[0].description == CODE_PIPE
+    escaped = FEEDBACK.replace("The send waits without a bound.", CODE_PIPE.replace("|", "\\|"))
+    feedback, problems = check_feedback(NAME, escaped, FILES.get)
+    assert problems == []
+    assert feedback.findings[0].description == CODE_PIPE
+
+
+@pytest.mark.parametrize(
+    ("row", "cells", "loose"),
+    [
+        ("| a | `b | c` | d |", ("a", "`b | c`", "d"), True),
+        ("| a | `b \\| c` | d |", ("a", "`b | c`", "d"), False),
+        ("| a | ``b ` | c`` | d |", ("a", "``b ` | c``", "d"), True),
+        # An unclosed backtick opens no code span: its pipe ends the cell.
+        ("| a | b ` c | d |", ("a", "b ` c", "d"), False),
+        ("| a | \\`b | c\\` |", ("a", "\\`b", "c\\`"), False),
+        ("| a | b \\|", ("a", "b |"), False),
+    ],
+)
+def test_table_cells_split_outside_code_spans(
+    row: str, cells: tuple[str, ...], loose: bool
+) -> None:
+    [table] = tables(split_lines(f"{row}\n|---|---|---|\n{row}\n"))
+    assert table.header == cells
+    assert table.rows == ((3, cells),)
+    assert table.loose_pipes == ((1, 3) if loose else ())

@@ -57,7 +57,7 @@ with open(os.path.join(reviews, f"{review_id}_review_feedback.md"), "w") as f:
     f.write(feedback)
 with open(os.path.join(reviews, f"{review_id}_fixes.json"), "w") as f:
     json.dump({"review_id": review_id, "component": "app", "date": "2025-01-01",
-               "fixes": fixes}, f, indent=2)
+               "fixes": fixes}, f, indent=2, sort_keys=True)
 print("reviewed", review_id)
 """
 
@@ -68,7 +68,9 @@ fix = json.load(open(sys.argv[1]))
 assert os.environ["REVIEW_FIX_ID"] == str(fix["id"])
 with open("implemented.jsonl", "a") as f:
     f.write(json.dumps({"id": fix["id"], "file": fix["file"], "review": fix["review_id"]}) + "\n")
-print("implemented fix", fix["id"])
+print("implemented fix", fix["id"], flush=True)
+print("a note on stderr", file=sys.stderr, flush=True)
+print("done", flush=True)
 """
 
 
@@ -125,6 +127,21 @@ async def test_two_fixes_two_implementer_runs_then_a_clean_review(
         {"id": 1, "file": "src/app.py", "review": "001_pipe_buffering"},
         {"id": 2, "file": "src/app.py", "review": "001_pipe_buffering"},
     ]
+    # The implementer is handed the fix as validated (the schema's fields, in its order), not
+    # the reviewer's text read again: this reviewer sorts its keys.
+    assert (root / "reviews" / "rounds" / "001" / "fix-1.json").read_bytes() == orjson.dumps(
+        {
+            "review_id": "001_pipe_buffering",
+            "id": 1,
+            "severity": "major",
+            "file": "src/app.py",
+            "line": 3,
+            "issue": "unbounded",
+            "fix": "bound it",
+            "verification": "python -m pytest",
+        },
+        option=orjson.OPT_INDENT_2,
+    )
     first = result.rounds[0]
     assert [(e.outcome, e.exit_code) for e in first.implementer] == [("exited", 0)] * 2
     assert first.demos_passed is True
@@ -135,14 +152,20 @@ async def test_two_fixes_two_implementer_runs_then_a_clean_review(
         "fix-1.json",
         "fix-2.json",
         "implementer-1.log",
+        "implementer-1.stderr.log",
         "implementer-2.log",
+        "implementer-2.stderr.log",
         "request.md",
         "reviewer.log",
+        "reviewer.stderr.log",
         "round.json",
     ]
     assert MARKER in (saved / "execution_log.md").read_text()
-    assert (saved / "implementer-2.log").read_text() == "implemented fix 2\n"
+    # stdout and stderr are kept apart, each whole.
+    assert (saved / "implementer-2.log").read_text() == "implemented fix 2\ndone\n"
+    assert (saved / "implementer-2.stderr.log").read_text() == "a note on stderr\n"
     assert (saved / "reviewer.log").read_text() == "reviewed 001_pipe_buffering\n"
+    assert (saved / "reviewer.stderr.log").read_text() == ""
     summary = orjson.loads((saved / "round.json").read_text())
     assert [run["exit_code"] for run in summary["implementer"]] == [0, 0]
     # The second round reviewed the demos' re-run, and its review is the clean one.
@@ -157,13 +180,14 @@ async def test_a_failing_reviewer_stops_the_loop(served: Served, tmp_path: Path)
     root = workspace(tmp_path)
     result = await loop(served, root, "fail")
     assert result.outcome == "reviewer_failed"
+    # The problem points at the reviewer's stderr, where its message is.
     assert [str(p) for p in result.problems] == [
-        "reviews/rounds/001/reviewer.log:1: the reviewer ended exited with exit code 4 "
+        "reviews/rounds/001/reviewer.stderr.log:1: the reviewer ended exited with exit code 4 "
         "(expected exit code 0)"
     ]
-    assert (root / "reviews" / "rounds" / "001" / "reviewer.log").read_text() == (
-        "reviewer gave up\n"
-    )
+    saved = root / "reviews" / "rounds" / "001"
+    assert (saved / "reviewer.stderr.log").read_text() == "reviewer gave up\n"
+    assert (saved / "reviewer.log").read_text() == ""
 
 
 async def test_rounds_run_out(served: Served, tmp_path: Path) -> None:

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import attrs
 
-from cc_executor.executor.review.prompts import (
+from cc_executor.executor.review.chain import (
     CommandResult,
     Entry,
-    apply_record,
-    check_prompt,
     digest_of,
     entry_line,
     new_entry,
     parse_record,
-    verifications,
 )
+from cc_executor.executor.review.metrics import apply_record
+from cc_executor.executor.review.prompts import check_prompt
+from cc_executor.executor.review.verify import verifications
 
 TEMPLATE = (Path(__file__).parents[2] / "prompts" / "SELF_IMPROVING_PROMPT_TEMPLATE.md").read_text()
 NAME = "demo.md"
