@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import attrs
 import structlog
 import trio
+from trio_websocket import ConnectionClosed
 
 from cc_executor.executor.claude.policy import check_flags, claude_environment
 from cc_executor.executor.rpc.session import Handled, RunSlot, Session, cancel_quietly
@@ -70,6 +71,7 @@ from cc_executor.supervision import (
     Run,
     RunState,
     SequencedEvent,
+    SinkClosed,
     SpawnError,
     SpawnSpec,
 )
@@ -184,7 +186,7 @@ class ClaudeStream:
             self._completed = True
             conn = self._session.conn
             text = conn.run_event(self._run.run_id, event.seq, "process.completed", params)
-            await self._session.ws.send_message(text)
+            await self._send_text(text)
             return
         if not (isinstance(event, Output) and event.stream == "stdout"):
             await self._base(event)
@@ -209,9 +211,15 @@ class ClaudeStream:
                 self._result_seen.set()
             await self._notify(event_params(typed))
 
+    async def _send_text(self, text: str) -> None:
+        try:
+            await self._session.ws.send_message(text)
+        except ConnectionClosed as exc:
+            raise SinkClosed("the client is gone") from exc  # the pump discards the rest
+
     async def _notify(self, params: dict[str, JSON]) -> None:
         text = self._session.conn.notify(CLAUDE_EVENT, {"run": self._run.run_id, **params})
-        await self._session.ws.send_message(text)
+        await self._send_text(text)
 
     def _claim_init(self, init: Init) -> None:
         key = init.session_id

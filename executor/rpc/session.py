@@ -68,6 +68,7 @@ from cc_executor.supervision import (
     Run,
     RunEvent,
     SequencedEvent,
+    SinkClosed,
     StateEvent,
 )
 
@@ -441,8 +442,8 @@ class Session:
         max_frame = self.daemon.config.max_frame_bytes
 
         async def deliver(event: SequencedEvent) -> None:
-            # Raises ConnectionClosed when the client is gone: the pump then discards the rest
-            # so the runner is never blocked by a dead connection.
+            # Raises SinkClosed when the client is gone: the pump then discards the rest so
+            # the runner is never blocked by a dead connection.
             if isinstance(event, Output):
                 text = conn.output(run_id, event.seq, event.stream, event.data, max_frame)
             elif isinstance(event, StateEvent):
@@ -452,7 +453,10 @@ class Session:
                 assert isinstance(event, CompletedEvent)
                 params = completion_params(run, event.completed)
                 text = conn.run_event(run_id, event.seq, "process.completed", params)
-            await ws.send_message(text)
+            try:
+                await ws.send_message(text)
+            except ConnectionClosed as exc:
+                raise SinkClosed("the client is gone") from exc
 
         return deliver
 
