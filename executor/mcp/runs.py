@@ -65,7 +65,7 @@ from cc_executor.supervision import (
     StateEvent,
     SupervisionConfig,
 )
-from cc_executor.supervision.journal import Gap
+from cc_executor.supervision.journal import Gap, JournalFault
 
 if TYPE_CHECKING:
     from cc_executor.executor.daemon.daemon import Daemon
@@ -406,6 +406,8 @@ async def follow_journal(durable: DurableRun, run_log: RunLog) -> None:
     """Read a durable run's journal into its RunLog until the completion (daemon's nursery)."""
     with durable.journal.cursor(0) as cursor:
         while (entry := await cursor.read()) is not None:
+            if isinstance(entry, JournalFault):
+                continue  # the run's status says it (journal.error)
             run_log.note(entry)
             if isinstance(entry, CompletedEvent):
                 return
@@ -418,6 +420,8 @@ def read_journal(durable: DurableRun, from_seq: int, max_bytes: int) -> tuple[li
     last = from_seq
     with durable.journal.cursor(from_seq) as cursor:
         while (entry := cursor.read_nowait()) is not None:
+            if isinstance(entry, JournalFault):
+                continue
             if events and size + _size(entry) > max_bytes:
                 break
             events.append(event_json(entry))

@@ -19,10 +19,18 @@ owners were recorded belong to "local", the identity of unauthenticated loopback
 ``visible`` answers for one identity: its own runs, or every run for an admin; a run that is not
 visible is, to that client, a run that does not exist.
 
-At start, ``recover`` reads every journal in the state directory.  A journal without a
-completion whose lock is free belongs to a run that died with an earlier daemon: its leftover
-processes are killed (supervision/leftovers.py) and a ``Lost`` completion is appended.  Journals
-locked by another live daemon sharing the directory are left alone.
+A failed journal write (a full disk, EIO) is the journal's to handle (supervision/journal.py):
+policy "block" holds the run until the disk takes the write again or the run is cancelled;
+policy "cancel" makes ``_watch`` end the run through the ladder with a reason naming the error.
+Either way attached clients hear of it at once (``process.journal_error``), ``status`` shows it
+in ``journal.error``, and the completion is still recorded (its space is reserved).
+
+At start, ``recover`` reads every journal in the state directory (in a worker thread).  A
+journal without a completion whose lock is free belongs to a run that died with an earlier
+daemon: its leftover processes are killed (supervision/leftovers.py: only processes proven to
+be the run's) and a ``Lost`` completion is appended.  A completion found after damage means the
+run completed: it is never completed again.  Journals locked by another live daemon sharing
+the directory are left alone.
 
 Retention compacts completed journals (events removed, META and completion kept, so the run is
 still listed and an attach into the removed range gets -32009) once they are older than
@@ -37,6 +45,7 @@ import os
 import re
 import secrets
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 import structlog
@@ -53,11 +62,14 @@ from cc_executor.supervision import (
     OutputPump,
     Run,
     RunEvent,
+    SinkClosed,
     SpawnError,
     SpawnSpec,
 )
-from cc_executor.supervision.journal import Journal, JournalError, Meta, boot_id, compact
-from cc_executor.supervision.leftovers import kill_leftovers
+from cc_executor.supervision.journal import Journal, JournalError, Meta, boot_id
+from cc_executor.supervision.journal_retention import compact
+from cc_executor.supervision.leftovers import kill_leftovers, start_ticks
+from cc_executor.supervision.procfs import ProcfsExhausted
 
 if TYPE_CHECKING:
     from cc_executor.executor.config.server import ServerConfig
@@ -125,13 +137,30 @@ class DurableRun:
         removed: JSON = None
         if journal.removed is not None:
             removed = {"first": journal.removed.first, "last": journal.removed.last}
+        fault = journal.fault
+        error: JSON = None
+        if fault is not None:
+            error = {"seq": fault.seq, "reason": fault.reason, "policy": fault.policy}
+        damaged: list[JSON] = [
+            {
+                "offset": d.offset,
+                "bytes": d.length,
+                "first_seq": d.first_seq,
+                "last_seq": d.last_seq,
+            }
+            for d in journal.damaged
+        ]
         return {
             "bytes": journal.size,
             "quota_bytes": journal.meta.quota_bytes,
             "quota_policy": journal.meta.quota_policy,
+            "error_policy": journal.config.error_policy,
             "blocked": journal.blocked,
             "gap_from_seq": None if journal.gap is None else journal.gap.seq,
             "removed": removed,
+            "error": error,
+            "damaged": damaged,
+            "kept_aside": journal.kept_aside,
         }
 
 
@@ -183,8 +212,8 @@ class DurableRuns:
                 continue
             path = os.path.join(self.directory, name)
             try:
-                journal = Journal.open(path, self.config.journal)
-            except (JournalError, OSError, ValueError, KeyError) as exc:
+                journal = await trio.to_thread.run_sync(Journal.open, path, self.config.journal)
+            except (JournalError, OSError) as exc:
                 log.warning("journal.unreadable", path=path, error=str(exc))
                 continue
             if journal is None:
@@ -201,9 +230,19 @@ class DurableRuns:
         meta = journal.meta
         killed: list[int] = []
         if meta.boot_id == boot_id():
-            killed = await trio.to_thread.run_sync(
-                kill_leftovers, meta.run_id, meta.pgid, meta.started_wall
-            )
+            try:
+                killed = await trio.to_thread.run_sync(
+                    partial(
+                        kill_leftovers,
+                        meta.run_id,
+                        meta.pgid,
+                        meta.started_wall,
+                        root_start_ticks=meta.root_start_ticks,
+                        config=self.config.supervision,
+                    )
+                )
+            except ProcfsExhausted as exc:
+                log.error("run.leftovers_unchecked", run=meta.run_id, error=str(exc))
         completed = Completed(
             outcome=Lost(LOST_REASON),
             stdout_bytes=journal.stdout_bytes,
@@ -240,6 +279,10 @@ class DurableRuns:
             timeout=params.timeout,
             idle_timeout=params.idle_timeout,
         )
+        try:
+            root_start = start_ticks(run.pid)
+        except ProcfsExhausted:
+            root_start = None  # recovery then goes by the run's marker only
         meta = Meta(
             run_id=run.run_id,
             pid=run.pid,
@@ -250,6 +293,7 @@ class DurableRuns:
             quota_bytes=self.config.journal.quota_bytes,
             quota_policy=self.config.journal.quota_policy,
             owner=owner,
+            root_start_ticks=root_start,
         )
         path = os.path.join(self.directory, _safe(run.run_id) + SUFFIX)
         try:
@@ -258,16 +302,16 @@ class DurableRuns:
             # Nothing may run unrecorded: end it, draining its events into nowhere.
             nursery.start_soon(self._abandon, run, receive)
             raise SpawnError(f"cannot create the run's journal: {exc.strerror or exc}") from None
-        pump = OutputPump(receive, journal.deliver, sup, run.unread_bytes)
+        pump = OutputPump(receive, journal.deliver, sup, run.unread_bytes, journal.flush)
         durable = DurableRun(journal, run, pump)
         self.runs[run.run_id] = durable
         nursery.start_soon(self._pump, daemon, durable)
-        nursery.start_soon(self._unblock_when_ending, durable)
+        nursery.start_soon(self._watch, durable)
         return durable
 
     async def _abandon(self, run: Run, receive: trio.MemoryReceiveChannel[RunEvent]) -> None:
         async def nowhere(_: object) -> None:
-            raise OSError("no journal")
+            raise SinkClosed("no journal")
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(OutputPump(receive, nowhere, self.config.supervision).run)
@@ -288,10 +332,24 @@ class DurableRuns:
             daemon.durable_finished(durable)
             self._changed.set()
 
-    async def _unblock_when_ending(self, durable: DurableRun) -> None:
-        assert durable.run is not None
-        await durable.run.wait_ending()
-        durable.journal.unblock()
+    async def _watch(self, durable: DurableRun) -> None:
+        """Until the run's processes are gone: end it on a journal fault under policy
+        "cancel"; then stop the journal waiting for room (quota or a failed write)."""
+        run, journal = durable.run, durable.journal
+        assert run is not None
+        async with trio.open_nursery() as nursery:
+
+            async def cancel_on_fault() -> None:
+                fault = await journal.wait_faulted()
+                if journal.config.error_policy == "cancel":
+                    journal.unblock()
+                    with contextlib.suppress(InvalidTransition):
+                        await run.cancel(fault.reason)
+
+            nursery.start_soon(cancel_on_fault)
+            await run.wait_ending()
+            journal.unblock()
+            nursery.cancel_scope.cancel()
 
     async def end_all(self, reason: str) -> None:
         """End every live durable run through the ladder; return once each is journaled."""
@@ -317,11 +375,11 @@ class DurableRuns:
         task_status.started()
         while True:
             self._changed = trio.Event()
-            delay = self.sweep(time.time())
+            delay = await self.sweep(time.time())
             with trio.move_on_after(delay):
                 await self._changed.wait()
 
-    def sweep(self, now: float) -> float:
+    async def sweep(self, now: float) -> float:
         """Compact the journals retention says must go; return seconds to the next expiry."""
         kept: list[DurableRun] = []
         for durable in self.runs.values():
@@ -334,7 +392,7 @@ class DurableRuns:
             ):
                 continue
             if (durable.ended_wall or now) + self.config.retention_seconds <= now:
-                self._compact(durable, "age")
+                await self._compact(durable, "age")
             else:
                 kept.append(durable)
         kept.sort(key=lambda d: d.ended_wall or now)
@@ -342,17 +400,17 @@ class DurableRuns:
         while kept and total > self.config.retention_bytes:
             oldest = kept.pop(0)
             total -= oldest.journal.size
-            self._compact(oldest, "size")
+            await self._compact(oldest, "size")
         if not kept:
             return math.inf
         return max(
             0.0, min((d.ended_wall or now) for d in kept) + self.config.retention_seconds - now
         )
 
-    def _compact(self, durable: DurableRun, why: str) -> None:
+    async def _compact(self, durable: DurableRun, why: str) -> None:
         before = durable.journal.size
         try:
-            compact(durable.journal)
+            await compact(durable.journal)
         except OSError as exc:
             log.warning("journal.compact_failed", run=durable.run_id, error=str(exc))
             return
