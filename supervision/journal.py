@@ -107,6 +107,7 @@ class JournalConfig:
         completion_reserve_bytes: space kept for the completion record (at least one record
             of an outcome with a long reason).
         batch_bytes: output queued before a write; 0 writes every record at once.
+        faults_kept: write fault episodes remembered for readers that attach later.
     """
 
     quota_bytes: int = 1024 * 1024 * 1024
@@ -117,6 +118,7 @@ class JournalConfig:
     retry_max: float = 2.0
     completion_reserve_bytes: int = 64 * 1024
     batch_bytes: int = 512 * 1024
+    faults_kept: int = 64
 
 
 @attrs.frozen
@@ -157,7 +159,7 @@ class Journal:
         self.kept_aside: str | None = None  # where open() kept a damaged original
         self.fault: JournalFault | None = None  # the write fault not resolved yet
         self.fault_count = 0  # fault episodes so far (cursors announce each once)
-        self.last_fault: JournalFault | None = None
+        self.faults: list[JournalFault] = []  # the last `faults_kept` of them, oldest first
         self._fd: int | None = None  # the writer's descriptor, while live
         self._batch: list[bytes] = []
         self._batch_entries: list[Entry] = []
@@ -361,8 +363,7 @@ class Journal:
     async def wait_faulted(self) -> JournalFault:
         """Return the first write fault, once there is one."""
         await self._faulted.wait()
-        assert self.last_fault is not None
-        return self.last_fault
+        return self.faults[0] if self.fault_count == len(self.faults) else self.faults[-1]
 
     async def append_completion(self, event: CompletedEvent) -> None:
         """Record the completion of a run found without one (see `open`), then close."""
@@ -407,7 +408,8 @@ class Journal:
             return exc
         if written != size:  # a regular file only writes short when the disk is full
             os.ftruncate(self._fd, self.committed)
-            return OSError(errno.ENOSPC, f"short write ({written} of {size} bytes)")
+            short = f"{os.strerror(errno.ENOSPC)}: short write, {written} of {size} bytes"
+            return OSError(errno.ENOSPC, short)
         entries = self._batch_entries
         self._batch, self._batch_entries, self._batch_bytes = [], [], 0
         self.committed += size
@@ -433,7 +435,7 @@ class Journal:
         if self.fault is None:
             self.fault_count += 1
             self.fault = JournalFault(seq, reason, self.config.error_policy)
-            self.last_fault = self.fault
+            self.faults = [*self.faults[-(self.config.faults_kept - 1) :], self.fault]
             log.error(
                 "journal.write_failed",
                 path=self.path,

@@ -70,8 +70,14 @@ class Cursor:
         self._reason: Gap | None = None  # why the next missing seqs are missing, if known
         self._after_gap = False  # a Gap was yielded: the next entry may skip seqs
         self._file_seq = 0  # the seq of the last record read from the file
-        # A fault still unresolved is announced to a new reader too; resolved ones are history.
-        self._faults_seen = journal.fault_count - (journal.fault is not None)
+        # Faults are numbered 0, 1, ... in the order they happened; this is the next to announce
+        # (those of events this reader does not read are skipped).
+        self._faults_seen = journal.fault_count - len(journal.faults)
+        while (
+            self._faults_seen < journal.fault_count
+            and self._fault(self._faults_seen).seq <= from_seq
+        ):
+            self._faults_seen += 1
         self._ended = False  # the completion was yielded
 
     def close(self) -> None:
@@ -110,18 +116,35 @@ class Cursor:
             if isinstance(entry, Removed):
                 self._reason = Gap(entry.first, REMOVED, until_seq=entry.last)
                 continue
-            if isinstance(entry, Gap):
-                if entry.seq > self._seen:
-                    return self._yield_gap(entry)
+            if isinstance(entry, Gap) and entry.seq <= self._seen:
                 self._reason = entry
                 continue
             if entry.seq <= self._seen:
                 continue
+            fault = self._fault_before(min(entry.seq, self._seen + 1))
+            if fault is not None:
+                self._offset = record.offset  # read it again after the fault
+                return fault
+            if isinstance(entry, Gap):
+                return self._yield_gap(entry)
             if entry.seq > self._seen + 1 and not self._after_gap:
                 self._offset = record.offset  # read it again after the gap
                 return self._yield_gap(self._hole(entry.seq - 1))
             return self._yield(entry)
         return self._from_memory()
+
+    def _fault(self, number: int) -> JournalFault:
+        journal = self._journal
+        return journal.faults[number - (journal.fault_count - len(journal.faults))]
+
+    def _fault_before(self, seq: int) -> JournalFault | None:
+        """The next fault to announce, if it happened at or before `seq`."""
+        journal = self._journal
+        self._faults_seen = max(self._faults_seen, journal.fault_count - len(journal.faults))
+        if self._faults_seen < journal.fault_count and self._fault(self._faults_seen).seq <= seq:
+            self._faults_seen += 1
+            return self._fault(self._faults_seen - 1)
+        return None
 
     def _past_damage(self, bad: Incomplete | Corrupt, limit: int) -> tuple[Record, Entry] | None:
         """The next good record after damage at `bad.offset` (None: none before `limit`, and
@@ -159,9 +182,10 @@ class Cursor:
     def _from_memory(self) -> Replayed | None:
         """What the journal knows that the file does not (yet) say."""
         journal = self._journal
-        if journal.fault_count > self._faults_seen and journal.last_fault is not None:
-            self._faults_seen = journal.fault_count
-            return journal.last_fault
+        if journal.faults:
+            fault = self._fault_before(journal.faults[-1].seq)  # caught up: every fault is due
+            if fault is not None:
+                return fault
         completed = journal.completed
         if not journal.finished or completed is None or completed.seq <= self._seen:
             if journal.finished and self._reason is not None and not self._after_gap:
