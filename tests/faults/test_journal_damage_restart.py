@@ -43,7 +43,8 @@ async def test_a_flipped_byte_is_reported_and_the_completed_run_stays_completed(
             script = "for i in $(seq 1 40); do echo line $i; sleep 0.005; done"
             run = (await client.call("execute", argv=["sh", "-c", script], durable=True))["run"]
             first = await client.wait_completed(run)
-            assert first.completed is not None and first.completed["exit_code"] == 0
+            assert first.completed is not None
+            assert first.completed["exit_code"] == 0
         path = next((state / "journals").glob("*.journal"))
         records = record_offsets(path)
         assert len(records) >= 4, records

@@ -113,14 +113,15 @@ async def test_block_policy_retries_until_the_disk_heals(
             nursery.start_soon(follow)
             nursery.start_soon(journal.deliver, paused(2))
             await trio.testing.wait_all_tasks_blocked()
-            while disk.attempts < 3:  # the write is retried (with a backoff), not dropped
+            while disk.attempts < 3:  # noqa: ASYNC110 - retried with a backoff, not dropped
                 await trio.sleep(journal.config.retry_max)
             assert journal.blocked
-            assert journal.fault is not None and journal.fault.seq == 2
+            assert journal.fault is not None
+            assert journal.fault.seq == 2
             assert "Input/output error" in journal.fault.reason
             assert JournalFault(2, journal.fault.reason, "block") in seen
             disk.failing = False  # the disk heals: the retry succeeds, nothing was lost
-            while journal.blocked:
+            while journal.blocked:  # noqa: ASYNC110 - the next retry succeeds
                 await trio.sleep(journal.config.retry_max)
             assert journal.fault is None
             await journal.deliver(output(3))
