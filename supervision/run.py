@@ -266,8 +266,13 @@ class Run:
         self._last_output = trio.current_time()
         self._wake = trio.CancelScope(deadline=self._end_deadline())
 
-    def _output_waiting(self) -> bool:
-        return any(self.unread_bytes(stream) > 0 for stream in self._pipes)
+    def _was_writing(self) -> bool:
+        """Whether the child wrote within the idle timeout after all: output waits in a pipe,
+        or a reader took some since the deadline fired (both run after a stall)."""
+        if any(self.unread_bytes(stream) > 0 for stream in self._pipes):
+            return True
+        idle = self._idle_timeout
+        return idle is not None and trio.current_time() < self._last_output + idle
 
     def _end_deadline(self) -> float:
         if self._idle_timeout is None or self._state is RunState.PAUSED:

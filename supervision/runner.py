@@ -115,8 +115,8 @@ async def _wait_for_end(run: Run, pidfd: int) -> _EndRequest | None:
         if run._cancel_reason is None and _has_exited(pidfd):
             return None  # the deadline and the exit raced; the exit wins
         idle_only = run._cancel_reason is None and trio.current_time() < run._absolute_deadline
-        if idle_only and run._output_waiting():
-            run._restart_idle_clock()  # output waits in a pipe: the child was not idle
+        if idle_only and run._was_writing():
+            run._restart_idle_clock()  # the daemon was not reading; the child was not idle
             continue
         return _EndRequest(run)
 
