@@ -83,6 +83,10 @@ class FailingDisk:
         return write
 
 
+def blocked(journal: Journal) -> bool:
+    return journal.blocked
+
+
 def unresolved(journal: Journal) -> JournalFault | None:
     """The journal's current fault (a function: mypy would keep an earlier narrowing)."""
     return journal.fault
@@ -126,7 +130,7 @@ async def test_block_policy_retries_until_the_disk_heals(
             assert "Input/output error" in journal.fault.reason
             assert JournalFault(2, journal.fault.reason, "block") in seen
             disk.failing = False  # the disk heals: the retry succeeds, nothing was lost
-            while journal.blocked:  # noqa: ASYNC110 - the next retry succeeds
+            while blocked(journal):  # noqa: ASYNC110 - the next retry succeeds
                 await trio.sleep(journal.config.retry_max)
             assert unresolved(journal) is None
             await journal.deliver(output(3))
