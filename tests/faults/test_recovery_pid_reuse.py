@@ -71,7 +71,11 @@ def test_a_reused_pgid_is_not_evidence_the_marker_and_ancestry_are(tmp_path: Pat
     assert journal._fd is not None
     os.close(journal._fd)  # the daemon died: no completion, the lock went with it
 
+    # Reuse is never within the clock tick the root started in (the daemon had to die and a
+    # new one start in between); here it could be, so let a few ticks pass.
+    time.sleep(3 / os.sysconf("SC_CLK_TCK"))
     unrelated = spawn_with_pid(root.pid)
+    assert start_ticks(unrelated.pid) != ticks
     # A real leftover (it kept the marker, left the session), and its child that dropped its
     # whole environment: only ancestry ties that one to the run.
     leftover = subprocess.Popen(
