@@ -9,11 +9,8 @@ it reaches `batch_bytes`, before any state change or completion, and whenever th
 nothing more to hand over (`flush`, the pump's idle hook).  Readers only ever see whole
 batches: `committed` is the size up to the last whole record, and no cursor reads beyond it.
 
-Crash safety: only the last write can be torn.  `Journal.open` reads from the start; a short
-tail is cut.  Damage anywhere else (a flipped byte, a zeroed range) is not a tear: the records
-after it are found again by content (`resync`), the damaged range is kept in `damaged` and
-reported to readers, and nothing valid is cut.  A damaged last record that is whole in size is
-cut only after the original file is kept aside as ``<name>.damaged-<time>``.
+Crash safety: only the last write can be torn.  `Journal.open` reads the whole file; a torn
+tail is cut, and damage elsewhere is stepped over and reported, never cut (journal_scan.py).
 
 Write faults (ENOSPC, EDQUOT, EIO, a short write): the file is cut back to `committed`, the
 fault is kept in `fault` (for ``status``) and announced to every cursor at once (a
@@ -39,34 +36,30 @@ import contextlib
 import errno
 import fcntl
 import os
-import time
-from typing import Literal
 
-import attrs
 import structlog
 import trio
 
 from cc_executor.supervision.events import CompletedEvent, Output, SequencedEvent, StateEvent
 from cc_executor.supervision.journal_codec import (
     DAMAGED,
-    K_META,
     MAGIC,
-    Corrupt,
     Entry,
     Gap,
-    Incomplete,
     JournalError,
     Meta,
-    Record,
     Removed,
-    decode_meta,
     encode_entry,
     encode_meta,
-    read_entry,
-    read_record,
-    resync,
+)
+from cc_executor.supervision.journal_config import (
+    FULL_ERRNOS,
+    JournalConfig,
+    boot_id,
+    make_reserve,
 )
 from cc_executor.supervision.journal_cursor import Cursor, JournalFault, Replayed
+from cc_executor.supervision.journal_scan import DamagedRange, read_head, scan_records
 
 __all__ = [
     "DAMAGED",
@@ -85,50 +78,7 @@ __all__ = [
 
 log = structlog.get_logger()
 
-QuotaPolicy = Literal["block", "gap"]
-FsyncPolicy = Literal["never", "completion", "always"]
-ErrorPolicy = Literal["block", "cancel"]
 RESERVE_SUFFIX = ".reserve"
-_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-@attrs.frozen
-class JournalConfig:
-    """How much a run may journal, what happens then, when to fsync, and write faults.
-
-    Attributes:
-        quota_bytes: largest journal file, in bytes, that output may fill.
-        quota_policy: "block" (the child waits) or "gap" (stop recording, with a GAP record).
-        fsync: "never", "completion" (state changes, completion, close) or "always".
-        error_policy: on a failed write, "block" (retry; the child waits) or "cancel" (stop
-            recording output and end the run).
-        retry_initial: first wait before a failed write is tried again (policy "block").
-        retry_max: the wait that retries back off to.
-        completion_reserve_bytes: space kept for the completion record (at least one record
-            of an outcome with a long reason).
-        batch_bytes: output queued before a write; 0 writes every record at once.
-        faults_kept: write fault episodes remembered for readers that attach later.
-    """
-
-    quota_bytes: int = 1024 * 1024 * 1024
-    quota_policy: QuotaPolicy = "block"
-    fsync: FsyncPolicy = "completion"
-    error_policy: ErrorPolicy = "block"
-    retry_initial: float = 0.05
-    retry_max: float = 2.0
-    completion_reserve_bytes: int = 64 * 1024
-    batch_bytes: int = 512 * 1024
-    faults_kept: int = 64
-
-
-@attrs.frozen
-class DamagedRange:
-    """Bytes `offset`..`offset + length` of the file are not records; seqs first..last lost."""
-
-    offset: int
-    length: int
-    first_seq: int
-    last_seq: int | None
 
 
 def _strerror(exc: OSError) -> str:
@@ -185,7 +135,7 @@ class Journal:
             written = os.write(fd, head)
             if written != len(head):
                 raise OSError(errno.ENOSPC, f"short write of the journal head to {path}")
-            _make_reserve(path + RESERVE_SUFFIX, config.completion_reserve_bytes)
+            make_reserve(path + RESERVE_SUFFIX, config.completion_reserve_bytes)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -231,71 +181,10 @@ class Journal:
     @classmethod
     def _scan(cls, fd: int, path: str, config: JournalConfig) -> Journal:
         size = os.fstat(fd).st_size
-        if os.pread(fd, len(MAGIC), 0) != MAGIC:
-            raise JournalError(f"{path}: not a cc-executor journal")
-        first = read_record(fd, len(MAGIC), size)
-        if not isinstance(first, Record) or first.kind != K_META:
-            raise JournalError(f"{path}: no META record")
-        try:
-            meta = decode_meta(first.payload)
-        except (ValueError, KeyError) as exc:
-            raise JournalError(f"{path}: unreadable META record ({exc})") from None
+        meta, offset = read_head(fd, path, size)
         journal = cls(path, meta, config)
-        offset = first.end
-        while offset < size:
-            read = read_entry(fd, offset, size)
-            found = (
-                journal._skip_damage(fd, read, size)
-                if isinstance(read, Incomplete | Corrupt)
-                else read
-            )
-            if found is None:
-                break
-            record, entry = found
-            journal._note(entry)
-            offset = record.end
-        journal.committed = offset
-        if offset < size:
-            journal._cut_tail(fd, offset, size)
+        scan_records(journal, fd, offset, size)
         return journal
-
-    def _skip_damage(
-        self, fd: int, bad: Incomplete | Corrupt, limit: int
-    ) -> tuple[Record, Entry] | None:
-        """The next good record after damage at `bad.offset` (the range is noted), or None."""
-        found = resync(fd, bad.offset + 1, limit, self.last_seq)
-        if found is None:
-            return None
-        record = found[0]
-        lost_until = record.seq - 1 if record.seq - 1 > self.last_seq else None
-        self.damaged.append(
-            DamagedRange(bad.offset, record.offset - bad.offset, self.last_seq + 1, lost_until)
-        )
-        log.warning(
-            "journal.damaged",
-            path=self.path,
-            offset=bad.offset,
-            bytes=record.offset - bad.offset,
-            first_seq=self.last_seq + 1,
-            last_seq=lost_until,
-        )
-        return found
-
-    def _cut_tail(self, fd: int, offset: int, size: int) -> None:
-        tail = read_entry(fd, offset, size)
-        if isinstance(tail, Corrupt):
-            # Whole in size but failing its checks: damage, not a torn write.  Keep the
-            # original for whoever investigates, then cut what cannot be read.
-            aside = f"{self.path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-            with open(self.path, "rb") as original, open(aside, "xb") as copy:
-                while chunk := original.read(1024 * 1024):
-                    copy.write(chunk)
-            self.kept_aside = aside
-            self.damaged.append(DamagedRange(offset, size - offset, self.last_seq + 1, None))
-            log.warning("journal.damaged_tail", path=self.path, offset=offset, kept_aside=aside)
-        self.truncated_bytes = size - offset
-        os.ftruncate(fd, offset)
-        os.fsync(fd)
 
     def _note(self, entry: Entry) -> None:
         match entry:
@@ -441,7 +330,7 @@ class Journal:
                 path=self.path,
                 seq=seq,
                 error=_strerror(error),
-                full=error.errno in _FULL,
+                full=error.errno in FULL_ERRNOS,
                 policy=self.config.error_policy,
             )
             self._faulted.set()
@@ -509,29 +398,3 @@ class Journal:
     @property
     def size(self) -> int:
         return self.committed
-
-
-def _make_reserve(path: str, size: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            os.posix_fallocate(fd, 0, size)
-        except OSError as exc:
-            if exc.errno in _FULL:
-                raise
-            os.write(fd, bytes(size))  # a file system without fallocate
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise
-    os.close(fd)
-
-
-def boot_id() -> str:
-    """This boot's id: processes recorded under another boot cannot be alive."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""

@@ -11,16 +11,13 @@ no JSON here.
 
 Reading a record has three outcomes (`read_record`): a whole `Record` that passes its CRC, an
 `Incomplete` one (fewer bytes than it claims: a torn tail, or the end of what is committed) and a
-`Corrupt` one (a length no writer produces, a CRC that fails, a kind or payload that does not
-decode).  After damage, `resync` finds the next whole record by content (its seq must follow
-what was read before, its CRC must hold), so a flipped byte costs one record, never the rest of
-the file, and no byte that fails its CRC is ever returned.
+`Corrupt` one (a length no writer produces, a CRC that fails, a kind that does not exist).
+Finding records again after damage is journal_scan.py's.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import struct
 import zlib
 from typing import Literal
@@ -369,47 +366,3 @@ def read_record(fd: int, offset: int, limit: int) -> ReadResult:
     if kind > K_REMOVED:
         return Corrupt(offset, f"unknown kind {kind}")
     return Record(kind, seq, body[HEAD.size :], offset, end)
-
-
-def read_entry(fd: int, offset: int, limit: int) -> tuple[Record, Entry] | Incomplete | Corrupt:
-    """`read_record`, and the record's entry: a payload that does not decode is Corrupt."""
-    result = read_record(fd, offset, limit)
-    if not isinstance(result, Record):
-        return result
-    if result.kind == K_META:
-        return Corrupt(offset, "a second META record")
-    try:
-        return result, decode_entry(result)
-    except ValueError as exc:
-        return Corrupt(offset, str(exc))
-
-
-# A record's kind byte (never META after the first) and the high half of its u64 seq, zero for
-# any seq a run can reach: cheap to look for, so a scan tries the CRC at few places.
-_CANDIDATE = re.compile(rb"(?=[\x01-\x05][\s\S]{4}\x00\x00\x00\x00)")
-_SCAN_CHUNK = 1024 * 1024
-
-
-def resync(fd: int, start: int, limit: int, after_seq: int) -> tuple[Record, Entry] | None:
-    """The first whole, decodable record at or after `start` whose seq is above `after_seq`.
-
-    Records after the one that failed usually start where its length says it ends; that
-    place is tried by the caller.  This is the fallback, a scan by content.
-    """
-    chunk_start = start
-    while chunk_start < limit:
-        # Each chunk overlaps the next by a record head, so no candidate is missed at a seam.
-        chunk = os.pread(fd, min(_SCAN_CHUNK, limit - chunk_start), chunk_start)
-        if not chunk:
-            return None
-        for match in _CANDIDATE.finditer(chunk):
-            offset = chunk_start + match.start() - FRAME.size
-            if offset < start:
-                continue
-            found = read_entry(fd, offset, limit)
-            if isinstance(found, tuple) and found[0].seq > after_seq:
-                return found
-        if chunk_start + len(chunk) >= limit:
-            return None
-        chunk_start += len(chunk) - HEAD.size
-    return None

@@ -32,10 +32,9 @@ from cc_executor.supervision.journal_codec import (
     Incomplete,
     Record,
     Removed,
-    read_entry,
     read_record,
-    resync,
 )
+from cc_executor.supervision.journal_scan import read_entry, resync
 
 if TYPE_CHECKING:
     from cc_executor.supervision.journal import Journal

@@ -45,20 +45,17 @@ import os
 import re
 import secrets
 import time
-from functools import partial
 from typing import TYPE_CHECKING
 
 import structlog
 import trio
 
 from cc_executor.executor.runs.admission import start_runner
+from cc_executor.executor.runs.recovery import complete_lost
 from cc_executor.executor.runs.wire import outcome_fields
 from cc_executor.protocol import JSON, ExecuteParams
 from cc_executor.supervision import (
-    Completed,
-    CompletedEvent,
     InvalidTransition,
-    Lost,
     OutputPump,
     Run,
     RunEvent,
@@ -68,7 +65,7 @@ from cc_executor.supervision import (
 )
 from cc_executor.supervision.journal import Journal, JournalError, Meta, boot_id
 from cc_executor.supervision.journal_retention import compact
-from cc_executor.supervision.leftovers import kill_leftovers, start_ticks
+from cc_executor.supervision.leftovers import start_ticks
 from cc_executor.supervision.procfs import ProcfsExhausted
 
 if TYPE_CHECKING:
@@ -78,7 +75,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-LOST_REASON = "daemon restarted while the run was live"
 LEGACY_OWNER = "local"  # the owner of journals that predate owners
 SUFFIX = ".journal"
 
@@ -222,37 +218,9 @@ class DurableRuns:
             if journal.truncated_bytes:
                 log.warning("journal.torn_tail_truncated", path=path, bytes=journal.truncated_bytes)
             if journal.completed is None:
-                await self._complete_lost(journal)
+                await complete_lost(journal, self.config.supervision)
             self.runs[journal.meta.run_id] = DurableRun(journal)
         log.info("durable.recovered", journals=len(self.runs))
-
-    async def _complete_lost(self, journal: Journal) -> None:
-        meta = journal.meta
-        killed: list[int] = []
-        if meta.boot_id == boot_id():
-            try:
-                killed = await trio.to_thread.run_sync(
-                    partial(
-                        kill_leftovers,
-                        meta.run_id,
-                        meta.pgid,
-                        meta.started_wall,
-                        root_start_ticks=meta.root_start_ticks,
-                        config=self.config.supervision,
-                    )
-                )
-            except ProcfsExhausted as exc:
-                log.error("run.leftovers_unchecked", run=meta.run_id, error=str(exc))
-        completed = Completed(
-            outcome=Lost(LOST_REASON),
-            stdout_bytes=journal.stdout_bytes,
-            stderr_bytes=journal.stderr_bytes,
-            duration=max(0.0, time.time() - meta.started_wall),
-        )
-        await journal.append_completion(
-            CompletedEvent(seq=journal.last_seq + 1, completed=completed)
-        )
-        log.warning("run.lost", run=meta.run_id, reason=LOST_REASON, killed=killed)
 
     # -- live runs ---------------------------------------------------------------------------
 

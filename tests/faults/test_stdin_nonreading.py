@@ -33,9 +33,9 @@ NEVER_READS = python_argv("print('ready', flush=True)\nimport time\ntime.sleep(1
 # Reads nothing until SIGUSR1, then all of stdin, and reports what it got.
 READS_WHEN_TOLD = python_argv(
     "import hashlib, signal, sys\n"
-    "signal.signal(signal.SIGUSR1, lambda *_: None)\n"
+    "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n"  # no race with the signal
     "print('ready', flush=True)\n"
-    "signal.pause()\n"
+    "signal.sigwait({signal.SIGUSR1})\n"
     "data = sys.stdin.buffer.read()\n"
     "print(len(data), hashlib.sha256(data).hexdigest(), flush=True)\n"
 )
