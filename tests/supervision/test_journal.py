@@ -335,3 +335,32 @@ def test_meta_owner_is_optional_both_ways() -> None:
         assert (b"owner" in record) == (meta.owner is not None)
         payload = record[FRAME.size + HEAD.size :]
         assert decode_meta(payload) == meta
+
+
+async def test_output_is_batched_into_one_write_and_flushed_when_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many small outputs cost one write(2); readers see none of them before it, all after;
+    a state change or completion is written at once (and what was queued before it)."""
+    journal = Journal.create(str(tmp_path / "j"), meta(), JournalConfig(fsync="never"))
+    writes: list[int] = []
+    real_writev = os.writev
+
+    def counting_writev(fd: int, buffers: list[bytes]) -> int:
+        writes.append(len(buffers))
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr(os, "writev", counting_writev)
+    small = [Output(seq=i, stream="stdout", data=b"line %d\n" % i) for i in range(1, 101)]
+    head = journal.committed
+    for event in small:
+        await journal.deliver(event)
+    assert journal.committed == head  # queued, not yet visible
+    assert read_all(journal) == []
+    await journal.flush()  # the pump's idle hook
+    assert writes == [100]
+    assert read_all(journal) == small
+    await journal.deliver(Output(seq=101, stream="stderr", data=b"x"))
+    await journal.deliver(StateEvent(seq=102, state=RunState.PAUSED))  # written at once
+    assert writes == [100, 2]
+    await journal.close()
