@@ -42,7 +42,6 @@ import trio
 
 from cc_executor.supervision.events import CompletedEvent, Output, SequencedEvent, StateEvent
 from cc_executor.supervision.journal_codec import (
-    DAMAGED,
     MAGIC,
     Entry,
     Gap,
@@ -62,7 +61,6 @@ from cc_executor.supervision.journal_cursor import Cursor, JournalFault, Replaye
 from cc_executor.supervision.journal_scan import DamagedRange, read_head, scan_records
 
 __all__ = [
-    "DAMAGED",
     "Cursor",
     "DamagedRange",
     "Gap",
@@ -79,6 +77,7 @@ __all__ = [
 log = structlog.get_logger()
 
 RESERVE_SUFFIX = ".reserve"
+_IOV_MAX = os.sysconf("SC_IOV_MAX")  # the most buffers one writev(2) takes
 
 
 def _strerror(exc: OSError) -> str:
@@ -220,7 +219,7 @@ class Journal:
                 await self._quota_reached(event.seq)
                 return
             self._queue(record, event)
-            if self._batch_bytes >= self.config.batch_bytes:
+            if self._batch_bytes >= self.config.batch_bytes or len(self._batch) >= _IOV_MAX:
                 await self.flush()
             return
         self._queue(encode_entry(event), event)
@@ -304,7 +303,6 @@ class Journal:
         self.committed += size
         for entry in entries:
             self._note(entry)
-        self._wake()
         if self.config.fsync == "always" or (
             self.config.fsync == "completion" and not isinstance(entries[-1], Output)
         ):
@@ -313,6 +311,7 @@ class Journal:
             except OSError as exc:
                 # Written, but maybe not durable (EIO): said in the log and in `status`.
                 self._note_fault(exc)
+        self._wake()  # readers see a batch only once the fsync policy holds for it
         return None
 
     def _note_fault(self, error: OSError) -> None:

@@ -11,6 +11,7 @@ import os
 import resource
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,23 @@ from typing import Any
 import pytest
 import trio
 from ccx_testing import WireClient
+
+from cc_executor.supervision.journal import Meta, boot_id
+
+
+def journal_meta(run_id: str) -> Meta:
+    """A journal head for tests that write journals without a run behind them."""
+    return Meta(
+        run_id=run_id,
+        pid=1,
+        pgid=1,
+        argv=("true",),
+        started_wall=time.time(),
+        boot_id=boot_id(),
+        quota_bytes=1 << 30,
+        quota_policy="block",
+    )
+
 
 MOUNT_HINT = "mount -t tmpfs -o size=2m tmpfs DIR (as root)"
 

@@ -8,12 +8,12 @@ reader's wait returned without a checkpoint and the event loop spun.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
+from faults_journal_testing import journal_meta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,32 +26,16 @@ from cc_executor.supervision.events import (
     StateEvent,
 )
 from cc_executor.supervision.journal import (
-    DAMAGED,
     Gap,
     Journal,
     JournalConfig,
     JournalFault,
-    Meta,
     Replayed,
-    boot_id,
 )
-from cc_executor.supervision.journal_codec import encode_entry
+from cc_executor.supervision.journal_codec import DAMAGED, encode_entry
 from cc_executor.supervision.outcome import Exited, Lost
 
 CONFIG = JournalConfig(fsync="never", batch_bytes=0)
-
-
-def meta() -> Meta:
-    return Meta(
-        run_id="damaged",
-        pid=1,
-        pgid=1,
-        argv=("seq",),
-        started_wall=time.time(),
-        boot_id=boot_id(),
-        quota_bytes=1 << 30,
-        quota_policy="block",
-    )
 
 
 def events(sizes: list[int]) -> list[SequencedEvent]:
@@ -71,7 +55,7 @@ def events(sizes: list[int]) -> list[SequencedEvent]:
 
 async def write(path: Path, written: list[SequencedEvent]) -> tuple[Journal, list[int]]:
     """A journal holding `written`; and the file offset where each event's record starts."""
-    journal = Journal.create(str(path), meta(), CONFIG)
+    journal = Journal.create(str(path), journal_meta("damaged"), CONFIG)
     offsets = []
     for event in written:
         offsets.append(journal.committed)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from faults_journal_testing import journal_meta
 
 from cc_executor.supervision.events import (
     Completed,
@@ -31,24 +31,9 @@ from cc_executor.supervision.journal import (
     Journal,
     JournalConfig,
     JournalFault,
-    Meta,
     Replayed,
-    boot_id,
 )
 from cc_executor.supervision.outcome import Exited
-
-
-def meta() -> Meta:
-    return Meta(
-        run_id="eio",
-        pid=1,
-        pgid=1,
-        argv=("yes",),
-        started_wall=time.time(),
-        boot_id=boot_id(),
-        quota_bytes=1 << 30,
-        quota_policy="block",
-    )
 
 
 def paused(seq: int) -> SequencedEvent:
@@ -105,7 +90,7 @@ async def test_block_policy_retries_until_the_disk_heals(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
 ) -> None:
     disk = FailingDisk(monkeypatch)
-    journal = Journal.create(str(tmp_path / "j"), meta(), JournalConfig(fsync="never"))
+    journal = Journal.create(str(tmp_path / "j"), journal_meta("eio"), JournalConfig(fsync="never"))
     disk.fd = journal._fd or -1
     await journal.deliver(output(1))
     await journal.flush()
@@ -151,7 +136,7 @@ async def test_cancel_policy_stops_recording_and_the_completion_is_kept_in_memor
 ) -> None:
     disk = FailingDisk(monkeypatch)
     config = JournalConfig(fsync="never", error_policy="cancel")
-    journal = Journal.create(str(tmp_path / "j"), meta(), config)
+    journal = Journal.create(str(tmp_path / "j"), journal_meta("eio"), config)
     disk.fd = journal._fd or -1
     with trio.fail_after(10):
         await journal.deliver(output(1))
