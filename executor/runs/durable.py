@@ -155,6 +155,7 @@ class DurableRun:
             "gap_from_seq": None if journal.gap is None else journal.gap.seq,
             "removed": removed,
             "error": error,
+            "faults": journal.fault_count,
             "damaged": damaged,
             "kept_aside": journal.kept_aside,
         }

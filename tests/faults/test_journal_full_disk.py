@@ -43,6 +43,8 @@ async def test_block_policy_holds_the_child_reports_the_error_and_records_the_ca
             assert record.completed["reason"] == "cancelled by client"
             status = await client.call("status", run=run)
             assert status["outcome"] == "cancelled"
+            assert status["journal"]["faults"] == 1  # said after the fact too
+            assert status["journal"]["gap_from_seq"] is not None
         async with (
             run_daemon("--state-dir", state) as daemon,
             open_durable_client(daemon.url) as client,

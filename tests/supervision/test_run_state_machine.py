@@ -135,7 +135,7 @@ class RunMachine(RuleBasedStateMachine):
     @rule(t=runs)
     def send_signal(self, t: Tracked) -> None:
         try:
-            self.host.run_sync(t.run.send_signal, "CONT")
+            self.host.run_sync(t.run.send_signal, "WINCH")  # changes no state
         except InvalidTransition:
             assert t.run.state is RunState.COMPLETED or t.run.root_reaped
 
