@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from collections.abc import Callable
 from typing import Literal
 
 import attrs
@@ -50,14 +51,23 @@ def make_reserve(path: str, size: int) -> None:
     Raises:
         OSError: the disk has no room for it.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
+
+    def fill(fd: int) -> None:
         try:
             os.posix_fallocate(fd, 0, size)
         except OSError as exc:
             if exc.errno in FULL_ERRNOS:
                 raise
             os.write(fd, bytes(size))  # a file system without fallocate
+
+    write_new_file(path, fill)
+
+
+def write_new_file(path: str, fill: Callable[[int], None]) -> None:
+    """Create (or truncate) `path` and let `fill(fd)` write it; if that fails, remove it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        fill(fd)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):

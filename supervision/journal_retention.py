@@ -7,32 +7,26 @@ which is whole, through its own descriptor.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import trio
 
 from cc_executor.supervision.journal import Journal
 from cc_executor.supervision.journal_codec import MAGIC, Removed, encode_entry, encode_meta
+from cc_executor.supervision.journal_config import write_new_file
 
 COMPACT_SUFFIX = ".compact"
 
 
 def _write_compacted(path: str, data: bytes) -> None:
-    tmp = path + COMPACT_SUFFIX
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
+    def fill(fd: int) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
+
+    write_new_file(path + COMPACT_SUFFIX, fill)
+    os.replace(path + COMPACT_SUFFIX, path)
 
 
 async def compact(journal: Journal) -> None:
