@@ -95,6 +95,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="when journal writes are fsynced (CCX_JOURNAL_FSYNC, default completion)",
     )
     p.add_argument(
+        "--journal-error-policy",
+        choices=("block", "cancel"),
+        help="when a journal write fails (disk full, EIO): block the child and retry, or "
+        "cancel the run (CCX_JOURNAL_ERROR_POLICY, default block)",
+    )
+    p.add_argument(
         "--retention-seconds",
         type=float,
         help="keep a completed run's journal this long (CCX_RETENTION_SECONDS, default 7 days)",
@@ -181,6 +187,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         "quota_bytes": args.journal_quota_bytes,
         "quota_policy": args.journal_quota_policy,
         "fsync": args.journal_fsync,
+        "error_policy": args.journal_error_policy,
     }
     journal_changes = {k: v for k, v in journal_changes.items() if v is not None}
     if journal_changes:

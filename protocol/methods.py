@@ -57,9 +57,13 @@ PROCESS_RESUMED: Final = "process.resumed"
 PROCESS_COMPLETED: Final = "process.completed"
 # The daemon is draining: live runs are cancelled after a grace period.
 SHUTDOWN: Final = "shutdown"
-# A durable run's journal did not record output from `seq` on (its quota was reached); the next
-# event of the run carries a later seq.  Not itself sequenced.
+# A durable run's journal lacks events from `seq` on (its quota was reached, a write failed,
+# or the file is damaged: `reason` says which); the next event of the run carries a later seq.
+# Not itself sequenced.
 PROCESS_GAP: Final = "process.gap"
+# A durable run's journal could not record event `seq` (a full or failing disk); `policy` says
+# what follows ("block": the run waits for the disk; "cancel": the run is ended).  Not sequenced.
+PROCESS_JOURNAL_ERROR: Final = "process.journal_error"
 
 # Events of one run: they carry `run` and `seq` (contiguous from 1 within the run), and
 # `process.completed` is the last of them.  `process.started` announces the run (it follows

@@ -9,9 +9,10 @@ one).  The client library decodes frames back into the same classes, so the two 
 disagree about a field.
 
 Run events (`RunOutput`, `RunPaused`, `RunResumed`, `RunCompleted`) carry `run` and `seq`,
-contiguous from 1 within a run; `RunCompleted` is the last of them.  `RunStarted`, `RunGap` and
-`ClaudeNotice` belong to a run but are not sequenced: a gap names the first seq it lost, and
-Claude's typed events are derived from the run's stdout, which is sequenced already.
+contiguous from 1 within a run; `RunCompleted` is the last of them.  `RunStarted`, `RunGap`,
+`RunJournalError` and `ClaudeNotice` belong to a run but are not sequenced: a gap names the
+first seq it lost, a journal error the seq it could not record, and Claude's typed events are
+derived from the run's stdout, which is sequenced already.
 """
 
 from collections.abc import Mapping
@@ -139,6 +140,18 @@ class RunGap:
 
 
 @attrs.frozen
+class RunJournalError:
+    """`process.journal_error`: a durable run's journal could not record event `seq` (a full
+    or failing disk); `policy` says what follows ("block": the run waits for the disk;
+    "cancel": the run is ended)."""
+
+    run: str
+    seq: int
+    reason: str
+    policy: str
+
+
+@attrs.frozen
 class ClaudeNotice:
     """`claude.event`: one typed event parsed from a Claude run's stream-json stdout."""
 
@@ -147,4 +160,6 @@ class ClaudeNotice:
 
 
 RunEvent: TypeAlias = RunOutput | RunPaused | RunResumed | RunCompleted
-Notice: TypeAlias = Connected | Shutdown | RunStarted | RunEvent | RunGap | ClaudeNotice
+Notice: TypeAlias = (
+    Connected | Shutdown | RunStarted | RunEvent | RunGap | RunJournalError | ClaudeNotice
+)

@@ -18,6 +18,7 @@ from cc_executor.protocol.methods import (
     CONNECTED,
     PROCESS_COMPLETED,
     PROCESS_GAP,
+    PROCESS_JOURNAL_ERROR,
     PROCESS_PAUSED,
     PROCESS_RESUMED,
     PROCESS_STARTED,
@@ -30,6 +31,7 @@ from cc_executor.protocol.notices import (
     Notice,
     RunCompleted,
     RunGap,
+    RunJournalError,
     RunOutput,
     RunPaused,
     RunResumed,
@@ -103,6 +105,9 @@ def notice_message(notice: Notice) -> Notification:
             return Notification(PROCESS_STARTED, started)
         case RunGap(run=run, seq=seq, reason=reason, details=details):
             return Notification(PROCESS_GAP, {"run": run, "seq": seq, "reason": reason, **details})
+        case RunJournalError(run=run, seq=seq, reason=reason, policy=policy):
+            params = {"run": run, "seq": seq, "reason": reason, "policy": policy}
+            return Notification(PROCESS_JOURNAL_ERROR, params)
         case ClaudeNotice(run=run, event=event):
             return Notification(CLAUDE_EVENT, {"run": run, **event_params(event)})
         case Connected():
@@ -272,6 +277,10 @@ def decode_notice(method: str, params: Mapping[str, Any]) -> Notice | None:
         case "process.gap":
             details = {k: cast(JSON, v) for k, v in params.items() if k not in _GAP_KEYS}
             return RunGap(params["run"], int(params["seq"]), str(params.get("reason", "")), details)
+        case "process.journal_error":
+            return RunJournalError(
+                params["run"], int(params["seq"]), str(params["reason"]), str(params["policy"])
+            )
         case "process.started":
             return RunStarted(
                 params["run"],

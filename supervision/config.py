@@ -24,6 +24,11 @@ class SupervisionConfig:
         drain_timeout: seconds without pipe data, once the tree is dead, before giving up on EOF.
         state_poll_initial: first delay when polling /proc for a process state.
         state_poll_max: the delay that polling backs off to.
+        procfs_retry_initial: first wait before /proc is read again after EMFILE/ENFILE.
+        procfs_retry_max: the wait that those retries back off to.
+        procfs_retries: how often recovery's scan for leftovers is retried (then given up).
+        stdin_max_pending: bytes of stdin writes that may wait for the child to read them;
+            a write beyond that is refused at once (StdinFull).
     """
 
     term_grace: float = 5.0
@@ -38,3 +43,7 @@ class SupervisionConfig:
     drain_timeout: float = 2.0
     state_poll_initial: float = 0.0002
     state_poll_max: float = 0.001
+    procfs_retry_initial: float = 0.01
+    procfs_retry_max: float = 0.5
+    procfs_retries: int = 10
+    stdin_max_pending: int = 4 * 1024 * 1024

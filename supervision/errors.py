@@ -30,3 +30,28 @@ class ControlTimeout(SupervisionError):
 
 class DuplicateRun(SupervisionError):
     """A run with this id is already registered."""
+
+
+class SinkClosed(SupervisionError):
+    """Raised by a pump's sink that is gone for good (its client disconnected).
+
+    The only error that switches a pump to discard mode; anything else a sink raises is a bug
+    and propagates to the run's owner.
+    """
+
+
+class StdinClosed(InvalidTransition):
+    """The run's stdin is not a pipe, is closed, or closed before these bytes were written."""
+
+
+class StdinFull(InvalidTransition):
+    """A stdin write that would take the run's pending stdin bytes over its bound."""
+
+    def __init__(self, pending: int, size: int, bound: int) -> None:
+        super().__init__(
+            f"stdin: {size} more bytes would exceed the bound of {bound} "
+            f"({pending} bytes wait for the child to read)"
+        )
+        self.pending = pending
+        self.size = size
+        self.bound = bound

@@ -19,7 +19,7 @@ import trio
 
 from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.outcome import Rung
-from cc_executor.supervision.signalling import Target, Until, drive, kill_group, signal_outsiders
+from cc_executor.supervision.signalling import Target, Until, drive, kill_group, signal_members
 
 log = structlog.get_logger()
 
@@ -59,8 +59,7 @@ async def _interrupt(
     kill_group(target.pgid, signal.SIGINT)
     if was_paused:
         # Stopped processes act on SIGINT only once continued; continue every member.
-        kill_group(target.pgid, signal.SIGCONT)
-        signal_outsiders(target, target.members(), signal.SIGCONT)
+        signal_members(target, signal.SIGCONT)
     left = await drive(
         target,
         _WAIT_ONLY,

@@ -1,13 +1,55 @@
-"""Reading process facts from /proc; every reader tolerates the process vanishing mid-read."""
+"""Reading process facts from /proc: every read has a defined outcome, none raises at random.
+
+Theory of operation: a process can vanish between any two reads, /proc may hide a process
+(hidepid, another user's environ) and a daemon short of file descriptors cannot open anything.
+So each reader answers:
+  * gone (ENOENT, ESRCH), not ours to read (EACCES, EPERM), or unreadable/garbled content:
+    None, an empty set or False: the process cannot be seen, and so cannot be attributed;
+  * no descriptor to read with (EMFILE, ENFILE, ENOMEM): `ProcfsExhausted`, a transient error
+    that callers retry with a bounded backoff (signalling.drive, the reaper, leftovers).  What
+    needs no descriptor — killpg(), kill(), waiting on an open pidfd — still works meanwhile.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 
 import attrs
 
+from cc_executor.supervision.errors import SupervisionError
+
 PROC = "/proc"
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+
+
+class ProcfsExhausted(SupervisionError):
+    """/proc could not be read for want of a file descriptor (or memory); try again later."""
+
+    def __init__(self, path: str, error: OSError) -> None:
+        super().__init__(f"cannot read {path}: {error.strerror or error}")
+        self.errno = error.errno
+
+
+def _read(path: str) -> bytes | None:
+    """A /proc file's content, or None if it cannot be read (see the module docstring)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        if exc.errno in _EXHAUSTED:
+            raise ProcfsExhausted(path, exc) from None
+        return None
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError as exc:
+        if exc.errno in _EXHAUSTED:
+            raise ProcfsExhausted(path, exc) from None
+        return []
 
 
 @attrs.frozen
@@ -19,6 +61,7 @@ class ProcStat:
     ppid: int
     pgrp: int
     session: int
+    start_ticks: int  # clock ticks after boot at which the process started
 
     @property
     def is_zombie(self) -> bool:
@@ -26,54 +69,67 @@ class ProcStat:
         return self.state in ("Z", "X")
 
 
-def read_stat(pid: int) -> ProcStat | None:
-    """Return the process's stat fields, or None if it no longer exists."""
-    try:
-        with open(f"{PROC}/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
+def parse_stat(pid: int, raw: bytes) -> ProcStat | None:
+    """The fields of a stat line, or None if it is not one."""
     # comm (field 2) may contain spaces and parentheses: the fields we want follow the last ')'.
-    fields = raw[raw.rindex(b")") + 2 :].split()
-    return ProcStat(
-        pid=pid,
-        state=fields[0].decode("ascii"),
-        ppid=int(fields[1]),
-        pgrp=int(fields[2]),
-        session=int(fields[3]),
-    )
+    close = raw.rfind(b")")
+    fields = raw[close + 2 :].split() if close >= 0 else []
+    try:
+        return ProcStat(
+            pid=pid,
+            state=fields[0].decode("ascii"),
+            ppid=int(fields[1]),
+            pgrp=int(fields[2]),
+            session=int(fields[3]),
+            start_ticks=int(fields[19]),  # field 22 of stat; these start at field 3
+        )
+    except (IndexError, ValueError):
+        return None
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    """The process's stat fields, or None if it cannot be seen (gone, hidden, garbled).
+
+    Raises:
+        ProcfsExhausted: no file descriptor to read with.
+    """
+    raw = _read(f"{PROC}/{pid}/stat")
+    return None if raw is None else parse_stat(pid, raw)
 
 
 def children(pid: int) -> set[int]:
-    """Direct children of every thread of `pid` (empty if it is gone)."""
+    """Direct children of every thread of `pid` (empty if it is gone).
+
+    Raises:
+        ProcfsExhausted: no file descriptor to read with.
+    """
     result: set[int] = set()
-    try:
-        tids = os.listdir(f"{PROC}/{pid}/task")
-    except (FileNotFoundError, ProcessLookupError):
-        return result
-    for tid in tids:
-        try:
-            with open(f"{PROC}/{pid}/task/{tid}/children", "rb") as f:
-                result.update(int(c) for c in f.read().split())
-        except (FileNotFoundError, ProcessLookupError):
-            continue
+    for tid in _listdir(f"{PROC}/{pid}/task"):
+        raw = _read(f"{PROC}/{pid}/task/{tid}/children")
+        if raw is not None:
+            result.update(int(c) for c in raw.split() if c.isdigit())
     return result
 
 
 def environ_contains(pid: int, entry: bytes) -> bool:
-    """True if `entry` (b"NAME=value") is one of the process's initial environment entries."""
-    try:
-        with open(f"{PROC}/{pid}/environ", "rb") as f:
-            environ = f.read()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        # Gone, or not ours to inspect (setuid / non-dumpable): cannot be attributed this way.
-        return False
-    return b"\0" + entry + b"\0" in b"\0" + environ
+    """True if `entry` (b"NAME=value") is one of the process's initial environment entries.
+
+    False when the environment cannot be read (gone, or not ours: setuid / non-dumpable).
+
+    Raises:
+        ProcfsExhausted: no file descriptor to read with.
+    """
+    environ = _read(f"{PROC}/{pid}/environ")
+    return environ is not None and b"\0" + entry + b"\0" in b"\0" + environ
 
 
 def all_pids() -> list[int]:
-    """Every process id currently listed in /proc."""
-    return [int(name) for name in os.listdir(PROC) if name.isdigit()]
+    """Every process id currently listed in /proc.
+
+    Raises:
+        ProcfsExhausted: no file descriptor to read with.
+    """
+    return [int(name) for name in _listdir(PROC) if name.isdigit()]
 
 
 # Where a vfork() parent waits for its child to exec or exit (/proc/<pid>/wchan), and the
@@ -91,12 +147,9 @@ def in_vfork_wait(pid: int) -> bool:
     and exec, the parent stays in state D, unable to run until the child moves: it is frozen,
     though /proc never shows it as stopped.
     """
-    try:
-        with open(f"/proc/{pid}/wchan", "rb") as f:
-            if f.read().decode(errors="replace") in _VFORK_WCHANS:
-                return True
-        with open(f"/proc/{pid}/syscall", "rb") as f:
-            number = f.read().split(b" ", 1)[0]
-    except OSError:
-        return False
+    wchan = _read(f"{PROC}/{pid}/wchan")
+    if wchan is not None and wchan.decode(errors="replace") in _VFORK_WCHANS:
+        return True
+    syscall = _read(f"{PROC}/{pid}/syscall")
+    number = b"" if syscall is None else syscall.split(b" ", 1)[0]
     return number.isdigit() and int(number) in _VFORK_SYSCALLS

@@ -6,10 +6,13 @@ together and batched (every chunk already waiting in the channel is coalesced, u
 max_chunk), a partial line waits at most flush_delay for the rest of it, and a line longer than
 max_chunk is cut (see framing.py).  Buffers are bounded by max_chunk + one read.  Pending output
 is flushed before a StateChanged or Completed is delivered, so output never follows the state
-change it preceded and Completed is the last event.  If `deliver` fails (the client went away),
-the pump switches to discard mode and keeps draining the channel, so a dead sink never blocks
-the runner.  The concatenated Output data of a stream is exactly what the child wrote.
-A partial line is delivered by time only while the pipe is empty (see `unread`).
+change it preceded and Completed is the last event.  If the sink raises `SinkClosed` (the
+client went away), the pump switches to discard mode and keeps draining the channel, so a dead
+sink never blocks the runner; any other exception from a sink is a bug and propagates to the
+pump's owner.  The concatenated Output data of a stream is exactly what the child wrote.
+A partial line is delivered by time only while the pipe is empty (see `unread`).  A sink that
+batches (the journal) gets an `idle` call whenever the channel is empty, so a batch never
+waits for more output that is not coming.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import structlog
 import trio
 
 from cc_executor.supervision.config import SupervisionConfig
+from cc_executor.supervision.errors import SinkClosed
 from cc_executor.supervision.events import (
     Completed,
     CompletedEvent,
@@ -48,12 +52,15 @@ class OutputPump:
         deliver: Callable[[SequencedEvent], Awaitable[None]],
         config: SupervisionConfig,
         unread: Callable[[Stream], int] | None = None,
+        idle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """`unread(stream)` tells how many bytes of a stream the source still holds unread
         (``Run.unread_bytes``): a partial line is delivered only once that is zero, so a line
         is split by time only when the child has really stopped writing mid-line, never
-        because this event loop was busy."""
+        because this event loop was busy.  `idle()` is awaited whenever the pump is about to
+        wait for the runner (a batching sink writes its batch then)."""
         self._events = events
+        self._idle = idle
         self._unread = unread
         self._deliver = deliver
         self._config = config
@@ -86,6 +93,15 @@ class OutputPump:
             if trio.current_time() >= deadline:
                 await self._flush_due()
                 continue
+            try:
+                return self._events.receive_nowait()
+            except trio.EndOfChannel:
+                return None
+            except trio.WouldBlock:
+                pass
+            if self._idle is not None and not self._discarding:
+                idle = self._idle
+                await self._to_sink(idle)
             with trio.move_on_at(deadline):
                 try:
                     return await self._events.receive()
@@ -171,14 +187,20 @@ class OutputPump:
         if self._discarding:
             return
         seq = self.last_seq + 1
+        event = make(seq)
+        if await self._to_sink(lambda: self._deliver(event)):
+            self.last_seq = seq
+
+    async def _to_sink(self, call: Callable[[], Awaitable[None]]) -> bool:
+        """Await a sink call; False (and discard mode from now on) if the sink is gone."""
         try:
-            await self._deliver(make(seq))
-        except Exception as exc:
+            await call()
+        except SinkClosed as exc:
             # The sink is gone (e.g. the client disconnected).  Keep draining so the runner is
-            # never blocked by a dead sink; trio.Cancelled is not an Exception and propagates.
+            # never blocked by a dead sink.
             self._discarding = True
             self._buffers = {s: bytearray() for s in STREAMS}
             self._pending_since = {s: None for s in STREAMS}
-            log.warning("pump.discarding", error=repr(exc), last_seq=self.last_seq)
-            return
-        self.last_seq = seq
+            log.warning("pump.discarding", error=repr(exc.__cause__ or exc), last_seq=self.last_seq)
+            return False
+        return True

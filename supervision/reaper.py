@@ -11,6 +11,7 @@ daemon a correct PID 1 in a container.
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import signal
 
@@ -18,6 +19,7 @@ import structlog
 import trio
 
 from cc_executor.supervision import procfs
+from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.registry import RunRegistry
 
 log = structlog.get_logger()
@@ -62,27 +64,38 @@ def reap_orphans(registry: RunRegistry) -> list[int]:
     """Reap every zombie child of this process that is not a registered run root.
 
     Returns the reaped pids.  Does nothing while a spawn is in flight (see registry.py); the
-    reaper task looks again once spawns have settled.
+    reaper task looks again once spawns have settled.  Short of file descriptors (/proc cannot
+    be listed) it reaps nothing and says so in the log; the reaper task tries again.
     """
+    return _reap_pass(registry)[0]
+
+
+def _reap_pass(registry: RunRegistry) -> tuple[list[int], bool]:
+    """The pids reaped, and whether every child could be looked at."""
     if registry.spawn_in_flight:
-        return []
+        return [], True
     roots = registry.root_pids()
     reaped: list[int] = []
-    for pid in procfs.children(os.getpid()):
-        if pid in roots:
-            continue
-        stat = procfs.read_stat(pid)
-        if stat is None or not stat.is_zombie:
-            continue
-        try:
-            done, _status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            continue
-        if done:
-            reaped.append(pid)
+    complete = True
+    try:
+        for pid in procfs.children(os.getpid()):
+            if pid in roots:
+                continue
+            stat = procfs.read_stat(pid)
+            if stat is None or not stat.is_zombie:
+                continue
+            try:
+                done, _status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if done:
+                reaped.append(pid)
+    except procfs.ProcfsExhausted as exc:
+        log.warning("reaper.procfs_exhausted", error=str(exc))
+        complete = False
     if reaped:
         log.debug("reaper.reaped", pids=reaped)
-    return reaped
+    return reaped, complete
 
 
 class ReaperAlreadyRunning(RuntimeError):
@@ -90,14 +103,19 @@ class ReaperAlreadyRunning(RuntimeError):
 
 
 _reaper_running = False
+DEFAULT_CONFIG = SupervisionConfig()
 
 
 async def run_reaper(
     registry: RunRegistry,
     *,
+    config: SupervisionConfig = DEFAULT_CONFIG,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Reap adopted orphans on every SIGCHLD, for as long as the task runs.
+
+    A pass that could not read /proc (EMFILE) is repeated after a backoff
+    (config.procfs_retry_*) even if no SIGCHLD comes.
 
     One per process: a signal handler is process-wide, and two receivers that end in the
     wrong order would leave a dead run's handler installed.
@@ -112,10 +130,19 @@ async def run_reaper(
     try:
         with trio.open_signal_receiver(signal.SIGCHLD) as signals:
             task_status.started()
-            reap_orphans(registry)
-            async for _ in signals:
+            _reaped, complete = _reap_pass(registry)
+            retry = config.procfs_retry_initial
+            while True:
                 # Signals coalesce, so one pass per batch sees every zombie present now.
+                with trio.move_on_after(math.inf if complete else retry):
+                    await signals.__anext__()
+                retry = config.procfs_retry_initial if complete else retry
                 await registry.wait_spawns_settled()
-                reap_orphans(registry)
+                _reaped, complete = _reap_pass(registry)
+                if not complete:
+                    retry = min(retry * 2, config.procfs_retry_max)
     finally:
         _reaper_running = False
+
+
+DEFAULT_CONFIG = SupervisionConfig()

@@ -1,13 +1,18 @@
 """The handle of one running process tree, and its control calls.
 
 Theory of operation: state moves RUNNING <-> PAUSED, then ENDING (the ladder or the sweep of
-leftovers is running, output is draining) and finally COMPLETED.  Control calls on a run are
+leftovers is running, output is draining) and finally COMPLETED, only along the table in
+states.py.  Control calls on a run are
 serialised by one lock, and a call returns only once the kernel shows its effect on every
 member; the matching StateChanged event is queued before the lock is released, so events are in
 the same order as the calls.  The ladder itself is run by the runner task, never by the caller
 of cancel(): cancel() records the request, wakes the runner and waits for the ladder's result,
-so a caller that goes away cannot leave a ladder half done.  The runner's code (runner.py) uses
-the underscore methods below; nothing else should.
+so a caller that goes away cannot leave a ladder half done.  stdin has its own writer
+(stdin.py) and never takes the control lock, so a child that does not read its stdin cannot
+hold up a control.  Idle time is time the child wrote nothing: when the idle deadline passes
+with output waiting in a pipe (the daemon itself was stopped or busy), the clock restarts
+instead.  The runner's code (runner.py) uses the underscore methods below; nothing else
+should.
 """
 
 from __future__ import annotations
@@ -23,19 +28,15 @@ import trio
 
 from cc_executor.supervision import ladder
 from cc_executor.supervision.config import SupervisionConfig
-from cc_executor.supervision.errors import ControlTimeout, InvalidTransition
+from cc_executor.supervision.errors import ControlTimeout, InvalidTransition, StdinClosed
 from cc_executor.supervision.events import RunEvent, RunState, StateChanged, Stream
 from cc_executor.supervision.outcome import Outcome, Rung
 from cc_executor.supervision.reaper import is_subreaper
 from cc_executor.supervision.registry import RunRegistry
-from cc_executor.supervision.signalling import (
-    Until,
-    drive,
-    kill_group,
-    resolve_signal,
-    signal_outsiders,
-)
+from cc_executor.supervision.signalling import Until, drive, resolve_signal, signal_members
 from cc_executor.supervision.spawn import Spawned, SpawnSpec
+from cc_executor.supervision.states import Action, next_state
+from cc_executor.supervision.stdin import StdinPipe
 from cc_executor.supervision.tree import run_members
 
 __all__ = ["Run", "RunState"]
@@ -72,13 +73,13 @@ class Run:
         self._config = config
         self._registry = registry
         self._events = events
-        self._stdin = spawned.stdin
+        self._stdin = (
+            None if spawned.stdin is None else StdinPipe(spawned.stdin, config.stdin_max_pending)
+        )
         self._pipes: dict[Stream, trio.lowlevel.FdStream] = {
             "stdout": spawned.stdout,
             "stderr": spawned.stderr,
         }
-        self._stdin_open = spawned.stdin is not None
-        self._stdin_lock = trio.Lock()
         self._control = trio.Lock()
         self._absolute_deadline = math.inf if timeout is None else self.started_at + timeout
         self._idle_timeout = idle_timeout
@@ -107,7 +108,12 @@ class Run:
 
     @property
     def stdin_open(self) -> bool:
-        return self._stdin_open and self._state is not RunState.COMPLETED
+        return self._stdin is not None and self._stdin.open
+
+    @property
+    def stdin_pending(self) -> int:
+        """Bytes written to stdin by callers that the child has not taken yet."""
+        return 0 if self._stdin is None else self._stdin.pending
 
     def members(self, *, full: bool = False) -> set[int]:
         """Every live process of the run (empty once the root has been reaped).
@@ -157,13 +163,12 @@ class Run:
                 did are continued again, and the run stays RUNNING).
         """
         async with self._control:
-            self._require(RunState.RUNNING, "pause")
+            next_state(self._state, Action.PAUSE)
             left = await self._drive(signal.SIGSTOP, Until.STOPPED)
             if left:
-                kill_group(self.pgid, signal.SIGCONT)
-                signal_outsiders(self, self.members(), signal.SIGCONT)
+                signal_members(self, signal.SIGCONT)
                 raise ControlTimeout("pause", sorted(left))
-            self._state = RunState.PAUSED
+            self._move(Action.PAUSE)
             self._wake.deadline = self._end_deadline()
             await self._events.send(StateChanged(RunState.PAUSED))
 
@@ -175,11 +180,11 @@ class Run:
             ControlTimeout: some processes were still stopped after control_timeout.
         """
         async with self._control:
-            self._require(RunState.PAUSED, "resume")
+            next_state(self._state, Action.RESUME)
             left = await self._drive(signal.SIGCONT, Until.CONTINUED)
             if left:
                 raise ControlTimeout("resume", sorted(left))
-            self._state = RunState.RUNNING
+            self._move(Action.RESUME)
             self._last_output = trio.current_time()  # the idle clock restarts on resume
             self._wake.deadline = self._end_deadline()
             await self._events.send(StateChanged(RunState.RUNNING))
@@ -194,13 +199,14 @@ class Run:
             InvalidTransition: the run has completed.
         """
         async with self._control:
-            if self._state is RunState.COMPLETED:
-                raise InvalidTransition("cannot cancel a completed run")
             if self._state is not RunState.ENDING:
                 self._was_paused = self._state is RunState.PAUSED
-                self._state = RunState.ENDING
+                self._move(Action.END)
                 self._cancel_reason = reason
+                self._close_stdin("the run is being cancelled")
                 self._wake.cancel()
+            else:
+                self._move(Action.END)
         await self._ended.wait()
         assert self._rung is not None
         return self._rung
@@ -215,56 +221,63 @@ class Run:
         resolved = resolve_signal(sig)
         if self._state is RunState.COMPLETED or self.root_reaped:
             raise InvalidTransition("cannot signal a completed run")
-        kill_group(self.pgid, resolved)
-        signal_outsiders(self, self.members(), resolved)
+        signal_members(self, resolved)
 
     async def write_stdin(self, data: bytes) -> None:
-        """Write to the child's stdin; blocks while the pipe is full (the child isn't reading).
+        """Write to the child's stdin; return once every byte is in the pipe.
+
+        Never waits on the run's controls, and a control never waits on it (stdin.py).
 
         Raises:
-            InvalidTransition: stdin is not a pipe, is closed, or the run completed.
+            StdinFull: the write would exceed SupervisionConfig.stdin_max_pending (at once).
+            StdinClosed: stdin is not a pipe, is closed, or was closed (EOF, cancel, the run
+                ended) before these bytes got in.  A kind of InvalidTransition.
         """
-        stdin = self._require_stdin()
-        async with self._stdin_lock:
-            try:
-                await stdin.send_all(data)
-            except trio.ClosedResourceError:
-                raise InvalidTransition("stdin is closed") from None
-            except trio.BrokenResourceError:
-                self._close_stdin()
-                raise InvalidTransition("the process closed its stdin") from None
+        await self._require_stdin().write(data)
 
     async def close_stdin(self) -> None:
-        """Close the child's stdin (it reads EOF); a blocked write_stdin fails.
+        """Close the child's stdin (it reads EOF); pending writes fail with StdinClosed.
 
         Raises:
-            InvalidTransition: stdin is not a pipe, is already closed, or the run completed.
+            StdinClosed: stdin is not a pipe or is already closed.
         """
         self._require_stdin()
-        self._close_stdin()
+        self._close_stdin("stdin was closed")
         await trio.lowlevel.checkpoint()
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _require(self, state: RunState, action: str) -> None:
-        if self._state is not state:
-            raise InvalidTransition(f"cannot {action} a {self._state.value} run")
+    def _move(self, action: Action) -> None:
+        self._state = next_state(self._state, action)
 
-    def _require_stdin(self) -> trio.lowlevel.FdStream:
+    def _require_stdin(self) -> StdinPipe:
         if self._stdin is None:
-            raise InvalidTransition("stdin is not a pipe for this run")
-        if not self.stdin_open:
-            raise InvalidTransition("stdin is closed")
+            raise StdinClosed("stdin is not a pipe for this run")
+        if not self._stdin.open:
+            raise StdinClosed("stdin is closed")
         return self._stdin
 
-    def _close_stdin(self) -> None:
-        self._stdin_open = False
+    def _close_stdin(self, why: str) -> None:
         if self._stdin is not None:
-            self._stdin.close()
+            self._stdin.close(why)
 
     async def _drive(self, sig: int, until: Until) -> set[int]:
         deadline = trio.current_time() + self._config.control_timeout
         return await drive(self, sig, until, deadline=deadline, config=self._config)
+
+    def _restart_idle_clock(self) -> None:
+        """The idle deadline passed with output in a pipe: the child was writing (the daemon
+        was the one not reading), so it was not idle; a fresh wake scope waits on."""
+        self._last_output = trio.current_time()
+        self._wake = trio.CancelScope(deadline=self._end_deadline())
+
+    def _was_writing(self) -> bool:
+        """Whether the child wrote within the idle timeout after all: output waits in a pipe,
+        or a reader took some since the deadline fired (both run after a stall)."""
+        if any(self.unread_bytes(stream) > 0 for stream in self._pipes):
+            return True
+        idle = self._idle_timeout
+        return idle is not None and trio.current_time() < self._last_output + idle
 
     def _end_deadline(self) -> float:
         if self._idle_timeout is None or self._state is RunState.PAUSED:
@@ -272,6 +285,11 @@ class Run:
         return min(self._absolute_deadline, self._last_output + self._idle_timeout)
 
     # --- for the runner ------------------------------------------------------------------
+
+    async def _serve_stdin(self) -> None:
+        """The stdin writer task (until stdin is closed); nothing to do without a pipe."""
+        if self._stdin is not None:
+            await self._stdin.serve()
 
     def _note_output(self, stream: Stream, size: int) -> None:
         if stream == "stdout":
@@ -297,7 +315,8 @@ class Run:
         async with self._control:
             if self._state is not RunState.ENDING:
                 self._was_paused = self._state is RunState.PAUSED
-                self._state = RunState.ENDING
+                self._move(Action.END)
+            self._close_stdin("the run is ending")
             return self._was_paused
 
     async def _terminate(self) -> Rung:
@@ -315,9 +334,9 @@ class Run:
     def _finish(self, outcome: Outcome) -> None:
         """Record the outcome and wake every waiter (also used when the runner is aborted)."""
         self.outcome = outcome
-        self._state = RunState.COMPLETED
+        self._move(Action.COMPLETE)
         if self._rung is None:
             self._set_ended(Rung.SIGKILL)
-        self._close_stdin()
+        self._close_stdin("the run has completed")
         self._events.close()
         self._done.set()

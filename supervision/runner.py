@@ -19,6 +19,7 @@ If the runner itself is cancelled, its shielded, bounded finally SIGKILLs every 
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import select
@@ -107,12 +108,17 @@ def _has_exited(pidfd: int) -> bool:
 
 async def _wait_for_end(run: Run, pidfd: int) -> _EndRequest | None:
     """Wait for the root's exit (None), or a cancel or timeout (why the run must be ended)."""
-    with run._wake:
-        await trio.lowlevel.wait_readable(pidfd)
-        return None
-    if run._cancel_reason is None and _has_exited(pidfd):
-        return None  # the deadline and the exit raced; the exit wins
-    return _EndRequest(run)
+    while True:
+        with run._wake:
+            await trio.lowlevel.wait_readable(pidfd)
+            return None
+        if run._cancel_reason is None and _has_exited(pidfd):
+            return None  # the deadline and the exit raced; the exit wins
+        idle_only = run._cancel_reason is None and trio.current_time() < run._absolute_deadline
+        if idle_only and run._was_writing():
+            run._restart_idle_clock()  # the daemon was not reading; the child was not idle
+            continue
+        return _EndRequest(run)
 
 
 class _EndRequest:
@@ -171,9 +177,10 @@ async def run_process(
                 idle_timeout=idle_timeout,
             )
             registry.add(run)
-        pidfd = os.pidfd_open(run.pid)
-        log.debug("run.started", run_id=run.run_id, pid=run.pid, argv0=spec.argv[0])
+        pidfd = -1
         try:
+            pidfd = await _open_pidfd(run, config)
+            log.debug("run.started", run_id=run.run_id, pid=run.pid, argv0=spec.argv[0])
             task_status.started(run)
             outcome = await _supervise(run, spawned, pidfd, config, events, registry)
         finally:
@@ -182,8 +189,9 @@ async def run_process(
                 # may survive its runner.
                 with trio.move_on_after(config.kill_wait, shield=True):
                     await _abort(run, spawned, config, registry)
-            trio.lowlevel.notify_closing(pidfd)
-            os.close(pidfd)
+            if pidfd >= 0:
+                trio.lowlevel.notify_closing(pidfd)
+                os.close(pidfd)
             for pipe in (spawned.stdout, spawned.stderr):
                 pipe.close()
             registry.remove(run)
@@ -196,6 +204,23 @@ async def run_process(
         duration=trio.current_time() - run.started_at,
     )
     return outcome
+
+
+async def _open_pidfd(run: Run, config: SupervisionConfig) -> int:
+    """A pidfd for the root; short of descriptors (EMFILE, ENFILE), retried with a backoff.
+
+    The root is our unreaped child, so its pid cannot be reused meanwhile.
+    """
+    retry = config.procfs_retry_initial
+    while True:
+        try:
+            return os.pidfd_open(run.pid)
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+                raise
+            log.warning("runner.pidfd_exhausted", run_id=run.run_id, error=str(exc))
+        await trio.sleep(retry)
+        retry = min(retry * 2, config.procfs_retry_max)
 
 
 async def _supervise(
@@ -213,6 +238,7 @@ async def _supervise(
     async with trio.open_nursery() as nursery:
         for reader in readers:
             nursery.start_soon(reader.run, events.clone())
+        nursery.start_soon(run._serve_stdin)
         request = await _wait_for_end(run, pidfd)
         rung = await run._terminate()
         outcome = await _reap_root(run, spawned, config, request, rung)

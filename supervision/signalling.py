@@ -7,6 +7,10 @@ between an enumeration and a kill, so `drive` re-enumerates on every round and s
 member it has not signalled yet, until every member shows the wanted state.  Stopped/continued
 states have no event: they are polled from /proc with a backoff and a deadline.  Exits do have
 an event (a pidfd becomes readable), so waiting for "gone" blocks on pidfds instead of polling.
+
+Short of file descriptors, /proc cannot be read (procfs.ProcfsExhausted): the group signal
+still goes out (killpg needs no descriptor), and `drive` reads again with a bounded backoff
+until its deadline; members it could not see are reported by the group id.
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ import signal
 from collections.abc import Iterable
 from typing import Protocol
 
+import structlog
 import trio
 
 from cc_executor.supervision import procfs
 from cc_executor.supervision.config import SupervisionConfig
+from cc_executor.supervision.procfs import ProcfsExhausted
+
+log = structlog.get_logger()
 
 
 class Target(Protocol):
@@ -76,6 +84,18 @@ def signal_outsiders(target: Target, pids: Iterable[int], sig: int) -> None:
     kill_pids(outsiders, sig)
 
 
+def signal_members(target: Target, sig: int) -> None:
+    """Signal the group, then every member outside it that /proc shows right now.
+
+    Short of file descriptors only the group is signalled (logged): that needs none.
+    """
+    kill_group(target.pgid, sig)
+    try:
+        signal_outsiders(target, target.members(), sig)
+    except ProcfsExhausted as exc:
+        log.warning("signal.outsiders_unreached", pgid=target.pgid, signal=sig, error=str(exc))
+
+
 async def wait_exited(pids: Iterable[int], config: SupervisionConfig) -> None:
     """Return once every given process has exited (zombies count as exited)."""
     fds: list[int] = []
@@ -121,25 +141,21 @@ async def drive(
         kill_group(target.pgid, follow_with)
     signalled: set[int] = set()
     delay = config.state_poll_initial
+    retry = config.procfs_retry_initial
     confirmed_full = False
     while True:
-        members = target.members()
-        new = members - signalled
-        signal_outsiders(target, new, sig)
-        if follow_with is not None:
-            signal_outsiders(target, new, follow_with)
-        signalled |= new
-        pending = {pid for pid in members if not _reached(pid, until)}
-        if not pending and until is Until.GONE and not confirmed_full and members:
-            # Everything seen has gone; a member may have forked just before it went, so look
-            # once more (exhaustively) before declaring the run gone.  A scan that saw no live
-            # member at all needs no second look: nothing was left that could fork.
-            confirmed_full = True
-            members = target.members(full=True)
-            new = members - signalled
-            signal_outsiders(target, new, sig)
-            signalled |= new
-            pending = set(members)
+        try:
+            pending, confirmed_full = _round(
+                target, sig, until, follow_with, signalled, confirmed_full=confirmed_full
+            )
+        except ProcfsExhausted as exc:
+            log.warning("signal.procfs_exhausted", pgid=target.pgid, error=str(exc))
+            if trio.current_time() >= deadline:
+                return {target.pgid}  # unconfirmed: the group stands for what was not seen
+            with trio.move_on_at(deadline):
+                await trio.sleep(retry)
+            retry = min(retry * 2, config.procfs_retry_max)
+            continue
         if not pending:
             return set()
         now = trio.current_time()
@@ -151,6 +167,35 @@ async def drive(
             else:
                 await trio.sleep(delay)
                 delay = min(delay * 2, config.state_poll_max)
+
+
+def _round(
+    target: Target,
+    sig: int,
+    until: Until,
+    follow_with: int | None,
+    signalled: set[int],
+    *,
+    confirmed_full: bool,
+) -> tuple[set[int], bool]:
+    """Signal members not signalled yet; return those that have not reached `until`."""
+    members = target.members()
+    new = members - signalled
+    signal_outsiders(target, new, sig)
+    if follow_with is not None:
+        signal_outsiders(target, new, follow_with)
+    signalled |= new
+    pending = {pid for pid in members if not _reached(pid, until)}
+    if not pending and until is Until.GONE and not confirmed_full and members:
+        # Everything seen has gone; a member may have forked just before it went, so look
+        # once more (exhaustively) before declaring the run gone.  A scan that saw no live
+        # member at all needs no second look: nothing was left that could fork.
+        members = target.members(full=True)
+        new = members - signalled
+        signal_outsiders(target, new, sig)
+        signalled |= new
+        return set(members), True
+    return pending, confirmed_full
 
 
 def resolve_signal(sig: str | int) -> signal.Signals:

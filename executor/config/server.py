@@ -193,10 +193,15 @@ def config_from_env(
         raise ConfigError(f"CCX_JOURNAL_QUOTA_POLICY={policy!r}: use block or gap")
     if fsync not in ("never", "completion", "always"):
         raise ConfigError(f"CCX_JOURNAL_FSYNC={fsync!r}: use never, completion or always")
-    journal = JournalConfig(
+    on_error = env.get("CCX_JOURNAL_ERROR_POLICY", journal.error_policy)
+    if on_error not in ("block", "cancel"):
+        raise ConfigError(f"CCX_JOURNAL_ERROR_POLICY={on_error!r}: use block or cancel")
+    journal = attrs.evolve(
+        journal,
         quota_bytes=_env_int(env, "CCX_JOURNAL_QUOTA_BYTES", journal.quota_bytes),
         quota_policy="gap" if policy == "gap" else "block",
         fsync="never" if fsync == "never" else "always" if fsync == "always" else "completion",
+        error_policy="cancel" if on_error == "cancel" else "block",
     )
     config = attrs.evolve(
         base,
@@ -275,6 +280,8 @@ def validate(config: ServerConfig) -> None:
         raise ConfigError("journal quota policy must be block or gap")
     if config.journal.fsync not in ("never", "completion", "always"):
         raise ConfigError("journal fsync must be never, completion or always")
+    if config.journal.error_policy not in ("block", "cancel"):
+        raise ConfigError("journal error policy must be block or cancel")
     if config.supervision.term_grace < 0:
         raise ConfigError("term_grace must not be negative")
     if config.max_frame_bytes < config.supervision.max_chunk * 4 // 3 + 1024:

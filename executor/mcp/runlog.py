@@ -36,7 +36,7 @@ from cc_executor.supervision import (
     SequencedEvent,
     StateEvent,
 )
-from cc_executor.supervision.journal import Gap
+from cc_executor.supervision.journal import Gap, JournalFault
 
 Stream = Literal["stdout", "stderr"]
 
@@ -189,6 +189,8 @@ async def follow_journal(durable: DurableRun, run_log: RunLog, claude_max_line: 
     parser = None if claude_max_line is None else StreamJsonParser(claude_max_line)
     with durable.journal.cursor(0) as cursor:
         while (entry := await cursor.read()) is not None:
+            if isinstance(entry, JournalFault):
+                continue  # the run's status says it (journal.error)
             typed: list[ClaudeEvent] = []
             if parser is not None:
                 if isinstance(entry, Output) and entry.stream == "stdout":
@@ -207,6 +209,8 @@ def read_journal(durable: DurableRun, from_seq: int, max_bytes: int) -> tuple[li
     last = from_seq
     with durable.journal.cursor(from_seq) as cursor:
         while (entry := cursor.read_nowait()) is not None:
+            if isinstance(entry, JournalFault):
+                continue
             if events and size + _size(entry) > max_bytes:
                 break
             events.append(event_json(entry))

@@ -38,7 +38,7 @@ import structlog
 import trio
 from trio_websocket import ConnectionClosed
 
-from cc_executor.executor.runs.attach import Attachment, tail
+from cc_executor.executor.runs.attach import Attachment, TailSettings, tail
 from cc_executor.executor.runs.live import LiveRun
 from cc_executor.executor.runs.wire import event_notice, rung_name
 from cc_executor.protocol import (
@@ -59,7 +59,7 @@ from cc_executor.protocol.notices import (
     RunResumed,
 )
 from cc_executor.protocol.results import ControlDone
-from cc_executor.supervision import CompletedEvent, SequencedEvent
+from cc_executor.supervision import CompletedEvent, SequencedEvent, SinkClosed
 
 if TYPE_CHECKING:
     from cc_executor.executor.rpc.session import BatchReply, Handled, Session
@@ -68,8 +68,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 
-class Gone(Exception):
-    """The connection is gone: nothing more can be sent on it."""
+class Gone(SinkClosed):
+    """The connection is gone: nothing more can be sent on it (a pump then drops the rest of
+    its run's events: supervision's SinkClosed)."""
 
 
 @attrs.frozen
@@ -339,9 +340,14 @@ class Attachments:
         run_id = attachment.durable.run_id
         with structlog.contextvars.bound_contextvars(run=run_id):
             try:
-                claude = self._session.daemon.config.claude.max_line_bytes
-                kind = attachment.durable.kind
-                await tail(self._session, attachment, claude if kind == "claude" else None)
+                config = self._session.daemon.config
+                max_line = config.claude.max_line_bytes
+                settings = TailSettings(
+                    retry_initial=config.supervision.procfs_retry_initial,
+                    retry_bound=config.supervision.kill_wait,
+                    claude_max_line=max_line if attachment.durable.kind == "claude" else None,
+                )
+                await tail(self._session, attachment, settings)
             except Gone:
                 pass  # the client went: the run goes on
             finally:

@@ -9,6 +9,13 @@ duplicate an event at.  Every event goes through the connection's protocol state
 original seq, which checks contiguity; after a ``process.gap`` (output the journal did not
 record) the next event's seq is announced to it with ``attach_run``.
 
+Nothing stops silently: what the journal lacks (quota, a failed write, damaged bytes) arrives
+as ``process.gap`` with its reason (and for damage the seqs and bytes concerned), a write
+fault as ``process.journal_error`` at once, and the completion always comes last, from memory if
+the file could not take it.  A cursor that cannot be opened (no file descriptor) is retried with
+a bounded backoff; if it never opens, the client gets ``process.journal_error`` and the
+attachment ends.
+
 Detach must not cut a frame in half, so it never cancels a send: it sets ``stopping`` and
 cancels only the wait for new records.  A vanished connection just ends the task.
 """
@@ -24,9 +31,10 @@ from cc_executor.executor.runs.durable import DurableRun
 from cc_executor.executor.runs.wire import event_notice
 from cc_executor.protocol.claude import ClaudeEvent, StreamJsonParser
 from cc_executor.protocol.connection import ServerConnection
-from cc_executor.protocol.notices import ClaudeNotice, Notice, RunGap
+from cc_executor.protocol.messages import JSON
+from cc_executor.protocol.notices import ClaudeNotice, Notice, RunGap, RunJournalError
 from cc_executor.supervision import CompletedEvent, Output
-from cc_executor.supervision.journal import Gap
+from cc_executor.supervision.journal import Cursor, Gap, Journal, JournalFault
 
 
 class Follower(Protocol):
@@ -38,6 +46,15 @@ class Follower(Protocol):
     def closed(self) -> bool: ...
 
     async def send_notice(self, notice: Notice) -> None: ...
+
+
+@attrs.frozen
+class TailSettings:
+    """What a tail needs to know beyond its run: retries and whether to parse stream-json."""
+
+    retry_initial: float  # first wait before retrying to open the journal
+    retry_bound: float  # give up opening it after waiting this long in all
+    claude_max_line: int | None  # a Claude run: parse its stdout (lines up to this long)
 
 
 @attrs.define(eq=False)
@@ -60,11 +77,45 @@ class Attachment:
             self.wake.cancel()
 
 
-async def tail(session: Follower, attachment: Attachment, claude_max_line: int | None) -> None:
+def gap_notice(run_id: str, gap: Gap) -> RunGap:
+    """``process.gap``: the first missing seq, why, and what is known of the range."""
+    details: dict[str, JSON] = {}
+    if gap.until_seq is not None:
+        details["until_seq"] = gap.until_seq
+    if gap.offset is not None:
+        details["offset"] = gap.offset
+        details["bytes"] = gap.length
+    return RunGap(run_id, gap.seq, gap.reason, details)
+
+
+def fault_notice(run_id: str, fault: JournalFault) -> RunJournalError:
+    """``process.journal_error`` for a write fault the journal recorded."""
+    return RunJournalError(run_id, fault.seq, fault.reason, fault.policy)
+
+
+async def open_cursor(journal: Journal, from_seq: int, retry: float, bound: float) -> Cursor:
+    """A cursor on `journal`; short of file descriptors, retried with a backoff up to `bound`.
+
+    Raises:
+        OSError: it could not be opened.
+    """
+    waited = 0.0
+    while True:
+        try:
+            return journal.cursor(from_seq)
+        except OSError:
+            if waited >= bound:
+                raise
+        await trio.sleep(retry)
+        waited += retry
+        retry *= 2
+
+
+async def tail(session: Follower, attachment: Attachment, settings: TailSettings) -> None:
     """Send the run's events after `from_seq`, then follow until completion or detach.
 
-    `claude_max_line`: the run is a Claude run whose stdout is parsed (lines up to this long)
-    into ``claude.event`` notices after each output, as its live sink does.
+    A Claude run's stdout is parsed into ``claude.event`` notices after each output, as its
+    live sink does.
 
     Raises:
         Whatever `send_notice` raises when the connection is gone (the caller's task ends).
@@ -72,10 +123,21 @@ async def tail(session: Follower, attachment: Attachment, claude_max_line: int |
     durable = attachment.durable
     run_id = durable.run_id
     meta = durable.journal.meta
-    parser = None if claude_max_line is None else StreamJsonParser(claude_max_line)
+    max_line = settings.claude_max_line
+    parser = None if max_line is None else StreamJsonParser(max_line)
     attachment.sent_seq = attachment.from_seq
     try:
-        with attachment.scope, durable.journal.cursor(attachment.from_seq) as cursor:
+        try:
+            cursor = await open_cursor(
+                durable.journal, attachment.from_seq, settings.retry_initial, settings.retry_bound
+            )
+        except OSError as exc:
+            reason = f"cannot read the journal: {exc}"
+            await session.send_notice(
+                RunJournalError(run_id, attachment.from_seq + 1, reason, "block")
+            )
+            return
+        with attachment.scope, cursor:
             after_gap = False
             while not attachment.stopping and not session.closed:
                 entry = None
@@ -85,9 +147,12 @@ async def tail(session: Follower, attachment: Attachment, claude_max_line: int |
                 attachment.wake = None
                 if entry is None or wake.cancelled_caught:
                     return
+                if isinstance(entry, JournalFault):
+                    await session.send_notice(fault_notice(run_id, entry))
+                    continue
                 if isinstance(entry, Gap):
-                    await session.send_notice(RunGap(run_id, entry.seq, entry.reason))
                     after_gap = True
+                    await session.send_notice(gap_notice(run_id, entry))
                     continue
                 if after_gap:
                     session.conn.attach_run(run_id, entry.seq)
@@ -97,7 +162,7 @@ async def tail(session: Follower, attachment: Attachment, claude_max_line: int |
                 if parser is not None:
                     if isinstance(entry, Output) and entry.stream == "stdout":
                         typed = parser.feed(entry.data)
-                    elif final is not None or isinstance(entry, CompletedEvent):
+                    elif isinstance(entry, CompletedEvent):
                         typed = parser.close()
                 if isinstance(entry, CompletedEvent):  # nothing of the run follows it
                     for event in typed:

@@ -19,10 +19,18 @@ owners were recorded belong to "local", the identity of unauthenticated loopback
 ``visible`` answers for one identity: its own runs, or every run for an admin; a run that is not
 visible is, to that client, a run that does not exist.
 
-At start, ``recover`` reads every journal in the state directory.  A journal without a
-completion whose lock is free belongs to a run that died with an earlier daemon: its leftover
-processes are killed (supervision/leftovers.py) and a ``Lost`` completion is appended.  Journals
-locked by another live daemon sharing the directory are left alone.
+A failed journal write (a full disk, EIO) is the journal's to handle (supervision/journal.py):
+policy "block" holds the run until the disk takes the write again or the run is cancelled;
+policy "cancel" makes ``_watch`` end the run through the ladder with a reason naming the error.
+Either way attached clients hear of it at once (``process.journal_error``), ``status`` shows it
+in ``journal.error``, and the completion is still recorded (its space is reserved).
+
+At start, ``recover`` reads every journal in the state directory (in a worker thread).  A
+journal without a completion whose lock is free belongs to a run that died with an earlier
+daemon: its leftover processes are killed (supervision/leftovers.py: only processes proven to
+be the run's) and a ``Lost`` completion is appended.  A completion found after damage means the
+run completed: it is never completed again.  Journals locked by another live daemon sharing
+the directory are left alone.
 
 Retention compacts completed journals (events removed, META and completion kept, so the run is
 still listed and an attach into the removed range gets -32009) once they are older than
@@ -45,18 +53,18 @@ import trio
 from cc_executor.executor.runs import wire
 from cc_executor.executor.runs.control import cancel_quietly
 from cc_executor.executor.runs.live import RunKind
+from cc_executor.executor.runs.recovery import complete_lost
 from cc_executor.protocol import JSON
 from cc_executor.protocol.notices import Completion
 from cc_executor.protocol.results import RunInfo
 from cc_executor.supervision import (
-    Completed,
-    CompletedEvent,
-    Lost,
     Run,
     SpawnError,
 )
-from cc_executor.supervision.journal import Journal, JournalError, Meta, boot_id, compact
-from cc_executor.supervision.leftovers import kill_leftovers
+from cc_executor.supervision.journal import Journal, JournalError, Meta, boot_id
+from cc_executor.supervision.journal_retention import compact
+from cc_executor.supervision.leftovers import start_ticks
+from cc_executor.supervision.procfs import ProcfsExhausted
 
 if TYPE_CHECKING:
     from cc_executor.executor.config.server import ServerConfig
@@ -64,7 +72,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-LOST_REASON = "daemon restarted while the run was live"
 LEGACY_OWNER = "local"  # the owner of journals that predate owners
 SUFFIX = ".journal"
 
@@ -137,25 +144,55 @@ class DurableRun:
             claude=None if completion is None else completion.claude,
         )
 
-    async def unblock_when_ending(self) -> None:
-        """In "block" mode the journal waits for room forever: once every process of the run
-        is gone, stop waiting (the rest of its output is recorded as a gap)."""
-        assert self.run is not None
-        await self.run.wait_ending()
-        self.journal.unblock()
+    async def watch(self) -> None:
+        """Until the run's processes are gone: end it on a journal fault under policy
+        "cancel"; then stop the journal waiting for room (in "block" mode it waits forever:
+        the rest of the output is recorded as a gap)."""
+        run, journal = self.run, self.journal
+        assert run is not None
+        async with trio.open_nursery() as nursery:
+
+            async def cancel_on_fault() -> None:
+                fault = await journal.wait_faulted()
+                if journal.config.error_policy == "cancel":
+                    journal.unblock()
+                    await cancel_quietly(run, fault.reason)
+
+            nursery.start_soon(cancel_on_fault)
+            await run.wait_ending()
+            journal.unblock()
+            nursery.cancel_scope.cancel()
 
     def journal_info(self) -> dict[str, JSON]:
         journal = self.journal
         removed: JSON = None
         if journal.removed is not None:
             removed = {"first": journal.removed.first, "last": journal.removed.last}
+        fault = journal.fault
+        error: JSON = None
+        if fault is not None:
+            error = {"seq": fault.seq, "reason": fault.reason, "policy": fault.policy}
+        damaged: list[JSON] = [
+            {
+                "offset": d.offset,
+                "bytes": d.length,
+                "first_seq": d.first_seq,
+                "last_seq": d.last_seq,
+            }
+            for d in journal.damaged
+        ]
         return {
             "bytes": journal.size,
             "quota_bytes": journal.meta.quota_bytes,
             "quota_policy": journal.meta.quota_policy,
+            "error_policy": journal.config.error_policy,
             "blocked": journal.blocked,
             "gap_from_seq": None if journal.gap is None else journal.gap.seq,
             "removed": removed,
+            "error": error,
+            "faults": journal.fault_count,
+            "damaged": damaged,
+            "kept_aside": journal.kept_aside,
         }
 
 
@@ -207,8 +244,8 @@ class DurableRuns:
                 continue
             path = os.path.join(self.directory, name)
             try:
-                journal = Journal.open(path, self.config.journal)
-            except (JournalError, OSError, ValueError, KeyError) as exc:
+                journal = await trio.to_thread.run_sync(Journal.open, path, self.config.journal)
+            except (JournalError, OSError) as exc:
                 log.warning("journal.unreadable", path=path, error=str(exc))
                 continue
             if journal is None:
@@ -217,27 +254,9 @@ class DurableRuns:
             if journal.truncated_bytes:
                 log.warning("journal.torn_tail_truncated", path=path, bytes=journal.truncated_bytes)
             if journal.completed is None:
-                await self._complete_lost(journal)
+                await complete_lost(journal, self.config.supervision)
             self.runs[journal.meta.run_id] = DurableRun(journal)
         log.info("durable.recovered", journals=len(self.runs))
-
-    async def _complete_lost(self, journal: Journal) -> None:
-        meta = journal.meta
-        killed: list[int] = []
-        if meta.boot_id == boot_id():
-            killed = await trio.to_thread.run_sync(
-                kill_leftovers, meta.run_id, meta.pgid, meta.started_wall
-            )
-        completed = Completed(
-            outcome=Lost(LOST_REASON),
-            stdout_bytes=journal.stdout_bytes,
-            stderr_bytes=journal.stderr_bytes,
-            duration=max(0.0, time.time() - meta.started_wall),
-        )
-        await journal.append_completion(
-            CompletedEvent(seq=journal.last_seq + 1, completed=completed)
-        )
-        log.warning("run.lost", run=meta.run_id, reason=LOST_REASON, killed=killed)
 
     # -- live runs ---------------------------------------------------------------------------
 
@@ -248,6 +267,10 @@ class DurableRuns:
             SpawnError: the journal could not be created (nothing may run unrecorded: the
                 keeper's runner is then cancelled, which kills the run).
         """
+        try:
+            root_start = start_ticks(run.pid)
+        except ProcfsExhausted:
+            root_start = None  # recovery then goes by the run's marker only
         meta = Meta(
             run_id=run.run_id,
             pid=run.pid,
@@ -258,6 +281,7 @@ class DurableRuns:
             quota_bytes=self.config.journal.quota_bytes,
             quota_policy=self.config.journal.quota_policy,
             owner=owner,
+            root_start_ticks=root_start,
         )
         path = os.path.join(self.directory, _safe(run.run_id) + SUFFIX)
         try:
@@ -300,11 +324,11 @@ class DurableRuns:
         task_status.started()
         while True:
             self._changed = trio.Event()
-            delay = self.sweep(time.time())
+            delay = await self.sweep(time.time())
             with trio.move_on_after(delay):
                 await self._changed.wait()
 
-    def sweep(self, now: float) -> float:
+    async def sweep(self, now: float) -> float:
         """Compact the journals retention says must go; return seconds to the next expiry."""
         kept: list[DurableRun] = []
         for durable in self.runs.values():
@@ -317,7 +341,7 @@ class DurableRuns:
             ):
                 continue
             if (durable.ended_wall or now) + self.config.retention_seconds <= now:
-                self._compact(durable, "age")
+                await self._compact(durable, "age")
             else:
                 kept.append(durable)
         kept.sort(key=lambda d: d.ended_wall or now)
@@ -325,17 +349,17 @@ class DurableRuns:
         while kept and total > self.config.retention_bytes:
             oldest = kept.pop(0)
             total -= oldest.journal.size
-            self._compact(oldest, "size")
+            await self._compact(oldest, "size")
         if not kept:
             return math.inf
         return max(
             0.0, min((d.ended_wall or now) for d in kept) + self.config.retention_seconds - now
         )
 
-    def _compact(self, durable: DurableRun, why: str) -> None:
+    async def _compact(self, durable: DurableRun, why: str) -> None:
         before = durable.journal.size
         try:
-            compact(durable.journal)
+            await compact(durable.journal)
         except OSError as exc:
             log.warning("journal.compact_failed", run=durable.run_id, error=str(exc))
             return

@@ -198,7 +198,7 @@ async def _keep(
                 durable = daemon.durable.create(
                     run, owner.name, plan.kind
                 )  # SpawnError: unrecorded
-                inner.start_soon(durable.unblock_when_ending)
+                inner.start_soon(durable.watch)
             live = LiveRun(
                 run,
                 kind=plan.kind,
@@ -213,7 +213,12 @@ async def _keep(
                     run, daemon.claims, partial(target.note, live)
                 )
             pump = OutputPump(
-                receive.clone(), _tee(live, observer, target), plan.supervision, run.unread_bytes
+                receive.clone(),
+                _tee(live, observer, target),
+                plan.supervision,
+                run.unread_bytes,
+                # A journal batches its writes: flushed whenever the pump has nothing waiting.
+                None if durable is None else durable.journal.flush,
             )
             live.pump = pump
             daemon.runs.add(live, origin=origin, identity=owner.name)
@@ -303,7 +308,7 @@ async def _pump(
         # Keep the runner unblocked, end the run through the ladder, then report it.
         inner.start_soon(_discard, receive)
         with trio.move_on_after(daemon.run_end_bound()):
-            await cancel_quietly(live.run, f"internal error: {exc}")
+            await cancel_quietly(live.run, f"internal error: {_cause(exc)!r}")
             await live.run.wait()
         await _report_failure(live, target, exc)
 
@@ -318,10 +323,18 @@ def _log_failure(daemon: Daemon, live: LiveRun, where: str, exc: Exception) -> N
     daemon.metrics.internal_errors["run"] += 1
 
 
+def _cause(exc: BaseException) -> BaseException:
+    """The failure itself, out of the nurseries' exception groups around it."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
 async def _report_failure(live: LiveRun, target: Sink, exc: Exception) -> None:
     """Record the run as failed by the daemon and offer the completion to its sink."""
     run = live.run
-    reason = f"internal error: {type(exc).__name__}: {exc}"
+    cause = _cause(exc)
+    reason = f"internal error: {type(cause).__name__}: {cause}"
     live.completion = wire.internal_failure(
         reason,
         run.pid,

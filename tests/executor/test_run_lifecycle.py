@@ -117,7 +117,6 @@ async def test_a_stdin_write_the_child_never_reads_does_not_delay_controls(serve
                 assert "result" in response or response["error"]["code"] == -32005
 
 
-@pytest.mark.xfail(strict=True, reason="the pump still turns any sink error into discard mode")
 async def test_a_bug_in_a_runs_sink_fails_that_run_alone(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,7 @@ from cc_executor.protocol.notices import (
     Notice,
     RunCompleted,
     RunGap,
+    RunJournalError,
     RunOutput,
     RunPaused,
     RunResumed,
@@ -66,6 +67,7 @@ notices: st.SearchStrategy[Notice] = st.one_of(
         st.dictionaries(st.sampled_from(["max_runs_per_connection"]), ints),
     ),
     st.builds(Shutdown, text, st.floats(0, 100, allow_nan=False), text),
+    st.builds(RunJournalError, text, ints, text, st.sampled_from(["block", "cancel"])),
 )
 
 

@@ -15,9 +15,10 @@ from cc_executor.supervision.reaper import enable_subreaper
 from cc_executor.supervision.registry import RunRegistry
 from cc_executor.supervision.testing import marked_processes, zombie_children
 
-# Unique to this test process: other test runs on the same machine mark their runs too, and
-# the leftovers check (which kills what it finds) must never touch theirs.
-RUN_PREFIX = f"svtest-{os.getpid()}-"
+# Unique to this pytest process: the no-leftovers check kills what carries the prefix anywhere
+# on the machine, and other test suites run beside this one (a shared prefix made each suite
+# SIGKILL the other's runs).  It must not start with another suite's prefix either.
+RUN_PREFIX = f"sv{os.getpid()}x-"
 
 
 @pytest.fixture

@@ -23,9 +23,6 @@ from cc_executor.supervision.events import (
     StateEvent,
 )
 from cc_executor.supervision.journal import (
-    _FRAME,
-    _HEAD,
-    MAGIC,
     Cursor,
     Gap,
     Journal,
@@ -33,16 +30,15 @@ from cc_executor.supervision.journal import (
     JournalError,
     Meta,
     Replayed,
-    _decode_meta,
     boot_id,
-    compact,
-    encode_meta,
 )
+from cc_executor.supervision.journal_codec import FRAME, HEAD, MAGIC, decode_meta, encode_meta
+from cc_executor.supervision.journal_retention import compact
 from cc_executor.supervision.leftovers import find_leftovers, kill_leftovers
 from cc_executor.supervision.marker import RUN_ID_VAR
 from cc_executor.supervision.outcome import Cancelled, Exited, Lost, Rung, Signalled, TimedOut
 
-FAST = JournalConfig(fsync="never")
+FAST = JournalConfig(fsync="never", batch_bytes=0)
 
 
 def meta(quota: int = 1 << 30, policy: str = "block", run_id: str = "r1") -> Meta:
@@ -233,7 +229,9 @@ async def test_gap_policy_stops_recording_output_with_a_marker(tmp_path: Path) -
     assert entries[gap_at] == Gap(seq=gap_at + 1, reason="journal quota reached")
     assert entries[gap_at + 1 :] == events[-2:]
     # Attaching from inside the gap: the gap is announced from the first missing seq.
-    assert read_all(journal, gap_at + 2)[0] == Gap(seq=gap_at + 3, reason="journal quota reached")
+    assert read_all(journal, gap_at + 2)[0] == Gap(
+        seq=gap_at + 3, reason="journal quota reached", until_seq=10
+    )
     assert read_all(journal, 11) == [events[-1]]
 
 
@@ -284,7 +282,7 @@ async def test_compaction_keeps_meta_and_completion(tmp_path: Path) -> None:
     journal = await write(tmp_path / "j", EVENTS)
     await journal.close()
     old_reader = journal.cursor(0)
-    compact(journal)
+    await compact(journal)
     assert journal.removed is not None
     assert (journal.removed.first, journal.removed.last) == (1, 5)
     assert read_all(journal, 5) == [EVENTS[-1]]
@@ -335,5 +333,34 @@ def test_meta_owner_is_optional_both_ways() -> None:
     for meta in (base, attrs.evolve(base, owner="alice")):
         record = encode_meta(meta)
         assert (b"owner" in record) == (meta.owner is not None)
-        payload = record[_FRAME.size + _HEAD.size :]
-        assert _decode_meta(payload) == meta
+        payload = record[FRAME.size + HEAD.size :]
+        assert decode_meta(payload) == meta
+
+
+async def test_output_is_batched_into_one_write_and_flushed_when_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many small outputs cost one write(2); readers see none of them before it, all after;
+    a state change or completion is written at once (and what was queued before it)."""
+    journal = Journal.create(str(tmp_path / "j"), meta(), JournalConfig(fsync="never"))
+    writes: list[int] = []
+    real_writev = os.writev
+
+    def counting_writev(fd: int, buffers: list[bytes]) -> int:
+        writes.append(len(buffers))
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr(os, "writev", counting_writev)
+    small = [Output(seq=i, stream="stdout", data=b"line %d\n" % i) for i in range(1, 101)]
+    head = journal.committed
+    for event in small:
+        await journal.deliver(event)
+    assert journal.committed == head  # queued, not yet visible
+    assert read_all(journal) == []
+    await journal.flush()  # the pump's idle hook
+    assert writes == [100]
+    assert read_all(journal) == small
+    await journal.deliver(Output(seq=101, stream="stderr", data=b"x"))
+    await journal.deliver(StateEvent(seq=102, state=RunState.PAUSED))  # written at once
+    assert writes == [100, 2]
+    await journal.close()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import pytest
 import trio
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cc_executor.protocol.errors import LocalProtocolError
 from cc_executor.supervision.config import SupervisionConfig
+from cc_executor.supervision.errors import SinkClosed
 from cc_executor.supervision.events import (
     Completed,
     CompletedEvent,
@@ -125,7 +130,7 @@ async def test_sink_failure_switches_to_discard_and_keeps_draining(
 
     async def deliver(event: SequencedEvent) -> None:
         if len(seen) == 2:
-            raise ConnectionError("client went away")
+            raise SinkClosed("client went away")
         seen.append(event)
 
     pump = OutputPump(receive, deliver, config)
@@ -140,6 +145,33 @@ async def test_sink_failure_switches_to_discard_and_keeps_draining(
     assert pump.discarding
     assert pump.last_seq == 2
     assert [e.seq for e in seen] == [1, 2]
+
+
+async def test_any_other_sink_error_propagates_to_the_owner(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A sink bug (e.g. a LocalProtocolError, "should crash loudly") is not "client gone"."""
+    config = SupervisionConfig()
+    send, receive = trio.open_memory_channel[RunEvent](1)
+
+    async def deliver(event: SequencedEvent) -> None:
+        raise LocalProtocolError("seq 2, expected 1")
+
+    pump = OutputPump(receive, deliver, config)
+
+    async def feed() -> None:
+        # The failed pump closes its end: a send after that is refused, as it should be.
+        with contextlib.suppress(trio.BrokenResourceError):
+            async with send:
+                await send.send(OutputChunk("stdout", b"line\n"))
+                await send.send(DONE)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(feed)
+            with pytest.raises(LocalProtocolError):
+                await pump.run()
+    assert not pump.discarding
 
 
 @settings(max_examples=200, deadline=None)

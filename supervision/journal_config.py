@@ -1,0 +1,85 @@
+"""A journal's settings, and the small file-system facts it relies on (reserve, boot id)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Callable
+from typing import Literal
+
+import attrs
+
+QuotaPolicy = Literal["block", "gap"]
+FsyncPolicy = Literal["never", "completion", "always"]
+ErrorPolicy = Literal["block", "cancel"]
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+@attrs.frozen
+class JournalConfig:
+    """How much a run may journal, what happens then, when to fsync, and write faults.
+
+    Attributes:
+        quota_bytes: largest journal file, in bytes, that output may fill.
+        quota_policy: "block" (the child waits) or "gap" (stop recording, with a GAP record).
+        fsync: "never", "completion" (state changes, completion, close) or "always".
+        error_policy: on a failed write, "block" (retry; the child waits) or "cancel" (stop
+            recording output and end the run).
+        retry_initial: first wait before a failed write is tried again (policy "block").
+        retry_max: the wait that retries back off to.
+        completion_reserve_bytes: space kept for the completion record (at least one record
+            of an outcome with a long reason).
+        batch_bytes: output queued before a write; 0 writes every record at once.
+        faults_kept: write fault episodes remembered for readers that attach later.
+    """
+
+    quota_bytes: int = 1024 * 1024 * 1024
+    quota_policy: QuotaPolicy = "block"
+    fsync: FsyncPolicy = "completion"
+    error_policy: ErrorPolicy = "block"
+    retry_initial: float = 0.05
+    retry_max: float = 2.0
+    completion_reserve_bytes: int = 64 * 1024
+    batch_bytes: int = 512 * 1024
+    faults_kept: int = 64
+
+
+def make_reserve(path: str, size: int) -> None:
+    """A file holding `size` bytes of disk for later (freed by unlinking it).
+
+    Raises:
+        OSError: the disk has no room for it.
+    """
+
+    def fill(fd: int) -> None:
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            if exc.errno in FULL_ERRNOS:
+                raise
+            os.write(fd, bytes(size))  # a file system without fallocate
+
+    write_new_file(path, fill)
+
+
+def write_new_file(path: str, fill: Callable[[int], None]) -> None:
+    """Create (or truncate) `path` and let `fill(fd)` write it; if that fails, remove it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        fill(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+
+
+def boot_id() -> str:
+    """This boot's id: processes recorded under another boot cannot be alive."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""

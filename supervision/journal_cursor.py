@@ -1,0 +1,216 @@
+"""Reading a journal from a seq, then following it live.
+
+Theory of operation: a cursor has its own descriptor and an offset that only moves forward, to
+the end of a whole record or past damage, so every read makes progress and a reader can never
+spin.  It yields each entry with a seq above the last one it accounted for; wherever seqs are
+missing it first yields one `Gap` from the first missing seq, with the reason it knows (a GAP
+record: the quota; damage: the bytes and seqs concerned; a write fault: "not recorded").  A
+journal's write faults are announced once each (`JournalFault`), as soon as the cursor has
+read everything committed.  A finished journal whose completion is not in the file (a full
+disk, damage) yields the completion the journal holds in memory, so a reader always ends on
+it.
+
+What a cursor yields (`Replayed`): `Output`, `StateEvent`, `CompletedEvent` (the last), `Gap`
+and `JournalFault`.  META and REMOVED records are never yielded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+
+from cc_executor.supervision.events import CompletedEvent, Output, StateEvent
+from cc_executor.supervision.journal_codec import (
+    DAMAGED,
+    K_META,
+    MAGIC,
+    Corrupt,
+    Entry,
+    Gap,
+    Incomplete,
+    Record,
+    Removed,
+    read_record,
+)
+from cc_executor.supervision.journal_scan import read_entry, resync
+
+if TYPE_CHECKING:
+    from cc_executor.supervision.journal import Journal
+
+NOT_RECORDED = "not recorded"
+REMOVED = "removed by retention"
+
+
+@attrs.frozen
+class JournalFault:
+    """The journal could not record the event `seq` (`reason` names the error); `policy`
+    says what follows: "block" (recording, and the child, wait for the disk) or "cancel"."""
+
+    seq: int
+    reason: str
+    policy: Literal["block", "cancel"]
+
+
+Replayed = Output | StateEvent | CompletedEvent | Gap | JournalFault
+
+
+class Cursor:
+    """Reads a journal's entries after `from_seq`, then follows it live."""
+
+    def __init__(self, journal: Journal, from_seq: int) -> None:
+        self._journal = journal
+        self._fd = os.open(journal.path, os.O_RDONLY | os.O_CLOEXEC)
+        head = read_record(self._fd, len(MAGIC), journal.committed)
+        # Events start after the META record (which journal.open or create has checked).
+        self._offset = head.end if isinstance(head, Record) and head.kind == K_META else len(MAGIC)
+        self._seen = from_seq  # every seq up to this one is accounted for
+        self._reason: Gap | None = None  # why the next missing seqs are missing, if known
+        self._after_gap = False  # a Gap was yielded: the next entry may skip seqs
+        self._file_seq = 0  # the seq of the last record read from the file
+        # Faults are numbered 0, 1, ... in the order they happened; this is the next to announce
+        # (those of events this reader does not read are skipped).
+        self._faults_seen = journal.fault_count - len(journal.faults)
+        while (
+            self._faults_seen < journal.fault_count
+            and self._fault(self._faults_seen).seq <= from_seq
+        ):
+            self._faults_seen += 1
+        self._ended = False  # the completion was yielded
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Cursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _limit(self) -> int:
+        # A finished journal may have been compacted (renamed over): our descriptor still reads
+        # the old file, which is whole, so read it to its end.
+        if self._journal.finished:
+            return os.fstat(self._fd).st_size
+        return self._journal.committed
+
+    def read_nowait(self) -> Replayed | None:
+        """The next entry, or None if none is there yet (or ever: see `at_end`)."""
+        if self._ended:
+            return None
+        limit = self._limit()
+        while self._offset < limit:
+            read = read_entry(self._fd, self._offset, limit)
+            found = (
+                self._past_damage(read, limit) if isinstance(read, Incomplete | Corrupt) else read
+            )
+            if found is None:
+                break
+            record, entry = found
+            self._offset = record.end
+            self._file_seq = max(self._file_seq, record.seq)
+            if isinstance(entry, Removed):
+                self._reason = Gap(entry.first, REMOVED, until_seq=entry.last)
+                continue
+            if isinstance(entry, Gap) and entry.seq <= self._seen:
+                self._reason = entry
+                continue
+            if entry.seq <= self._seen:
+                continue
+            fault = self._fault_before(min(entry.seq, self._seen + 1))
+            if fault is not None:
+                self._offset = record.offset  # read it again after the fault
+                return fault
+            if isinstance(entry, Gap):
+                return self._yield_gap(entry)
+            if entry.seq > self._seen + 1 and not self._after_gap:
+                self._offset = record.offset  # read it again after the gap
+                return self._yield_gap(self._hole(entry.seq - 1))
+            return self._yield(entry)
+        return self._from_memory()
+
+    def _fault(self, number: int) -> JournalFault:
+        journal = self._journal
+        return journal.faults[number - (journal.fault_count - len(journal.faults))]
+
+    def _fault_before(self, seq: int) -> JournalFault | None:
+        """The next fault to announce, if it happened at or before `seq`."""
+        journal = self._journal
+        self._faults_seen = max(self._faults_seen, journal.fault_count - len(journal.faults))
+        if self._faults_seen < journal.fault_count and self._fault(self._faults_seen).seq <= seq:
+            self._faults_seen += 1
+            return self._fault(self._faults_seen - 1)
+        return None
+
+    def _past_damage(self, bad: Incomplete | Corrupt, limit: int) -> tuple[Record, Entry] | None:
+        """The next good record after damage at `bad.offset` (None: none before `limit`, and
+        the cursor moves to it); the damage becomes the reason for the seqs it hid."""
+        found = resync(self._fd, bad.offset + 1, limit, self._file_seq)
+        end = limit if found is None else found[0].offset
+        self._reason = Gap(self._seen + 1, DAMAGED, offset=bad.offset, length=end - bad.offset)
+        if found is None:
+            self._offset = limit
+        return found
+
+    def _hole(self, until_seq: int | None) -> Gap:
+        known = self._reason
+        if known is None:
+            reason = NOT_RECORDED
+            if self._journal.gap is not None:
+                reason = self._journal.gap.reason
+            return Gap(self._seen + 1, reason, until_seq=until_seq)
+        return attrs.evolve(known, seq=self._seen + 1, until_seq=until_seq)
+
+    def _yield_gap(self, gap: Gap) -> Gap:
+        self._reason = None
+        self._after_gap = True
+        self._seen = gap.seq - 1 if gap.until_seq is None else gap.until_seq
+        return gap
+
+    def _yield(self, entry: Output | StateEvent | CompletedEvent) -> Replayed:
+        self._reason = None
+        self._after_gap = False
+        self._seen = entry.seq
+        if isinstance(entry, CompletedEvent):
+            self._ended = True
+        return entry
+
+    def _from_memory(self) -> Replayed | None:
+        """What the journal knows that the file does not (yet) say."""
+        journal = self._journal
+        if journal.faults:
+            fault = self._fault_before(journal.faults[-1].seq)  # caught up: every fault is due
+            if fault is not None:
+                return fault
+        completed = journal.completed
+        if not journal.finished or completed is None or completed.seq <= self._seen:
+            if journal.finished and self._reason is not None and not self._after_gap:
+                # Damage up to the end of a journal that has no completion: say so once.
+                return self._yield_gap(self._hole(None))
+            return None
+        if completed.seq > self._seen + 1 and not self._after_gap:
+            return self._yield_gap(self._hole(completed.seq - 1))
+        return self._yield(completed)
+
+    def at_end(self) -> bool:
+        """True when every entry has been read and the journal will not grow."""
+        return self._ended or (
+            self._journal.finished
+            and self._offset >= self._limit()
+            and self._journal.fault_count <= self._faults_seen
+            and (self._journal.completed is None or self._journal.completed.seq <= self._seen)
+            and (self._reason is None or self._after_gap)
+        )
+
+    async def read(self) -> Replayed | None:
+        """The next entry, waiting for it if the journal is live; None at the very end."""
+        while True:
+            entry = self.read_nowait()
+            if entry is not None:
+                return entry
+            if self.at_end():
+                return None
+            await self._journal.wait_appended(self._offset, self._faults_seen)

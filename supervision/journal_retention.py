@@ -1,0 +1,50 @@
+"""Retention: a completed journal rewritten as META, REMOVED and COMPLETED, atomically.
+
+The new file is written beside the old one, fsynced and renamed over it in a worker thread
+(the event loop never waits for the disk); a cursor opened before keeps reading the old file,
+which is whole, through its own descriptor.
+"""
+
+from __future__ import annotations
+
+import os
+
+import trio
+
+from cc_executor.supervision.journal import Journal
+from cc_executor.supervision.journal_codec import MAGIC, Removed, encode_entry, encode_meta
+from cc_executor.supervision.journal_config import write_new_file
+
+COMPACT_SUFFIX = ".compact"
+
+
+def _write_compacted(path: str, data: bytes) -> None:
+    def fill(fd: int) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+
+    write_new_file(path + COMPACT_SUFFIX, fill)
+    os.replace(path + COMPACT_SUFFIX, path)
+
+
+async def compact(journal: Journal) -> None:
+    """Remove a completed journal's events, keeping its META and completion.
+
+    Raises:
+        OSError: the compacted file could not be written (the journal is unchanged).
+    """
+    completed = journal.completed
+    assert completed is not None
+    assert journal.finished
+    removed = Removed(1, completed.seq - 1) if completed.seq > 1 else None
+    data = MAGIC + encode_meta(journal.meta)
+    if removed is not None:
+        data += encode_entry(removed)
+    data += encode_entry(completed)
+    await trio.to_thread.run_sync(_write_compacted, journal.path, data)
+    journal.committed = len(data)
+    journal.removed = removed
+    journal.gap = None
+    journal.damaged = []

@@ -1,0 +1,171 @@
+"""Reading a journal file whole on open, and finding records again after damage.
+
+Theory of operation: records are read from the META record on.  Where one fails its checks,
+`resync` looks for the next whole record by content (its kind byte and the zero high half of
+its seq are cheap to spot; its CRC must then hold and its seq must follow what was read), so
+a flipped byte costs one record, never the rest of the file, and no byte that fails its CRC is
+ever returned.  What lies between is a `DamagedRange`.  Damage with no valid record after it is
+the file's tail: a short one is a torn write (cut, as any crash leaves it); one that is whole in
+size but fails its checks is damage, cut only after the original is kept aside as
+``<name>.damaged-<time>-<pid>``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import TYPE_CHECKING
+
+import attrs
+import structlog
+
+from cc_executor.supervision.journal_codec import (
+    FRAME,
+    HEAD,
+    K_META,
+    MAGIC,
+    Corrupt,
+    Entry,
+    Incomplete,
+    JournalError,
+    Meta,
+    Record,
+    decode_entry,
+    decode_meta,
+    read_record,
+)
+
+if TYPE_CHECKING:
+    from cc_executor.supervision.journal import Journal
+
+log = structlog.get_logger()
+
+
+@attrs.frozen
+class DamagedRange:
+    """Bytes `offset`..`offset + length` of the file are not records; seqs first..last lost."""
+
+    offset: int
+    length: int
+    first_seq: int
+    last_seq: int | None
+
+
+def read_head(fd: int, path: str, size: int) -> tuple[Meta, int]:
+    """The journal's META and the offset of its first event record.
+
+    Raises:
+        JournalError: the file is not a journal.
+    """
+    if os.pread(fd, len(MAGIC), 0) != MAGIC:
+        raise JournalError(f"{path}: not a cc-executor journal")
+    first = read_record(fd, len(MAGIC), size)
+    if not isinstance(first, Record) or first.kind != K_META:
+        raise JournalError(f"{path}: no META record")
+    try:
+        return decode_meta(first.payload), first.end
+    except (ValueError, KeyError) as exc:
+        raise JournalError(f"{path}: unreadable META record ({exc})") from None
+
+
+def scan_records(journal: Journal, fd: int, offset: int, size: int) -> None:
+    """Note every record from `offset` into `journal`, past damage; cut what cannot be read
+    at the tail.  Sets `committed`, `damaged`, `truncated_bytes` and `kept_aside`."""
+    while offset < size:
+        read = read_entry(fd, offset, size)
+        found = (
+            _skip_damage(journal, fd, read, size)
+            if isinstance(read, Incomplete | Corrupt)
+            else read
+        )
+        if found is None:
+            break
+        record, entry = found
+        journal._note(entry)
+        offset = record.end
+    journal.committed = offset
+    if offset < size:
+        _cut_tail(journal, fd, offset, size)
+
+
+def _skip_damage(
+    journal: Journal, fd: int, bad: Incomplete | Corrupt, limit: int
+) -> tuple[Record, Entry] | None:
+    """The next good record after damage at `bad.offset` (the range is noted), or None."""
+    found = resync(fd, bad.offset + 1, limit, journal.last_seq)
+    if found is None:
+        return None
+    record = found[0]
+    first = journal.last_seq + 1
+    lost_until = record.seq - 1 if record.seq > first else None
+    journal.damaged.append(DamagedRange(bad.offset, record.offset - bad.offset, first, lost_until))
+    log.warning(
+        "journal.damaged",
+        path=journal.path,
+        offset=bad.offset,
+        bytes=record.offset - bad.offset,
+        first_seq=first,
+        last_seq=lost_until,
+    )
+    return found
+
+
+def _cut_tail(journal: Journal, fd: int, offset: int, size: int) -> None:
+    if isinstance(read_entry(fd, offset, size), Corrupt):
+        # Whole in size but failing its checks: damage, not a torn write.  Keep the original
+        # for whoever investigates, then cut what cannot be read.
+        aside = f"{journal.path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        with open(journal.path, "rb") as original, open(aside, "xb") as copy:
+            while chunk := original.read(_SCAN_CHUNK):
+                copy.write(chunk)
+        journal.kept_aside = aside
+        journal.damaged.append(DamagedRange(offset, size - offset, journal.last_seq + 1, None))
+        log.warning("journal.damaged_tail", path=journal.path, offset=offset, kept_aside=aside)
+    journal.truncated_bytes = size - offset
+    os.ftruncate(fd, offset)
+    os.fsync(fd)
+
+
+def read_entry(fd: int, offset: int, limit: int) -> tuple[Record, Entry] | Incomplete | Corrupt:
+    """`read_record`, and the record's entry: a payload that does not decode is Corrupt."""
+    result = read_record(fd, offset, limit)
+    if not isinstance(result, Record):
+        return result
+    if result.kind == K_META:
+        return Corrupt(offset, "a second META record")
+    try:
+        return result, decode_entry(result)
+    except ValueError as exc:
+        return Corrupt(offset, str(exc))
+
+
+# A record's kind byte (never META after the first) and the high half of its u64 seq, zero for
+# any seq a run can reach: cheap to look for, so a scan tries the CRC at few places.
+_CANDIDATE = re.compile(rb"(?=[\x01-\x05][\s\S]{4}\x00\x00\x00\x00)")
+_SCAN_CHUNK = 1024 * 1024
+
+
+def resync(fd: int, start: int, limit: int, after_seq: int) -> tuple[Record, Entry] | None:
+    """The first whole, decodable record at or after `start` whose seq is above `after_seq`.
+
+    Records after the one that failed usually start where its length says it ends; that
+    place is tried by the caller.  This is the fallback, a scan by content.
+    """
+    chunk_start = start
+    while chunk_start < limit:
+        # Each chunk overlaps the next by a record head, so no candidate is missed at a seam.
+        chunk = os.pread(fd, min(_SCAN_CHUNK, limit - chunk_start), chunk_start)
+        if not chunk:
+            return None
+        for match in _CANDIDATE.finditer(chunk):
+            offset = chunk_start + match.start() - FRAME.size
+            if offset < start:
+                continue
+            found = read_entry(fd, offset, limit)
+            if isinstance(found, tuple) and found[0].seq > after_seq:
+                return found
+        if chunk_start + len(chunk) >= limit:
+            return None
+        chunk_start += len(chunk) - HEAD.size
+    return None

@@ -1,0 +1,79 @@
+"""One flipped byte in a completed run's journal, through a daemon restart, over the wire.
+
+Observed on main: after a restart, recovery cut every record after the bad one and reported
+the run, which had exited 0, as lost; attaching replayed half of it and stopped silently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+from ccx_testing import run_daemon
+from durable_testing import open_durable_client
+from faults_journal_testing import flip_byte
+
+from cc_executor.supervision.journal_codec import MAGIC, Record, read_record
+
+
+def record_offsets(path: Path) -> list[tuple[int, int]]:
+    """(offset, seq) of every record after META."""
+    found = []
+    with path.open("rb") as f:
+        fd = f.fileno()
+        size = path.stat().st_size
+        offset = len(MAGIC)
+        while isinstance(record := read_record(fd, offset, size), Record):
+            if record.seq:
+                found.append((offset, record.seq))
+            offset = record.end
+    return found
+
+
+async def test_a_flipped_byte_is_reported_and_the_completed_run_stays_completed(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    with trio.fail_after(90):
+        async with (
+            run_daemon("--state-dir", str(state)) as daemon,
+            open_durable_client(daemon.url) as client,
+        ):
+            # Output in several records: a line every few ms, so no batch holds all of it.
+            script = "for i in $(seq 1 40); do echo line $i; sleep 0.005; done"
+            run = (await client.call("execute", argv=["sh", "-c", script], durable=True))["run"]
+            first = await client.wait_completed(run)
+            assert first.completed is not None
+            assert first.completed["exit_code"] == 0
+        path = next((state / "journals").glob("*.journal"))
+        records = record_offsets(path)
+        assert len(records) >= 4, records
+        offset, damaged_seq = records[len(records) // 2]
+        flip_byte(path, offset + 14)  # inside the record's head: its CRC no longer holds
+        async with (
+            run_daemon("--state-dir", str(state)) as daemon,
+            open_durable_client(daemon.url) as client,
+        ):
+            assert not any('"run.lost"' in line for line in daemon.stderr_lines)
+            status = await client.call("status", run=run)
+            assert status["outcome"] == "exited"
+            assert status["exit_code"] == 0
+            assert [(d["first_seq"], d["last_seq"]) for d in status["journal"]["damaged"]] == [
+                (damaged_seq, damaged_seq)
+            ]
+            await client.attach(run, 0)
+            replayed = await client.wait_completed(run)
+            assert replayed.completed is not None
+            assert replayed.completed["seq"] == first.completed["seq"]
+            (gap,) = client.gaps
+            assert gap["reason"] == "journal damaged"
+            assert (gap["seq"], gap["until_seq"], gap["offset"]) == (
+                damaged_seq,
+                damaged_seq,
+                offset,
+            )
+            # Everything but the damaged record's bytes, in order: a subsequence of the original.
+            missing = len(first.stdout) - len(replayed.stdout)
+            assert missing > 0
+            lines = bytes(replayed.stdout).splitlines()
+            assert lines == [line for line in bytes(first.stdout).splitlines() if line in lines]

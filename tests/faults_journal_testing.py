@@ -1,0 +1,106 @@
+"""Helpers for the journal, recovery, procfs, stdin and idle fault tests (tests/faults/).
+
+Real faults only: a small tmpfs mounted by the test (root), descriptors really exhausted under
+a lowered RLIMIT_NOFILE, real bytes damaged in real journal files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from ccx_testing import WireClient
+
+from cc_executor.supervision.journal import Meta, boot_id
+
+
+def journal_meta(run_id: str) -> Meta:
+    """A journal head for tests that write journals without a run behind them."""
+    return Meta(
+        run_id=run_id,
+        pid=1,
+        pgid=1,
+        argv=("true",),
+        started_wall=time.time(),
+        boot_id=boot_id(),
+        quota_bytes=1 << 30,
+        quota_policy="block",
+    )
+
+
+MOUNT_HINT = "mount -t tmpfs -o size=2m tmpfs DIR (as root)"
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str = "2m") -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `where` for the block; unmounted after.  Needs root: the
+    test is skipped with the command otherwise (CI runs as root, so there it runs)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip(f"needs root to mount a small tmpfs: {MOUNT_HINT}")
+    where.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+@contextlib.contextmanager
+def descriptors_exhausted(spare: int = 0) -> Iterator[list[int]]:
+    """Open /dev/null until open() fails with EMFILE (under a soft RLIMIT_NOFILE lowered to
+    a little above what is open now), leaving `spare` descriptors free; restored after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 64, hard))
+    held: list[int] = []
+    try:
+        while True:
+            try:
+                held.append(os.open("/dev/null", os.O_RDONLY))
+            except OSError:
+                break
+        for _ in range(min(spare, len(held))):
+            os.close(held.pop())
+        yield held
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def wait_notification(client: WireClient, method: str, run: str) -> dict[str, Any]:
+    """Receive until a `method` notification about `run` arrives; return its params."""
+    seen = 0
+    while True:
+        for message in client.notifications[seen:]:
+            if message.get("method") == method and message["params"].get("run") == run:
+                params: dict[str, Any] = message["params"]
+                return params
+        seen = len(client.notifications)
+        await client.receive()
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    """Invert one byte of a file in place."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+async def status_until(client: WireClient, run: str, check: Any, bound: float = 30) -> Any:
+    """Poll ``status`` until check(status) holds (there is no event for what it reports)."""
+    with trio.fail_after(bound):
+        while True:
+            status = await client.call("status", run=run)
+            if check(status):
+                return status
+            await trio.sleep(0.05)
