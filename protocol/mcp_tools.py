@@ -19,7 +19,7 @@ from cc_executor.protocol.converter import structure_params
 from cc_executor.protocol.errors import InvalidParams
 from cc_executor.protocol.mcp import at_least
 from cc_executor.protocol.messages import JSON
-from cc_executor.protocol.params import SIGNALS, ExecuteParams, ParamError
+from cc_executor.protocol.params import ExecuteParams, ParamError, normalise_signal
 
 T = TypeVar("T")
 
@@ -37,9 +37,7 @@ class RunTool:
 
 def _control_signal(_: object, __: object, value: str | None) -> None:
     if value is not None:
-        full = value if value.startswith("SIG") else f"SIG{value}"
-        if full not in SIGNALS:
-            raise ParamError(".signal", f"unknown signal {value!r}")
+        normalise_signal(value)  # raises for a signal the `signal` method would refuse
 
 
 @attrs.frozen

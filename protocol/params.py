@@ -16,10 +16,13 @@ import attrs
 
 SIGNALS = frozenset(
     {
-        "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGKILL", "SIGSTOP",
-        "SIGCONT", "SIGALRM", "SIGWINCH", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGPIPE",
+        "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGKILL", "SIGALRM",
+        "SIGWINCH", "SIGPIPE",
     }
 )  # fmt: skip
+# Stopping and continuing are PAUSE and RESUME: sent as plain signals they would stop or
+# continue the run's processes behind the back of its state (a "paused" run running).
+STATE_SIGNALS = frozenset({"SIGSTOP", "SIGCONT", "SIGTSTP", "SIGTTIN", "SIGTTOU"})
 
 
 class ParamError(ValueError):
@@ -92,9 +95,11 @@ class ControlParams:
     run: str | None = None
 
 
-def _normalise_signal(name: str) -> str:
-    # "USR1" and "SIGUSR1" name the same signal; keep one spelling from here on.
+def normalise_signal(name: str) -> str:
+    """The full name of a signal a client may send ("USR1" and "SIGUSR1" alike)."""
     full = name if name.startswith("SIG") else f"SIG{name}"
+    if full in STATE_SIGNALS:
+        raise ParamError(".signal", f"{full} is not sent as a signal: use control PAUSE or RESUME")
     if full not in SIGNALS:
         raise ParamError(".signal", f"unknown signal {name!r}")
     return full
@@ -105,7 +110,7 @@ class SignalParams:
     """Send a signal (by name, "USR1" or "SIGUSR1") to a run's process group."""
 
     run: str
-    signal: str = attrs.field(converter=_normalise_signal)
+    signal: str = attrs.field(converter=normalise_signal)
 
 
 @attrs.frozen

@@ -68,7 +68,7 @@ async def test_bob_cannot_see_or_touch_alices_runs_and_an_admin_can(
                     (plain, "alice", False),
                 ]
                 # ... and controls them from there.
-                signalled = await again.call("signal", run=plain, signal="SIGCONT")
+                signalled = await again.call("signal", run=plain, signal="SIGWINCH")
                 assert signalled["status"] == "signalled"
             # An admin sees and controls every durable run.
             async with open_client(url(served.url, "root-token-012345678901")) as root:

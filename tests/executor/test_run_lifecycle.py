@@ -104,7 +104,7 @@ async def test_a_stdin_write_the_child_never_reads_does_not_delay_controls(serve
             chunk = "x" * (256 * 1024)
             for i in range(12):
                 await send(client, 100 + i, "stdin", run=run, data=chunk)
-            signalled = await client.call("signal", run=run, signal="SIGCONT")
+            signalled = await client.call("signal", run=run, signal="SIGWINCH")
             assert signalled["status"] == "signalled"
             paused = await client.call("control", type="PAUSE", run=run)
             assert paused["status"] == "paused"

@@ -77,6 +77,13 @@ def test_unknown_signals_are_refused(name: str) -> None:
         SignalParams(run="r", signal=name)
 
 
+@pytest.mark.parametrize("name", ["STOP", "SIGSTOP", "CONT", "SIGCONT", "TSTP", "TTIN", "TTOU"])
+def test_stopping_and_continuing_are_pause_and_resume_not_signals(name: str) -> None:
+    # Sent behind the run's back they would leave a "paused" run running (or the reverse).
+    with pytest.raises(ParamError, match="use control PAUSE or RESUME"):
+        SignalParams(run="r", signal=name)
+
+
 def test_stdin_payload_text_and_base64() -> None:
     assert StdinParams(run="r", data="héllo").payload() == "héllo".encode()
     raw = bytes(range(256))
