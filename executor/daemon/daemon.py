@@ -2,9 +2,10 @@
 
 Theory of operation
 -------------------
-Each accepted connection becomes a session inside the per-connection error boundary
-(``handle``): whatever goes wrong inside one session is logged and closes that session with
-1011, and never reaches the listener (serve.py).
+Each accepted connection is served by the connection boundary (transport/connection.py), which
+asks ``open_session`` for the session kind its subprotocol picks and counts every open session,
+of any kind, in ``sessions``: whatever goes wrong inside one session is logged and closes that
+session with 1011, and never reaches the listener.
 
 Shutdown (``shutdown``) is graceful and bounded: stop accepting runs (``/readyz`` turns 503),
 tell every client, let runs finish for up to ``shutdown_grace`` seconds, end the rest through
@@ -23,18 +24,19 @@ from typing import Any
 
 import structlog
 import trio
-from trio_websocket import WebSocketConnection
 
 from cc_executor.executor.config.server import ServerConfig
 from cc_executor.executor.daemon.metrics import Metrics, render
-from cc_executor.executor.mcp.session import McpSession, serve_mcp
+from cc_executor.executor.mcp.session import McpSession
 from cc_executor.executor.rpc import handlers as dispatch
 from cc_executor.executor.rpc.session import Handled, RunSlot, Session
 from cc_executor.executor.runs.durable import DurableRun, DurableRuns
 from cc_executor.executor.runs.policy import CommandPolicy
 from cc_executor.executor.runs.wire import outcome_name
+from cc_executor.executor.transport.connection import ConnectionSession
 from cc_executor.executor.transport.frontdoor import Peer
-from cc_executor.protocol import JSON, METHODS, InternalError, LimitExceeded
+from cc_executor.executor.transport.websocket import ServerWebSocket
+from cc_executor.protocol import JSON, METHODS
 from cc_executor.protocol.mcp import SUBPROTOCOL
 from cc_executor.supervision import Run, RunRegistry
 
@@ -67,8 +69,8 @@ class Daemon:
         self.config = config
         self.policy = CommandPolicy(config)
         self.registry = RunRegistry()
-        self.sessions: set[Session] = set()
-        self.mcp_sessions: set[McpSession] = set()
+        # Open sessions of every kind (JSON-RPC and MCP): the one max_connections count.
+        self.sessions: set[ConnectionSession] = set()
         self.draining = False
         self.started_at = trio.current_time()
         self.live_runs = 0
@@ -85,34 +87,14 @@ class Daemon:
 
     # -- sessions --------------------------------------------------------------------------
 
-    async def handle(self, ws: WebSocketConnection, peer: Peer) -> None:
-        """The per-connection error boundary (see the module docstring)."""
-        if ws.subprotocol == SUBPROTOCOL:
-            await serve_mcp(self, ws, peer)  # MCP: its own session, with its own boundary
-            return
-        if len(self.sessions) >= self.config.max_connections:
-            self.metrics.refused("max_connections")
-            session = Session(self, ws, peer)
-            error = LimitExceeded(
-                f"connection limit reached (max_connections={self.config.max_connections})",
-                {"limit": "max_connections", "value": self.config.max_connections},
-            )
-            await session.send(session.conn.encode(session.conn.make_error(None, error)))
-            log.warning("session.refused", reason="max_connections")
-            await session.close(1013, "connection limit reached")
-            return
-        session = Session(self, ws, peer)
-        self.sessions.add(session)
-        try:
-            await session.serve()
-        except Exception:
-            log.exception("session.crashed", session=session.session_id)
-            internal = InternalError("internal error; the session is closed", None)
-            with trio.move_on_after(self.config.connect_timeout, shield=True):
-                await session.send(session.conn.encode(session.conn.make_error(None, internal)))
-                await ws.aclose(1011, "internal error")
-        finally:
-            self.sessions.discard(session)
+    def open_session(self, ws: ServerWebSocket, peer: Peer) -> ConnectionSession:
+        """The one place a connection's session kind is picked: by the subprotocol chosen."""
+        return SESSION_KINDS[ws.subprotocol](self, ws, peer)
+
+    @property
+    def subprotocols(self) -> tuple[str, ...]:
+        """The WebSocket subprotocols we speak (a client offering none gets JSON-RPC)."""
+        return tuple(name for name in SESSION_KINDS if name is not None)
 
     def greeting(self, session: Session) -> dict[str, JSON]:
         """Params of the ``connected`` notification every client gets first."""
@@ -156,7 +138,7 @@ class Daemon:
         if path == "/metrics":
             page = render(
                 self.metrics,
-                connections=len(self.sessions) + len(self.mcp_sessions),
+                connections=len(self.sessions),
                 runs_by_state=self._runs_by_state(),
                 draining=self.draining,
             )
@@ -255,7 +237,7 @@ class Daemon:
             "version": VERSION,
             "instance": self.instance,
             "uptime": round(trio.current_time() - self.started_at, 3),
-            "connections": len(self.sessions) + len(self.mcp_sessions),
+            "connections": len(self.sessions),
             "live_runs": self.live_runs,
             "runs_started": self.runs_started,
             "durable_runs": len(self.durable.runs),
@@ -286,7 +268,8 @@ class Daemon:
         with trio.move_on_after(self.config.connect_timeout):
             async with trio.open_nursery() as nursery:
                 for session in sessions:
-                    nursery.start_soon(session.send_notification, "shutdown", notice)
+                    if isinstance(session, Session):  # MCP has no such notification
+                        nursery.start_soon(session.send_notification, "shutdown", notice)
         with trio.move_on_after(grace):
             async with trio.open_nursery() as either:
                 for event in (self._idle, self._hurry):
@@ -295,24 +278,20 @@ class Daemon:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.durable.end_all, "daemon shutdown")
                 for session in sessions:
-                    nursery.start_soon(self._shut_session, session)
-                for mcp_session in list(self.mcp_sessions):
-                    nursery.start_soon(mcp_session.shut)
+                    nursery.start_soon(session.shut, "daemon shutdown")
 
     def hurry(self) -> None:
         """End the drain's grace now: live runs go through the ladder at once."""
         self._hurry.set()
 
-    async def _shut_session(self, session: Session) -> None:
-        await session.end_runs("daemon shutdown")
-        # Let attached clients see their durable runs' completions before the close.
-        for durable in list(self.durable.runs.values()):
-            await durable.done.wait()
-        for attachment in list(session.attachments.values()):
-            await attachment.done.wait()
-        await session.close(1001, "server shutting down")
-
 
 async def _then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
+
+
+# The session kind of each WebSocket subprotocol (None: the client offered none we speak).
+SESSION_KINDS: dict[str | None, type[Session] | type[McpSession]] = {
+    None: Session,
+    SUBPROTOCOL: McpSession,
+}

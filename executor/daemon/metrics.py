@@ -41,9 +41,21 @@ class Metrics:
     backpressure_stalls: int = 0
     refusals: Counter[str] = attrs.field(factory=Counter)  # by reason
     control_seconds: Histogram = attrs.field(factory=lambda: Histogram(CONTROL_BUCKETS))
+    internal_errors: Counter[str] = attrs.field(factory=Counter)  # by boundary
+    connections_lost: Counter[str] = attrs.field(factory=Counter)  # by stage
+    accept_errors: Counter[str] = attrs.field(factory=Counter)  # by errno name
 
     def refused(self, reason: str) -> None:
         self.refusals[reason] += 1
+
+    def internal_error(self, where: str) -> None:
+        self.internal_errors[where] += 1
+
+    def connection_lost(self, stage: str) -> None:
+        self.connections_lost[stage] += 1
+
+    def accept_failed(self, errno_name: str) -> None:
+        self.accept_errors[errno_name] += 1
 
 
 def _escape(value: str) -> str:
@@ -116,6 +128,24 @@ def render(
         "histogram",
         "Time from a control request to its reply, by type.",
         samples,
+    )
+    lines += _family(
+        "ccx_internal_errors_total",
+        "counter",
+        "Errors caught by a boundary (a daemon bug contained), by boundary.",
+        _labelled("ccx_internal_errors_total", "where", metrics.internal_errors),
+    )
+    lines += _family(
+        "ccx_connections_lost_total",
+        "counter",
+        "Connections whose peer went away (reset, hang-up, silence) before a close, by stage.",
+        _labelled("ccx_connections_lost_total", "stage", metrics.connections_lost),
+    )
+    lines += _family(
+        "ccx_accept_errors_total",
+        "counter",
+        "Failed accept() calls (accepting pauses, then retries), by errno.",
+        _labelled("ccx_accept_errors_total", "errno", metrics.accept_errors),
     )
     lines += _family(
         "ccx_draining", "gauge", "1 while the daemon drains.", [f"ccx_draining {int(draining)}"]

@@ -36,7 +36,7 @@ import attrs
 import orjson
 import structlog
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed
 
 from cc_executor.executor.mcp.runs import McpRun, read_journal, start_run
 from cc_executor.executor.mcp.tasks import McpTask, tasks_of
@@ -83,6 +83,7 @@ from cc_executor.supervision import InvalidTransition, Run
 if TYPE_CHECKING:
     from cc_executor.executor.daemon.daemon import Daemon
     from cc_executor.executor.transport.frontdoor import Peer
+    from cc_executor.executor.transport.websocket import ServerWebSocket
 
 log = structlog.get_logger()
 
@@ -177,7 +178,7 @@ class ProgressReporter:
 class McpSession:
     """Serves one accepted WebSocket that chose the "mcp" subprotocol."""
 
-    def __init__(self, daemon: Daemon, ws: WebSocketConnection, peer: Peer) -> None:
+    def __init__(self, daemon: Daemon, ws: ServerWebSocket, peer: Peer) -> None:
         self.daemon = daemon
         self.ws = ws
         self.peer = peer
@@ -219,11 +220,15 @@ class McpSession:
                 mcp=True,
             )
 
-    async def shut(self) -> None:
+    async def shut(self, reason: str) -> None:
         """The daemon is shutting down: end this session's runs through the ladder, then close."""
-        await self._end_runs("daemon shutdown")
+        await self._end_runs(reason)
         with trio.move_on_after(self.daemon.config.connect_timeout, shield=True):
             await self.ws.aclose(1001, "server shutting down")
+
+    def farewell(self, error: JsonRpcError) -> None:
+        """MCP has no message for a connection the server closes: the close code says it."""
+        return None
 
     async def _end_runs(self, reason: str) -> None:
         async with trio.open_nursery() as nursery:
@@ -623,27 +628,3 @@ HANDLERS: dict[str, Callable[[McpSession, McpRequest], Awaitable[dict[str, JSON]
     "tasks/cancel": cancel_task,
     "tasks/update": update_task,
 }
-
-
-# -- the hook ------------------------------------------------------------------------------------
-
-
-async def serve_mcp(daemon: Daemon, ws: WebSocketConnection, peer: Peer) -> None:
-    """Serve an MCP connection inside its own error boundary (like ``Daemon.handle``)."""
-    sessions = daemon.mcp_sessions
-    if len(daemon.sessions) + len(sessions) >= daemon.config.max_connections:
-        daemon.metrics.refused("max_connections")
-        log.warning("session.refused", reason="max_connections", mcp=True)
-        with trio.move_on_after(daemon.config.connect_timeout, shield=True):
-            await ws.aclose(1013, "connection limit reached")
-        return
-    session = McpSession(daemon, ws, peer)
-    sessions.add(session)
-    try:
-        await session.serve()
-    except Exception:
-        log.exception("session.crashed", session=session.session_id, mcp=True)
-        with trio.move_on_after(daemon.config.connect_timeout, shield=True):
-            await ws.aclose(1011, "internal error")
-    finally:
-        sessions.discard(session)

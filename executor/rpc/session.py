@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import attrs
 import structlog
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed
 
 from cc_executor.executor.runs.attach import Attachment, tail
 from cc_executor.executor.runs.durable import DurableRun
@@ -74,6 +74,7 @@ from cc_executor.supervision import (
 if TYPE_CHECKING:
     from cc_executor.executor.daemon.daemon import Daemon
     from cc_executor.executor.transport.frontdoor import Peer
+    from cc_executor.executor.transport.websocket import ServerWebSocket
 
 log = structlog.get_logger()
 
@@ -119,7 +120,7 @@ class RunSlot:
 class Session:
     """Serves one accepted WebSocket until the client goes or the daemon stops."""
 
-    def __init__(self, daemon: Daemon, ws: WebSocketConnection, peer: Peer) -> None:
+    def __init__(self, daemon: Daemon, ws: ServerWebSocket, peer: Peer) -> None:
         self.daemon = daemon
         self.ws = ws
         self.peer = peer
@@ -184,6 +185,20 @@ class Session:
             for slot in list(self.slots.values()):
                 if not slot.done:
                     nursery.start_soon(end, slot)
+
+    async def shut(self, reason: str) -> None:
+        """The daemon drains: end this connection's runs, let attached clients see their
+        durable runs' completions, then close with 1001."""
+        await self.end_runs(reason)
+        for durable in list(self.daemon.durable.runs.values()):
+            await durable.done.wait()
+        for attachment in list(self.attachments.values()):
+            await attachment.done.wait()
+        await self.close(1001, "server shutting down")
+
+    def farewell(self, error: JsonRpcError) -> str:
+        """Why the connection boundary closes us, as a JSON-RPC error (id null)."""
+        return self.conn.encode(self.conn.make_error(None, error))
 
     async def close(self, code: int, reason: str) -> None:
         """Close the websocket (the reader then ends the session)."""

@@ -1,4 +1,5 @@
-"""The front door: probes, refused upgrades (each a clear HTTP status), accepted sessions."""
+"""The front door and the connection boundary: probes, refused upgrades (each a clear HTTP
+status), accepted sessions, the one connection count, and a session that crashes (1011)."""
 
 from __future__ import annotations
 
@@ -9,23 +10,27 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
+import attrs
 import pytest
 import trio
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
-    WebSocketConnection,
     open_websocket_url,
 )
 
+from cc_executor.executor.daemon.metrics import Metrics
+from cc_executor.executor.transport.connection import ConnectionBoundary, ConnectionSession
 from cc_executor.executor.transport.frontdoor import (
     BadRequest,
-    FrontDoor,
     Gate,
     Identity,
     Peer,
     parse_head,
 )
+from cc_executor.executor.transport.listener import serve_listeners
+from cc_executor.executor.transport.websocket import ServerWebSocket, WebSocketSettings
+from cc_executor.protocol import JsonRpcError
 
 TOKENS = {"s3cret-token": Identity("alice"), "other-token": Identity("bob", admin=True)}
 
@@ -33,36 +38,71 @@ TOKENS = {"s3cret-token": Identity("alice"), "other-token": Identity("bob", admi
 def probe(path: str) -> tuple[int, bytes, str] | None:
     if path == "/healthz":
         return 200, b"ok\n", "text/plain"
+    if path == "/metrics":
+        return 200, b"ccx_connections 0\n", "text/plain"
     return None
 
 
-@asynccontextmanager
-async def serving(gate: Gate) -> AsyncIterator[tuple[int, list[str]]]:
-    seen: list[str] = []
-    refusals: list[str] = []
+class EchoSession:
+    """A session kind that greets, echoes one message, and crashes on "crash"."""
 
-    async def echo(ws: WebSocketConnection, peer: Peer) -> None:
-        identity = peer.identity
-        assert peer.address.startswith("127.0.0.1:")
-        seen.append(identity.name)
+    def __init__(self, ws: ServerWebSocket, peer: Peer, seen: list[str]) -> None:
+        self.ws = ws
+        self.peer = peer
+        self.session_id = f"echo-{len(seen)}"
+        seen.append(peer.identity.name)
+
+    async def serve(self) -> None:
+        assert self.peer.address.startswith("127.0.0.1:")
         with contextlib.suppress(ConnectionClosed):
-            await ws.send_message(f"hello {identity.name} via {ws.subprotocol}")
-            await ws.send_message(await ws.get_message())
+            await self.ws.send_message(f"hello {self.peer.identity.name} via {self.ws.subprotocol}")
+            message = await self.ws.get_message()
+            if message == "crash":
+                raise RuntimeError("a bug in a session")
+            await self.ws.send_message(message)
+            await self.ws.get_message()  # until the client closes
 
-    door = FrontDoor(
+    async def shut(self, reason: str) -> None:
+        await self.ws.aclose(1001, reason)
+
+    def farewell(self, error: JsonRpcError) -> str:
+        return f"farewell: {error.message}"
+
+
+@attrs.frozen
+class Door:
+    port: int
+    metrics: Metrics
+    sessions: set[ConnectionSession]
+
+
+@asynccontextmanager
+async def serving(gate: Gate, max_connections: int = 8) -> AsyncIterator[Door]:
+    seen: list[str] = []
+    metrics = Metrics()
+    sessions: set[ConnectionSession] = set()
+    boundary = ConnectionBoundary(
         gate=gate,
         probe=probe,
-        on_upgrade=echo,
-        head_timeout=5,
-        close_timeout=5,
-        max_message_bytes=1024,
-        receive_buffer_bytes=4096,
+        open_session=lambda ws, peer: EchoSession(ws, peer, seen),
+        sessions=sessions,
+        max_connections=max_connections,
         subprotocols=("mcp",),
-        on_refusal=refusals.append,
+        head_timeout=5,
+        settings=WebSocketSettings(
+            max_message_bytes=1024,
+            receive_buffer_bytes=4096,
+            inbound_queue_bytes=4096,
+            close_timeout=5,
+        ),
+        metrics=metrics,
     )
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, door.serve, 0, host="127.0.0.1"))
-        yield listeners[0].socket.getsockname()[1], refusals
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        await nursery.start(
+            partial(serve_listeners, boundary.serve, listeners, retry_delay=0.1, metrics=metrics)
+        )
+        yield Door(listeners[0].socket.getsockname()[1], metrics, sessions)
         nursery.cancel_scope.cancel()
 
 
@@ -79,7 +119,8 @@ async def http(port: int, raw: bytes) -> bytes:
 
 async def test_probes_and_plain_http() -> None:
     with trio.fail_after(10):
-        async with serving(Gate(paths=("/",))) as (port, _):
+        async with serving(Gate(paths=("/",))) as door:
+            port = door.port
             ok = await http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert ok.startswith(b"HTTP/1.1 200 OK\r\n")
             assert ok.endswith(b"\r\n\r\nok\n")
@@ -99,8 +140,8 @@ async def test_probes_and_plain_http() -> None:
 async def test_upgrade_without_authentication_on_loopback() -> None:
     with trio.fail_after(10):
         async with (
-            serving(Gate(paths=("/", "/ws/mcp"))) as (port, _),
-            open_websocket_url(f"ws://127.0.0.1:{port}/ws/mcp") as ws,
+            serving(Gate(paths=("/", "/ws/mcp"))) as door,
+            open_websocket_url(f"ws://127.0.0.1:{door.port}/ws/mcp") as ws,
         ):
             assert await ws.get_message() == "hello local via None"
             await ws.send_message("ping")
@@ -110,8 +151,8 @@ async def test_upgrade_without_authentication_on_loopback() -> None:
 async def test_subprotocol_offered_is_chosen() -> None:
     with trio.fail_after(10):
         async with (
-            serving(Gate(paths=("/",))) as (port, _),
-            open_websocket_url(f"ws://127.0.0.1:{port}/", subprotocols=["mcp"]) as ws,
+            serving(Gate(paths=("/",))) as door,
+            open_websocket_url(f"ws://127.0.0.1:{door.port}/", subprotocols=["mcp"]) as ws,
         ):
             assert ws.subprotocol == "mcp"
             assert await ws.get_message() == "hello local via mcp"
@@ -137,20 +178,21 @@ async def test_refused_upgrades(
 ) -> None:
     gate = Gate(paths=("/",), tokens=TOKENS, allowed_origins=frozenset({"https://ok.example"}))
     with trio.fail_after(10):
-        async with serving(gate) as (port, refusals):
+        async with serving(gate) as door:
             with pytest.raises(ConnectionRejected) as info:
                 async with open_websocket_url(
-                    f"ws://127.0.0.1:{port}{url_suffix}", extra_headers=headers
+                    f"ws://127.0.0.1:{door.port}{url_suffix}", extra_headers=headers
                 ):
                     pass
             assert info.value.status_code == status
-            assert refusals == [rule]
+            assert dict(door.metrics.refusals) == {rule: 1}
 
 
 async def test_accepted_with_bearer_query_token_and_allowed_origin() -> None:
     gate = Gate(paths=("/",), tokens=TOKENS, allowed_origins=frozenset({"https://ok.example"}))
     with trio.fail_after(10):
-        async with serving(gate) as (port, refusals):
+        async with serving(gate) as door:
+            port = door.port
             async with open_websocket_url(
                 f"ws://127.0.0.1:{port}/",
                 extra_headers=[(b"Authorization", b"Bearer s3cret-token")],
@@ -166,7 +208,7 @@ async def test_accepted_with_bearer_query_token_and_allowed_origin() -> None:
                 ],
             ) as ws:
                 assert await ws.get_message() == "hello alice via None"
-            assert refusals == []
+            assert not door.metrics.refusals
 
 
 def test_parse_head() -> None:
@@ -182,3 +224,75 @@ def test_parse_head() -> None:
         parse_head(b"hello")
     with pytest.raises(BadRequest):
         parse_head(b"GET / HTTP/1.1\r\nno colon here")
+
+
+async def test_metrics_need_a_token_when_tokens_are_configured() -> None:
+    with trio.fail_after(10):
+        async with serving(Gate(paths=("/",), tokens=TOKENS)) as door:
+            bare = await http(door.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert bare.startswith(b"HTTP/1.1 401")
+            assert b"WWW-Authenticate: Bearer\r\n" in bare
+            wrong = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n\r\n"
+            assert (await http(door.port, wrong)).startswith(b"HTTP/1.1 401")
+            good = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer other-token\r\n\r\n"
+            assert (await http(door.port, good)).endswith(b"\r\n\r\nccx_connections 0\n")
+            # Liveness stays open for probes that hold no token.
+            health = await http(door.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert health.startswith(b"HTTP/1.1 200")
+    async with serving(Gate(paths=("/",))) as door:  # no tokens: no authentication
+        with trio.fail_after(10):
+            open_metrics = await http(door.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert open_metrics.startswith(b"HTTP/1.1 200")
+
+
+async def test_one_count_for_every_kind_of_session() -> None:
+    with trio.fail_after(10):
+        async with (
+            serving(Gate(paths=("/",)), max_connections=2) as door,
+            open_websocket_url(f"ws://127.0.0.1:{door.port}/", subprotocols=["mcp"]) as mcp,
+            open_websocket_url(f"ws://127.0.0.1:{door.port}/") as plain,
+        ):
+            assert await mcp.get_message() == "hello local via mcp"
+            assert await plain.get_message() == "hello local via None"
+            assert len(door.sessions) == 2
+            for offered in (["mcp"], []):
+                async with open_websocket_url(
+                    f"ws://127.0.0.1:{door.port}/", subprotocols=offered
+                ) as third:
+                    farewell = await third.get_message()
+                    assert farewell == "farewell: connection limit reached (max_connections=2)"
+                    with pytest.raises(ConnectionClosed) as info:
+                        await third.get_message()
+                    assert info.value.reason is not None
+                    assert info.value.reason.code == 1013
+            assert door.metrics.refusals["max_connections"] == 2
+
+
+async def test_a_session_that_crashes_is_closed_with_1011_and_nothing_else() -> None:
+    with trio.fail_after(10):
+        async with serving(Gate(paths=("/",))) as door:
+            url = f"ws://127.0.0.1:{door.port}/"
+            async with open_websocket_url(url) as ws:
+                await ws.get_message()
+                await ws.send_message("crash")
+                assert await ws.get_message() == "farewell: internal error; the session is closed"
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.get_message()
+                assert info.value.reason is not None
+                assert info.value.reason.code == 1011
+            assert door.metrics.internal_errors == {"connection": 1}
+            assert not door.sessions
+            async with open_websocket_url(url) as ws:  # the listener goes on
+                assert await ws.get_message() == "hello local via None"
+
+
+async def test_an_upgrade_wsproto_refuses_gets_its_status() -> None:
+    with trio.fail_after(10):
+        async with serving(Gate(paths=("/",))) as door:
+            old = await http(
+                door.port,
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+            )
+            assert old.startswith(b"HTTP/1.1 426")
+            assert b"Sec-WebSocket-Version: 13\r\n" in old
