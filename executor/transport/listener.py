@@ -131,13 +131,13 @@ async def open_listeners(host: str, port: int) -> list[trio.SocketListener]:
     try:
         return await trio.open_tcp_listeners(port, host=host)
     except socket.gaierror as exc:
-        raise CannotListen(host, port, _plain(exc), "address") from None
+        raise CannotListen(host, port, plain_error(exc), "address") from None
     except OSError as exc:
         kind = _LISTEN_ERRORS.get(exc.errno or 0, "other")
-        raise CannotListen(host, port, _plain(exc), kind) from None
+        raise CannotListen(host, port, plain_error(exc), kind) from None
 
 
-def _plain(exc: OSError) -> str:
+def plain_error(exc: OSError) -> str:
     """``address already in use`` rather than ``[Errno 98] Address already in use``."""
     text = exc.strerror or str(exc)
     return text[:1].lower() + text[1:]
