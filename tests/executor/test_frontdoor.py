@@ -6,104 +6,27 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from functools import partial
 
-import attrs
+import orjson
 import pytest
+import structlog
 import trio
+from ccx_testing import make_config, open_client, start_daemon
+from transport_testing import serving
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
     open_websocket_url,
 )
 
-from cc_executor.executor.daemon.metrics import Metrics
-from cc_executor.executor.transport.connection import ConnectionBoundary, ConnectionSession
 from cc_executor.executor.transport.frontdoor import (
     BadRequest,
     Gate,
     Identity,
-    Peer,
     parse_head,
 )
-from cc_executor.executor.transport.listener import serve_listeners
-from cc_executor.executor.transport.websocket import ServerWebSocket, WebSocketSettings
-from cc_executor.protocol import JsonRpcError
 
 TOKENS = {"s3cret-token": Identity("alice"), "other-token": Identity("bob", admin=True)}
-
-
-def probe(path: str) -> tuple[int, bytes, str] | None:
-    if path == "/healthz":
-        return 200, b"ok\n", "text/plain"
-    if path == "/metrics":
-        return 200, b"ccx_connections 0\n", "text/plain"
-    return None
-
-
-class EchoSession:
-    """A session kind that greets, echoes one message, and crashes on "crash"."""
-
-    def __init__(self, ws: ServerWebSocket, peer: Peer, seen: list[str]) -> None:
-        self.ws = ws
-        self.peer = peer
-        self.session_id = f"echo-{len(seen)}"
-        seen.append(peer.identity.name)
-
-    async def serve(self) -> None:
-        assert self.peer.address.startswith("127.0.0.1:")
-        with contextlib.suppress(ConnectionClosed):
-            await self.ws.send_message(f"hello {self.peer.identity.name} via {self.ws.subprotocol}")
-            message = await self.ws.get_message()
-            if message == "crash":
-                raise RuntimeError("a bug in a session")
-            await self.ws.send_message(message)
-            await self.ws.get_message()  # until the client closes
-
-    async def shut(self, reason: str) -> None:
-        await self.ws.aclose(1001, reason)
-
-    def farewell(self, error: JsonRpcError) -> str:
-        return f"farewell: {error.message}"
-
-
-@attrs.frozen
-class Door:
-    port: int
-    metrics: Metrics
-    sessions: set[ConnectionSession]
-
-
-@asynccontextmanager
-async def serving(gate: Gate, max_connections: int = 8) -> AsyncIterator[Door]:
-    seen: list[str] = []
-    metrics = Metrics()
-    sessions: set[ConnectionSession] = set()
-    boundary = ConnectionBoundary(
-        gate=gate,
-        probe=probe,
-        open_session=lambda ws, peer: EchoSession(ws, peer, seen),
-        sessions=sessions,
-        max_connections=max_connections,
-        subprotocols=("mcp",),
-        head_timeout=5,
-        settings=WebSocketSettings(
-            max_message_bytes=1024,
-            receive_buffer_bytes=4096,
-            inbound_queue_bytes=4096,
-            close_timeout=5,
-        ),
-        metrics=metrics,
-    )
-    async with trio.open_nursery() as nursery:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        await nursery.start(
-            partial(serve_listeners, boundary.serve, listeners, retry_delay=0.1, metrics=metrics)
-        )
-        yield Door(listeners[0].socket.getsockname()[1], metrics, sessions)
-        nursery.cancel_scope.cancel()
 
 
 async def http(port: int, raw: bytes) -> bytes:
@@ -296,3 +219,27 @@ async def test_an_upgrade_wsproto_refuses_gets_its_status() -> None:
             )
             assert old.startswith(b"HTTP/1.1 426")
             assert b"Sec-WebSocket-Version: 13\r\n" in old
+
+
+async def test_the_daemon_counts_mcp_and_json_rpc_sessions_as_one(nursery: trio.Nursery) -> None:
+    """On main the two kinds were counted apart: two MCP sessions did not stop a JSON-RPC
+    one at max_connections=2, and the drain logged one connection for two."""
+    served = await start_daemon(nursery, make_config(max_connections=2))
+    with trio.fail_after(20):
+        async with (
+            open_websocket_url(served.url, subprotocols=["mcp"]),
+            open_client(served.url) as plain,
+        ):
+            async with open_websocket_url(served.url, subprotocols=["mcp"]) as third:
+                with pytest.raises(ConnectionClosed) as info:
+                    await third.get_message()
+                assert info.value.reason is not None
+                assert info.value.reason.code == 1013
+            async with open_websocket_url(served.url) as fourth:
+                error = orjson.loads(await fourth.get_message())
+                assert error["error"]["data"]["limit"] == "max_connections"
+            assert (await plain.call("status"))["connections"] == 2
+            with structlog.testing.capture_logs() as logs:
+                await served.daemon.shutdown()
+    draining = [entry for entry in logs if entry["event"] == "daemon.draining"]
+    assert draining[0]["connections"] == 2
