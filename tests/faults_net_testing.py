@@ -13,6 +13,7 @@ import socket
 import struct
 
 import trio
+from transport_testing import http
 
 from bench.rawws import RawWebSocket, client_frame
 
@@ -76,15 +77,9 @@ async def reset_at(port: int, stage: str) -> None:
         reset(sock)
 
 
-async def http_get(port: int, path: str, headers: str = "") -> bytes:
-    """A whole HTTP/1.1 response to ``GET path`` (the daemon closes after answering)."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
-        response = b""
-        while chunk := await stream.receive_some(65536):
-            response += chunk
-    return response
+async def http_get(port: int, path: str) -> bytes:
+    """The whole HTTP/1.1 response to ``GET path`` (the daemon closes after answering)."""
+    return await http(port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
 
 
 async def read_until_pong(raw: RawWebSocket, payload: bytes) -> list[tuple[int, bytes]]:

@@ -95,3 +95,15 @@ async def serving(
         )
         yield Door(listeners[0].socket.getsockname()[1], metrics, sessions)
         nursery.cancel_scope.cancel()
+
+
+async def http(port: int, raw: bytes) -> bytes:
+    """Send `raw` (a request, or garbage) on a fresh connection; return all the answer."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        with contextlib.suppress(trio.BrokenResourceError):
+            await stream.send_all(raw)
+        response = b""
+        while chunk := await stream.receive_some(65536):
+            response += chunk
+    return response

@@ -72,6 +72,11 @@ def _labelled(name: str, label: str, values: Mapping[str, float]) -> list[str]:
     ]
 
 
+def _counter_by(name: str, help_text: str, label: str, values: Mapping[str, float]) -> list[str]:
+    """A counter family with one sample per label value."""
+    return _family(name, "counter", help_text, _labelled(name, label, values))
+
+
 def render(
     metrics: Metrics, *, connections: int, runs_by_state: Mapping[str, int], draining: bool
 ) -> str:
@@ -89,17 +94,17 @@ def render(
         "Runs started.",
         [f"ccx_runs_started_total {metrics.runs_started}"],
     )
-    lines += _family(
+    lines += _counter_by(
         "ccx_runs_completed_total",
-        "counter",
         "Runs completed, by outcome.",
-        _labelled("ccx_runs_completed_total", "outcome", metrics.runs_completed),
+        "outcome",
+        metrics.runs_completed,
     )
-    lines += _family(
+    lines += _counter_by(
         "ccx_stream_bytes_total",
-        "counter",
         "Bytes read from children's stdout and stderr (of completed runs).",
-        _labelled("ccx_stream_bytes_total", "stream", metrics.stream_bytes),
+        "stream",
+        metrics.stream_bytes,
     )
     lines += _family(
         "ccx_backpressure_stalls_total",
@@ -107,11 +112,11 @@ def render(
         "Times a run's output channel was full, so its pipe reader waited for the client.",
         [f"ccx_backpressure_stalls_total {metrics.backpressure_stalls}"],
     )
-    lines += _family(
+    lines += _counter_by(
         "ccx_refusals_total",
-        "counter",
         "Requests and connections refused, by reason.",
-        _labelled("ccx_refusals_total", "reason", metrics.refusals),
+        "reason",
+        metrics.refusals,
     )
     histogram = metrics.control_seconds
     samples = []
@@ -129,23 +134,23 @@ def render(
         "Time from a control request to its reply, by type.",
         samples,
     )
-    lines += _family(
+    lines += _counter_by(
         "ccx_internal_errors_total",
-        "counter",
         "Errors caught by a boundary (a daemon bug contained), by boundary.",
-        _labelled("ccx_internal_errors_total", "where", metrics.internal_errors),
+        "where",
+        metrics.internal_errors,
     )
-    lines += _family(
+    lines += _counter_by(
         "ccx_connections_lost_total",
-        "counter",
         "Connections whose peer went away (reset, hang-up, silence) before a close, by stage.",
-        _labelled("ccx_connections_lost_total", "stage", metrics.connections_lost),
+        "stage",
+        metrics.connections_lost,
     )
-    lines += _family(
+    lines += _counter_by(
         "ccx_accept_errors_total",
-        "counter",
         "Failed accept() calls (accepting pauses, then retries), by errno.",
-        _labelled("ccx_accept_errors_total", "errno", metrics.accept_errors),
+        "errno",
+        metrics.accept_errors,
     )
     lines += _family(
         "ccx_draining", "gauge", "1 while the daemon drains.", [f"ccx_draining {int(draining)}"]

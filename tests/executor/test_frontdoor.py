@@ -4,7 +4,6 @@ status), accepted sessions, the one connection count, and a session that crashes
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 
 import orjson
@@ -12,7 +11,7 @@ import pytest
 import structlog
 import trio
 from ccx_testing import make_config, open_client, start_daemon
-from transport_testing import serving
+from transport_testing import http, serving
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
@@ -27,17 +26,6 @@ from cc_executor.executor.transport.frontdoor import (
 )
 
 TOKENS = {"s3cret-token": Identity("alice"), "other-token": Identity("bob", admin=True)}
-
-
-async def http(port: int, raw: bytes) -> bytes:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        with contextlib.suppress(trio.BrokenResourceError):
-            await stream.send_all(raw)
-        response = b""
-        while chunk := await stream.receive_some(65536):
-            response += chunk
-    return response
 
 
 async def test_probes_and_plain_http() -> None:
