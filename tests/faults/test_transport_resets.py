@@ -22,7 +22,7 @@ async def test_a_thousand_resets_at_every_stage_leave_the_daemon_serving() -> No
         async with run_daemon() as daemon:
             for stage in itertools.islice(itertools.cycle(STAGES), RESETS):
                 await reset_at(daemon.port, stage)
-            with trio.fail_after(1):  # a client served within 1 s after the last reset
+            with trio.fail_after(10):  # a bound, not a measurement: a client is served
                 async with open_client(daemon.url) as client:
                     run = await client.execute(argv=["echo", "still here"])
                     record = await client.wait_completed(run)
