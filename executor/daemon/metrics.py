@@ -40,8 +40,9 @@ class Metrics:
     stream_bytes: Counter[str] = attrs.field(factory=Counter)  # by stream
     backpressure_stalls: int = 0
     refusals: Counter[str] = attrs.field(factory=Counter)  # by reason
+    # Failures caught by an error boundary, by where ("connection", "run"): bugs, counted.
+    internal_errors: Counter[str] = attrs.field(factory=Counter)
     control_seconds: Histogram = attrs.field(factory=lambda: Histogram(CONTROL_BUCKETS))
-    internal_errors: Counter[str] = attrs.field(factory=Counter)  # by boundary
     connections_lost: Counter[str] = attrs.field(factory=Counter)  # by stage
     accept_errors: Counter[str] = attrs.field(factory=Counter)  # by errno name
 
@@ -94,17 +95,17 @@ def render(
         "Runs started.",
         [f"ccx_runs_started_total {metrics.runs_started}"],
     )
-    lines += _counter_by(
+    lines += _family(
         "ccx_runs_completed_total",
+        "counter",
         "Runs completed, by outcome.",
-        "outcome",
-        metrics.runs_completed,
+        _labelled("ccx_runs_completed_total", "outcome", metrics.runs_completed),
     )
-    lines += _counter_by(
+    lines += _family(
         "ccx_stream_bytes_total",
+        "counter",
         "Bytes read from children's stdout and stderr (of completed runs).",
-        "stream",
-        metrics.stream_bytes,
+        _labelled("ccx_stream_bytes_total", "stream", metrics.stream_bytes),
     )
     lines += _family(
         "ccx_backpressure_stalls_total",
@@ -112,11 +113,17 @@ def render(
         "Times a run's output channel was full, so its pipe reader waited for the client.",
         [f"ccx_backpressure_stalls_total {metrics.backpressure_stalls}"],
     )
-    lines += _counter_by(
+    lines += _family(
         "ccx_refusals_total",
+        "counter",
         "Requests and connections refused, by reason.",
-        "reason",
-        metrics.refusals,
+        _labelled("ccx_refusals_total", "reason", metrics.refusals),
+    )
+    lines += _family(
+        "ccx_internal_errors_total",
+        "counter",
+        "Failures caught by an error boundary (a connection closed with 1011, a run failed).",
+        _labelled("ccx_internal_errors_total", "where", metrics.internal_errors),
     )
     histogram = metrics.control_seconds
     samples = []
@@ -133,12 +140,6 @@ def render(
         "histogram",
         "Time from a control request to its reply, by type.",
         samples,
-    )
-    lines += _counter_by(
-        "ccx_internal_errors_total",
-        "Errors caught by a boundary (a daemon bug contained), by boundary.",
-        "where",
-        metrics.internal_errors,
     )
     lines += _counter_by(
         "ccx_connections_lost_total",

@@ -173,19 +173,6 @@ class Session:
                 close_code=self.ws.closed.code if self.ws.closed else None,
             )
 
-    async def end_runs(self, reason: str) -> None:
-        """End every live run through the ladder, concurrently; return once each has sent
-        its completion (or discarded it, if the client is gone)."""
-
-        async def end(slot: RunSlot) -> None:
-            await cancel_quietly(slot.run, reason)
-            await slot.finished.wait()
-
-        async with trio.open_nursery() as nursery:
-            for slot in list(self.slots.values()):
-                if not slot.done:
-                    nursery.start_soon(end, slot)
-
     async def shut(self, reason: str) -> None:
         """The daemon drains: end this connection's runs, let attached clients see their
         durable runs' completions, then close with 1001."""
@@ -199,6 +186,19 @@ class Session:
     def farewell(self, error: JsonRpcError) -> str:
         """Why the connection boundary closes us, as a JSON-RPC error (id null)."""
         return self.conn.encode(self.conn.make_error(None, error))
+
+    async def end_runs(self, reason: str) -> None:
+        """End every live run through the ladder, concurrently; return once each has sent
+        its completion (or discarded it, if the client is gone)."""
+
+        async def end(slot: RunSlot) -> None:
+            await cancel_quietly(slot.run, reason)
+            await slot.finished.wait()
+
+        async with trio.open_nursery() as nursery:
+            for slot in list(self.slots.values()):
+                if not slot.done:
+                    nursery.start_soon(end, slot)
 
     async def close(self, code: int, reason: str) -> None:
         """Close the websocket (the reader then ends the session)."""
