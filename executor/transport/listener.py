@@ -2,7 +2,9 @@
 
 ``trio.serve_listeners`` re-raises every accept error but four, and dies with any handler that
 raises; either ends the daemon.  Here each accepted stream goes to a handler that never raises
-(the connection boundary, connection.py), and accept errors have an owner:
+(the connection boundary, connection.py; should a bug in its cleanup raise anyway, it is logged
+as ``connection.handler_failed`` and counted as ``ccx_internal_errors_total{where="listener"}``,
+and the listener goes on), and accept errors have an owner:
 
 - out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): stop accepting for
   ``retry_delay`` and retry, as trio does.  The connection waits in the kernel's backlog
@@ -33,6 +35,8 @@ CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.EN
 
 class AcceptMetrics(Protocol):
     def accept_failed(self, errno_name: str) -> None: ...
+
+    def internal_error(self, where: str) -> None: ...
 
 
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
@@ -87,12 +91,17 @@ async def _accept_loop(
             if failed:
                 log.warning("accept.resumed", listener=address, failed_attempts=failed)
                 failed = 0
-            nursery.start_soon(_run_handler, handler, stream)
+            nursery.start_soon(_run_handler, handler, stream, metrics)
 
 
-async def _run_handler(handler: Handler, stream: trio.SocketStream) -> None:
+async def _run_handler(handler: Handler, stream: trio.SocketStream, metrics: AcceptMetrics) -> None:
+    """The last line of defence: the handler (the connection boundary) owns its errors, but a
+    bug in its own cleanup must not end the listener either."""
     try:
         await handler(stream)
+    except Exception:
+        log.exception("connection.handler_failed")
+        metrics.internal_error("listener")
     finally:
         await trio.aclose_forcefully(stream)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+from functools import partial
 
 import orjson
 import pytest
@@ -18,12 +19,14 @@ from trio_websocket import (
     open_websocket_url,
 )
 
+from cc_executor.executor.daemon.metrics import Metrics
 from cc_executor.executor.transport.frontdoor import (
     BadRequest,
     Gate,
     Identity,
     parse_head,
 )
+from cc_executor.executor.transport.listener import serve_listeners
 
 TOKENS = {"s3cret-token": Identity("alice"), "other-token": Identity("bob", admin=True)}
 
@@ -231,3 +234,25 @@ async def test_the_daemon_counts_mcp_and_json_rpc_sessions_as_one(nursery: trio.
                 await served.daemon.shutdown()
     draining = [entry for entry in logs if entry["event"] == "daemon.draining"]
     assert draining[0]["connections"] == 2
+
+
+async def test_a_handler_that_raises_anyway_does_not_end_the_listener() -> None:
+    metrics = Metrics()
+    handled: list[int] = []
+
+    async def broken(stream: trio.SocketStream) -> None:
+        handled.append(1)
+        raise RuntimeError("a bug in the boundary's own cleanup")
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = listeners[0].socket.getsockname()[1]
+            await nursery.start(
+                partial(serve_listeners, broken, listeners, retry_delay=0.1, metrics=metrics)
+            )
+            for _ in range(2):
+                assert await http(port, b"GET /healthz HTTP/1.1\r\n\r\n") == b""
+            nursery.cancel_scope.cancel()
+    assert handled == [1, 1]
+    assert metrics.internal_errors == {"listener": 2}
