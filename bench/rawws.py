@@ -51,14 +51,19 @@ class RawWebSocket:
 
     async def send_frame(self, opcode: int, payload: bytes) -> None:
         """One final, masked frame."""
-        header = bytes([0x80 | opcode])
-        if len(payload) < 126:
-            header += bytes([0x80 | len(payload)])
-        elif len(payload) < 65536:
-            header += bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
-        else:
-            header += bytes([0x80 | 127]) + len(payload).to_bytes(8, "big")
-        await self.stream.send_all(header + b"\0\0\0\0" + payload)
+        await self.stream.send_all(client_frame(opcode, payload))
+
+
+def client_frame(opcode: int, payload: bytes, *, final: bool = True) -> bytes:
+    """The bytes of one masked client frame (zero key: the payload goes as is)."""
+    header = bytes([(0x80 if final else 0) | opcode])
+    if len(payload) < 126:
+        header += bytes([0x80 | len(payload)])
+    elif len(payload) < 65536:
+        header += bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
+    else:
+        header += bytes([0x80 | 127]) + len(payload).to_bytes(8, "big")
+    return header + b"\0\0\0\0" + payload
 
 
 @asynccontextmanager

@@ -26,6 +26,20 @@ from cc_executor.executor.review.commands import (
     add_review_parsers,
     run_review_command,
 )
+from cc_executor.executor.transport.listener import CannotListen, plain_error
+
+# How `ccx serve` ends when it cannot start: one line on stderr and one of these.
+EXIT_BAD_SETTING = 2
+EXIT_UNREADABLE_FILE = 5
+EXIT_CANNOT_LISTEN = {"in_use": 1, "address": 3, "permission": 4, "other": 6}
+SERVE_EXIT_CODES = """exit status:
+  0  stopped by SIGTERM or SIGINT after a graceful drain
+  1  cannot listen: the address is already in use
+  2  a bad setting (a flag, a CCX_* variable, the policy or token file's content)
+  3  cannot listen: the host is not an address of this machine (or does not resolve)
+  4  cannot listen: permission denied (a privileged port)
+  5  a file named by the configuration cannot be read (--token-file, --policy)
+  6  cannot listen, for another reason (the message says which)"""
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,6 +47,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "serve",
         help="start the daemon",
         description="Start the cc-executor daemon. Flags override CCX_* environment variables.",
+        epilog=SERVE_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", help="address to listen on (default 127.0.0.1; CCX_HOST)")
     p.add_argument("--port", type=int, help="port to listen on (default 8003; CCX_PORT)")
@@ -197,17 +213,47 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
     return config
 
 
+def unreadable_file(args: argparse.Namespace) -> str | None:
+    """Why a file the configuration names cannot be read (None: every one can)."""
+    named = (
+        ("token file", args.token_file or os.environ.get("CCX_TOKEN_FILE")),
+        ("policy file", args.policy or os.environ.get("CCX_POLICY")),
+    )
+    for what, path in named:
+        if not path:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            return f"cannot read the {what} {path}: {plain_error(exc)}"
+    return None
+
+
+def serve(args: argparse.Namespace) -> int:
+    """``ccx serve``: start-up failures are one line on stderr and an exit status."""
+    unreadable = unreadable_file(args)
+    if unreadable is not None:
+        print(f"ccx: {unreadable}", file=sys.stderr)
+        return EXIT_UNREADABLE_FILE
+    try:
+        config = serve_config(args)
+    except ConfigError as exc:
+        print(f"ccx serve: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTING
+    configure_logging(config.log_level)
+    try:
+        trio.run(serve_until_signalled, config)
+    except CannotListen as exc:
+        print(f"ccx: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_LISTEN[exc.kind]
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        try:
-            config = serve_config(args)
-        except ConfigError as exc:
-            print(f"ccx serve: {exc}", file=sys.stderr)
-            return 2
-        configure_logging(config.log_level)
-        trio.run(serve_until_signalled, config)
-        return 0
+        return serve(args)
     if args.command in REVIEW_COMMANDS:
         return run_review_command(args)
     return run_client_command(args)

@@ -209,15 +209,19 @@ async def spawn(spec: SpawnSpec, config: SupervisionConfig) -> Spawned:
     fds: list[int] = []
     streams: list[trio.lowlevel.FdStream] = []
     try:
-        out_read, out_write = _output_pipe(config)
-        fds += [out_read, out_write]
-        err_read, err_write = _output_pipe(config)
-        fds += [err_read, err_write]
         child_stdin: int = subprocess.DEVNULL
         stdin_write: int | None = None
-        if spec.stdin == "pipe":
-            child_stdin, stdin_write = os.pipe2(os.O_CLOEXEC)
-            fds += [child_stdin, stdin_write]
+        try:
+            out_read, out_write = _output_pipe(config)
+            fds += [out_read, out_write]
+            err_read, err_write = _output_pipe(config)
+            fds += [err_read, err_write]
+            if spec.stdin == "pipe":
+                child_stdin, stdin_write = os.pipe2(os.O_CLOEXEC)
+                fds += [child_stdin, stdin_write]
+        except OSError as exc:  # EMFILE, ENFILE: no descriptors left for the run's pipes
+            log.info("spawn.failed", run_id=spec.run_id, error=str(exc))
+            raise SpawnError(f"cannot make the run's pipes: {exc.strerror or exc}") from None
         try:
             process = await trio.lowlevel.open_process(
                 argv,

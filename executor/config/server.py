@@ -16,6 +16,7 @@ import attrs
 from cc_executor.executor.config.claude import ClaudeConfig, claude_config_from_env
 from cc_executor.executor.config.mcp import McpConfig
 from cc_executor.executor.config.policyfile import Policy, PolicyFileError, load_policy
+from cc_executor.executor.config.transport import TransportConfig
 from cc_executor.executor.transport.auth import TokenError, is_loopback, load_tokens
 from cc_executor.executor.transport.frontdoor import Identity
 from cc_executor.supervision.config import SupervisionConfig
@@ -100,6 +101,8 @@ class ServerConfig:
     instance: str = attrs.field(factory=default_instance)
     # The MCP endpoint (WebSocket subprotocol "mcp"): progress, output bounds, tasks.
     mcp: McpConfig = attrs.field(factory=McpConfig)
+    # Connections and the listener: the inbound queue, the close bound, accept retries.
+    transport: TransportConfig = attrs.field(factory=TransportConfig)
 
 
 class ConfigError(ValueError):

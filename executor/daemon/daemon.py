@@ -2,9 +2,10 @@
 
 Theory of operation
 -------------------
-Each accepted connection becomes a session inside the per-connection error boundary
-(``handle``): whatever goes wrong inside one session is logged and closes that session with
-1011, and never reaches the listener (serve.py).
+Each accepted connection is served by the connection boundary (transport/connection.py), which
+asks ``open_session`` for the session kind its subprotocol picks and counts every open session,
+of any kind, in ``sessions``: whatever goes wrong inside one session is logged and closes that
+session with 1011, and never reaches the listener.
 
 Shutdown (``shutdown``) is graceful and bounded: stop accepting runs (``/readyz`` turns 503),
 tell every client, let runs finish for up to ``shutdown_grace`` seconds, end the rest through
@@ -18,13 +19,11 @@ either way.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
 
 import structlog
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from cc_executor.executor import VERSION
 from cc_executor.executor.config.server import ServerConfig
@@ -37,7 +36,7 @@ from cc_executor.executor.runs.durable import DurableRuns
 from cc_executor.executor.runs.policy import CommandPolicy
 from cc_executor.executor.runs.table import RunTable
 from cc_executor.executor.transport.frontdoor import Identity, Peer
-from cc_executor.protocol import LimitExceeded, ServerConnection
+from cc_executor.executor.transport.websocket import ServerWebSocket
 from cc_executor.protocol.mcp import SUBPROTOCOL
 from cc_executor.protocol.notices import Connected, Shutdown
 from cc_executor.protocol.results import DaemonInfo
@@ -82,6 +81,7 @@ class Daemon:
         self.durable = DurableRuns(config, config.instance)
         self.claims = Claims()
         self.tasks = TaskTable(config.mcp.max_tasks)
+        # Open sessions of every kind (JSON-RPC and MCP): the one max_connections count.
         self.sessions: set[Session | McpSession] = set()
         self.instance = config.instance
         self.draining = False
@@ -91,36 +91,14 @@ class Daemon:
 
     # -- sessions --------------------------------------------------------------------------
 
-    async def handle(self, ws: WebSocketConnection, peer: Peer) -> None:
-        """The per-connection error boundary (see the module docstring)."""
-        if len(self.sessions) >= self.config.max_connections:
-            self.metrics.refused("max_connections")
-            log.warning("session.refused", reason="max_connections", subprotocol=ws.subprotocol)
-            limit = self.config.max_connections
-            error = LimitExceeded(
-                f"connection limit reached (max_connections={limit})",
-                {"limit": "max_connections", "value": limit},
-            )
-            with trio.move_on_after(self.config.connect_timeout, shield=True):
-                if ws.subprotocol != SUBPROTOCOL:  # a JSON-RPC client is told why, in JSON-RPC
-                    conn = ServerConnection()
-                    with contextlib.suppress(ConnectionClosed):
-                        await ws.send_message(conn.encode(conn.make_error(None, error)))
-                await ws.aclose(1013, "connection limit reached")
-            return
-        session: Session | McpSession = (
-            McpSession(self, ws, peer) if ws.subprotocol == SUBPROTOCOL else Session(self, ws, peer)
-        )
-        self.sessions.add(session)
-        try:
-            await session.serve()
-        except Exception:
-            log.exception("session.crashed", session=session.session_id)
-            self.metrics.internal_errors["connection"] += 1
-            with trio.move_on_after(self.config.connect_timeout, shield=True):
-                await ws.aclose(1011, "internal error")
-        finally:
-            self.sessions.discard(session)
+    def open_session(self, ws: ServerWebSocket, peer: Peer) -> Session | McpSession:
+        """The one place a connection's session kind is picked: by the subprotocol chosen."""
+        return SESSION_KINDS[ws.subprotocol](self, ws, peer)
+
+    @property
+    def subprotocols(self) -> tuple[str, ...]:
+        """The WebSocket subprotocols we speak (a client offering none gets JSON-RPC)."""
+        return tuple(name for name in SESSION_KINDS if name is not None)
 
     def greeting(self, session_id: str) -> Connected:
         """The ``connected`` notification every JSON-RPC client gets first."""
@@ -240,3 +218,10 @@ class Daemon:
 async def _then_cancel(wait: Callable[[], Awaitable[object]], scope: trio.CancelScope) -> None:
     await wait()
     scope.cancel()
+
+
+# The session kind of each WebSocket subprotocol (None: the client offered none we speak).
+SESSION_KINDS: dict[str | None, type[Session] | type[McpSession]] = {
+    None: Session,
+    SUBPROTOCOL: McpSession,
+}

@@ -43,9 +43,20 @@ class Metrics:
     # Failures caught by an error boundary, by where ("connection", "run"): bugs, counted.
     internal_errors: Counter[str] = attrs.field(factory=Counter)
     control_seconds: Histogram = attrs.field(factory=lambda: Histogram(CONTROL_BUCKETS))
+    connections_lost: Counter[str] = attrs.field(factory=Counter)  # by stage
+    accept_errors: Counter[str] = attrs.field(factory=Counter)  # by errno name
 
     def refused(self, reason: str) -> None:
         self.refusals[reason] += 1
+
+    def internal_error(self, where: str) -> None:
+        self.internal_errors[where] += 1
+
+    def connection_lost(self, stage: str) -> None:
+        self.connections_lost[stage] += 1
+
+    def accept_failed(self, errno_name: str) -> None:
+        self.accept_errors[errno_name] += 1
 
 
 def _escape(value: str) -> str:
@@ -60,6 +71,11 @@ def _labelled(name: str, label: str, values: Mapping[str, float]) -> list[str]:
     return [
         f'{name}{{{label}="{_escape(key)}"}} {value:g}' for key, value in sorted(values.items())
     ]
+
+
+def _counter_by(name: str, help_text: str, label: str, values: Mapping[str, float]) -> list[str]:
+    """A counter family with one sample per label value."""
+    return _family(name, "counter", help_text, _labelled(name, label, values))
 
 
 def render(
@@ -124,6 +140,18 @@ def render(
         "histogram",
         "Time from a control request to its reply, by type.",
         samples,
+    )
+    lines += _counter_by(
+        "ccx_connections_lost_total",
+        "Connections whose peer went away (reset, hang-up, silence) before a close, by stage.",
+        "stage",
+        metrics.connections_lost,
+    )
+    lines += _counter_by(
+        "ccx_accept_errors_total",
+        "Failed accept() calls (accepting pauses, then retries), by errno.",
+        "errno",
+        metrics.accept_errors,
     )
     lines += _family(
         "ccx_draining", "gauge", "1 while the daemon drains.", [f"ccx_draining {int(draining)}"]

@@ -1,16 +1,23 @@
-"""Serving: the daemon's nursery, its listeners and the front door; serve until signalled.
+"""Serving: the daemon's nursery, its listeners and the connection boundary; serve until
+signalled.
 
-``serve`` opens the daemon's nursery, makes the daemon a child subreaper (orphans of runs are
-reparented to us, never to init, so they can be found and reaped), starts the reaper and the
-journal retention, recovers durable runs, and serves TCP connections through the front door
-(transport/frontdoor.py).  ``serve_until_signalled`` is ``ccx serve``: the first SIGTERM or
-SIGINT drains (``Daemon.shutdown``), a second one hurries the drain.
+``serve`` binds first (so a port in use fails at once, with one clear line: ``CannotListen``),
+makes the daemon a child subreaper (orphans of runs are reparented to us,
+never to init, so they can be found and reaped), recovers durable runs, says where it listens
+(``daemon.listening``: plain ``ws://`` URLs), opens the daemon's nursery with the reaper and the
+journal retention, and accepts TCP connections
+(transport/listener.py), each served end to end by the connection boundary
+(transport/connection.py), which never lets an error reach the listener.
+``serve_until_signalled`` is ``ccx serve``: the first SIGTERM or SIGINT drains
+(``Daemon.shutdown``), a second one hurries the drain.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Sequence
+from functools import partial
 
 import attrs
 import structlog
@@ -18,8 +25,12 @@ import trio
 
 from cc_executor.executor.config.server import ServerConfig
 from cc_executor.executor.daemon.daemon import Daemon
-from cc_executor.executor.transport.frontdoor import FrontDoor, Gate
-from cc_executor.protocol.mcp import SUBPROTOCOL
+from cc_executor.executor.mcp.session import McpSession
+from cc_executor.executor.rpc.session import Session
+from cc_executor.executor.transport.connection import ConnectionBoundary
+from cc_executor.executor.transport.frontdoor import Gate
+from cc_executor.executor.transport.listener import open_listeners, serve_listeners
+from cc_executor.executor.transport.websocket import WebSocketSettings
 from cc_executor.supervision import enable_subreaper, run_reaper
 
 log = structlog.get_logger()
@@ -33,56 +44,111 @@ class Listening:
     listeners: tuple[trio.SocketListener, ...]
 
 
-async def serve(
-    config: ServerConfig,
-    *,
-    task_status: trio.TaskStatus[tuple[Daemon, Listening]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve until cancelled; ``nursery.start(serve, config)`` returns (daemon, listening)."""
-    daemon = Daemon(config)
-    subreaper = enable_subreaper()
-    await daemon.durable.recover()
-    door = FrontDoor(
+def boundary_for(daemon: Daemon) -> ConnectionBoundary[Session | McpSession]:
+    """The connection boundary, configured from the daemon's settings."""
+    config = daemon.config
+    return ConnectionBoundary(
         gate=Gate(
             paths=config.paths,
             tokens=config.tokens,
             allowed_origins=frozenset(config.allowed_origins),
         ),
         probe=daemon.probe,
-        on_upgrade=daemon.handle,
+        open_session=daemon.open_session,
+        sessions=daemon.sessions,
+        max_connections=config.max_connections,
+        subprotocols=daemon.subprotocols,
         head_timeout=config.connect_timeout,
-        close_timeout=config.connect_timeout,
-        max_message_bytes=config.max_message_bytes,
-        receive_buffer_bytes=config.receive_buffer_bytes,
-        on_refusal=daemon.metrics.refused,
-        subprotocols=(SUBPROTOCOL,),
+        settings=WebSocketSettings(
+            max_message_bytes=config.max_message_bytes,
+            receive_buffer_bytes=config.receive_buffer_bytes,
+            inbound_queue_bytes=config.transport.inbound_queue_bytes,
+            close_timeout=config.transport.close_timeout,
+        ),
+        metrics=daemon.metrics,
     )
+
+
+def urls(listeners: Sequence[trio.SocketListener], paths: Sequence[str]) -> list[str]:
+    """``ws://host:port/path`` for every listener and endpoint path, as plain strings."""
+    found = []
+    for listener in listeners:
+        host, port, *_ = listener.socket.getsockname()
+        host = f"[{host}]" if ":" in host else host
+        found += [f"ws://{host}:{port}{path}" for path in paths]
+    return found
+
+
+def log_listening(
+    config: ServerConfig,
+    listeners: Sequence[trio.SocketListener],
+    subreaper: bool,
+    policy: dict[str, object],
+) -> None:
+    """``daemon.listening``: where, in plain words and plain strings, and with what policy."""
+    endpoints = urls(listeners, config.paths)
+    where = f"listening on {endpoints[0]}"
+    if len(endpoints) > 1:
+        where += f" (and {', '.join(endpoints[1:])})"
+    log.info(
+        "daemon.listening",
+        message=where,
+        urls=endpoints,
+        host=config.host,
+        ports=[listener.socket.getsockname()[1] for listener in listeners],
+        pid=os.getpid(),
+        subreaper=subreaper,
+        auth="tokens" if config.tokens else "none",
+        identities=sorted({i.name for i in config.tokens.values()}) if config.tokens else [],
+        policy=policy,
+    )
+
+
+async def serve(
+    config: ServerConfig,
+    *,
+    listeners: Sequence[trio.SocketListener] | None = None,
+    task_status: trio.TaskStatus[tuple[Daemon, Listening]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled; ``nursery.start(serve, config)`` returns (daemon, listening).
+
+    Raises:
+        CannotListen: when `listeners` are not given and the port cannot be listened on.
+    """
+    if listeners is None:
+        listeners = await open_listeners(config.host, config.port)
+    daemon = Daemon(config)
+    subreaper = enable_subreaper()
+    await daemon.durable.recover()
     async with trio.open_nursery() as nursery:
         daemon._nursery = nursery
         await nursery.start(run_reaper, daemon.registry)
         await nursery.start(daemon.durable.run_retention)
-        listeners = await trio.open_tcp_listeners(config.port, host=config.host)
-        await nursery.start(trio.serve_listeners, door.serve, listeners)
-        ports = [listener.socket.getsockname()[1] for listener in listeners]
-        log.info(
-            "daemon.listening",
-            host=config.host,
-            ports=ports,
-            pid=os.getpid(),
-            subreaper=subreaper,
-            auth="tokens" if config.tokens else "none",
-            identities=sorted({i.name for i in config.tokens.values()}) if config.tokens else [],
-            policy=daemon.policy.summary(),
+        await nursery.start(
+            partial(
+                serve_listeners,
+                boundary_for(daemon).serve,
+                listeners,
+                retry_delay=config.transport.accept_retry_delay,
+                metrics=daemon.metrics,
+            )
         )
-        task_status.started((daemon, Listening(ports[0], tuple(listeners))))
+        log_listening(config, listeners, subreaper, daemon.policy.summary())
+        port = listeners[0].socket.getsockname()[1]
+        task_status.started((daemon, Listening(port, tuple(listeners))))
         await trio.sleep_forever()
 
 
 async def serve_until_signalled(config: ServerConfig) -> None:
-    """``ccx serve``: serve until SIGTERM or SIGINT, then shut down gracefully and return."""
+    """``ccx serve``: serve until SIGTERM or SIGINT, then shut down gracefully and return.
+
+    Raises:
+        CannotListen: before anything else happens, when the port cannot be listened on.
+    """
+    listeners = await open_listeners(config.host, config.port)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            daemon, _listening = await nursery.start(serve, config)
+            daemon, _listening = await nursery.start(partial(serve, config, listeners=listeners))
             async for signum in signals:
                 log.info("daemon.signal", signal=signal.Signals(signum).name)
                 break

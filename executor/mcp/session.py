@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import attrs
 import structlog
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed
 
 from cc_executor.executor.mcp.runs import McpRun
 from cc_executor.executor.runs import control
@@ -56,6 +56,7 @@ from cc_executor.protocol.notices import Shutdown
 if TYPE_CHECKING:
     from cc_executor.executor.daemon.daemon import Daemon
     from cc_executor.executor.transport.frontdoor import Peer
+    from cc_executor.executor.transport.websocket import ServerWebSocket
 
 log = structlog.get_logger()
 
@@ -78,7 +79,7 @@ class Call:
 class McpSession:
     """Serves one accepted WebSocket that chose the "mcp" subprotocol."""
 
-    def __init__(self, daemon: Daemon, ws: WebSocketConnection, peer: Peer) -> None:
+    def __init__(self, daemon: Daemon, ws: ServerWebSocket, peer: Peer) -> None:
         self.daemon = daemon
         self.ws = ws
         self.peer = peer
@@ -122,6 +123,10 @@ class McpSession:
 
     async def notify_shutdown(self, notice: Shutdown) -> None:
         """MCP has no shutdown notification: its calls learn of the drain from their runs."""
+
+    def farewell(self, error: JsonRpcError) -> None:
+        """MCP has no message for a connection the server closes: the close code says it."""
+        return None
 
     async def shut(self, reason: str) -> None:
         """The daemon is shutting down: end this session's runs through the ladder, then close."""

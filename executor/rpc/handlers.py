@@ -8,6 +8,7 @@ are started through the one start path (``Session.start`` → runs/start.py).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ import structlog
 import trio
 
 from cc_executor.executor.claude.plan import plan_claude
-from cc_executor.executor.rpc.runs import RunHandle
+from cc_executor.executor.rpc.runs import Gone, RunHandle
 from cc_executor.executor.rpc.session import GateKey, Handled, Session
 from cc_executor.executor.runs import control as controls
 from cc_executor.executor.runs.plan import plan_execute
@@ -93,7 +94,8 @@ async def claude(session: Session, request_id: Id, params: ClaudeParams) -> Hand
                 failed = Completion(
                     "failed", "spawn_failed", reason=exc.message, claude={"has_result": False}
                 )
-                await session.send_notice(RunCompleted(plan.run_id, 1, failed), gated=False)
+                with contextlib.suppress(Gone):  # the client left while the run waited
+                    await session.send_notice(RunCompleted(plan.run_id, 1, failed), gated=False)
                 return
             await session.announce(live)
         finally:

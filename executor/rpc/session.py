@@ -25,6 +25,7 @@ durable is ended through the cancel ladder before the nursery closes; durable ru
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 import attrs
 import structlog
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed
 
 from cc_executor.executor.rpc.gates import Gates
 from cc_executor.executor.rpc.runs import Attachments, ConnectionSink, Gone, Handles, RunHandle
@@ -62,6 +63,7 @@ from cc_executor.protocol.results import Result, Started
 if TYPE_CHECKING:
     from cc_executor.executor.daemon.daemon import Daemon
     from cc_executor.executor.transport.frontdoor import Peer
+    from cc_executor.executor.transport.websocket import ServerWebSocket
 
 log = structlog.get_logger()
 
@@ -94,7 +96,7 @@ class BatchReply:
 class Session:
     """Serves one accepted WebSocket until the client goes or the daemon stops."""
 
-    def __init__(self, daemon: Daemon, ws: WebSocketConnection, peer: Peer) -> None:
+    def __init__(self, daemon: Daemon, ws: ServerWebSocket, peer: Peer) -> None:
         self.daemon = daemon
         self.ws = ws
         self.peer = peer
@@ -127,7 +129,10 @@ class Session:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
-                    await self.send_notice(self.daemon.greeting(self.session_id))
+                    try:
+                        await self.send_notice(self.daemon.greeting(self.session_id))
+                    except Gone:
+                        return  # gone before it could be greeted (a reset in the handshake)
                     await self._read_loop()
                 finally:
                     self._closed = True
@@ -146,8 +151,9 @@ class Session:
             )
 
     async def notify_shutdown(self, notice: Shutdown) -> None:
-        """The daemon is draining: say so."""
-        await self.send_notice(notice)
+        """The daemon is draining: say so (to a client still there)."""
+        with contextlib.suppress(Gone):
+            await self.send_notice(notice)
 
     async def shut(self, reason: str) -> None:
         """End this connection's runs through the ladder, let it see the completions of the
@@ -155,6 +161,10 @@ class Session:
         await self.end_runs(reason)
         await self.attachments.wait_completed()
         await self.close(1001, "server shutting down")
+
+    def farewell(self, error: JsonRpcError) -> str:
+        """Why the connection boundary closes us, as a JSON-RPC error (id null)."""
+        return self.conn.encode(self.conn.make_error(None, error))
 
     async def end_runs(self, reason: str) -> None:
         """End every live run started here (not durable) through the ladder, concurrently;

@@ -1,34 +1,24 @@
-"""The front door: one TCP port for HTTP probes and the WebSocket endpoint.
+"""The front door's HTTP: request heads, the gate an upgrade passes, probe answers.
 
-Theory of operation
--------------------
-trio-websocket answers only WebSocket upgrades, and a refused upgrade would already have cost
-a handshake.  So each TCP connection starts here: we read the HTTP request head ourselves
-(bounded in size and time), then
+Each TCP connection starts with an HTTP request head, which we read ourselves (bounded in size
+and time; connection.py owns the I/O).  Then
 
 - plain ``GET`` requests for the probe paths (``/healthz``, ``/readyz``, ``/metrics``) are
-  answered with a small HTTP/1.1 response and the connection is closed;
-- WebSocket upgrades are checked — path, then token, then Origin — before any session exists;
-  a refusal is an HTTP 401/403/404 with a log line that names the rule (and the identity or
-  address, never the token);
-- an accepted upgrade is handed to trio-websocket's ``wrap_server_stream`` over a stream that
-  replays the head we already read; the WebSocket is accepted (with the first subprotocol the
-  client offers that we speak) and the caller's handler gets it with the client's identity.
-  Whatever the handler does, the connection is closed when it returns.
+  answered with a small HTTP/1.1 response and the connection is closed; ``/metrics`` needs a
+  token when tokens are configured (``Gate.authorize_probe``), the other two stay open;
+- WebSocket upgrades are checked — path, then token, then Origin (``Gate.authenticate``) —
+  before any session exists; a refusal is an HTTP 401/403/404 with a log line that names the
+  rule (and the identity or address, never the token).
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
-import structlog
 import trio
-from trio_websocket import WebSocketConnection, wrap_server_stream
-
-log = structlog.get_logger()
 
 MAX_HEAD_BYTES = 16 * 1024
 
@@ -39,6 +29,7 @@ REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    426: "Upgrade Required",
     431: "Request Header Fields Too Large",
     503: "Service Unavailable",
 }
@@ -87,31 +78,6 @@ def parse_head(raw: bytes) -> RequestHead:
     return RequestHead(method, url.path or "/", parse_qs(url.query), headers)
 
 
-class ReplayStream(trio.abc.Stream):
-    """A stream that first returns bytes already read from it, then reads on."""
-
-    def __init__(self, stream: trio.abc.Stream, buffered: bytes) -> None:
-        self._stream = stream
-        self._buffered = buffered
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._buffered:
-            size = len(self._buffered) if max_bytes is None else max_bytes
-            data, self._buffered = self._buffered[:size], self._buffered[size:]
-            await trio.lowlevel.checkpoint()
-            return data
-        return bytes(await self._stream.receive_some(max_bytes))
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
 async def read_head(stream: trio.abc.Stream) -> tuple[bytes, bytes]:
     """Read up to the blank line; return (head, bytes read beyond it)."""
     buffer = bytearray()
@@ -128,13 +94,17 @@ async def read_head(stream: trio.abc.Stream) -> tuple[bytes, bytes]:
 
 
 def http_response(
-    status: int, body: bytes = b"", content_type: str = "text/plain; charset=utf-8"
+    status: int,
+    body: bytes = b"",
+    content_type: str = "text/plain; charset=utf-8",
+    headers: Mapping[str, str] | None = None,
 ) -> bytes:
     """A complete HTTP/1.1 response that closes the connection."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     head = (
         f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
         f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
+        f"{extra}Connection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
 
@@ -155,12 +125,14 @@ class Peer:
     address: str
 
 
-def peer_address(stream: trio.abc.Stream) -> str:
-    """``host:port`` of the other end of a TCP stream."""
-    if isinstance(stream, trio.SocketStream):
-        host, port, *_ = stream.socket.getpeername()
-        return f"{host}:{port}"
-    return repr(stream)
+def peer_address(stream: trio.SocketStream) -> str:
+    """``host:port`` of the other end of a TCP stream.
+
+    Raises:
+        OSError: ENOTCONN when the peer has already reset the connection.
+    """
+    host, port, *_ = stream.socket.getpeername()
+    return f"{host}:{port}"
 
 
 @attrs.frozen
@@ -171,6 +143,10 @@ class Refusal:
     rule: str
     message: str
 
+    def response(self) -> bytes:
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return http_response(self.status, f"{self.message}\n".encode(), headers=headers)
+
 
 @attrs.frozen
 class Gate:
@@ -179,6 +155,16 @@ class Gate:
     paths: tuple[str, ...]
     tokens: Mapping[str, Identity] | None = None  # None: no authentication (loopback default)
     allowed_origins: frozenset[str] = frozenset()
+    # Probes that show daemon-wide state: they need a token when tokens are configured.
+    protected_probes: frozenset[str] = frozenset({"/metrics"})
+
+    def authorize_probe(self, head: RequestHead) -> Refusal | None:
+        """Why a probe is refused (a protected one without a valid token), or None."""
+        if self.tokens is None or head.path not in self.protected_probes:
+            return None
+        if self._token_identity(head) is None:
+            return Refusal(401, "token", f"{head.path} needs a token (Authorization: Bearer)")
+        return None
 
     def authenticate(self, head: RequestHead) -> Identity | Refusal:
         """The client's identity, or why it is refused (path, then token, then Origin)."""
@@ -206,105 +192,3 @@ class Gate:
                 if hmac.compare_digest(candidate.encode(), token.encode()):
                     found = identity
         return found
-
-
-ProbeHandler = Callable[[str], tuple[int, bytes, str] | None]
-UpgradeHandler = Callable[[WebSocketConnection, Peer], Awaitable[None]]
-
-
-@attrs.frozen
-class FrontDoor:
-    """Serves one TCP connection: a probe, a refused upgrade, or a WebSocket session."""
-
-    gate: Gate
-    probe: ProbeHandler
-    on_upgrade: UpgradeHandler
-    head_timeout: float
-    close_timeout: float
-    max_message_bytes: int
-    receive_buffer_bytes: int
-    subprotocols: tuple[str, ...] = ()
-    on_refusal: Callable[[str], None] = lambda rule: None
-
-    async def serve(self, stream: trio.abc.Stream) -> None:
-        """The handler for ``trio.serve_listeners``: never raises for a bad client."""
-        try:
-            with trio.fail_after(self.head_timeout):
-                raw, rest = await read_head(stream)
-            head = parse_head(raw)
-        except (BadRequest, trio.TooSlowError, trio.BrokenResourceError) as exc:
-            log.info("http.bad_request", error=str(exc))
-            await self._reply(stream, http_response(400, b"bad request\n"))
-            return
-        if not head.is_websocket:
-            await self._serve_probe(stream, head)
-            return
-        verdict = self.gate.authenticate(head)
-        if isinstance(verdict, Refusal):
-            self.on_refusal(verdict.rule)
-            log.warning(
-                "upgrade.refused",
-                rule=verdict.rule,
-                status=verdict.status,
-                path=head.path,
-                remote=peer_address(stream),
-            )
-            await self._reply(
-                stream, http_response(verdict.status, f"{verdict.message}\n".encode())
-            )
-            return
-        async with trio.open_nursery() as nursery:
-            request = None
-            with trio.move_on_after(self.head_timeout):
-                request = await wrap_server_stream(
-                    nursery,
-                    ReplayStream(stream, raw + b"\r\n\r\n" + rest),
-                    max_message_size=self.max_message_bytes,
-                    receive_buffer_size=self.receive_buffer_bytes,
-                )
-            if request is None:
-                # wsproto refused the handshake (and answered it); nothing more to do.
-                nursery.cancel_scope.cancel()
-                await trio.aclose_forcefully(stream)
-                return
-            offered = request.proposed_subprotocols
-            chosen = next((p for p in offered if p in self.subprotocols), None)
-            ws = await request.accept(subprotocol=chosen)
-            try:
-                await self.on_upgrade(ws, Peer(verdict, peer_address(stream)))
-            finally:
-                # The connection's reader lives in this nursery: closing ends it.
-                with trio.move_on_after(self.close_timeout, shield=True):
-                    await ws.aclose()
-
-    async def _serve_probe(self, stream: trio.abc.Stream, head: RequestHead) -> None:
-        if head.method not in ("GET", "HEAD"):
-            await self._reply(stream, http_response(405, b"only GET\n"))
-            return
-        answer = self.probe(head.path)
-        if answer is None:
-            await self._reply(stream, http_response(404, f"nothing at {head.path}\n".encode()))
-            return
-        status, body, content_type = answer
-        await self._reply(
-            stream, http_response(status, b"" if head.method == "HEAD" else body, content_type)
-        )
-
-    async def _reply(self, stream: trio.abc.Stream, response: bytes) -> None:
-        """Send a response and close gently: stop sending, read what the client still sends
-        (bounded), then close — closing with unread input would reset the connection and
-        could destroy the response before the client reads it."""
-        with trio.move_on_after(self.close_timeout):
-            try:
-                await stream.send_all(response)
-                if isinstance(stream, trio.abc.HalfCloseableStream):
-                    await stream.send_eof()
-                drained = 0
-                while drained < MAX_HEAD_BYTES * 8:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        break
-                    drained += len(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-        await trio.aclose_forcefully(stream)

@@ -1,85 +1,40 @@
-"""The front door: probes, refused upgrades (each a clear HTTP status), accepted sessions."""
+"""The front door and the connection boundary: probes, refused upgrades (each a clear HTTP
+status), accepted sessions, the one connection count, and a session that crashes (1011)."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from functools import partial
 
+import orjson
 import pytest
+import structlog
 import trio
+from ccx_testing import make_config, open_client, start_daemon
+from transport_testing import http, serving
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
-    WebSocketConnection,
     open_websocket_url,
 )
 
+from cc_executor.executor.daemon.metrics import Metrics
 from cc_executor.executor.transport.frontdoor import (
     BadRequest,
-    FrontDoor,
     Gate,
     Identity,
-    Peer,
     parse_head,
 )
+from cc_executor.executor.transport.listener import serve_listeners
 
 TOKENS = {"s3cret-token": Identity("alice"), "other-token": Identity("bob", admin=True)}
 
 
-def probe(path: str) -> tuple[int, bytes, str] | None:
-    if path == "/healthz":
-        return 200, b"ok\n", "text/plain"
-    return None
-
-
-@asynccontextmanager
-async def serving(gate: Gate) -> AsyncIterator[tuple[int, list[str]]]:
-    seen: list[str] = []
-    refusals: list[str] = []
-
-    async def echo(ws: WebSocketConnection, peer: Peer) -> None:
-        identity = peer.identity
-        assert peer.address.startswith("127.0.0.1:")
-        seen.append(identity.name)
-        with contextlib.suppress(ConnectionClosed):
-            await ws.send_message(f"hello {identity.name} via {ws.subprotocol}")
-            await ws.send_message(await ws.get_message())
-
-    door = FrontDoor(
-        gate=gate,
-        probe=probe,
-        on_upgrade=echo,
-        head_timeout=5,
-        close_timeout=5,
-        max_message_bytes=1024,
-        receive_buffer_bytes=4096,
-        subprotocols=("mcp",),
-        on_refusal=refusals.append,
-    )
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, door.serve, 0, host="127.0.0.1"))
-        yield listeners[0].socket.getsockname()[1], refusals
-        nursery.cancel_scope.cancel()
-
-
-async def http(port: int, raw: bytes) -> bytes:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        with contextlib.suppress(trio.BrokenResourceError):
-            await stream.send_all(raw)
-        response = b""
-        while chunk := await stream.receive_some(65536):
-            response += chunk
-    return response
-
-
 async def test_probes_and_plain_http() -> None:
     with trio.fail_after(10):
-        async with serving(Gate(paths=("/",))) as (port, _):
+        async with serving(Gate(paths=("/",))) as door:
+            port = door.port
             ok = await http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert ok.startswith(b"HTTP/1.1 200 OK\r\n")
             assert ok.endswith(b"\r\n\r\nok\n")
@@ -99,8 +54,8 @@ async def test_probes_and_plain_http() -> None:
 async def test_upgrade_without_authentication_on_loopback() -> None:
     with trio.fail_after(10):
         async with (
-            serving(Gate(paths=("/", "/ws/mcp"))) as (port, _),
-            open_websocket_url(f"ws://127.0.0.1:{port}/ws/mcp") as ws,
+            serving(Gate(paths=("/", "/ws/mcp"))) as door,
+            open_websocket_url(f"ws://127.0.0.1:{door.port}/ws/mcp") as ws,
         ):
             assert await ws.get_message() == "hello local via None"
             await ws.send_message("ping")
@@ -110,8 +65,8 @@ async def test_upgrade_without_authentication_on_loopback() -> None:
 async def test_subprotocol_offered_is_chosen() -> None:
     with trio.fail_after(10):
         async with (
-            serving(Gate(paths=("/",))) as (port, _),
-            open_websocket_url(f"ws://127.0.0.1:{port}/", subprotocols=["mcp"]) as ws,
+            serving(Gate(paths=("/",))) as door,
+            open_websocket_url(f"ws://127.0.0.1:{door.port}/", subprotocols=["mcp"]) as ws,
         ):
             assert ws.subprotocol == "mcp"
             assert await ws.get_message() == "hello local via mcp"
@@ -137,20 +92,21 @@ async def test_refused_upgrades(
 ) -> None:
     gate = Gate(paths=("/",), tokens=TOKENS, allowed_origins=frozenset({"https://ok.example"}))
     with trio.fail_after(10):
-        async with serving(gate) as (port, refusals):
+        async with serving(gate) as door:
             with pytest.raises(ConnectionRejected) as info:
                 async with open_websocket_url(
-                    f"ws://127.0.0.1:{port}{url_suffix}", extra_headers=headers
+                    f"ws://127.0.0.1:{door.port}{url_suffix}", extra_headers=headers
                 ):
                     pass
             assert info.value.status_code == status
-            assert refusals == [rule]
+            assert dict(door.metrics.refusals) == {rule: 1}
 
 
 async def test_accepted_with_bearer_query_token_and_allowed_origin() -> None:
     gate = Gate(paths=("/",), tokens=TOKENS, allowed_origins=frozenset({"https://ok.example"}))
     with trio.fail_after(10):
-        async with serving(gate) as (port, refusals):
+        async with serving(gate) as door:
+            port = door.port
             async with open_websocket_url(
                 f"ws://127.0.0.1:{port}/",
                 extra_headers=[(b"Authorization", b"Bearer s3cret-token")],
@@ -166,7 +122,7 @@ async def test_accepted_with_bearer_query_token_and_allowed_origin() -> None:
                 ],
             ) as ws:
                 assert await ws.get_message() == "hello alice via None"
-            assert refusals == []
+            assert not door.metrics.refusals
 
 
 def test_parse_head() -> None:
@@ -182,3 +138,121 @@ def test_parse_head() -> None:
         parse_head(b"hello")
     with pytest.raises(BadRequest):
         parse_head(b"GET / HTTP/1.1\r\nno colon here")
+
+
+async def test_metrics_need_a_token_when_tokens_are_configured() -> None:
+    with trio.fail_after(10):
+        async with serving(Gate(paths=("/",), tokens=TOKENS)) as door:
+            bare = await http(door.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert bare.startswith(b"HTTP/1.1 401")
+            assert b"WWW-Authenticate: Bearer\r\n" in bare
+            wrong = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n\r\n"
+            assert (await http(door.port, wrong)).startswith(b"HTTP/1.1 401")
+            good = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer other-token\r\n\r\n"
+            assert (await http(door.port, good)).endswith(b"\r\n\r\nccx_connections 0\n")
+            # Liveness stays open for probes that hold no token.
+            health = await http(door.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert health.startswith(b"HTTP/1.1 200")
+    async with serving(Gate(paths=("/",))) as door:  # no tokens: no authentication
+        with trio.fail_after(10):
+            open_metrics = await http(door.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert open_metrics.startswith(b"HTTP/1.1 200")
+
+
+async def test_one_count_for_every_kind_of_session() -> None:
+    with trio.fail_after(10):
+        async with (
+            serving(Gate(paths=("/",)), max_connections=2) as door,
+            open_websocket_url(f"ws://127.0.0.1:{door.port}/", subprotocols=["mcp"]) as mcp,
+            open_websocket_url(f"ws://127.0.0.1:{door.port}/") as plain,
+        ):
+            assert await mcp.get_message() == "hello local via mcp"
+            assert await plain.get_message() == "hello local via None"
+            assert len(door.sessions) == 2
+            for offered in (["mcp"], []):
+                async with open_websocket_url(
+                    f"ws://127.0.0.1:{door.port}/", subprotocols=offered
+                ) as third:
+                    farewell = await third.get_message()
+                    assert farewell == "farewell: connection limit reached (max_connections=2)"
+                    with pytest.raises(ConnectionClosed) as info:
+                        await third.get_message()
+                    assert info.value.reason is not None
+                    assert info.value.reason.code == 1013
+            assert door.metrics.refusals["max_connections"] == 2
+
+
+async def test_a_session_that_crashes_is_closed_with_1011_and_nothing_else() -> None:
+    with trio.fail_after(10):
+        async with serving(Gate(paths=("/",))) as door:
+            url = f"ws://127.0.0.1:{door.port}/"
+            async with open_websocket_url(url) as ws:
+                await ws.get_message()
+                await ws.send_message("crash")
+                assert await ws.get_message() == "farewell: internal error; the session is closed"
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.get_message()
+                assert info.value.reason is not None
+                assert info.value.reason.code == 1011
+            assert door.metrics.internal_errors == {"connection": 1}
+            assert not door.sessions
+            async with open_websocket_url(url) as ws:  # the listener goes on
+                assert await ws.get_message() == "hello local via None"
+
+
+async def test_an_upgrade_wsproto_refuses_gets_its_status() -> None:
+    with trio.fail_after(10):
+        async with serving(Gate(paths=("/",))) as door:
+            old = await http(
+                door.port,
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+            )
+            assert old.startswith(b"HTTP/1.1 426")
+            assert b"Sec-WebSocket-Version: 13\r\n" in old
+
+
+async def test_the_daemon_counts_mcp_and_json_rpc_sessions_as_one(nursery: trio.Nursery) -> None:
+    """On main the two kinds were counted apart: two MCP sessions did not stop a JSON-RPC
+    one at max_connections=2, and the drain logged one connection for two."""
+    served = await start_daemon(nursery, make_config(max_connections=2))
+    with trio.fail_after(20):
+        async with (
+            open_websocket_url(served.url, subprotocols=["mcp"]),
+            open_client(served.url) as plain,
+        ):
+            async with open_websocket_url(served.url, subprotocols=["mcp"]) as third:
+                with pytest.raises(ConnectionClosed) as info:
+                    await third.get_message()
+                assert info.value.reason is not None
+                assert info.value.reason.code == 1013
+            async with open_websocket_url(served.url) as fourth:
+                error = orjson.loads(await fourth.get_message())
+                assert error["error"]["data"]["limit"] == "max_connections"
+            assert (await plain.call("status"))["connections"] == 2
+            with structlog.testing.capture_logs() as logs:
+                await served.daemon.shutdown()
+    draining = [entry for entry in logs if entry["event"] == "daemon.draining"]
+    assert draining[0]["connections"] == 2
+
+
+async def test_a_handler_that_raises_anyway_does_not_end_the_listener() -> None:
+    metrics = Metrics()
+    handled: list[int] = []
+
+    async def broken(stream: trio.SocketStream) -> None:
+        handled.append(1)
+        raise RuntimeError("a bug in the boundary's own cleanup")
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = listeners[0].socket.getsockname()[1]
+            await nursery.start(
+                partial(serve_listeners, broken, listeners, retry_delay=0.1, metrics=metrics)
+            )
+            for _ in range(2):
+                assert await http(port, b"GET /healthz HTTP/1.1\r\n\r\n") == b""
+            nursery.cancel_scope.cancel()
+    assert handled == [1, 1]
+    assert metrics.internal_errors == {"listener": 2}

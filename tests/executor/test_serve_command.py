@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +28,6 @@ SERVE = [sys.executable, "-m", "cc_executor.executor", "serve"]
         (["--max-connections", "0"], {}, "max_connections must be positive"),
         (["--host", "0.0.0.0"], {}, "refusing to listen on 0.0.0.0 without authentication"),
         ([], {"CCX_TOKENS": "alice:short"}, "the token of alice is shorter than 16"),
-        (["--token-file", "/nonexistent/tokens"], {}, "cannot read the token file"),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_message(
@@ -103,3 +104,75 @@ def test_token_file_and_listening_beyond_loopback(tmp_path: Path) -> None:
     tokens.write_text("alice\n")
     with pytest.raises(ConfigError, match=r"tokens:1: expected 'NAME TOKEN \[admin\]'"):
         serve_config(build_parser().parse_args(["serve", "--token-file", str(tokens)]))
+
+
+def serve_fails(
+    *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+) -> tuple[int, str]:
+    """Run ``ccx serve`` as a real process that must fail to start: (exit status, stderr)."""
+    result = subprocess.run(
+        [*prefix, *SERVE, *args],
+        env={"PATH": "/usr/bin:/bin", "CCX_STATE_DIR": "/tmp/ccx-never-used", **(env or {})},
+        capture_output=True,
+        timeout=60,
+    )
+    return result.returncode, result.stderr.decode()
+
+
+def test_a_port_in_use_is_one_line_and_exit_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, stderr = serve_fails("--port", str(port))
+    assert status == 1
+    assert stderr == f"ccx: cannot listen on 127.0.0.1:{port}: address already in use\n"
+
+
+def test_a_host_that_is_not_ours_is_one_line_and_exit_3() -> None:
+    # 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine, and binding to it
+    # sends nothing anywhere.
+    status, stderr = serve_fails("--host", "192.0.2.1", "--port", "0", "--insecure-listen")
+    assert status == 3
+    assert stderr == "ccx: cannot listen on 192.0.2.1:0: cannot assign requested address\n"
+
+
+def test_a_privileged_port_is_one_line_and_exit_4() -> None:
+    # As root the port would be ours: run without CAP_NET_BIND_SERVICE, as an unprivileged
+    # daemon does (util-linux setpriv drops it from the bounding set before exec).
+    prefix = ("setpriv", "--bounding-set", "-net_bind_service", "--") if os.geteuid() == 0 else ()
+    status, stderr = serve_fails("--port", "1", prefix=prefix)
+    assert status == 4
+    assert stderr == "ccx: cannot listen on 127.0.0.1:1: permission denied\n"
+
+
+def test_unreadable_files_are_one_line_and_exit_5(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    status, stderr = serve_fails("--token-file", str(missing))
+    assert status == 5
+    assert stderr == f"ccx: cannot read the token file {missing}: no such file or directory\n"
+    status, stderr = serve_fails(env={"CCX_TOKEN_FILE": str(tmp_path)})
+    assert status == 5
+    assert stderr == f"ccx: cannot read the token file {tmp_path}: is a directory\n"
+    status, stderr = serve_fails("--policy", str(missing))
+    assert status == 5
+    assert stderr == f"ccx: cannot read the policy file {missing}: no such file or directory\n"
+
+
+def test_help_documents_the_exit_statuses() -> None:
+    help_text = subprocess.run([*SERVE, "--help"], capture_output=True, timeout=60).stdout.decode()
+    for line in ("1  cannot listen: the address is already in use", "5  a file named by"):
+        assert line in help_text
+
+
+async def test_the_first_line_says_where_it_listens_in_plain_strings() -> None:
+    with trio.fail_after(60):
+        async with run_daemon() as daemon:
+            listening = orjson.loads(daemon.stderr_lines[0])
+    assert listening["event"] == "daemon.listening"
+    base = f"ws://127.0.0.1:{daemon.port}"
+    assert listening["urls"] == [f"{base}/", f"{base}/ws/mcp"]
+    assert listening["message"] == f"listening on {base}/ (and {base}/ws/mcp)"
+    for value in listening.values():
+        # Plain JSON values only: no Python repr of an object or enum in any field.
+        assert not (isinstance(value, str) and value.startswith("<")), value

@@ -18,13 +18,13 @@ from ccx_testing import alive
 from faults_journal_testing import descriptors_exhausted
 
 from cc_executor.supervision.config import SupervisionConfig
-from cc_executor.supervision.errors import ControlTimeout
+from cc_executor.supervision.errors import ControlTimeout, SpawnError
 from cc_executor.supervision.events import RunState
 from cc_executor.supervision.outcome import Cancelled, Exited
 from cc_executor.supervision.reaper import enable_subreaper
 from cc_executor.supervision.registry import RunRegistry
 from cc_executor.supervision.run import Run
-from cc_executor.supervision.spawn import SpawnSpec
+from cc_executor.supervision.spawn import SpawnSpec, spawn
 from cc_executor.supervision.testing import Recorder, process_state, python_argv, start_run
 
 ENV = {"PATH": "/usr/bin:/bin"}
@@ -126,3 +126,11 @@ async def test_cancel_and_natural_exit_complete_while_descriptors_are_exhausted(
         assert not any(alive(pid) for pid in members)
     finally:
         enable_subreaper(False)
+
+
+async def test_spawning_without_descriptors_is_a_spawn_error() -> None:
+    """The run's pipes cannot be made: a SpawnError the caller reports (-32006), never a raw
+    OSError that would fail the connection asking."""
+    refused = pytest.raises(SpawnError, match="cannot make the run's pipes")
+    with trio.fail_after(30), descriptors_exhausted(), refused:
+        await spawn(SpawnSpec(("true",), ENV, "svemfile-spawn"), CONFIG)

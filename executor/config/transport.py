@@ -1,0 +1,22 @@
+"""The numbers the transport uses beyond the limits in ServerConfig (queues, closes, accept)."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class TransportConfig:
+    """Settings of connections and the listener; every field has a safe default."""
+
+    # Requests read from a connection and not yet handled, in bytes.  The reader answers
+    # pings as long as the client has no more than this unread ahead of its ping; beyond it
+    # the daemon stops reading from that client (its TCP window closes), so memory is bounded
+    # by this plus one message being assembled (max_message_bytes).
+    inbound_queue_bytes: int = attrs.field(default=1024 * 1024, validator=attrs.validators.gt(0))
+    # The WebSocket close handshake (close frame, the peer's reply, TCP close) takes at most
+    # this long; then the socket is closed anyway.
+    close_timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
+    # accept() failing for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM):
+    # stop accepting this long, then retry (the connection waits in the kernel's backlog).
+    accept_retry_delay: float = attrs.field(default=0.1, validator=attrs.validators.gt(0))

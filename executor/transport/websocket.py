@@ -1,0 +1,397 @@
+"""Our server side of a WebSocket: a thin trio connection over wsproto.
+
+Why not trio-websocket here (the client library still uses it): its server connection queues
+one message, and while that slot is full its reader stops reading — and stops answering pings.
+A burst of requests, or one slow handler and two requests behind it, starved keepalives for
+tens of seconds and client libraries dropped healthy connections.  It also sends text frames
+only from ``str`` (binary output frames want ``bytes`` as they are), drops the TCP connection
+on invalid UTF-8 (1006) where RFC 6455 wants 1007, and lets errors of its handshake reach
+the listener.  Fixing that upstream means redesigning its reader and its queue; its own lower
+layer, wsproto, is the sans-I/O protocol already, so the I/O shell we need is small and ours.
+We keep its ``ConnectionClosed`` and ``CloseReason`` so code written against it keeps working.
+
+Theory of operation
+-------------------
+One *reader* task (``serve_reader``, run by the connection boundary beside the session) owns
+receiving.  It feeds bytes to wsproto and handles each event at once:
+
+- a ping is answered by the reader itself, whatever the session is doing;
+- data frames are assembled into messages (one over ``max_message_bytes`` fails the
+  connection with 1009) and put in the inbound queue, bounded in bytes
+  (``inbound_queue_bytes``).  While it is full the reader stops reading, so a client's TCP
+  window closes: memory stays bounded, and the only thing that can delay a pong is a client
+  with more than the bound of requests unread ahead of its ping;
+- a close frame from the peer is answered and ends reading; its messages already queued can
+  still be taken;
+- a protocol failure (invalid UTF-8 in a text frame: 1007; a malformed frame: 1002) fails the
+  connection with wsproto's code.
+
+Sending is serialized by one lock.  Data frames are framed here — a server never masks, we
+never fragment and negotiate no extension, so a frame is a header and the payload as given,
+``bytes`` without any ``str`` round trip — and control frames go through wsproto, which tracks
+the close.  A send that is cancelled part way leaves the peer a torn frame: the connection is
+then abandoned (1006), never written to again.
+
+Closing is bounded by ``close_timeout``: send the close frame and a FIN, keep reading (and
+dropping) until the peer has replied or hung up, then close the socket.  Every error of the
+socket means the peer is gone: it surfaces as ``ConnectionClosed`` with 1006, nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+
+import attrs
+import trio
+from trio_websocket import CloseReason, ConnectionClosed
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.frame_protocol import Opcode
+from wsproto.utilities import RemoteProtocolError
+
+__all__ = ["CloseReason", "ConnectionClosed", "ServerWebSocket", "WebSocketSettings"]
+
+ABNORMAL_CLOSURE = 1006  # RFC 6455 7.4.1: no close frame; never sent, only reported
+MESSAGE_TOO_BIG = 1009
+# What a queued message costs beyond its payload (its object and queue entry, as measured
+# with sys.getsizeof), so that a flood of empty frames is bounded too.
+MESSAGE_OVERHEAD_BYTES = 64
+
+
+@attrs.frozen
+class WebSocketSettings:
+    """The numbers one WebSocket connection works with (from the daemon's configuration)."""
+
+    max_message_bytes: int
+    receive_buffer_bytes: int
+    inbound_queue_bytes: int
+    close_timeout: float
+
+
+def frame_header(opcode: Opcode, length: int) -> bytes:
+    """The header of a final, unmasked (server-to-client) frame (RFC 6455 5.2)."""
+    first = 0x80 | opcode
+    if length < 126:
+        return bytes((first, length))
+    if length < 1 << 16:
+        return bytes((first, 126)) + length.to_bytes(2, "big")
+    return bytes((first, 127)) + length.to_bytes(8, "big")
+
+
+def _size(message: str | bytes) -> int:
+    """Bytes of a message on the wire (text is counted in UTF-8)."""
+    if isinstance(message, str) and not message.isascii():
+        return len(message.encode())
+    return len(message)
+
+
+class InboundQueue:
+    """Messages read and not yet taken, bounded in bytes (trio's channels bound a count).
+
+    One producer (the reader) and one consumer (the session).  A message is let in when the
+    queue is empty or it fits, so one message of any allowed size always gets through.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._messages: deque[tuple[str | bytes, int]] = deque()
+        self._bytes = 0
+        self._max_bytes = max_bytes
+        self._closed = False
+        self._takers = trio.lowlevel.ParkingLot()
+        self._putters = trio.lowlevel.ParkingLot()
+
+    async def put(self, message: str | bytes) -> None:
+        """Queue a message, waiting for room; after ``close`` it is dropped."""
+        cost = _size(message) + MESSAGE_OVERHEAD_BYTES
+        while not self._closed and self._messages and self._bytes + cost > self._max_bytes:
+            await self._putters.park()
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._messages.append((message, cost))
+        self._bytes += cost
+        self._takers.unpark()
+        await trio.lowlevel.checkpoint()
+
+    async def get(self) -> str | bytes | None:
+        """The next message; None once the queue is closed and empty."""
+        while not self._messages and not self._closed:
+            await self._takers.park()
+        if not self._messages:
+            await trio.lowlevel.checkpoint()
+            return None
+        message, cost = self._messages.popleft()
+        self._bytes -= cost
+        self._putters.unpark_all()
+        await trio.lowlevel.checkpoint()
+        return message
+
+    def close(self, *, discard: bool = False) -> None:
+        """No more messages come in; with ``discard`` the queued ones are dropped too."""
+        self._closed = True
+        if discard:
+            self._messages.clear()
+            self._bytes = 0
+        self._takers.unpark_all()
+        self._putters.unpark_all()
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+
+class ServerWebSocket:
+    """One accepted WebSocket: ``get_message``, ``send_message``, ``aclose``, ``closed``."""
+
+    def __init__(
+        self,
+        stream: trio.SocketStream,
+        protocol: WSConnection,
+        *,
+        path: str,
+        subprotocol: str | None,
+        settings: WebSocketSettings,
+    ) -> None:
+        """`protocol` has accepted the upgrade (it may hold bytes the client sent after it)."""
+        self.path = path
+        self.subprotocol = subprotocol
+        self._stream = stream
+        self._protocol = protocol
+        self._settings = settings
+        self._inbound = InboundQueue(settings.inbound_queue_bytes)
+        self._send_lock = trio.Lock()
+        self._closed: CloseReason | None = None
+        self._closing = False
+        self._failed = False  # a protocol failure: the parser is done, input is dropped
+        self._broken = False  # the socket failed, or a frame went out torn: never write again
+        self._reading = True
+        self._reader_done = trio.Event()
+        self._parts: list[str | bytes] = []
+        self._part_bytes = 0
+
+    @property
+    def closed(self) -> CloseReason | None:
+        """Why the connection closed (or is closing); None while it is open."""
+        return self._closed
+
+    # -- receiving -------------------------------------------------------------------------
+
+    async def get_message(self) -> str | bytes:
+        """The next message (``str`` from a text frame, ``bytes`` from a binary one).
+
+        Raises:
+            ConnectionClosed: the connection is closed and no message is left.
+        """
+        message = await self._inbound.get()
+        if message is None:
+            raise ConnectionClosed(self._closed)
+        return message
+
+    async def serve_reader(self) -> None:
+        """Read until the connection ends (see the module docstring); never raises for the peer."""
+        try:
+            await self._handle_events()
+            while self._reading:
+                try:
+                    data = await self._stream.receive_some(self._settings.receive_buffer_bytes)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                if not data:
+                    self._gone("the peer closed the TCP connection")
+                    break
+                if self._failed:
+                    continue  # drop what still comes until the peer hangs up
+                self._protocol.receive_data(data)
+                await self._handle_events()
+        finally:
+            self._inbound.close()
+            self._reader_done.set()
+
+    async def _handle_events(self) -> None:
+        for event in self._protocol.events():
+            if isinstance(event, Ping):
+                if self._protocol.state is ConnectionState.OPEN:
+                    await self._send_control(event.response())
+            elif isinstance(event, TextMessage | BytesMessage):
+                await self._message_part(event)
+            elif isinstance(event, CloseConnection):
+                await self._close_event(event)
+                return
+
+    async def _message_part(self, event: TextMessage | BytesMessage) -> None:
+        if self._closing:
+            return  # we are closing: what the peer still sends is dropped
+        data = event.data if isinstance(event.data, str | bytes) else bytes(event.data)
+        self._parts.append(data)
+        self._part_bytes += _size(data)
+        if self._part_bytes > self._settings.max_message_bytes:
+            self._parts, self._part_bytes = [], 0
+            limit = self._settings.max_message_bytes
+            await self._fail(MESSAGE_TOO_BIG, f"message larger than {limit} bytes")
+            return
+        if not event.message_finished:
+            return
+        parts, self._parts, self._part_bytes = self._parts, [], 0
+        message: str | bytes
+        if len(parts) == 1:
+            message = parts[0]
+        elif isinstance(event, TextMessage):
+            message = "".join(part for part in parts if isinstance(part, str))
+        else:
+            message = b"".join(part for part in parts if not isinstance(part, str))
+        await self._inbound.put(message)
+
+    async def _close_event(self, event: CloseConnection) -> None:
+        state = self._protocol.state
+        if state is ConnectionState.REMOTE_CLOSING:
+            # The peer closes: answer, and stop reading (the server closes TCP first).
+            self._closed = self._closed or CloseReason(int(event.code), event.reason or None)
+            self._closing = True
+            await self._send_control(event.response())
+            self._reading = False
+        elif state is ConnectionState.CLOSED:
+            self._reading = False  # the reply to our own close: the handshake is complete
+        else:
+            # wsproto reports a protocol failure as a close it did not receive (state OPEN).
+            await self._fail(int(event.code), event.reason or "protocol error")
+
+    async def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 7.1.7): close frame, FIN, drop the rest."""
+        if self._closed is None:
+            self._closed = CloseReason(code, reason)
+        self._closing = True
+        self._failed = True
+        self._inbound.close()
+        if self._protocol.state is ConnectionState.OPEN:
+            await self._send_control(CloseConnection(code=code, reason=reason))
+        await self._send_eof()
+
+    def _gone(self, why: str) -> None:
+        """The peer is gone without (finishing) the close handshake."""
+        if self._closed is None:
+            self._closed = CloseReason(ABNORMAL_CLOSURE, why)
+        self._closing = True
+        self._reading = False
+        self._inbound.close()
+
+    def _break(self, why: str) -> None:
+        """The socket cannot be written to any more (failed, or a frame was cut short)."""
+        self._broken = True
+        self._gone(why)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def send_message(self, message: str | bytes) -> None:
+        """Send one message: ``str`` as a text frame, ``bytes`` as a binary frame.
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+        """
+        if self._closed is not None:
+            raise ConnectionClosed(self._closed)
+        if isinstance(message, str):
+            payload = message.encode()
+            header = frame_header(Opcode.TEXT, len(payload))
+        else:
+            payload = message
+            header = frame_header(Opcode.BINARY, len(payload))
+        await self._send(header + payload)
+
+    async def _send_control(self, event: Event) -> None:
+        with contextlib.suppress(ConnectionClosed):  # the peer is gone: the reader sees it too
+            await self._send(self._protocol.send(event))
+
+    async def _send(self, data: bytes) -> None:
+        async with self._send_lock:
+            if self._broken:
+                raise ConnectionClosed(self._closed)
+            whole = False
+            try:
+                await self._stream.send_all(data)
+                whole = True
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._break("the peer reset the connection")
+                raise ConnectionClosed(self._closed) from None
+            finally:
+                if not whole:  # cancelled part way: the peer has a torn frame
+                    self._break("a send was cut short")
+
+    async def _send_eof(self) -> None:
+        async with self._send_lock:
+            if self._broken:
+                return
+            try:
+                await self._stream.send_eof()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._break("the peer reset the connection")
+
+    # -- closing ---------------------------------------------------------------------------
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close with `code`, bounded by ``close_timeout``; idempotent, never raises for the
+        peer.  Queued messages are dropped (the caller is done reading)."""
+        first = not self._closing
+        if self._closed is None:
+            self._closed = CloseReason(code, reason)
+        self._closing = True
+        self._inbound.close(discard=True)
+        with trio.move_on_after(self._settings.close_timeout):
+            if first and self._protocol.state is ConnectionState.OPEN:
+                await self._send_control(CloseConnection(code=code, reason=reason))
+            if first:
+                await self._send_eof()
+            await self._reader_done.wait()
+        await trio.aclose_forcefully(self._stream)
+
+
+@attrs.frozen
+class Handshake:
+    """An upgrade wsproto accepted: the protocol (now open), the 101 to send, the request."""
+
+    protocol: WSConnection
+    response: bytes
+    target: str
+    subprotocol: str | None
+
+
+@attrs.frozen
+class HandshakeRefusal:
+    """An upgrade wsproto refused (no key, wrong version, ...): the HTTP answer to give."""
+
+    status: int
+    message: str
+    headers: dict[str, str]
+
+
+def server_handshake(head: bytes, subprotocols: tuple[str, ...]) -> Handshake | HandshakeRefusal:
+    """Check an upgrade request head (without the blank line) and accept it, choosing the
+    first subprotocol the client offers that we speak."""
+    protocol = WSConnection(ConnectionType.SERVER)
+    try:
+        protocol.receive_data(head + b"\r\n\r\n")
+        requests = [event for event in protocol.events() if isinstance(event, Request)]
+    except RemoteProtocolError as exc:
+        hint = exc.event_hint
+        status = hint.status_code if isinstance(hint, RejectConnection) else 400
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in (hint.headers if isinstance(hint, RejectConnection) else [])
+        }
+        return HandshakeRefusal(status, str(exc), headers)
+    if not requests:
+        return HandshakeRefusal(400, "incomplete upgrade request", {})
+    request = requests[0]
+    chosen = next((p for p in request.subprotocols if p in subprotocols), None)
+    response = protocol.send(AcceptConnection(subprotocol=chosen))
+    return Handshake(protocol, response, request.target, chosen)

@@ -1,0 +1,108 @@
+"""Our server WebSocket (transport/websocket.py): frames, the inbound bound, the close bound."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+from transport_testing import serving
+from trio_websocket import open_websocket_url
+
+from bench.rawws import open_raw_websocket
+from cc_executor.executor.transport.connection import ConnectionSession, SessionOpener
+from cc_executor.executor.transport.frontdoor import Gate, Peer
+from cc_executor.executor.transport.websocket import InboundQueue, ServerWebSocket
+from cc_executor.protocol import JsonRpcError
+
+
+class Talker:
+    """A session kind that sends what it was built with, then waits for the client to go."""
+
+    def __init__(self, ws: ServerWebSocket, messages: list[str | bytes]) -> None:
+        self.ws = ws
+        self.messages = messages
+        self.session_id = "talker"
+
+    async def serve(self) -> None:
+        for message in self.messages:
+            await self.ws.send_message(message)
+        while True:
+            await self.ws.get_message()
+
+    async def shut(self, reason: str) -> None:
+        await self.ws.aclose(1001, reason)
+
+    def farewell(self, error: JsonRpcError) -> None:
+        return None
+
+
+def talking(messages: list[str | bytes]) -> SessionOpener[ConnectionSession]:
+    def open_session(ws: ServerWebSocket, peer: Peer) -> ConnectionSession:
+        return Talker(ws, messages)
+
+    return open_session
+
+
+async def test_bytes_go_as_binary_frames_and_str_as_text_of_every_length() -> None:
+    sizes = (0, 125, 126, 65535, 65536, 300_000)
+    messages: list[str | bytes] = [
+        bytes(range(256)) * (n // 256) + b"\xff" * (n % 256) for n in sizes
+    ]
+    messages += ["é" * n for n in sizes]
+    with trio.fail_after(20):
+        async with (
+            serving(Gate(paths=("/",)), session_kind=talking(messages)) as door,
+            open_websocket_url(f"ws://127.0.0.1:{door.port}/", max_message_size=1 << 21) as ws,
+        ):
+            received = [await ws.get_message() for _ in messages]
+    assert received == messages
+    assert [type(message) for message in received] == [bytes] * len(sizes) + [str] * len(sizes)
+
+
+async def test_the_inbound_queue_is_bounded_in_bytes_and_lets_one_big_message_in() -> None:
+    queue = InboundQueue(max_bytes=1000)
+    admitted: list[int] = []
+
+    async def put_all() -> None:
+        for size in (400, 400, 400, 5000):
+            await queue.put(b"x" * size)
+            admitted.append(size)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(put_all)
+        await trio.testing.wait_all_tasks_blocked()
+        assert admitted == [400, 400]  # a third would pass the bound
+        assert queue.queued_bytes <= 1000
+        assert await queue.get() == b"x" * 400
+        await trio.testing.wait_all_tasks_blocked()
+        assert admitted == [400, 400, 400]
+        assert await queue.get() == b"x" * 400
+        assert await queue.get() == b"x" * 400
+        await trio.testing.wait_all_tasks_blocked()
+        assert admitted == [400, 400, 400, 5000]  # alone in the queue, any size gets in
+        queue.close()
+    assert await queue.get() == b"x" * 5000
+    assert await queue.get() is None
+
+
+async def test_a_peer_that_never_answers_the_close_is_let_go_after_close_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    closed = trio.Event()
+
+    class Closer(Talker):
+        async def serve(self) -> None:
+            await self.ws.aclose(1000, "bye")  # the peer never answers: bounded
+            closed.set()
+
+    with trio.fail_after(60):
+        async with (
+            serving(
+                Gate(paths=("/",)),
+                session_kind=lambda ws, peer: Closer(ws, []),
+            ) as door,
+            open_raw_websocket(door.port) as raw,
+        ):
+            opcode, payload = await raw.read_frame()
+            assert (opcode, payload[:2]) == (0x8, (1000).to_bytes(2, "big"))
+            await closed.wait()  # without a reply from us, after close_timeout
+            assert await raw.stream.receive_some(1) == b""

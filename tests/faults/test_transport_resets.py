@@ -1,0 +1,32 @@
+"""Real TCP resets at every point of a connection's life never take the daemon down.
+
+Observed on main before the connection boundary: an upgrade request followed by an RST
+(``SO_LINGER {1, 0}``) killed the daemon process after one to six such connections, because
+``getpeername()``'s ENOTCONN and the handshake's ``ConnectionClosed`` reached
+``trio.serve_listeners``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import trio
+from ccx_testing import open_client, run_daemon
+from faults_net_testing import STAGES, http_get, reset_at
+
+RESETS = 1000
+
+
+async def test_a_thousand_resets_at_every_stage_leave_the_daemon_serving() -> None:
+    with trio.fail_after(240):
+        async with run_daemon() as daemon:
+            for stage in itertools.islice(itertools.cycle(STAGES), RESETS):
+                await reset_at(daemon.port, stage)
+            with trio.fail_after(10):  # a bound, not a measurement: a client is served
+                async with open_client(daemon.url) as client:
+                    run = await client.execute(argv=["echo", "still here"])
+                    record = await client.wait_completed(run)
+            assert bytes(record.stdout) == b"still here\n"
+            assert (await http_get(daemon.port, "/healthz")).startswith(b"HTTP/1.1 200")
+            assert daemon.process.returncode is None
+            assert not [line for line in daemon.stderr_lines if "Traceback" in line]
