@@ -12,6 +12,12 @@ A reply to `execute` registers the new run *in the reader*, before the next fram
 that no event of the run can arrive before its stream exists. `attach` registers the stream
 before sending, as replayed events may precede the reply.
 
+Closing is one handshake, owned by `_serve_socket`: `aclose` (leaving `open_connection`)
+cancels only the read loop; `_serve_socket` then sends the close frame and waits, bounded by
+`disconnect_timeout`, for the daemon's answer. trio-websocket reads that answer in its own task
+inside the socket's nursery, so the nursery is cancelled only once the handshake is over: a
+client leaves as soon as the daemon has answered, never by waiting out the bound.
+
 When the socket goes, every waiting request fails with `ConnectionLost` (whether the server
 acted on it cannot be known). If a durable run is still live, `_serve` reconnects (bounded
 attempts with doubling delays, from `ClientConfig`) and re-attaches each such run from the last
@@ -102,6 +108,9 @@ class Connection:
         self._ws: WebSocketConnection | None = None
         self._ready = trio.Event()  # set while a socket is usable, or once we are finished
         self._closing = False
+        # The read loop of the socket in use; `aclose` cancels it to start the close handshake.
+        self._reading: trio.CancelScope | None = None
+        self._socket_closed = trio.Event()  # set once the socket in use has been closed
         self._greeting: Greeting | None = None
         self.reconnects = 0
         self.shutting_down = False  # the daemon said it is draining
@@ -362,20 +371,27 @@ class Connection:
                 nursery.cancel_scope.cancel()
                 return exc
             self._ws = ws
+            self._socket_closed = trio.Event()
+            self._reading = trio.CancelScope()
             self._ready.set()
             if task_status is not None:
                 task_status.started()
             else:
                 nursery.start_soon(self._reattach)
             try:
-                await self._read(ws)
+                with self._reading:
+                    await self._read(ws)
             except ClientError as exc:
                 return exc
             finally:
                 self._ws = None
+                self._reading = None
                 self._ready = trio.Event()
+                # The handshake needs trio-websocket's reader, a task of this nursery: close
+                # first (this returns once the daemon's close frame is in), cancel after.
                 with trio.move_on_after(self.config.disconnect_timeout, shield=True):
                     await ws.aclose()
+                self._socket_closed.set()
                 nursery.cancel_scope.cancel()
         return None
 
@@ -401,12 +417,13 @@ class Connection:
         self._ready.set()
 
     async def aclose(self) -> None:
-        """Close the socket (shielded, bounded); streams of live runs end."""
+        """Close the socket with a close handshake (shielded, bounded); live runs' streams end."""
         self._closing = True
-        ws = self._ws
-        if ws is not None:
-            with trio.move_on_after(self.config.disconnect_timeout, shield=True):
-                await ws.aclose()
+        if self._reading is None:
+            return  # no socket in use (never opened, or between reconnect attempts)
+        self._reading.cancel()
+        with trio.move_on_after(self.config.disconnect_timeout, shield=True):
+            await self._socket_closed.wait()
 
 
 @asynccontextmanager
