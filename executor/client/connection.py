@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import logging
 import os
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -37,10 +38,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
-import structlog
 import trio
 from trio_websocket import (
     ConnectionClosed,
+    ConnectionRejected,
     HandshakeError,
     WebSocketConnection,
     connect_websocket_url,
@@ -51,9 +52,13 @@ from cc_executor.executor.client.errors import (
     ClientError,
     ConnectionLost,
     DaemonUnavailable,
+    HandshakeRefused,
+    InvalidUrl,
+    NotADaemon,
+    ProtocolViolation,
     ServerError,
 )
-from cc_executor.executor.client.events import DaemonStatus, Greeting, RunStatus
+from cc_executor.executor.client.events import DaemonStatus, Greeting, RunStatus, ShutdownNotice
 from cc_executor.executor.client.inbound import (
     Connected,
     Event,
@@ -61,6 +66,7 @@ from cc_executor.executor.client.inbound import (
     Inbound,
     Other,
     Result,
+    Shutdown,
     daemon_status,
     parse_frame,
     run_status,
@@ -77,7 +83,9 @@ from cc_executor.protocol import (
     unstructure_params,
 )
 
-log = structlog.get_logger()
+# A library logs through the standard library: a script that never configures logging gets
+# warnings on stderr (never on stdout), and importing it stays cheap for `ccx`.
+log = logging.getLogger(__name__)
 
 # Capabilities a daemon announces once it keeps runs beyond their connection.
 DURABLE = "durable"
@@ -99,6 +107,7 @@ class Connection:
     """A connection to a daemon; make one with `open_connection`."""
 
     def __init__(self, url: str, token: str | None, config: ClientConfig) -> None:
+        check_url(url)
         self.url = url
         self.config = config
         self._token = token
@@ -113,7 +122,8 @@ class Connection:
         self._socket_closed = trio.Event()  # set once the socket in use has been closed
         self._greeting: Greeting | None = None
         self.reconnects = 0
-        self.shutting_down = False  # the daemon said it is draining
+        self.shutdown_notice: ShutdownNotice | None = None  # the daemon said it is draining
+        self._shutdown = trio.Event()
 
     # -- what the server said about itself -------------------------------------------------
 
@@ -129,6 +139,17 @@ class Connection:
     @property
     def supports_durable(self) -> bool:
         return DURABLE in self.capabilities and ATTACH in self.capabilities
+
+    @property
+    def shutting_down(self) -> bool:
+        """The daemon has said it is draining."""
+        return self.shutdown_notice is not None
+
+    async def wait_shutdown(self) -> ShutdownNotice:
+        """Wait for the daemon to say it is draining (its runs then end within the grace)."""
+        await self._shutdown.wait()
+        assert self.shutdown_notice is not None
+        return self.shutdown_notice
 
     # -- methods ---------------------------------------------------------------------------
 
@@ -272,12 +293,15 @@ class Connection:
                     pending.error = error
                     pending.done.set()
                 elif request_id is None:  # the daemon could not read one of our requests
-                    log.error("client.unreadable_request", code=error.code, message=error.message)
+                    log.error(
+                        "the daemon could not read a request: %s (error %s)", error, error.code
+                    )
                 # else: its caller gave up waiting (cancelled or timed out); nothing to do
             case Connected(greeting=greeting):
                 self._greeting = greeting
-            case Other(method="shutdown"):
-                self.shutting_down = True
+            case Shutdown(notice=notice):
+                self.shutdown_notice = notice
+                self._shutdown.set()
             case Other():
                 pass
 
@@ -305,7 +329,13 @@ class Connection:
         return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
     async def _connect(self, nursery: trio.Nursery) -> WebSocketConnection:
-        """Open the socket and read the greeting, within connect_timeout."""
+        """Open the socket and read the greeting, within connect_timeout.
+
+        Raises:
+            DaemonUnavailable: nothing answered; HandshakeRefused: the daemon said no (its
+                words); NotADaemon: something else answered.
+        """
+        upgraded = False
         try:
             with trio.fail_after(self.config.connect_timeout):
                 ws = await connect_websocket_url(
@@ -314,20 +344,30 @@ class Connection:
                     extra_headers=self._headers(),
                     max_message_size=self.config.max_message_bytes,
                 )
-                try:
-                    frame = await ws.get_message()
-                except ConnectionClosed as exc:
-                    raise DaemonUnavailable(
-                        self.url, f"closed before the greeting ({exc.reason})"
-                    ) from None
+                upgraded = True
+                frame = await ws.get_message()
+            messages = parse_frame(frame)
         except trio.TooSlowError:
+            if upgraded:
+                raise NotADaemon(self.url, "a WebSocket server that sends no greeting") from None
             raise DaemonUnavailable(self.url, "timed out connecting") from None
-        except (OSError, HandshakeError) as exc:
+        except ConnectionRejected as exc:
+            raise _refusal(self.url, exc) from None
+        except ConnectionClosed as exc:
+            raise NotADaemon(self.url, f"closed before any greeting ({exc.reason})") from None
+        except ProtocolViolation as exc:
+            raise NotADaemon(self.url, f"not JSON-RPC: {exc}") from None
+        except HandshakeError as exc:
+            raise NotADaemon(self.url, f"not a WebSocket server: {_reason(exc)}") from None
+        except OSError as exc:
             raise DaemonUnavailable(self.url, _reason(exc)) from None
-        for message in parse_frame(frame):
+        for message in messages:
+            if isinstance(message, Failure) and message.id is None:
+                # The daemon refuses the session before greeting (its connection limit).
+                raise HandshakeRefused(self.url, None, message.error.message, message.error)
             await self._dispatch(message)
         if self._greeting is None:
-            raise DaemonUnavailable(self.url, "no `connected` greeting: not a cc-executor daemon")
+            raise NotADaemon(self.url, "no `connected` greeting")
         return ws
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -345,7 +385,7 @@ class Connection:
                     raise failure
                 failures += 1
             elif failure is not None:  # the daemon broke the protocol: do not retry
-                log.error("client.protocol_violation", error=str(failure))
+                log.error("the daemon at %s broke the protocol: %s", self.url, failure)
                 self._finish(ConnectionLost(str(failure)))
                 return
             else:
@@ -364,6 +404,18 @@ class Connection:
 
         Nothing is raised through the nursery (trio would wrap it in an ExceptionGroup).
         """
+        try:
+            return await self._socket(task_status)
+        except BaseExceptionGroup as group:
+            # trio-websocket raises a refused upgrade in its reader task, our nursery's child.
+            rejected, _rest = group.split(ConnectionRejected)
+            if rejected is None:
+                raise
+            first = _sole_exception(rejected)
+            assert isinstance(first, ConnectionRejected)
+            return _refusal(self.url, first)
+
+    async def _socket(self, task_status: trio.TaskStatus[None] | None) -> ClientError | None:
         async with trio.open_nursery() as nursery:
             try:
                 ws = await self._connect(nursery)
@@ -426,6 +478,21 @@ class Connection:
             await self._socket_closed.wait()
 
 
+def check_url(url: str) -> None:
+    """Raise `InvalidUrl` unless `url` can name a daemon: ``ws://`` or ``wss://``, a host."""
+    if not url:
+        raise InvalidUrl(url, "it is empty")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise InvalidUrl(url, "it must start with ws:// (or wss://)")
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise InvalidUrl(url, "its port is not a number") from None
+    if not parts.hostname:
+        raise InvalidUrl(url, "it names no host")
+
+
 @asynccontextmanager
 async def open_connection(
     url: str = DEFAULT_URL, *, token: str | None = None, config: ClientConfig | None = None
@@ -433,7 +500,9 @@ async def open_connection(
     """Connect to a daemon; leaving the block closes the connection.
 
     Raises:
-        DaemonUnavailable: nothing answered at `url` as a cc-executor daemon.
+        InvalidUrl: `url` cannot name a daemon (nothing is sent).
+        DaemonUnavailable: nothing answered at `url` as a cc-executor daemon; its subclasses
+            `HandshakeRefused` (the daemon said no, in its words) and `NotADaemon` say who did.
     """
     connection = Connection(url, token, config or ClientConfig())
     try:
@@ -451,6 +520,21 @@ async def open_connection(
         if sole is None:
             raise
         raise sole from None
+
+
+# Content types of the daemon's own refusals; anything else (HTML, ...) is another server's.
+DAEMON_REFUSAL_TYPE = "text/plain"
+
+
+def _refusal(url: str, exc: ConnectionRejected) -> DaemonUnavailable:
+    """A refused upgrade: the daemon's (one line of plain text) or another server's page."""
+    headers = {name.lower(): value for name, value in exc.headers or ()}
+    content_type = headers.get(b"content-type", b"").decode("latin-1")
+    text = (exc.body or b"").decode("utf-8", "replace").strip()
+    if content_type.startswith(DAEMON_REFUSAL_TYPE) and text and "\n" not in text:
+        return HandshakeRefused(url, exc.status_code, text)
+    what = f"it answered HTTP {exc.status_code}" + (f" ({content_type})" if content_type else "")
+    return NotADaemon(url, what)
 
 
 def _reason(exc: BaseException) -> str:

@@ -56,7 +56,7 @@ async def start_one_run_server(
                 message = await ws.get_message()
                 after.append(str(message))
         except ConnectionClosed as exc:
-            await closes.send((exc.reason.code, after))
+            await closes.send((exc.reason.code if exc.reason else None, after))
 
     server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
     return int(server.port)
