@@ -279,16 +279,6 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
     return config
 
 
-def log_format(args: argparse.Namespace) -> str:
-    """--log-format, else CCX_LOG_FORMAT, else console on a terminal and json elsewhere."""
-    chosen = args.log_format or os.environ.get("CCX_LOG_FORMAT")
-    if chosen in ("console", "json"):
-        return chosen
-    if chosen:
-        raise ValueError(f"CCX_LOG_FORMAT must be console or json, not {chosen!r}")
-    return "console" if os.isatty(2) else "json"
-
-
 def _review_target(args: argparse.Namespace) -> None:
     """A `--url` before `review`/`prompts` counts unless one after it says otherwise (their
     parsers default `url` to $CCX_URL, so an unchanged default means none was given)."""
@@ -307,11 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from cc_executor.executor.config.server import ConfigError
         from cc_executor.executor.daemon.serve import serve_until_signalled
-        from cc_executor.executor.logs import configure_logging
+        from cc_executor.executor.logs import choose_format, configure_logging
 
         try:
             config = serve_config(args)
-            json_logs = log_format(args) == "json"
+            json_logs = choose_format(args.log_format, os.environ, sys.stderr) == "json"
         except (ConfigError, ValueError) as exc:
             print(f"ccx serve: {exc}", file=sys.stderr)
             return ExitStatus.USAGE
