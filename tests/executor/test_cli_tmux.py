@@ -213,3 +213,28 @@ async def test_ctrl_z_pauses_and_fg_resumes(served: Served, pane: Pane) -> None:
     await pane.wait_for(lambda s: f"tick{last + 2}" in s.splitlines())
     pane.keys("C-c")
     await pane.wait_for(prompt_is_back)
+
+
+async def test_a_terminals_stdin_reaches_the_command(served: Served, pane: Pane) -> None:
+    program = "name = input('name? '); print(f'hello {name}')"
+    command = shlex.join([sys.executable, "-c", program])
+    pane.type(f"{CCX} run --url {served.url} -- {command}; echo EXIT=$?")
+    # The prompt as the command wrote it (the typed command line holds it too, on its own).
+    await pane.wait_for(lambda s: "name?" in [line.rstrip() for line in s.splitlines()])
+    pane.type("world")
+    screen = await pane.wait_for(lambda s: exit_status(s) is not None)
+    assert "name? world" in screen.splitlines()  # typed after the prompt, echoed by the tty
+    assert "hello world" in screen.splitlines()
+    assert exit_status(screen) == 0
+
+
+async def test_the_daemon_at_a_terminal_speaks_in_words(pane: Pane, tmp_path: Path) -> None:
+    pane.type(f"{CCX} serve --port 0 --state-dir {tmp_path / 'state'}; echo EXIT=$?")
+    listening = re.compile(r"^\d\d:\d\d:\d\d listening on ws://127\.0\.0\.1:\d+/ ", re.M)
+    await pane.wait_for(lambda s: listening.search(s) is not None)
+    pane.keys("C-c")
+    screen = await pane.wait_for(lambda s: exit_status(s) is not None)
+    assert "draining: no new runs; 0 live run(s) may finish for 10.0 s" in screen
+    assert re.search(r"^\d\d:\d\d:\d\d stopped$", screen, re.MULTILINE), screen
+    assert "{" not in screen  # no JSON
+    assert exit_status(screen) == 0
