@@ -62,7 +62,8 @@ class _Version(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
         from cc_executor.executor.daemon.daemon import VERSION
 
-        parser.exit(message=f"cc-executor {VERSION}\n")
+        print(f"cc-executor {VERSION}")
+        parser.exit()
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
