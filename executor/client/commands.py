@@ -122,10 +122,18 @@ def _cwd(args: argparse.Namespace, daemon: Target) -> str | None:
         raise UsageError("our working directory is gone: pass --cwd DIR") from None
 
 
+def _is_dev_null(fd: int) -> bool:
+    try:
+        ours, null = os.fstat(fd), os.stat(os.devnull)
+    except OSError:
+        return True  # no stdin at all
+    return (ours.st_dev, ours.st_ino) == (null.st_dev, null.st_ino)
+
+
 def _stdin_forwarded(args: argparse.Namespace) -> bool:
-    """A pipe always; a terminal only while ccx is its foreground job (a background ccx that
-    read it would be stopped by SIGTTIN)."""
-    if args.detach:
+    """A pipe or a file always (not /dev/null: the child's own is that already); a terminal
+    only while ccx is its foreground job (a background ccx reading it would get SIGTTIN)."""
+    if args.detach or _is_dev_null(0):
         return False
     if not os.isatty(0):
         return True
