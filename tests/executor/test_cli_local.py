@@ -93,6 +93,9 @@ def test_every_flag_has_a_description_and_every_command_an_example() -> None:
                 assert action.help, f"{name} {action.option_strings} has no description"
         if name not in ("ccx", "review", "prompts"):
             assert "examples:" in (sub.epilog or ""), f"{name} has no example"
+    top = parser.format_help()
+    assert "Ctrl-C on `ccx run` interrupts the command" in top  # the keys are documented
+    assert "Ctrl-C on `ccx attach` stops following" in top
 
 
 async def test_url_before_the_command_and_did_you_mean(served: Served) -> None:
