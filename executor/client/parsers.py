@@ -8,7 +8,6 @@ a ccx command line that reaches the same daemon, for hints that work as printed.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import shlex
 import urllib.parse
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from collections.abc import Mapping
 import attrs
 
 from cc_executor.executor.client.config import DEFAULT_URL
+from cc_executor.executor.hosts import is_loopback
 
 CLIENT_COMMANDS = ("run", "ps", "attach", "logs", "pause", "resume", "cancel", "signal", "status")
 
@@ -51,13 +51,7 @@ class Target:
     @property
     def local(self) -> bool:
         """Whether the URL names this machine (loopback): then paths mean the same there."""
-        host = urllib.parse.urlsplit(self.url).hostname or ""
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback(urllib.parse.urlsplit(self.url).hostname or "")
 
     def ccx(self, *words: str) -> str:
         """A ccx command line for this daemon (no token: that stays in the environment)."""
