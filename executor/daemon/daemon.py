@@ -207,7 +207,7 @@ class Daemon:
             run=run.run_id,
             argv0=run.argv[0],
             outcome=type(run.outcome).__name__ if run.outcome else None,
-            detail=str(run.outcome),
+            detail=run.outcome,  # logs.py renders it as plain values
             duration=round(trio.current_time() - run.started_at, 3),
             stdout_bytes=run.stdout_bytes,
             stderr_bytes=run.stderr_bytes,
@@ -230,7 +230,7 @@ class Daemon:
             run=durable.run_id,
             argv0=journal.meta.argv[0],
             outcome=type(completed.completed.outcome).__name__ if completed else None,
-            detail=str(completed.completed.outcome) if completed else "not journaled",
+            detail=completed.completed.outcome if completed else "not journaled",
             stdout_bytes=completed.completed.stdout_bytes if completed else None,
             stderr_bytes=completed.completed.stderr_bytes if completed else None,
             last_seq=journal.last_seq,

@@ -208,11 +208,17 @@ async def status(daemon: Daemon, session: Session, params: StatusParams) -> Hand
 
 
 async def list_runs(daemon: Daemon, session: Session, params: object) -> Handled:
-    """This connection's runs, live and recently finished, and the durable runs of its identity
-    (every durable run for an admin)."""
+    """The runs of this identity on every connection (every run for an admin), live and
+    recently finished, and its durable runs; ``here`` marks this connection's own."""
     now = trio.current_time()
-    runs: list[JSON] = [run_status(s.run, s.pump.last_seq, now) for s in session.slots.values()]
-    runs += [d.status(now) for d in daemon.durable.visible_runs(session.peer.identity)]
+    runs: list[JSON] = []
+    for other in daemon.sessions:
+        if session.sees(other):
+            for slot in other.slots.values():
+                status = run_status(slot.run, slot.pump.last_seq, now)
+                runs.append({**status, "here": other is session})
+    for durable in daemon.durable.visible_runs(session.peer.identity):
+        runs.append({**durable.status(now), "here": durable.run_id in session.attachments})
     return Handled({"runs": runs})
 
 

@@ -317,7 +317,7 @@ class Session:
         if run_id is not None:
             slot = self.slots.get(run_id) or self.durable_slots.get(run_id)
             if slot is None:
-                slot = self._durable_slot(run_id)
+                slot = self._foreign_slot(run_id) or self._durable_slot(run_id)
             return slot
         if not self.slots:
             raise RunNotFound("no process is running on this connection")
@@ -331,6 +331,29 @@ class Session:
             {"runs": [slot.run.run_id for slot in (live or list(self.slots.values()))]},
         )
 
+    def sees(self, other: Session) -> bool:
+        """Whether this client may see and control `other`'s runs: same identity, or admin."""
+        identity = self.peer.identity
+        return identity.admin or other.peer.identity.name == identity.name
+
+    def _foreign_slot(self, run_id: str) -> RunSlot | None:
+        """A run of another connection of this identity, with a control queue of our own so
+        that replies come back here."""
+        for other in self.daemon.sessions:
+            owned = other.slots.get(run_id)
+            if other is not self and owned is not None and self.sees(other):
+                return self._control_slot(run_id, owned.run, owned.pump)
+        return None
+
+    def _control_slot(self, run_id: str, run: Run, pump: OutputPump) -> RunSlot:
+        controls_send, controls_receive = trio.open_memory_channel[Job](
+            self.daemon.config.control_queue
+        )
+        slot = RunSlot(run=run, pump=pump, controls=controls_send)
+        self.durable_slots[run_id] = slot
+        self.nursery.start_soon(self._serve_controls, slot, controls_receive)
+        return slot
+
     def _durable_slot(self, run_id: str) -> RunSlot:
         # Another identity's run does not exist for this client: the same error, word for word.
         durable = self.daemon.durable.visible(run_id, self.peer.identity)
@@ -341,13 +364,7 @@ class Session:
                 f"run {run_id}: the run has completed (before the daemon restarted)",
                 {"run": run_id, "state": "completed"},
             )
-        controls_send, controls_receive = trio.open_memory_channel[Job](
-            self.daemon.config.control_queue
-        )
-        slot = RunSlot(run=durable.run, pump=durable.pump, controls=controls_send)
-        self.durable_slots[run_id] = slot
-        self.nursery.start_soon(self._serve_controls, slot, controls_receive)
-        return slot
+        return self._control_slot(run_id, durable.run, durable.pump)
 
     # -- durable runs ------------------------------------------------------------------------
 

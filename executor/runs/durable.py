@@ -106,6 +106,7 @@ class DurableRun:
             "pid": meta.pid,
             "pgid": meta.pgid,
             "argv": list(meta.argv),
+            "started": meta.started_wall,
             "last_seq": journal.last_seq,
         }
         if completed is not None:

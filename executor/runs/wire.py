@@ -8,6 +8,7 @@ CC-Executor's field names (``status``, ``exit_code``, ``execution_time``, ``pid`
 from __future__ import annotations
 
 import signal
+import time
 
 from cc_executor.protocol import JSON
 from cc_executor.supervision import (
@@ -131,6 +132,8 @@ def run_status(run: Run, last_seq: int, now: float) -> dict[str, JSON]:
         "pgid": run.pgid,
         "argv": list(run.argv),
         "elapsed": round(now - run.started_at, 6),
+        # Unix time: `now` and `started_at` are trio's clock, which has no epoch.
+        "started": round(time.time() - (now - run.started_at), 6),
         "stdout_bytes": run.stdout_bytes,
         "stderr_bytes": run.stderr_bytes,
         "last_seq": last_seq,
