@@ -152,12 +152,17 @@ async def test_a_daemon_drain_is_explained(pane: Pane) -> None:
     assert re.search(r"^ccx: run [0-9a-f]+ was cancelled: the daemon shut down", screen, re.M)
 
 
-async def test_the_ctrl_z_hint_works_from_a_second_shell(served: Served, pane: Pane) -> None:
+async def tick_then_suspend(pane: Pane, url: str) -> str:
+    """`ccx run` a command that counts, let it count, Ctrl-Z; the screen with ccx's hint."""
     script = "i=0; while :; do i=$((i+1)); echo tick$i; sleep 0.2; done"
-    pane.type(f"{CCX} run --url {served.url} -- sh -c '{script}'")
+    pane.type(f"{CCX} run --url {url} -- sh -c '{script}'")
     await pane.wait_for(lambda s: "tick2" in s.splitlines())
     pane.keys("C-z")
-    screen = await pane.wait_for(lambda s: "(or: ccx " in s)
+    return await pane.wait_for(lambda s: "paused; `fg` resumes it (or: ccx " in s)
+
+
+async def test_the_ctrl_z_hint_works_from_a_second_shell(served: Served, pane: Pane) -> None:
+    screen = await tick_then_suspend(pane, served.url)
     hint = re.search(r"\(or: (ccx [^)]*)\)", screen)
     assert hint is not None, screen
     with trio.fail_after(BOUND):
@@ -202,11 +207,7 @@ async def test_status_line_is_erased_and_output_stays_whole(served: Served, pane
 
 
 async def test_ctrl_z_pauses_and_fg_resumes(served: Served, pane: Pane) -> None:
-    script = "i=0; while :; do i=$((i+1)); echo tick$i; sleep 0.2; done"
-    pane.type(f"{CCX} run --url {served.url} -- sh -c '{script}'")
-    await pane.wait_for(lambda s: "tick2" in s.splitlines())
-    pane.keys("C-z")
-    screen = await pane.wait_for(lambda s: "paused; `fg` resumes it" in s)
+    screen = await tick_then_suspend(pane, served.url)
     ticks = re.findall(r"^tick(\d+)$", screen, re.MULTILINE)
     pane.type("fg")
     last = int(ticks[-1])
