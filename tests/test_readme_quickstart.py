@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 import trio
+from ccx_testing import unused_port
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL_BOUND = 600  # creating the venv and installing, on a loaded box
@@ -47,14 +48,6 @@ def fresh_copy(to: Path) -> Path:
     return to
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_the_readme_has_a_daemon_block_and_a_client_block() -> None:
     daemon, client = quick_start_blocks()
     assert daemon.strip().startswith("./dev serve")
@@ -65,7 +58,7 @@ def test_the_readme_has_a_daemon_block_and_a_client_block() -> None:
 async def test_the_quick_start_works_as_written(tmp_path: Path) -> None:
     daemon_block, client_block = quick_start_blocks()
     clone = fresh_copy(tmp_path / "clone")
-    port = free_port()
+    port = unused_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("CCX_")}
     env.pop("VIRTUAL_ENV", None)
     env.update(

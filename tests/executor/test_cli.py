@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 import trio
-from ccx_testing import Served, run_daemon
+from ccx_testing import Served, run_daemon, unused_url
 
 from cc_executor.executor.client import open_connection
 
@@ -102,10 +102,7 @@ async def test_ctrl_c_interrupts_the_run_as_a_local_ctrl_c(served: Served) -> No
 
 
 async def test_daemon_not_running_says_how_to_start_one() -> None:
-    listener = trio.socket.socket()
-    await listener.bind(("127.0.0.1", 0))
-    url = f"ws://127.0.0.1:{listener.getsockname()[1]}/"
-    listener.close()
+    url = unused_url()
     done = await ccx("run", "--url", url, "--", "true")
     assert done.returncode == 69
     message = done.stderr.decode()

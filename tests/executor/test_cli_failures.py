@@ -11,7 +11,7 @@ from functools import partial
 
 import pytest
 import trio
-from ccx_testing import Served, make_config, start_daemon
+from ccx_testing import Served, make_config, start_daemon, unused_url
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from cc_executor.executor.client import open_connection
@@ -47,10 +47,7 @@ async def guarded(nursery: trio.Nursery) -> Served:
 
 
 async def test_no_daemon(nursery: trio.Nursery) -> None:
-    listener = trio.socket.socket()
-    await listener.bind(("127.0.0.1", 0))
-    url = f"ws://127.0.0.1:{listener.getsockname()[1]}/"
-    listener.close()
+    url = unused_url()
     status, line = await ccx("ps", "--url", url)
     assert status == ExitStatus.NO_DAEMON
     assert (

@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 
 import trio
-from ccx_testing import Served
+from ccx_testing import Served, unused_url
 
 from cc_executor.executor.cli import build_parser
 
@@ -108,10 +108,7 @@ async def test_url_before_the_command_and_did_you_mean(served: Served) -> None:
 
 
 async def test_url_before_review_reaches_the_review_commands(tmp_path: Path) -> None:
-    listener = trio.socket.socket()
-    await listener.bind(("127.0.0.1", 0))
-    url = f"ws://127.0.0.1:{listener.getsockname()[1]}/"
-    listener.close()  # nothing listens there: the message names the URL that was used
+    url = unused_url()  # the message names the URL that was used
     done = await ccx("--url", url, "review", "run", "--root", str(tmp_path))
     assert done.returncode != 0
     assert f"ccx: no cc-executor daemon at {url} " in done.stderr.decode()
