@@ -21,6 +21,7 @@ from cc_executor.executor.client.exits import ExitStatus
 from cc_executor.executor.client.parsers import (
     CLIENT_COMMANDS,
     TOP_EPILOG,
+    HelpFormatter,
     add_client_parsers,
     add_target_options,
 )
@@ -74,7 +75,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "which override the policy file. SIGTERM or Ctrl-C drains (runs may finish for "
         "--shutdown-grace seconds); a second one ends the runs at once.",
         epilog=SERVE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--host", help="address to listen on (default 127.0.0.1; CCX_HOST)")
     p.add_argument("--port", type=int, help="port to listen on (default 8003; CCX_PORT)")
@@ -204,7 +205,7 @@ def build_parser(*, review: bool = True) -> argparse.ArgumentParser:
         prog="ccx",
         description="cc-executor: run long-running commands under real-time control.",
         epilog=TOP_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action=_Version)
     add_target_options(parser, before_command=True)

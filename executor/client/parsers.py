@@ -40,6 +40,15 @@ exit statuses: the command's own for `ccx run` (128+N when signal N ended it); o
 127 the command could not be started, 130 interrupted."""
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Descriptions wrapped to the terminal; epilogs (examples, tables) kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:  # laid out by hand
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 @attrs.frozen
 class Target:
     """The daemon a command line names, and how it was named."""
@@ -100,7 +109,7 @@ def _subcommand(
         help=summary,
         description=description,
         epilog="examples:\n" + examples,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
 
 

@@ -12,6 +12,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import pytest
 import trio
 from ccx_testing import Served, unused_url
 
@@ -84,7 +85,10 @@ async def test_ps_lists_oldest_first_with_ages_and_quoted_commands(served: Serve
     assert re.fullmatch(r"\d+\.\ds", age)
 
 
-def test_every_flag_has_a_description_and_every_command_an_example() -> None:
+def test_every_flag_has_a_description_and_every_command_an_example(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # argparse wraps to the terminal's width
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     for name, sub in {"ccx": parser, **commands}.items():
@@ -93,6 +97,8 @@ def test_every_flag_has_a_description_and_every_command_an_example() -> None:
                 assert action.help, f"{name} {action.option_strings} has no description"
         if name not in ("ccx", "review", "prompts"):
             assert "examples:" in (sub.epilog or ""), f"{name} has no example"
+        too_wide = [line for line in sub.format_help().splitlines() if len(line) > 100]
+        assert not too_wide, f"{name} --help is not wrapped: {too_wide}"
     top = parser.format_help()
     assert "Ctrl-C on `ccx run` interrupts the command" in top  # the keys are documented
     assert "Ctrl-C on `ccx attach` stops following" in top
