@@ -15,6 +15,7 @@ import attrs
 import orjson
 
 from bench import procfs
+from bench.cli import compare
 from bench.daemon import Daemon, running_daemon
 from bench.pipe import read_pipe
 from bench.stats import percentile
@@ -38,6 +39,7 @@ class Sizes:
     w4_cycles: int = 20
     w5_connections: int = 1000
     w5_lines: int = 1000
+    w6_calls: int = 10
 
 
 QUICK = Sizes(
@@ -46,6 +48,7 @@ QUICK = Sizes(
     w3_seconds=3.0,
     w4_cycles=5,
     w5_connections=100,
+    w6_calls=3,
 )
 
 
@@ -203,10 +206,16 @@ def w5_concurrency(sizes: Sizes) -> dict[str, Any]:
     }
 
 
+def w6_cli(sizes: Sizes) -> dict[str, Any]:
+    with running_daemon() as daemon:
+        return {"calls": sizes.w6_calls, **compare(daemon.port, sizes.w6_calls)}
+
+
 WORKLOADS = {
     "W1": w1_firehose,
     "W2": w2_integrity,
     "W3": w3_slow_client,
     "W4": w4_control,
     "W5": w5_concurrency,
+    "W6": w6_cli,
 }

@@ -229,12 +229,39 @@ def _w5(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
     ]
 
 
+def _w6(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
+    ms = "{:.0f}"
+    rows = [
+        f"### W6 the command line — `ccx run -- true` and `ccx ps`, whole processes, "
+        f"median of {sizes.w6_calls} calls each, beside a raw trio-websocket client",
+        "",
+        "| exchange | ccx ms | raw client ms | ratio |",
+        "|---|---|---|---|",
+    ]
+    for name, shown in (("run", "`ccx run -- true`"), ("ps", "`ccx ps`")):
+        ccx = [r[f"{name}_ccx_s"] * 1000 for r in runs]
+        raw = [r[f"{name}_raw_s"] * 1000 for r in runs]
+        rows.append(
+            f"| {shown} | {spread(ccx, ms)} | {spread(raw, ms)} | "
+            f"{_col(runs, f'{name}_ratio', '{:.2f}')} |"
+        )
+    return rows, [
+        Target(
+            f"W6 {name} within 1.2x of the raw client",
+            [r[f"{name}_ratio"] for r in runs],
+            lambda v: v <= 1.2,
+        )
+        for name in ("run", "ps")
+    ]
+
+
 SECTIONS: dict[str, Callable[[Runs, Sizes], tuple[list[str], list[Target]]]] = {
     "W1": _w1,
     "W2": _w2,
     "W3": _w3,
     "W4": _w4,
     "W5": _w5,
+    "W6": _w6,
 }
 
 

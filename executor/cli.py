@@ -1,32 +1,70 @@
-"""``ccx``: the command line.  ``ccx serve`` starts the daemon; the rest are its clients."""
+"""``ccx``: the command line.  ``ccx serve`` starts the daemon; the rest are its clients.
+
+A client command (``ccx run``, ``ccx ps``, ...) should cost little more than the WebSocket
+exchange it makes, so this module imports the daemon, the review tools and structlog only for
+the commands that use them: the parser registers the review subcommands only when the command
+line names one of them (or asks for help, or names no known command).
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
-import attrs
-import trio
+from cc_executor.executor.client.config import DEFAULT_URL
+from cc_executor.executor.client.parsers import (
+    CLIENT_COMMANDS,
+    TOP_EPILOG,
+    HelpFormatter,
+    add_client_parsers,
+    add_target_options,
+)
 
-from cc_executor.executor import VERSION
-from cc_executor.executor.client.commands import add_client_parsers, run_client_command
-from cc_executor.executor.config.server import (
-    ConfigError,
-    ServerConfig,
-    config_from_env,
-    validate,
-    with_tokens,
-)
-from cc_executor.executor.daemon.serve import serve_until_signalled
-from cc_executor.executor.logs import configure_logging
-from cc_executor.executor.review.commands import (
-    REVIEW_COMMANDS,
-    add_review_parsers,
-    run_review_command,
-)
-from cc_executor.executor.transport.listener import CannotListen, plain_error
+if TYPE_CHECKING:
+    from cc_executor.executor.config.server import ServerConfig
+
+SERVE_EXAMPLES = """\
+examples:
+  ccx serve                                   loopback, port 8003, any command, no tokens
+  ccx serve --allow make --allow pytest       only these commands
+  ccx serve --host 0.0.0.0 --token-file tokens.txt --policy policy.toml
+  CCX_LOG_FORMAT=json ccx serve 2>> daemon.log"""
+
+# `--url`/`--token` values before the subcommand, so that the command word can be found.
+TARGET_FLAGS = ("--url", "--token")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with "did you mean" for a mistyped subcommand."""
+
+    def error(self, message: str) -> NoReturn:
+        wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if wrong is not None:
+            choices = re.findall(r"'([^']*)'", wrong.group(2))
+            close = difflib.get_close_matches(wrong.group(1), choices, n=1)
+            message = f"unknown command {wrong.group(1)!r}" + (
+                f"; did you mean {close[0]!r}?" if close else f" (commands: {', '.join(choices)})"
+            )
+        super().error(message)
+
+
+class _Version(argparse.Action):
+    """--version, reading the daemon's version only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from cc_executor.executor import VERSION
+
+        print(f"cc-executor {VERSION}")
+        parser.exit()
+
 
 # How `ccx serve` ends when it cannot start: one line on stderr and one of these.
 EXIT_BAD_SETTING = 2
@@ -46,9 +84,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = sub.add_parser(
         "serve",
         help="start the daemon",
-        description="Start the cc-executor daemon. Flags override CCX_* environment variables.",
-        epilog=SERVE_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Start the cc-executor daemon. Flags override CCX_* environment variables, "
+        "which override the policy file. SIGTERM or Ctrl-C drains (runs may finish for "
+        "--shutdown-grace seconds); a second one ends the runs at once.",
+        epilog=f"{SERVE_EXAMPLES}\n\n{SERVE_EXIT_CODES}",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--host", help="address to listen on (default 127.0.0.1; CCX_HOST)")
     p.add_argument("--port", type=int, help="port to listen on (default 8003; CCX_PORT)")
@@ -64,9 +104,15 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=None,
         help="let requests ask for /bin/sh -c (CCX_ALLOW_SHELL)",
     )
-    p.add_argument("--max-connections", type=int, help="(CCX_MAX_CONNECTIONS, default 1024)")
     p.add_argument(
-        "--max-runs-per-connection", type=int, help="(CCX_MAX_RUNS_PER_CONNECTION, default 16)"
+        "--max-connections",
+        type=int,
+        help="clients connected at once; more are refused (CCX_MAX_CONNECTIONS, default 1024)",
+    )
+    p.add_argument(
+        "--max-runs-per-connection",
+        type=int,
+        help="live runs one connection may have (CCX_MAX_RUNS_PER_CONNECTION, default 16)",
     )
     p.add_argument("--max-runs", type=int, help="runs in the whole daemon (CCX_MAX_RUNS)")
     p.add_argument(
@@ -79,7 +125,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=float,
         help="seconds between SIGTERM and SIGKILL when cancelling (CCX_TERM_GRACE, default 5)",
     )
-    p.add_argument("--shutdown-grace", type=float, help="(CCX_SHUTDOWN_GRACE, default 10)")
+    p.add_argument(
+        "--shutdown-grace",
+        type=float,
+        help="seconds live runs may go on finishing when the daemon drains, before they are "
+        "cancelled (CCX_SHUTDOWN_GRACE, default 10)",
+    )
     p.add_argument(
         "--pass-env",
         action="append",
@@ -87,7 +138,15 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="pass this daemon variable to children (repeatable; CCX_PASS_ENV)",
     )
     p.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), help="(CCX_LOG_LEVEL)"
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="the least important log lines written (CCX_LOG_LEVEL, default info)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        help="console: plain lines for a person; json: one object per line (CCX_LOG_FORMAT; "
+        "default console when stderr is a terminal, else json)",
     )
     p.add_argument(
         "--state-dir",
@@ -159,20 +218,49 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ccx", description="cc-executor: run long-running commands under real-time control."
+def build_parser(*, review: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; without `review`, the client and serve subcommands only."""
+    parser = Parser(
+        prog="ccx",
+        description="cc-executor: run long-running commands under real-time control.",
+        epilog=TOP_EPILOG,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"cc-executor {VERSION}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action=_Version)
+    add_target_options(parser, before_command=True)
+    # Subparsers are Parsers too ("did you mean" at every level); typed as argparse's.
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
     _serve_parser(sub)
     add_client_parsers(sub)
-    add_review_parsers(sub)
+    if review:
+        from cc_executor.executor.review.commands import add_review_parsers
+
+        add_review_parsers(sub)
     return parser
+
+
+def command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand a command line names, if any (help and --version name none)."""
+    words = iter(argv)
+    for word in words:
+        if word in TARGET_FLAGS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+        elif word in ("-h", "--help", "--version"):
+            return None
+    return None
 
 
 def serve_config(args: argparse.Namespace) -> ServerConfig:
     """Flags over the environment over the policy file over the defaults."""
+    import attrs
+
+    from cc_executor.executor.config.server import config_from_env, validate, with_tokens
+
     config = config_from_env(check=False, policy_path=args.policy)
     changes = {
         "host": args.host,
@@ -226,22 +314,32 @@ def unreadable_file(args: argparse.Namespace) -> str | None:
             with open(path, "rb"):
                 pass
         except OSError as exc:
+            from cc_executor.executor.transport.listener import plain_error
+
             return f"cannot read the {what} {path}: {plain_error(exc)}"
     return None
 
 
 def serve(args: argparse.Namespace) -> int:
     """``ccx serve``: start-up failures are one line on stderr and an exit status."""
+    import trio
+
+    from cc_executor.executor.config.server import ConfigError
+    from cc_executor.executor.daemon.serve import serve_until_signalled
+    from cc_executor.executor.logs import choose_format, configure_logging
+    from cc_executor.executor.transport.listener import CannotListen
+
     unreadable = unreadable_file(args)
     if unreadable is not None:
         print(f"ccx: {unreadable}", file=sys.stderr)
         return EXIT_UNREADABLE_FILE
     try:
         config = serve_config(args)
-    except ConfigError as exc:
+        json_logs = choose_format(args.log_format, os.environ, sys.stderr) == "json"
+    except (ConfigError, ValueError) as exc:
         print(f"ccx serve: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTING
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, json=json_logs)
     try:
         trio.run(serve_until_signalled, config)
     except CannotListen as exc:
@@ -250,10 +348,26 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _review_target(args: argparse.Namespace) -> None:
+    """A `--url` before `review`/`prompts` counts unless one after it says otherwise (their
+    parsers default `url` to $CCX_URL, so an unchanged default means none was given)."""
+    if args.global_url is not None and args.url == os.environ.get("CCX_URL", DEFAULT_URL):
+        args.url = args.global_url
+    if args.global_token is not None and args.token == os.environ.get("CCX_TOKEN"):
+        args.token = args.global_token
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    word = command_word(argv)
+    args = build_parser(review=word not in ("serve", *CLIENT_COMMANDS)).parse_args(argv)
     if args.command == "serve":
         return serve(args)
-    if args.command in REVIEW_COMMANDS:
-        return run_review_command(args)
-    return run_client_command(args)
+    if args.command in CLIENT_COMMANDS:
+        from cc_executor.executor.client.commands import run_client_command
+
+        return run_client_command(args)
+    from cc_executor.executor.review.commands import run_review_command
+
+    _review_target(args)
+    return run_review_command(args)

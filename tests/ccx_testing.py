@@ -12,6 +12,7 @@ import base64
 import itertools
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -68,6 +69,18 @@ async def start_daemon(nursery: trio.Nursery, config: ServerConfig) -> Served:
     """Serve a daemon in ``nursery``; cancelling the nursery stops it."""
     daemon, listening = await nursery.start(serve, config)
     return Served(daemon, listening.port)
+
+
+def unused_port() -> int:
+    """A loopback port nothing listens on (it was free a moment ago, and nobody took it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def unused_url() -> str:
+    """A daemon URL that nothing answers: connecting to it is refused."""
+    return f"ws://127.0.0.1:{unused_port()}/"
 
 
 RUN_EVENTS = ("process.output", "process.paused", "process.resumed", "process.completed")

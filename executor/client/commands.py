@@ -1,127 +1,85 @@
 """`ccx`'s client commands: run, ps, attach, logs, pause, resume, cancel, signal, status.
 
-Each command opens one connection, does one thing and prints it; failures are one line on
-stderr (`ccx: ...`) saying what to do about them where we can tell.
+Each command opens one connection, does one thing and prints it; a failure is one line on
+stderr (failures.py) saying what to do about it, with its own exit status (exits.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 import orjson
 import trio
 
-from cc_executor.executor.client.config import DEFAULT_URL, CommandLineConfig
+from cc_executor.executor.client.config import CommandLineConfig
 from cc_executor.executor.client.connection import Connection, open_connection
-from cc_executor.executor.client.errors import (
-    ClientError,
-    ConnectionLost,
-    DaemonUnavailable,
-    PolicyRefusedError,
-    RunNotFoundError,
-    ServerError,
-    SpawnFailedError,
-)
-from cc_executor.executor.client.events import Output
-from cc_executor.executor.client.streaming import HANDLED_SIGNALS, event_json, stream_run
+from cc_executor.executor.client.endings import Asked
+from cc_executor.executor.client.errors import ClientError, DaemonUnavailable, InvalidUrl
+from cc_executor.executor.client.events import Output, RunStatus
+from cc_executor.executor.client.exits import ExitStatus
+from cc_executor.executor.client.failures import connect_failure, request_failure
+from cc_executor.executor.client.parsers import Target, target
+from cc_executor.executor.client.streaming import HANDLED_SIGNALS, Showing, event_json, stream_run
 from cc_executor.executor.client.terminal import Terminal, human_bytes, human_seconds
-from cc_executor.executor.logs import configure_logging
 from cc_executor.protocol import ControlParams, Params, SignalParams
-
-CLIENT_COMMANDS = ("run", "ps", "attach", "logs", "pause", "resume", "cancel", "signal", "status")
-
-
-def add_client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The client subcommands, beside `serve`."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--url",
-        default=os.environ.get("CCX_URL", DEFAULT_URL),
-        help=f"the daemon's WebSocket URL (default {DEFAULT_URL}; CCX_URL)",
-    )
-    common.add_argument(
-        "--token", default=os.environ.get("CCX_TOKEN"), help="bearer token (CCX_TOKEN)"
-    )
-    common.add_argument("--json", action="store_true", help="print machine-readable JSON")
-
-    p = sub.add_parser(
-        "run",
-        parents=[common],
-        help="run a command on the daemon, streaming its output",
-        description="Run CMD on the daemon. Its stdout and stderr become ours as they arrive, "
-        "our stdin (when not a terminal) becomes its, and ccx exits with its exit status "
-        "(128+N when signal N ended it). Ctrl-C cancels the run, a second Ctrl-C kills it; "
-        "Ctrl-Z pauses it (fg resumes).",
-    )
-    p.add_argument("--detach", action="store_true", help="start a durable run, print its id")
-    p.add_argument("--durable", action="store_true", help="let the run outlive this connection")
-    p.add_argument("--cwd", help="working directory of the child")
-    p.add_argument(
-        "--env", action="append", default=[], metavar="K=V", help="add a variable (repeatable)"
-    )
-    p.add_argument("--timeout", type=float, help="absolute limit in seconds")
-    p.add_argument("--idle-timeout", type=float, help="limit on seconds without output")
-    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
-
-    sub.add_parser("ps", parents=[common], help="list runs: state, age, bytes, last seq")
-
-    p = sub.add_parser("attach", parents=[common], help="follow a durable run's output")
-    p.add_argument("run")
-    p.add_argument("--from", dest="from_seq", type=int, default=0, metavar="SEQ")
-
-    p = sub.add_parser("logs", parents=[common], help="print a durable run's output so far")
-    p.add_argument("run")
-
-    for name, text in (("pause", "pause"), ("resume", "resume"), ("cancel", "cancel")):
-        p = sub.add_parser(name, parents=[common], help=f"{text} a run")
-        p.add_argument("run")
-
-    p = sub.add_parser("signal", parents=[common], help="send a signal to a run")
-    p.add_argument("run")
-    p.add_argument("signal", help="USR1, SIGTERM, ...")
-
-    sub.add_parser("status", parents=[common], help="the daemon's health")
-
-
-def run_client_command(args: argparse.Namespace, config: CommandLineConfig | None = None) -> int:
-    """Run one client subcommand; returns the exit status."""
-    config = config or CommandLineConfig()
-    # The library logs only what ccx cannot say itself (daemon bugs), and never on stdout.
-    configure_logging("error", json=False)
-    term = Terminal(status_line=not args.json)
-    failure = config.own_failure_status if args.command == "run" else 1
-    try:
-        return trio.run(_COMMANDS[args.command], args, config, term)
-    except DaemonUnavailable as exc:
-        term.message(
-            f"ccx: no cc-executor daemon at {exc.url} ({exc.reason}) — start one with: ccx serve"
-        )
-    except PolicyRefusedError as exc:
-        term.message(f"ccx: refused by the daemon's policy (rule: {exc.rule}): {exc.message}")
-    except RunNotFoundError as exc:
-        term.message(f"ccx: unknown run: {exc.message}")
-    except SpawnFailedError as exc:
-        term.message(f"ccx: could not start the command: {exc.message}")
-        return config.spawn_failure_status if args.command == "run" else 1
-    except ServerError as exc:
-        term.message(f"ccx: {exc.message} (error {exc.code})")
-    except ConnectionLost as exc:
-        term.message(f"ccx: lost the connection to {args.url}: {exc}")
-    except (ClientError, UsageError) as exc:
-        term.message(f"ccx: {exc}")
-    return failure
 
 
 class UsageError(Exception):
     """A mistake in the command line that argparse cannot see."""
 
 
-def _connect(args: argparse.Namespace, config: CommandLineConfig) -> Any:
-    return open_connection(args.url, token=args.token, config=config.connection)
+@attrs.frozen
+class Invocation:
+    """One client command: its arguments, the daemon it names, where it writes."""
+
+    args: argparse.Namespace
+    target: Target
+    config: CommandLineConfig
+    term: Terminal
+
+    def connect(self) -> Any:
+        return open_connection(
+            self.target.url, token=self.target.token, config=self.config.connection
+        )
+
+    async def say(self, text: str) -> None:
+        await self.term.write("stdout", text.encode() + b"\n")
+
+    async def say_json(self, value: Any) -> None:
+        await self.term.write("stdout", orjson.dumps(value) + b"\n")
+
+
+def run_client_command(args: argparse.Namespace, config: CommandLineConfig | None = None) -> int:
+    """Run one client subcommand; returns the exit status."""
+    invocation = Invocation(
+        args,
+        target(args, os.environ),
+        config or CommandLineConfig(),
+        Terminal(status_line=not args.json),
+    )
+    try:
+        return trio.run(_COMMANDS[args.command], invocation)
+    except (InvalidUrl, DaemonUnavailable) as exc:
+        failure = connect_failure(exc, invocation.target)
+    except UsageError as exc:
+        invocation.term.message(f"ccx {args.command}: {exc}")
+        return ExitStatus.USAGE
+    except ClientError as exc:
+        failure = request_failure(
+            exc,
+            invocation.target,
+            command=args.command,
+            argv=_argv(args) if args.command == "run" else (),
+        )
+    invocation.term.message(failure.text)
+    return failure.status
 
 
 def _require_durable(conn: Connection, what: str) -> None:
@@ -131,37 +89,78 @@ def _require_durable(conn: Connection, what: str) -> None:
         )
 
 
-async def _print(term: Terminal, text: str) -> None:
-    await term.write("stdout", text.encode() + b"\n")
+# -- run ---------------------------------------------------------------------------------
 
 
-async def _print_json(term: Terminal, value: Any) -> None:
-    await term.write("stdout", orjson.dumps(value) + b"\n")
+def _argv(args: argparse.Namespace) -> list[str]:
+    argv: list[str] = args.argv
+    return argv[1:] if argv[:1] == ["--"] else argv
 
 
-# -- the commands ------------------------------------------------------------------------
-
-
-async def _run(args: argparse.Namespace, config: CommandLineConfig, term: Terminal) -> int:
-    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    if not argv:
-        raise UsageError("nothing to run: ccx run [options] -- CMD ARGS...")
+def _env(args: argparse.Namespace) -> dict[str, str]:
     env: dict[str, str] = {}
     for item in args.env:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise UsageError(f"--env wants NAME=VALUE, not {item!r}")
         env[name] = value
+    return env
+
+
+def _cwd(args: argparse.Namespace, daemon: Target) -> str | None:
+    """Ours when the daemon is on this machine (the rule); the daemon's when it is not."""
+    if args.daemon_cwd:
+        if args.cwd is not None:
+            raise UsageError("--cwd and --daemon-cwd exclude each other")
+        return None
+    given: str | None = args.cwd
+    if not daemon.local:
+        return given  # a path on the daemon's machine, as given
+    try:
+        return os.path.abspath(given or os.getcwd())
+    except FileNotFoundError:
+        raise UsageError("our working directory is gone: pass --cwd DIR") from None
+
+
+def _is_dev_null(fd: int) -> bool:
+    try:
+        ours, null = os.fstat(fd), os.stat(os.devnull)
+    except OSError:
+        return True  # no stdin at all
+    return (ours.st_dev, ours.st_ino) == (null.st_dev, null.st_ino)
+
+
+def _stdin_forwarded(args: argparse.Namespace) -> bool:
+    """A pipe or a file always (not /dev/null: the child's own is that already); a terminal
+    only while ccx is its foreground job (a background ccx reading it would get SIGTTIN)."""
+    if args.detach or _is_dev_null(0):
+        return False
+    if not os.isatty(0):
+        return True
+    try:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+async def _run(inv: Invocation) -> int:
+    args = inv.args
+    argv = _argv(args)
+    if not argv:
+        raise UsageError("nothing to run: ccx run [options] -- CMD ARGS...")
+    command: str | list[str] = " ".join(argv) if args.shell else argv
+    env, cwd = _env(args), _cwd(args, inv.target)
     durable = args.detach or args.durable
-    feed = not args.detach and not os.isatty(0)
+    feed = _stdin_forwarded(args)
     with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
-        async with _connect(args, config) as conn:
+        async with inv.connect() as conn:
             if durable:
                 _require_durable(conn, "--detach" if args.detach else "--durable")
             try:
                 run = await conn.execute(
-                    argv,
-                    cwd=args.cwd,
+                    command,
+                    shell=args.shell,
+                    cwd=cwd,
                     env=env,
                     stdin=feed,
                     timeout=args.timeout,
@@ -172,36 +171,42 @@ async def _run(args: argparse.Namespace, config: CommandLineConfig, term: Termin
                 raise UsageError(str(exc)) from None
             if args.detach:
                 if args.json:
-                    await _print_json(term, {"run": run.id, "pid": run.pid})
+                    await inv.say_json({"run": run.id, "pid": run.pid})
                 else:
-                    await _print(term, run.id)
+                    await inv.say(run.id)
                 await run.detach()
                 return 0
+            asked = Asked(timeout=args.timeout, idle_timeout=args.idle_timeout)
+            showing = Showing(run, conn, inv.term, inv.target, "run", asked)
             return await stream_run(
-                run, term, config, as_json=args.json, feed_stdin=feed, signals=signals
+                showing, inv.config, as_json=args.json, feed_stdin=feed, signals=signals
             )
 
 
-async def _attach(args: argparse.Namespace, config: CommandLineConfig, term: Terminal) -> int:
+# -- following ---------------------------------------------------------------------------
+
+
+async def _attach(inv: Invocation) -> int:
     with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
-        async with _connect(args, config) as conn:
+        async with inv.connect() as conn:
             _require_durable(conn, "attach")
-            run = await conn.attach(args.run, args.from_seq)
+            run = await conn.attach(inv.args.run, inv.args.from_seq)
+            showing = Showing(run, conn, inv.term, inv.target, "attach", Asked())
             return await stream_run(
-                run, term, config, as_json=args.json, feed_stdin=False, signals=signals
+                showing, inv.config, as_json=inv.args.json, feed_stdin=False, signals=signals
             )
 
 
-async def _logs(args: argparse.Namespace, config: CommandLineConfig, term: Terminal) -> int:
-    async with _connect(args, config) as conn:
+async def _logs(inv: Invocation) -> int:
+    async with inv.connect() as conn:
         _require_durable(conn, "logs")
-        last = (await conn.run_status(args.run)).last_seq
-        run = await conn.attach(args.run, 0)
+        last = (await conn.run_status(inv.args.run)).last_seq
+        run = await conn.attach(inv.args.run, 0)
         async for event in run:
-            if args.json:
-                await _print_json(term, event_json(event))
+            if inv.args.json:
+                await inv.say_json(event_json(event))
             elif isinstance(event, Output):
-                await term.write(event.stream, event.data)
+                await inv.term.write(event.stream, event.data)
             if event.seq >= last:
                 break
         if run.completed is None:
@@ -210,68 +215,100 @@ async def _logs(args: argparse.Namespace, config: CommandLineConfig, term: Termi
     return 0
 
 
-async def _ps(args: argparse.Namespace, config: CommandLineConfig, term: Terminal) -> int:
-    async with _connect(args, config) as conn:
+# -- listing -----------------------------------------------------------------------------
+
+
+def state_word(status: RunStatus) -> str:
+    """running, paused, exited(3), signalled(SIGTERM), cancelled, timed_out, lost, ..."""
+    match status.outcome:
+        case None:
+            return status.state
+        case "exited":
+            return f"exited({status.exit_code})"
+        case "signalled":
+            return f"signalled({status.signal or status.exit_code})"
+        case outcome:
+            return outcome
+
+
+async def _ps(inv: Invocation) -> int:
+    async with inv.connect() as conn:
         runs = await conn.list()
-    if args.json:
-        await _print_json(term, [status.raw for status in runs])
+    runs.sort(key=lambda status: (status.started is None, status.started or 0.0))
+    if inv.args.json:
+        await inv.say_json([status.raw for status in runs])
         return 0
+    now = time.time()
     rows = [("RUN", "STATE", "AGE", "BYTES", "SEQ", "COMMAND")]
     for status in runs:
-        state = status.state
-        if status.outcome is not None:
-            state = f"{status.outcome}({status.exit_code})"
+        age = "-" if status.started is None else human_seconds(max(0.0, now - status.started))
         rows.append(
             (
                 status.run,
-                state,
-                human_seconds(status.elapsed),
+                state_word(status),
+                age,
                 human_bytes(status.stdout_bytes + status.stderr_bytes),
                 str(status.last_seq),
-                " ".join(status.argv),
+                shlex.join(status.argv),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    columns = len(rows[0]) - 1  # the last, COMMAND, is not padded
+    widths = [max(len(row[i]) for row in rows) for i in range(columns)]
     for row in rows:
-        cells = [row[i].ljust(widths[i]) for i in range(5)]
-        await _print(term, "  ".join([*cells, row[5]]))
+        cells = [row[i].ljust(widths[i]) for i in range(columns)]
+        await inv.say("  ".join([*cells, row[-1]]))
     return 0
 
 
-async def _status(args: argparse.Namespace, config: CommandLineConfig, term: Terminal) -> int:
-    async with _connect(args, config) as conn:
+async def _status(inv: Invocation) -> int:
+    async with inv.connect() as conn:
         status = await conn.status()
         capabilities = sorted(conn.capabilities)
-    if args.json:
-        await _print_json(term, {**status.raw, "capabilities": capabilities})
+    if inv.args.json:
+        await inv.say_json({**status.raw, "capabilities": capabilities})
         return 0
-    await _print(term, f"{status.server} {status.version} at {args.url}")
-    await _print(
-        term,
+    await inv.say(f"{status.server} {status.version} at {inv.target.url}")
+    await inv.say(
         f"up {human_seconds(status.uptime)}, {status.connections} connection(s), "
         f"{status.live_runs} live run(s), {status.runs_started} started"
-        + (", draining" if status.draining else ""),
+        + (", draining" if status.draining else "")
     )
-    await _print(term, "capabilities: " + " ".join(capabilities))
+    await inv.say("capabilities: " + " ".join(capabilities))
     return 0
+
+
+# -- controls ----------------------------------------------------------------------------
+
+
+def _control_done(result: dict[str, Any]) -> str:
+    """A control's reply in words (one spelling: cancelled)."""
+    run = result.get("run")
+    match result.get("status"):
+        case "canceled" | "cancelled":
+            rung = result.get("rung")
+            return f"run {run} cancelled" + (f" ({str(rung).upper()} ended it)" if rung else "")
+        case "signalled":
+            return f"sent {result.get('signal')} to run {run}"
+        case other:
+            return f"run {run} {other}"
 
 
 def _request(
     build: Callable[[argparse.Namespace], Params],
-) -> Callable[[argparse.Namespace, CommandLineConfig, Terminal], Awaitable[int]]:
+) -> Callable[[Invocation], Awaitable[int]]:
     """A command that sends one request about a run and prints its result."""
 
-    async def command(args: argparse.Namespace, config: CommandLineConfig, term: Terminal) -> int:
+    async def command(inv: Invocation) -> int:
         try:
-            params = build(args)
+            params = build(inv.args)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        async with _connect(args, config) as conn:
+        async with inv.connect() as conn:
             result = await conn.call_params(params)
-        if args.json:
-            await _print_json(term, result)
+        if inv.args.json:
+            await inv.say_json(result)
         else:
-            await _print(term, " ".join(f"{k}={v}" for k, v in result.items()))
+            await inv.say(_control_done(result))
         return 0
 
     return command
@@ -284,8 +321,7 @@ def _signal_params(args: argparse.Namespace) -> SignalParams:
     return SignalParams(args.run, name)
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace, CommandLineConfig, Terminal], Awaitable[int]]]
-_COMMANDS = {
+_COMMANDS: dict[str, Callable[[Invocation], Awaitable[int]]] = {
     "run": _run,
     "attach": _attach,
     "logs": _logs,

@@ -2,18 +2,24 @@
 
 Theory of operation
 -------------------
-`open_connection` starts one background task, `_serve`, in the connection's nursery. It opens
-the WebSocket, waits for the `connected` greeting, and then is the connection's only reader:
-each reply resolves the `_Pending` request with its id, each run event goes to its run's
-`RunStream` (see run.py for back-pressure), and nothing else reads the socket. Callers send
-their own requests (trio-websocket serialises sends) and wait for their `_Pending`.
+`open_connection` starts one background task, `serve`, in the connection's nursery. It opens
+the WebSocket (handshake.py), waits for the `connected` greeting, and then is the connection's
+only reader: each reply wakes the request with its id (requests.py), each run event goes to its
+run's `RunStream` (see run.py for back-pressure), and nothing else reads the socket. Callers
+send their own requests (trio-websocket serialises sends) and wait for their reply.
 
 A reply to `execute` registers the new run *in the reader*, before the next frame is read, so
 that no event of the run can arrive before its stream exists. `attach` registers the stream
 before sending, as replayed events may precede the reply.
 
+Closing is one handshake, owned by `_serve_socket`: `aclose` (leaving `open_connection`)
+cancels only the read loop; `_serve_socket` then sends the close frame and waits (at most
+`disconnect_timeout`) for the daemon's answer, which trio-websocket reads in its own task in the
+socket's nursery; so that nursery is cancelled only after the handshake: a client leaves as
+soon as the daemon has answered, never by waiting out the bound.
+
 When the socket goes, every waiting request fails with `ConnectionLost` (whether the server
-acted on it cannot be known). If a durable run is still live, `_serve` reconnects (bounded
+acted on it cannot be known). If a durable run is still live, `serve` reconnects (bounded
 attempts with doubling delays, from `ClientConfig`) and re-attaches each such run from the last
 sequence number it received; the stream drops the overlap, so a caller iterating the run sees
 one unbroken stream. Otherwise, or when reconnecting fails, every live run's stream ends with
@@ -23,21 +29,15 @@ one unbroken stream. Otherwise, or when reconnecting fails, every live run's str
 from __future__ import annotations
 
 import builtins
-import itertools
-import os
-import urllib.parse
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import attrs
-import structlog
 import trio
 from trio_websocket import (
     ConnectionClosed,
-    HandshakeError,
     WebSocketConnection,
-    connect_websocket_url,
 )
 
 from cc_executor.executor.client.config import DEFAULT_URL, ClientConfig
@@ -45,9 +45,16 @@ from cc_executor.executor.client.errors import (
     ClientError,
     ConnectionLost,
     DaemonUnavailable,
+    NotADaemon,
     ServerError,
 )
-from cc_executor.executor.client.events import DaemonStatus, Greeting, RunStatus
+from cc_executor.executor.client.events import DaemonStatus, Greeting, RunStatus, ShutdownNotice
+from cc_executor.executor.client.handshake import (
+    check_url,
+    open_socket,
+    refusal_in,
+    sole_exception,
+)
 from cc_executor.executor.client.inbound import (
     Connected,
     Event,
@@ -55,56 +62,48 @@ from cc_executor.executor.client.inbound import (
     Inbound,
     Other,
     Result,
+    Shutdown,
     daemon_status,
     parse_frame,
     run_status,
 )
-from cc_executor.executor.client.run import Run, RunStream
+from cc_executor.executor.client.requests import Pending, Requests
+from cc_executor.executor.client.run import Run, RunStream, execute_params
 from cc_executor.protocol import (
     METHOD_OF,
-    ExecuteParams,
     ListParams,
     Params,
-    Request,
     StatusParams,
-    encode_message,
     unstructure_params,
 )
 
-log = structlog.get_logger()
+log = logging.getLogger(__name__)  # a library's: unconfigured, errors go to stderr, not stdout
 
 # Capabilities a daemon announces once it keeps runs beyond their connection.
 DURABLE = "durable"
 ATTACH = "attach"
 
 
-@attrs.define(eq=False)
-class _Pending:
-    """A request waiting for its reply."""
-
-    method: str
-    durable: bool = False
-    result: dict[str, Any] | None = None
-    error: ClientError | None = None
-    done: trio.Event = attrs.field(factory=trio.Event)
-
-
 class Connection:
     """A connection to a daemon; make one with `open_connection`."""
 
     def __init__(self, url: str, token: str | None, config: ClientConfig) -> None:
+        check_url(url)
         self.url = url
         self.config = config
         self._token = token
-        self._ids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
+        self._requests = Requests(config.request_timeout)
         self._streams: dict[str, RunStream] = {}
         self._ws: WebSocketConnection | None = None
         self._ready = trio.Event()  # set while a socket is usable, or once we are finished
         self._closing = False
+        # The read loop of the socket in use; `aclose` cancels it to start the close handshake.
+        self._reading: trio.CancelScope | None = None
+        self._socket_closed = trio.Event()  # set once the socket in use has been closed
         self._greeting: Greeting | None = None
         self.reconnects = 0
-        self.shutting_down = False  # the daemon said it is draining
+        self.shutdown_notice: ShutdownNotice | None = None  # the daemon said it is draining
+        self._shutdown = trio.Event()
 
     # -- what the server said about itself -------------------------------------------------
 
@@ -120,6 +119,17 @@ class Connection:
     @property
     def supports_durable(self) -> bool:
         return DURABLE in self.capabilities and ATTACH in self.capabilities
+
+    @property
+    def shutting_down(self) -> bool:
+        """The daemon has said it is draining."""
+        return self.shutdown_notice is not None
+
+    async def wait_shutdown(self) -> ShutdownNotice:
+        """Wait for the daemon to say it is draining (its runs then end within the grace)."""
+        await self._shutdown.wait()
+        assert self.shutdown_notice is not None
+        return self.shutdown_notice
 
     # -- methods ---------------------------------------------------------------------------
 
@@ -144,20 +154,10 @@ class Connection:
             ValueError: params the protocol refuses (checked here, before sending).
             PolicyRefusedError, SpawnFailedError, LimitExceededError, ...: the daemon's answer.
         """
-        params = ExecuteParams(
-            command=command if isinstance(command, str) else None,
-            argv=None if isinstance(command, str) else tuple(command),
-            shell=shell,
-            cwd=cwd,
-            env=dict(env or {}),
-            stdin="pipe" if stdin else "null",
-            timeout=timeout,
-            idle_timeout=idle_timeout,
+        raw = execute_params(
+            command, shell, cwd, env, stdin, timeout, idle_timeout=idle_timeout, durable=durable
         )
-        raw = unstructure_params(params)
-        if durable:
-            raw["durable"] = True  # not in ExecuteParams yet: sent as a plain field
-        pending = _Pending("execute", durable=durable)
+        pending = Pending("execute", durable=durable)
         result = await self._request(pending, raw)
         return Run(self, self._streams[str(result["run"])], result)
 
@@ -203,40 +203,16 @@ class Connection:
 
     async def call(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Call any method with plain params; return its result or raise its error."""
-        return await self._request(_Pending(method), params)
+        return await self._request(Pending(method), params)
 
     # -- requests --------------------------------------------------------------------------
 
-    async def _request(self, pending: _Pending, params: Mapping[str, Any]) -> dict[str, Any]:
+    async def _request(self, pending: Pending, params: Mapping[str, Any]) -> dict[str, Any]:
         await self._ready.wait()
         ws = self._ws
         if ws is None:
             raise ConnectionLost(f"the connection to {self.url} is closed")
-        request_id = next(self._ids)
-        self._pending[request_id] = pending
-        try:
-            try:
-                await ws.send_message(encode_message(Request(request_id, pending.method, params)))
-            except ConnectionClosed:
-                raise ConnectionLost(f"the connection to {self.url} closed") from None
-            if self.config.request_timeout is None:
-                await pending.done.wait()
-            else:
-                with trio.fail_after(self.config.request_timeout):
-                    await pending.done.wait()
-        finally:
-            self._pending.pop(request_id, None)
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None
-        return pending.result
-
-    def _fail_pending(self, error: ClientError) -> None:
-        for pending in self._pending.values():
-            if not pending.done.is_set():
-                pending.error = error
-                pending.done.set()
-        self._pending.clear()
+        return await self._requests.send(ws, pending, params)
 
     # -- the reader ------------------------------------------------------------------------
 
@@ -247,7 +223,7 @@ class Connection:
                 if stream is not None:
                     await stream.deliver(event)
             case Result(id=request_id, result=result):
-                pending = self._pending.get(request_id) if isinstance(request_id, int) else None
+                pending = self._requests.find(request_id)
                 if pending is None:
                     return  # its caller gave up (cancelled or timed out)
                 if pending.method == "execute":
@@ -255,20 +231,21 @@ class Connection:
                     self._streams[run_id] = RunStream.open(
                         run_id, pending.durable, self.config.run_buffer
                     )
-                pending.result = result
-                pending.done.set()
+                pending.resolve(result)
             case Failure(id=request_id, error=error):
-                pending = self._pending.get(request_id) if isinstance(request_id, int) else None
+                pending = self._requests.find(request_id)
                 if pending is not None:
-                    pending.error = error
-                    pending.done.set()
+                    pending.reject(error)
                 elif request_id is None:  # the daemon could not read one of our requests
-                    log.error("client.unreadable_request", code=error.code, message=error.message)
+                    log.error(
+                        "the daemon could not read a request: %s (error %s)", error, error.code
+                    )
                 # else: its caller gave up waiting (cancelled or timed out); nothing to do
             case Connected(greeting=greeting):
                 self._greeting = greeting
-            case Other(method="shutdown"):
-                self.shutting_down = True
+            case Shutdown(notice=notice):
+                self.shutdown_notice = notice
+                self._shutdown.set()
             case Other():
                 pass
 
@@ -283,42 +260,13 @@ class Connection:
 
     # -- the socket's life -----------------------------------------------------------------
 
-    def _headers(self) -> builtins.list[tuple[bytes, bytes]]:
-        if self._token is None:
-            return []
-        return [(b"authorization", f"Bearer {self._token}".encode())]
-
-    def _socket_url(self) -> str:
-        if self._token is None or not self.config.token_in_query:
-            return self.url
-        parts = urllib.parse.urlsplit(self.url)
-        query = [*urllib.parse.parse_qsl(parts.query), ("token", self._token)]
-        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-
     async def _connect(self, nursery: trio.Nursery) -> WebSocketConnection:
-        """Open the socket and read the greeting, within connect_timeout."""
-        try:
-            with trio.fail_after(self.config.connect_timeout):
-                ws = await connect_websocket_url(
-                    nursery,
-                    self._socket_url(),
-                    extra_headers=self._headers(),
-                    max_message_size=self.config.max_message_bytes,
-                )
-                try:
-                    frame = await ws.get_message()
-                except ConnectionClosed as exc:
-                    raise DaemonUnavailable(
-                        self.url, f"closed before the greeting ({exc.reason})"
-                    ) from None
-        except trio.TooSlowError:
-            raise DaemonUnavailable(self.url, "timed out connecting") from None
-        except (OSError, HandshakeError) as exc:
-            raise DaemonUnavailable(self.url, _reason(exc)) from None
-        for message in parse_frame(frame):
+        """Open the socket and read the greeting (handshake.py says who answered if not)."""
+        ws, messages = await open_socket(nursery, self.url, self._token, self.config)
+        for message in messages:
             await self._dispatch(message)
         if self._greeting is None:
-            raise DaemonUnavailable(self.url, "no `connected` greeting: not a cc-executor daemon")
+            raise NotADaemon(self.url, "no `connected` greeting")
         return ws
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -330,18 +278,23 @@ class Connection:
         failures = 0
         first = True
         while True:
-            failure = await self._serve_socket(task_status if first else None)
+            try:
+                failure = await self._serve_socket(task_status if first else None)
+            except BaseExceptionGroup as group:
+                failure = refusal_in(self.url, group)
+                if failure is None:
+                    raise
             if isinstance(failure, DaemonUnavailable):
                 if first:
                     raise failure
                 failures += 1
             elif failure is not None:  # the daemon broke the protocol: do not retry
-                log.error("client.protocol_violation", error=str(failure))
+                log.error("the daemon at %s broke the protocol: %s", self.url, failure)
                 self._finish(ConnectionLost(str(failure)))
                 return
             else:
                 first, failures = False, 0
-            self._fail_pending(ConnectionLost(f"the connection to {self.url} was lost"))
+            self._requests.fail_all(ConnectionLost(f"the connection to {self.url} was lost"))
             if self._closing or not any(s.durable and s.live for s in self._streams.values()):
                 break
             if failures > self.config.reconnect_attempts:
@@ -353,7 +306,8 @@ class Connection:
     async def _serve_socket(self, task_status: trio.TaskStatus[None] | None) -> ClientError | None:
         """One socket from connect to close; returns why it could not go on, if not a close.
 
-        Nothing is raised through the nursery (trio would wrap it in an ExceptionGroup).
+        Nothing is raised through the nursery (trio would wrap it in an ExceptionGroup), but
+        a refused upgrade, which trio-websocket raises in its reader task, our nursery's child.
         """
         async with trio.open_nursery() as nursery:
             try:
@@ -362,20 +316,27 @@ class Connection:
                 nursery.cancel_scope.cancel()
                 return exc
             self._ws = ws
+            self._socket_closed = trio.Event()
+            self._reading = trio.CancelScope()
             self._ready.set()
             if task_status is not None:
                 task_status.started()
             else:
                 nursery.start_soon(self._reattach)
             try:
-                await self._read(ws)
+                with self._reading:
+                    await self._read(ws)
             except ClientError as exc:
                 return exc
             finally:
                 self._ws = None
+                self._reading = None
                 self._ready = trio.Event()
+                # The handshake needs trio-websocket's reader, a task of this nursery: close
+                # first (this returns once the daemon's close frame is in), cancel after.
                 with trio.move_on_after(self.config.disconnect_timeout, shield=True):
                     await ws.aclose()
+                self._socket_closed.set()
                 nursery.cancel_scope.cancel()
         return None
 
@@ -395,18 +356,19 @@ class Connection:
     def _finish(self, error: ClientError) -> None:
         """No socket any more, for good: fail every request and every live stream."""
         self._ws = None
-        self._fail_pending(error)
+        self._requests.fail_all(error)
         for stream in self._streams.values():
             stream.fail(error)
         self._ready.set()
 
     async def aclose(self) -> None:
-        """Close the socket (shielded, bounded); streams of live runs end."""
+        """Close the socket with a close handshake (shielded, bounded); live runs' streams end."""
         self._closing = True
-        ws = self._ws
-        if ws is not None:
-            with trio.move_on_after(self.config.disconnect_timeout, shield=True):
-                await ws.aclose()
+        if self._reading is None:
+            return  # no socket in use (never opened, or between reconnect attempts)
+        self._reading.cancel()
+        with trio.move_on_after(self.config.disconnect_timeout, shield=True):
+            await self._socket_closed.wait()
 
 
 @asynccontextmanager
@@ -416,7 +378,9 @@ async def open_connection(
     """Connect to a daemon; leaving the block closes the connection.
 
     Raises:
-        DaemonUnavailable: nothing answered at `url` as a cc-executor daemon.
+        InvalidUrl: `url` cannot name a daemon (nothing is sent).
+        DaemonUnavailable: nothing answered at `url` as a cc-executor daemon; its subclasses
+            `HandshakeRefused` (the daemon said no, in its words) and `NotADaemon` say who did.
     """
     connection = Connection(url, token, config or ClientConfig())
     try:
@@ -430,38 +394,7 @@ async def open_connection(
                 connection._finish(ConnectionLost(f"the connection to {url} is closed"))
     except BaseExceptionGroup as group:
         # The nursery is ours, not the caller's: hand back the one real exception as raised.
-        sole = _sole_exception(group)
+        sole = sole_exception(group)
         if sole is None:
             raise
         raise sole from None
-
-
-def _reason(exc: BaseException) -> str:
-    """The most telling words for a failed connect: the OS's ("Connection refused")."""
-    seen: list[BaseException] = [exc]
-    while seen:
-        current = seen.pop(0)
-        if isinstance(current, OSError) and current.errno:
-            return os.strerror(current.errno).lower()
-        if isinstance(current, BaseExceptionGroup):
-            seen.extend(current.exceptions)
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None:
-                seen.append(linked)
-    return str(exc) or type(exc).__name__
-
-
-def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The only exception in a (nested) group, ignoring Cancelled when another is there."""
-    leaves: list[BaseException] = []
-
-    def collect(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                collect(inner)
-        else:
-            leaves.append(exc)
-
-    collect(group)
-    real = [exc for exc in leaves if not isinstance(exc, trio.Cancelled)] or leaves[:1]
-    return real[0] if len(real) == 1 else None

@@ -17,13 +17,48 @@ class ClientError(Exception):
     """Anything the client library raises on purpose."""
 
 
+class InvalidUrl(ClientError, ValueError):
+    """The URL cannot name a daemon (empty, not ``ws://`` or ``wss://``, no host); nothing was
+    sent."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url!r} is not a daemon URL: {reason}")
+        self.url = url
+        self.reason = reason
+
+
 class DaemonUnavailable(ClientError):
-    """No daemon answered at the URL (refused, unreachable, not a WebSocket, too slow)."""
+    """No cc-executor daemon could be talked to at the URL.
+
+    Instances of this class itself: nothing answered (refused, unreachable, too slow). The
+    subclasses say who answered instead: `HandshakeRefused`, `NotADaemon`.
+    """
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"no cc-executor daemon at {url} ({reason})")
         self.url = url
         self.reason = reason
+
+
+class HandshakeRefused(DaemonUnavailable):
+    """The daemon refused the connection; `text` is its own words.
+
+    `status` is the HTTP status of a refused upgrade (401: no valid token, 403: Origin not
+    allowed, 404: no endpoint at that path), or None when the daemon accepted the WebSocket and
+    then refused the session with an error reply (`error`, e.g. its connection limit).
+    """
+
+    def __init__(
+        self, url: str, status: int | None, text: str, error: ServerError | None = None
+    ) -> None:
+        super().__init__(url, text if status is None else f"HTTP {status}: {text}")
+        self.status = status
+        self.text = text
+        self.error = error
+
+
+class NotADaemon(DaemonUnavailable):
+    """Something answers at the URL, but it is not a cc-executor daemon."""
 
 
 class ConnectionLost(ClientError):

@@ -101,7 +101,9 @@ class RunStatus:
     outcome: str | None
     exit_code: int | None
     durable: bool
-    raw: dict[str, Any] = attrs.field(eq=False, repr=False)
+    signal: str | None = None
+    started: float | None = None  # unix time, from daemons that send it
+    raw: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -127,3 +129,11 @@ class Greeting:
     version: str
     capabilities: frozenset[str]
     limits: dict[str, Any]
+
+
+@attrs.frozen
+class ShutdownNotice:
+    """The daemon is draining: live runs have `grace` seconds to finish, then are cancelled."""
+
+    reason: str
+    grace: float | None

@@ -27,6 +27,7 @@ from cc_executor.executor.client.events import (
     Resumed,
     RunEvent,
     RunStatus,
+    ShutdownNotice,
 )
 from cc_executor.protocol import (
     CONNECTED,
@@ -36,6 +37,8 @@ from cc_executor.protocol import (
     PROCESS_PAUSED,
     PROCESS_RESUMED,
 )
+
+SHUTDOWN = "shutdown"  # the daemon is draining (no constant in protocol/ names it yet)
 
 
 @attrs.frozen
@@ -69,14 +72,21 @@ class Connected:
 
 
 @attrs.frozen
+class Shutdown:
+    """The daemon's `shutdown` notification."""
+
+    notice: ShutdownNotice
+
+
+@attrs.frozen
 class Other:
-    """Any other notification (`process.started`, `shutdown`, ones a newer daemon adds)."""
+    """Any other notification (`process.started`, ones a newer daemon adds)."""
 
     method: str
     params: dict[str, Any]
 
 
-Inbound: TypeAlias = Result | Failure | Event | Connected | Other
+Inbound: TypeAlias = Result | Failure | Event | Connected | Shutdown | Other
 
 
 def parse_frame(text: str | bytes) -> list[Inbound]:
@@ -124,9 +134,20 @@ def _notification(method: str, params: dict[str, Any]) -> Inbound:
             return Event(Gap(params["run"], params["seq"], str(params.get("reason", ""))))
         if method == CONNECTED:
             return Connected(greeting(params))
+        if method == SHUTDOWN:
+            grace = params.get("grace")
+            return Shutdown(ShutdownNotice(str(params.get("reason", "")), _seconds(grace)))
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise ProtocolViolation(f"malformed {method}: {exc!r}") from None
     return Other(method, params)
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"not a number of seconds: {value!r}")
+    return float(value)
 
 
 def _output(params: Mapping[str, Any]) -> Output:
@@ -185,6 +206,8 @@ def run_status(raw: dict[str, Any]) -> RunStatus:
         outcome=raw.get("outcome"),
         exit_code=raw.get("exit_code"),
         durable=bool(raw.get("durable", False)),
+        signal=raw.get("signal"),
+        started=_seconds(raw.get("started")),
         raw=raw,
     )
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import signal as signal_module
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -27,7 +27,13 @@ import trio
 
 from cc_executor.executor.client.errors import ClientError, ConnectionLost
 from cc_executor.executor.client.events import Completed, RunEvent, RunStatus
-from cc_executor.protocol import ControlParams, SignalParams, StdinParams
+from cc_executor.protocol import (
+    ControlParams,
+    ExecuteParams,
+    SignalParams,
+    StdinParams,
+    unstructure_params,
+)
 
 if TYPE_CHECKING:
     from cc_executor.executor.client.connection import Connection
@@ -201,6 +207,38 @@ class Run:
     async def detach(self) -> None:
         """Leave a durable run running without us; its events stop coming."""
         await self._connection.detach(self.id)
+
+
+def execute_params(
+    command: str | Sequence[str],
+    shell: bool,
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+    stdin: bool,
+    timeout: float | None,
+    *,
+    idle_timeout: float | None,
+    durable: bool,
+) -> dict[str, Any]:
+    """`execute`'s params on the wire (see `Connection.execute`); checked before sending.
+
+    Raises:
+        ValueError: params the protocol refuses.
+    """
+    params = ExecuteParams(
+        command=command if isinstance(command, str) else None,
+        argv=None if isinstance(command, str) else tuple(command),
+        shell=shell,
+        cwd=cwd,
+        env=dict(env or {}),
+        stdin="pipe" if stdin else "null",
+        timeout=timeout,
+        idle_timeout=idle_timeout,
+    )
+    raw = unstructure_params(params)
+    if durable:
+        raw["durable"] = True  # not in ExecuteParams yet: sent as a plain field
+    return raw
 
 
 def stdin_params(run: str, data: bytes | str, eof: bool) -> StdinParams:

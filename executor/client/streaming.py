@@ -1,10 +1,17 @@
-"""`ccx run` and `ccx attach`: a run's events to our stdout/stderr, our signals to the run.
+"""`ccx run` and `ccx attach`: a run's events to our stdout/stderr, our keys to the run.
 
-Signals: the first Ctrl-C (SIGINT) cancels the run through the daemon's ladder, a second one
-sends it SIGKILL (the protocol has no forced CANCEL). Ctrl-Z (SIGTSTP) pauses the run and then
-stops ccx itself, so the shell gets its prompt back as for any job; `fg` continues ccx
-(SIGCONT), which resumes the run. A run cancelled by us exits 1; otherwise the exit status is the
-child's (128+N when a signal ended it).
+Signals, as a terminal user expects them:
+
+- `ccx run`: the first Ctrl-C (SIGINT) is sent on to the run's whole process group, as a local
+  Ctrl-C would reach a foreground job; the second kills it at once (SIGKILL) and ccx exits 130;
+  a third leaves without waiting (the daemon ends a run whose connection goes). A command that
+  handles SIGINT and exits by itself exits with its own status, as it would locally.
+- `ccx attach`: Ctrl-C stops following; the run goes on (`ccx cancel` ends it); exit 130.
+- Ctrl-Z (SIGTSTP) pauses the run and then stops ccx itself, so the shell gets its prompt back
+  as for any job; `fg` continues ccx (SIGCONT), which resumes the run.
+
+Endings that are not a plain exit are explained on stderr (endings.py), and so is the daemon's
+announcement that it is draining.
 """
 
 from __future__ import annotations
@@ -13,36 +20,59 @@ import base64
 import contextlib
 import os
 import signal
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import orjson
 import trio
 
 from cc_executor.executor.client.config import CommandLineConfig
-from cc_executor.executor.client.errors import InvalidStateError
-from cc_executor.executor.client.events import (
-    Completed,
-    Gap,
-    Output,
-    Paused,
-    Resumed,
-    RunEvent,
+from cc_executor.executor.client.connection import Connection
+from cc_executor.executor.client.endings import Asked, ending_message, shutdown_message
+from cc_executor.executor.client.errors import (
+    ConnectionLost,
+    InvalidStateError,
+    LimitExceededError,
+    ServerError,
 )
+from cc_executor.executor.client.events import Completed, Gap, Output, Paused, Resumed, RunEvent
+from cc_executor.executor.client.exits import ExitStatus
+from cc_executor.executor.client.parsers import Target
 from cc_executor.executor.client.run import Run
 from cc_executor.executor.client.terminal import Terminal, human_bytes, human_seconds
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTSTP, signal.SIGCONT)
+# Ctrl-C on `ccx run`: the first is sent on, the second kills, the third leaves.
+INTERRUPT, KILL, LEAVE = 1, 2, 3
 
 
 @attrs.define
-class _Progress:
-    """What the status line shows and how the run is being ended."""
+class Showing:
+    """One run being shown: what the status line says and how the run is being ended."""
 
+    run: Run
+    conn: Connection
+    term: Terminal
+    target: Target
+    mode: Literal["run", "attach"]
+    asked: Asked
     state: str = "running"
     bytes: int = 0
+    interrupts: int = 0
     cancelled_by_us: bool = False
     stopped_by_us: bool = False
+    left: bool = False  # we stopped showing it before it ended (Ctrl-C)
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+
+    def leave(self) -> None:
+        """Stop showing the run now, whatever it is doing."""
+        self.left = True
+        self.scope.cancel()
+
+    def asked_now(self) -> Asked:
+        return attrs.evolve(
+            self.asked, interrupted=self.interrupts > 0, cancelled=self.cancelled_by_us
+        )
 
 
 def event_json(event: RunEvent) -> dict[str, Any]:
@@ -64,12 +94,17 @@ def event_json(event: RunEvent) -> dict[str, Any]:
             return {"event": "completed", **attrs.asdict(event)}
 
 
-def exit_status(completed: Completed, progress: _Progress) -> int:
-    return 1 if progress.cancelled_by_us else completed.exit_status
+def exit_status(completed: Completed, showing: Showing) -> int:
+    """The command's status; 130 once our Ctrl-C had to kill it."""
+    if showing.interrupts >= KILL and completed.outcome in ("signalled", "cancelled"):
+        return ExitStatus.INTERRUPTED
+    return completed.exit_status
 
 
-async def _feed_stdin(run: Run, chunk: int) -> None:
-    """Our stdin to the child's, until end of file (then the child's stdin is closed)."""
+async def _feed_stdin(showing: Showing, chunk: int) -> None:
+    """Our stdin to the child's, one request at a time (each waits for the daemon's reply),
+    until end of file; then the child's stdin is closed."""
+    run = showing.run
     try:
         while True:
             data = await trio.to_thread.run_sync(os.read, 0, chunk, abandon_on_cancel=True)
@@ -79,99 +114,153 @@ async def _feed_stdin(run: Run, chunk: int) -> None:
             await run.write_stdin(data)
     except InvalidStateError:
         return  # the child closed its stdin or ended: the rest of ours has nowhere to go
+    except LimitExceededError as exc:
+        showing.term.message(f"ccx: the daemon takes no more input for run {run.id}: {exc}")
+    except ServerError as exc:
+        showing.term.message(f"ccx: input for run {run.id} refused: {exc}")
+    except ConnectionLost:
+        return  # the stream says so
 
 
-async def _handle_signals(
-    signals: Any, run: Run, term: Terminal, progress: _Progress, nursery: trio.Nursery
-) -> None:
+async def _quietly(request: Any, *args: Any) -> None:
+    """A control whose failure changes nothing: the run ended (or went) meanwhile."""
+    with contextlib.suppress(InvalidStateError, ConnectionLost):
+        await request(*args)
+
+
+async def _interrupt(showing: Showing, nursery: trio.Nursery) -> None:
+    run, term = showing.run, showing.term
+    if showing.mode == "attach":
+        term.message(
+            f"ccx: stopped following run {run.id}; it goes on "
+            f"({showing.target.ccx('attach', run.id)} follows it again, "
+            f"{showing.target.ccx('cancel', run.id)} ends it)"
+        )
+        with contextlib.suppress(ServerError, ConnectionLost):
+            await run.detach()
+        showing.leave()
+        return
+    showing.interrupts += 1
+    if showing.interrupts == INTERRUPT:
+        showing.state = "interrupted"
+        term.message(f"ccx: interrupting run {run.id} (SIGINT); Ctrl-C again kills it")
+        nursery.start_soon(_quietly, run.signal, "SIGINT")
+    elif showing.interrupts == KILL:
+        showing.state = "killing"
+        term.message(f"ccx: killing run {run.id} (SIGKILL); Ctrl-C again leaves at once")
+        nursery.start_soon(_quietly, run.signal, "SIGKILL")
+    else:
+        showing.leave()
+
+
+async def _handle_signals(signals: Any, showing: Showing, nursery: trio.Nursery) -> None:
+    run, term = showing.run, showing.term
     async for signum in signals:
         try:
             if signum == signal.SIGINT:
-                if not progress.cancelled_by_us:
-                    progress.cancelled_by_us = True
-                    progress.state = "cancelling"
-                    term.message(f"ccx: cancelling run {run.id} (Ctrl-C again to kill it)")
-                    nursery.start_soon(_cancel, run)
-                else:
-                    progress.state = "killing"
-                    term.message(f"ccx: killing run {run.id}")
-                    await run.signal("SIGKILL")
+                await _interrupt(showing, nursery)
             elif signum == signal.SIGTSTP:
                 await run.pause()
-                progress.state = "paused"
-                progress.stopped_by_us = True
-                term.message(f"ccx: run {run.id} paused; `fg` resumes it (or: ccx resume {run.id})")
+                showing.state = "paused"
+                showing.stopped_by_us = True
+                term.message(
+                    f"ccx: run {run.id} paused; `fg` resumes it "
+                    f"(or: {showing.target.ccx('resume', run.id)})"
+                )
                 os.kill(os.getpid(), signal.SIGSTOP)  # hand the terminal back to the shell
-            elif signum == signal.SIGCONT and progress.stopped_by_us:
-                progress.stopped_by_us = False
+            elif signum == signal.SIGCONT and showing.stopped_by_us:
+                showing.stopped_by_us = False
                 await run.resume()
-                progress.state = "running"
+                showing.state = "running"
         except InvalidStateError:
             pass  # the run ended (or was resumed elsewhere) meanwhile
+        except ServerError as exc:
+            term.message(f"ccx: run {run.id}: {exc}")
+        except ConnectionLost:
+            return  # the stream says so
 
 
-async def _cancel(run: Run) -> None:
-    with contextlib.suppress(InvalidStateError):  # it ended by itself first
-        await run.cancel()
+async def _tell_shutdown(showing: Showing) -> None:
+    notice = await showing.conn.wait_shutdown()
+    showing.term.message(shutdown_message(showing.run.id, notice.grace))
 
 
-async def _draw_status(
-    run: Run, term: Terminal, progress: _Progress, interval: float, started: float
-) -> None:
+async def _draw_status(showing: Showing, interval: float, started: float) -> None:
+    run = showing.run
     while True:
         elapsed = human_seconds(trio.current_time() - started)
-        term.draw(
-            f"ccx: run {run.id} {progress.state} {elapsed} {human_bytes(progress.bytes)}"
+        showing.term.draw(
+            f"ccx: run {run.id} {showing.state} {elapsed} {human_bytes(showing.bytes)}"
             f" seq {run.last_seq}"
         )
         await trio.sleep(interval)
 
 
+async def _show(showing: Showing, as_json: bool) -> Completed:
+    term = showing.term
+    completed: Completed | None = None
+    async for event in showing.run:
+        if as_json:
+            await term.write("stdout", orjson.dumps(event_json(event)) + b"\n")
+        elif isinstance(event, Output):
+            showing.bytes += len(event.data)
+            await term.write(event.stream, event.data)
+        elif isinstance(event, Paused | Resumed):
+            showing.state = "paused" if isinstance(event, Paused) else "running"
+        elif isinstance(event, Gap):
+            term.message(f"ccx: output from seq {event.seq} was not recorded ({event.reason})")
+        if isinstance(event, Completed):
+            completed = event
+    assert completed is not None
+    return completed
+
+
 async def stream_run(
-    run: Run,
-    term: Terminal,
+    showing: Showing,
     config: CommandLineConfig,
     *,
     as_json: bool,
     feed_stdin: bool,
     signals: Any,
 ) -> int:
-    """Show the run until it completes; return ccx's exit status."""
-    progress = _Progress()
+    """Show the run until it completes (or we leave it); return ccx's exit status."""
+    run, term = showing.run, showing.term
     completed: Completed | None = None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_handle_signals, signals, run, term, progress, nursery)
-        if feed_stdin:
-            nursery.start_soon(_feed_stdin, run, config.stdin_chunk)
-        if term.status_enabled:
-            nursery.start_soon(
-                _draw_status, run, term, progress, config.status_interval, trio.current_time()
-            )
-        try:
-            async for event in run:
-                if as_json:
-                    await term.write("stdout", orjson.dumps(event_json(event)) + b"\n")
-                elif isinstance(event, Output):
-                    progress.bytes += len(event.data)
-                    await term.write(event.stream, event.data)
-                elif isinstance(event, Paused | Resumed):
-                    progress.state = "paused" if isinstance(event, Paused) else "running"
-                elif isinstance(event, Gap):
-                    term.message(
-                        f"ccx: output from seq {event.seq} was not recorded ({event.reason})"
-                    )
-                if isinstance(event, Completed):
-                    completed = event
-        except BrokenPipeError:
-            # Our reader went away (`ccx run ... | head`): end the run as a pipe would.
-            term.erase()
-            with trio.move_on_after(config.connection.disconnect_timeout * 5):
-                await _cancel(run)
-            return 128 + signal.SIGPIPE
-        finally:
-            term.erase()
-            nursery.cancel_scope.cancel()
+    broken: BrokenPipeError | ConnectionLost | None = None
+    with showing.scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_handle_signals, signals, showing, nursery)
+            nursery.start_soon(_tell_shutdown, showing)
+            if feed_stdin:
+                nursery.start_soon(_feed_stdin, showing, config.stdin_chunk)
+            if term.status_enabled:
+                interval, now = config.status_interval, trio.current_time()
+                nursery.start_soon(_draw_status, showing, interval, now)
+            try:
+                completed = await _show(showing, as_json)
+            except (BrokenPipeError, ConnectionLost) as exc:
+                broken = exc
+            finally:
+                term.erase()
+                nursery.cancel_scope.cancel()
+    if showing.left:
+        return ExitStatus.INTERRUPTED
+    if isinstance(broken, BrokenPipeError):
+        # Our reader went away (`ccx run ... | head`): end the run as a pipe would.
+        showing.cancelled_by_us = True
+        with trio.move_on_after(config.connection.disconnect_timeout * 5):
+            await _quietly(run.cancel)
+        return 128 + signal.SIGPIPE
+    if broken is not None:
+        fate = (
+            f"it goes on: {showing.target.ccx('attach', run.id)}"
+            if run.durable
+            else ("the daemon ends it")
+        )
+        term.message(f"ccx: lost the connection to {showing.target.url} under run {run.id}; {fate}")
+        return ExitStatus.OWN_FAILURE
     assert completed is not None
-    if progress.cancelled_by_us:
-        term.message(f"ccx: run {run.id} cancelled ({completed.rung or completed.outcome})")
-    return exit_status(completed, progress)
+    message = ending_message(completed, showing.asked_now())
+    if message is not None:
+        term.message(message)
+    return exit_status(completed, showing)

@@ -79,6 +79,8 @@ class RunTable:
             argv0=run.argv[0],
             outcome=outcome,
             reason=None if completion is None else completion.reason,
+            timeout=None if completion is None else completion.timeout,
+            rung=None if completion is None else completion.rung,
             exit_code=None if completion is None else completion.exit_code,
             signal=None if completion is None else completion.signal,
             duration=round(trio.current_time() - run.started_at, 3),

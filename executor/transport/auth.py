@@ -7,9 +7,10 @@ per line, ``#`` comments) and/or the environment (``CCX_TOKENS=name:token,other:
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 
+# is_loopback: the daemon decides with it whether it may listen without tokens.
+from cc_executor.executor.hosts import is_loopback as is_loopback
 from cc_executor.executor.transport.frontdoor import Identity
 
 MIN_TOKEN_LENGTH = 16
@@ -68,13 +69,3 @@ def load_tokens(env: Mapping[str, str], token_file: str | None) -> Mapping[str, 
                 raise TokenError(f"CCX_TOKENS: the token of {identity.name} is in the file too")
             tokens[token] = identity
     return tokens or None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether listening on ``host`` is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

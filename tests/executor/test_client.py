@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import pytest
 import trio
-from ccx_testing import Served, make_config, start_daemon, wait_until
+from ccx_testing import Served, make_config, start_daemon, unused_url, wait_until
 
 from cc_executor.executor.client import (
     ClientConfig,
@@ -213,12 +213,8 @@ async def test_spawn_failed(served: Served) -> None:
 
 
 async def test_daemon_unavailable() -> None:
-    listener = trio.socket.socket()
-    await listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    listener.close()  # nothing listens there now
     with trio.fail_after(TIMEOUT), pytest.raises(DaemonUnavailable) as info:
-        async with open_connection(f"ws://127.0.0.1:{port}/"):
+        async with open_connection(unused_url()):
             pass
     assert "refused" in info.value.reason
 

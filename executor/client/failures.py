@@ -1,0 +1,136 @@
+"""What `ccx` says when a command fails: one line on stderr, saying what to do, and a status.
+
+Every failure the client library raises on purpose maps to one `Failure` here; `ccx` prints
+nothing else for it (no traceback). Connect and handshake failures each have their own exit
+status (exits.py); the daemon's own words are passed on where it gave any.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from http import HTTPStatus
+
+import attrs
+
+from cc_executor.executor.client.config import DEFAULT_URL
+from cc_executor.executor.client.errors import (
+    ClientError,
+    ConnectionLost,
+    DaemonUnavailable,
+    HandshakeRefused,
+    InvalidUrl,
+    NotADaemon,
+    PolicyRefusedError,
+    RunNotFoundError,
+    ServerError,
+    SpawnFailedError,
+)
+from cc_executor.executor.client.exits import ExitStatus
+from cc_executor.executor.client.parsers import Target
+
+# A single argv word with any of these was probably meant for a shell.
+SHELL_SYNTAX = re.compile(r"""[\s|&;<>()$`*?~"'\\]""")
+
+
+@attrs.frozen
+class Failure:
+    """What ccx prints (one line, or two with a hint) and the status it exits with."""
+
+    text: str
+    status: ExitStatus
+
+
+def connect_failure(exc: InvalidUrl | DaemonUnavailable, target: Target) -> Failure:
+    """The line for a URL that names no daemon, or a daemon that could not be talked to."""
+    url = target.url
+    match exc:
+        case InvalidUrl() if target.url_from_env and not url:
+            return Failure(
+                f"ccx: CCX_URL is set but empty — unset it (for {DEFAULT_URL}) or set it to "
+                "the daemon's ws:// URL",
+                ExitStatus.EMPTY_URL,
+            )
+        case InvalidUrl(reason=reason):
+            return Failure(
+                f"ccx: {url!r} is not a daemon URL: {reason} — e.g. {DEFAULT_URL}",
+                ExitStatus.BAD_URL,
+            )
+        case HandshakeRefused(status=None, text=text):
+            return Failure(
+                f"ccx: the daemon at {url} refused the session: {text} — try again later",
+                ExitStatus.BUSY,
+            )
+        case HandshakeRefused(status=HTTPStatus.UNAUTHORIZED, text=text):
+            todo = (
+                "check --token / CCX_TOKEN"
+                if target.token
+                else "pass --token TOKEN or set CCX_TOKEN"
+            )
+            given = "refused the token" if target.token else "wants a token"
+            return Failure(
+                f"ccx: the daemon at {url} {given}: {text} — {todo}", ExitStatus.NOT_ALLOWED
+            )
+        case HandshakeRefused(status=HTTPStatus.NOT_FOUND, text=text):
+            return Failure(
+                f"ccx: the daemon at {url} refused the connection: {text} — its endpoint is "
+                "the root path, e.g. ws://127.0.0.1:8003/",
+                ExitStatus.WRONG_PATH,
+            )
+        case HandshakeRefused(text=text):
+            return Failure(
+                f"ccx: the daemon at {url} refused the connection: {text}",
+                ExitStatus.NOT_ALLOWED,
+            )
+        case NotADaemon(reason=reason):
+            return Failure(
+                f"ccx: {url} is not a cc-executor daemon ({reason}) — check the host and port",
+                ExitStatus.NOT_A_DAEMON,
+            )
+    return Failure(
+        f"ccx: no cc-executor daemon at {url} ({exc.reason}) — start one with: ccx serve",
+        ExitStatus.NO_DAEMON,
+    )
+
+
+def looks_like_shell(argv: Sequence[str]) -> bool:
+    """`ccx run -- "echo hi | wc -c"`: one word holding a whole shell command line."""
+    return bool(argv) and SHELL_SYNTAX.search(argv[0]) is not None
+
+
+def shell_hint(argv: Sequence[str], target: Target) -> str:
+    """How to run a shell command line: sh -c as a command, or the daemon's shell opt-in."""
+    line = " ".join(argv)
+    with_sh = target.ccx("run", "--", "sh", "-c", line)
+    with_shell = target.ccx("run", "--shell", "--", line)
+    return (
+        f"ccx: {argv[0]!r} looks like a shell command line; argv runs without a shell. "
+        f"Try: {with_sh} — or {with_shell} if the daemon was started with --allow-shell"
+    )
+
+
+def request_failure(
+    exc: ClientError, target: Target, *, command: str, argv: Sequence[str] = ()
+) -> Failure:
+    """The line for a failure after connecting: a refused request, a lost connection."""
+    own = ExitStatus.OWN_FAILURE if command == "run" else ExitStatus.FAILED
+    hint = f"\n{shell_hint(argv, target)}" if looks_like_shell(argv) else ""
+    match exc:
+        case PolicyRefusedError(message=message, data=data):
+            rule = data.get("rule") if isinstance(data, dict) else None
+            named = f" (rule: {rule})" if isinstance(rule, str) and rule not in message else ""
+            return Failure(f"ccx: refused by the daemon's policy: {message}{named}{hint}", own)
+        case SpawnFailedError(message=message):
+            status = ExitStatus.SPAWN_FAILED if command == "run" else ExitStatus.FAILED
+            return Failure(f"ccx: could not start the command: {message}{hint}", status)
+        case RunNotFoundError(data=data):
+            run = data.get("run") if isinstance(data, dict) else None
+            which = f"no run {run}" if run else "no such run"
+            return Failure(
+                f"ccx: {which} for you at {target.url} — {target.ccx('ps')} lists your runs", own
+            )
+        case ServerError(message=message, code=code):
+            return Failure(f"ccx: {message} (error {code})", own)
+        case ConnectionLost():
+            return Failure(f"ccx: lost the connection to {target.url}: {exc}", own)
+    return Failure(f"ccx: {exc}", own)

@@ -1,0 +1,148 @@
+"""Opening a socket to a daemon, and telling who answered when it is not one.
+
+`open_socket` connects, upgrades and reads the first frame within `connect_timeout`, and turns
+every way that can fail into one of the client's errors: `DaemonUnavailable` (nothing
+answered), `HandshakeRefused` (the daemon said no, in its words) or `NotADaemon` (something
+else answered). `check_url` refuses a URL that cannot name a daemon before anything is sent.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    connect_websocket_url,
+)
+
+from cc_executor.executor.client.config import ClientConfig
+from cc_executor.executor.client.errors import (
+    DaemonUnavailable,
+    HandshakeRefused,
+    InvalidUrl,
+    NotADaemon,
+    ProtocolViolation,
+)
+from cc_executor.executor.client.inbound import Failure, Inbound, parse_frame
+
+# Content types of the daemon's own refusals; anything else (HTML, ...) is another server's.
+DAEMON_REFUSAL_TYPE = "text/plain"
+
+
+def check_url(url: str) -> None:
+    """Raise `InvalidUrl` unless `url` can name a daemon: ``ws://`` or ``wss://``, a host."""
+    if not url:
+        raise InvalidUrl(url, "it is empty")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise InvalidUrl(url, "it must start with ws:// (or wss://)")
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise InvalidUrl(url, "its port is not a number") from None
+    if not parts.hostname:
+        raise InvalidUrl(url, "it names no host")
+
+
+def _with_token(url: str, token: str | None, config: ClientConfig) -> str:
+    if token is None or not config.token_in_query:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    query = [*urllib.parse.parse_qsl(parts.query), ("token", token)]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+async def open_socket(
+    nursery: trio.Nursery, url: str, token: str | None, config: ClientConfig
+) -> tuple[WebSocketConnection, list[Inbound]]:
+    """The upgraded socket (its reader in `nursery`) and its first frame's messages.
+
+    Raises:
+        DaemonUnavailable, HandshakeRefused, NotADaemon: see the module docstring.
+    """
+    headers = [] if token is None else [(b"authorization", f"Bearer {token}".encode())]
+    upgraded = False
+    try:
+        with trio.fail_after(config.connect_timeout):
+            ws = await connect_websocket_url(
+                nursery,
+                _with_token(url, token, config),
+                extra_headers=headers,
+                max_message_size=config.max_message_bytes,
+            )
+            upgraded = True
+            frame = await ws.get_message()
+        messages = parse_frame(frame)
+    except trio.TooSlowError:
+        if upgraded:
+            raise NotADaemon(url, "a WebSocket server that sends no greeting") from None
+        raise DaemonUnavailable(url, "timed out connecting") from None
+    except ConnectionRejected as exc:
+        raise refusal(url, exc) from None
+    except ConnectionClosed as exc:
+        raise NotADaemon(url, f"closed before any greeting ({exc.reason})") from None
+    except ProtocolViolation as exc:
+        raise NotADaemon(url, f"not JSON-RPC: {exc}") from None
+    except HandshakeError as exc:
+        raise NotADaemon(url, f"not a WebSocket server: {reason(exc)}") from None
+    except OSError as exc:
+        raise DaemonUnavailable(url, reason(exc)) from None
+    for message in messages:
+        if isinstance(message, Failure) and message.id is None:
+            # The daemon refuses the session before its greeting (its connection limit).
+            raise HandshakeRefused(url, None, message.error.message, message.error)
+    return ws, messages
+
+
+def refusal(url: str, exc: ConnectionRejected) -> DaemonUnavailable:
+    """A refused upgrade: the daemon's (one line of plain text) or another server's page."""
+    headers = {name.lower(): value for name, value in exc.headers or ()}
+    content_type = headers.get(b"content-type", b"").decode("latin-1")
+    text = (exc.body or b"").decode("utf-8", "replace").strip()
+    if content_type.startswith(DAEMON_REFUSAL_TYPE) and text and "\n" not in text:
+        return HandshakeRefused(url, exc.status_code, text)
+    what = f"it answered HTTP {exc.status_code}" + (f" ({content_type})" if content_type else "")
+    return NotADaemon(url, what)
+
+
+def refusal_in(url: str, group: BaseExceptionGroup[BaseException]) -> DaemonUnavailable | None:
+    """A refused upgrade that trio-websocket raised in its reader task (a nursery's child)."""
+    rejected, _rest = group.split(ConnectionRejected)
+    first = None if rejected is None else sole_exception(rejected)
+    return refusal(url, first) if isinstance(first, ConnectionRejected) else None
+
+
+def reason(exc: BaseException) -> str:
+    """The most telling words for a failed connect: the OS's ("Connection refused")."""
+    seen: list[BaseException] = [exc]
+    while seen:
+        current = seen.pop(0)
+        if isinstance(current, OSError) and current.errno:
+            return os.strerror(current.errno).lower()
+        if isinstance(current, BaseExceptionGroup):
+            seen.extend(current.exceptions)
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                seen.append(linked)
+    return str(exc) or type(exc).__name__
+
+
+def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The only exception in a (nested) group, ignoring Cancelled when another is there."""
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    real = [exc for exc in leaves if not isinstance(exc, trio.Cancelled)] or leaves[:1]
+    return real[0] if len(real) == 1 else None

@@ -1,0 +1,82 @@
+"""Requests in flight on one connection: each has its own id, and only its reply wakes it.
+
+The connection's reader hands each reply to `Requests.find`; the caller waiting in `send` gets
+the result or raises the error. When the socket goes, `fail_all` wakes every waiting caller
+with the same `ConnectionLost` (whether the daemon acted on the request cannot be known).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from cc_executor.executor.client.errors import ClientError, ConnectionLost
+from cc_executor.protocol import Request, encode_message
+
+
+@attrs.define(eq=False)
+class Pending:
+    """A request waiting for its reply."""
+
+    method: str
+    durable: bool = False  # an `execute` of a durable run (its stream is made on the reply)
+    result: dict[str, Any] | None = None
+    error: ClientError | None = None
+    done: trio.Event = attrs.field(factory=trio.Event)
+
+    def resolve(self, result: dict[str, Any]) -> None:
+        self.result = result
+        self.done.set()
+
+    def reject(self, error: ClientError) -> None:
+        if not self.done.is_set():
+            self.error = error
+            self.done.set()
+
+
+class Requests:
+    """The requests of one connection that wait for a reply."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self._timeout = timeout
+        self._ids = itertools.count(1)
+        self._pending: dict[int, Pending] = {}
+
+    def find(self, request_id: object) -> Pending | None:
+        """The request a reply answers; None when its caller gave up (or never sent it)."""
+        return self._pending.get(request_id) if isinstance(request_id, int) else None
+
+    async def send(
+        self, ws: WebSocketConnection, pending: Pending, params: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Send the request and wait (at most the request timeout) for its reply's result.
+
+        Raises:
+            ConnectionLost: the socket closed under it; the server's error, as replied.
+        """
+        request_id = next(self._ids)
+        self._pending[request_id] = pending
+        try:
+            try:
+                await ws.send_message(encode_message(Request(request_id, pending.method, params)))
+            except ConnectionClosed:
+                raise ConnectionLost("the connection closed under a request") from None
+            with trio.fail_after(math.inf if self._timeout is None else self._timeout):
+                await pending.done.wait()
+        finally:
+            self._pending.pop(request_id, None)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    def fail_all(self, error: ClientError) -> None:
+        for pending in self._pending.values():
+            pending.reject(error)
+        self._pending.clear()

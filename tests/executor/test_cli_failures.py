@@ -1,0 +1,138 @@
+"""Every way of failing to reach a daemon is one line on stderr, saying what to do, and an exit
+status of its own (executor/client/exits.py); nothing on stdout, no traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from functools import partial
+
+import pytest
+import trio
+from ccx_testing import Served, make_config, start_daemon, unused_url
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+
+from cc_executor.executor.client import open_connection
+from cc_executor.executor.client.exits import ExitStatus
+from cc_executor.executor.transport.frontdoor import Identity
+
+TIMEOUT = 30
+TOKEN = "alice-token-0123456789"
+
+
+async def ccx(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run ccx; return its status and its one line of stderr (asserting there is one)."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("CCX_URL", "CCX_TOKEN")}
+    with trio.fail_after(TIMEOUT):
+        done: subprocess.CompletedProcess[bytes] = await trio.run_process(
+            [sys.executable, "-m", "cc_executor.executor", *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env={**environ, **(env or {})},
+        )
+    text = done.stderr.decode()
+    assert done.stdout == b""
+    assert text.count("\n") == 1, text
+    assert text.endswith("\n"), text
+    assert text.startswith("ccx: "), text
+    return done.returncode, text.rstrip("\n")
+
+
+@pytest.fixture
+async def guarded(nursery: trio.Nursery) -> Served:
+    return await start_daemon(nursery, make_config(tokens={TOKEN: Identity("alice")}))
+
+
+async def test_no_daemon(nursery: trio.Nursery) -> None:
+    url = unused_url()
+    status, line = await ccx("ps", "--url", url)
+    assert status == ExitStatus.NO_DAEMON
+    assert (
+        line
+        == f"ccx: no cc-executor daemon at {url} (connection refused) — start one with: ccx serve"
+    )
+
+
+async def test_missing_token_passes_the_refusal_on(guarded: Served) -> None:
+    status, line = await ccx("ps", "--url", guarded.url)
+    assert status == ExitStatus.NOT_ALLOWED
+    assert "a valid token is required" in line  # the daemon's own words
+    assert line.endswith("pass --token TOKEN or set CCX_TOKEN")
+
+
+async def test_wrong_token_passes_the_refusal_on(guarded: Served) -> None:
+    status, line = await ccx("--url", guarded.url, "ps", env={"CCX_TOKEN": "not-the-token"})
+    assert status == ExitStatus.NOT_ALLOWED
+    assert "refused the token: a valid token is required" in line
+    assert line.endswith("check --token / CCX_TOKEN")
+
+
+async def test_url_without_a_scheme(served: Served) -> None:
+    bare = served.url.removeprefix("ws://")
+    status, line = await ccx("ps", "--url", bare)
+    assert status == ExitStatus.BAD_URL
+    assert (
+        line
+        == f"ccx: {bare!r} is not a daemon URL: it must start with ws:// (or wss://) — e.g. ws://127.0.0.1:8003/"
+    )
+
+
+async def test_empty_ccx_url() -> None:
+    status, line = await ccx("ps", env={"CCX_URL": ""})
+    assert status == ExitStatus.EMPTY_URL
+    assert line.startswith("ccx: CCX_URL is set but empty — unset it")
+
+
+async def test_wrong_path_is_the_daemons_404(served: Served) -> None:
+    status, line = await ccx("status", "--url", served.url + "nope")
+    assert status == ExitStatus.WRONG_PATH
+    assert "no WebSocket endpoint at /nope" in line  # the daemon's own words
+
+
+async def test_a_web_server_is_not_a_daemon(nursery: trio.Nursery) -> None:
+    async def web_page(stream: trio.SocketStream) -> None:
+        page = b"<html><body>It works!</body></html>"
+        await stream.receive_some(65536)
+        await stream.send_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(page), page)
+        )
+        await stream.aclose()
+
+    (listener,) = await nursery.start(partial(trio.serve_tcp, web_page, 0, host="127.0.0.1"))
+    url = f"ws://127.0.0.1:{listener.socket.getsockname()[1]}/"
+    status, line = await ccx("run", "--url", url, "--", "true")
+    assert status == ExitStatus.NOT_A_DAEMON
+    assert line == (
+        f"ccx: {url} is not a cc-executor daemon (it answered HTTP 200 (text/html)) — "
+        "check the host and port"
+    )
+
+
+async def test_another_websocket_server_is_not_a_daemon(nursery: trio.Nursery) -> None:
+    async def chatty(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        with contextlib.suppress(ConnectionClosed):  # the client leaves
+            await ws.send_message("hello, whoever you are")
+            await ws.get_message()
+
+    server = await nursery.start(serve_websocket, chatty, "127.0.0.1", 0, None)
+    url = f"ws://127.0.0.1:{server.port}/"
+    status, line = await ccx("ps", "--url", url)
+    assert status == ExitStatus.NOT_A_DAEMON
+    assert line.startswith(f"ccx: {url} is not a cc-executor daemon (not JSON-RPC: ")
+
+
+async def test_connection_limit_is_the_daemons_refusal(nursery: trio.Nursery) -> None:
+    served = await start_daemon(nursery, make_config(max_connections=1))
+    with trio.fail_after(TIMEOUT):
+        async with open_connection(served.url):
+            status, line = await ccx("ps", "--url", served.url)
+    assert status == ExitStatus.BUSY
+    assert line == (
+        f"ccx: the daemon at {served.url} refused the session: connection limit reached "
+        "(max_connections=1) — try again later"
+    )
