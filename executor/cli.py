@@ -17,6 +17,7 @@ from cc_executor.executor.config.server import (
     ServerConfig,
     config_from_env,
     validate,
+    with_pass_env_expanded,
     with_tokens,
 )
 from cc_executor.executor.daemon.serve import serve_until_signalled
@@ -68,7 +69,14 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--pass-env",
         action="append",
         metavar="NAME",
-        help="pass this daemon variable to children (repeatable; CCX_PASS_ENV)",
+        help="pass this daemon variable to children (repeatable; CCX_PASS_ENV); a glob "
+        "('*', 'LC_*') passes every matching one but CCX_* and Claude Code's markers",
+    )
+    p.add_argument(
+        "--cwd",
+        metavar="DIR",
+        help="the daemon's working directory, and every run's unless it asks for one "
+        "(CCX_CWD; default: where the daemon starts)",
     )
     p.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), help="(CCX_LOG_LEVEL)"
@@ -163,6 +171,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         "max_message_bytes": args.max_message_bytes,
         "shutdown_grace": args.shutdown_grace,
         "pass_env": tuple(args.pass_env) if args.pass_env else None,
+        "cwd": args.cwd,
         "log_level": args.log_level,
         "state_dir": args.state_dir,
         "retention_seconds": args.retention_seconds,
@@ -185,7 +194,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
     journal_changes = {k: v for k, v in journal_changes.items() if v is not None}
     if journal_changes:
         config = attrs.evolve(config, journal=attrs.evolve(config.journal, **journal_changes))
-    config = with_tokens(config, os.environ)
+    config = with_pass_env_expanded(with_tokens(config, os.environ), os.environ)
     validate(config)
     return config
 
@@ -198,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"ccx serve: {exc}", file=sys.stderr)
             return 2
+        if config.cwd is not None:
+            os.chdir(config.cwd)
         configure_logging(config.log_level)
         trio.run(serve_until_signalled, config)
         return 0
