@@ -152,11 +152,14 @@ async def test_stderr_lines_and_non_utf8_lines_each_have_their_frame(served: Ser
 # -- controls: the reply is the very next frame ----------------------------------------------
 
 
+@pytest.mark.parametrize("path", ["/ws/mcp", "/"])
 async def test_forty_pause_resume_each_answered_by_the_next_frame_then_cancel(
-    served: Served,
+    served: Served, path: str
 ) -> None:
+    """The reply before the event it caused holds on every path; only /ws/mcp adds
+    process.canceled before the completion."""
     with trio.fail_after(60):
-        async with original_client(served.port) as client:
+        async with original_client(served.port, path) as client:
             await client.send("execute", {"command": "sh -c 'echo ready; exec sleep 60'"})
             started = await client.recv()
             pid = started["result"]["pid"]
@@ -173,14 +176,20 @@ async def test_forty_pause_resume_each_answered_by_the_next_frame_then_cancel(
                 assert event["params"]["pid"] == pid
             id_ = await client.send("control", {"type": "CANCEL"})
             reply = await client.recv()
-            canceled = await client.recv()
-            completed = await client.recv()
+            *canceled, completed = [await client.recv() for _ in range(1 if path == "/" else 2)]
     assert reply["id"] == id_
     assert reply["result"]["status"] == "canceled"
-    assert canceled["method"] == "process.canceled"
-    assert canceled["params"]["status"] == "canceled"
-    assert canceled["params"]["pid"] == pid
-    assert "seq" not in canceled["params"]
+    if path == "/":
+        assert canceled == []
+    else:
+        (announced,) = canceled
+        assert announced["method"] == "process.canceled"
+        assert announced["params"] == {
+            "run": reply["result"]["run"],
+            "status": "canceled",
+            "pid": pid,
+            "pgid": pid,
+        }
     assert completed["method"] == "process.completed"
     assert completed["params"]["status"] == "canceled"
     assert completed["params"]["outcome"] == "cancelled"
