@@ -135,12 +135,12 @@ class Session:
             subprotocol=self.ws.subprotocol,
             protocol=self.conn.profile.name,
         )
-        if self._refusal is not None:
-            log.info("session.refused", reason=self._refusal.message)
-            await self.send_text(self.conn.encode(self.conn.make_error(None, self._refusal)))
-            await self.close(1008, "unknown protocol")
-            return
         try:
+            if self._refusal is not None:  # the client asked for a protocol we do not speak
+                self.errors += 1
+                await self.send_text(self.conn.encode(self.conn.make_error(None, self._refusal)))
+                await self.close(1008, "unknown protocol")
+                return
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
