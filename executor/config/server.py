@@ -41,9 +41,9 @@ DEFAULT_PASS_ENV: tuple[str, ...] = (
     "TZ",
     "TMPDIR",
 )
-# Names a run never gets from a request, nor from a glob in the pass-list (`--pass-env '*'`):
-# the daemon's own settings (tokens among them) and the markers a parent agent sets for its
-# own children.
+# A glob in the pass-list (`--pass-env '*'`) never matches these: the daemon's own settings
+# (tokens among them) and the markers a parent agent sets for its own children -- the names a
+# request may not set either (runs/policy.py's _STRIPPED_PREFIXES).
 RESERVED_ENV_PREFIXES: tuple[str, ...] = ("CCX_", "CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT")
 
 

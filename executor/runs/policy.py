@@ -28,12 +28,15 @@ import structlog
 
 from cc_executor.executor.config.claude import permission_bypass
 from cc_executor.executor.config.policyfile import CommandRule
-from cc_executor.executor.config.server import RESERVED_ENV_PREFIXES, ServerConfig
+from cc_executor.executor.config.server import ServerConfig
 from cc_executor.executor.runs.limits import RunLimits
 from cc_executor.protocol import ExecuteParams, InvalidParams, PolicyRefused
 from cc_executor.supervision import ResourceLimits, SpawnSpec
 
 log = structlog.get_logger()
+
+# Markers a parent agent sets for its own children; a run must never inherit them.
+_STRIPPED_PREFIXES = ("CCX_", "CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT")
 
 
 def _resolve(executable: str, path: str | None) -> str | None:
@@ -206,7 +209,7 @@ def child_environment(config: ServerConfig, request_env: Mapping[str, str]) -> d
     env = {name: os.environ[name] for name in config.pass_env if name in os.environ}
     patterns = config.policy.request_env
     for name, value in request_env.items():
-        if name.startswith(RESERVED_ENV_PREFIXES):
+        if name.startswith(_STRIPPED_PREFIXES):
             raise InvalidParams(f"environment variable {name} is reserved", {"variable": name})
         if patterns is not None and not any(fnmatchcase(name, p) for p in patterns):
             raise PolicyRefused(
