@@ -63,6 +63,10 @@ def _col(runs: Runs, key: str, fmt: str = "{:.1f}") -> str:
     return spread([float(run[key]) for run in runs], fmt)
 
 
+def _ratio(runs: Runs, key: str, base: str) -> str:
+    return spread([float(run[key]) / float(run[base]) for run in runs], "{:.4f}")
+
+
 def _all(runs: Runs, key: str) -> str:
     values = [run[key] for run in runs]
     return " / ".join(str(v) for v in values)
@@ -101,8 +105,16 @@ def _w1(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
         f"{_col(runs, 'ratio', '{:.3f}')} | daemon {_col(runs, 'daemon_cpu_per_100mb', '{:.2f}')}"
         f"; client {_col(runs, 'client_cpu_per_100mb', '{:.2f}')} | "
         f"{_col(runs, 'peak_rss_mb')} |",
+        f"| daemon → client on `/ws/mcp`, the original's framing (one frame per line; "
+        f"{sizes.w1_original_bytes} bytes) | {_col(runs, 'original_mbps', '{:.2f}')} | "
+        f"{_ratio(runs, 'original_mbps', 'raw_mbps')} | "
+        f"daemon {_col(runs, 'original_daemon_cpu_per_100mb', '{:.1f}')}"
+        f"; client {_col(runs, 'original_client_cpu_per_100mb', '{:.1f}')} | "
+        f"{_col(runs, 'original_peak_rss_mb')} |",
         "",
-        f"Every byte arrived, in order, in every run: {_all(runs, 'bytes_ok')}.",
+        f"Every byte arrived, in order, in every run: {_all(runs, 'bytes_ok')} on `/`, "
+        f"{_all(runs, 'original_bytes_ok')} on `/ws/mcp`. Frames per run: "
+        f"{_all(runs, 'frames')} on `/`, {_all(runs, 'original_frames')} on `/ws/mcp`.",
     ]
     return rows, [
         Target(

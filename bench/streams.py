@@ -17,6 +17,7 @@ from bench.procfs import self_cpu_seconds
 from bench.wsclient import WsClient, connect
 
 READ_BOUND = 120.0  # no run of the benchmark may take longer than this
+ORIGINAL_PATH = "/ws/mcp"  # the original CC-Executor's path: its framing, one line per frame
 
 
 def firehose_argv(total_bytes: int, line: str) -> list[str]:
@@ -29,10 +30,13 @@ def read_run(
     argv: list[str],
     on_output: Callable[[str, str], None],
     bound: float = READ_BOUND,
+    lines_share_seq: bool = False,
 ) -> dict[str, Any]:
     """Execute `argv` and feed every output chunk (type, data) to `on_output` until completion.
 
-    Returns timings, the completion params and sequence-number anomalies.
+    With `lines_share_seq` (the original's framing on /ws/mcp: one frame per line, the lines
+    of one event carry its seq) a frame may repeat the seq before it.
+    Returns timings, the completion params, the output frames and sequence-number anomalies.
     """
     started = time.perf_counter()
     deadline = started + bound
@@ -40,17 +44,20 @@ def read_run(
     run_id = None
     expected_seq = 1
     seq_errors = 0
+    frames = 0
     first_output = None
     while time.perf_counter() < deadline:
         message = client.read_message()
         method = message.get("method")
         if method == "process.output":
             params = message["params"]
+            frames += 1
             if first_output is None:
                 first_output = time.perf_counter()
-            if params["seq"] != expected_seq:
+            seq = params["seq"]
+            if seq != expected_seq and not (lines_share_seq and seq == expected_seq - 1):
                 seq_errors += 1
-            expected_seq = params["seq"] + 1
+            expected_seq = seq + 1
             data = params["data"]
             if params.get("encoding") is not None:
                 raise RuntimeError("unexpected base64 output in a text benchmark")
@@ -64,6 +71,7 @@ def read_run(
                 "first_output": (first_output or started) - started,
                 "completed": params,
                 "seq_errors": seq_errors,
+                "frames": frames,
                 "run": run_id,
             }
         elif message.get("id") == request_id:
@@ -73,21 +81,24 @@ def read_run(
     raise TimeoutError(f"the run did not complete within {bound} s")
 
 
-def firehose(port: int, total_bytes: int, line: str) -> dict[str, Any]:
-    """W1: MB/s of output received by one client."""
-    client = connect(port)
+def firehose(port: int, total_bytes: int, line: str, path: str = "/") -> dict[str, Any]:
+    """W1: MB/s of output received by one client, on `path` (`/ws/mcp`: the original's
+    framing, one frame per line)."""
+    client = connect(port, path=path)
     counts = Counter[str]()
 
     def count(stream: str, data: str) -> None:
         counts[stream] += len(data) if data.isascii() else len(data.encode())
 
-    result = read_run(client, firehose_argv(total_bytes, line), count)
+    argv = firehose_argv(total_bytes, line)
+    result = read_run(client, argv, count, lines_share_seq=path == ORIGINAL_PATH)
     client.close()
     return {
         "seconds": result["seconds"],
         "bytes": counts["stdout"],
         "stderr_bytes": counts["stderr"],
         "seq_errors": result["seq_errors"],
+        "frames": result["frames"],
         "mb_per_s": counts["stdout"] / result["seconds"] / 1e6,
     }
 

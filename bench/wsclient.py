@@ -172,9 +172,9 @@ class WsClient:
         raise TimeoutError(f"no reply to {method} in {bound} s")
 
 
-def connect(port: int, rcvbuf: int | None = None, bound: float = 10.0) -> WsClient:
+def connect(port: int, rcvbuf: int | None = None, bound: float = 10.0, path: str = "/") -> WsClient:
     """Open a connection and consume the `connected` greeting."""
-    client = WsClient(port, rcvbuf=rcvbuf)
+    client = WsClient(port, path, rcvbuf=rcvbuf)
     client.sock.settimeout(bound)
     greeting = client.read_message()
     if greeting.get("method") != "connected":

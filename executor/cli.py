@@ -135,7 +135,14 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--pass-env",
         action="append",
         metavar="NAME",
-        help="pass this daemon variable to children (repeatable; CCX_PASS_ENV)",
+        help="pass this daemon variable to children (repeatable; CCX_PASS_ENV); a glob "
+        "('*', 'LC_*') passes every matching one but CCX_* and Claude Code's markers",
+    )
+    p.add_argument(
+        "--cwd",
+        metavar="DIR",
+        help="the daemon's working directory, and every run's unless it asks for one "
+        "(CCX_CWD; default: where the daemon starts)",
     )
     p.add_argument(
         "--log-level",
@@ -259,7 +266,12 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
     """Flags over the environment over the policy file over the defaults."""
     import attrs
 
-    from cc_executor.executor.config.server import config_from_env, validate, with_tokens
+    from cc_executor.executor.config.server import (
+        config_from_env,
+        validate,
+        with_pass_env_expanded,
+        with_tokens,
+    )
 
     config = config_from_env(check=False, policy_path=args.policy)
     changes = {
@@ -273,6 +285,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         "max_message_bytes": args.max_message_bytes,
         "shutdown_grace": args.shutdown_grace,
         "pass_env": tuple(args.pass_env) if args.pass_env else None,
+        "cwd": args.cwd,
         "log_level": args.log_level,
         "state_dir": args.state_dir,
         "retention_seconds": args.retention_seconds,
@@ -296,7 +309,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
     journal_changes = {k: v for k, v in journal_changes.items() if v is not None}
     if journal_changes:
         config = attrs.evolve(config, journal=attrs.evolve(config.journal, **journal_changes))
-    config = with_tokens(config, os.environ)
+    config = with_pass_env_expanded(with_tokens(config, os.environ), os.environ)
     validate(config)
     return config
 
@@ -339,6 +352,8 @@ def serve(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"ccx serve: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTING
+    if config.cwd is not None:
+        os.chdir(config.cwd)  # the daemon's, and every run's that asks for none
     configure_logging(config.log_level, json=json_logs)
     try:
         trio.run(serve_until_signalled, config)

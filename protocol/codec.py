@@ -3,14 +3,18 @@
 Decoding never raises: whatever the text, each message becomes an event, and a message we
 must refuse becomes `Invalid` carrying its error reply. The reply carries the request's id
 whenever that id is readable (an int or a string), else null, as JSON-RPC requires. Rules
-that need memory (duplicate ids) are applied by connection.py on top.
+that need memory (duplicate ids) are applied by connection.py on top, and so is the
+connection's profile (profile.py): `decode` takes the methods whose unknown params it ignores,
+and `encode_output_lines` is the original CC-Executor's framing of output.
 Encoding builds plain dicts and lets orjson write them; a value orjson cannot write is our
 bug, reported as LocalProtocolError.
 """
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import AnyStr
 
+import attrs
 import orjson
 
 from cc_executor.protocol.converter import structure_params, unstructure_params
@@ -53,8 +57,12 @@ from cc_executor.protocol.methods import (
 _MEMBERS = frozenset({"jsonrpc", "id", "method", "params"})
 
 
-def decode(text: str) -> Received:
-    """Read one text frame into events."""
+def decode(text: str, lenient: frozenset[str] = frozenset()) -> Received:
+    """Read one text frame into events.
+
+    Requests for a method in `lenient` have their unknown params left out (and named in
+    `RequestReceived.ignored`) instead of refused.
+    """
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -62,9 +70,9 @@ def decode(text: str) -> Received:
     if type(value) is list:
         if not value:  # JSON-RPC: an empty array is one invalid request, not a batch
             return Single(invalid(None, InvalidRequest("Invalid Request: empty batch")))
-        return Batch(tuple(_decode_message(element) for element in value))
+        return Batch(tuple(_decode_message(element, lenient) for element in value))
     if type(value) is dict:
-        return Single(_decode_message(value))
+        return Single(_decode_message(value, lenient))
     return Single(invalid(None, InvalidRequest("Invalid Request: expected an object or an array")))
 
 
@@ -73,7 +81,7 @@ def invalid(id_: Id | None, exc: JsonRpcError) -> Invalid:
     return Invalid(ErrorResponse(id_, exc.error))
 
 
-def _decode_message(value: JSON) -> Event:
+def _decode_message(value: JSON, lenient: frozenset[str]) -> Event:
     if type(value) is not dict:
         return invalid(None, InvalidRequest("Invalid Request: expected an object"))
     # Without "id", a notification. An id must be an int or a string (a bool is an int to
@@ -97,10 +105,24 @@ def _decode_message(value: JSON) -> Event:
             return Ignored(method, exc.message)
     if cls is None:
         return invalid(reply_id, MethodNotFound(f"Method not found: {method}"))
+    ignored: tuple[str, ...] = ()
+    if method in lenient and type(raw) is dict:
+        raw, ignored = _known_params(raw, cls)
     try:
-        return RequestReceived(reply_id, method, _params(raw, cls))
+        return RequestReceived(reply_id, method, _params(raw, cls), ignored)
     except InvalidParams as exc:
         return invalid(reply_id, exc)
+
+
+def _known_params(
+    raw: dict[str, JSON], cls: type[Params]
+) -> tuple[dict[str, JSON], tuple[str, ...]]:
+    """`raw` without the params `cls` does not have, and the names of those left out."""
+    names = {field.name for field in attrs.fields(cls)}
+    unknown = tuple(sorted(key for key in raw if key not in names))
+    if not unknown:
+        return raw, ()
+    return {key: value for key, value in raw.items() if key in names}, unknown
 
 
 def _envelope(value: dict[str, JSON]) -> tuple[str, JSON]:
@@ -160,25 +182,95 @@ def encode_output(
         LocalProtocolError: `stream` is not "stdout" or "stderr", or even the base64
             frame exceeds `max_frame` (the chunk size and frame limit do not fit).
     """
-    if stream not in OUTPUT_STREAMS:
-        raise LocalProtocolError(f"unknown output stream {stream!r}")
+    _check_stream(stream)
     # The hot path: one decode, one dict, one dumps, one decode of the result.
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        pass
-    else:
-        params = {"run": run, "seq": seq, "type": stream, "data": text}
-        frame = orjson.dumps({"jsonrpc": "2.0", "method": PROCESS_OUTPUT, "params": params})
-        if max_frame is None or len(frame) <= max_frame:
-            return frame.decode()
-    params = {
+        return _base64_output(run, seq, stream, data, max_frame, None)
+    frame = _text_output(run, seq, stream, text, max_frame, None)
+    return frame if frame is not None else _base64_output(run, seq, stream, data, max_frame, None)
+
+
+def encode_output_lines(
+    run: str, seq: int, stream: str, data: bytes, max_frame: int | None = None
+) -> list[str]:
+    """The original CC-Executor's framing of a chunk: one `process.output` per line.
+
+    Each frame carries one line of `data` with its newline (a last piece without one is a
+    line not finished yet), `"truncated": false` (nothing is ever cut off) and the chunk's
+    `seq`. Each line is encoded as `encode_output` encodes a chunk: text, or base64 when it
+    is not UTF-8 or would not fit `max_frame`.
+
+    Raises:
+        LocalProtocolError: as `encode_output`.
+    """
+    _check_stream(stream)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:  # line by line: the lines that are text go as text
+        return [
+            _line_output(run, seq, stream, line, max_frame) for line in _split_lines(data, b"\n")
+        ]
+    frames = []
+    for line in _split_lines(text, "\n"):
+        frame = _text_output(run, seq, stream, line, max_frame, False)
+        if frame is None:
+            frame = _base64_output(run, seq, stream, line.encode(), max_frame, False)
+        frames.append(frame)
+    return frames
+
+
+def _split_lines(data: AnyStr, newline: AnyStr) -> Iterator[AnyStr]:
+    """Each line of `data` with its `newline`, then the rest if any (no other byte ends a line,
+    unlike `splitlines`)."""
+    start = 0
+    while (end := data.find(newline, start) + 1) > 0:
+        yield data[start:end]
+        start = end
+    if start < len(data):
+        yield data[start:]
+
+
+def _line_output(run: str, seq: int, stream: str, line: bytes, max_frame: int | None) -> str:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return _base64_output(run, seq, stream, line, max_frame, False)
+    frame = _text_output(run, seq, stream, text, max_frame, False)
+    return frame if frame is not None else _base64_output(run, seq, stream, line, max_frame, False)
+
+
+def _check_stream(stream: str) -> None:
+    if stream not in OUTPUT_STREAMS:
+        raise LocalProtocolError(f"unknown output stream {stream!r}")
+
+
+def _text_output(
+    run: str, seq: int, stream: str, text: str, max_frame: int | None, truncated: bool | None
+) -> str | None:
+    """The frame carrying `text` as is, or None if it would be longer than `max_frame`."""
+    params: dict[str, object] = {"run": run, "seq": seq, "type": stream, "data": text}
+    if truncated is not None:
+        params["truncated"] = truncated
+    frame = orjson.dumps({"jsonrpc": "2.0", "method": PROCESS_OUTPUT, "params": params})
+    if max_frame is None or len(frame) <= max_frame:
+        return frame.decode()
+    return None
+
+
+def _base64_output(
+    run: str, seq: int, stream: str, data: bytes, max_frame: int | None, truncated: bool | None
+) -> str:
+    params: dict[str, object] = {
         "run": run,
         "seq": seq,
         "type": stream,
         "data": base64.b64encode(data).decode("ascii"),
         "encoding": "base64",
     }
+    if truncated is not None:
+        params["truncated"] = truncated
     frame = orjson.dumps({"jsonrpc": "2.0", "method": PROCESS_OUTPUT, "params": params})
     if max_frame is not None and len(frame) > max_frame:
         raise LocalProtocolError(f"{len(data)} bytes of output do not fit a {max_frame}-byte frame")

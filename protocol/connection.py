@@ -20,6 +20,11 @@ rules that need memory:
   `process.paused`/`resumed`/`completed` must follow the reply). While the id is pending,
   `send` refuses such an event; `held` tells the caller which reply it must wait for.
 
+- The connection's profile (profile.py) says how it frames and reads: the original's turns
+  one notice into several frames (a line each; `process.canceled` before a cancelled run's
+  completion), ignores unknown params of some methods, and maps error codes.  `send_frames`
+  gives every frame of a notice; the rules above are checked once per notice.
+
 Ids may be reused once answered, as JSON-RPC allows. Memory: one entry per pending id and
 per run seen on this connection.
 """
@@ -27,25 +32,35 @@ per run seen on this connection.
 from collections.abc import KeysView, Sequence
 from typing import Literal, TypeAlias
 
+import attrs
+
 from cc_executor.protocol.codec import (
     decode,
     encode_batch,
     encode_message,
     encode_output,
+    encode_output_lines,
     invalid,
 )
-from cc_executor.protocol.errors import InvalidRequest, JsonRpcError, LocalProtocolError
+from cc_executor.protocol.errors import (
+    InvalidRequest,
+    JsonRpcError,
+    LocalProtocolError,
+    ParseError,
+)
 from cc_executor.protocol.events import Batch, Event, Invalid, Received, RequestReceived, Single
 from cc_executor.protocol.messages import ErrorResponse, Id, Message, Reply, Response
 from cc_executor.protocol.notices import (
+    Connected,
     Notice,
     RunCompleted,
     RunOutput,
     RunPaused,
     RunResumed,
 )
+from cc_executor.protocol.profile import CURRENT, Profile
 from cc_executor.protocol.results import Result
-from cc_executor.protocol.server_codec import notice_message, result_object
+from cc_executor.protocol.server_codec import canceled_message, notice_message, result_object
 
 HoldScope: TypeAlias = Literal["all", "state"]
 _SEQUENCED = (RunOutput, RunPaused, RunResumed, RunCompleted)
@@ -55,7 +70,8 @@ _STATE = (RunPaused, RunResumed, RunCompleted)
 class ServerConnection:
     """Sans-I/O JSON-RPC state for one connection: text in, events out; replies in, text out."""
 
-    def __init__(self) -> None:
+    def __init__(self, profile: Profile = CURRENT) -> None:
+        self.profile = profile
         self._pending: dict[Id, None] = {}  # a dict, for its live read-only keys view
         self._next_seq: dict[str, int] = {}  # run -> the seq its next event must carry
         self._closed: set[str] = set()  # runs completed or detached: no more events
@@ -71,7 +87,7 @@ class ServerConnection:
 
     def receive(self, text: str) -> Received:
         """Read one text frame; never raises for anything the peer sends."""
-        received = decode(text)
+        received = decode(text, self.profile.lenient_methods)
         if isinstance(received, Single):
             return Single(self._admit(received.event))
         return Batch(tuple(self._admit(event) for event in received.events))
@@ -85,9 +101,13 @@ class ServerConnection:
             return event
         if id_ is not None and id_ in self._pending:
             duplicate = InvalidRequest("Invalid Request: duplicate id", {"duplicate_id": id_})
-            return invalid(None, duplicate)
-        if isinstance(event, RequestReceived):
+            event = invalid(None, duplicate)
+        elif isinstance(event, RequestReceived):
             self._pending[event.id] = None
+            return event
+        if self.profile.error_codes:
+            assert isinstance(event, Invalid)
+            event = Invalid(attrs.evolve(event.reply, error=self.profile.error(event.reply.error)))
         return event
 
     # -- replies -----------------------------------------------------------------------
@@ -102,7 +122,7 @@ class ServerConnection:
     def respond_error(self, id_: Id, exc: JsonRpcError) -> str:
         """Answer request `id_` with the error `exc` carries."""
         self._check_pending(id_)
-        text = encode_message(ErrorResponse(id_, exc.error))
+        text = encode_message(ErrorResponse(id_, self.profile.error(exc.error)))
         self._answered(id_)
         return text
 
@@ -121,7 +141,13 @@ class ServerConnection:
         if id_ is not None:
             self._check_pending(id_)
             del self._pending[id_]
-        return ErrorResponse(id_, exc.error)
+        return ErrorResponse(id_, self.profile.error(exc.error))
+
+    def refuse_binary(self) -> str:
+        """The reply to a binary frame, on every profile -32700 (the original had no code to
+        keep: it dropped the connection)."""
+        error = ParseError("binary frames are not accepted: send JSON-RPC 2.0 as text")
+        return encode_message(ErrorResponse(None, error.error))
 
     def encode(self, message: Message) -> str:
         """The frame for a reply made by `make_*` or an `Invalid` event."""
@@ -199,7 +225,23 @@ class ServerConnection:
 
         Raises:
             LocalProtocolError: a run event out of sequence or after its run's completion or
-                detach, or an event whose causing request has not been answered yet.
+                detach, or an event whose causing request has not been answered yet; or a
+                profile that frames `notice` as several frames (use `send_frames`).
+        """
+        frames = self.send_frames(notice, max_frame)
+        if len(frames) != 1:
+            raise LocalProtocolError(
+                f"the {self.profile.name} profile sends {type(notice).__name__} as "
+                f"{len(frames)} frames: use send_frames"
+            )
+        return frames[0]
+
+    def send_frames(self, notice: Notice, max_frame: int | None = None) -> list[str]:
+        """Every frame for `notice`, in order, once the connection's rules allow it: one,
+        except where the profile frames it as several (see the module docstring).
+
+        Raises:
+            LocalProtocolError: as `send`.
         """
         waiting = self.held(notice)
         if waiting is not None:
@@ -207,20 +249,29 @@ class ServerConnection:
                 f"{type(notice).__name__} of run {getattr(notice, 'run', '?')!r} must follow "
                 f"the reply to request {waiting!r}"
             )
+        profile = self.profile
         if isinstance(notice, RunOutput):
             self._check_seq(notice.run, notice.seq)
-            text = encode_output(notice.run, notice.seq, notice.stream, notice.data, max_frame)
+            run, seq, stream, data = notice.run, notice.seq, notice.stream, notice.data
+            if profile.output_lines:
+                frames = encode_output_lines(run, seq, stream, data, max_frame)
+            else:
+                frames = [encode_output(run, seq, stream, data, max_frame)]
             self._next_seq[notice.run] = notice.seq + 1
-            return text
+            return frames
         if isinstance(notice, _SEQUENCED):
             self._check_seq(notice.run, notice.seq)
-        text = encode_message(notice_message(notice))
+        if isinstance(notice, Connected) and profile.greeting:
+            notice = attrs.evolve(notice, protocol=profile.name)
+        frames = [encode_message(notice_message(notice))]
         if isinstance(notice, RunCompleted):
+            if profile.announce_cancel and notice.completion.status == "canceled":
+                frames.insert(0, encode_message(canceled_message(notice)))
             self._next_seq.pop(notice.run, None)
             self._closed.add(notice.run)
         elif isinstance(notice, _SEQUENCED):
             self._next_seq[notice.run] = notice.seq + 1
-        return text
+        return frames
 
     def attach_run(self, run: str, next_seq: int) -> None:
         """Let events of `run` flow again, the next one carrying `next_seq` (for attach)."""

@@ -10,11 +10,16 @@ from cc_executor.protocol.methods import Params
 
 @attrs.frozen
 class RequestReceived:
-    """A valid call; the daemon must answer `id` exactly once."""
+    """A valid call; the daemon must answer `id` exactly once.
+
+    `ignored` names the params left out because the connection's profile ignores params it
+    does not know for this method (the original CC-Executor's lenient `execute`).
+    """
 
     id: Id
     method: str
     params: Params
+    ignored: tuple[str, ...] = ()
 
 
 @attrs.frozen

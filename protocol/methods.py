@@ -55,6 +55,8 @@ PROCESS_OUTPUT: Final = "process.output"
 PROCESS_PAUSED: Final = "process.paused"
 PROCESS_RESUMED: Final = "process.resumed"
 PROCESS_COMPLETED: Final = "process.completed"
+# The original CC-Executor's word for a cancelled run; only its profile sends it (profile.py).
+PROCESS_CANCELED: Final = "process.canceled"
 # The daemon is draining: live runs are cancelled after a grace period.
 SHUTDOWN: Final = "shutdown"
 # A durable run's journal lacks events from `seq` on (its quota was reached, a write failed,

@@ -58,13 +58,18 @@ class Completion:
 
 @attrs.frozen
 class Connected:
-    """`connected`: the first frame of every JSON-RPC connection."""
+    """`connected`: the first frame of every JSON-RPC connection.
+
+    `protocol` names the connection's compatibility profile where it says so (profile.py:
+    the original's, on `/ws/mcp`); None leaves it out.
+    """
 
     session_id: str
     version: str
     server: str
     capabilities: tuple[str, ...]
     limits: Mapping[str, JSON]
+    protocol: str | None = None
 
 
 @attrs.frozen

@@ -16,6 +16,7 @@ from cc_executor.protocol.claude import CLAUDE_EVENT, event_params
 from cc_executor.protocol.messages import JSON, Notification
 from cc_executor.protocol.methods import (
     CONNECTED,
+    PROCESS_CANCELED,
     PROCESS_COMPLETED,
     PROCESS_GAP,
     PROCESS_JOURNAL_ERROR,
@@ -69,6 +70,19 @@ def completion_fields(completion: Completion) -> dict[str, JSON]:
     return fields
 
 
+def canceled_message(notice: RunCompleted) -> Notification:
+    """`process.canceled`, which the original sent after its reply to a CANCEL: the original
+    profile sends it just before a cancelled run's `process.completed` (not sequenced)."""
+    completion = notice.completion
+    params: dict[str, JSON] = {
+        "run": notice.run,
+        "status": "canceled",
+        "pid": completion.pid,
+        "pgid": completion.pgid,
+    }
+    return Notification(PROCESS_CANCELED, params)
+
+
 def _completion_params(run: str, seq: int, completion: Completion) -> dict[str, JSON]:
     params: dict[str, JSON] = {"run": run, "seq": seq, **completion_fields(completion)}
     params["pid"] = completion.pid
@@ -111,16 +125,16 @@ def notice_message(notice: Notice) -> Notification:
         case ClaudeNotice(run=run, event=event):
             return Notification(CLAUDE_EVENT, {"run": run, **event_params(event)})
         case Connected():
-            return Notification(
-                CONNECTED,
-                {
-                    "session_id": notice.session_id,
-                    "version": notice.version,
-                    "server": notice.server,
-                    "capabilities": list(notice.capabilities),
-                    "limits": dict(notice.limits),
-                },
-            )
+            connected: dict[str, JSON] = {
+                "session_id": notice.session_id,
+                "version": notice.version,
+                "server": notice.server,
+                "capabilities": list(notice.capabilities),
+                "limits": dict(notice.limits),
+            }
+            if notice.protocol is not None:
+                connected["protocol"] = notice.protocol
+            return Notification(CONNECTED, connected)
         case Shutdown(reason=reason, grace=grace, then=then):
             return Notification(SHUTDOWN, {"reason": reason, "grace": grace, "then": then})
         case RunOutput():
@@ -296,6 +310,7 @@ def decode_notice(method: str, params: Mapping[str, Any]) -> Notice | None:
                 server=str(params.get("server", "")),
                 capabilities=tuple(params.get("capabilities", ())),
                 limits=dict(params.get("limits", {})),
+                protocol=params.get("protocol"),
             )
         case "shutdown":
             return Shutdown(

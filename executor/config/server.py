@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from fnmatch import fnmatchcase
 
 import attrs
 
@@ -41,6 +42,10 @@ DEFAULT_PASS_ENV: tuple[str, ...] = (
     "TZ",
     "TMPDIR",
 )
+# A glob in the pass-list (`--pass-env '*'`) never matches these: the daemon's own settings
+# (tokens among them) and the markers a parent agent sets for its own children -- the names a
+# request may not set either (runs/environment.py refuses them).
+RESERVED_ENV_PREFIXES: tuple[str, ...] = ("CCX_", "CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT")
 
 
 def default_state_dir(env: Mapping[str, str] | None = None) -> str:
@@ -75,6 +80,9 @@ class ServerConfig:
     allowed_commands: tuple[str, ...] | None = None
     allow_shell: bool = False
     pass_env: tuple[str, ...] = DEFAULT_PASS_ENV
+    # The daemon's working directory, and so a run's unless it asks for one; None: where the
+    # daemon was started (the original ran every command in its own checkout).
+    cwd: str | None = None
     shutdown_grace: float = 10.0
     connect_timeout: float = 10.0
     log_level: str = "info"
@@ -221,6 +229,7 @@ def config_from_env(
         ),
         allow_shell=_env_bool(env, "CCX_ALLOW_SHELL", base.allow_shell),
         pass_env=_env_list(env, "CCX_PASS_ENV") or base.pass_env,
+        cwd=env.get("CCX_CWD") or base.cwd,
         shutdown_grace=_env_float(env, "CCX_SHUTDOWN_GRACE", base.shutdown_grace),
         log_level=env.get("CCX_LOG_LEVEL", base.log_level),
         supervision=supervision,
@@ -235,7 +244,7 @@ def config_from_env(
         instance=env.get("CCX_INSTANCE") or base.instance,
     )
     if check:
-        config = with_tokens(config, env)
+        config = with_pass_env_expanded(with_tokens(config, env), env)
         validate(config)
     return config
 
@@ -255,6 +264,24 @@ def with_tokens(config: ServerConfig, env: Mapping[str, str]) -> ServerConfig:
         return attrs.evolve(config, tokens=load_tokens(env, config.token_file))
     except TokenError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def with_pass_env_expanded(config: ServerConfig, env: Mapping[str, str]) -> ServerConfig:
+    """The pass-list with each glob (``*``, ``LC_*``) replaced by the names in `env` it matches,
+    reserved names left out; plain names stay as given."""
+    names: list[str] = []
+    for entry in config.pass_env:
+        if not any(c in entry for c in "*?["):
+            names.append(entry)
+            continue
+        names.extend(
+            sorted(
+                name
+                for name in env
+                if fnmatchcase(name, entry) and not name.startswith(RESERVED_ENV_PREFIXES)
+            )
+        )
+    return attrs.evolve(config, pass_env=tuple(dict.fromkeys(names)))
 
 
 def validate(config: ServerConfig) -> None:
@@ -279,6 +306,8 @@ def validate(config: ServerConfig) -> None:
         raise ConfigError("retention_seconds and retention_bytes must not be negative")
     if not config.state_dir:
         raise ConfigError("state_dir must not be empty")
+    if config.cwd is not None and not os.path.isdir(config.cwd):
+        raise ConfigError(f"cwd {config.cwd!r} is not a directory")
     if config.journal.quota_policy not in ("block", "gap"):
         raise ConfigError("journal quota policy must be block or gap")
     if config.journal.fsync not in ("never", "completion", "always"):

@@ -117,10 +117,22 @@ class Daemon:
     # -- probes ----------------------------------------------------------------------------
 
     def probe(self, path: str) -> tuple[int, bytes, str] | None:
-        """Answers to GET /healthz (alive), /readyz (accepting runs) and /metrics."""
+        """Answers to GET /healthz (alive), /readyz (accepting runs), /metrics, and /health
+        (alive, as JSON in the original CC-Executor's shape, for its clients and Dockerfile)."""
+        from cc_executor.protocol.health import health_document
+
         text = "text/plain; charset=utf-8"
         if path == "/healthz":
             return 200, b"ok\n", text
+        if path == "/health":
+            body = health_document(
+                version=VERSION,
+                active_sessions=len(self.sessions),
+                max_sessions=self.config.max_connections,
+                uptime_seconds=trio.current_time() - self.started_at,
+                draining=self.draining,
+            )
+            return 200, body, "application/json"
         if path == "/readyz":
             return (503, b"draining\n", text) if self.draining else (200, b"ready\n", text)
         if path == "/metrics":

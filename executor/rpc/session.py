@@ -17,6 +17,11 @@ Back-pressure is the channels, not code: when the client reads slowly, the pump'
 on the socket, the bounded runner->pump channel fills, the runner stops reading the pipe, the
 pipe fills, and the child blocks in write().  Nothing is dropped and memory is flat.
 
+What the client speaks is fixed at connect: ``profile_for`` reads the upgrade's path and
+query (``/ws/mcp`` speaks the original CC-Executor's framing, codes and lenient params unless
+``?protocol=current``), and the connection applies it (protocol/profile.py); nothing here
+branches on it but the log of params the profile ignored.
+
 A reply precedes the events it causes (gates.py): the request that starts a run holds all of
 its events until the reply and ``process.started`` are sent; a control holds the run's state
 events until its reply is.  When the connection goes, every run it started that is not
@@ -47,10 +52,10 @@ from cc_executor.protocol import (
     Id,
     Ignored,
     Invalid,
+    InvalidRequest,
     JsonRpcError,
     LimitExceeded,
     NotificationReceived,
-    ParseError,
     PolicyRefused,
     RequestReceived,
     Response,
@@ -58,6 +63,7 @@ from cc_executor.protocol import (
 )
 from cc_executor.protocol.events import Batch
 from cc_executor.protocol.notices import Notice, RunStarted, Shutdown
+from cc_executor.protocol.profile import CURRENT, profile_for
 from cc_executor.protocol.results import Result, Started
 
 if TYPE_CHECKING:
@@ -101,7 +107,12 @@ class Session:
         self.ws = ws
         self.peer = peer
         self.session_id = secrets.token_hex(6)
-        self.conn = ServerConnection()
+        self._refusal: InvalidRequest | None = None
+        try:
+            profile = profile_for(ws.path or "/")
+        except InvalidRequest as exc:
+            profile, self._refusal = CURRENT, exc
+        self.conn = ServerConnection(profile)
         self.gates = Gates()
         self.handles = Handles(self)
         self.attachments = Attachments(self)
@@ -124,8 +135,14 @@ class Session:
             remote=self.peer.address,
             path=(self.ws.path or "").split("?", 1)[0],  # the query may hold a token
             subprotocol=self.ws.subprotocol,
+            protocol=self.conn.profile.name,
         )
         try:
+            if self._refusal is not None:  # the client asked for a protocol we do not speak
+                self.errors += 1
+                await self.send_text(self.conn.encode(self.conn.make_error(None, self._refusal)))
+                await self.close(1008, "unknown protocol")
+                return
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
@@ -207,9 +224,10 @@ class Session:
         """
         if gated:
             await self.gates.wait(notice)
-        text = self.conn.send(notice, self.daemon.config.max_frame_bytes)
+        frames = self.conn.send_frames(notice, self.daemon.config.max_frame_bytes)
         try:
-            await self.ws.send_message(text)
+            for text in frames:
+                await self.ws.send_message(text)
         except ConnectionClosed:
             self._closed = True
             raise Gone from None
@@ -224,8 +242,7 @@ class Session:
                 return
             if isinstance(message, bytes):
                 self.errors += 1
-                error = ParseError("binary frames are not accepted: send JSON-RPC 2.0 as text")
-                await self.send_text(self.conn.encode(self.conn.make_error(None, error)))
+                await self.send_text(self.conn.refuse_binary())
                 continue
             received = self.conn.receive(message)
             if isinstance(received, Batch):
@@ -242,10 +259,16 @@ class Session:
             log.debug("notification.ignored", method=event.method)
             return
         self.requests += 1
+        self._note_ignored(event)
         if event.method in RUN_METHODS:
             await self.handles.enqueue(event, None)
             return
         await self.answer(event.id, self._handler(event), None)
+
+    def _note_ignored(self, event: RequestReceived) -> None:
+        """Log the params the profile left out (the original ignored them too)."""
+        if event.ignored:
+            log.info("request.params_ignored", method=event.method, params=list(event.ignored))
 
     def _handler(self, event: RequestReceived) -> Handler:
         from cc_executor.executor.rpc.handlers import SESSION_HANDLERS
@@ -262,6 +285,7 @@ class Session:
                 batch.replies[index] = event.reply
             elif isinstance(event, RequestReceived):
                 self.requests += 1
+                self._note_ignored(event)
                 batch.waiting += 1
                 batch.ids.append(event.id)
                 if event.method in RUN_METHODS:

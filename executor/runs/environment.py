@@ -26,12 +26,13 @@ import os
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 
-from cc_executor.executor.config.server import ServerConfig
+from cc_executor.executor.config.server import RESERVED_ENV_PREFIXES, ServerConfig
 from cc_executor.executor.config.startup import is_startup_variable
 from cc_executor.protocol import InvalidParams, PolicyRefused
 
-# Markers a parent agent sets for its own children; a run must never inherit them.
-RESERVED_PREFIXES = ("CCX_", "CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT")
+# Markers a parent agent sets for its own children, and the daemon's own settings: a run never
+# inherits them, and a request may not set them (one list, config/server.py's).
+RESERVED_PREFIXES = RESERVED_ENV_PREFIXES
 
 
 def _check_path(value: str) -> None:

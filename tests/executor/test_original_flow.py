@@ -1,4 +1,9 @@
-"""The original CC-Executor's client flow works unchanged, on both of its paths."""
+"""The original CC-Executor's request flow, read by the strict test client (one seq per frame).
+
+On `/`, and on `/ws/mcp` opted into the current protocol (`?protocol=current`): the same flow,
+the same frames.  What `/ws/mcp` sends without the opt-in — the original's own framing — is
+test_original_clients.py.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import trio
 from ccx_testing import Served, open_client
 
 
-@pytest.mark.parametrize("path", ["/", "/ws/mcp"])
+@pytest.mark.parametrize("path", ["/", "/ws/mcp?protocol=current"])
 async def test_execute_command_string_streams_until_completed(served: Served, path: str) -> None:
     url = f"ws://127.0.0.1:{served.port}{path}"
     with trio.fail_after(20):
