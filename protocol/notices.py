@@ -124,11 +124,55 @@ class RunResumed:
 
 @attrs.frozen
 class RunCompleted:
-    """`process.completed`: the run is over; always its last event."""
+    """`process.completed`: the run is over; always its last event.
+
+    The completion's fields read through (`outcome`, `status`, `exit_code`, ...), as the wire
+    carries them beside `run` and `seq`.
+    """
 
     run: str
     seq: int
     completion: Completion
+
+    @property
+    def outcome(self) -> OutcomeName:
+        return self.completion.outcome
+
+    @property
+    def status(self) -> Status:
+        return self.completion.status
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.completion.exit_code
+
+    @property
+    def signal(self) -> str | None:
+        return self.completion.signal
+
+    @property
+    def reason(self) -> str | None:
+        return self.completion.reason
+
+    @property
+    def rung(self) -> str | None:
+        return self.completion.rung
+
+    @property
+    def timeout(self) -> Literal["idle", "absolute"] | None:
+        return self.completion.timeout
+
+    @property
+    def execution_time(self) -> float | None:
+        return self.completion.execution_time
+
+    @property
+    def stdout_bytes(self) -> int:
+        return self.completion.stdout_bytes
+
+    @property
+    def stderr_bytes(self) -> int:
+        return self.completion.stderr_bytes
 
 
 @attrs.frozen

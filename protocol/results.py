@@ -82,6 +82,19 @@ class RunInfo:
     journal: Mapping[str, JSON] | None = None
     claude: Mapping[str, JSON] | None = None
 
+    @property
+    def outcome(self) -> str | None:
+        """How the run ended (None while it is not over)."""
+        return None if self.completion is None else self.completion.outcome
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self.completion is None else self.completion.exit_code
+
+    @property
+    def signal(self) -> str | None:
+        return None if self.completion is None else self.completion.signal
+
 
 @attrs.frozen
 class RunList:

@@ -38,12 +38,14 @@ from cc_executor.executor.client.events import (
     DaemonStatus,
     Gap,
     Greeting,
+    JournalError,
     Output,
     Paused,
     Resumed,
     RunEvent,
     RunStatus,
     ShutdownNotice,
+    exit_status,
 )
 from cc_executor.executor.client.run import Run
 
@@ -65,6 +67,7 @@ __all__ = [
     "InvalidRequestError",
     "InvalidStateError",
     "InvalidUrl",
+    "JournalError",
     "LimitExceededError",
     "MethodNotFoundError",
     "NotADaemon",
@@ -82,5 +85,6 @@ __all__ = [
     "ShutdownNotice",
     "ShuttingDownError",
     "SpawnFailedError",
+    "exit_status",
     "open_connection",
 ]

@@ -29,6 +29,7 @@ from cc_executor.executor.client.parsers import Target, target
 from cc_executor.executor.client.streaming import HANDLED_SIGNALS, Showing, event_json, stream_run
 from cc_executor.executor.client.terminal import Terminal, human_bytes, human_seconds
 from cc_executor.protocol import ControlParams, Params, SignalParams
+from cc_executor.protocol.server_codec import result_object, run_info_object
 
 
 class UsageError(Exception):
@@ -236,7 +237,7 @@ async def _ps(inv: Invocation) -> int:
         runs = await conn.list()
     runs.sort(key=lambda status: (status.started is None, status.started or 0.0))
     if inv.args.json:
-        await inv.say_json([status.raw for status in runs])
+        await inv.say_json([run_info_object(status) for status in runs])
         return 0
     now = time.time()
     rows = [("RUN", "STATE", "AGE", "BYTES", "SEQ", "COMMAND")]
@@ -265,7 +266,7 @@ async def _status(inv: Invocation) -> int:
         status = await conn.status()
         capabilities = sorted(conn.capabilities)
     if inv.args.json:
-        await inv.say_json({**status.raw, "capabilities": capabilities})
+        await inv.say_json({**result_object(status), "capabilities": capabilities})
         return 0
     await inv.say(f"{status.server} {status.version} at {inv.target.url}")
     await inv.say(

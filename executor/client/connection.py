@@ -56,13 +56,13 @@ from cc_executor.executor.client.handshake import (
     sole_exception,
 )
 from cc_executor.executor.client.inbound import (
-    Connected,
+    Draining,
     Event,
     Failure,
+    Greeted,
     Inbound,
     Other,
     Result,
-    Shutdown,
     daemon_status,
     parse_frame,
     run_status,
@@ -114,7 +114,7 @@ class Connection:
 
     @property
     def capabilities(self) -> frozenset[str]:
-        return self.greeting.capabilities
+        return frozenset(self.greeting.capabilities)
 
     @property
     def supports_durable(self) -> bool:
@@ -241,9 +241,9 @@ class Connection:
                         "the daemon could not read a request: %s (error %s)", error, error.code
                     )
                 # else: its caller gave up waiting (cancelled or timed out); nothing to do
-            case Connected(greeting=greeting):
+            case Greeted(greeting=greeting):
                 self._greeting = greeting
-            case Shutdown(notice=notice):
+            case Draining(notice=notice):
                 self.shutdown_notice = notice
                 self._shutdown.set()
             case Other():

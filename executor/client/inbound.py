@@ -1,16 +1,15 @@
 """Server frames to typed client messages, without I/O (the client's half of the codec).
 
 The server's half (`cc_executor.protocol.decode`) reads requests; this reads what a daemon
-sends back: replies, run events and the few other notifications. A frame that breaks the
+sends back: replies, run events and the few other notifications, decoded by the protocol's
+own `server_codec` into the same classes the daemon sent. A frame that breaks the
 protocol raises `ProtocolViolation`: a daemon that does so has a bug, and the connection
 cannot be trusted any further.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
-from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 import attrs
@@ -18,27 +17,23 @@ import orjson
 
 from cc_executor.executor.client.errors import ProtocolViolation, ServerError, server_error
 from cc_executor.executor.client.events import (
-    Completed,
     DaemonStatus,
-    Gap,
     Greeting,
-    Output,
-    Paused,
-    Resumed,
     RunEvent,
     RunStatus,
     ShutdownNotice,
 )
-from cc_executor.protocol import (
-    CONNECTED,
-    PROCESS_COMPLETED,
-    PROCESS_GAP,
-    PROCESS_OUTPUT,
-    PROCESS_PAUSED,
-    PROCESS_RESUMED,
+from cc_executor.protocol.notices import (
+    Connected,
+    RunCompleted,
+    RunGap,
+    RunJournalError,
+    RunOutput,
+    RunPaused,
+    RunResumed,
+    Shutdown,
 )
-
-SHUTDOWN = "shutdown"  # the daemon is draining (no constant in protocol/ names it yet)
+from cc_executor.protocol.server_codec import decode_daemon_info, decode_notice, decode_run_info
 
 
 @attrs.frozen
@@ -65,14 +60,14 @@ class Event:
 
 
 @attrs.frozen
-class Connected:
+class Greeted:
     """The greeting."""
 
     greeting: Greeting
 
 
 @attrs.frozen
-class Shutdown:
+class Draining:
     """The daemon's `shutdown` notification."""
 
     notice: ShutdownNotice
@@ -86,7 +81,7 @@ class Other:
     params: dict[str, Any]
 
 
-Inbound: TypeAlias = Result | Failure | Event | Connected | Shutdown | Other
+Inbound: TypeAlias = Result | Failure | Event | Greeted | Draining | Other
 
 
 def parse_frame(text: str | bytes) -> list[Inbound]:
@@ -122,105 +117,32 @@ def _message(item: Any) -> Inbound:
 
 def _notification(method: str, params: dict[str, Any]) -> Inbound:
     try:
-        if method == PROCESS_OUTPUT:
-            return Event(_output(params))
-        if method == PROCESS_PAUSED:
-            return Event(Paused(params["run"], params["seq"]))
-        if method == PROCESS_RESUMED:
-            return Event(Resumed(params["run"], params["seq"]))
-        if method == PROCESS_COMPLETED:
-            return Event(completed(params))
-        if method == PROCESS_GAP:
-            return Event(Gap(params["run"], params["seq"], str(params.get("reason", ""))))
-        if method == CONNECTED:
-            return Connected(greeting(params))
-        if method == SHUTDOWN:
-            grace = params.get("grace")
-            return Shutdown(ShutdownNotice(str(params.get("reason", "")), _seconds(grace)))
+        notice = decode_notice(method, params)
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise ProtocolViolation(f"malformed {method}: {exc!r}") from None
+    match notice:
+        case RunOutput() | RunPaused() | RunResumed() | RunGap() | RunJournalError():
+            return Event(notice)
+        case RunCompleted():
+            return Event(notice)
+        case Connected():
+            return Greeted(notice)
+        case Shutdown():
+            return Draining(notice)
     return Other(method, params)
-
-
-def _seconds(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"not a number of seconds: {value!r}")
-    return float(value)
-
-
-def _output(params: Mapping[str, Any]) -> Output:
-    data = params["data"]
-    raw = (
-        base64.b64decode(data, validate=True)
-        if params.get("encoding") == "base64"
-        else data.encode("utf-8")
-    )
-    stream = params["type"]
-    if stream not in ("stdout", "stderr"):
-        raise ValueError(f"unknown stream {stream!r}")
-    return Output(params["run"], params["seq"], stream, raw)
-
-
-def completed(params: Mapping[str, Any]) -> Completed:
-    """A `process.completed` (or a completed run's status) as a `Completed`."""
-    return Completed(
-        run=params["run"],
-        seq=params.get("seq", params.get("last_seq", 0)),
-        outcome=params["outcome"],
-        status=params["status"],
-        exit_code=params.get("exit_code"),
-        signal=params.get("signal"),
-        reason=params.get("reason"),
-        rung=params.get("rung"),
-        timeout=params.get("timeout"),
-        execution_time=params.get("execution_time"),
-        stdout_bytes=params.get("stdout_bytes", 0),
-        stderr_bytes=params.get("stderr_bytes", 0),
-    )
-
-
-def greeting(params: Mapping[str, Any]) -> Greeting:
-    """The `connected` params as a `Greeting`."""
-    return Greeting(
-        session_id=params.get("session_id", ""),
-        server=params.get("server", ""),
-        version=params.get("version", ""),
-        capabilities=frozenset(params.get("capabilities", ())),
-        limits=dict(params.get("limits", {})),
-    )
 
 
 def run_status(raw: dict[str, Any]) -> RunStatus:
     """A `status {run}` result or an element of `list`."""
-    return RunStatus(
-        run=raw["run"],
-        state=raw["state"],
-        pid=raw.get("pid"),
-        argv=tuple(raw.get("argv", ())),
-        elapsed=float(raw.get("elapsed", 0.0)),
-        stdout_bytes=raw.get("stdout_bytes", 0),
-        stderr_bytes=raw.get("stderr_bytes", 0),
-        last_seq=raw.get("last_seq", 0),
-        outcome=raw.get("outcome"),
-        exit_code=raw.get("exit_code"),
-        durable=bool(raw.get("durable", False)),
-        signal=raw.get("signal"),
-        started=_seconds(raw.get("started")),
-        raw=raw,
-    )
+    try:
+        return decode_run_info(raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolViolation(f"malformed run status: {exc!r}") from None
 
 
 def daemon_status(raw: dict[str, Any]) -> DaemonStatus:
     """A `status {}` result."""
-    return DaemonStatus(
-        server=raw.get("server", ""),
-        version=raw.get("version", ""),
-        uptime=float(raw.get("uptime", 0.0)),
-        connections=raw.get("connections", 0),
-        live_runs=raw.get("live_runs", 0),
-        runs_started=raw.get("runs_started", 0),
-        draining=bool(raw.get("draining", False)),
-        raw=raw,
-    )
+    try:
+        return decode_daemon_info(raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolViolation(f"malformed daemon status: {exc!r}") from None

@@ -26,7 +26,7 @@ import attrs
 import trio
 
 from cc_executor.executor.client.errors import ClientError, ConnectionLost
-from cc_executor.executor.client.events import Completed, RunEvent, RunStatus
+from cc_executor.executor.client.events import Completed, JournalError, RunEvent, RunStatus
 from cc_executor.protocol import (
     ControlParams,
     ExecuteParams,
@@ -64,9 +64,12 @@ class RunStream:
 
     async def deliver(self, event: RunEvent) -> None:
         """Accept an event from the reader; waits while the buffer is full."""
-        if event.seq <= self.last_seq or not self.live:
-            return  # replayed after a reconnect, or after the end: seen already
-        self.last_seq = event.seq
+        if not self.live:
+            return  # after the end: seen already
+        if not isinstance(event, JournalError):  # not sequenced: it names a seq it lacks
+            if event.seq <= self.last_seq:
+                return  # replayed after a reconnect: seen already
+            self.last_seq = event.seq
         if isinstance(event, Completed):
             self.completed = event
         if not self.discarding:

@@ -35,7 +35,16 @@ from cc_executor.executor.client.errors import (
     LimitExceededError,
     ServerError,
 )
-from cc_executor.executor.client.events import Completed, Gap, Output, Paused, Resumed, RunEvent
+from cc_executor.executor.client.events import (
+    Completed,
+    Gap,
+    JournalError,
+    Output,
+    Paused,
+    Resumed,
+    RunEvent,
+)
+from cc_executor.executor.client.events import exit_status as shell_status
 from cc_executor.executor.client.exits import ExitStatus
 from cc_executor.executor.client.parsers import Target
 from cc_executor.executor.client.run import Run
@@ -88,17 +97,25 @@ def event_json(event: RunEvent) -> dict[str, Any]:
             return {"event": "paused", "run": run, "seq": seq}
         case Resumed(run=run, seq=seq):
             return {"event": "resumed", "run": run, "seq": seq}
-        case Gap(run=run, seq=seq, reason=reason):
-            return {"event": "gap", "run": run, "seq": seq, "reason": reason}
-        case Completed():
-            return {"event": "completed", **attrs.asdict(event)}
+        case Gap(run=run, seq=seq, reason=reason, details=details):
+            return {"event": "gap", "run": run, "seq": seq, "reason": reason, **details}
+        case JournalError(run=run, seq=seq, reason=reason, policy=policy):
+            return {
+                "event": "journal_error",
+                "run": run,
+                "seq": seq,
+                "reason": reason,
+                "policy": policy,
+            }
+        case Completed(run=run, seq=seq, completion=completion):
+            return {"event": "completed", "run": run, "seq": seq, **attrs.asdict(completion)}
 
 
 def exit_status(completed: Completed, showing: Showing) -> int:
     """The command's status; 130 once our Ctrl-C had to kill it."""
     if showing.interrupts >= KILL and completed.outcome in ("signalled", "cancelled"):
         return ExitStatus.INTERRUPTED
-    return completed.exit_status
+    return shell_status(completed)
 
 
 async def _feed_stdin(showing: Showing, chunk: int) -> None:
@@ -209,6 +226,9 @@ async def _show(showing: Showing, as_json: bool) -> Completed:
             showing.state = "paused" if isinstance(event, Paused) else "running"
         elif isinstance(event, Gap):
             term.message(f"ccx: output from seq {event.seq} was not recorded ({event.reason})")
+        elif isinstance(event, JournalError):
+            then = "the run waits for the disk" if event.policy == "block" else "the run is ended"
+            term.message(f"ccx: the daemon could not record the run ({event.reason}); {then}")
         if isinstance(event, Completed):
             completed = event
     assert completed is not None

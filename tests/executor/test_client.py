@@ -29,8 +29,10 @@ from cc_executor.executor.client import (
     RunEvent,
     RunNotFoundError,
     SpawnFailedError,
+    exit_status,
     open_connection,
 )
+from cc_executor.protocol.notices import RunCompleted, RunOutput
 
 TIMEOUT = 20
 
@@ -57,7 +59,10 @@ async def test_execute_streams_both_outputs_and_completes(served: Served) -> Non
     assert collect(events, "stderr") == b"err\n"
     done = events[-1]
     assert isinstance(done, Completed)
-    assert (done.outcome, done.exit_code, done.exit_status) == ("exited", 3, 3)
+    assert (done.outcome, done.exit_code, exit_status(done)) == ("exited", 3, 3)
+    # The client's events are the protocol's own classes, decoded from what the daemon encoded.
+    assert {type(event) for event in events} <= {RunOutput, RunCompleted}
+    assert done.completion.status == "failed"
 
 
 async def test_command_string_cwd_env_and_wait(served: Served, tmp_path: os.PathLike[str]) -> None:
@@ -97,7 +102,7 @@ async def test_pause_resume_events_and_cancel(served: Served) -> None:
     kinds = [type(e) for e in events if not isinstance(e, Output)]
     assert kinds == [Paused, Resumed, Completed]
     assert completed.outcome == "cancelled"
-    assert completed.exit_status == 128 + 15
+    assert exit_status(completed) == 128 + 15
     assert_contiguous(events)
 
 

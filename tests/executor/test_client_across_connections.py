@@ -38,9 +38,11 @@ async def test_a_run_is_listed_and_controlled_from_another_connection(
                     break
             mine = {status.run: status for status in await owner.list()}
             seen = {status.run: status for status in await other.list()}
-            assert mine[run.id].raw["here"] is True
-            assert seen[run.id].raw["here"] is False
-            assert before <= seen[run.id].raw["started"] <= time.time()
+            assert mine[run.id].here is True
+            assert seen[run.id].here is False
+            started = seen[run.id].started
+            assert started is not None
+            assert before <= started <= time.time()
             assert await stranger.list() == []
             await other.call("control", {"run": run.id, "type": "PAUSE"})
             assert (await other.run_status(run.id)).state == "paused"
