@@ -432,3 +432,22 @@ async def client_error(client: OriginalClient, text: str) -> dict[str, Any]:
     assert "error" in frame, frame
     error: dict[str, Any] = frame["error"]
     return error | {"id": frame["id"]}
+
+
+async def test_the_connection_limit_speaks_the_originals_code_on_its_path(
+    nursery: trio.Nursery,
+) -> None:
+    """Refused at max_connections: -32001 ("session limit") on /ws/mcp, -32003 on /."""
+    served = await start_daemon(nursery, make_config(max_connections=1))
+    base = f"ws://127.0.0.1:{served.port}"
+    with trio.fail_after(20):
+        async with open_websocket_url(f"{base}/") as holder:
+            await holder.get_message()  # the greeting: the one slot is taken
+            for path, code in (("/ws/mcp", -32001), ("/", -32003)):
+                async with open_websocket_url(f"{base}{path}") as ws:
+                    refusal = orjson.loads(await ws.get_message())
+                    assert refusal["error"]["code"] == code, path
+                    with pytest.raises(ConnectionClosed) as info:
+                        await ws.get_message()
+                    assert info.value.reason is not None
+                    assert info.value.reason.code == 1013

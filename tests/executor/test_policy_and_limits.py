@@ -117,6 +117,26 @@ async def test_runs_per_connection_limit(nursery: trio.Nursery) -> None:
             await client.execute(argv=["true"])
 
 
+async def test_durable_runs_count_against_the_connection_that_started_them(
+    nursery: trio.Nursery,
+) -> None:
+    """A client may not take every max_runs slot through durable runs: they count against the
+    connection that started them (and the owner's limits) like any run."""
+    served = await start_daemon(nursery, make_config(max_runs_per_connection=2))
+    with trio.fail_after(20):
+        async with open_client(served.url) as client:
+            durable = await client.execute(argv=["sleep", "30"], durable=True)
+            await client.execute(argv=["sleep", "30"])
+            exc = await client.call_error("execute", argv=["sleep", "30"], durable=True)
+            assert exc.code == -32003
+            assert exc.data["limit"] == "max_runs_per_connection"
+        # The durable run goes on after its client; another connection starts its own.
+        async with open_client(served.url) as other:
+            assert (await other.call("status", run=durable))["state"] == "running"
+            await other.execute(argv=["true"])
+            await other.call("control", type="CANCEL", run=durable)
+
+
 async def test_connection_limit(nursery: trio.Nursery) -> None:
     served = await start_daemon(nursery, make_config(max_connections=2))
     with trio.fail_after(20):
