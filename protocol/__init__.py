@@ -2,84 +2,163 @@
 
 Text in, typed events out (`ServerConnection.receive`); replies and notifications in, text
 out. No sockets, no clock, no logging: callers own all of that.
+
+The names below are loaded on first use (PEP 562): a client that needs the codec does not pay
+for the parts it never touches.
 """
 
-from cc_executor.protocol.argv import SHELL, resolve_argv, split_command
-from cc_executor.protocol.codec import (
-    decode,
-    encode_batch,
-    encode_message,
-    encode_output,
-    encode_request,
-)
-from cc_executor.protocol.connection import ServerConnection
-from cc_executor.protocol.converter import converter, structure_params, unstructure_params
-from cc_executor.protocol.errors import (
-    ControlTimeout,
-    ErrorCode,
-    InternalError,
-    InvalidParams,
-    InvalidRequest,
-    InvalidState,
-    JsonRpcError,
-    LimitExceeded,
-    LocalProtocolError,
-    MethodNotFound,
-    ParseError,
-    PolicyRefused,
-    RangeRemoved,
-    RunNotFound,
-    ShuttingDown,
-    SpawnFailed,
-)
-from cc_executor.protocol.events import (
-    Batch,
-    Event,
-    Ignored,
-    Invalid,
-    NotificationReceived,
-    Received,
-    RequestReceived,
-    Single,
-)
-from cc_executor.protocol.messages import (
-    JSON,
-    ErrorObject,
-    ErrorResponse,
-    Id,
-    Message,
-    Notification,
-    Reply,
-    Request,
-    Response,
-)
-from cc_executor.protocol.methods import (
-    CONNECTED,
-    METHOD_OF,
-    METHODS,
-    OUTPUT_STREAMS,
-    PROCESS_COMPLETED,
-    PROCESS_GAP,
-    PROCESS_JOURNAL_ERROR,
-    PROCESS_OUTPUT,
-    PROCESS_PAUSED,
-    PROCESS_RESUMED,
-    PROCESS_STARTED,
-    RUN_EVENTS,
-    Params,
-)
-from cc_executor.protocol.params import (
-    SIGNALS,
-    AttachParams,
-    ControlParams,
-    DetachParams,
-    ExecuteParams,
-    ListParams,
-    ParamError,
-    SignalParams,
-    StatusParams,
-    StdinParams,
-)
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cc_executor.protocol.argv import SHELL, resolve_argv, split_command
+    from cc_executor.protocol.codec import (
+        decode,
+        encode_batch,
+        encode_message,
+        encode_output,
+        encode_request,
+    )
+    from cc_executor.protocol.connection import ServerConnection
+    from cc_executor.protocol.converter import converter, structure_params, unstructure_params
+    from cc_executor.protocol.errors import (
+        ControlTimeout,
+        ErrorCode,
+        InternalError,
+        InvalidParams,
+        InvalidRequest,
+        InvalidState,
+        JsonRpcError,
+        LimitExceeded,
+        LocalProtocolError,
+        MethodNotFound,
+        ParseError,
+        PolicyRefused,
+        RangeRemoved,
+        RunNotFound,
+        ShuttingDown,
+        SpawnFailed,
+    )
+    from cc_executor.protocol.events import (
+        Batch,
+        Event,
+        Ignored,
+        Invalid,
+        NotificationReceived,
+        Received,
+        RequestReceived,
+        Single,
+    )
+    from cc_executor.protocol.messages import (
+        JSON,
+        ErrorObject,
+        ErrorResponse,
+        Id,
+        Message,
+        Notification,
+        Reply,
+        Request,
+        Response,
+    )
+    from cc_executor.protocol.methods import (
+        CONNECTED,
+        METHOD_OF,
+        METHODS,
+        OUTPUT_STREAMS,
+        PROCESS_COMPLETED,
+        PROCESS_GAP,
+        PROCESS_JOURNAL_ERROR,
+        PROCESS_OUTPUT,
+        PROCESS_PAUSED,
+        PROCESS_RESUMED,
+        PROCESS_STARTED,
+        RUN_EVENTS,
+        Params,
+    )
+    from cc_executor.protocol.params import (
+        SIGNALS,
+        AttachParams,
+        ControlParams,
+        DetachParams,
+        ExecuteParams,
+        ListParams,
+        ParamError,
+        SignalParams,
+        StatusParams,
+        StdinParams,
+    )
+
+# Each exported name, and the module that defines it.
+_HOME: dict[str, str] = {
+    "AttachParams": "cc_executor.protocol.params",
+    "Batch": "cc_executor.protocol.events",
+    "CONNECTED": "cc_executor.protocol.methods",
+    "ControlParams": "cc_executor.protocol.params",
+    "ControlTimeout": "cc_executor.protocol.errors",
+    "DetachParams": "cc_executor.protocol.params",
+    "ErrorCode": "cc_executor.protocol.errors",
+    "ErrorObject": "cc_executor.protocol.messages",
+    "ErrorResponse": "cc_executor.protocol.messages",
+    "Event": "cc_executor.protocol.events",
+    "ExecuteParams": "cc_executor.protocol.params",
+    "Id": "cc_executor.protocol.messages",
+    "Ignored": "cc_executor.protocol.events",
+    "InternalError": "cc_executor.protocol.errors",
+    "Invalid": "cc_executor.protocol.events",
+    "InvalidParams": "cc_executor.protocol.errors",
+    "InvalidRequest": "cc_executor.protocol.errors",
+    "InvalidState": "cc_executor.protocol.errors",
+    "JSON": "cc_executor.protocol.messages",
+    "JsonRpcError": "cc_executor.protocol.errors",
+    "LimitExceeded": "cc_executor.protocol.errors",
+    "ListParams": "cc_executor.protocol.params",
+    "LocalProtocolError": "cc_executor.protocol.errors",
+    "METHODS": "cc_executor.protocol.methods",
+    "METHOD_OF": "cc_executor.protocol.methods",
+    "Message": "cc_executor.protocol.messages",
+    "MethodNotFound": "cc_executor.protocol.errors",
+    "Notification": "cc_executor.protocol.messages",
+    "NotificationReceived": "cc_executor.protocol.events",
+    "OUTPUT_STREAMS": "cc_executor.protocol.methods",
+    "PROCESS_COMPLETED": "cc_executor.protocol.methods",
+    "PROCESS_GAP": "cc_executor.protocol.methods",
+    "PROCESS_JOURNAL_ERROR": "cc_executor.protocol.methods",
+    "PROCESS_OUTPUT": "cc_executor.protocol.methods",
+    "PROCESS_PAUSED": "cc_executor.protocol.methods",
+    "PROCESS_RESUMED": "cc_executor.protocol.methods",
+    "PROCESS_STARTED": "cc_executor.protocol.methods",
+    "ParamError": "cc_executor.protocol.params",
+    "Params": "cc_executor.protocol.methods",
+    "ParseError": "cc_executor.protocol.errors",
+    "PolicyRefused": "cc_executor.protocol.errors",
+    "RUN_EVENTS": "cc_executor.protocol.methods",
+    "RangeRemoved": "cc_executor.protocol.errors",
+    "Received": "cc_executor.protocol.events",
+    "Reply": "cc_executor.protocol.messages",
+    "Request": "cc_executor.protocol.messages",
+    "RequestReceived": "cc_executor.protocol.events",
+    "Response": "cc_executor.protocol.messages",
+    "RunNotFound": "cc_executor.protocol.errors",
+    "SHELL": "cc_executor.protocol.argv",
+    "SIGNALS": "cc_executor.protocol.params",
+    "ServerConnection": "cc_executor.protocol.connection",
+    "ShuttingDown": "cc_executor.protocol.errors",
+    "SignalParams": "cc_executor.protocol.params",
+    "Single": "cc_executor.protocol.events",
+    "SpawnFailed": "cc_executor.protocol.errors",
+    "StatusParams": "cc_executor.protocol.params",
+    "StdinParams": "cc_executor.protocol.params",
+    "converter": "cc_executor.protocol.converter",
+    "decode": "cc_executor.protocol.codec",
+    "encode_batch": "cc_executor.protocol.codec",
+    "encode_message": "cc_executor.protocol.codec",
+    "encode_output": "cc_executor.protocol.codec",
+    "encode_request": "cc_executor.protocol.codec",
+    "resolve_argv": "cc_executor.protocol.argv",
+    "split_command": "cc_executor.protocol.argv",
+    "structure_params": "cc_executor.protocol.converter",
+    "unstructure_params": "cc_executor.protocol.converter",
+}
 
 __all__ = [
     "CONNECTED",
@@ -151,3 +230,16 @@ __all__ = [
     "structure_params",
     "unstructure_params",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # found once: later lookups are plain
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
