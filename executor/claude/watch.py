@@ -31,6 +31,7 @@ import attrs
 import structlog
 import trio
 
+from cc_executor.executor.runs.attach import stream_json_events
 from cc_executor.executor.runs.control import cancel_quietly
 from cc_executor.protocol.claude import (
     ClaudeEvent,
@@ -108,12 +109,10 @@ class ClaudeWatch:
         """The typed events `event` completes (stdout lines; the last line at completion)."""
         if isinstance(event, CompletedEvent):
             self._completed = True
-            return self._note(self._parser.close())
-        if not (isinstance(event, Output) and event.stream == "stdout"):
-            return []
-        self._delivering = True
-        self._rearm()
-        return self._note(self._parser.feed(event.data))
+        elif isinstance(event, Output) and event.stream == "stdout":
+            self._delivering = True
+            self._rearm()
+        return self._note(stream_json_events(self._parser, event))
 
     def delivered(self) -> None:
         """The event fed last has been delivered (the idle clock restarts)."""

@@ -22,6 +22,7 @@ from typing import Literal
 import trio
 
 from cc_executor.executor.config.mcp import McpConfig
+from cc_executor.executor.runs.attach import stream_json_events
 from cc_executor.executor.runs.durable import DurableRun
 from cc_executor.executor.runs.live import LiveRun
 from cc_executor.executor.runs.wire import completion
@@ -191,13 +192,7 @@ async def follow_journal(durable: DurableRun, run_log: RunLog, claude_max_line: 
         while (entry := await cursor.read()) is not None:
             if isinstance(entry, JournalFault):
                 continue  # the run's status says it (journal.error)
-            typed: list[ClaudeEvent] = []
-            if parser is not None:
-                if isinstance(entry, Output) and entry.stream == "stdout":
-                    typed = parser.feed(entry.data)
-                elif isinstance(entry, CompletedEvent):
-                    typed = parser.close()
-            run_log.record(entry, typed)
+            run_log.record(entry, stream_json_events(parser, entry))
             if isinstance(entry, CompletedEvent):
                 return
 

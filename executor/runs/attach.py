@@ -33,7 +33,7 @@ from cc_executor.protocol.claude import ClaudeEvent, StreamJsonParser
 from cc_executor.protocol.connection import ServerConnection
 from cc_executor.protocol.messages import JSON
 from cc_executor.protocol.notices import ClaudeNotice, Notice, RunGap, RunJournalError
-from cc_executor.supervision import CompletedEvent, Output
+from cc_executor.supervision import CompletedEvent, Output, SequencedEvent
 from cc_executor.supervision.journal import Cursor, Gap, Journal, JournalFault
 
 
@@ -75,6 +75,20 @@ class Attachment:
         self.stopping = True
         if self.wake is not None:
             self.wake.cancel()
+
+
+def stream_json_events(
+    parser: StreamJsonParser | None, event: SequencedEvent | Gap | JournalFault
+) -> list[ClaudeEvent]:
+    """The Claude events a run's event completes: its stdout lines, the last line at the end
+    (none without a parser: the run is not a Claude run)."""
+    if parser is None:
+        return []
+    if isinstance(event, Output) and event.stream == "stdout":
+        return parser.feed(event.data)
+    if isinstance(event, CompletedEvent):
+        return parser.close()
+    return []
 
 
 def gap_notice(run_id: str, gap: Gap) -> RunGap:
@@ -158,12 +172,7 @@ async def tail(session: Follower, attachment: Attachment, settings: TailSettings
                     session.conn.attach_run(run_id, entry.seq)
                     after_gap = False
                 final = durable.completion if isinstance(entry, CompletedEvent) else None
-                typed: list[ClaudeEvent] = []
-                if parser is not None:
-                    if isinstance(entry, Output) and entry.stream == "stdout":
-                        typed = parser.feed(entry.data)
-                    elif isinstance(entry, CompletedEvent):
-                        typed = parser.close()
+                typed = stream_json_events(parser, entry)
                 if isinstance(entry, CompletedEvent):  # nothing of the run follows it
                     for event in typed:
                         await session.send_notice(ClaudeNotice(run_id, event))
