@@ -183,13 +183,7 @@ def encode_output(
             frame exceeds `max_frame` (the chunk size and frame limit do not fit).
     """
     _check_stream(stream)
-    # The hot path: one decode, one dict, one dumps, one decode of the result.
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return _base64_output(run, seq, stream, data, max_frame, None)
-    frame = _text_output(run, seq, stream, text, max_frame, None)
-    return frame if frame is not None else _base64_output(run, seq, stream, data, max_frame, None)
+    return _chunk_output(run, seq, stream, data, max_frame, None)
 
 
 def encode_output_lines(
@@ -210,7 +204,8 @@ def encode_output_lines(
         text = data.decode("utf-8")
     except UnicodeDecodeError:  # line by line: the lines that are text go as text
         return [
-            _line_output(run, seq, stream, line, max_frame) for line in _split_lines(data, b"\n")
+            _chunk_output(run, seq, stream, line, max_frame, False)
+            for line in _split_lines(data, b"\n")
         ]
     frames = []
     for line in _split_lines(text, "\n"):
@@ -232,13 +227,19 @@ def _split_lines(data: AnyStr, newline: AnyStr) -> Iterator[AnyStr]:
         yield data[start:]
 
 
-def _line_output(run: str, seq: int, stream: str, line: bytes, max_frame: int | None) -> str:
+def _chunk_output(
+    run: str, seq: int, stream: str, data: bytes, max_frame: int | None, truncated: bool | None
+) -> str:
+    """One frame for `data`: text when it is UTF-8 and fits, else base64 (the hot path: one
+    decode, one dict, one dumps, one decode of the result)."""
     try:
-        text = line.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return _base64_output(run, seq, stream, line, max_frame, False)
-    frame = _text_output(run, seq, stream, text, max_frame, False)
-    return frame if frame is not None else _base64_output(run, seq, stream, line, max_frame, False)
+        return _base64_output(run, seq, stream, data, max_frame, truncated)
+    frame = _text_output(run, seq, stream, text, max_frame, truncated)
+    return (
+        frame if frame is not None else _base64_output(run, seq, stream, data, max_frame, truncated)
+    )
 
 
 def _check_stream(stream: str) -> None:
