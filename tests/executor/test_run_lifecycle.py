@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 import trio
-from ccx_testing import Served, WireClient, make_config, open_client, start_daemon
+from ccx_testing import RunRecord, Served, WireClient, make_config, open_client, start_daemon
 
 from cc_executor.executor.rpc.runs import ConnectionSink
 from cc_executor.executor.transport.auth import parse_token_env
@@ -178,3 +178,29 @@ async def test_the_daemons_status_is_scoped_to_the_caller(nursery: trio.Nursery)
             assert everything["connections"] == 3
             assert everything["state_dir"] == served.daemon.config.state_dir
             await alice.call("control", type="CANCEL", run=run)
+
+
+async def test_a_reply_precedes_its_event_for_a_followed_durable_run(served: Served) -> None:
+    """A durable run's events come from its journal through the connection's tail: a control's
+    event waits at the gate until the reply is out, from the starting connection and from one
+    that attached later."""
+    with trio.fail_after(60):
+        async with open_client(served.url) as first:
+            run = await first.execute(argv=QUIET, durable=True)
+            async with open_client(served.url) as second:
+                second.runs[run] = RunRecord(run)
+                await second.call("attach", run=run, from_seq=0)
+                for i, client in enumerate([first, second] * 10):
+                    kind = "PAUSE" if i % 2 == 0 else "RESUME"
+                    caused = "process.paused" if kind == "PAUSE" else "process.resumed"
+                    await send(client, 5000 + i, "control", type=kind, run=run)
+                    replied = False
+                    while True:
+                        frame = await client.receive()
+                        if frame.get("id") == 5000 + i:
+                            replied = True
+                        elif frame.get("method") == caused:
+                            assert replied, f"{caused} came before the reply to {kind} #{i}"
+                            break
+                await second.call("control", type="CANCEL", run=run)
+                await second.wait_completed(run)
