@@ -1,0 +1,113 @@
+"""Claude Code inside the container, as the product promises: the image carries the real CLI
+(from the npm package the other tests install, copied into the build context, no network
+during the build), and the daemon in the container runs it against the tests' fake Messages
+API on the host.
+
+The container has its own network namespace (slirp4netns) with ``allow_host_loopback``: the
+fake API listens on the host's 127.0.0.1 as everywhere in the tests, and the container reaches
+it as 10.0.2.2; the daemon's port is published on the host's 127.0.0.1 only.  Nothing listens
+beyond loopback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+from ccx_testing import open_client, wait_until
+from claude_fake_api import FakeApi, serve_fake_api
+from claude_testing import OFFLINE_ENV
+from claude_world import start, typed
+from container_testing import Image, apodman, container_processes, free_port, healthz, remove
+
+TOKEN = "container-claude-token"
+KEY_VAR = "CCX_TEST_FAKE_ANTHROPIC_KEY"
+HOST_LOOPBACK = "10.0.2.2"  # the host's 127.0.0.1 as slirp4netns shows it to the container
+BOUND = 120.0
+
+
+@asynccontextmanager
+async def claude_container(image: Image, api: FakeApi) -> AsyncIterator[tuple[str, str]]:
+    """The daemon in a container, set up for Claude runs against `api`: (name, client url)."""
+    if image.no_claude:
+        pytest.skip(image.no_claude)
+    name = f"ccx-claude-test-{os.getpid()}"
+    port = free_port()
+    claude_env = ",".join(f"{k}={v}" for k, v in OFFLINE_ENV.items())
+    await apodman(
+        image.env,
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network=slirp4netns:allow_host_loopback=true",
+        "-p",
+        f"127.0.0.1:{port}:8003",
+        "-e",
+        f"CCX_TOKENS=tester:{TOKEN}",
+        "-e",
+        f"CCX_CLAUDE_BASE_URL=http://{HOST_LOOPBACK}:{api.port}",
+        "-e",
+        f"CCX_CLAUDE_API_KEY_ENV={KEY_VAR}",
+        "-e",
+        f"{KEY_VAR}=dummy",
+        "-e",
+        f"CCX_CLAUDE_ENV={claude_env}",
+        "-e",
+        "CCX_TERM_GRACE=2",
+        "-e",
+        "CCX_SHUTDOWN_GRACE=1",
+        image.tag,
+    )
+    try:
+        await wait_until(lambda: healthz(port) == 200, bound=60, interval=0.2)
+        yield name, f"ws://127.0.0.1:{port}/?token={TOKEN}"
+    finally:
+        await remove(image.env, name)
+
+
+async def only_the_daemon_left(image: Image, name: str) -> list[str]:
+    """Wait until PID 1 (the daemon) is the container's only process; return what is left."""
+    left: list[str] = []
+
+    def alone() -> bool:
+        nonlocal left
+        left = container_processes(image.env, name)
+        return len(left) == 1
+
+    await wait_until(alone, bound=20, interval=0.2)
+    return left
+
+
+async def test_one_shot_claude_run_in_the_container(image: Image) -> None:
+    with serve_fake_api() as api, trio.fail_after(BOUND):
+        async with (
+            claude_container(image, api) as (name, url),
+            open_client(url) as client,
+        ):
+            run = await start(
+                client,
+                prompt="run [tool:id -un | tee /home/ccx/ran-here]",
+                allowed_tools=["Bash"],
+            )
+            record = await client.wait_completed(run)
+            completed = record.completed
+            assert completed is not None
+            assert completed["status"] == "completed", completed
+            assert completed["exit_code"] == 0
+            claude = completed["claude"]
+            assert (claude["subtype"], claude["is_error"]) == ("success", False)
+            assert claude["num_turns"] == 2  # the tool call, then the answer
+            events = typed(client, run)
+            assert events[0]["type"] == "init"
+            assert [e["text"] for e in events if e["type"] == "text"][-1] == (
+                "The tool said: ccx"
+            ), "the Bash tool ran in the container, as the image's unprivileged user"
+            assert api.requests, "the CLI in the container reached the fake API on the host"
+            effect = await apodman(image.env, "exec", name, "cat", "/home/ccx/ran-here")
+            assert effect == "ccx\n"
+            left = await only_the_daemon_left(image, name)
+            assert "ccx serve" in left[0], left
