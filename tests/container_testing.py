@@ -4,9 +4,10 @@ Containerfile (with the Claude Code CLI the other tests install), and helpers to
 Podman needs two settings on these machines (runc instead of crun, and rlimits it may set) —
 see ``containers.conf`` below — and no registry is reachable, so the ``FROM`` image is made
 offline with debootstrap the first time (about a minute) and kept in podman's storage.  The
-build itself runs with ``--network=none``: the daemon comes from a wheelhouse, the CLI from the
-npm package in .cache/claude-code.  Podman's layer cache keeps the CLI's layer (it sits before
-the wheel's), so a rebuild after a code change takes seconds.
+build itself runs with ``--network=none``: the daemon comes from a wheelhouse, the CLI from
+the npm package in .cache/claude-code, procps (the CLI needs ``ps``) from .deb files the base
+image downloaded once into .cache/container-debs.  Podman's layer cache keeps the CLI's layer
+(it sits before the wheel's), so a rebuild after a code change takes seconds.
 """
 
 from __future__ import annotations
@@ -115,6 +116,27 @@ def ensure_base(env: dict[str, str], work: Path) -> None:
     assert tar.wait(timeout=600) == 0
 
 
+# What the Containerfile's header says to run: the base image downloads the Debian packages it
+# lacks for the image (procps), so they match its release.  Kept per base image in .cache.
+DOWNLOAD_DEBS = (
+    "apt-get clean && apt-get update -qq && apt-get install -y -qq --download-only "
+    "--no-install-recommends procps "
+    "&& find /var/cache/apt/archives -name '*.deb' -exec cp {} /debs/ ';'"
+)
+
+
+def _debs(env: dict[str, str]) -> Path:
+    base_id = podman(env, "image", "inspect", "--format", "{{.Id}}", BASE).strip()
+    debs = ROOT / ".cache" / "container-debs" / base_id[:12]
+    if (debs / ".complete").exists():
+        return debs
+    shutil.rmtree(debs, ignore_errors=True)
+    debs.mkdir(parents=True)
+    podman(env, "run", "--rm", "-v", f"{debs}:/debs", BASE, "sh", "-c", DOWNLOAD_DEBS)
+    (debs / ".complete").touch()
+    return debs
+
+
 def _link_or_copy(source: str, target: str) -> None:
     try:
         os.link(source, target)  # the CLI is ~245 MB: no copy when on the same file system
@@ -159,6 +181,7 @@ def build_image(work: Path) -> Image:
         capture_output=True,
         timeout=600,
     )
+    shutil.copytree(_debs(env), context / "debs", ignore=shutil.ignore_patterns(".complete"))
     package, no_claude = _claude_package()
     if package is None:
         (context / "claude-code").mkdir()

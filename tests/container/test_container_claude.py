@@ -1,7 +1,8 @@
 """Claude Code inside the container, as the product promises: the image carries the real CLI
 (from the npm package the other tests install, copied into the build context, no network
 during the build), and the daemon in the container runs it against the tests' fake Messages
-API on the host.
+API on the host.  The image carries procps as well: the CLI ends its Bash tool's processes on
+an interrupt by listing them with ``ps`` (without it a CANCEL falls through to SIGTERM).
 
 The container has its own network namespace (slirp4netns) with ``allow_host_loopback``: the
 fake API listens on the host's 127.0.0.1 as everywhere in the tests, and the container reaches
@@ -109,5 +110,32 @@ async def test_one_shot_claude_run_in_the_container(image: Image) -> None:
             assert api.requests, "the CLI in the container reached the fake API on the host"
             effect = await apodman(image.env, "exec", name, "cat", "/home/ccx/ran-here")
             assert effect == "ccx\n"
+            left = await only_the_daemon_left(image, name)
+            assert "ccx serve" in left[0], left
+
+
+async def test_cancel_mid_tool_leaves_no_process_in_the_container(image: Image) -> None:
+    with serve_fake_api() as api, trio.fail_after(BOUND):
+        async with (
+            claude_container(image, api) as (name, url),
+            open_client(url) as client,
+        ):
+            # The CLI runs each Bash tool call in a session of its own, outside its process
+            # group: the sleep is what an orphan would be.
+            run = await start(client, prompt="[tool:sleep 300 & wait]", allowed_tools=["Bash"])
+            await wait_until(
+                lambda: any(
+                    line.endswith("sleep 300") for line in container_processes(image.env, name)
+                ),
+                bound=60,
+                interval=0.2,
+            )
+            reply = await client.call("control", type="CANCEL", run=run)
+            record = await client.wait_completed(run)
+            assert reply["status"] == "canceled"
+            assert reply["rung"] == "sigint"
+            completed = record.completed
+            assert completed is not None
+            assert (completed["status"], completed["outcome"]) == ("canceled", "cancelled")
             left = await only_the_daemon_left(image, name)
             assert "ccx serve" in left[0], left
