@@ -119,9 +119,8 @@ def ensure_base(env: dict[str, str], work: Path) -> None:
 # What the Containerfile's header says to run: the base image downloads the Debian packages it
 # lacks for the image (procps), so they match its release.  Kept per base image in .cache.
 DOWNLOAD_DEBS = (
-    "apt-get clean && apt-get update -qq && apt-get install -y -qq --download-only "
-    "--no-install-recommends procps "
-    "&& find /var/cache/apt/archives -name '*.deb' -exec cp {} /debs/ ';'"
+    "apt-get update -qq && apt-get install -y -qq --download-only --no-install-recommends "
+    "-o Dir::Cache::archives=/debs procps && rm -rf /debs/partial /debs/lock"
 )
 
 
