@@ -187,6 +187,7 @@ def build_image(work: Path) -> Image:
     else:
         shutil.copytree(package, context / "claude-code", copy_function=_link_or_copy)
     shutil.copy(ROOT / "Containerfile", context / "Containerfile")
+    previous = _image_id(env, IMAGE)
     podman(
         env,
         "build",
@@ -199,7 +200,21 @@ def build_image(work: Path) -> Image:
         str(context),
         timeout=900,
     )
+    if previous is not None and previous != _image_id(env, IMAGE):
+        # The build before this one, now untagged: its layers that this one shares stay.
+        subprocess.run(["podman", "rmi", previous], env=env, capture_output=True, check=False)
     return Image(env=env, tag=IMAGE, no_claude=no_claude)
+
+
+def _image_id(env: dict[str, str], tag: str) -> str | None:
+    found = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Id}}", tag],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    return found.stdout.decode().strip() or None if found.returncode == 0 else None
 
 
 def container_logs(env: dict[str, str], name: str) -> str:
