@@ -209,24 +209,6 @@ def w4_control(sizes: Sizes) -> dict[str, Any]:
     return figures
 
 
-def w5_concurrency(sizes: Sizes) -> dict[str, Any]:
-    with running_daemon() as daemon:
-        cpu = procfs.cpu_seconds(daemon.pid)
-        client = run_client(daemon, "W5", connections=sizes.w5_connections, count=sizes.w5_lines)
-        daemon_cpu = procfs.cpu_seconds(daemon.pid) - cpu
-        peak = procfs.peak_rss_kib(daemon.pid)
-    return {
-        "connections": client["connections"],
-        "successes": client["successes"],
-        "errors": client["errors"],
-        "wall_s": client["wall"],
-        "runs_per_s": client["runs_per_s"],
-        "peak_rss_mb": peak / 1024,
-        "daemon_cpu": daemon_cpu,
-        "client_cpu": client["client_cpu"],
-    }
-
-
 def w6_cli(sizes: Sizes) -> dict[str, Any]:
     with running_daemon() as daemon:
         return {"calls": sizes.w6_calls, **compare(daemon.port, sizes.w6_calls)}
@@ -237,6 +219,13 @@ WORKLOADS = {
     "W2": w2_integrity,
     "W3": w3_slow_client,
     "W4": w4_control,
-    "W5": w5_concurrency,
     "W6": w6_cli,
 }
+
+
+# The per-run cost, memory and state-directory workloads live in their own modules (they use
+# the helpers above, so they are imported last).
+from bench.cost import WORKLOADS as _COST  # noqa: E402
+
+WORKLOADS.update(_COST)
+WORKLOADS = dict(sorted(WORKLOADS.items(), key=lambda item: int(item[0][1:])))
