@@ -63,4 +63,10 @@ def w5_concurrency(sizes: Sizes) -> dict[str, Any]:
     }
 
 
-WORKLOADS = {"W5": w5_concurrency}
+def _w11(sizes: Sizes) -> dict[str, Any]:
+    from bench.stalled import w11_stalled
+
+    return w11_stalled(sizes)
+
+
+WORKLOADS = {"W5": w5_concurrency, "W11": _w11}

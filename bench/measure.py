@@ -43,6 +43,9 @@ class Sizes:
     w5_connections: int = 1000
     w5_lines: int = 1000
     w6_calls: int = 10
+    w9_bytes: int = 200_000_000
+    w11_streams: int = 200
+    w12_runs: int = 10_000
 
 
 QUICK = Sizes(
@@ -53,6 +56,9 @@ QUICK = Sizes(
     w4_cycles=5,
     w5_connections=100,
     w6_calls=3,
+    w9_bytes=20_000_000,
+    w11_streams=50,
+    w12_runs=1_000,
 )
 
 

@@ -56,4 +56,36 @@ def _w5(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
     ]
 
 
-SECTIONS: dict[str, Callable[[Runs, Sizes], tuple[list[str], list[Target]]]] = {"W5": _w5}
+def _w11(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
+    rows = [
+        f"### W11 memory per stalled stream — {sizes.w11_streams} connections running `yes` "
+        "whose clients never read",
+        "",
+        "Daemon RSS once it has stopped growing, minus its RSS before the connections, per "
+        "stream. The floor is the same connections running `sleep` (the connection, the "
+        "session and the run without output). Kernel socket and pipe buffers are not the "
+        "daemon's RSS and are not counted.",
+        "",
+        "| | KiB per stream | daemon RSS MB |",
+        "|---|---|---|",
+        f"| floor: connections running `sleep` | {_col(runs, 'floor_kib', '{:.0f}')} | |",
+        f"| **stalled `yes`, default stream buffer (32 KiB)** | **{_col(runs, 'kib', '{:.0f}')}**"
+        f" | {_col(runs, 'stalled_rss_mb')} (idle {_col(runs, 'idle_rss_mb')}) |",
+        f"| of which output buffers (stalled - floor) | {_col(runs, 'buffers_kib', '{:.0f}')} | |",
+        f"| stalled `yes`, `--stream-buffer 131072` | {_col(runs, 'large_kib', '{:.0f}')} | "
+        f"{_col(runs, 'large_rss_mb')} |",
+    ]
+    return rows, [
+        Target(
+            "W11 daemon memory per stalled stream ≤ 512 KiB",
+            [r["kib"] for r in runs],
+            lambda v: v <= 512,
+            "{:.0f}",
+        )
+    ]
+
+
+SECTIONS: dict[str, Callable[[Runs, Sizes], tuple[list[str], list[Target]]]] = {
+    "W5": _w5,
+    "W11": _w11,
+}
