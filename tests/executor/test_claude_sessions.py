@@ -254,3 +254,25 @@ async def test_the_watchdog_counts_only_while_a_turn_runs_and_pause_is_a_state(
     assert record.completed["claude"]["watchdog_fired"] == 1
     assert [e for e in typed(client, run) if e["type"] == "watchdog"]
     assert_nothing_left(run)
+
+
+async def test_the_watchdogs_interrupt_is_the_sessions_interrupt_not_a_signal(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config(idle_timeout=2.0, idle_action="interrupt"))
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, prompt="[stall]", cwd=str(world.work))
+            ended = await wait_notice(client, run, "claude.turn_ended")
+            await wait_notice(client, run, "claude.state", state="idle")
+            again = await client.call("claude.send", run=run, content="still there?")
+            second = await wait_notice(client, run, "claude.turn_ended", turn=2)
+            status = await client.call("status", run=run)
+            await client.call("claude.close", run=run)
+    assert ended["interrupted"] is True
+    assert ended["result"]["terminal_reason"] == "aborted_streaming"
+    assert [e["action"] for e in typed(client, run) if e["type"] == "watchdog"] == ["interrupt"]
+    assert again["disposition"] == "started"
+    assert second["result"]["result"] == PLAIN_TEXT
+    assert status["claude"]["watchdog_fired"] == 1
+    assert_nothing_left(run)
