@@ -84,7 +84,8 @@ class Turns:
             return key, ClaudeSent(message, self.turn, "started")
         self._queued[key] = message
         self._changed()
-        return key, ClaudeSent(message, self.turn, "queued")
+        # The running turn, or (between a result and the next init) the one about to run.
+        return key, ClaudeSent(message, self.turn if self.open else self.turn + 1, "queued")
 
     def init(self) -> None:
         """A turn starts (`system/init`): the one `message` opened, or the next queued one's."""
