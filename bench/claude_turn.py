@@ -6,8 +6,9 @@ fake Messages API (tests/claude_fake_api.py) in this process, with the same envi
 direct side writes `initialize`, then one user line per turn to the CLI's stdin and reads its
 stdout until the turn's `result` line; the daemon side sends `claude.send` over a WebSocket and
 reads until `claude.turn_ended`. Turns alternate between the two sessions, so that the box's
-load falls on both alike. The daemon's CPU is read from /proc over its turns and divided by
-the stream-json lines those turns printed (the CLI prints the same lines on both sides).
+load falls on both alike, each starting a moment after the other's ended. The daemon's CPU is
+read from /proc over its turns and divided by the stream-json lines those turns printed (the
+CLI prints the same lines on both sides).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from bench.measure import Sizes
 
 TURN_BOUND = 60.0
+# The CLI goes on working for a while after its `result` (it writes the session's transcript);
+# each turn starts once the other side's CLI has had that time, so they do not compete.
+SETTLE = 0.3
 KEY_VAR = "CCX_BENCH_FAKE_ANTHROPIC_KEY"
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 
@@ -181,16 +185,17 @@ def w13_claude_turn(sizes: Sizes) -> dict[str, Any]:
                 cpu = 0.0
                 for i in range(turns + 1):  # the first turn of each warms up, unmeasured
                     text = f"turn {i}: say hi"
+                    time.sleep(SETTLE)
                     t0 = time.perf_counter()
                     n = direct.turn(text)
                     t1 = time.perf_counter()
-                    c0 = procfs.cpu_seconds(daemon.pid)
+                    time.sleep(SETTLE)
+                    c0, t2 = procfs.cpu_seconds(daemon.pid), time.perf_counter()
                     m = _daemon_turn(client, run, text)
-                    t2 = time.perf_counter()
-                    c1 = procfs.cpu_seconds(daemon.pid)
+                    t3, c1 = time.perf_counter(), procfs.cpu_seconds(daemon.pid)
                     if i:
                         direct_s.append(t1 - t0)
-                        daemon_s.append(t2 - t1)
+                        daemon_s.append(t3 - t2)
                         cpu += c1 - c0
                         lines += n
                         events += m
