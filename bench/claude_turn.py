@@ -38,6 +38,9 @@ TURN_BOUND = 60.0
 # The CLI goes on working for a while after its `result` (it writes the session's transcript);
 # each turn starts once the other side's CLI has had that time, so they do not compete.
 SETTLE = 0.3
+# Each turn streams a reply of this many deltas (--include-partial-messages: a stream-json
+# line each), so that a turn has as many events as a real one.
+CHUNKS = 50
 KEY_VAR = "CCX_BENCH_FAKE_ANTHROPIC_KEY"
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 
@@ -151,12 +154,14 @@ def w13_claude_turn(sizes: Sizes) -> dict[str, Any]:
 
     turns = sizes.w13_turns
     binary = _cli()
+    params = {"session": True, "include_partial_messages": True}
+    argv = build_argv(binary, ClaudeParams(**params))
     with tempfile.TemporaryDirectory() as tmp, _fake_api() as base_url:
         root = Path(tmp)
         for name in ("home", "config", "work"):
             (root / name).mkdir()
         env = _environment(root, base_url)
-        direct = Direct(list(build_argv(binary, ClaudeParams(session=True))), env, tmp)
+        direct = Direct(list(argv), env, tmp)
         daemon_env = {
             "CCX_CLAUDE_BINARY": binary,
             "CCX_CLAUDE_BASE_URL": base_url,
@@ -180,11 +185,11 @@ def w13_claude_turn(sizes: Sizes) -> dict[str, Any]:
             direct.read_until("control_response")
             with running_daemon(env=daemon_env) as daemon:
                 client = connect(daemon.port, bound=TURN_BOUND)
-                started = client.call("claude", {"session": True, "cwd": tmp})
+                started = client.call("claude", {**params, "cwd": tmp})
                 run = started["run"]
                 cpu = 0.0
                 for i in range(turns + 1):  # the first turn of each warms up, unmeasured
-                    text = f"turn {i}: say hi"
+                    text = f"turn {i}: say hi [chunks:{CHUNKS}]"
                     time.sleep(SETTLE)
                     t0 = time.perf_counter()
                     n = direct.turn(text)
@@ -228,7 +233,8 @@ def report(runs: list[dict[str, Any]], sizes: Sizes) -> tuple[list[str], list[An
         f"### W13 a Claude session turn — {sizes.w13_turns} turns through the daemon beside the "
         "same turns driven directly on the CLI's stdin/stdout",
         "",
-        "The real CLI against the fake Messages API in both cases; turns alternate between the "
+        "The real CLI (`--include-partial-messages`) against the fake Messages API in both "
+        f"cases, each turn a reply streamed in {CHUNKS} deltas; turns alternate between the "
         "two sessions. A turn is from writing the user message (direct) or sending "
         "`claude.send` (daemon) to reading the turn's `result` line (direct) or "
         "`claude.turn_ended` (daemon).",
