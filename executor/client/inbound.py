@@ -1,8 +1,9 @@
 """Server frames to typed client messages, without I/O (the client's half of the codec).
 
 The server's half (`cc_executor.protocol.decode`) reads requests; this reads what a daemon
-sends back: replies, run events and the few other notifications, decoded by the protocol's
-own `server_codec` into the same classes the daemon sent. A frame that breaks the
+sends back: replies, run events (a Claude session's notifications among them) and the few
+other notifications, decoded by the protocol's own `server_codec` (and `claude.notices`) into
+the same classes the daemon sent. A frame that breaks the
 protocol raises `ProtocolViolation`: a daemon that does so has a bug, and the connection
 cannot be trusted any further.
 """
@@ -23,6 +24,7 @@ from cc_executor.executor.client.events import (
     RunStatus,
     ShutdownNotice,
 )
+from cc_executor.protocol.claude.notices import decode_session_notice
 from cc_executor.protocol.notices import (
     Connected,
     RunCompleted,
@@ -117,6 +119,9 @@ def _message(item: Any) -> Inbound:
 
 def _notification(method: str, params: dict[str, Any]) -> Inbound:
     try:
+        session = decode_session_notice(method, params)
+        if session is not None:
+            return Event(session)  # a Claude session's, sequenced with its output
         notice = decode_notice(method, params)
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise ProtocolViolation(f"malformed {method}: {exc!r}") from None

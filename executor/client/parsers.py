@@ -14,10 +14,13 @@ from collections.abc import Mapping
 
 import attrs
 
+from cc_executor.executor.client.claude_parsers import add_claude_parser
 from cc_executor.executor.client.config import DEFAULT_URL
 from cc_executor.executor.hosts import is_loopback
 
-CLIENT_COMMANDS = ("run", "ps", "attach", "logs", "pause", "resume", "cancel", "signal", "status")
+CLIENT_COMMANDS = (
+    "run", "ps", "attach", "logs", "pause", "resume", "cancel", "signal", "status", "claude"
+)  # fmt: skip
 
 URL_HELP = f"the daemon's WebSocket URL (default {DEFAULT_URL}; CCX_URL)"
 TOKEN_HELP = "bearer token for a daemon that requires one (CCX_TOKEN)"
@@ -244,3 +247,4 @@ def add_client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "Show the daemon's version, uptime, connections, live runs and capabilities.",
         "  ccx status\n  ccx --url ws://build:8003/ status --json",
     )
+    add_claude_parser(sub, common, HelpFormatter)
