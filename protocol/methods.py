@@ -4,7 +4,17 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, TypeAlias
 
-from cc_executor.protocol.claude import ClaudeParams
+from cc_executor.protocol.claude import (
+    SESSION_NOTICES,
+    ClaudeCloseParams,
+    ClaudeInterruptParams,
+    ClaudeParams,
+    ClaudePermissionParams,
+    ClaudeResumeParams,
+    ClaudeSendParams,
+    ClaudeSetModelParams,
+    ClaudeSetPermissionModeParams,
+)
 from cc_executor.protocol.params import (
     AttachParams,
     ControlParams,
@@ -26,6 +36,13 @@ Params: TypeAlias = (
     | AttachParams
     | DetachParams
     | ClaudeParams
+    | ClaudeSendParams
+    | ClaudeInterruptParams
+    | ClaudeSetModelParams
+    | ClaudeSetPermissionModeParams
+    | ClaudePermissionParams
+    | ClaudeCloseParams
+    | ClaudeResumeParams
 )
 
 # Client -> server: method name -> the class its params structure into.
@@ -40,6 +57,14 @@ METHODS: Final[Mapping[str, type[Params]]] = MappingProxyType(
         "attach": AttachParams,
         "detach": DetachParams,
         "claude": ClaudeParams,
+        # A live Claude session run (docs/claude.md, "Sessions").
+        "claude.send": ClaudeSendParams,
+        "claude.interrupt": ClaudeInterruptParams,
+        "claude.set_model": ClaudeSetModelParams,
+        "claude.set_permission_mode": ClaudeSetPermissionModeParams,
+        "claude.permission": ClaudePermissionParams,
+        "claude.close": ClaudeCloseParams,
+        "claude.resume": ClaudeResumeParams,
     }
 )
 
@@ -70,8 +95,11 @@ PROCESS_JOURNAL_ERROR: Final = "process.journal_error"
 # Events of one run: they carry `run` and `seq` (contiguous from 1 within the run), and
 # `process.completed` is the last of them.  `process.started` announces the run (it follows
 # the execute reply, before any event) and is not sequenced: a client attaching from a seq
-# needs no announcement replayed.
-RUN_EVENTS: Final = frozenset({PROCESS_OUTPUT, PROCESS_PAUSED, PROCESS_RESUMED, PROCESS_COMPLETED})
+# needs no announcement replayed.  A Claude session's notifications (claude.turn_started,
+# claude.permission_request, ...) are run events too.
+RUN_EVENTS: Final = frozenset(
+    {PROCESS_OUTPUT, PROCESS_PAUSED, PROCESS_RESUMED, PROCESS_COMPLETED, *SESSION_NOTICES}
+)
 
 # The `type` of a process.output notification.
 OUTPUT_STREAMS: Final = frozenset({"stdout", "stderr"})

@@ -21,6 +21,7 @@ class Started:
     pid: int
     pgid: int
     durable: bool = False
+    session: bool = False  # a live Claude session (`claude {session: true}`)
 
 
 @attrs.frozen
@@ -139,6 +140,43 @@ class Detached:
     last_sent_seq: int
 
 
+@attrs.frozen
+class ClaudeSent:
+    """`claude.send`: the message is in the CLI's stdin; it starts turn `turn` ("started")
+    or waits for the running turn `turn` to take it or to end ("queued")."""
+
+    message: str
+    turn: int
+    disposition: Literal["started", "queued"]
+
+
+@attrs.frozen
+class ClaudeInterrupted:
+    """`claude.interrupt`: the CLI acknowledged the interrupt of turn `turn`."""
+
+    turn: int
+
+
+@attrs.frozen
+class ClaudeAnswered:
+    """`claude.set_model`, `claude.set_permission_mode`: the CLI's response object."""
+
+    response: JSON
+
+
+@attrs.frozen
+class ClaudeDecided:
+    """`claude.permission`: this answer decided the request (it is on its way to the CLI)."""
+
+
+@attrs.frozen
+class ClaudeClosed:
+    """`claude.close`: the session run is over; how it ended."""
+
+    run: str
+    completion: Completion
+
+
 Result: TypeAlias = (
     Started
     | Queued
@@ -150,4 +188,9 @@ Result: TypeAlias = (
     | DaemonInfo
     | Attached
     | Detached
+    | ClaudeSent
+    | ClaudeInterrupted
+    | ClaudeAnswered
+    | ClaudeDecided
+    | ClaudeClosed
 )

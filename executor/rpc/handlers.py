@@ -31,6 +31,7 @@ from cc_executor.protocol import (
     InvalidParams,
     InvalidState,
     JsonRpcError,
+    MethodNotFound,
     RangeRemoved,
     RunNotFound,
     SignalParams,
@@ -215,6 +216,15 @@ async def write_stdin(session: Session, handle: RunHandle, params: StdinParams) 
     return Handled(StdinWritten(handle.live.run_id, len(data), params.eof))
 
 
+def not_served(method: str) -> SessionHandler:
+    """A method of the table this daemon does not serve yet (the session methods, landing)."""
+
+    async def refuse(session: Session, request_id: Id, params: object) -> Handled:
+        raise MethodNotFound(f"{method} is not served by this daemon yet", {"method": method})
+
+    return refuse
+
+
 SESSION_HANDLERS: dict[str, SessionHandler] = {
     "execute": execute,
     "status": status,
@@ -222,6 +232,18 @@ SESSION_HANDLERS: dict[str, SessionHandler] = {
     "attach": attach,
     "detach": detach,
     "claude": claude,
+    **{
+        name: not_served(name)
+        for name in (
+            "claude.send",
+            "claude.interrupt",
+            "claude.set_model",
+            "claude.set_permission_mode",
+            "claude.permission",
+            "claude.close",
+            "claude.resume",
+        )
+    },
 }
 RUN_HANDLERS: dict[str, RunHandler] = {
     "control": control,
