@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from cc_executor.executor.client.claude import (
     ClaudeSession,
@@ -93,7 +93,7 @@ async def _approve(inv: Invocation) -> int:
     args = inv.args
     if args.message is not None and not args.deny:
         raise UsageError("--message goes with --deny")
-    behavior = "deny" if args.deny else "allow"
+    behavior: Literal["allow", "deny"] = "deny" if args.deny else "allow"
     async with inv.connect() as conn:
         try:
             await _session(inv, conn).answer_permission(

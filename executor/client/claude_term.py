@@ -26,6 +26,7 @@ import contextlib
 import os
 import signal
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import attrs
@@ -64,10 +65,8 @@ HELP = (
 
 def input_text(tool: str | None, value: Any) -> str:
     """A tool's input as a prompt shows it: a Bash command as itself, the rest as JSON."""
-    if tool == "Bash" and isinstance(value, dict) and isinstance(value.get("command"), str):
-        text = value["command"]
-    else:
-        text = orjson.dumps(value).decode()
+    command = value.get("command") if isinstance(value, dict) else None
+    text = command if tool == "Bash" and isinstance(command, str) else orjson.dumps(value).decode()
     return text if len(text) <= INPUT_SHOWN else text[:INPUT_SHOWN] + "…"
 
 
@@ -318,7 +317,7 @@ async def _status(console: Console, _: str) -> None:
     await console.say(
         f"ccx: session {status.run} {claude.get('state', status.state)}, "
         f"{claude.get('turns', console.turns)} turn(s), ${claude.get('cost_usd') or 0:.4f}, "
-        f"{len(claude.get('pending') or [])} request(s) pending"
+        f"{len(console.pending)} request(s) pending"
     )
 
 
@@ -326,7 +325,7 @@ async def _help(console: Console, _: str) -> None:
     await console.say(HELP)
 
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[[Console, str], Awaitable[None]]] = {
     "/model": _model,
     "/mode": _mode,
     "/interrupt": _interrupt,

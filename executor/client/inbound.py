@@ -24,7 +24,7 @@ from cc_executor.executor.client.events import (
     RunStatus,
     ShutdownNotice,
 )
-from cc_executor.protocol.claude.notices import decode_session_notice
+from cc_executor.protocol.claude.notices import SESSION_NOTICES
 from cc_executor.protocol.notices import (
     Connected,
     RunCompleted,
@@ -36,6 +36,8 @@ from cc_executor.protocol.notices import (
     Shutdown,
 )
 from cc_executor.protocol.server_codec import decode_daemon_info, decode_notice, decode_run_info
+
+SESSION_NOTICE_TYPES = tuple(SESSION_NOTICES.values())
 
 
 @attrs.frozen
@@ -119,9 +121,6 @@ def _message(item: Any) -> Inbound:
 
 def _notification(method: str, params: dict[str, Any]) -> Inbound:
     try:
-        session = decode_session_notice(method, params)
-        if session is not None:
-            return Event(session)  # a Claude session's, sequenced with its output
         notice = decode_notice(method, params)
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise ProtocolViolation(f"malformed {method}: {exc!r}") from None
@@ -130,6 +129,8 @@ def _notification(method: str, params: dict[str, Any]) -> Inbound:
             return Event(notice)
         case RunCompleted():
             return Event(notice)
+        case _ if isinstance(notice, SESSION_NOTICE_TYPES):
+            return Event(notice)  # a Claude session's, sequenced with its output
         case Connected():
             return Greeted(notice)
         case Shutdown():
