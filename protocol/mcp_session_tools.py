@@ -4,8 +4,8 @@ Each tool takes exactly the params of the JSON-RPC method it stands for — `cla
 `claude` method's with `session: true`, `claude_send` those of `claude.send`, and so on —
 structured by the same strict converter into the same params classes
 (protocol/claude/session.py), plus `wait` where a call may wait for a turn; so MCP and
-JSON-RPC cannot drift apart. `claude_session` reads a session's status, its pending
-permission requests and the text of its turns.
+JSON-RPC cannot drift apart. `claude_close` ends a session; `claude_session` reads a
+session's status, its pending permission requests and the text of its turns.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Final
 import attrs
 
 from cc_executor.protocol.claude import (
+    ClaudeCloseParams,
     ClaudeInterruptParams,
     ClaudeParams,
     ClaudePermissionParams,
@@ -59,6 +60,11 @@ class ClaudePermissionArgs:
     params: ClaudePermissionParams
 
 
+@attrs.frozen
+class ClaudeCloseArgs:
+    params: ClaudeCloseParams
+
+
 def _non_negative(_: object, field: attrs.Attribute[Any], value: int) -> None:
     if value < 0:
         raise ParamError(f".{field.name}", "must be >= 0")
@@ -77,7 +83,16 @@ SessionToolArgs = (
     | ClaudeSendArgs
     | ClaudeInterruptArgs
     | ClaudePermissionArgs
+    | ClaudeCloseArgs
     | ClaudeSessionArgs
+)
+SESSION_TOOL_ARGS = (
+    ClaudeStartArgs,
+    ClaudeSendArgs,
+    ClaudeInterruptArgs,
+    ClaudePermissionArgs,
+    ClaudeCloseArgs,
+    ClaudeSessionArgs,
 )
 
 
@@ -98,6 +113,8 @@ def parse_session_arguments(tool: str, raw: dict[str, JSON]) -> SessionToolArgs 
             return ClaudeInterruptArgs(structure(raw, ClaudeInterruptParams))
         case "claude_permission":
             return ClaudePermissionArgs(structure(raw, ClaudePermissionParams))
+        case "claude_close":
+            return ClaudeCloseArgs(structure(raw, ClaudeCloseParams))
         case "claude_session":
             return structure(raw, ClaudeSessionArgs)
     return None
@@ -209,6 +226,21 @@ SESSION_TOOLS: Final[tuple[ToolSpec, ...]] = (
         "Allow or deny a tool use a Claude session asks for. The first answer wins; a later "
         "one is an error naming who answered.",
         _PERMISSION_INPUT,
+        OBJECT,
+        "forbidden",
+        False,
+    ),
+    ToolSpec(
+        "claude_close",
+        "Close a Claude session",
+        "End the session: its input is closed, the CLI exits (or is ended after the daemon's "
+        "close grace); answers once it is over, with how it ended.",
+        {
+            "type": "object",
+            "properties": {"run": _RUN},
+            "required": ["run"],
+            "additionalProperties": False,
+        },
         OBJECT,
         "forbidden",
         False,

@@ -28,6 +28,12 @@ from cc_executor.protocol.mcp_schema import (
     pop_bool,
     structure,
 )
+from cc_executor.protocol.mcp_session_tools import (
+    SESSION_INPUTS,
+    SESSION_TOOLS,
+    SessionToolArgs,
+    parse_session_arguments,
+)
 from cc_executor.protocol.messages import JSON
 from cc_executor.protocol.params import ExecuteParams, ParamError, normalise_signal
 
@@ -95,7 +101,7 @@ class ReadOutputArgs:
     max_bytes: int | None = attrs.field(default=None, validator=_positive)
 
 
-ToolArgs = RunTool | ControlArgs | StatusArgs | ListArgs | ReadOutputArgs
+ToolArgs = RunTool | ControlArgs | StatusArgs | ListArgs | ReadOutputArgs | SessionToolArgs
 
 
 def parse_arguments(tool: str, arguments: object) -> ToolArgs | list[str]:
@@ -105,7 +111,7 @@ def parse_arguments(tool: str, arguments: object) -> ToolArgs | list[str]:
     if type(arguments) is not dict:
         return ["arguments must be an object"]
     raw: dict[str, JSON] = dict(arguments)
-    schema = _RUN_INPUTS.get(tool)
+    schema = _RUN_INPUTS.get(tool) or SESSION_INPUTS.get(tool)
     if schema is not None:
         known = schema["properties"]
         assert isinstance(known, dict)
@@ -130,6 +136,9 @@ def parse_arguments(tool: str, arguments: object) -> ToolArgs | list[str]:
                 return structure(raw, ListArgs)
             case "read_output":
                 return structure(raw, ReadOutputArgs)
+        session = parse_session_arguments(tool, raw)
+        if session is not None:
+            return session
     except InvalidParams as exc:
         data = exc.data if isinstance(exc.data, list) else [exc.message]
         return [str(item).replace("$.params", "$") for item in data]
@@ -289,6 +298,7 @@ TOOLS: Final[tuple[ToolSpec, ...]] = (
         "forbidden",
         True,
     ),
+    *SESSION_TOOLS,
 )
 
 TOOL_NAMES: Final = frozenset(spec.name for spec in TOOLS)

@@ -1,0 +1,149 @@
+"""Live Claude sessions through MCP: the official SDK client (1.x, over WebSocket) drives the
+session tools against the real daemon, the real CLI and the fake Messages API; a raw client
+checks task mode.  Every frame the daemon sends passes the conformance checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+from ccx_testing import start_daemon
+from claude_fake_api import PLAIN_TEXT
+from claude_world import ClaudeWorld, assert_nothing_left
+from mcp_testing import (
+    McpClient,
+    Recording,
+    check_frames,
+    mcp_client,
+    recording_proxy,
+    run_script,
+    sdk_python,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def sdk1() -> Any:
+    return sdk_python("mcp1")
+
+
+async def test_sdk1_starts_steers_interrupts_and_approves_a_session(
+    nursery: trio.Nursery, world: ClaudeWorld, sdk1: Any
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(180):
+        async with recording_proxy(served.url) as (url, record):
+            out = await run_script(
+                sdk1, "mcp_sdk1_client.py", url, "claude_session", str(world.work)
+            )
+    first = out["first"]
+    assert first["isError"] is False
+    assert first["structuredContent"]["turn"] == 1
+    assert first["structuredContent"]["text"] == PLAIN_TEXT
+    assert first["structuredContent"]["result"]["cost_usd"] > 0
+    assert PLAIN_TEXT in first["content"][0]["text"]
+    run = first["structuredContent"]["run"]
+    second = out["second"]["structuredContent"]
+    assert (second["turn"], second["disposition"], second["text"]) == (2, "started", PLAIN_TEXT)
+    # The streaming turn: progress carried its text as it came; the interrupt ended it.
+    assert any("chunk 2" in (message or "") for message in out["streamed"])
+    assert out["interrupted"]["structuredContent"] == {
+        "run": run,
+        "interrupted": True,
+        "turn": 3,
+    }
+    slow = out["slow"]["structuredContent"]
+    assert slow["turn"] == 3
+    assert slow["interrupted"] is True
+    # The permission request, answered through MCP; a second answer names the first.
+    asked = out["asked"]["pending"][0]
+    assert asked["tool"] == "Bash"
+    assert "via-mcp.txt" in asked["input"]["command"]
+    assert out["answer"]["structuredContent"]["decided"] is True
+    again = out["again"]
+    assert again["isError"] is True
+    error = again["structuredContent"]["error"]
+    assert error["code"] == -32014
+    assert error["data"]["decided_by"].startswith("client:")
+    assert error["data"]["behavior"] == "allow"
+    assert (world.work / "via-mcp.txt").exists()
+    read = out["read"]
+    assert read["state"] == "idle"
+    assert read["turns"] == 4
+    assert read["cost_usd"] > 0
+    recorded = {turn["turn"]: turn for turn in read["turns_recorded"]}
+    assert "The tool said" in recorded[4]["text"]
+    closed = out["closed"]["structuredContent"]
+    assert closed["outcome"] == "exited"
+    check_frames(record)
+    assert_nothing_left(run)
+
+
+async def _tool(client: McpClient, name: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.result("tools/call", {"name": name, "arguments": arguments})
+    assert result["isError"] is False, result
+    structured: dict[str, Any] = result["structuredContent"]
+    return structured
+
+
+async def _task_done(client: McpClient, task_id: str) -> dict[str, Any]:
+    while True:  # bounded by the test's fail_after
+        got: dict[str, Any] = await client.result("tasks/get", {"taskId": task_id})
+        if got["status"] != "working":
+            return got
+        await trio.sleep(0.05)
+
+
+async def test_turns_as_tasks_one_completed_one_cancelled_by_an_interrupt(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    record = Recording()
+    with trio.fail_after(120):
+        async with mcp_client(served.url, record) as client:
+            started = await _tool(client, "claude_start", cwd=str(world.work), durable=True)
+            run = started["run"]
+            assert started["state"] == "idle"
+            created = await client.result(
+                "tools/call",
+                {
+                    "name": "claude_send",
+                    "arguments": {"run": run, "content": "say hi"},
+                    "task": {"ttl": 60000},
+                },
+            )
+            task_id = created["task"]["taskId"]
+            assert created["task"]["status"] == "working"
+            assert (await _task_done(client, task_id))["status"] == "completed"
+            final = await client.result("tasks/result", {"taskId": task_id})
+            assert final["structuredContent"]["text"] == PLAIN_TEXT
+            assert final["structuredContent"]["turn"] == 1
+
+            created = await client.result(
+                "tools/call",
+                {
+                    "name": "claude_send",
+                    "arguments": {"run": run, "content": "[slow:300]"},
+                    "task": {},
+                },
+            )
+            slow_task = created["task"]["taskId"]
+            while True:  # the turn streams
+                read = await _tool(client, "claude_session", run=run, from_turn=1)
+                turns = read["turns_recorded"]
+                if turns and "chunk 1" in turns[0]["text"]:
+                    break
+                await trio.sleep(0.05)
+            cancelled = await client.result("tasks/cancel", {"taskId": slow_task})
+            assert cancelled["status"] == "cancelled"
+            interrupted = await client.result("tasks/result", {"taskId": slow_task})
+            assert interrupted["structuredContent"]["interrupted"] is True
+            # The session stays: the next message is a new turn of the same process.
+            third = await _tool(client, "claude_send", run=run, content="still there?")
+            assert (third["turn"], third["text"]) == (3, PLAIN_TEXT)
+            closed = await _tool(client, "claude_close", run=run)
+            assert closed["outcome"] == "exited"
+    check_frames(record)
+    assert_nothing_left(run)
