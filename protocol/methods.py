@@ -73,6 +73,21 @@ METHOD_OF: Final[Mapping[type[Params], str]] = MappingProxyType(
     {cls: name for name, cls in METHODS.items()}
 )
 
+# The run-targeted methods of a Claude session run (answered by the run's queue, like stdin).
+SESSION_RUN_METHODS: Final = frozenset(
+    {
+        "claude.send",
+        "claude.interrupt",
+        "claude.set_model",
+        "claude.set_permission_mode",
+        "claude.permission",
+        "claude.close",
+    }
+)
+
+# The methods that target one run (`run`), answered in order per run, not by the reader.
+RUN_METHODS: Final = frozenset({"control", "signal", "stdin", *SESSION_RUN_METHODS})
+
 # Server -> client notifications.
 CONNECTED: Final = "connected"
 PROCESS_STARTED: Final = "process.started"

@@ -40,7 +40,13 @@ import os
 import structlog
 import trio
 
-from cc_executor.supervision.events import CompletedEvent, Output, SequencedEvent, StateEvent
+from cc_executor.supervision.events import (
+    CompletedEvent,
+    Note,
+    Output,
+    SequencedEvent,
+    StateEvent,
+)
 from cc_executor.supervision.journal_codec import (
     MAGIC,
     Entry,
@@ -193,7 +199,7 @@ class Journal:
                     self.stdout_bytes += len(data)
                 else:
                     self.stderr_bytes += len(data)
-            case StateEvent(seq=seq):
+            case StateEvent(seq=seq) | Note(seq=seq):
                 self.last_seq = max(self.last_seq, seq)
             case CompletedEvent(seq=seq):
                 self.last_seq = max(self.last_seq, seq)

@@ -31,7 +31,6 @@ from cc_executor.protocol import (
     InvalidParams,
     InvalidState,
     JsonRpcError,
-    MethodNotFound,
     RangeRemoved,
     RunNotFound,
     SignalParams,
@@ -67,7 +66,8 @@ async def execute(session: Session, request_id: Id, params: ExecuteParams) -> Ha
 
 
 async def claude(session: Session, request_id: Id, params: ClaudeParams) -> Handled:
-    """Start a Claude Code run; its output and typed events flow once the reply is sent."""
+    """Start a Claude Code run (a session with `session: true`); its output and typed events
+    flow once the reply is sent."""
     daemon = session.daemon
     plan = plan_claude(daemon, params, session.peer.identity.name)
     key = plan.exclusive
@@ -216,15 +216,6 @@ async def write_stdin(session: Session, handle: RunHandle, params: StdinParams) 
     return Handled(StdinWritten(handle.live.run_id, len(data), params.eof))
 
 
-def not_served(method: str) -> SessionHandler:
-    """A method of the table this daemon does not serve yet (the session methods, landing)."""
-
-    async def refuse(session: Session, request_id: Id, params: object) -> Handled:
-        raise MethodNotFound(f"{method} is not served by this daemon yet", {"method": method})
-
-    return refuse
-
-
 SESSION_HANDLERS: dict[str, SessionHandler] = {
     "execute": execute,
     "status": status,
@@ -232,21 +223,20 @@ SESSION_HANDLERS: dict[str, SessionHandler] = {
     "attach": attach,
     "detach": detach,
     "claude": claude,
-    **{
-        name: not_served(name)
-        for name in (
-            "claude.send",
-            "claude.interrupt",
-            "claude.set_model",
-            "claude.set_permission_mode",
-            "claude.permission",
-            "claude.close",
-            "claude.resume",
-        )
-    },
 }
 RUN_HANDLERS: dict[str, RunHandler] = {
     "control": control,
     "signal": send_signal,
     "stdin": write_stdin,
 }
+
+
+def _add_session_methods() -> None:
+    """The claude.* methods of session runs (rpc/claude.py, which imports this module)."""
+    from cc_executor.executor.rpc import claude as session_methods
+
+    SESSION_HANDLERS.update(session_methods.SESSION_HANDLERS)
+    RUN_HANDLERS.update(session_methods.RUN_HANDLERS)
+
+
+_add_session_methods()
