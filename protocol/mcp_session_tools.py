@@ -177,8 +177,21 @@ _SESSION_OUTPUT: dict[str, JSON] = {
         "run": {"type": "string"},
         "state": {"type": "string"},
         "turn": {"type": ["integer", "null"]},
-        "pending": {"type": "array", "items": {"type": "object"}},
-        "turns": {"type": "array", "items": {"type": "object"}},
+        "pending": {"type": "array"},
+    },
+    "required": ["run", "state"],
+}
+_TURN_OUTPUT: dict[str, JSON] = {
+    "type": "object",
+    "properties": {
+        "run": {"type": "string"},
+        "message": {"type": "string"},
+        "disposition": {"enum": ["started", "queued"]},
+        "state": {"type": "string"},
+        "turn": {"type": "integer"},
+        "text": {"type": "string"},
+        "interrupted": {"type": "boolean"},
+        "result": {"type": "object"},
     },
     "required": ["run", "state"],
 }
@@ -202,7 +215,7 @@ SESSION_TOOLS: Final[tuple[ToolSpec, ...]] = (
         "is taken by that turn or the next. Waits for that turn's end by default (use task "
         "mode for long turns); the result has the turn's text, result and cost.",
         _SEND_INPUT,
-        _SESSION_OUTPUT,
+        _TURN_OUTPUT,
         "optional",
         False,
     ),

@@ -144,7 +144,9 @@ async def claude_session(session: ClientSession, cwd: str) -> dict[str, Any]:
         progress.append(message)
 
     first = await session.call_tool(
-        "claude_start", {"prompt": "say hi", "cwd": cwd}, progress_callback=on_progress
+        "claude_start",
+        {"prompt": "say hi", "cwd": cwd, "include_partial_messages": True},
+        progress_callback=on_progress,
     )
     run = (first.structuredContent or {})["run"]
     second = await session.call_tool("claude_send", {"run": run, "content": "and again"})

@@ -127,7 +127,9 @@ def _structured(structured: dict[str, JSON], version: str | None) -> dict[str, J
 
 
 def _sent(live: LiveRun, sent: ClaudeSent, version: str | None) -> dict[str, JSON]:
-    structured: dict[str, JSON] = {"run": live.run_id, **attrs.asdict(sent)}
+    claude = live.claude
+    state = claude.state if isinstance(claude, ClaudeSession) else "ended"
+    structured: dict[str, JSON] = {"run": live.run_id, **attrs.asdict(sent), "state": state}
     text = f"message {sent.message}: turn {sent.turn} ({sent.disposition})"
     return tool_result(text, structured, is_error=False, version=version)
 

@@ -103,7 +103,13 @@ async def test_turns_as_tasks_one_completed_one_cancelled_by_an_interrupt(
     record = Recording()
     with trio.fail_after(120):
         async with mcp_client(served.url, record) as client:
-            started = await _tool(client, "claude_start", cwd=str(world.work), durable=True)
+            started = await _tool(
+                client,
+                "claude_start",
+                cwd=str(world.work),
+                durable=True,
+                include_partial_messages=True,  # the turn's text as it is written
+            )
             run = started["run"]
             assert started["state"] == "idle"
             created = await client.result(

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(
 )
 # A CLI turn against the fake API takes about a second; a screen is given this long.
 SCREEN_BOUND = 60
-SESSION = re.compile(r"^ccx: Claude session ([0-9a-f]+)", re.MULTILINE)
+SESSION = re.compile(r"^ccx: Claude session ([\w-]+)", re.MULTILINE)
 
 
 def lines(screen: str) -> list[str]:
