@@ -102,7 +102,11 @@ async def _approve(inv: Invocation) -> int:
         except AlreadyDecidedError as exc:
             if args.json:
                 await inv.say_json({"decided": False, **(exc.data or {})})
-            inv.term.message(f"ccx claude approve: {exc}")
+            how = {"allow": "allowed", "deny": "denied"}.get(exc.behavior or "", "decided")
+            inv.term.message(
+                f"ccx claude approve: request {args.request} was {how} already, "
+                f"by {exc.decided_by or 'someone else'}"
+            )
             return ALREADY_DECIDED_STATUS
     if args.json:
         await inv.say_json({"decided": True, "behavior": behavior})
