@@ -48,7 +48,7 @@ from cc_executor.executor.client.events import (
 from cc_executor.executor.client.exits import ExitStatus
 from cc_executor.executor.client.parsers import Target
 from cc_executor.executor.client.terminal import Terminal
-from cc_executor.protocol.claude import ToolUse, UserText
+from cc_executor.protocol.claude import Replayed, ToolUse, UserText
 from cc_executor.protocol.claude.text import AssistantTextStream
 
 PROMPT = b"> "
@@ -101,11 +101,13 @@ class Console:
     state: str = "idle"
     turn: int = 0  # the running (or last) turn
     turns: int = 0
+    last_ended: int = 0  # the last turn that ended
     cost: float = 0.0
     pending: dict[str, ClaudePermissionRequest] = attrs.field(factory=dict)
     asked: str | None = None  # the request whose prompt is on show
     prompted: bool = False  # the "> " prompt is on show
     mid_text: bool = False  # the assistant's text did not end with a newline
+    replayed: bool = False  # the CLI replays a user message: its text follows
     closing: bool = False  # we closed the session (Ctrl-D, /close)
     left: bool = False  # we left it running (attach's Ctrl-D, /detach)
     sent: deque[str] = attrs.field(factory=lambda: deque(maxlen=16))  # our messages' text
@@ -166,6 +168,7 @@ class Console:
                 self.turn = turn
             case ClaudeTurnEnded() as ended:
                 self.turns += 1
+                self.last_ended = max(self.last_ended, ended.turn)
                 cost = ended.result.get("cost_usd")
                 if isinstance(cost, int | float):
                     self.cost += cost
@@ -184,7 +187,10 @@ class Console:
                 await self.prompt()
             case ToolUse(name=name, input=value, parent_tool_use_id=None):
                 await self.say(f"ccx: {name}: {input_text(name, value)}")
-            case UserText(text=text, parent_tool_use_id=None):
+            case Replayed():
+                self.replayed = True  # the next user text is a message someone sent
+            case UserText(text=text, parent_tool_use_id=None) if self.replayed:
+                self.replayed = False
                 if text in self.sent:
                     self.sent.remove(text)  # ours, on the screen already
                 else:
@@ -223,6 +229,8 @@ class Console:
             else:
                 if sent.disposition == "queued":
                     await self.say(f"ccx: queued behind turn {self.turn} (message {sent.message})")
+                if sent.turn > self.last_ended:
+                    self.state = "running"  # until the session says otherwise: no prompt
         await self.prompt()
 
     async def _answer(self, request: str, text: str) -> None:
@@ -376,7 +384,8 @@ async def run_console(console: Console) -> int:
             try:
                 completed = await _show_all(console)
             except ConnectionLost as exc:
-                await console.say(f"ccx: lost the session: {exc}")
+                if not console.left:  # (leaving ends our stream of it, too)
+                    await console.say(f"ccx: lost the session: {exc}")
             finally:
                 nursery.cancel_scope.cancel()
     if console.left:

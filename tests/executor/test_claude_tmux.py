@@ -80,11 +80,11 @@ async def test_type_approve_interrupt_and_close(
     assert_nothing_left(run)
 
 
-async def test_a_second_terminal_attaches_sees_the_past_and_answers(
+async def test_a_second_terminal_attaches_is_asked_what_is_pending_and_answers(
     nursery: trio.Nursery, world: ClaudeWorld, tmp_path: Path
 ) -> None:
     served = await start_daemon(nursery, world.config())
-    made = world.work / "from-b.txt"
+    denied, made = world.work / "denied.txt", world.work / "from-b.txt"
     async with open_pane(tmp_path) as a, open_pane(tmp_path) as b:
         a.type(f"{CCX} claude --url {served.url} --cwd {world.work} --durable; echo EXIT=$?")
         screen = await wait(a, prompt_shown)
@@ -93,20 +93,29 @@ async def test_a_second_terminal_attaches_sees_the_past_and_answers(
         run = found.group(1)
         a.type("hello")
         await wait(a, lambda s: "ccx: turn 1 done" in s and prompt_shown(s))
+        a.type(f"[tool:touch {denied}]")
+        await wait(a, lambda s: "allow? [y/n]" in s)
 
+        # B joins while the request is pending: the past is shown again, then it is asked.
         b.type(f"{CCX} claude attach --url {served.url} {run}; echo EXIT=$?")
-        screen = await wait(b, lambda s: "ccx: turn 1 done" in s and prompt_shown(s))
-        assert "» hello" in lines(screen), screen  # the past, someone else's message in it
+        screen = await wait(b, lambda s: "allow? [y/n]" in s)
+        assert "» hello" in lines(screen), screen  # someone else's messages, replayed
         assert PLAIN_TEXT in lines(screen), screen
+        assert f"ccx: Claude wants to use Bash: touch {denied}" in screen
+        b.type("n not from here")
+        screen = await wait(a, lambda s: "was denied by client:" in s)
+        await wait(a, lambda s: "ccx: turn 2 done" in s and prompt_shown(s))
+        await wait(b, lambda s: "ccx: turn 2 done" in s and prompt_shown(s))
+        assert not denied.exists()  # the deny reached the CLI: the tool did not run
 
         b.type(f"from b [tool:touch {made}]")  # B types; both are asked
-        await wait(b, lambda s: "allow? [y/n]" in s)
-        screen = await wait(a, lambda s: "allow? [y/n]" in s)
+        await wait(b, lambda s: s.count("allow? [y/n]") == 2)
+        screen = await wait(a, lambda s: s.count("allow? [y/n]") == 2)
         assert f"» from b [tool:touch {made}]" in lines(screen), screen
         a.type("y")
-        screen = await wait(b, lambda s: "was allowed by client:" in s)
-        await wait(b, lambda s: "ccx: turn 2 done" in s and prompt_shown(s))
-        await wait(a, lambda s: "ccx: turn 2 done" in s and prompt_shown(s))
+        await wait(b, lambda s: "was allowed by client:" in s)
+        await wait(b, lambda s: "ccx: turn 3 done" in s and prompt_shown(s))
+        await wait(a, lambda s: "ccx: turn 3 done" in s and prompt_shown(s))
         assert made.exists()
 
         b.keys("C-d")  # B leaves; the session goes on for A
@@ -119,5 +128,5 @@ async def test_a_second_terminal_attaches_sees_the_past_and_answers(
         a.keys("C-d")
         screen = await wait(a, lambda s: exit_status(s) is not None)
     assert exit_status(screen) == 0, screen
-    assert f"ccx: session {run} closed (2 turn(s)" in screen
+    assert f"ccx: session {run} closed (3 turn(s)" in screen
     assert_nothing_left(run)
