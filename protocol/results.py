@@ -123,13 +123,18 @@ class DaemonInfo:
 
 @attrs.frozen
 class Attached:
-    """`attach`: events after `from_seq` follow this reply, then the live stream."""
+    """`attach`: events after `from_seq` follow this reply, then the live stream.
+
+    `claude` is a live Claude session's snapshot (state, turn, the permission requests
+    pending now — also those posted before `from_seq`, which the replay does not repeat).
+    """
 
     run: str
     from_seq: int
     last_seq: int
     state: str
     journal: Mapping[str, JSON] | None
+    claude: Mapping[str, JSON] | None = None
 
 
 @attrs.frozen

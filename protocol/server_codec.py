@@ -228,7 +228,7 @@ def result_object(result: Result) -> dict[str, JSON]:
             return info
         case Attached(run=run, from_seq=from_seq, last_seq=last_seq, state=state):
             journal: JSON = None if result.journal is None else dict(result.journal)
-            return {
+            attached: dict[str, JSON] = {
                 "status": "attached",
                 "run": run,
                 "from_seq": from_seq,
@@ -236,6 +236,9 @@ def result_object(result: Result) -> dict[str, JSON]:
                 "state": state,
                 "journal": journal,
             }
+            if result.claude is not None:
+                attached["claude"] = dict(result.claude)
+            return attached
         case Detached(run=run, last_sent_seq=sent):
             return {"status": "detached", "run": run, "last_sent_seq": sent}
         case ClaudeSent(message=message, turn=turn, disposition=disposition):

@@ -52,7 +52,10 @@ def _last_user_content(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _last_text(content: list[dict[str, Any]]) -> str:
-    return "\n".join(b.get("text", "") for b in content if b.get("type") == "text")
+    """The last text block of a message: the prompt itself (the CLI puts its reminders
+    first, and merges a message after an interrupted turn into the one before)."""
+    texts = [b.get("text", "") for b in content if b.get("type") == "text"]
+    return texts[-1] if texts else ""
 
 
 def _user_texts(body: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ import structlog
 import trio
 
 from cc_executor.executor.claude.plan import plan_claude
+from cc_executor.executor.claude.session import session_of
 from cc_executor.executor.rpc.runs import Gone, RunHandle
 from cc_executor.executor.rpc.session import GateKey, Handled, Session
 from cc_executor.executor.runs import control as controls
@@ -139,12 +140,16 @@ async def attach(session: Session, request_id: Id, params: AttachParams) -> Hand
         )
     live = daemon.runs.get(params.run)
     state = live.state if live is not None else durable.info(trio.current_time()).state
+    # A live session's snapshot: what is pending now, posted before from_seq or not.
+    snapshot = None if live is None or not live.session else session_of(live).snapshot()
     session.hold(request_id, params.run)
 
     async def follow_up() -> None:
         session.attachments.attach(durable, params.from_seq)
 
-    result = Attached(params.run, params.from_seq, journal.last_seq, state, durable.journal_info())
+    result = Attached(
+        params.run, params.from_seq, journal.last_seq, state, durable.journal_info(), snapshot
+    )
     return Handled(result, follow_up)
 
 

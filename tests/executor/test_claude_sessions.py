@@ -4,8 +4,11 @@ interrupt, model and mode changes, close; and nothing of the run survives it."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import trio
-from ccx_testing import open_client, start_daemon
+from ccx_testing import open_client, start_daemon, wait_until
 from claude_fake_api import PLAIN_TEXT
 from claude_world import (
     BOUND,
@@ -114,4 +117,111 @@ async def test_session_refuses_raw_stdin_and_steering_of_other_runs(
             assert closed["status"] == "completed"
             error = await client.call_error("claude.send", run=run, content="late")
             assert error.code == ErrorCode.INVALID_STATE
+    assert_nothing_left(run)
+
+
+async def test_interrupt_ends_the_turn_and_the_session_goes_on(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(
+                client,
+                session=True,
+                prompt="a long one [slow:100]",
+                include_partial_messages=True,
+                cwd=str(world.work),
+            )
+            # The stream is under way: the CLI has passed on a text delta.
+            await wait_notice(client, run, "claude.event", type="partial")
+            pid = (await client.call("status", run=run))["pid"]
+            reply = await client.call("claude.interrupt", run=run)
+            assert reply == {"interrupted": True, "turn": 1}
+            ended = await wait_notice(client, run, "claude.turn_ended", turn=1)
+            assert ended["interrupted"] is True
+            assert ended["result"]["subtype"] == "error_during_execution"
+            assert ended["result"]["terminal_reason"] == "aborted_streaming"
+            await wait_notice(client, run, "claude.state", state="idle")
+            model = await client.call("claude.set_model", run=run, model="claude-other")
+            assert "response" in model
+            mode = await client.call("claude.set_permission_mode", run=run, mode="acceptEdits")
+            assert mode == {"response": {"mode": "acceptEdits"}}
+            again = await client.call("claude.send", run=run, content="again")
+            assert again["disposition"] == "started"
+            assert again["turn"] == 2
+            second = await wait_notice(client, run, "claude.turn_ended", turn=2)
+            status = await client.call("status", run=run)
+            await client.call("claude.close", run=run)
+    assert second["interrupted"] is False
+    assert second["result"]["subtype"] == "success"
+    assert second["result"]["result"] == PLAIN_TEXT
+    assert status["pid"] == pid  # the same process throughout
+    assert status["claude"]["turns"] == 2
+    # The next turn's request went out with the model set mid-session.
+    assert world.api.requests[-1]["body"]["model"] == "claude-other"
+    assert_nothing_left(run)
+
+
+# A stand-in CLI that answers `initialize` and nothing else, logging what it reads: the
+# daemon's other control requests then wait for an answer that never comes.
+MUTE_CLI = """\
+import json, sys
+log = open(%r, "a")
+for line in sys.stdin:
+    log.write(line)
+    log.flush()
+    msg = json.loads(line)
+    if msg.get("type") == "control_request" and msg["request"]["subtype"] == "initialize":
+        answer = {"subtype": "success", "request_id": msg["request_id"], "response": {}}
+        print(json.dumps({"type": "control_response", "response": answer}), flush=True)
+"""
+
+
+def mute_cli(tmp: Path) -> tuple[Path, Path]:
+    log = tmp / "mute.log"
+    script = tmp / "mute-claude"
+    script.write_text(f"#!{sys.executable}\n" + MUTE_CLI % str(log))
+    script.chmod(0o755)
+    return script, log
+
+
+async def test_a_control_request_pending_when_the_run_ends_is_answered_with_an_error(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    script, log = mute_cli(world.tmp)
+    served = await start_daemon(nursery, world.config(binary=str(script)))
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client, open_client(served.url) as other:
+            run = await start(client, session=True, cwd=str(world.work))
+            await wait_notice(client, run, "claude.event", type="control_response")
+            errors = []
+
+            async def set_model() -> None:
+                errors.append(await client.call_error("claude.set_model", run=run, model="x"))
+
+            async with trio.open_nursery() as waiting:
+                waiting.start_soon(set_model)
+                await wait_until(lambda: log.exists() and "set_model" in log.read_text())
+                cancelled = await other.call("control", type="CANCEL", run=run)
+                assert cancelled["status"] == "canceled"
+    assert errors[0].code == ErrorCode.INVALID_STATE
+    assert "the run ended" in errors[0].message
+    assert_nothing_left(run)
+
+
+async def test_a_control_request_the_cli_does_not_answer_times_out(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    script, _ = mute_cli(world.tmp)
+    served = await start_daemon(nursery, world.config(binary=str(script), control_timeout=0.5))
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, cwd=str(world.work))
+            await wait_notice(client, run, "claude.event", type="control_response")
+            error = await client.call_error("claude.set_model", run=run, model="x")
+            assert error.code == ErrorCode.CONTROL_TIMEOUT
+            assert "did not answer set_model within 0.5 s" in error.message
+            closed = await client.call("claude.close", run=run)
+    assert closed["outcome"] == "exited"
     assert_nothing_left(run)
