@@ -21,6 +21,7 @@ from cc_executor.executor.client import (
     SessionEvent,
     attach_claude_session,
     open_connection,
+    resume_claude_session,
     start_claude_session,
 )
 from cc_executor.executor.client.claude import CLAUDE_EVENTS
@@ -155,3 +156,29 @@ async def test_interrupt_mid_turn_keeps_the_session(
             assert ended.result["result"] == PLAIN_TEXT
             await session.close()
     assert_nothing_left(session.id)
+
+
+async def test_resume_continues_a_closed_session_in_a_new_process(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(BOUND):
+        async with open_connection(served.url) as conn:
+            first = await start_claude_session(conn, "remember the word zebra", cwd=str(world.work))
+            ended = await until_turn_ended(first, [])
+            session_id = ended.result["session_id"]
+            assert isinstance(session_id, str)
+            await first.close()
+            again = await resume_claude_session(
+                conn, session_id, "which word?", cwd=str(world.work)
+            )
+            assert again.id != first.id
+            await until_turn_ended(again, [])
+            status = await again.status()
+            assert status.claude is not None
+            assert status.claude["session_id"] == session_id
+            assert f"--resume={session_id}" in status.argv
+            await again.close()
+    # The new process sent the earlier conversation to the API.
+    assert "remember the word zebra" in str(world.api.requests[-1]["body"]["messages"])
+    assert_nothing_left(again.id)
