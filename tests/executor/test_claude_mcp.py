@@ -81,6 +81,41 @@ async def test_sdk1_starts_steers_interrupts_and_approves_a_session(
     assert_nothing_left(run)
 
 
+@pytest.fixture(scope="session")
+def sdk2() -> Any:
+    return sdk_python("mcp2")
+
+
+async def test_sdk2_drives_a_session_in_the_2026_era(
+    nursery: trio.Nursery, world: ClaudeWorld, sdk2: Any
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(180):
+        async with recording_proxy(served.url) as (url, record):
+            out = await run_script(
+                sdk2, "mcp_sdk2_client.py", url, "claude_session", str(world.work)
+            )
+    assert out["protocol_version"] == "2026-07-28"
+    assert record.frames[0][1]["method"] == "server/discover"
+    started = out["started"]["structuredContent"]
+    assert started["state"] == "idle"
+    first = out["first"]["structuredContent"]
+    assert (first["turn"], first["text"]) == (1, PLAIN_TEXT)
+    second = out["second"]["structuredContent"]
+    assert second["turn"] == 2
+    assert second["text"] == "".join(f"chunk {i} " for i in range(5))
+    assert any("chunk" in (message or "") for message in out["progress"])
+    read = out["read"]["structuredContent"]
+    assert read["turns"] == 2
+    assert [turn["turn"] for turn in read["turns_recorded"]] == [1, 2]
+    assert out["closed"]["structuredContent"]["outcome"] == "exited"
+    for message in record.from_server():
+        if "result" in message and "content" in message["result"]:
+            assert message["result"]["resultType"] == "complete"
+    check_frames(record)
+    assert_nothing_left(started["run"])
+
+
 async def _tool(client: McpClient, name: str, **arguments: Any) -> dict[str, Any]:
     result = await client.result("tools/call", {"name": name, "arguments": arguments})
     assert result["isError"] is False, result
