@@ -52,6 +52,8 @@ async def _start(inv: Invocation) -> int:
             + "; Ctrl-C interrupts a turn, Ctrl-D ends the session, /help says more"
         )
         console = Console(session, inv.term, inv.target, "start", conn.greeting.session_id)
+        if args.prompt:
+            console.state = "running"  # the first turn is on its way: no prompt before it
         return await run_console(console)
 
 

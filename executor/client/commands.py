@@ -221,8 +221,11 @@ async def _logs(inv: Invocation) -> int:
 
 
 def state_word(status: RunStatus) -> str:
-    """running, paused, exited(3), signalled(SIGTERM), cancelled, timed_out, lost, ..."""
+    """running, paused, exited(3), signalled(SIGTERM), cancelled, timed_out, lost, ...; a live
+    Claude session's own state (idle, running, requires_action, paused)."""
     match status.outcome:
+        case None if status.claude and status.claude.get("session"):
+            return str(status.claude.get("state", status.state))  # idle, requires_action, ...
         case None:
             return status.state
         case "exited":

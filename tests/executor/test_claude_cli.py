@@ -15,6 +15,7 @@ from claude_world import BOUND, ClaudeWorld, assert_nothing_left
 from cc_executor.executor.client import (
     ClaudePermissionRequest,
     ClaudeSession,
+    ClaudeStateChanged,
     ClaudeTurnEnded,
     attach_claude_session,
     open_connection,
@@ -95,3 +96,18 @@ async def test_send_status_approve_interrupt_close(
             done = await ccx("claude", "send", *url, run, "too late")
             assert done.returncode == 1
     assert_nothing_left(run)
+
+
+async def test_ps_shows_a_sessions_own_state(nursery: trio.Nursery, world: ClaudeWorld) -> None:
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(BOUND):
+        async with open_connection(served.url) as conn:
+            session = await start_claude_session(conn, "say hi", cwd=str(world.work))
+            async for event in session:  # until the turn is over and the session waits
+                if isinstance(event, ClaudeStateChanged) and event.state == "idle":
+                    break
+            done = await ccx("ps", "--url", served.url)
+            assert done.returncode == 0, done.stderr
+            row = next(line for line in done.stdout.decode().splitlines() if session.id in line)
+            assert row.split()[1] == "idle", row
+            await session.close()
