@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import trio
-from ccx_testing import start_daemon
+from ccx_testing import Served, start_daemon
 from claude_fake_api import PLAIN_TEXT
 from claude_world import ClaudeWorld, assert_nothing_left
 from mcp_testing import (
@@ -188,3 +188,41 @@ async def test_turns_as_tasks_one_completed_one_cancelled_by_an_interrupt(
             assert closed["outcome"] == "exited"
     check_frames(record)
     assert_nothing_left(run)
+
+
+async def test_session_tools_refuse_bad_arguments_and_runs_that_are_no_session(
+    served: Served,
+) -> None:
+    record = Recording()
+    with trio.fail_after(60):
+        async with mcp_client(served.url, record) as client:
+
+            async def refused(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+                result = await client.result("tools/call", {"name": name, "arguments": arguments})
+                assert result["isError"] is True, result
+                return dict(result)
+
+            bad = await refused("claude_send", {"run": "r", "content": 7})
+            assert "content" in bad["content"][0]["text"]
+            extra = await refused("claude_send", {"run": "r", "content": "hi", "nope": 1})
+            assert "unexpected field @ $.nope" in extra["content"][0]["text"]
+            mode = await refused(
+                "claude_permission", {"run": "r", "request": "q", "behavior": "maybe"}
+            )
+            assert "behavior" in mode["content"][0]["text"]
+            unknown = await refused("claude_interrupt", {"run": "no-such-run"})
+            assert unknown["structuredContent"]["error"]["code"] == -32002
+            plain = await client.result(
+                "tools/call",
+                {"name": "execute", "arguments": {"argv": ["sleep", "30"], "wait": False}},
+            )
+            run = plain["structuredContent"]["run"]
+            not_a_session = await refused("claude_send", {"run": run, "content": "hi"})
+            error = not_a_session["structuredContent"]["error"]
+            assert error["code"] == -32002
+            assert "not a Claude session" in error["message"]
+            tools = await client.result("tools/list")
+            names = {tool["name"] for tool in tools["tools"]}
+            assert {"claude_start", "claude_send", "claude_interrupt"} <= names
+            assert {"claude_permission", "claude_close", "claude_session"} <= names
+    check_frames(record)
