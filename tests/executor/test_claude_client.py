@@ -18,6 +18,7 @@ from cc_executor.executor.client import (
     ClaudeTurnEnded,
     ClaudeTurnStarted,
     Completed,
+    InvalidParamsError,
     SessionEvent,
     attach_claude_session,
     open_connection,
@@ -71,6 +72,10 @@ async def test_two_turns_in_one_process_then_close(
             assert any(isinstance(e, ClaudeTurnStarted) and e.turn == 1 for e in first)
             assert any(isinstance(e, Result) for e in first)  # parsed from stdout
             pid = session.run.pid
+            assert isinstance(await session.set_model("claude-fake-next"), dict)
+            assert isinstance(await session.set_permission_mode("acceptEdits"), dict)
+            with pytest.raises(InvalidParamsError):
+                await session.set_permission_mode("anything-goes")
             sent = await session.send("and again")
             assert (sent.turn, sent.disposition) == (2, "started")
             second: list[SessionEvent] = []
@@ -78,6 +83,7 @@ async def test_two_turns_in_one_process_then_close(
             assert ended.turn == 2
             started = next(e for e in second if isinstance(e, ClaudeTurnStarted))
             assert started.messages == (sent.message,)
+            assert world.api.requests[-1]["body"]["model"] == "claude-fake-next"
             assert (await session.status()).pid == pid  # one process for both turns
             status = await session.status()
             assert status.claude is not None
