@@ -43,6 +43,9 @@ class Sizes:
     w5_connections: int = 1000
     w5_lines: int = 1000
     w6_calls: int = 10
+    w9_bytes: int = 200_000_000
+    w11_streams: int = 200
+    w12_runs: int = 10_000
 
 
 QUICK = Sizes(
@@ -53,6 +56,9 @@ QUICK = Sizes(
     w4_cycles=5,
     w5_connections=100,
     w6_calls=3,
+    w9_bytes=20_000_000,
+    w11_streams=50,
+    w12_runs=1_000,
 )
 
 
@@ -209,24 +215,6 @@ def w4_control(sizes: Sizes) -> dict[str, Any]:
     return figures
 
 
-def w5_concurrency(sizes: Sizes) -> dict[str, Any]:
-    with running_daemon() as daemon:
-        cpu = procfs.cpu_seconds(daemon.pid)
-        client = run_client(daemon, "W5", connections=sizes.w5_connections, count=sizes.w5_lines)
-        daemon_cpu = procfs.cpu_seconds(daemon.pid) - cpu
-        peak = procfs.peak_rss_kib(daemon.pid)
-    return {
-        "connections": client["connections"],
-        "successes": client["successes"],
-        "errors": client["errors"],
-        "wall_s": client["wall"],
-        "runs_per_s": client["runs_per_s"],
-        "peak_rss_mb": peak / 1024,
-        "daemon_cpu": daemon_cpu,
-        "client_cpu": client["client_cpu"],
-    }
-
-
 def w6_cli(sizes: Sizes) -> dict[str, Any]:
     with running_daemon() as daemon:
         return {"calls": sizes.w6_calls, **compare(daemon.port, sizes.w6_calls)}
@@ -237,6 +225,13 @@ WORKLOADS = {
     "W2": w2_integrity,
     "W3": w3_slow_client,
     "W4": w4_control,
-    "W5": w5_concurrency,
     "W6": w6_cli,
 }
+
+
+# The per-run cost, memory and state-directory workloads live in their own modules (they use
+# the helpers above, so they are imported last).
+from bench.cost import WORKLOADS as _COST  # noqa: E402
+
+WORKLOADS.update(_COST)
+WORKLOADS = dict(sorted(WORKLOADS.items(), key=lambda item: int(item[0][1:])))

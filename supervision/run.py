@@ -133,7 +133,7 @@ class Run:
             self.pid,
             self.pgid,
             self.run_id,
-            other_roots=self._registry.root_pids() - {self.pid},
+            other_roots=self._registry.roots_except(self.pid),
             full=not subreaper,
         )
 

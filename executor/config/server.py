@@ -197,6 +197,7 @@ def config_from_env(
         control_timeout=_env_float(env, "CCX_CONTROL_TIMEOUT", sup.control_timeout),
         max_chunk=_env_int(env, "CCX_MAX_CHUNK", sup.max_chunk),
         channel_capacity=_env_int(env, "CCX_CHANNEL_CAPACITY", sup.channel_capacity),
+        read_size=_env_int(env, "CCX_STREAM_BUFFER", sup.read_size),
     )
     journal = base.journal
     policy = env.get("CCX_JOURNAL_QUOTA_POLICY", journal.quota_policy)
@@ -297,6 +298,7 @@ def validate(config: ServerConfig) -> None:
         ("control_queue", config.control_queue),
         ("supervision.max_chunk", config.supervision.max_chunk),
         ("supervision.channel_capacity", config.supervision.channel_capacity),
+        ("stream buffer (supervision.read_size)", config.supervision.read_size),
         ("journal.quota_bytes", config.journal.quota_bytes),
     )
     for name, value in positive_ints:
