@@ -54,7 +54,7 @@ async def _start(inv: Invocation) -> int:
         console = Console(session, inv.term, inv.target, "start", conn.greeting.session_id)
         if args.prompt:
             console.state = "running"  # the first turn is on its way: no prompt before it
-        return await run_console(console)
+        return await run_console(console, conn)
 
 
 async def _attach(inv: Invocation) -> int:
@@ -69,7 +69,7 @@ async def _attach(inv: Invocation) -> int:
         )
         console = Console(session, inv.term, inv.target, "attach", conn.greeting.session_id)
         console.replay_until = last if isinstance(last, int) else 0
-        return await run_console(console)
+        return await run_console(console, conn)
 
 
 def _session(inv: Invocation, conn: Connection) -> ClaudeSession:
@@ -172,4 +172,6 @@ SUBCOMMANDS: dict[str | None, Callable[[Invocation], Awaitable[int]]] = {
 
 async def claude_command(inv: Invocation) -> int:
     """`ccx claude [SUBCOMMAND]`."""
+    if inv.args.json and inv.args.claude_command in (None, "attach"):
+        raise UsageError("--json is for the script subcommands (send, approve, status, ...)")
     return await SUBCOMMANDS[inv.args.claude_command](inv)

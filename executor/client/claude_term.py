@@ -34,6 +34,8 @@ import orjson
 import trio
 
 from cc_executor.executor.client.claude import CLAUDE_EVENTS, ClaudeSession, SessionEvent
+from cc_executor.executor.client.connection import Connection
+from cc_executor.executor.client.endings import shutdown_message
 from cc_executor.executor.client.errors import ConnectionLost, ServerError
 from cc_executor.executor.client.events import (
     ClaudePermissionDecided,
@@ -373,13 +375,19 @@ async def _show_all(console: Console) -> Completed:
     return completed
 
 
-async def run_console(console: Console) -> int:
+async def _tell_shutdown(console: Console, conn: Connection) -> None:
+    notice = await conn.wait_shutdown()
+    await console.say(shutdown_message(console.session.id, notice.grace))
+
+
+async def run_console(console: Console, conn: Connection) -> int:
     """Show the session and take our input until it ends (or we leave it); the exit status."""
     completed: Completed | None = None
     with trio.open_signal_receiver(signal.SIGINT) as signals, console.scope:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_signals, console, signals)
             nursery.start_soon(_read_lines, console)
+            nursery.start_soon(_tell_shutdown, console, conn)
             await console.prompt()
             try:
                 completed = await _show_all(console)

@@ -184,6 +184,12 @@ async def test_turns_as_tasks_one_completed_one_cancelled_by_an_interrupt(
             # The session stays: the next message is a new turn of the same process.
             third = await _tool(client, "claude_send", run=run, content="still there?")
             assert (third["turn"], third["text"]) == (3, PLAIN_TEXT)
+            # read_output pages through the raw stream-json and the session's notices.
+            page = await _tool(client, "read_output", run=run, max_bytes=1_000_000)
+            kinds = [event["type"] for event in page["events"]]
+            assert kinds.count("claude.turn_ended") == 3
+            assert "claude.turn_started" in kinds
+            assert "output" in kinds
             closed = await _tool(client, "claude_close", run=run)
             assert closed["outcome"] == "exited"
     check_frames(record)
