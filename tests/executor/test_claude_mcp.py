@@ -21,7 +21,14 @@ from mcp_testing import (
     sdk_python,
 )
 
+from cc_executor.protocol.mcp import CLIENT_CAPABILITIES_KEY, PROTOCOL_VERSION_KEY, TASKS_EXTENSION
+
 pytestmark = pytest.mark.slow
+MODERN = {PROTOCOL_VERSION_KEY: "2026-07-28", CLIENT_CAPABILITIES_KEY: {}}
+MODERN_TASKS = {
+    PROTOCOL_VERSION_KEY: "2026-07-28",
+    CLIENT_CAPABILITIES_KEY: {"extensions": {TASKS_EXTENSION: {}}},
+}
 
 
 @pytest.fixture(scope="session")
@@ -232,3 +239,86 @@ async def test_session_tools_refuse_bad_arguments_and_runs_that_are_no_session(
             assert {"claude_start", "claude_send", "claude_interrupt"} <= names
             assert {"claude_permission", "claude_close", "claude_session"} <= names
     check_frames(record)
+
+
+async def test_a_2026_turn_task_and_a_cancelled_call_that_interrupts_its_turn(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    record = Recording()
+    with trio.fail_after(120):
+        async with mcp_client(served.url, record, initialize=False) as client:
+            await client.result("server/discover", {"_meta": MODERN})
+            started = await client.result(
+                "tools/call",
+                {
+                    "name": "claude_start",
+                    "arguments": {"cwd": str(world.work), "include_partial_messages": True},
+                    "_meta": MODERN,
+                },
+            )
+            run = started["structuredContent"]["run"]
+            created = await client.result(
+                "tools/call",
+                {
+                    "name": "claude_send",
+                    "arguments": {"run": run, "content": "say hi"},
+                    "_meta": MODERN_TASKS,
+                },
+            )
+            assert created["resultType"] == "task"
+            while True:  # bounded by fail_after
+                got = await client.result(
+                    "tasks/get", {"taskId": created["taskId"], "_meta": MODERN}
+                )
+                if got["status"] != "working":
+                    break
+                await trio.sleep(0.05)
+            assert got["status"] == "completed"
+            assert got["result"]["structuredContent"]["text"] == PLAIN_TEXT
+
+            # A waiting call, cancelled by the client: its turn is interrupted, no answer.
+            call_id = "slow-call"
+            await client.send(
+                {
+                    "id": call_id,
+                    "method": "tools/call",
+                    "params": {
+                        "name": "claude_send",
+                        "arguments": {"run": run, "content": "[slow:300]"},
+                        "_meta": {**MODERN, "progressToken": "p1"},
+                    },
+                }
+            )
+            while not any(
+                "chunk 1" in str(n["params"].get("message"))
+                for n in client.notifications
+                if n["method"] == "notifications/progress"
+            ):
+                await client.receive()
+            await client.send(
+                {
+                    "method": "notifications/cancelled",
+                    "params": {"requestId": call_id, "_meta": MODERN},
+                }
+            )
+            while True:
+                read = await client.result(
+                    "tools/call",
+                    {"name": "claude_session", "arguments": {"run": run}, "_meta": MODERN},
+                )
+                turns = read["structuredContent"]["turns_recorded"]
+                if turns[-1]["ended"]:
+                    break
+                await trio.sleep(0.05)
+            assert turns[-1]["turn"] == 2
+            assert turns[-1]["interrupted"] is True
+            assert call_id not in client.responses
+            assert read["structuredContent"]["state"] == "idle"  # the session stays
+            closed = await client.result(
+                "tools/call",
+                {"name": "claude_close", "arguments": {"run": run}, "_meta": MODERN},
+            )
+            assert closed["structuredContent"]["outcome"] == "exited"
+    check_frames(record)
+    assert_nothing_left(run)
