@@ -205,7 +205,7 @@ SESSION_TOOLS: Final[tuple[ToolSpec, ...]] = (
         "its rules do not allow are asked as permission requests (claude_session lists them).",
         _START_INPUT,
         _SESSION_OUTPUT,
-        "optional",
+        "forbidden",
         False,
     ),
     ToolSpec(

@@ -139,13 +139,11 @@ async def _start(
 ) -> dict[str, JSON]:
     prompt = args.params.prompt
     params = attrs.evolve(args.params, prompt=None)  # sent below, so that we know its id
-    task = _task_asked(request)
-    durable = params.durable or task is not None  # a task outlives its client
     mcp_run = await start_mcp_run(
         session.daemon,
         session.nursery,
         params,
-        durable=durable,
+        durable=params.durable,
         owner=session.peer.identity,
         origin=session.session_id,
     )
@@ -159,7 +157,8 @@ async def _start(
     sent = await mcp_run.live.claude.send(prompt)
     if not args.wait:
         return _sent(mcp_run.live, sent, version)
-    return await _wait(session, request, TurnWait(mcp_run, mcp_run.log.session, sent), version)
+    wait = TurnWait(mcp_run, mcp_run.log.session, sent)
+    return await _wait(session, request, wait, version, as_task=False)
 
 
 def _task_asked(request: McpRequest) -> dict[str, JSON] | None:
@@ -172,10 +171,16 @@ def _task_asked(request: McpRequest) -> dict[str, JSON] | None:
 
 
 async def _wait(
-    session: McpSession, request: McpRequest, wait: TurnWait, version: str | None
+    session: McpSession,
+    request: McpRequest,
+    wait: TurnWait,
+    version: str | None,
+    *,
+    as_task: bool = True,
 ) -> dict[str, JSON]:
-    """Answer when the turn has ended (progress meanwhile) — or at once with a task."""
-    task = _task_asked(request)
+    """Answer when the turn has ended (progress meanwhile) — or at once with a task, when the
+    call asked for one (`claude_send` only: `claude_start` is never a task)."""
+    task = _task_asked(request) if as_task else None
     if task is not None:
         return _turn_task(session, request, wait, task.get("ttl"))
     call = Call(wait.run, interrupt=wait.interrupt)  # a cancel interrupts the turn
