@@ -18,7 +18,8 @@ from cc_executor.executor.client.claude import (
     resume_claude_session,
     start_claude_session,
 )
-from cc_executor.executor.client.claude_term import Console, input_text, run_console
+from cc_executor.executor.client.claude_term import Console, run_console
+from cc_executor.executor.client.claude_words import input_text
 from cc_executor.executor.client.commands import Invocation, UsageError, working_dir
 from cc_executor.executor.client.connection import Connection
 from cc_executor.executor.client.errors import AlreadyDecidedError
@@ -51,7 +52,10 @@ async def _start(inv: Invocation) -> int:
             + (" (durable)" if session.durable else "")
             + "; Ctrl-C interrupts a turn, Ctrl-D ends the session, /help says more"
         )
-        console = Console(session, inv.term, inv.target, "start", conn.greeting.session_id)
+        console = Console(
+            session, inv.term, inv.target, "start", conn.greeting.session_id,
+            inv.config.stdin_chunk,
+        )  # fmt: skip
         if args.prompt:
             console.state = "running"  # the first turn is on its way: no prompt before it
         return await run_console(console, conn)
@@ -67,7 +71,10 @@ async def _attach(inv: Invocation) -> int:
             f"ccx: joined Claude session {session.id}; Ctrl-C interrupts a turn, "
             "Ctrl-D leaves the session running, /close ends it"
         )
-        console = Console(session, inv.term, inv.target, "attach", conn.greeting.session_id)
+        console = Console(
+            session, inv.term, inv.target, "attach", conn.greeting.session_id,
+            inv.config.stdin_chunk,
+        )  # fmt: skip
         console.replay_until = last if isinstance(last, int) else 0
         return await run_console(console, conn)
 

@@ -30,10 +30,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import attrs
-import orjson
 import trio
 
 from cc_executor.executor.client.claude import CLAUDE_EVENTS, ClaudeSession, SessionEvent
+from cc_executor.executor.client.claude_words import HELP, decided, input_text, turn_line
+from cc_executor.executor.client.config import CommandLineConfig
 from cc_executor.executor.client.connection import Connection
 from cc_executor.executor.client.endings import shutdown_message
 from cc_executor.executor.client.errors import ConnectionLost, ServerError
@@ -55,39 +56,6 @@ from cc_executor.protocol.claude.text import AssistantTextStream
 
 PROMPT = b"> "
 ASK = b"allow? [y/n] "
-# How much of a tool's input a permission prompt shows.
-INPUT_SHOWN = 600
-READ_CHUNK = 64 * 1024
-HELP = (
-    "ccx: a line is a message for Claude; y / n [REASON] answers a permission prompt; "
-    "Ctrl-C interrupts the turn; Ctrl-D closes the session (attach: leaves it). "
-    "Commands: /model NAME, /mode MODE, /interrupt, /status, /detach, /close, /help"
-)
-
-
-def input_text(tool: str | None, value: Any) -> str:
-    """A tool's input as a prompt shows it: a Bash command as itself, the rest as JSON."""
-    command = value.get("command") if isinstance(value, dict) else None
-    text = command if tool == "Bash" and isinstance(command, str) else orjson.dumps(value).decode()
-    return text if len(text) <= INPUT_SHOWN else text[:INPUT_SHOWN] + "…"
-
-
-def turn_line(ended: ClaudeTurnEnded) -> str:
-    """`ccx: turn 2 done (1.4 s, $0.0012)`, interrupted or failed likewise."""
-    result = ended.result
-    facts = []
-    duration = result.get("duration_ms")
-    if isinstance(duration, int | float):
-        facts.append(f"{duration / 1000:.1f} s")
-    cost = result.get("cost_usd")
-    if isinstance(cost, int | float):
-        facts.append(f"${cost:.4f}")
-    how = "done"
-    if ended.interrupted:
-        how = "interrupted"
-    elif result.get("is_error"):
-        how = f"failed: {result.get('result') or result.get('subtype')}"
-    return f"ccx: turn {ended.turn} {how}" + (f" ({', '.join(facts)})" if facts else "")
 
 
 @attrs.define
@@ -99,6 +67,7 @@ class Console:
     target: Target
     mode: Literal["start", "attach"]
     connection_id: str  # ours, as the daemon names it in `by` ("client:<identity>/<id>")
+    read_chunk: int = attrs.field(default=CommandLineConfig().stdin_chunk)  # bytes per read
     replay_until: int = 0  # attach: events up to this seq are the past, shown again
     state: str = "idle"
     turn: int = 0  # the running (or last) turn
@@ -185,7 +154,7 @@ class Console:
                     self.asked = None
                 ours = by.startswith("client:") and by.endswith("/" + self.connection_id)
                 if not ours and not self.replaying:
-                    await self.say(f"ccx: request {request} was {_decided(behavior)} by {by}")
+                    await self.say(f"ccx: request {request} was {decided(behavior)} by {by}")
                 await self.prompt()
             case ToolUse(name=name, input=value, parent_tool_use_id=None):
                 await self.say(f"ccx: {name}: {input_text(name, value)}")
@@ -294,10 +263,6 @@ class Console:
         self.scope.cancel()
 
 
-def _decided(behavior: str) -> str:
-    return "allowed" if behavior == "allow" else "denied"
-
-
 async def _model(console: Console, argument: str) -> None:
     if not argument:
         await console.say("ccx: /model NAME")
@@ -350,7 +315,8 @@ async def _read_lines(console: Console) -> None:
     """Our stdin, a line at a time, until end of file."""
     pending = b""
     while True:
-        data = await trio.to_thread.run_sync(os.read, 0, READ_CHUNK, abandon_on_cancel=True)
+        chunk = console.read_chunk
+        data = await trio.to_thread.run_sync(os.read, 0, chunk, abandon_on_cancel=True)
         if not data:
             await console.end_of_input()
             return
