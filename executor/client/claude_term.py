@@ -39,6 +39,7 @@ from cc_executor.executor.client.connection import Connection
 from cc_executor.executor.client.endings import shutdown_message
 from cc_executor.executor.client.errors import ConnectionLost, ServerError
 from cc_executor.executor.client.events import (
+    ClaudeMessageTaken,
     ClaudePermissionDecided,
     ClaudePermissionRequest,
     ClaudeStateChanged,
@@ -137,6 +138,8 @@ class Console:
                     await self.prompt()
             case ClaudeTurnStarted(turn=turn):
                 self.turn = turn
+            case ClaudeMessageTaken(message=message, turn=turn) if not self.replaying:
+                await self.say(f"ccx: message {message} taken by the running turn {turn}")
             case ClaudeTurnEnded() as ended:
                 self.turns += 1
                 self.last_ended = max(self.last_ended, ended.turn)
