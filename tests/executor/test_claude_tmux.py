@@ -130,3 +130,26 @@ async def test_a_second_terminal_attaches_is_asked_what_is_pending_and_answers(
     assert exit_status(screen) == 0, screen
     assert f"ccx: session {run} closed (3 turn(s)" in screen
     assert_nothing_left(run)
+
+
+async def test_a_line_typed_while_a_turn_runs_is_queued_then_answered(
+    nursery: trio.Nursery, world: ClaudeWorld, tmp_path: Path
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    async with open_pane(tmp_path) as pane:
+        pane.type(f"{CCX} claude --url {served.url} --cwd {world.work}; echo EXIT=$?")
+        screen = await wait(pane, prompt_shown)
+        found = SESSION.search(screen)
+        assert found is not None, screen
+        run = found.group(1)
+        pane.type("[slow:30]")
+        await wait(pane, lambda s: "chunk 1" in s)
+        pane.type("meanwhile")  # the turn still streams
+        await wait(pane, lambda s: "ccx: queued behind turn 1 (message m-2)" in s)
+        # Taken by the running turn, or the next turn's: either way it is answered.
+        screen = await wait(pane, lambda s: PLAIN_TEXT in lines(s) and prompt_shown(s))
+        assert "chunk 29" in screen
+        pane.keys("C-d")
+        screen = await wait(pane, lambda s: exit_status(s) is not None)
+    assert exit_status(screen) == 0, screen
+    assert_nothing_left(run)
