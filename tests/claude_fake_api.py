@@ -239,7 +239,7 @@ def _make_handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
             last = _last_user_content(body)
             results = [block for block in last if block.get("type") == "tool_result"]
             tool = _TOOL.search(text)
-            if "[stall]" in text:
+            if "[stall]" in _last_text(last):
                 self._send(
                     _message_start(model)
                     + _sse(

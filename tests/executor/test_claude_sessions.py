@@ -225,3 +225,54 @@ async def test_a_control_request_the_cli_does_not_answer_times_out(
             closed = await client.call("claude.close", run=run)
     assert closed["outcome"] == "exited"
     assert_nothing_left(run)
+
+
+async def test_the_watchdog_counts_only_while_a_turn_runs_and_pause_is_a_state(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    # The idle period is long enough for the CLI's own pauses on a loaded machine.
+    served = await start_daemon(nursery, world.config(idle_timeout=2.0, idle_action="cancel"))
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, prompt="hello", cwd=str(world.work))
+            await wait_notice(client, run, "claude.turn_ended")
+            await wait_notice(client, run, "claude.state", state="idle")
+            # Idle for several idle periods: waiting for its user is not being stuck.
+            await trio.sleep(5)
+            status = await client.call("status", run=run)
+            assert status["state"] == "running"
+            assert status["claude"]["watchdog_fired"] == 0
+            await client.call("control", type="PAUSE", run=run)
+            await wait_notice(client, run, "claude.state", state="paused")
+            await client.call("control", type="RESUME", run=run)
+            await wait_notice(client, run, "claude.state", state="idle", count=2)
+            # A turn that stalls mid-stream is stuck: the watchdog ends the run.
+            await client.call("claude.send", run=run, content="[stall]")
+            record = await client.wait_completed(run)
+    assert record.completed is not None
+    assert record.completed["reason"].startswith("watchdog: no stream-json event")
+    assert record.completed["claude"]["watchdog_fired"] == 1
+    assert [e for e in typed(client, run) if e["type"] == "watchdog"]
+    assert_nothing_left(run)
+
+
+async def test_the_watchdogs_interrupt_is_the_sessions_interrupt_not_a_signal(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config(idle_timeout=2.0, idle_action="interrupt"))
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, prompt="[stall]", cwd=str(world.work))
+            ended = await wait_notice(client, run, "claude.turn_ended")
+            await wait_notice(client, run, "claude.state", state="idle")
+            again = await client.call("claude.send", run=run, content="still there?")
+            second = await wait_notice(client, run, "claude.turn_ended", turn=2)
+            status = await client.call("status", run=run)
+            await client.call("claude.close", run=run)
+    assert ended["interrupted"] is True
+    assert ended["result"]["terminal_reason"] == "aborted_streaming"
+    assert [e["action"] for e in typed(client, run) if e["type"] == "watchdog"] == ["interrupt"]
+    assert again["disposition"] == "started"
+    assert second["result"]["result"] == PLAIN_TEXT
+    assert status["claude"]["watchdog_fired"] == 1
+    assert_nothing_left(run)
