@@ -21,6 +21,7 @@ from mcp_testing import (
     sdk_python,
 )
 
+from cc_executor.executor.client import ClaudeTurnEnded, open_connection, start_claude_session
 from cc_executor.protocol.mcp import CLIENT_CAPABILITIES_KEY, PROTOCOL_VERSION_KEY, TASKS_EXTENSION
 
 pytestmark = pytest.mark.slow
@@ -322,3 +323,31 @@ async def test_a_2026_turn_task_and_a_cancelled_call_that_interrupts_its_turn(
             assert closed["structuredContent"]["outcome"] == "exited"
     check_frames(record)
     assert_nothing_left(run)
+
+
+async def test_mcp_steers_a_durable_session_started_over_json_rpc(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    record = Recording()
+    with trio.fail_after(120):
+        async with open_connection(served.url) as conn:
+            session = await start_claude_session(conn, "say hi", cwd=str(world.work), durable=True)
+            async for event in session:  # turn 1, over JSON-RPC
+                if isinstance(event, ClaudeTurnEnded):
+                    break
+            async with mcp_client(served.url, record) as client:
+                # An agent takes over: its view of the session comes from the journal.
+                second = await _tool(client, "claude_send", run=session.id, content="and you?")
+                assert (second["turn"], second["text"]) == (2, PLAIN_TEXT)
+                read = await _tool(client, "claude_session", run=session.id)
+                assert [turn["turn"] for turn in read["turns_recorded"]] == [1, 2]
+                assert read["turns"] == 2
+            # The JSON-RPC viewer saw the agent's turn too.
+            async for event in session:
+                if isinstance(event, ClaudeTurnEnded):
+                    assert event.turn == 2
+                    break
+            await session.close()
+    check_frames(record)
+    assert_nothing_left(session.id)
