@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 READY_BOUND = 120.0
 LIST_CALLS = 5
 OUTPUTS = 3  # output records per journal
+SERVE = [sys.executable, "-m", "cc_executor.executor", "serve"]
 
 
 def write_journals(state_dir: str, count: int) -> float:
@@ -95,8 +96,7 @@ def measure_daemon(state_dir: str, expected: int) -> dict[str, Any]:
     port = _free_port()
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "cc_executor.executor", "serve", "--port", str(port)]
-        + ["--state-dir", state_dir],
+        [*SERVE, "--port", str(port), "--state-dir", state_dir],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

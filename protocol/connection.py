@@ -34,6 +34,7 @@ from typing import Literal, TypeAlias
 
 import attrs
 
+from cc_executor.protocol.claude.notices import SESSION_NOTICES
 from cc_executor.protocol.codec import (
     decode,
     encode_batch,
@@ -63,7 +64,7 @@ from cc_executor.protocol.results import Result
 from cc_executor.protocol.server_codec import canceled_message, notice_message, result_object
 
 HoldScope: TypeAlias = Literal["all", "state"]
-_SEQUENCED = (RunOutput, RunPaused, RunResumed, RunCompleted)
+_SEQUENCED = (RunOutput, RunPaused, RunResumed, RunCompleted, *SESSION_NOTICES.values())
 _STATE = (RunPaused, RunResumed, RunCompleted)
 
 

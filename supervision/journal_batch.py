@@ -12,13 +12,14 @@ import zlib
 
 import attrs
 
-from cc_executor.supervision.events import CompletedEvent, Output, StateEvent
+from cc_executor.supervision.events import CompletedEvent, Note, Output, StateEvent
 from cc_executor.supervision.journal_codec import (
     _STREAMS,
     FRAME,
     HEAD,
     K_COMPLETED,
     K_GAP,
+    K_NOTE,
     K_OUTPUT,
     K_REMOVED,
     K_STATE,
@@ -60,6 +61,8 @@ def index_records(
                 kind = K_GAP
             case Removed(first=seq):
                 kind = K_REMOVED
+            case Note(seq=seq):
+                kind = K_NOTE
         index[offset] = (Record(kind, seq, b"", offset, end), entry)
         offset = end
     return index

@@ -198,7 +198,7 @@ async def run_process(
     log.debug(
         "run.completed",
         run_id=run.run_id,
-        outcome=repr(outcome),
+        outcome=outcome,  # an attrs object: the daemon's log set-up renders it as plain fields
         stdout_bytes=run.stdout_bytes,
         stderr_bytes=run.stderr_bytes,
         duration=trio.current_time() - run.started_at,

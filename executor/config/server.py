@@ -166,6 +166,7 @@ def with_policy_file(config: ServerConfig, path: str) -> ServerConfig:
         claude = attrs.evolve(claude, sandboxed=loaded.sandboxed)
     if loaded.mcp_configs is not None:
         claude = attrs.evolve(claude, mcp_configs=loaded.mcp_configs)
+    claude = attrs.evolve(claude, permission_rules=loaded.permission_rules)
     return attrs.evolve(
         config,
         policy=loaded.policy,
@@ -256,7 +257,8 @@ def _claude_config(env: Mapping[str, str], base: ServerConfig) -> ClaudeConfig:
         claude = attrs.evolve(claude, sandboxed=base.claude.sandboxed)
     if "CCX_CLAUDE_MCP_CONFIGS" not in env:  # the policy file's [claude] mcp_configs, if any
         claude = attrs.evolve(claude, mcp_configs=base.claude.mcp_configs)
-    return claude
+    # The policy file's permission rules have no variable: they always come from the file.
+    return attrs.evolve(claude, permission_rules=base.claude.permission_rules)
 
 
 def with_tokens(config: ServerConfig, env: Mapping[str, str]) -> ServerConfig:

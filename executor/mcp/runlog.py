@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Literal
 
+import orjson
 import trio
 
 from cc_executor.executor.config.mcp import McpConfig
@@ -32,6 +33,7 @@ from cc_executor.protocol.server_codec import completion_fields
 from cc_executor.supervision import (
     Completed,
     CompletedEvent,
+    Note,
     Output,
     RunState,
     SequencedEvent,
@@ -70,7 +72,7 @@ class RunLog:
 
     def __init__(self, config: McpConfig) -> None:
         self._config = config
-        self.events: deque[Output | StateEvent | CompletedEvent | Gap] = deque()
+        self.events: deque[Output | StateEvent | CompletedEvent | Note | Gap] = deque()
         self._held = 0  # bytes of output in `events`
         self.first_seq = 1  # the oldest seq still held (older ones were dropped)
         self.last_seq = 0
@@ -166,9 +168,12 @@ def _size(event: object) -> int:
     return len(event.data) if isinstance(event, Output) else 0
 
 
-def event_json(event: Output | StateEvent | CompletedEvent | Gap) -> JSON:
-    """One run event as read_output shows it."""
+def event_json(event: Output | StateEvent | CompletedEvent | Note | Gap) -> JSON:
+    """One run event as read_output shows it (a Claude session's notice: its method as
+    `type`, with its params)."""
     match event:
+        case Note(seq=seq, name=name, data=data):
+            return {**orjson.loads(data), "seq": seq, "type": name}
         case Output(seq=seq, stream=stream, data=data):
             return {"seq": seq, "type": "output", "stream": stream, **text_or_base64(data)}
         case StateEvent(seq=seq, state=state):

@@ -1,183 +1,28 @@
-"""The Containerfile, built and run for real with podman.
-
-The image is built from a wheelhouse with no network.  Podman needs two settings on these
-machines (runc instead of crun, and rlimits it may set) — see ``containers.conf`` below — and
-no registry is reachable, so the ``FROM`` image is made offline with debootstrap the first
-time (about a minute) and kept in podman's storage.
-"""
+"""The Containerfile, built and run for real with podman: the daemon as PID 1, unprivileged,
+reaping, healthy, and stopping cleanly on SIGTERM.  The image and the podman helpers are in
+tests/container_testing.py; Claude Code inside the container is test_container_claude.py."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import urllib.request
-from pathlib import Path
 
-import pytest
 import trio
 from ccx_testing import open_client, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-BASE = "docker.io/library/python:3.11-slim"
-IMAGE = "localhost/cc-executor:test"
-TOKEN = "container-test-token"
-IN_CI = os.environ.get("CI") == "true"
-PROVISION = "apt-get install -y podman buildah runc debootstrap uidmap"
-
-
-def podman(env: dict[str, str], *args: str, timeout: float = 300) -> str:
-    result = subprocess.run(
-        ["podman", *args], env=env, capture_output=True, timeout=timeout, check=False
-    )
-    assert result.returncode == 0, f"podman {' '.join(args)}: {result.stderr.decode()}"
-    return result.stdout.decode()
-
-
-def ensure_tools() -> None:
-    if all(shutil.which(tool) for tool in ("podman", "debootstrap")):
-        return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip(f"podman is not installed; install it with: {PROVISION}")
-    for command in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "podman", "buildah", "runc", "debootstrap", "uidmap"],
-    ):
-        subprocess.run(
-            command,
-            check=True,
-            capture_output=True,
-            timeout=600,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-
-
-def ensure_base(env: dict[str, str], work: Path) -> None:
-    exists = subprocess.run(["podman", "image", "exists", BASE], env=env, check=False)
-    if exists.returncode == 0:
-        return
-    rootfs = work / "rootfs"
-    subprocess.run(
-        [
-            "debootstrap",
-            "--variant=minbase",
-            "--include=python3,python3-venv,python3-pip,ca-certificates",
-            "bookworm",
-            str(rootfs),
-            "http://deb.debian.org/debian",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
-    (rootfs / "usr/lib/python3.11/EXTERNALLY-MANAGED").unlink(missing_ok=True)
-    (rootfs / "usr/local/bin/python").symlink_to("/usr/bin/python3")
-    (rootfs / "usr/local/bin/pip").symlink_to("/usr/bin/pip3")
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    subprocess.run(
-        ["podman", "import", "-", BASE],
-        stdin=tar.stdout,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    assert tar.wait(timeout=600) == 0
-
-
-@pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    if sys.platform != "linux":
-        pytest.skip("podman containers need Linux")
-    ensure_tools()
-    work = tmp_path_factory.mktemp("container")
-    conf = work / "containers.conf"
-    conf.write_text(
-        '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\n'
-        '[engine]\nruntime = "runc"\n'
-    )
-    env = {**os.environ, "CONTAINERS_CONF": str(conf)}
-    ensure_base(env, work)
-    context = work / "context"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--wheel-dir",
-            str(context / "wheelhouse"),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    shutil.copy(ROOT / "Containerfile", context / "Containerfile")
-    podman(
-        env,
-        "build",
-        "--pull=never",
-        "--network=none",
-        "--format",
-        "docker",
-        "-t",
-        IMAGE,
-        str(context),
-        timeout=900,
-    )
-    return env
-
-
-def container_logs(env: dict[str, str], name: str) -> str:
-    result = subprocess.run(
-        ["podman", "logs", name], env=env, capture_output=True, timeout=60, check=True
-    )
-    return (result.stdout + result.stderr).decode()
-
-
-async def apodman(env: dict[str, str], *args: str) -> str:
-    """podman from a worker thread, so the event loop (and our WebSocket) keeps running."""
-    return await trio.to_thread.run_sync(podman, env, *args)
-
-
-PROC_FIELD = (
-    "import sys\n"
-    "try:\n"
-    "    s = open(f'/proc/{sys.argv[1]}/stat').read()\n"
-    "except OSError:\n"
-    "    sys.exit(0)\n"
-    "fields = s[s.rindex(')') + 2 :].split()\n"
-    "print({'state': fields[0], 'ppid': fields[1]}[sys.argv[2]])\n"
+from container_testing import (
+    Image,
+    apodman,
+    container_logs,
+    free_port,
+    healthz,
+    proc_field,
+    remove,
 )
 
-
-def proc_field(env: dict[str, str], name: str, pid: str, field: str) -> str | None:
-    """A process's state or ppid inside the container; None once it is gone (reaped)."""
-    out = podman(env, "exec", name, "python", "-c", PROC_FIELD, pid, field).strip()
-    return out or None
+TOKEN = "container-test-token"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def healthz(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-            return int(response.status)
-    except OSError:
-        return 0
-
-
-async def test_container_serves_runs_and_stops_cleanly(image: dict[str, str]) -> None:
-    env = image
+async def test_container_serves_runs_and_stops_cleanly(image: Image) -> None:
+    env = image.env
     name = f"ccx-test-{os.getpid()}"
     port = free_port()
     await apodman(
@@ -194,7 +39,7 @@ async def test_container_serves_runs_and_stops_cleanly(image: dict[str, str]) ->
         "CCX_TERM_GRACE=2",
         "-e",
         "CCX_SHUTDOWN_GRACE=1",
-        IMAGE,
+        image.tag,
     )
     try:
         with trio.fail_after(120):
@@ -240,7 +85,4 @@ async def test_container_serves_runs_and_stops_cleanly(image: dict[str, str]) ->
         assert '"daemon.stopped"' in logs
         assert TOKEN not in logs, "logs name the identity, never the token"
     finally:
-        with trio.move_on_after(120, shield=True):
-            await trio.run_process(
-                ["podman", "rm", "-f", name], env=env, capture_stdout=True, check=False
-            )
+        await remove(env, name)

@@ -44,7 +44,8 @@ def test_plain_turns_outcomes_enums_and_exceptions_into_json_values() -> None:
 
 
 async def test_json_lines_off_a_terminal_hold_no_reprs() -> None:
-    async with run_daemon() as daemon:
+    # At debug level, so the supervision layer's own lines (run.completed...) are read too.
+    async with run_daemon("--log-level", "debug") as daemon:
         with trio.fail_after(TIMEOUT):
             async with open_connection(daemon.url) as conn:
                 await (await conn.execute(["sleep", "5"], timeout=0.2)).wait()
@@ -58,6 +59,8 @@ async def test_json_lines_off_a_terminal_hold_no_reprs() -> None:
         "absolute",
         "sigterm",
     )
+    completed = [line for line in lines if line["event"] == "run.completed"]
+    assert completed[0]["outcome"]["type"] == "TimedOut", completed
     closes = [line for line in lines if line["event"] == "session.close"]
     assert closes[0]["close_code"] == 1000
     for line in lines:

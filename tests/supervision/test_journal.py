@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from cc_executor.supervision.events import (
     Completed,
     CompletedEvent,
+    Note,
     Output,
     RunState,
     SequencedEvent,
@@ -365,3 +366,21 @@ async def test_output_is_batched_into_one_write_and_flushed_when_idle(
     await journal.deliver(StateEvent(seq=102, state=RunState.PAUSED))  # written at once
     assert writes == [200, 3]
     await journal.close()
+
+
+async def test_notes_round_trip_in_sequence_with_the_output(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    events: list[SequencedEvent] = [
+        Output(seq=1, stream="stdout", data=b"a\n"),
+        Note(seq=2, name="claude.state", data=b'{"state":"idle"}'),
+        Note(seq=3, name="claude.permission_request", data=b"\x00\xff binary is fine"),
+        done(4),
+    ]
+    journal = await write(path, events)
+    await journal.close()
+    assert read_all(journal) == events
+    assert read_all(journal, 2) == events[2:]
+    reopened = Journal.open(str(path), FAST)
+    assert reopened is not None
+    assert reopened.last_seq == 4
+    assert read_all(reopened, 1) == events[1:]
