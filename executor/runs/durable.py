@@ -47,6 +47,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
+import attrs
 import structlog
 import trio
 
@@ -57,6 +58,7 @@ from cc_executor.executor.runs.recovery import RECOVER_BATCH, complete_lost, ope
 from cc_executor.protocol import JSON
 from cc_executor.protocol.notices import Completion
 from cc_executor.protocol.results import RunInfo
+from cc_executor.protocol.server_codec import run_info_object
 from cc_executor.supervision import (
     Run,
     SpawnError,
@@ -122,7 +124,7 @@ class DurableRun:
             return self._info
         info = self._make_info(now)
         if self.done.is_set() and self.journal.finished and info.completion is not None:
-            self._info = info
+            self._info = info = attrs.evolve(info, wire=run_info_object(info))
         return info
 
     def forget_info(self) -> None:
