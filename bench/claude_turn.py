@@ -6,8 +6,9 @@ fake Messages API (tests/claude_fake_api.py) in this process, with the same envi
 direct side writes `initialize`, then one user line per turn to the CLI's stdin and reads its
 stdout until the turn's `result` line; the daemon side sends `claude.send` over a WebSocket and
 reads until `claude.turn_ended`. Turns alternate between the two sessions, so that the box's
-load falls on both alike. The daemon's CPU is read from /proc over its turns and divided by
-the stream-json lines those turns printed (the CLI prints the same lines on both sides).
+load falls on both alike, each starting a moment after the other's ended. The daemon's CPU is
+read from /proc over its turns and divided by the stream-json lines those turns printed (the
+CLI prints the same lines on both sides).
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ if TYPE_CHECKING:
     from bench.measure import Sizes
 
 TURN_BOUND = 60.0
+# The CLI goes on working for a while after its `result` (it writes the session's transcript);
+# each turn starts once the other side's CLI has had that time, so they do not compete.
+SETTLE = 0.3
+# Each turn streams a reply of this many deltas (--include-partial-messages: a stream-json
+# line each), so that a turn has as many events as a real one.
+CHUNKS = 50
 KEY_VAR = "CCX_BENCH_FAKE_ANTHROPIC_KEY"
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 
@@ -147,12 +154,14 @@ def w13_claude_turn(sizes: Sizes) -> dict[str, Any]:
 
     turns = sizes.w13_turns
     binary = _cli()
+    params = {"session": True, "include_partial_messages": True}
+    argv = build_argv(binary, ClaudeParams(**params))
     with tempfile.TemporaryDirectory() as tmp, _fake_api() as base_url:
         root = Path(tmp)
         for name in ("home", "config", "work"):
             (root / name).mkdir()
         env = _environment(root, base_url)
-        direct = Direct(list(build_argv(binary, ClaudeParams(session=True))), env, tmp)
+        direct = Direct(list(argv), env, tmp)
         daemon_env = {
             "CCX_CLAUDE_BINARY": binary,
             "CCX_CLAUDE_BASE_URL": base_url,
@@ -176,21 +185,22 @@ def w13_claude_turn(sizes: Sizes) -> dict[str, Any]:
             direct.read_until("control_response")
             with running_daemon(env=daemon_env) as daemon:
                 client = connect(daemon.port, bound=TURN_BOUND)
-                started = client.call("claude", {"session": True, "cwd": tmp})
+                started = client.call("claude", {**params, "cwd": tmp})
                 run = started["run"]
                 cpu = 0.0
                 for i in range(turns + 1):  # the first turn of each warms up, unmeasured
-                    text = f"turn {i}: say hi"
+                    text = f"turn {i}: say hi [chunks:{CHUNKS}]"
+                    time.sleep(SETTLE)
                     t0 = time.perf_counter()
                     n = direct.turn(text)
                     t1 = time.perf_counter()
-                    c0 = procfs.cpu_seconds(daemon.pid)
+                    time.sleep(SETTLE)
+                    c0, t2 = procfs.cpu_seconds(daemon.pid), time.perf_counter()
                     m = _daemon_turn(client, run, text)
-                    t2 = time.perf_counter()
-                    c1 = procfs.cpu_seconds(daemon.pid)
+                    t3, c1 = time.perf_counter(), procfs.cpu_seconds(daemon.pid)
                     if i:
                         direct_s.append(t1 - t0)
-                        daemon_s.append(t2 - t1)
+                        daemon_s.append(t3 - t2)
                         cpu += c1 - c0
                         lines += n
                         events += m
@@ -223,7 +233,8 @@ def report(runs: list[dict[str, Any]], sizes: Sizes) -> tuple[list[str], list[An
         f"### W13 a Claude session turn — {sizes.w13_turns} turns through the daemon beside the "
         "same turns driven directly on the CLI's stdin/stdout",
         "",
-        "The real CLI against the fake Messages API in both cases; turns alternate between the "
+        "The real CLI (`--include-partial-messages`) against the fake Messages API in both "
+        f"cases, each turn a reply streamed in {CHUNKS} deltas; turns alternate between the "
         "two sessions. A turn is from writing the user message (direct) or sending "
         "`claude.send` (daemon) to reading the turn's `result` line (direct) or "
         "`claude.turn_ended` (daemon).",
