@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 from ccx_testing import RunRecord, WireClient, open_client, run_daemon, start_daemon, wait_until
-from claude_world import BOUND, ClaudeWorld, assert_nothing_left, start, wait_notice
+from claude_world import BOUND, ClaudeWorld, assert_nothing_left, start, typed, wait_notice
 
 from cc_executor.supervision.testing import marked_processes
 
@@ -127,9 +127,26 @@ async def test_after_a_daemon_sigkill_the_run_is_lost_and_claude_resume_continue
             async with open_client(daemon.url) as client:
                 lost = await client.call("status", run=run)
                 assert lost["outcome"] == "lost"
+                # Its journal still says which Claude session it was, and how far it got.
+                assert lost["claude"]["session"] is True
+                assert lost["claude"]["recovered"] is True
+                assert lost["claude"]["session_id"] == session_id
+                assert lost["claude"]["turns"] == 1
+                # A replay of the lost run parses its stream-json again, notes and all.
+                await attach(client, run, 0)
+                await client.wait_completed(run)
+                replayed = client.runs[run].events
+                assert [e["turn"] for e in replayed if e["method"] == "claude.turn_started"] == [
+                    1,
+                    2,
+                ]
+                assert [e for e in typed(client, run) if e["type"] == "init"]
                 seen = len(world.api.requests)
                 reply = await client.call(
-                    "claude.resume", session=session_id, prompt="which word?", cwd=str(world.work)
+                    "claude.resume",
+                    session=lost["claude"]["session_id"],
+                    prompt="which word?",
+                    cwd=str(world.work),
                 )
                 assert reply["session"] is True
                 resumed = reply["run"]
