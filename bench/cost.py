@@ -69,4 +69,17 @@ def _w11(sizes: Sizes) -> dict[str, Any]:
     return w11_stalled(sizes)
 
 
-WORKLOADS = {"W5": w5_concurrency, "W11": _w11}
+def _w9(sizes: Sizes) -> dict[str, Any]:
+    from bench.durable import w9_w10
+
+    return w9_w10(sizes)
+
+
+def _w12(sizes: Sizes) -> dict[str, Any]:
+    from bench.statedir import w12_state_dir
+
+    return w12_state_dir(sizes)
+
+
+# W9 measures W10 too (the replay reads the journal W9 wrote): `--only W9` runs both.
+WORKLOADS = {"W5": w5_concurrency, "W9": _w9, "W11": _w11, "W12": _w12}

@@ -56,6 +56,35 @@ def _w5(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
     ]
 
 
+def _w9(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
+    rows = [
+        f"### W9 durable firehose and W10 replay — W1's `yes <63 chars> | head -c "
+        f"{sizes.w9_bytes}`, live and durable, through one daemon",
+        "",
+        "The same run three times over one daemon: live; durable (the starting connection "
+        "reads the journal as it is written); then a new connection attaches to the finished "
+        "durable run from seq 0 and reads the whole journal back (W10). The ratios are to "
+        "the live run of the same round.",
+        "",
+        "| | MB/s at the client | ratio to live | events |",
+        "|---|---|---|---|",
+        f"| live | {_col(runs, 'live_mbps', '{:.0f}')} | 1 | {_all(runs, 'live_frames')} |",
+        f"| **W9 durable, followed live** | **{_col(runs, 'durable_mbps', '{:.0f}')}** | "
+        f"{_col(runs, 'durable_ratio', '{:.2f}')} | {_all(runs, 'durable_frames')} |",
+        f"| **W10 replay from seq 0** | **{_col(runs, 'replay_mbps', '{:.0f}')}** | "
+        f"{_col(runs, 'replay_ratio', '{:.2f}')} | {_all(runs, 'replay_frames')} |",
+        "",
+        f"Every byte arrived, in order: live {_all(runs, 'live_ok')}, durable "
+        f"{_all(runs, 'durable_ok')}, replay {_all(runs, 'replay_ok')}. Daemon CPU for the "
+        f"three {_col(runs, 'daemon_cpu', '{:.2f}')} s, client "
+        f"{_col(runs, 'client_cpu', '{:.2f}')} s.",
+    ]
+    return rows, [
+        Target("W9 durable ≥ 0.9x live", [r["durable_ratio"] for r in runs], lambda v: v >= 0.9),
+        Target("W10 replay ≥ 1.5x live", [r["replay_ratio"] for r in runs], lambda v: v >= 1.5),
+    ]
+
+
 def _w11(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
     rows = [
         f"### W11 memory per stalled stream — {sizes.w11_streams} connections running `yes` "
@@ -85,7 +114,44 @@ def _w11(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
     ]
 
 
+def _w12(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
+    rows = [
+        f"### W12 a state directory of {sizes.w12_runs:,} completed durable runs",
+        "",
+        "The journals (META, three output records, the completion) are written with the "
+        "journal API, then a daemon starts on the directory; the floor is the same daemon "
+        "on an empty one. Ready: from the process's start to the first 200 from `/readyz`. "
+        "`list`: one client call returning every run, median of 5, client parsing included.",
+        "",
+        "| | ready s | idle RSS MB | `list` ms | runs listed |",
+        "|---|---|---|---|---|",
+        f"| empty state directory | {_col(runs, 'floor_ready_s', '{:.2f}')} | "
+        f"{_col(runs, 'floor_idle_rss_mb')} | {_col(runs, 'floor_list_ms', '{:.1f}')} | 0 |",
+        f"| **{sizes.w12_runs:,} journals** | **{_col(runs, 'ready_s', '{:.2f}')}** | "
+        f"**{_col(runs, 'idle_rss_mb')}** | **{_col(runs, 'list_ms', '{:.0f}')}** | "
+        f"{_all(runs, 'listed')} |",
+        "",
+        f"Writing the journals took {_col(runs, 'generate_s')} s; RSS after the `list` calls "
+        f"{_col(runs, 'rss_after_list_mb')} MB.",
+    ]
+    n = sizes.w12_runs
+    return rows, [
+        Target(
+            f"W12 list of {n:,} runs ≤ 100 ms",
+            [r["list_ms"] for r in runs],
+            lambda v: v <= 100,
+            "{:.0f}",
+        ),
+        Target("W12 ready ≤ 2 s after start", [r["ready_s"] for r in runs], lambda v: v <= 2),
+        Target(
+            "W12 idle RSS ≤ 150 MB", [r["idle_rss_mb"] for r in runs], lambda v: v <= 150, "{:.1f}"
+        ),
+    ]
+
+
 SECTIONS: dict[str, Callable[[Runs, Sizes], tuple[list[str], list[Target]]]] = {
     "W5": _w5,
+    "W9": _w9,
     "W11": _w11,
+    "W12": _w12,
 }

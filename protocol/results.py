@@ -82,6 +82,9 @@ class RunInfo:
     completion: Completion | None = None
     journal: Mapping[str, JSON] | None = None
     claude: Mapping[str, JSON] | None = None
+    # The wire object of this info, made ahead by a holder that keeps it (a finished durable
+    # run's: `list` of thousands of them then only copies them); not part of its value.
+    wire: Mapping[str, JSON] | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def outcome(self) -> str | None:

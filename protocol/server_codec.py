@@ -155,6 +155,8 @@ def notice_message(notice: Notice) -> Notification:
 
 def run_info_object(info: RunInfo) -> dict[str, JSON]:
     """A run's status as `status {run}` and `list` send it."""
+    if info.wire is not None:
+        return dict(info.wire)
     fields: dict[str, JSON] = {"run": info.run}
     if info.durable:
         fields["durable"] = True

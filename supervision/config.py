@@ -24,6 +24,8 @@ class SupervisionConfig:
         channel_capacity: events buffered between the runner and its pump.
         max_chunk: the pump's largest Output event, in bytes.
         flush_delay: seconds a partial line may wait for the rest of the line.
+        batch_delay: seconds a batching sink (a journal) keeps its batch once no more output
+            is waiting, for the next chunk to join it, before it writes.
         drain_timeout: seconds without pipe data, once the tree is dead, before giving up on EOF.
         state_poll_initial: first delay when polling /proc for a process state.
         state_poll_max: the delay that polling backs off to.
@@ -43,6 +45,7 @@ class SupervisionConfig:
     channel_capacity: int = 2
     max_chunk: int = 256 * 1024
     flush_delay: float = 0.005
+    batch_delay: float = 0.002
     drain_timeout: float = 2.0
     state_poll_initial: float = 0.0002
     state_poll_max: float = 0.001

@@ -103,7 +103,12 @@ class Cursor:
             return None
         limit = self._limit()
         while self._offset < limit:
-            read = read_entry(self._fd, self._offset, limit)
+            recent = self._journal.recent(self._offset)
+            read = (
+                recent
+                if recent is not None and recent[0].end <= limit
+                else read_entry(self._fd, self._offset, limit)
+            )
             found = (
                 self._past_damage(read, limit) if isinstance(read, Incomplete | Corrupt) else read
             )

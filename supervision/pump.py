@@ -11,8 +11,9 @@ client went away), the pump switches to discard mode and keeps draining the chan
 sink never blocks the runner; any other exception from a sink is a bug and propagates to the
 pump's owner.  The concatenated Output data of a stream is exactly what the child wrote.
 A partial line is delivered by time only while the pipe is empty (see `unread`).  A sink that
-batches (the journal) gets an `idle` call whenever the channel is empty, so a batch never
-waits for more output that is not coming.
+batches (the journal) gets an `idle` call once the channel has been empty for `batch_delay`,
+so a batch never waits for more output that is not coming, yet a steady stream is written in
+batches, not one write per event.
 
 The run's owner may `post` notes (a Claude session's turn boundaries and permission requests):
 they are numbered in the same sequence, after the event being delivered when they were posted
@@ -128,6 +129,18 @@ class OutputPump:
             except trio.WouldBlock:
                 pass
             if self._idle is not None and not self._discarding:
+                # A batching sink writes when output pauses, not after every event: the next
+                # chunk usually follows within batch_delay, and joins the same batch.
+                pause = min(deadline, trio.current_time() + self._config.batch_delay)
+                with trio.move_on_at(pause) as self._waiting:
+                    try:
+                        return await self._events.receive()
+                    except trio.EndOfChannel:
+                        return None
+                    finally:
+                        self._waiting = None
+                if self._notes or trio.current_time() >= deadline:
+                    continue  # a note was posted, or a partial line is due
                 idle = self._idle
                 await self._to_sink(idle)
             if self._notes:

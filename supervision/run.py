@@ -190,6 +190,11 @@ class Run:
             self._wake.deadline = self._end_deadline()
             await self._events.send(StateChanged(RunState.RUNNING))
 
+    @property
+    def stdin_bound(self) -> int:
+        """The most bytes of stdin writes that may wait for the child at once."""
+        return self._config.stdin_max_pending
+
     def skip_interrupt(self) -> None:
         """From now on the ladder starts at SIGTERM: an interrupt has nothing left to save
         (a Claude CLI that has written its result)."""

@@ -197,3 +197,29 @@ async def test_a_pending_request_is_not_idleness(nursery: trio.Nursery, world: C
     assert ended["result"]["subtype"] == "success"
     assert status["claude"]["watchdog_fired"] == 0
     assert_nothing_left(run)
+
+
+async def test_allow_with_an_updated_input_runs_the_updated_input(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    instead = world.work / "instead"
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await touching(client, world, "asked-for")
+            asked = await wait_notice(client, run, "claude.permission_request")
+            updated = {**asked["input"], "command": f"touch {instead}"}
+            await client.call(
+                "claude.permission",
+                run=run,
+                request=asked["request"],
+                behavior="allow",
+                updated_input=updated,
+            )
+            decided = await wait_notice(client, run, "claude.permission_decided")
+            await wait_notice(client, run, "claude.turn_ended")
+            await client.call("claude.close", run=run)
+    assert decided["updated_input"] == updated
+    assert instead.exists()
+    assert not (world.work / "asked-for").exists()
+    assert_nothing_left(run)

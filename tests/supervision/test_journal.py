@@ -359,11 +359,12 @@ async def test_output_is_batched_into_one_write_and_flushed_when_idle(
     assert journal.committed == head  # queued, not yet visible
     assert read_all(journal) == []
     await journal.flush()  # the pump's idle hook
-    assert writes == [100]
+    # One writev; an output record is two buffers (its head, then its data uncopied).
+    assert writes == [200]
     assert read_all(journal) == small
     await journal.deliver(Output(seq=101, stream="stderr", data=b"x"))
     await journal.deliver(StateEvent(seq=102, state=RunState.PAUSED))  # written at once
-    assert writes == [100, 2]
+    assert writes == [200, 3]
     await journal.close()
 
 
