@@ -4,12 +4,22 @@ connection that attaches, then live (real CLI, fake API)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 from pathlib import Path
 from typing import Any
 
 import trio
-from ccx_testing import RunRecord, WireClient, open_client, run_daemon, start_daemon, wait_until
+from ccx_testing import (
+    RunRecord,
+    WireClient,
+    open_client,
+    run_daemon,
+    start_daemon,
+    wait_until,
+    zombie_children,
+)
 from claude_world import BOUND, ClaudeWorld, assert_nothing_left, start, typed, wait_notice
 
 from cc_executor.supervision.testing import marked_processes
@@ -87,6 +97,13 @@ async def test_a_new_client_attaches_answers_the_pending_request_and_the_turn_co
     assert decided["by"].startswith("client:local/")
     await wait_until(lambda: not marked_processes(run))
     assert_nothing_left(run)
+
+
+def reap_zombies() -> None:
+    """Reap this process's zombie children (WNOHANG: they are dead already)."""
+    for pid in zombie_children(os.getpid()):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def daemon_env(world: ClaudeWorld) -> dict[str, str]:
@@ -175,3 +192,6 @@ async def test_after_a_daemon_sigkill_the_run_is_lost_and_claude_resume_continue
     assert any("remember the word PELICAN" in text for text in texts)
     assert any("which word?" in text for text in texts)
     assert not marked_processes(resumed)
+    # The killed daemon's CLI was an orphan; if this test process is a child subreaper (an
+    # in-process daemon of an earlier test makes it one) it is ours to reap.
+    reap_zombies()
