@@ -64,15 +64,19 @@ def _w9(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
         "The same run three times over one daemon: live; durable (the starting connection "
         "reads the journal as it is written); then a new connection attaches to the finished "
         "durable run from seq 0 and reads the whole journal back (W10). The ratios are to "
-        "the live run of the same round.",
+        "the live run of the same round; the daemon's CPU per phase is read from /proc at "
+        "its ends (on a busy box it moves less than MB/s does).",
         "",
-        "| | MB/s at the client | ratio to live | events |",
-        "|---|---|---|---|",
-        f"| live | {_col(runs, 'live_mbps', '{:.0f}')} | 1 | {_all(runs, 'live_frames')} |",
+        "| | MB/s at the client | ratio to live | daemon CPU s per 100 MB | events |",
+        "|---|---|---|---|---|",
+        f"| live | {_col(runs, 'live_mbps', '{:.0f}')} | 1 | "
+        f"{_col(runs, 'live_cpu_per_100mb', '{:.2f}')} | {_all(runs, 'live_frames')} |",
         f"| **W9 durable, followed live** | **{_col(runs, 'durable_mbps', '{:.0f}')}** | "
-        f"{_col(runs, 'durable_ratio', '{:.2f}')} | {_all(runs, 'durable_frames')} |",
+        f"{_col(runs, 'durable_ratio', '{:.2f}')} | "
+        f"{_col(runs, 'durable_cpu_per_100mb', '{:.2f}')} | {_all(runs, 'durable_frames')} |",
         f"| **W10 replay from seq 0** | **{_col(runs, 'replay_mbps', '{:.0f}')}** | "
-        f"{_col(runs, 'replay_ratio', '{:.2f}')} | {_all(runs, 'replay_frames')} |",
+        f"{_col(runs, 'replay_ratio', '{:.2f}')} | "
+        f"{_col(runs, 'replay_cpu_per_100mb', '{:.2f}')} | {_all(runs, 'replay_frames')} |",
         "",
         f"Every byte arrived, in order: live {_all(runs, 'live_ok')}, durable "
         f"{_all(runs, 'durable_ok')}, replay {_all(runs, 'replay_ok')}. Daemon CPU for the "
