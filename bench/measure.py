@@ -46,6 +46,7 @@ class Sizes:
     w9_bytes: int = 200_000_000
     w11_streams: int = 200
     w12_runs: int = 10_000
+    w13_turns: int = 20
 
 
 QUICK = Sizes(
@@ -59,6 +60,7 @@ QUICK = Sizes(
     w9_bytes=20_000_000,
     w11_streams=50,
     w12_runs=1_000,
+    w13_turns=3,
 )
 
 
@@ -234,4 +236,7 @@ WORKLOADS = {
 from bench.cost import WORKLOADS as _COST  # noqa: E402
 
 WORKLOADS.update(_COST)
+from bench.claude_turn import WORKLOADS as _CLAUDE  # noqa: E402
+
+WORKLOADS.update(_CLAUDE)
 WORKLOADS = dict(sorted(WORKLOADS.items(), key=lambda item: int(item[0][1:])))

@@ -250,6 +250,9 @@ SECTIONS: dict[str, Callable[[Runs, Sizes], tuple[list[str], list[Target]]]] = {
 from bench.report_cost import SECTIONS as _COST  # noqa: E402
 
 SECTIONS.update(_COST)
+from bench.claude_turn import SECTIONS as _CLAUDE  # noqa: E402
+
+SECTIONS.update(_CLAUDE)
 SECTIONS = dict(sorted(SECTIONS.items(), key=lambda item: int(item[0][1:])))
 
 

@@ -23,6 +23,7 @@ import signal
 import sys
 import termios
 
+import attrs
 import structlog
 import trio
 
@@ -188,6 +189,17 @@ class Run:
             self._last_output = trio.current_time()  # the idle clock restarts on resume
             self._wake.deadline = self._end_deadline()
             await self._events.send(StateChanged(RunState.RUNNING))
+
+    @property
+    def stdin_bound(self) -> int:
+        """The most bytes of stdin writes that may wait for the child at once."""
+        return self._config.stdin_max_pending
+
+    def skip_interrupt(self) -> None:
+        """From now on the ladder starts at SIGTERM: an interrupt has nothing left to save
+        (a Claude CLI that has written its result)."""
+        if self._config.interrupt_grace is not None:
+            self._config = attrs.evolve(self._config, interrupt_grace=None)
 
     async def cancel(self, reason: str) -> Rung:
         """End the run through the ladder; return the rung that ended it, once all is gone.

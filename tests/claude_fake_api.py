@@ -10,6 +10,7 @@ Events.  What it answers is chosen by markers in the last user text of the reque
   until the server stops (a stream that stalls mid-message).
 - ``[slow:<n>]``: a text reply streamed in <n> deltas ``chunk <i> `` a tenth of a second
   apart (a turn still running when the test acts on it).
+- ``[chunks:<n>]``: the same <n> deltas at once (a long streamed reply, for the benchmark).
 - ``[error:<status>]``: an HTTP error (429, 529, 500...) with the API's error body and
   ``x-should-retry: false`` so the CLI reports it at once instead of retrying for minutes.
 - anything else: a plain text reply ``Hi! (fake API)``.
@@ -33,6 +34,7 @@ PLAIN_TEXT = "Hi! (fake API)"
 _TOOL = re.compile(r"\[tool:(?P<command>[^\]]+)\]")
 _ERROR = re.compile(r"\[error:(?P<status>\d{3})\]")
 _SLOW = re.compile(r"\[slow:(?P<chunks>\d+)\]")
+_CHUNKS = re.compile(r"\[chunks:(?P<chunks>\d+)\]")
 SLOW_DELAY = 0.1
 _ERROR_TYPES = {
     429: "rate_limit_error",
@@ -239,7 +241,7 @@ def _make_handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
             last = _last_user_content(body)
             results = [block for block in last if block.get("type") == "tool_result"]
             tool = _TOOL.search(text)
-            if "[stall]" in text:
+            if "[stall]" in _last_text(last):
                 self._send(
                     _message_start(model)
                     + _sse(
@@ -266,6 +268,10 @@ def _make_handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
             if slow and not results:
                 self._slow(model, int(slow["chunks"]))
                 return
+            chunks = _CHUNKS.search(_last_text(last))
+            if chunks and not results:
+                self._slow(model, int(chunks["chunks"]), delay=0.0)
+                return
             if tool and not results:
                 self._send(
                     _message_start(model)
@@ -283,7 +289,7 @@ def _make_handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
                 reply = PLAIN_TEXT
             self._send(_message_start(model) + _text_block(0, reply) + _message_end("end_turn"))
 
-        def _slow(self, model: str, chunks: int) -> None:
+        def _slow(self, model: str, chunks: int, delay: float = SLOW_DELAY) -> None:
             self._send(
                 _message_start(model)
                 + _sse(
@@ -296,7 +302,7 @@ def _make_handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
                 )
             )
             for i in range(chunks):
-                if api.stopping.wait(SLOW_DELAY):
+                if delay and api.stopping.wait(delay):
                     return
                 delta = {"type": "text_delta", "text": f"chunk {i} "}
                 self._send(

@@ -136,6 +136,26 @@ def _debs(env: dict[str, str]) -> Path:
     return debs
 
 
+def _source_copy(target: Path) -> Path:
+    """The checkout's files (tracked and new, not ignored) copied to `target`: setuptools
+    builds in the tree, and a build/lib left there would put deleted modules in the wheel."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if listed.returncode != 0:
+        return ROOT  # not a git checkout: build from the tree as it is
+    for name in listed.stdout.decode().split("\0"):
+        source = ROOT / name
+        if name and source.is_file() and not source.is_symlink():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
 def _link_or_copy(source: str, target: str) -> None:
     try:
         os.link(source, target)  # the CLI is ~245 MB: no copy when on the same file system
@@ -174,11 +194,14 @@ def build_image(work: Path) -> Image:
             "--disable-pip-version-check",
             "--wheel-dir",
             str(context / "wheelhouse"),
-            str(ROOT),
+            str(_source_copy(work / "source")),
         ],
         check=True,
         capture_output=True,
         timeout=600,
+        # Fixed zip timestamps: the same sources make the same wheel, and podman's cache
+        # then keeps the wheel's layer too.
+        env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"},
     )
     shutil.copytree(_debs(env), context / "debs", ignore=shutil.ignore_patterns(".complete"))
     package, no_claude = _claude_package()

@@ -43,6 +43,7 @@ the first prompt) live beside the pump in the run's keeper and end with the run.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from typing import Any
 
 import attrs
@@ -57,7 +58,7 @@ from cc_executor.executor.runs.control import cancel_quietly
 from cc_executor.executor.runs.live import LiveRun
 from cc_executor.executor.runs.plan import Post
 from cc_executor.executor.runs.wire import note_body
-from cc_executor.protocol import ControlTimeout, InvalidParams, InvalidState
+from cc_executor.protocol import ControlTimeout, InvalidParams, InvalidState, LimitExceeded
 from cc_executor.protocol.claude import (
     Behavior,
     ClaudeEvent,
@@ -86,6 +87,7 @@ from cc_executor.supervision import (
     RunState,
     SequencedEvent,
     StateEvent,
+    StdinFull,
 )
 
 log = structlog.get_logger()
@@ -129,6 +131,7 @@ class ClaudeSession:
         )
         self._outbox: list[bytes] = []  # lines for stdin from synchronous callers, in order
         self._outbox_wake = trio.Event()
+        self._stdin_lock = trio.Lock()
         watch.waiting = lambda: self.state != "running"
         watch.interrupter = self._watchdog_interrupt
         self.controls = Controls(run.run_id, self._write, settings.control_timeout)
@@ -276,8 +279,16 @@ class ClaudeSession:
     # -- stdin ------------------------------------------------------------------------------
 
     async def _write(self, line: bytes) -> None:
+        """One line into the CLI's stdin, one at a time: a waiting answer to the CLI never
+        finds the pipe's bound taken by more than the one line ahead of it."""
         try:
-            await self._run.write_stdin(line)
+            async with self._stdin_lock:
+                await self._run.write_stdin(line)
+        except StdinFull as exc:
+            raise LimitExceeded(
+                f"run {self.run_id}: a line of {len(line)} bytes is more than the stdin bound",
+                {"run": self.run_id, "limit": "stdin_max_pending", "value": exc.bound},
+            ) from None
         except InvalidTransition as exc:
             raise InvalidState(
                 f"run {self.run_id}: the session's stdin is closed ({exc})",
@@ -300,7 +311,7 @@ class ClaudeSession:
                 line = self._outbox.pop(0)
                 try:
                     await self._write(line)
-                except InvalidState as exc:
+                except (InvalidState, LimitExceeded) as exc:
                     log.info("claude.answer_unwritten", run=self.run_id, error=exc.message)
                     self._outbox.clear()
 
@@ -313,8 +324,15 @@ class ClaudeSession:
             with trio.move_on_after(self._settings.control_timeout):
                 await self._ready.wait()
             self._check_open()
-        key, sent = self.turns.message(message_id)
-        await self._write(user_line(content, key))
+        key = str(uuid.uuid4())
+        line = user_line(content, key)
+        if len(line) > self._run.stdin_bound:  # refused before it is booked as a turn's
+            raise LimitExceeded(
+                f"run {self.run_id}: a message of {len(line)} bytes is more than stdin takes",
+                {"run": self.run_id, "limit": "stdin_max_pending", "value": self._run.stdin_bound},
+            )
+        key, sent = self.turns.message(message_id, key)
+        await self._write(line)
         log.info("claude.message_sent", run=self.run_id, message=sent.message, turn=sent.turn)
         return sent
 

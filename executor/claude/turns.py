@@ -63,9 +63,9 @@ class Turns:
         """A turn runs, or a queued message waits for the next one."""
         return self.open or bool(self._queued)
 
-    def message(self, message_id: str | None) -> tuple[str, ClaudeSent]:
-        """A new message's uuid and reply, booked before it is written (the CLI may echo it
-        before the write returns).
+    def message(self, message_id: str | None, key: str | None = None) -> tuple[str, ClaudeSent]:
+        """A new message's uuid (`key`, or a new one) and reply, booked before it is written
+        (the CLI may echo it before the write returns).
 
         Raises:
             InvalidParams: `message_id` was used already in this run.
@@ -77,14 +77,15 @@ class Turns:
                 {"run": self._run_id, "message": message},
             )
         self._used.add(message)
-        key = str(uuid.uuid4())
+        key = key or str(uuid.uuid4())
         if not self.running:
             self._assigned.add(key)
             self._open([message])
             return key, ClaudeSent(message, self.turn, "started")
         self._queued[key] = message
         self._changed()
-        return key, ClaudeSent(message, self.turn, "queued")
+        # The running turn, or (between a result and the next init) the one about to run.
+        return key, ClaudeSent(message, self.turn if self.open else self.turn + 1, "queued")
 
     def init(self) -> None:
         """A turn starts (`system/init`): the one `message` opened, or the next queued one's."""

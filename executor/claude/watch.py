@@ -140,6 +140,9 @@ class ClaudeWatch:
             elif isinstance(typed, Result) and self.result is None and not self._settings.session:
                 self.result = typed
                 self._result_seen.set()
+                # The result is written: SIGINT has nothing left to save, so a CANCEL in the
+                # post-result window (or the lingering cancel) goes straight to SIGTERM.
+                self._run.skip_interrupt()
         return events
 
     def _claim(self, key: str | None) -> None:

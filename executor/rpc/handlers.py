@@ -83,12 +83,17 @@ async def claude(session: Session, request_id: Id, params: ClaudeParams) -> Hand
         raise busy(key, daemon.claims.holder(key))
     gate = GateKey(plan.run_id)
     session.hold(gate, plan.run_id)
+    # In line now, before the reply: first come, first served across connections.
+    turn = daemon.claims.line_up(key, plan.run_id)
+    replied = trio.Event()
 
     async def start_in_turn() -> None:
-        """Wait for the Claude session (first come, first served), then start the run."""
+        """Wait for the Claude session, then (once the reply is out) start the run."""
         try:
-            await daemon.claims.wait_claim(key, plan.run_id)
+            if turn is not None:
+                await daemon.claims.wait_turn(key, plan.run_id, turn)
             try:
+                await replied.wait()
                 live = await session.launch(plan)
             except JsonRpcError as exc:
                 daemon.claims.release(key, plan.run_id)
@@ -99,12 +104,17 @@ async def claude(session: Session, request_id: Id, params: ClaudeParams) -> Hand
                 with contextlib.suppress(Gone):  # the client left while the run waited
                     await session.send_notice(RunCompleted(plan.run_id, 1, failed), gated=False)
                 return
+            except BaseException:
+                daemon.claims.release(key, plan.run_id)  # it held the session: pass it on
+                raise
             await session.announce(live)
         finally:
             session.gates.open(gate)
 
+    session.nursery.start_soon(start_in_turn)
+
     async def follow_up() -> None:
-        session.nursery.start_soon(start_in_turn)
+        replied.set()
 
     return Handled(Queued(plan.run_id, key), follow_up)
 

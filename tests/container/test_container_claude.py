@@ -29,14 +29,19 @@ TOKEN = "container-claude-token"
 KEY_VAR = "CCX_TEST_FAKE_ANTHROPIC_KEY"
 HOST_LOOPBACK = "10.0.2.2"  # the host's 127.0.0.1 as slirp4netns shows it to the container
 BOUND = 120.0
+# What a replaced container keeps: the daemon's journals, the CLI's sessions.
+VOLUMES = {"state": "/var/lib/cc-executor", "claude": "/home/ccx/.claude"}
 
 
 @asynccontextmanager
-async def claude_container(image: Image, api: FakeApi) -> AsyncIterator[tuple[str, str]]:
-    """The daemon in a container, set up for Claude runs against `api`: (name, client url)."""
+async def claude_container(
+    image: Image, api: FakeApi, *options: str, name: str = "ccx-claude-test"
+) -> AsyncIterator[tuple[str, str]]:
+    """The daemon in a container, set up for Claude runs against `api`: (name, client url).
+    `options` go to `podman run` (volumes, more settings)."""
     if image.no_claude:
         pytest.skip(image.no_claude)
-    name = f"ccx-claude-test-{os.getpid()}"
+    name = f"{name}-{os.getpid()}"
     port = free_port()
     claude_env = ",".join(f"{k}={v}" for k, v in OFFLINE_ENV.items())
     await apodman(
@@ -62,6 +67,7 @@ async def claude_container(image: Image, api: FakeApi) -> AsyncIterator[tuple[st
         "CCX_TERM_GRACE=2",
         "-e",
         "CCX_SHUTDOWN_GRACE=1",
+        *options,
         image.tag,
     )
     try:
@@ -239,3 +245,70 @@ async def test_a_claude_session_in_the_container(image: Image) -> None:
             left = await only_the_daemon_left(image, name)
             assert "ccx serve" in left[0], left
     assert len(api.requests) >= 4, "every turn reached the fake API on the host"
+
+
+def user_texts(body: dict[str, Any]) -> list[str]:
+    """Every user text block of a Messages API request."""
+    texts: list[str] = []
+    for message in body["messages"]:
+        if message["role"] != "user":
+            continue
+        content = message["content"]
+        for block in content if isinstance(content, list) else [content]:
+            texts.append(block.get("text", "") if isinstance(block, dict) else str(block))
+    return texts
+
+
+async def test_a_durable_session_outlives_its_container(image: Image) -> None:
+    """The container is killed mid-session; a new one on the same volumes (the daemon's state,
+    the CLI's ~/.claude) reports the run lost, and claude.resume continues the session."""
+    if image.no_claude:
+        pytest.skip(image.no_claude)
+    volumes = {f"ccx-test-{kind}-{os.getpid()}": path for kind, path in VOLUMES.items()}
+    mounts = [arg for volume, path in volumes.items() for arg in ("-v", f"{volume}:{path}")]
+    # Durable run ids name their instance; a new container has a new host name.
+    options = ("-e", "CCX_INSTANCE=ccx-0", *mounts)
+    try:
+        with serve_fake_api() as api, trio.fail_after(BOUND * 2):
+            async with (
+                claude_container(image, api, *options, name="ccx-first") as (name, url),
+                open_client(url) as client,
+            ):
+                started = await client.call(
+                    "claude", session=True, durable=True, prompt="remember the word PELICAN"
+                )
+                run = started["run"]
+                await turn_ended(client, run, 1)
+                session_id = (await client.call("status", run=run))["claude"]["session_id"]
+                await client.call("claude.send", run=run, content="a slow one [slow:300]")
+                await next_note(client, "claude.turn_started", run, lambda p: p["turn"] == 2)
+                await apodman(image.env, "kill", "--signal", "KILL", name)
+            async with (
+                claude_container(image, api, *options, name="ccx-second") as (name, url),
+                open_client(url) as client,
+            ):
+                lost = await client.call("status", run=run)
+                assert lost["outcome"] == "lost", lost
+                seen = len(api.requests)
+                resumed = await client.call("claude.resume", session=session_id, prompt="which?")
+                assert resumed["session"] is True
+                ended = await turn_ended(client, resumed["run"], 1)
+                assert ended["result"]["subtype"] == "success"
+                assert ended["result"]["session_id"] == session_id
+                done = await client.call("claude.close", run=resumed["run"])
+                assert (done["outcome"], done["exit_code"]) == ("exited", 0), done
+                left = await only_the_daemon_left(image, name)
+                assert "ccx serve" in left[0], left
+        # The new process sent the earlier conversation with the new message.
+        texts = user_texts(api.requests[seen]["body"])
+        assert any("remember the word PELICAN" in text for text in texts), texts
+        assert any("which?" in text for text in texts), texts
+    finally:
+        for volume in volumes:
+            await trio.run_process(
+                ["podman", "volume", "rm", "-f", volume],
+                env=image.env,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )

@@ -178,3 +178,48 @@ async def test_an_interrupt_withdraws_the_pending_request(
     assert status["claude"]["pending"] == []
     assert not (world.work / "withdrawn").exists()
     assert_nothing_left(run)
+
+
+async def test_a_pending_request_is_not_idleness(nursery: trio.Nursery, world: ClaudeWorld) -> None:
+    # The request waits three idle periods for its answer; the watchdog must not end the run.
+    # (The idle period is long enough for the CLI's own pauses on a loaded machine.)
+    config = world.config(idle_timeout=2.0, idle_action="cancel", permission_timeout=6.0)
+    served = await start_daemon(nursery, config)
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await touching(client, world, "waited")
+            decided = await wait_notice(client, run, "claude.permission_decided")
+            assert decided["by"] == "timeout"  # not "cancelled": the run lives on
+            ended = await wait_notice(client, run, "claude.turn_ended")
+            status = await client.call("status", run=run)
+            await client.call("claude.close", run=run)
+    assert decided["by"] == "timeout"
+    assert ended["result"]["subtype"] == "success"
+    assert status["claude"]["watchdog_fired"] == 0
+    assert_nothing_left(run)
+
+
+async def test_allow_with_an_updated_input_runs_the_updated_input(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    instead = world.work / "instead"
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await touching(client, world, "asked-for")
+            asked = await wait_notice(client, run, "claude.permission_request")
+            updated = {**asked["input"], "command": f"touch {instead}"}
+            await client.call(
+                "claude.permission",
+                run=run,
+                request=asked["request"],
+                behavior="allow",
+                updated_input=updated,
+            )
+            decided = await wait_notice(client, run, "claude.permission_decided")
+            await wait_notice(client, run, "claude.turn_ended")
+            await client.call("claude.close", run=run)
+    assert decided["updated_input"] == updated
+    assert instead.exists()
+    assert not (world.work / "asked-for").exists()
+    assert_nothing_left(run)

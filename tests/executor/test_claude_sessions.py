@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import attrs
 import trio
 from ccx_testing import open_client, start_daemon, wait_until
 from claude_fake_api import PLAIN_TEXT
@@ -224,4 +225,99 @@ async def test_a_control_request_the_cli_does_not_answer_times_out(
             assert "did not answer set_model within 0.5 s" in error.message
             closed = await client.call("claude.close", run=run)
     assert closed["outcome"] == "exited"
+    assert_nothing_left(run)
+
+
+async def test_the_watchdog_counts_only_while_a_turn_runs_and_pause_is_a_state(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    # The idle period is long enough for the CLI's own pauses on a loaded machine.
+    served = await start_daemon(nursery, world.config(idle_timeout=2.0, idle_action="cancel"))
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, prompt="hello", cwd=str(world.work))
+            await wait_notice(client, run, "claude.turn_ended")
+            await wait_notice(client, run, "claude.state", state="idle")
+            # Idle for several idle periods: waiting for its user is not being stuck.
+            await trio.sleep(5)
+            status = await client.call("status", run=run)
+            assert status["state"] == "running"
+            assert status["claude"]["watchdog_fired"] == 0
+            await client.call("control", type="PAUSE", run=run)
+            await wait_notice(client, run, "claude.state", state="paused")
+            await client.call("control", type="RESUME", run=run)
+            await wait_notice(client, run, "claude.state", state="idle", count=2)
+            # A turn that stalls mid-stream is stuck: the watchdog ends the run.
+            await client.call("claude.send", run=run, content="[stall]")
+            record = await client.wait_completed(run)
+    assert record.completed is not None
+    assert record.completed["reason"].startswith("watchdog: no stream-json event")
+    assert record.completed["claude"]["watchdog_fired"] == 1
+    assert [e for e in typed(client, run) if e["type"] == "watchdog"]
+    assert_nothing_left(run)
+
+
+async def test_the_watchdogs_interrupt_is_the_sessions_interrupt_not_a_signal(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config(idle_timeout=2.0, idle_action="interrupt"))
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, prompt="[stall]", cwd=str(world.work))
+            ended = await wait_notice(client, run, "claude.turn_ended")
+            await wait_notice(client, run, "claude.state", state="idle")
+            again = await client.call("claude.send", run=run, content="still there?")
+            second = await wait_notice(client, run, "claude.turn_ended", turn=2)
+            status = await client.call("status", run=run)
+            await client.call("claude.close", run=run)
+    assert ended["interrupted"] is True
+    assert ended["result"]["terminal_reason"] == "aborted_streaming"
+    assert [e["action"] for e in typed(client, run) if e["type"] == "watchdog"] == ["interrupt"]
+    assert again["disposition"] == "started"
+    assert second["result"]["result"] == PLAIN_TEXT
+    assert status["claude"]["watchdog_fired"] == 1
+    assert_nothing_left(run)
+
+
+async def test_a_message_beyond_the_stdin_bound_is_refused_and_the_session_goes_on(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    config = world.config()
+    small = attrs.evolve(config.supervision, stdin_max_pending=4096)
+    served = await start_daemon(nursery, attrs.evolve(config, supervision=small))
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, cwd=str(world.work))
+            error = await client.call_error("claude.send", run=run, content="x" * 8192)
+            assert error.code == ErrorCode.LIMIT_EXCEEDED
+            assert error.data["limit"] == "stdin_max_pending"
+            status = await client.call("status", run=run)
+            assert status["claude"]["state"] == "idle"  # nothing was booked for it
+            assert status["claude"]["turn"] == 0
+            sent = await client.call("claude.send", run=run, content="small")
+            assert sent == {"message": "m-1", "turn": 1, "disposition": "started"}
+            ended = await wait_notice(client, run, "claude.turn_ended")
+            await client.call("claude.close", run=run)
+    assert ended["result"]["result"] == PLAIN_TEXT
+    assert_nothing_left(run)
+
+
+async def test_a_message_of_content_blocks_reaches_the_api(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    blocks = [{"type": "text", "text": "first block"}, {"type": "text", "text": "second block"}]
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, cwd=str(world.work))
+            sent = await client.call("claude.send", run=run, content=blocks, id="blocks")
+            started = await wait_notice(client, run, "claude.turn_started")
+            await wait_notice(client, run, "claude.turn_ended")
+            await client.call("claude.close", run=run)
+    assert sent == {"message": "blocks", "turn": 1, "disposition": "started"}
+    assert started["messages"] == ["blocks"]
+    last_user = [m for m in world.api.requests[-1]["body"]["messages"] if m["role"] == "user"][-1]
+    texts = [b.get("text") for b in last_user["content"] if isinstance(b, dict)]
+    assert "first block" in texts
+    assert "second block" in texts
     assert_nothing_left(run)

@@ -423,3 +423,61 @@ async def test_a_caught_up_cursor_reads_the_last_batch_from_memory(
     file_reads.clear()
     assert read_all(journal) == [*first, *second, done(7)]
     assert len(file_reads) == 7  # finished: the file only
+
+
+NOTED: list[SequencedEvent] = [
+    Output(seq=1, stream="stdout", data=b'{"type":"system"}\n'),
+    Note(seq=2, name="claude.turn_started", data=b'{"turn":1,"messages":["m-1"]}'),
+    Note(seq=3, name="claude.permission_request", data=b'{"request":"q","input":{}}'),
+    Output(seq=4, stream="stdout", data=b'{"type":"result"}\n'),
+    Note(seq=5, name="claude.turn_ended", data=b'{"turn":1}'),
+    done(6),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(0, 10_000), flip=st.booleans())
+def test_any_cut_of_a_journal_with_notes_reads_a_prefix(
+    tmp_path_factory: pytest.TempPathFactory, cut: int, flip: bool
+) -> None:
+    directory = tmp_path_factory.mktemp("cut")
+
+    async def main() -> None:
+        full = await write(directory / "full", NOTED)
+        await full.close()
+        data = bytearray((directory / "full").read_bytes())
+        size = len(MAGIC) + 60 + cut % max(1, len(data) - len(MAGIC) - 60)
+        data = data[:size]
+        if flip and len(data) > 100:
+            data[-1] ^= 0x55
+        (directory / "cut").write_bytes(bytes(data))
+        try:
+            reopened = Journal.open(str(directory / "cut"), FAST)
+        except JournalError:
+            return
+        assert reopened is not None
+        entries = read_all(reopened)
+        assert entries == NOTED[: len(entries)]
+        await reopened.close()
+
+    trio.run(main)
+
+
+async def test_a_damaged_note_is_a_gap_and_the_records_after_it_are_found(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j"
+    journal = await write(path, NOTED)
+    await journal.close()
+    data = bytearray(path.read_bytes())
+    at = data.index(b"permission_request")
+    data[at] ^= 0xFF  # inside the NOTE at seq 3: its CRC fails
+    path.write_bytes(bytes(data))
+    reopened = Journal.open(str(path), FAST)
+    assert reopened is not None
+    entries = read_all(reopened)
+    assert entries[:2] == NOTED[:2]
+    gap = entries[2]
+    assert isinstance(gap, Gap)
+    assert gap.seq == 3
+    assert entries[3:] == NOTED[3:]  # found again after the damage, the completion last
