@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.cost import ALIASES
 from bench.measure import QUICK, ROOT, WORKLOADS, Sizes
 from bench.report import write_report
 
@@ -31,6 +32,7 @@ def main() -> int:
     sizes = QUICK if args.quick else Sizes()
     runs = args.runs or (1 if args.quick else 3)
     names = args.only.split(",") if args.only else list(WORKLOADS)
+    names = list(dict.fromkeys(ALIASES.get(name, name) for name in names))  # W10 is W9's
     results: dict[str, list[dict[str, object]]] = {}
     started = time.monotonic()
     load: dict[str, tuple[float, float]] = {}
