@@ -24,6 +24,8 @@ rules that need memory:
   one notice into several frames (a line each; `process.canceled` before a cancelled run's
   completion), ignores unknown params of some methods, and maps error codes.  `send_frames`
   gives every frame of a notice; the rules above are checked once per notice.
+- With `binary_output` (the client negotiated binary.py's subprotocol) output goes as binary
+  frames (`bytes`, binary.py's layout) and everything else as text, under the same rules.
 
 Ids may be reused once answered, as JSON-RPC allows. Memory: one entry per pending id and
 per run seen on this connection.
@@ -34,6 +36,7 @@ from typing import Literal, TypeAlias
 
 import attrs
 
+from cc_executor.protocol.binary import encode_binary_output
 from cc_executor.protocol.codec import (
     decode,
     encode_batch,
@@ -70,8 +73,16 @@ _STATE = (RunPaused, RunResumed, RunCompleted)
 class ServerConnection:
     """Sans-I/O JSON-RPC state for one connection: text in, events out; replies in, text out."""
 
-    def __init__(self, profile: Profile = CURRENT) -> None:
+    def __init__(self, profile: Profile = CURRENT, *, binary_output: bool = False) -> None:
+        """`binary_output`: output as binary frames (binary.py), on the current profile only.
+
+        Raises:
+            LocalProtocolError: `binary_output` on a profile that frames output by lines.
+        """
+        if binary_output and profile.output_lines:
+            raise LocalProtocolError(f"the {profile.name} profile has no binary output frames")
         self.profile = profile
+        self.binary_output = binary_output
         self._pending: dict[Id, None] = {}  # a dict, for its live read-only keys view
         self._next_seq: dict[str, int] = {}  # run -> the seq its next event must carry
         self._closed: set[str] = set()  # runs completed or detached: no more events
@@ -218,10 +229,11 @@ class ServerConnection:
 
     # -- notifications -----------------------------------------------------------------
 
-    def send(self, notice: Notice, max_frame: int | None = None) -> str:
-        """The frame for `notice`, once the connection's rules allow it.
+    def send(self, notice: Notice, max_frame: int | None = None) -> str | bytes:
+        """The frame for `notice`, once the connection's rules allow it: text, or for output
+        with `binary_output` a binary frame's bytes.
 
-        `max_frame` bounds an output frame (see `encode_output`).
+        `max_frame` bounds a text output frame (see `encode_output`).
 
         Raises:
             LocalProtocolError: a run event out of sequence or after its run's completion or
@@ -236,7 +248,7 @@ class ServerConnection:
             )
         return frames[0]
 
-    def send_frames(self, notice: Notice, max_frame: int | None = None) -> list[str]:
+    def send_frames(self, notice: Notice, max_frame: int | None = None) -> list[str | bytes]:
         """Every frame for `notice`, in order, once the connection's rules allow it: one,
         except where the profile frames it as several (see the module docstring).
 
@@ -250,11 +262,14 @@ class ServerConnection:
                 f"the reply to request {waiting!r}"
             )
         profile = self.profile
+        frames: list[str | bytes]
         if isinstance(notice, RunOutput):
             self._check_seq(notice.run, notice.seq)
             run, seq, stream, data = notice.run, notice.seq, notice.stream, notice.data
-            if profile.output_lines:
-                frames = encode_output_lines(run, seq, stream, data, max_frame)
+            if self.binary_output:
+                frames = [encode_binary_output(run, seq, stream, data)]
+            elif profile.output_lines:
+                frames = list(encode_output_lines(run, seq, stream, data, max_frame))
             else:
                 frames = [encode_output(run, seq, stream, data, max_frame)]
             self._next_seq[notice.run] = notice.seq + 1

@@ -61,6 +61,7 @@ from cc_executor.protocol import (
     Response,
     ServerConnection,
 )
+from cc_executor.protocol.binary import BINARY_SUBPROTOCOL
 from cc_executor.protocol.events import Batch
 from cc_executor.protocol.notices import Notice, RunStarted, Shutdown
 from cc_executor.protocol.profile import CURRENT, profile_for
@@ -108,11 +109,21 @@ class Session:
         self.peer = peer
         self.session_id = secrets.token_hex(6)
         self._refusal: InvalidRequest | None = None
+        self._refusal_reason = "unknown protocol"
         try:
             profile = profile_for(ws.path or "/")
         except InvalidRequest as exc:
             profile, self._refusal = CURRENT, exc
-        self.conn = ServerConnection(profile)
+        binary = ws.subprotocol == BINARY_SUBPROTOCOL
+        if binary and profile.output_lines:
+            self._refusal = InvalidRequest(
+                f"{BINARY_SUBPROTOCOL} needs the current protocol: connect to / "
+                "(or add ?protocol=current)",
+                {"subprotocol": BINARY_SUBPROTOCOL, "protocol": profile.name},
+            )
+            self._refusal_reason = "binary output needs the current protocol"
+            binary = False
+        self.conn = ServerConnection(profile, binary_output=binary)
         self.gates = Gates()
         self.handles = Handles(self)
         self.attachments = Attachments(self)
@@ -141,7 +152,7 @@ class Session:
             if self._refusal is not None:  # the client asked for a protocol we do not speak
                 self.errors += 1
                 await self.send_text(self.conn.encode(self.conn.make_error(None, self._refusal)))
-                await self.close(1008, "unknown protocol")
+                await self.close(1008, self._refusal_reason)
                 return
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery

@@ -52,7 +52,7 @@ def only(conn: ServerConnection, text: str) -> Event:
     return received.event
 
 
-def wire(text: str) -> dict[str, Any]:
+def wire(text: str | bytes) -> dict[str, Any]:
     """A frame as JSON."""
     value: dict[str, Any] = orjson.loads(text)
     return value
