@@ -65,9 +65,26 @@ from cc_executor.protocol.profile import CURRENT, Profile
 from cc_executor.protocol.results import Result
 from cc_executor.protocol.server_codec import canceled_message, notice_message, result_object
 
-HoldScope: TypeAlias = Literal["all", "state"]
+# What a pending request holds back of a run: every event, its state events, or the one
+# kind of state event it causes (a control of a run whose events the connection pumps).
+HoldScope: TypeAlias = Literal["all", "state", "paused", "resumed", "completed"]
 _SEQUENCED = (RunOutput, RunPaused, RunResumed, RunCompleted)
-_STATE = (RunPaused, RunResumed, RunCompleted)
+_STATE_SCOPE: dict[type, HoldScope] = {
+    RunPaused: "paused",
+    RunResumed: "resumed",
+    RunCompleted: "completed",
+}
+
+
+_WIDTH: dict[HoldScope, int] = {"all": 2, "state": 1}
+
+
+def _holds(scope: HoldScope, notice: Notice) -> bool:
+    """Whether a hold of `scope` on a run holds back `notice` (an event of that run)."""
+    if scope == "all":
+        return True
+    kind = _STATE_SCOPE.get(type(notice))
+    return kind is not None and scope in ("state", kind)
 
 
 class ServerConnection:
@@ -203,7 +220,8 @@ class ServerConnection:
         """Request `id_` (pending) causes events of `run`: they may not go out before its reply."""
         self._check_pending(id_)
         holds = self._holds.setdefault(run, {})
-        if holds.get(id_) != "all":  # a wider hold is never narrowed
+        before = holds.get(id_)
+        if before is None or _WIDTH.get(scope, 0) > _WIDTH.get(before, 0):  # never narrowed
             holds[id_] = scope
         self._held_runs.setdefault(id_, set()).add(run)
 
@@ -213,9 +231,8 @@ class ServerConnection:
         holds = self._holds.get(run) if isinstance(run, str) else None
         if not holds:
             return None
-        state = isinstance(notice, _STATE)
         for id_, scope in holds.items():
-            if scope == "all" or state:
+            if _holds(scope, notice):
                 return id_
         return None
 

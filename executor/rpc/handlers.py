@@ -190,7 +190,7 @@ async def list_runs(session: Session, request_id: Id, params: object) -> Handled
 
 async def control(session: Session, handle: RunHandle, params: ControlParams) -> Handled:
     """PAUSE, RESUME or CANCEL, returning once the effect has happened (for a run this
-    connection pumps, the sink sends the reply: rpc/runs.py)."""
+    connection pumps, its event waits for the reply in the sink: rpc/runs.py)."""
     live = handle.live
     started = trio.current_time()
     try:

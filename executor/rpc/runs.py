@@ -13,14 +13,18 @@ never delays a CANCEL (a full queue back-pressures the client's reader, as it sh
 notices (raw output first, then any Claude events parsed from it).  ``Attachments`` are the
 tails of the durable runs this connection follows.
 
-A control's reply precedes the event it causes.  For a run whose events come through this
-connection's own pump, the pump must never wait for a reply — the control may need the pump to
-make room for its event, so that would deadlock — so the order comes from the other side: a
-successful PAUSE, RESUME or CANCEL is answered by the sink itself, just before it sends the
-event the control caused (``process.paused``, ``resumed``, ``completed``), with the result that
-event proves.  The control's task waits for that (or for the run to end, or the client to go),
-so the next control of the connection starts only once every earlier event has passed: no
-event is ever taken for a later control's.  A control that fails is answered by its task with
+A control's reply precedes the event it causes, and never waits behind output.  For a run
+whose events come through this connection's own pump, the control's task answers as soon as
+the effect holds (PAUSE: every process stopped; CANCEL: the run is over) — ahead of the output
+the pump still has to send before the event — and the sink holds back the one event the control
+causes (``process.paused``, ``resumed``, ``completed``) until that reply is on the wire.  The
+pump never waits for anything else: the reply needs only the socket, and the control has
+already queued its event when it returns, so no wait of the pump's can deadlock the run.  If the
+sink reaches the caused event before the task has answered (the task was slow to be scheduled),
+the sink answers instead, with the result the event proves; whoever claims the reply first sends
+it.  The control's task then waits for its event to pass (or for the run to end, or the client
+to go), so the next control of the connection starts only once every earlier event has passed:
+no event is ever taken for a later control's.  A control that fails is answered by its task with
 the error.  For the other runs (a tail from a journal, or no events at all on this connection)
 the task answers, and a tail's events of the run wait at the session's gates until it has.
 Inside a JSON-RPC batch the array goes out when every element is done, so there a control's
@@ -50,6 +54,7 @@ from cc_executor.protocol import (
     RunNotFound,
 )
 from cc_executor.protocol.claude import ClaudeEvent
+from cc_executor.protocol.connection import HoldScope
 from cc_executor.protocol.notices import (
     ClaudeNotice,
     RunCompleted,
@@ -81,8 +86,9 @@ class Job:
     batch: tuple[BatchReply, int] | None
 
 
-# The event a successful control causes.
+# The event a successful control causes, and the protocol's hold on just that event.
 _CAUSES = {"PAUSE": RunPaused, "RESUME": RunResumed, "CANCEL": RunCompleted}
+_SCOPES: dict[str, HoldScope] = {"PAUSE": "paused", "RESUME": "resumed", "CANCEL": "completed"}
 
 
 @attrs.define(eq=False)
@@ -91,7 +97,9 @@ class PendingControl:
 
     request: RequestReceived
     action: str
-    answered: trio.Event = attrs.field(factory=trio.Event)
+    claimed: bool = False  # the control's task or the sink is answering it
+    sent: trio.Event = attrs.field(factory=trio.Event)  # its reply is out (or never will be)
+    passed: trio.Event = attrs.field(factory=trio.Event)  # the event it caused went out
 
     def caused(self, notice: RunEvent) -> bool:
         return isinstance(notice, _CAUSES[self.action])
@@ -219,34 +227,33 @@ class Handles:
     async def _answered_by_sink(
         self, handle: RunHandle, request: RequestReceived, params: ControlParams
     ) -> None:
-        """A control of a run this connection pumps: its sink answers a success (see the
-        module docstring); this task answers a failure."""
+        """A control of a run this connection pumps: answered as soon as its effect holds,
+        its event held back by the sink until then (see the module docstring)."""
         from cc_executor.executor.rpc.handlers import control
 
         session = self._session
         live = handle.live
         pending = PendingControl(request, params.type)
         handle.pending = pending
-        session.conn.hold(request.id, live.run_id, "state")
+        session.conn.hold(request.id, live.run_id, _SCOPES[params.type])
         try:
             try:
-                await control(session, handle, params)
+                handled = await control(session, handle, params)
             except JsonRpcError as exc:
-                if not pending.answered.is_set():
-                    pending.answered.set()
+                if not pending.claimed:
+                    pending.claimed = True
                     session.failed(exc)
                     await session.send_text(session.conn.respond_error(request.id, exc))
                 return
+            if not pending.claimed:
+                pending.claimed = True
+                await session.send_text(session.conn.respond(request.id, handled.result))
+            pending.sent.set()
             async with trio.open_nursery() as either:
-                for wait in (pending.answered.wait, live.done.wait):
+                for wait in (pending.passed.wait, live.done.wait):
                     either.start_soon(_then_cancel, wait, either.cancel_scope)
-            if not pending.answered.is_set():  # the run ended, or the client went, first
-                pending.answered.set()
-                if request.id in session.conn.pending_ids:
-                    await session.send_text(
-                        session.conn.respond(request.id, _result(pending, live, None))
-                    )
         finally:
+            pending.sent.set()  # never leave the sink waiting for a reply that will not come
             handle.pending = None
 
     def close_all(self) -> None:
@@ -271,29 +278,42 @@ class ConnectionSink:
             for typed in claude:
                 await send(ClaudeNotice(live.run_id, typed))
         notice = event_notice(live.run_id, run.pid, run.pgid, event, live.completion)
-        if not isinstance(notice, RunOutput):
-            await self._answer_control(live, notice)
-        await send(notice)
+        if isinstance(notice, RunOutput):
+            await send(notice)
+        else:
+            pending = await self._answer_control(live, notice)
+            try:
+                await send(notice)
+            finally:
+                if pending is not None:
+                    pending.passed.set()
         if not final:
             for typed in claude:
                 await send(ClaudeNotice(live.run_id, typed))
 
-    async def _answer_control(self, live: LiveRun, notice: RunEvent) -> None:
-        """Answer the control in progress that `notice` proves done, before `notice`."""
+    async def _answer_control(self, live: LiveRun, notice: RunEvent) -> PendingControl | None:
+        """Make sure the reply to the control in progress that `notice` proves done is out
+        before `notice`: wait for its task's, or send it here.  Returns that control."""
         session = self._session
         handle = session.handles.get(live.run_id)
         pending = None if handle is None else handle.pending
-        if pending is None or pending.answered.is_set() or not pending.caused(notice):
-            return
-        pending.answered.set()
+        if pending is None or not pending.caused(notice):
+            return None
+        if pending.claimed:
+            await pending.sent.wait()
+            return pending
+        pending.claimed = True
         request_id = pending.request.id
-        if request_id not in session.conn.pending_ids:
-            return
-        text = session.conn.respond(request_id, _result(pending, live, notice))
         try:
-            await session.ws.send_message(text)
-        except ConnectionClosed:
-            raise Gone from None
+            if request_id in session.conn.pending_ids:
+                text = session.conn.respond(request_id, _result(pending, live, notice))
+                try:
+                    await session.ws.send_message(text)
+                except ConnectionClosed:
+                    raise Gone from None
+        finally:
+            pending.sent.set()
+        return pending
 
     async def note(self, live: LiveRun, event: ClaudeEvent) -> None:
         if live.completion is None and not self._session.closed:

@@ -229,6 +229,7 @@ def test_output_respects_the_frame_limit() -> None:
     conn = ServerConnection()
     nuls = b"\0" * 3000  # valid UTF-8, but six bytes a character as JSON text
     text = conn.send(RunOutput("r", 1, "stdout", nuls), max_frame=5000)
+    assert isinstance(text, str)
     assert len(text.encode()) <= 5000
     assert wire(text)["params"]["encoding"] == "base64"
     assert "encoding" not in wire(conn.send(RunOutput("r", 2, "stdout", nuls), 20000))["params"]
@@ -488,3 +489,18 @@ class ConnectionMachine(RuleBasedStateMachine):
 
 
 TestConnectionMachine = ConnectionMachine.TestCase
+
+
+def test_a_hold_on_one_kind_of_event_holds_only_that_kind() -> None:
+    conn = ServerConnection()
+    only(conn, call(1, "control", {"type": "PAUSE"}))
+    conn.hold(1, "r", "paused")
+    conn.send(RunOutput("r", 1, "stdout", b"before\n"))
+    assert conn.held(RunResumed("r", 2)) is None
+    with pytest.raises(LocalProtocolError, match="must follow the reply to request 1"):
+        conn.send(RunPaused("r", 2))
+    conn.hold(1, "r", "all")  # widened, never narrowed
+    conn.hold(1, "r", "paused")
+    assert conn.held(RunOutput("r", 2, "stdout", b"x")) == 1
+    conn.respond(1, ControlDone("paused", "r"))
+    assert wire(conn.send(RunPaused("r", 2)))["method"] == "process.paused"
