@@ -14,6 +14,7 @@ import orjson
 
 from bench.concurrency import concurrency
 from bench.control import control
+from bench.latency import latency
 from bench.procfs import self_cpu_seconds
 from bench.streams import firehose, integrity, slow_client
 
@@ -23,6 +24,7 @@ WORKLOADS: dict[str, Callable[..., dict[str, Any]]] = {
     "W3": slow_client,
     "W4": control,
     "W5": concurrency,
+    "W8": latency,
 }
 
 
