@@ -10,13 +10,14 @@ in the order they came; the queues are apart so that a write to a child that doe
 never delays a CANCEL (a full queue back-pressures the client's reader, as it should).
 
 ``ConnectionSink`` is the sink of a run this connection started: numbered events become
-notices (raw output first, then any Claude events parsed from it).  ``Attachments`` are the
-tails of the durable runs this connection follows.
+notices (raw output first, then any Claude events parsed from it).  The tails of the durable
+runs this connection follows are in attachments.py.
 
 A control's reply precedes the event it causes, and never waits behind output.  For a run
 whose events come through this connection's own pump, the control's task answers as soon as
-the effect holds (PAUSE: every process stopped; CANCEL: the run is over) — ahead of the output
-the pump still has to send before the event — and the sink holds back the one event the control
+the effect holds (PAUSE: every process stopped, before its event is even queued, which may
+wait for the pump; CANCEL: the run is over) — ahead of the output the pump still has to send
+before the event — and the sink holds back the one event the control
 causes (``process.paused``, ``resumed``, ``completed``) until that reply is on the wire.  The
 pump never waits for anything else: the reply needs only the socket, and the control has
 already queued its event when it returns, so no wait of the pump's can deadlock the run.  If the
@@ -42,7 +43,6 @@ import structlog
 import trio
 from trio_websocket import ConnectionClosed
 
-from cc_executor.executor.runs.attach import Attachment, TailSettings, tail
 from cc_executor.executor.runs.live import LiveRun
 from cc_executor.executor.runs.wire import event_notice, rung_name
 from cc_executor.protocol import (
@@ -68,7 +68,6 @@ from cc_executor.supervision import CompletedEvent, SequencedEvent, SinkClosed
 
 if TYPE_CHECKING:
     from cc_executor.executor.rpc.session import BatchReply, Handled, Session
-    from cc_executor.executor.runs.durable import DurableRun
 
 log = structlog.get_logger()
 
@@ -236,18 +235,37 @@ class Handles:
         pending = PendingControl(request, params.type)
         handle.pending = pending
         session.conn.hold(request.id, live.run_id, _SCOPES[params.type])
-        try:
-            try:
-                handled = await control(session, handle, params)
-            except JsonRpcError as exc:
-                if not pending.claimed:
-                    pending.claimed = True
-                    session.failed(exc)
-                    await session.send_text(session.conn.respond_error(request.id, exc))
-                return
+        held = trio.Event()  # a PAUSE or RESUME holds: answer now, not when its event is queued
+
+        async def answer_when_held() -> None:
+            await held.wait()
             if not pending.claimed:
                 pending.claimed = True
-                await session.send_text(session.conn.respond(request.id, handled.result))
+                done = ControlDone("paused" if params.type == "PAUSE" else "resumed", live.run_id)
+                await session.send_text(session.conn.respond(request.id, done))
+            pending.sent.set()
+
+        try:
+            failure: JsonRpcError | None = None
+            async with trio.open_nursery() as answering:
+                if params.type != "CANCEL":
+                    answering.start_soon(answer_when_held)
+                try:
+                    handled = await control(session, handle, params, held.set)
+                except JsonRpcError as exc:
+                    failure = exc
+                    answering.cancel_scope.cancel()
+                else:
+                    if params.type == "CANCEL" and not pending.claimed:
+                        pending.claimed = True
+                        await session.send_text(session.conn.respond(request.id, handled.result))
+                    held.set()
+            if failure is not None:
+                if not pending.claimed:
+                    pending.claimed = True
+                    session.failed(failure)
+                    await session.send_text(session.conn.respond_error(request.id, failure))
+                return
             pending.sent.set()
             async with trio.open_nursery() as either:
                 for wait in (pending.passed.wait, live.done.wait):
@@ -337,59 +355,3 @@ def _result(pending: PendingControl, live: LiveRun, notice: RunEvent | None) -> 
 async def _then_cancel(wait: Callable[[], Awaitable[object]], scope: trio.CancelScope) -> None:
     await wait()
     scope.cancel()
-
-
-class Attachments:
-    """The durable runs one connection follows, one tail task each."""
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-        self._following: dict[str, Attachment] = {}
-
-    def following(self, run_id: str) -> bool:
-        return run_id in self._following
-
-    def attach(self, durable: DurableRun, from_seq: int) -> None:
-        """Follow `durable` from `from_seq` (its reply is sent, or held by a gate)."""
-        attachment = Attachment(durable, from_seq)
-        self._following[durable.run_id] = attachment
-        self._session.conn.attach_run(durable.run_id, from_seq + 1)
-        self._session.nursery.start_soon(self._tail, attachment)
-
-    async def _tail(self, attachment: Attachment) -> None:
-        run_id = attachment.durable.run_id
-        with structlog.contextvars.bound_contextvars(run=run_id):
-            try:
-                config = self._session.daemon.config
-                max_line = config.claude.max_line_bytes
-                settings = TailSettings(
-                    retry_initial=config.supervision.procfs_retry_initial,
-                    retry_bound=config.supervision.kill_wait,
-                    claude_max_line=max_line if attachment.durable.kind == "claude" else None,
-                )
-                await tail(self._session, attachment, settings)
-            except Gone:
-                pass  # the client went: the run goes on
-            finally:
-                if self._following.get(run_id) is attachment:
-                    del self._following[run_id]
-
-    async def detach(self, run_id: str) -> int | None:
-        """Stop following a run; return the last seq sent, or None if it was not followed."""
-        attachment = self._following.get(run_id)
-        if attachment is None:
-            return None
-        attachment.stop()
-        await attachment.done.wait()
-        self._session.conn.detach_run(run_id)
-        return attachment.sent_seq
-
-    def stop_all(self) -> None:
-        for attachment in self._following.values():
-            attachment.scope.cancel()
-
-    async def wait_completed(self) -> None:
-        """Wait until every followed run's completion is sent (or its tail stopped)."""
-        for attachment in list(self._following.values()):
-            await attachment.durable.done.wait()
-            await attachment.done.wait()

@@ -40,8 +40,9 @@ import structlog
 import trio
 from trio_websocket import ConnectionClosed
 
+from cc_executor.executor.rpc.attachments import Attachments
 from cc_executor.executor.rpc.gates import Gates
-from cc_executor.executor.rpc.runs import Attachments, ConnectionSink, Gone, Handles, RunHandle
+from cc_executor.executor.rpc.runs import ConnectionSink, Gone, Handles, RunHandle
 from cc_executor.executor.runs.control import end
 from cc_executor.executor.runs.live import LiveRun
 from cc_executor.executor.runs.plan import RunPlan

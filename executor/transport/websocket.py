@@ -28,9 +28,10 @@ receiving.  It feeds bytes to wsproto and handles each event at once:
 
 Sending is serialized by one lock.  Data frames are framed here — a server never masks, we
 never fragment and negotiate no extension, so a frame is a header and the payload as given,
-``bytes`` without any ``str`` round trip — and control frames go through wsproto, which tracks
-the close.  A send that is cancelled part way leaves the peer a torn frame: the connection is
-then abandoned (1006), never written to again.
+``bytes`` without any ``str`` round trip, written together by one ``sendmsg`` without joining
+them — and control frames go through wsproto, which tracks the close.  A send that is
+cancelled part way leaves the peer a torn frame: the connection is then abandoned (1006),
+never written to again.
 
 Closing is bounded by ``close_timeout``: send the close frame and a FIN, keep reading (and
 dropping) until the peer has replied or hung up, then close the socket.  Every error of the
@@ -45,20 +46,16 @@ from collections import deque
 import attrs
 import trio
 from trio_websocket import CloseReason, ConnectionClosed
-from wsproto import ConnectionType, WSConnection
+from wsproto import WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
-    AcceptConnection,
     BytesMessage,
     CloseConnection,
     Event,
     Ping,
-    RejectConnection,
-    Request,
     TextMessage,
 )
 from wsproto.frame_protocol import Opcode
-from wsproto.utilities import RemoteProtocolError
 
 __all__ = ["CloseReason", "ConnectionClosed", "ServerWebSocket", "WebSocketSettings"]
 
@@ -67,6 +64,9 @@ MESSAGE_TOO_BIG = 1009
 # What a queued message costs beyond its payload (its object and queue entry, as measured
 # with sys.getsizeof), so that a flood of empty frames is bounded too.
 MESSAGE_OVERHEAD_BYTES = 64
+# A payload at least this long goes out gathered with its header (sendmsg) instead of being
+# copied behind it; a shorter one is cheaper to copy than a second buffer is to describe.
+GATHER_BYTES = 16 * 1024
 
 
 @attrs.frozen
@@ -87,6 +87,20 @@ def frame_header(opcode: Opcode, length: int) -> bytes:
     if length < 1 << 16:
         return bytes((first, 126)) + length.to_bytes(2, "big")
     return bytes((first, 127)) + length.to_bytes(8, "big")
+
+
+async def _send_gathered(sock: trio.socket.SocketType, parts: list[bytes]) -> None:
+    """Write every byte of `parts`, in order, with sendmsg (the socket is ours alone: the
+    caller holds the send lock)."""
+    views = [memoryview(part) for part in parts if part]
+    while views:
+        sent = await sock.sendmsg(views)
+        while sent:
+            if sent >= len(views[0]):
+                sent -= len(views.pop(0))
+            else:
+                views[0] = views[0][sent:]
+                sent = 0
 
 
 def _size(message: str | bytes) -> int:
@@ -306,21 +320,26 @@ class ServerWebSocket:
         else:
             payload = message
             header = frame_header(Opcode.BINARY, len(payload))
-        await self._send(header + payload)
+        await self._send(header, payload)
 
     async def _send_control(self, event: Event) -> None:
         with contextlib.suppress(ConnectionClosed):  # the peer is gone: the reader sees it too
             await self._send(self._protocol.send(event))
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, data: bytes, payload: bytes = b"") -> None:
+        """Send `data` then `payload` as one write: a frame's header and its payload go out
+        together without being joined into a copy first (sendmsg gathers them)."""
         async with self._send_lock:
             if self._broken:
                 raise ConnectionClosed(self._closed)
             whole = False
             try:
-                await self._stream.send_all(data)
+                if len(payload) < GATHER_BYTES:
+                    await self._stream.send_all(data + payload)
+                else:
+                    await _send_gathered(self._stream.socket, [data, payload])
                 whole = True
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 self._break("the peer reset the connection")
                 raise ConnectionClosed(self._closed) from None
             finally:
@@ -353,45 +372,3 @@ class ServerWebSocket:
                 await self._send_eof()
             await self._reader_done.wait()
         await trio.aclose_forcefully(self._stream)
-
-
-@attrs.frozen
-class Handshake:
-    """An upgrade wsproto accepted: the protocol (now open), the 101 to send, the request."""
-
-    protocol: WSConnection
-    response: bytes
-    target: str
-    subprotocol: str | None
-
-
-@attrs.frozen
-class HandshakeRefusal:
-    """An upgrade wsproto refused (no key, wrong version, ...): the HTTP answer to give."""
-
-    status: int
-    message: str
-    headers: dict[str, str]
-
-
-def server_handshake(head: bytes, subprotocols: tuple[str, ...]) -> Handshake | HandshakeRefusal:
-    """Check an upgrade request head (without the blank line) and accept it, choosing the
-    first subprotocol the client offers that we speak."""
-    protocol = WSConnection(ConnectionType.SERVER)
-    try:
-        protocol.receive_data(head + b"\r\n\r\n")
-        requests = [event for event in protocol.events() if isinstance(event, Request)]
-    except RemoteProtocolError as exc:
-        hint = exc.event_hint
-        status = hint.status_code if isinstance(hint, RejectConnection) else 400
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in (hint.headers if isinstance(hint, RejectConnection) else [])
-        }
-        return HandshakeRefusal(status, str(exc), headers)
-    if not requests:
-        return HandshakeRefusal(400, "incomplete upgrade request", {})
-    request = requests[0]
-    chosen = next((p for p in request.subprotocols if p in subprotocols), None)
-    response = protocol.send(AcceptConnection(subprotocol=chosen))
-    return Handshake(protocol, response, request.target, chosen)
