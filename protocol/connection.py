@@ -43,6 +43,7 @@ from cc_executor.protocol.codec import (
     encode_message,
     encode_output,
     encode_output_lines,
+    encode_output_utf8,
     invalid,
 )
 from cc_executor.protocol.errors import (
@@ -265,9 +266,15 @@ class ServerConnection:
             )
         return frames[0]
 
-    def send_frames(self, notice: Notice, max_frame: int | None = None) -> list[str | bytes]:
+    def send_frames(
+        self, notice: Notice, max_frame: int | None = None, *, utf8: bool = False
+    ) -> list[str | bytes]:
         """Every frame for `notice`, in order, once the connection's rules allow it: one,
         except where the profile frames it as several (see the module docstring).
+
+        With `utf8` a text frame of output comes as `Utf8Text`, its UTF-8 bytes as orjson
+        wrote them (for a transport that sends them as they are); else every text frame is
+        a `str`.
 
         Raises:
             LocalProtocolError: as `send`.
@@ -288,7 +295,8 @@ class ServerConnection:
             elif profile.output_lines:
                 frames = list(encode_output_lines(run, seq, stream, data, max_frame))
             else:
-                frames = [encode_output(run, seq, stream, data, max_frame)]
+                encode = encode_output_utf8 if utf8 else encode_output
+                frames = [encode(run, seq, stream, data, max_frame)]
             self._next_seq[notice.run] = notice.seq + 1
             return frames
         if isinstance(notice, _SEQUENCED):

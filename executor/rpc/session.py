@@ -236,7 +236,7 @@ class Session:
         """
         if gated:
             await self.gates.wait(notice)
-        frames = self.conn.send_frames(notice, self.daemon.config.max_frame_bytes)
+        frames = self.conn.send_frames(notice, self.daemon.config.max_frame_bytes, utf8=True)
         try:
             for text in frames:
                 await self.ws.send_message(text)

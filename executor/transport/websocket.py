@@ -57,6 +57,8 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import Opcode
 
+from cc_executor.protocol.codec import Utf8Text
+
 __all__ = ["CloseReason", "ConnectionClosed", "ServerWebSocket", "WebSocketSettings"]
 
 ABNORMAL_CLOSURE = 1006  # RFC 6455 7.4.1: no close frame; never sent, only reported
@@ -307,7 +309,8 @@ class ServerWebSocket:
     # -- sending ---------------------------------------------------------------------------
 
     async def send_message(self, message: str | bytes) -> None:
-        """Send one message: ``str`` as a text frame, ``bytes`` as a binary frame.
+        """Send one message: ``str`` (or protocol's ``Utf8Text``, its UTF-8 bytes) as a text
+        frame, other ``bytes`` as a binary frame.
 
         Raises:
             ConnectionClosed: the connection is closed or closing.
@@ -316,6 +319,9 @@ class ServerWebSocket:
             raise ConnectionClosed(self._closed)
         if isinstance(message, str):
             payload = message.encode()
+            header = frame_header(Opcode.TEXT, len(payload))
+        elif isinstance(message, Utf8Text):  # text already in UTF-8: sent as it is
+            payload = message
             header = frame_header(Opcode.TEXT, len(payload))
         else:
             payload = message

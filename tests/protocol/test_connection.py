@@ -9,6 +9,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from cc_executor.protocol.codec import Utf8Text
 from cc_executor.protocol.connection import ServerConnection
 from cc_executor.protocol.errors import InvalidState, LocalProtocolError, ParseError, RunNotFound
 from cc_executor.protocol.events import (
@@ -504,3 +505,11 @@ def test_a_hold_on_one_kind_of_event_holds_only_that_kind() -> None:
     assert conn.held(RunOutput("r", 2, "stdout", b"x")) == 1
     conn.respond(1, ControlDone("paused", "r"))
     assert wire(conn.send(RunPaused("r", 2)))["method"] == "process.paused"
+
+
+def test_output_can_come_as_utf8_bytes_for_the_transport() -> None:
+    conn = ServerConnection()
+    (frame,) = conn.send_frames(RunOutput("r", 1, "stdout", b"hi\n"), utf8=True)
+    assert isinstance(frame, Utf8Text)
+    assert wire(bytes(frame))["params"] == {"run": "r", "seq": 1, "type": "stdout", "data": "hi\n"}
+    assert isinstance(conn.send_frames(RunPaused("r", 2), utf8=True)[0], str)
