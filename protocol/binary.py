@@ -20,7 +20,7 @@ Encoding is the daemon's half (`encode_binary_output`), decoding the client's
 """
 
 import struct
-from typing import Final
+from typing import Final, NamedTuple
 
 from cc_executor.protocol.errors import LocalProtocolError
 from cc_executor.protocol.notices import RunOutput, Stream
@@ -33,6 +33,14 @@ MAX_RUN_ID_BYTES: Final = 255
 
 _HEAD = struct.Struct(">BBQB")  # kind, stream, seq, run id length
 HEADER_BYTES: Final = _HEAD.size  # 11, then the run id
+
+
+class BinaryParts(NamedTuple):
+    """A binary output frame as its header and the output apart, for a transport that writes
+    them together without joining them into a copy first."""
+
+    header: bytes
+    data: bytes
 
 
 def binary_header(run: str, seq: int, stream: str) -> bytes:

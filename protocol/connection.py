@@ -26,6 +26,9 @@ rules that need memory:
   gives every frame of a notice; the rules above are checked once per notice.
 - With `binary_output` (the client negotiated binary.py's subprotocol) output goes as binary
   frames (`bytes`, binary.py's layout) and everything else as text, under the same rules.
+  `wire_frames` gives the same frames as the daemon's transport writes them, so that output
+  is copied no more than it must be: JSON text as orjson's UTF-8 bytes, a binary frame as its
+  header and the child's bytes apart.
 
 Ids may be reused once answered, as JSON-RPC allows. Memory: one entry per pending id and
 per run seen on this connection.
@@ -36,12 +39,12 @@ from typing import Literal, TypeAlias
 
 import attrs
 
-from cc_executor.protocol.binary import encode_binary_output
+from cc_executor.protocol.binary import BinaryParts, binary_header
 from cc_executor.protocol.codec import (
+    Utf8Text,
     decode,
     encode_batch,
     encode_message,
-    encode_output,
     encode_output_lines,
     encode_output_utf8,
     invalid,
@@ -69,6 +72,8 @@ from cc_executor.protocol.server_codec import canceled_message, notice_message, 
 # What a pending request holds back of a run: every event, its state events, or the one
 # kind of state event it causes (a control of a run whose events the connection pumps).
 HoldScope: TypeAlias = Literal["all", "state", "paused", "resumed", "completed"]
+# A frame as `wire_frames` gives it to a transport.
+WireFrame: TypeAlias = str | Utf8Text | BinaryParts
 _SEQUENCED = (RunOutput, RunPaused, RunResumed, RunCompleted)
 _STATE_SCOPE: dict[type, HoldScope] = {
     RunPaused: "paused",
@@ -86,6 +91,15 @@ def _holds(scope: HoldScope, notice: Notice) -> bool:
         return True
     kind = _STATE_SCOPE.get(type(notice))
     return kind is not None and scope in ("state", kind)
+
+
+def _joined(frame: WireFrame) -> str | bytes:
+    """A wire frame as one value: text as `str`, a binary frame as its `bytes`."""
+    if isinstance(frame, BinaryParts):
+        return b"".join(frame)
+    if isinstance(frame, Utf8Text):
+        return frame.decode()
+    return frame
 
 
 class ServerConnection:
@@ -266,15 +280,19 @@ class ServerConnection:
             )
         return frames[0]
 
-    def send_frames(
-        self, notice: Notice, max_frame: int | None = None, *, utf8: bool = False
-    ) -> list[str | bytes]:
+    def send_frames(self, notice: Notice, max_frame: int | None = None) -> list[str | bytes]:
         """Every frame for `notice`, in order, once the connection's rules allow it: one,
         except where the profile frames it as several (see the module docstring).
 
-        With `utf8` a text frame of output comes as `Utf8Text`, its UTF-8 bytes as orjson
-        wrote them (for a transport that sends them as they are); else every text frame is
-        a `str`.
+        Raises:
+            LocalProtocolError: as `send`.
+        """
+        return [_joined(frame) for frame in self.wire_frames(notice, max_frame)]
+
+    def wire_frames(self, notice: Notice, max_frame: int | None = None) -> list[WireFrame]:
+        """`send_frames` as a transport writes them, without copying output once more: a
+        text frame of output as `Utf8Text` (orjson's bytes), a binary one as its header and
+        the output apart (`BinaryParts`); every other frame a `str`.
 
         Raises:
             LocalProtocolError: as `send`.
@@ -286,17 +304,16 @@ class ServerConnection:
                 f"the reply to request {waiting!r}"
             )
         profile = self.profile
-        frames: list[str | bytes]
+        frames: list[WireFrame]
         if isinstance(notice, RunOutput):
             self._check_seq(notice.run, notice.seq)
             run, seq, stream, data = notice.run, notice.seq, notice.stream, notice.data
             if self.binary_output:
-                frames = [encode_binary_output(run, seq, stream, data)]
+                frames = [BinaryParts(binary_header(run, seq, stream), data)]
             elif profile.output_lines:
                 frames = list(encode_output_lines(run, seq, stream, data, max_frame))
             else:
-                encode = encode_output_utf8 if utf8 else encode_output
-                frames = [encode(run, seq, stream, data, max_frame)]
+                frames = [encode_output_utf8(run, seq, stream, data, max_frame)]
             self._next_seq[notice.run] = notice.seq + 1
             return frames
         if isinstance(notice, _SEQUENCED):

@@ -62,7 +62,7 @@ from cc_executor.protocol import (
     Response,
     ServerConnection,
 )
-from cc_executor.protocol.binary import BINARY_SUBPROTOCOL
+from cc_executor.protocol.binary import BINARY_SUBPROTOCOL, BinaryParts
 from cc_executor.protocol.events import Batch
 from cc_executor.protocol.notices import Notice, RunStarted, Shutdown
 from cc_executor.protocol.profile import CURRENT, profile_for
@@ -236,10 +236,13 @@ class Session:
         """
         if gated:
             await self.gates.wait(notice)
-        frames = self.conn.send_frames(notice, self.daemon.config.max_frame_bytes, utf8=True)
+        frames = self.conn.wire_frames(notice, self.daemon.config.max_frame_bytes)
         try:
-            for text in frames:
-                await self.ws.send_message(text)
+            for frame in frames:
+                if isinstance(frame, BinaryParts):
+                    await self.ws.send_binary(frame.header, frame.data)
+                else:
+                    await self.ws.send_message(frame)
         except ConnectionClosed:
             self._closed = True
             raise Gone from None

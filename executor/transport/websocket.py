@@ -328,6 +328,17 @@ class ServerWebSocket:
             header = frame_header(Opcode.BINARY, len(payload))
         await self._send(header, payload)
 
+    async def send_binary(self, prefix: bytes, payload: bytes) -> None:
+        """Send one binary message made of `prefix` and then `payload`, without joining them.
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+        """
+        if self._closed is not None:
+            raise ConnectionClosed(self._closed)
+        header = frame_header(Opcode.BINARY, len(prefix) + len(payload))
+        await self._send(header + prefix, payload)
+
     async def _send_control(self, event: Event) -> None:
         with contextlib.suppress(ConnectionClosed):  # the peer is gone: the reader sees it too
             await self._send(self._protocol.send(event))

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from cc_executor.protocol.binary import BinaryParts, decode_binary_output
 from cc_executor.protocol.codec import Utf8Text
 from cc_executor.protocol.connection import ServerConnection
 from cc_executor.protocol.errors import InvalidState, LocalProtocolError, ParseError, RunNotFound
@@ -507,9 +508,15 @@ def test_a_hold_on_one_kind_of_event_holds_only_that_kind() -> None:
     assert wire(conn.send(RunPaused("r", 2)))["method"] == "process.paused"
 
 
-def test_output_can_come_as_utf8_bytes_for_the_transport() -> None:
+def test_wire_frames_give_output_without_another_copy() -> None:
     conn = ServerConnection()
-    (frame,) = conn.send_frames(RunOutput("r", 1, "stdout", b"hi\n"), utf8=True)
+    (frame,) = conn.wire_frames(RunOutput("r", 1, "stdout", b"hi\n"))
     assert isinstance(frame, Utf8Text)
     assert wire(bytes(frame))["params"] == {"run": "r", "seq": 1, "type": "stdout", "data": "hi\n"}
-    assert isinstance(conn.send_frames(RunPaused("r", 2), utf8=True)[0], str)
+    assert isinstance(conn.wire_frames(RunPaused("r", 2))[0], str)
+    binary = ServerConnection(binary_output=True)
+    data = b"\xff" * 100
+    (parts,) = binary.wire_frames(RunOutput("r", 1, "stderr", data))
+    assert isinstance(parts, BinaryParts)
+    assert parts.data is data  # the output itself, not a copy
+    assert decode_binary_output(b"".join(parts)) == RunOutput("r", 1, "stderr", data)
