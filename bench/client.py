@@ -14,6 +14,7 @@ import orjson
 
 from bench.concurrency import concurrency
 from bench.control import control
+from bench.durable import client as durable
 from bench.latency import latency
 from bench.procfs import self_cpu_seconds
 from bench.streams import firehose, integrity, slow_client
@@ -25,6 +26,7 @@ WORKLOADS: dict[str, Callable[..., dict[str, Any]]] = {
     "W4": control,
     "W5": concurrency,
     "W8": latency,
+    "W9": durable,
 }
 
 

@@ -36,8 +36,9 @@ def raise_fd_limit() -> None:
 
 
 @contextmanager
-def running_daemon(*args: str) -> Iterator[Daemon]:
-    """`python -m cc_executor.executor serve --port 0 ...`, its port read from its log."""
+def running_daemon(*args: str, env: dict[str, str] | None = None) -> Iterator[Daemon]:
+    """`python -m cc_executor.executor serve --port 0 ...`, its port read from its log; `env`
+    adds to this process's environment."""
     raise_fd_limit()
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
@@ -45,6 +46,7 @@ def running_daemon(*args: str) -> Iterator[Daemon]:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=log,
+            env={**os.environ, **(env or {})},
         )
         try:
             yield Daemon(process.pid, _wait_for_port(process, log.fileno()))

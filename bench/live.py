@@ -9,6 +9,7 @@ from bench import procfs
 from bench.clients import finish_client, run_client, start_spec
 from bench.daemon import Daemon, running_daemon
 from bench.pipe import read_pipe
+from bench.relay import relay_pipe
 from bench.stats import percentile
 from bench.streams import ORIGINAL_PATH, firehose_argv
 
@@ -43,11 +44,15 @@ def w1_firehose(sizes: Sizes) -> dict[str, Any]:
     argv = firehose_argv(sizes.w1_bytes, LINE)
     raw = read_pipe(argv, 1024 * 1024)
     py64 = read_pipe(argv, 64 * 1024)
+    relay = relay_pipe(argv, 128 * 1024)
     raw_mbps = raw.bytes / raw.seconds / MB
     figures: dict[str, Any] = {
         "raw_mbps": raw_mbps,
         "py64_mbps": py64.bytes / py64.seconds / MB,
         "py64_ratio": py64.bytes / py64.seconds / MB / raw_mbps,
+        "relay_mbps": relay.bytes / relay.seconds / MB,
+        "relay_ratio": relay.bytes / relay.seconds / MB / raw_mbps,
+        "relay_cpu_per_100mb": relay.reader_cpu * 100 * MB / max(1, relay.bytes),
     }
     with running_daemon() as daemon:
         for prefix, path, binary in W1_VARIANTS:
@@ -70,11 +75,17 @@ def w8_latency(sizes: Sizes) -> dict[str, Any]:
     with running_daemon() as daemon:
         for mode in ("binary", "json"):
             cpu = procfs.cpu_seconds(daemon.pid)
+            waited = procfs.runqueue_seconds(daemon.pid)
             result = run_client(daemon, "W8", mode=mode, **args)
             readers[mode] = result["latencies"]
+            per_line = 1000 / sizes.w8_lines
             figures[f"{mode}_daemon_cpu_ms_per_line"] = (
-                (procfs.cpu_seconds(daemon.pid) - cpu) / sizes.w8_lines * 1000
-            )
+                procfs.cpu_seconds(daemon.pid) - cpu
+            ) * per_line
+            # How long the daemon was ready to run but had no CPU, per line (schedstat).
+            figures[f"{mode}_daemon_wait_ms_per_line"] = (
+                procfs.runqueue_seconds(daemon.pid) - waited
+            ) * per_line
     for mode, latencies in readers.items():
         for q in (50, 99):
             figures[f"{mode}_p{q}_ms"] = percentile(latencies, q) * 1000

@@ -12,7 +12,9 @@ import attrs
 
 from bench import procfs
 from bench.cli import compare
-from bench.clients import CLIENT_BOUND, finish_client, run_client, start_client
+from bench.clients import CLIENT_BOUND, finish_client, start_client
+from bench.clients import ROOT as ROOT
+from bench.clients import run_client as run_client
 from bench.daemon import running_daemon
 from bench.live import LINE, MB, w1_firehose, w8_latency
 from bench.pipe import read_pipe
@@ -38,6 +40,10 @@ class Sizes:
     w6_calls: int = 10
     w8_lines: int = 200
     w8_period: float = 0.02
+    w9_bytes: int = 200_000_000
+    w11_streams: int = 200
+    w12_runs: int = 10_000
+    w13_turns: int = 20
 
 
 QUICK = Sizes(
@@ -49,6 +55,10 @@ QUICK = Sizes(
     w5_connections=100,
     w6_calls=3,
     w8_lines=50,
+    w9_bytes=20_000_000,
+    w11_streams=50,
+    w12_runs=1_000,
+    w13_turns=3,
 )
 
 
@@ -142,24 +152,6 @@ def w4_control(sizes: Sizes) -> dict[str, Any]:
     return figures
 
 
-def w5_concurrency(sizes: Sizes) -> dict[str, Any]:
-    with running_daemon() as daemon:
-        cpu = procfs.cpu_seconds(daemon.pid)
-        client = run_client(daemon, "W5", connections=sizes.w5_connections, count=sizes.w5_lines)
-        daemon_cpu = procfs.cpu_seconds(daemon.pid) - cpu
-        peak = procfs.peak_rss_kib(daemon.pid)
-    return {
-        "connections": client["connections"],
-        "successes": client["successes"],
-        "errors": client["errors"],
-        "wall_s": client["wall"],
-        "runs_per_s": client["runs_per_s"],
-        "peak_rss_mb": peak / 1024,
-        "daemon_cpu": daemon_cpu,
-        "client_cpu": client["client_cpu"],
-    }
-
-
 def w6_cli(sizes: Sizes) -> dict[str, Any]:
     with running_daemon() as daemon:
         return {"calls": sizes.w6_calls, **compare(daemon.port, sizes.w6_calls)}
@@ -170,7 +162,17 @@ WORKLOADS = {
     "W2": w2_integrity,
     "W3": w3_slow_client,
     "W4": w4_control,
-    "W5": w5_concurrency,
     "W6": w6_cli,
     "W8": w8_latency,
 }
+
+
+# The per-run cost, memory and state-directory workloads live in their own modules (they use
+# the helpers above, so they are imported last).
+from bench.cost import WORKLOADS as _COST  # noqa: E402
+
+WORKLOADS.update(_COST)
+from bench.claude_turn import WORKLOADS as _CLAUDE  # noqa: E402
+
+WORKLOADS.update(_CLAUDE)
+WORKLOADS = dict(sorted(WORKLOADS.items(), key=lambda item: int(item[0][1:])))

@@ -13,7 +13,10 @@ from bench.clients import ROOT
 from bench.live_report import w1_section, w4_section, w8_section
 from bench.measure import Sizes
 from bench.stats import spread
-from bench.table import Runs, Target, _all, _col
+from bench.table import Runs as Runs
+from bench.table import Target as Target
+from bench.table import _all as _all
+from bench.table import _col as _col
 
 ANALYSIS = ROOT / "bench" / "analysis.md"
 
@@ -108,36 +111,6 @@ def _w3(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
     ]
 
 
-def _w5(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
-    rows = [
-        f"### W5 concurrency — {sizes.w5_connections} simultaneous connections, each "
-        f"`seq 1 {sizes.w5_lines}`",
-        "",
-        "| successes | wall s | runs started/s | daemon peak RSS MB | daemon CPU s | "
-        "client CPU s |",
-        "|---|---|---|---|---|---|",
-        f"| {_all(runs, 'successes')} | {_col(runs, 'wall_s', '{:.2f}')} | "
-        f"{_col(runs, 'runs_per_s', '{:.0f}')} | {_col(runs, 'peak_rss_mb')} | "
-        f"{_col(runs, 'daemon_cpu', '{:.2f}')} | {_col(runs, 'client_cpu', '{:.2f}')} |",
-    ]
-    n = sizes.w5_connections
-    return rows, [
-        Target(
-            f"W5 connections completed (of {n})",
-            [r["successes"] for r in runs],
-            lambda v: v == n,
-            "{:.0f}",
-        ),
-        Target("W5 wall time ≤ 4 s", [r["wall_s"] for r in runs], lambda v: v <= 4),
-        Target(
-            "W5 daemon peak RSS ≤ 150 MB",
-            [r["peak_rss_mb"] for r in runs],
-            lambda v: v <= 150,
-            "{:.1f}",
-        ),
-    ]
-
-
 def _w6(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
     ms = "{:.0f}"
     rows = [
@@ -169,10 +142,19 @@ SECTIONS: dict[str, Callable[[Runs, Sizes], tuple[list[str], list[Target]]]] = {
     "W2": _w2,
     "W3": _w3,
     "W4": w4_section,
-    "W5": _w5,
     "W6": _w6,
     "W8": w8_section,
 }
+
+
+# The per-run cost, memory and state-directory sections (they use the helpers above).
+from bench.report_cost import SECTIONS as _COST  # noqa: E402
+
+SECTIONS.update(_COST)
+from bench.claude_turn import SECTIONS as _CLAUDE  # noqa: E402
+
+SECTIONS.update(_CLAUDE)
+SECTIONS = dict(sorted(SECTIONS.items(), key=lambda item: int(item[0][1:])))
 
 
 def write_report(

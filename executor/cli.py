@@ -121,6 +121,14 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="largest frame a client may send; bigger closes with 1009 (CCX_MAX_MESSAGE_BYTES)",
     )
     p.add_argument(
+        "--stream-buffer",
+        type=int,
+        metavar="BYTES",
+        help="bytes read from a run's pipe at a time; trades memory (a client that stops "
+        "reading holds about 12x this per stream in the daemon) against throughput (fewer, "
+        "bigger frames) (CCX_STREAM_BUFFER, default 32768)",
+    )
+    p.add_argument(
         "--term-grace",
         type=float,
         help="seconds between SIGTERM and SIGKILL when cancelling (CCX_TERM_GRACE, default 5)",
@@ -296,9 +304,11 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         "instance": args.instance,
     }
     config = attrs.evolve(config, **{k: v for k, v in changes.items() if v is not None})
-    if args.term_grace is not None:
+    supervision_changes = {"term_grace": args.term_grace, "read_size": args.stream_buffer}
+    supervision_changes = {k: v for k, v in supervision_changes.items() if v is not None}
+    if supervision_changes:
         config = attrs.evolve(
-            config, supervision=attrs.evolve(config.supervision, term_grace=args.term_grace)
+            config, supervision=attrs.evolve(config.supervision, **supervision_changes)
         )
     journal_changes = {
         "quota_bytes": args.journal_quota_bytes,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from cc_executor.protocol.connection import ServerConnection
     from cc_executor.protocol.converter import converter, structure_params, unstructure_params
     from cc_executor.protocol.errors import (
+        AlreadyDecided,
         ControlTimeout,
         ErrorCode,
         InternalError,
@@ -133,6 +134,7 @@ _HOME: dict[str, str] = {
     "PolicyRefused": "cc_executor.protocol.errors",
     "RUN_EVENTS": "cc_executor.protocol.methods",
     "RangeRemoved": "cc_executor.protocol.errors",
+    "AlreadyDecided": "cc_executor.protocol.errors",
     "Received": "cc_executor.protocol.events",
     "Reply": "cc_executor.protocol.messages",
     "Request": "cc_executor.protocol.messages",
@@ -176,6 +178,7 @@ __all__ = [
     "RUN_EVENTS",
     "SHELL",
     "SIGNALS",
+    "AlreadyDecided",
     "AttachParams",
     "Batch",
     "ControlParams",

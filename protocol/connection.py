@@ -40,6 +40,7 @@ from typing import Literal, TypeAlias
 import attrs
 
 from cc_executor.protocol.binary import BinaryParts, binary_header
+from cc_executor.protocol.claude.notices import SESSION_NOTICES
 from cc_executor.protocol.codec import (
     Utf8Text,
     decode,
@@ -74,7 +75,7 @@ from cc_executor.protocol.server_codec import canceled_message, notice_message, 
 HoldScope: TypeAlias = Literal["all", "state", "paused", "resumed", "completed"]
 # A frame as `wire_frames` gives it to a transport.
 WireFrame: TypeAlias = str | Utf8Text | BinaryParts
-_SEQUENCED = (RunOutput, RunPaused, RunResumed, RunCompleted)
+_SEQUENCED = (RunOutput, RunPaused, RunResumed, RunCompleted, *SESSION_NOTICES.values())
 _STATE_SCOPE: dict[type, HoldScope] = {
     RunPaused: "paused",
     RunResumed: "resumed",

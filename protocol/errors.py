@@ -28,6 +28,7 @@ class ErrorCode(enum.IntEnum):
     CONTROL_TIMEOUT = -32007
     SHUTTING_DOWN = -32008
     RANGE_REMOVED = -32009
+    ALREADY_DECIDED = -32014
 
 
 class JsonRpcError(Exception):
@@ -122,6 +123,12 @@ class RangeRemoved(JsonRpcError):
     """An attach asked for events that retention has removed; `data` says which."""
 
     code = ErrorCode.RANGE_REMOVED
+
+
+class AlreadyDecided(JsonRpcError):
+    """A permission request was decided already; `data` says by whom, how and when."""
+
+    code = ErrorCode.ALREADY_DECIDED
 
 
 class LocalProtocolError(Exception):

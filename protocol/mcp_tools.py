@@ -10,20 +10,32 @@ with `isError: true` (see `mcp.tool_input_error`), so `parse_arguments` returns 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal
 
 import attrs
 
 from cc_executor.protocol.claude import ClaudeParams
-from cc_executor.protocol.converter import structure_params
 from cc_executor.protocol.errors import InvalidParams
 from cc_executor.protocol.mcp import at_least
+from cc_executor.protocol.mcp_schema import (
+    CLAUDE_PROPERTIES,
+    ENV,
+    OBJECT,
+    SECONDS,
+    WAIT,
+    TaskSupport,
+    ToolSpec,
+    pop_bool,
+    structure,
+)
+from cc_executor.protocol.mcp_session_tools import (
+    SESSION_INPUTS,
+    SESSION_TOOLS,
+    SessionToolArgs,
+    parse_session_arguments,
+)
 from cc_executor.protocol.messages import JSON
 from cc_executor.protocol.params import ExecuteParams, ParamError, normalise_signal
-
-T = TypeVar("T")
-
-TaskSupport = Literal["forbidden", "optional", "required"]
 
 
 @attrs.frozen
@@ -89,20 +101,7 @@ class ReadOutputArgs:
     max_bytes: int | None = attrs.field(default=None, validator=_positive)
 
 
-ToolArgs = RunTool | ControlArgs | StatusArgs | ListArgs | ReadOutputArgs
-
-
-def _structure(raw: Mapping[str, JSON], cls: type[T]) -> T:
-    return structure_params(raw, cls)
-
-
-def _pop_bool(raw: dict[str, JSON], name: str, default: bool) -> bool:
-    value = raw.pop(name, default)
-    if type(value) is not bool:
-        raise InvalidParams(
-            f"expected boolean @ $.arguments.{name}", [f"expected boolean @ $.{name}"]
-        )
-    return value
+ToolArgs = RunTool | ControlArgs | StatusArgs | ListArgs | ReadOutputArgs | SessionToolArgs
 
 
 def parse_arguments(tool: str, arguments: object) -> ToolArgs | list[str]:
@@ -112,7 +111,7 @@ def parse_arguments(tool: str, arguments: object) -> ToolArgs | list[str]:
     if type(arguments) is not dict:
         return ["arguments must be an object"]
     raw: dict[str, JSON] = dict(arguments)
-    schema = _RUN_INPUTS.get(tool)
+    schema = _RUN_INPUTS.get(tool) or SESSION_INPUTS.get(tool)
     if schema is not None:
         known = schema["properties"]
         assert isinstance(known, dict)
@@ -122,21 +121,24 @@ def parse_arguments(tool: str, arguments: object) -> ToolArgs | list[str]:
     try:
         match tool:
             case "execute":
-                wait = _pop_bool(raw, "wait", True)
-                params = _structure(raw, ExecuteParams)
+                wait = pop_bool(raw, "wait", True)
+                params = structure(raw, ExecuteParams)
                 return RunTool(params, wait, params.durable)
             case "claude":
-                wait = _pop_bool(raw, "wait", True)
-                claude = _structure(raw, ClaudeParams)
+                wait = pop_bool(raw, "wait", True)
+                claude = structure(raw, ClaudeParams)
                 return RunTool(claude, wait, claude.durable)
             case "control":
-                return _structure(raw, ControlArgs)
+                return structure(raw, ControlArgs)
             case "status":
-                return _structure(raw, StatusArgs)
+                return structure(raw, StatusArgs)
             case "list":
-                return _structure(raw, ListArgs)
+                return structure(raw, ListArgs)
             case "read_output":
-                return _structure(raw, ReadOutputArgs)
+                return structure(raw, ReadOutputArgs)
+        session = parse_session_arguments(tool, raw)
+        if session is not None:
+            return session
     except InvalidParams as exc:
         data = exc.data if isinstance(exc.data, list) else [exc.message]
         return [str(item).replace("$.params", "$") for item in data]
@@ -145,14 +147,6 @@ def parse_arguments(tool: str, arguments: object) -> ToolArgs | list[str]:
 
 # -- schemas ----------------------------------------------------------------------------------
 
-_SECONDS: dict[str, JSON] = {"type": "number", "exclusiveMinimum": 0}
-_ENV: dict[str, JSON] = {"type": "object", "additionalProperties": {"type": "string"}}
-_WAIT: dict[str, JSON] = {
-    "type": "boolean",
-    "default": True,
-    "description": "Wait for the run to end (with progress). False: return the run id at once; "
-    "follow it with read_output and status.",
-}
 
 _EXECUTE_INPUT: dict[str, JSON] = {
     "type": "object",
@@ -161,14 +155,14 @@ _EXECUTE_INPUT: dict[str, JSON] = {
         "argv": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "shell": {"type": "boolean", "description": "Run command via /bin/sh -c (if allowed)."},
         "cwd": {"type": "string"},
-        "env": _ENV,
-        "timeout": {**_SECONDS, "description": "Absolute timeout in seconds."},
-        "idle_timeout": {**_SECONDS, "description": "Seconds without output before ending it."},
+        "env": ENV,
+        "timeout": {**SECONDS, "description": "Absolute timeout in seconds."},
+        "idle_timeout": {**SECONDS, "description": "Seconds without output before ending it."},
         "durable": {
             "type": "boolean",
             "description": "Journal the run so that it survives this client.",
         },
-        "wait": _WAIT,
+        "wait": WAIT,
     },
     "additionalProperties": False,
     "description": "Exactly one of command and argv.",
@@ -176,29 +170,7 @@ _EXECUTE_INPUT: dict[str, JSON] = {
 
 _CLAUDE_INPUT: dict[str, JSON] = {
     "type": "object",
-    "properties": {
-        "prompt": {"type": "string"},
-        "model": {"type": "string"},
-        "allowed_tools": {"type": "array", "items": {"type": "string"}},
-        "disallowed_tools": {"type": "array", "items": {"type": "string"}},
-        "max_turns": {"type": "integer", "minimum": 1},
-        "resume": {"type": "string"},
-        "continue_session": {"type": "boolean"},
-        "session_id": {"type": "string"},
-        "fork_session": {"type": "boolean"},
-        "permission_mode": {"type": "string"},
-        "extra_args": {"type": "array", "items": {"type": "string"}},
-        "cwd": {"type": "string"},
-        "env": _ENV,
-        "timeout": _SECONDS,
-        "idle_timeout": {
-            **_SECONDS,
-            "description": "Seconds without a stream-json event before idle_action.",
-        },
-        "idle_action": {"type": "string", "enum": ["report", "interrupt", "cancel"]},
-        "durable": {"type": "boolean"},
-        "wait": _WAIT,
-    },
+    "properties": {"prompt": {"type": "string"}, **CLAUDE_PROPERTIES, "wait": WAIT},
     "required": ["prompt"],
     "additionalProperties": False,
 }
@@ -224,20 +196,6 @@ _RUN_OUTPUT: dict[str, JSON] = {
     },
     "required": ["run", "state"],
 }
-
-_OBJECT: dict[str, JSON] = {"type": "object"}
-
-
-@attrs.frozen
-class ToolSpec:
-    name: str
-    title: str
-    description: str
-    input_schema: dict[str, JSON]
-    output_schema: dict[str, JSON]
-    task_support: TaskSupport
-    read_only: bool
-
 
 TOOLS: Final[tuple[ToolSpec, ...]] = (
     ToolSpec(
@@ -293,7 +251,7 @@ TOOLS: Final[tuple[ToolSpec, ...]] = (
             "properties": {"run": {"type": "string"}},
             "additionalProperties": False,
         },
-        _OBJECT,
+        OBJECT,
         "forbidden",
         True,
     ),
@@ -340,6 +298,7 @@ TOOLS: Final[tuple[ToolSpec, ...]] = (
         "forbidden",
         True,
     ),
+    *SESSION_TOOLS,
 )
 
 TOOL_NAMES: Final = frozenset(spec.name for spec in TOOLS)

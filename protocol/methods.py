@@ -4,7 +4,17 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, TypeAlias
 
-from cc_executor.protocol.claude import ClaudeParams
+from cc_executor.protocol.claude import (
+    SESSION_NOTICES,
+    ClaudeCloseParams,
+    ClaudeInterruptParams,
+    ClaudeParams,
+    ClaudePermissionParams,
+    ClaudeResumeParams,
+    ClaudeSendParams,
+    ClaudeSetModelParams,
+    ClaudeSetPermissionModeParams,
+)
 from cc_executor.protocol.params import (
     AttachParams,
     ControlParams,
@@ -26,6 +36,13 @@ Params: TypeAlias = (
     | AttachParams
     | DetachParams
     | ClaudeParams
+    | ClaudeSendParams
+    | ClaudeInterruptParams
+    | ClaudeSetModelParams
+    | ClaudeSetPermissionModeParams
+    | ClaudePermissionParams
+    | ClaudeCloseParams
+    | ClaudeResumeParams
 )
 
 # Client -> server: method name -> the class its params structure into.
@@ -40,6 +57,14 @@ METHODS: Final[Mapping[str, type[Params]]] = MappingProxyType(
         "attach": AttachParams,
         "detach": DetachParams,
         "claude": ClaudeParams,
+        # A live Claude session run (docs/claude.md, "Sessions").
+        "claude.send": ClaudeSendParams,
+        "claude.interrupt": ClaudeInterruptParams,
+        "claude.set_model": ClaudeSetModelParams,
+        "claude.set_permission_mode": ClaudeSetPermissionModeParams,
+        "claude.permission": ClaudePermissionParams,
+        "claude.close": ClaudeCloseParams,
+        "claude.resume": ClaudeResumeParams,
     }
 )
 
@@ -47,6 +72,21 @@ METHODS: Final[Mapping[str, type[Params]]] = MappingProxyType(
 METHOD_OF: Final[Mapping[type[Params], str]] = MappingProxyType(
     {cls: name for name, cls in METHODS.items()}
 )
+
+# The run-targeted methods of a Claude session run (answered by the run's queue, like stdin).
+SESSION_RUN_METHODS: Final = frozenset(
+    {
+        "claude.send",
+        "claude.interrupt",
+        "claude.set_model",
+        "claude.set_permission_mode",
+        "claude.permission",
+        "claude.close",
+    }
+)
+
+# The methods that target one run (`run`), answered in order per run, not by the reader.
+RUN_METHODS: Final = frozenset({"control", "signal", "stdin", *SESSION_RUN_METHODS})
 
 # Server -> client notifications.
 CONNECTED: Final = "connected"
@@ -70,8 +110,11 @@ PROCESS_JOURNAL_ERROR: Final = "process.journal_error"
 # Events of one run: they carry `run` and `seq` (contiguous from 1 within the run), and
 # `process.completed` is the last of them.  `process.started` announces the run (it follows
 # the execute reply, before any event) and is not sequenced: a client attaching from a seq
-# needs no announcement replayed.
-RUN_EVENTS: Final = frozenset({PROCESS_OUTPUT, PROCESS_PAUSED, PROCESS_RESUMED, PROCESS_COMPLETED})
+# needs no announcement replayed.  A Claude session's notifications (claude.turn_started,
+# claude.permission_request, ...) are run events too.
+RUN_EVENTS: Final = frozenset(
+    {PROCESS_OUTPUT, PROCESS_PAUSED, PROCESS_RESUMED, PROCESS_COMPLETED, *SESSION_NOTICES}
+)
 
 # The `type` of a process.output notification.
 OUTPUT_STREAMS: Final = frozenset({"stdout", "stderr"})

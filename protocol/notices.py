@@ -8,8 +8,9 @@ Every notification the daemon sends is one of these frozen classes, handed to
 one).  The client library decodes frames back into the same classes, so the two ends cannot
 disagree about a field.
 
-Run events (`RunOutput`, `RunPaused`, `RunResumed`, `RunCompleted`) carry `run` and `seq`,
-contiguous from 1 within a run; `RunCompleted` is the last of them.  `RunStarted`, `RunGap`,
+Run events (`RunOutput`, `RunPaused`, `RunResumed`, `RunCompleted`, and a Claude session's
+notices, protocol/claude/notices.py) carry `run` and `seq`, contiguous from 1 within a run;
+`RunCompleted` is the last of them.  `RunStarted`, `RunGap`,
 `RunJournalError` and `ClaudeNotice` belong to a run but are not sequenced: a gap names the
 first seq it lost, a journal error the seq it could not record, and Claude's typed events are
 derived from the run's stdout, which is sequenced already.
@@ -20,7 +21,7 @@ from typing import Literal, TypeAlias
 
 import attrs
 
-from cc_executor.protocol.claude import ClaudeEvent
+from cc_executor.protocol.claude import ClaudeEvent, SessionNotice
 from cc_executor.protocol.messages import JSON
 
 Stream: TypeAlias = Literal["stdout", "stderr"]
@@ -210,5 +211,12 @@ class ClaudeNotice:
 
 RunEvent: TypeAlias = RunOutput | RunPaused | RunResumed | RunCompleted
 Notice: TypeAlias = (
-    Connected | Shutdown | RunStarted | RunEvent | RunGap | RunJournalError | ClaudeNotice
+    Connected
+    | Shutdown
+    | RunStarted
+    | RunEvent
+    | RunGap
+    | RunJournalError
+    | ClaudeNotice
+    | SessionNotice
 )

@@ -21,6 +21,7 @@ class Started:
     pid: int
     pgid: int
     durable: bool = False
+    session: bool = False  # a live Claude session (`claude {session: true}`)
 
 
 @attrs.frozen
@@ -81,6 +82,9 @@ class RunInfo:
     completion: Completion | None = None
     journal: Mapping[str, JSON] | None = None
     claude: Mapping[str, JSON] | None = None
+    # The wire object of this info, made ahead by a holder that keeps it (a finished durable
+    # run's: `list` of thousands of them then only copies them); not part of its value.
+    wire: Mapping[str, JSON] | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def outcome(self) -> str | None:
@@ -122,13 +126,18 @@ class DaemonInfo:
 
 @attrs.frozen
 class Attached:
-    """`attach`: events after `from_seq` follow this reply, then the live stream."""
+    """`attach`: events after `from_seq` follow this reply, then the live stream.
+
+    `claude` is a live Claude session's snapshot (state, turn, the permission requests
+    pending now — also those posted before `from_seq`, which the replay does not repeat).
+    """
 
     run: str
     from_seq: int
     last_seq: int
     state: str
     journal: Mapping[str, JSON] | None
+    claude: Mapping[str, JSON] | None = None
 
 
 @attrs.frozen
@@ -137,6 +146,43 @@ class Detached:
 
     run: str
     last_sent_seq: int
+
+
+@attrs.frozen
+class ClaudeSent:
+    """`claude.send`: the message is in the CLI's stdin; it starts turn `turn` ("started")
+    or waits for the running turn `turn` to take it or to end ("queued")."""
+
+    message: str
+    turn: int
+    disposition: Literal["started", "queued"]
+
+
+@attrs.frozen
+class ClaudeInterrupted:
+    """`claude.interrupt`: the CLI acknowledged the interrupt of turn `turn`."""
+
+    turn: int
+
+
+@attrs.frozen
+class ClaudeAnswered:
+    """`claude.set_model`, `claude.set_permission_mode`: the CLI's response object."""
+
+    response: JSON
+
+
+@attrs.frozen
+class ClaudeDecided:
+    """`claude.permission`: this answer decided the request (it is on its way to the CLI)."""
+
+
+@attrs.frozen
+class ClaudeClosed:
+    """`claude.close`: the session run is over; how it ended."""
+
+    run: str
+    completion: Completion
 
 
 Result: TypeAlias = (
@@ -150,4 +196,9 @@ Result: TypeAlias = (
     | DaemonInfo
     | Attached
     | Detached
+    | ClaudeSent
+    | ClaudeInterrupted
+    | ClaudeAnswered
+    | ClaudeDecided
+    | ClaudeClosed
 )

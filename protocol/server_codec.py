@@ -13,6 +13,11 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from cc_executor.protocol.claude import CLAUDE_EVENT, event_params
+from cc_executor.protocol.claude.notices import (
+    SESSION_NOTICES,
+    decode_session_notice,
+    session_params,
+)
 from cc_executor.protocol.messages import JSON, Notification
 from cc_executor.protocol.methods import (
     CONNECTED,
@@ -41,6 +46,11 @@ from cc_executor.protocol.notices import (
 )
 from cc_executor.protocol.results import (
     Attached,
+    ClaudeAnswered,
+    ClaudeClosed,
+    ClaudeDecided,
+    ClaudeInterrupted,
+    ClaudeSent,
     ControlDone,
     DaemonInfo,
     Detached,
@@ -139,10 +149,14 @@ def notice_message(notice: Notice) -> Notification:
             return Notification(SHUTDOWN, {"reason": reason, "grace": grace, "then": then})
         case RunOutput():
             raise TypeError("process.output is encoded by codec.encode_output")
+        case _:  # a Claude session's notice
+            return Notification(notice.method, session_params(notice))
 
 
 def run_info_object(info: RunInfo) -> dict[str, JSON]:
     """A run's status as `status {run}` and `list` send it."""
+    if info.wire is not None:
+        return dict(info.wire)
     fields: dict[str, JSON] = {"run": info.run}
     if info.durable:
         fields["durable"] = True
@@ -176,10 +190,12 @@ def run_info_object(info: RunInfo) -> dict[str, JSON]:
 def result_object(result: Result) -> dict[str, JSON]:
     """The `result` member of a reply."""
     match result:
-        case Started(run=run, pid=pid, pgid=pgid, durable=durable):
+        case Started(run=run, pid=pid, pgid=pgid, durable=durable, session=session):
             started: dict[str, JSON] = {"status": "started", "run": run, "pid": pid, "pgid": pgid}
             if durable:
                 started["durable"] = True
+            if session:
+                started["session"] = True
             return started
         case Queued(run=run, claude_session=key):
             return {"status": "queued", "run": run, "claude_session": key}
@@ -214,7 +230,7 @@ def result_object(result: Result) -> dict[str, JSON]:
             return info
         case Attached(run=run, from_seq=from_seq, last_seq=last_seq, state=state):
             journal: JSON = None if result.journal is None else dict(result.journal)
-            return {
+            attached: dict[str, JSON] = {
                 "status": "attached",
                 "run": run,
                 "from_seq": from_seq,
@@ -222,8 +238,23 @@ def result_object(result: Result) -> dict[str, JSON]:
                 "state": state,
                 "journal": journal,
             }
+            if result.claude is not None:
+                attached["claude"] = dict(result.claude)
+            return attached
         case Detached(run=run, last_sent_seq=sent):
             return {"status": "detached", "run": run, "last_sent_seq": sent}
+        case ClaudeSent(message=message, turn=turn, disposition=disposition):
+            return {"message": message, "turn": turn, "disposition": disposition}
+        case ClaudeInterrupted(turn=turn):
+            return {"interrupted": True, "turn": turn}
+        case ClaudeAnswered(response=response):
+            return {"response": response}
+        case ClaudeDecided():
+            return {"decided": True}
+        case ClaudeClosed(run=run, completion=completion):
+            closed = {"run": run, **_completion_params(run, 0, completion)}
+            del closed["seq"]
+            return closed
 
 
 # -- decoding (the client's half) ----------------------------------------------------------
@@ -318,6 +349,8 @@ def decode_notice(method: str, params: Mapping[str, Any]) -> Notice | None:
                 float(params.get("grace", 0.0)),
                 str(params.get("then", "")),
             )
+    if method in SESSION_NOTICES:
+        return decode_session_notice(method, params)
     return None
 
 

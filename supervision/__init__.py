@@ -18,6 +18,7 @@ from cc_executor.supervision.errors import (
 from cc_executor.supervision.events import (
     Completed,
     CompletedEvent,
+    Note,
     Output,
     OutputChunk,
     RunEvent,
@@ -58,6 +59,7 @@ __all__ = [
     "Exited",
     "InvalidTransition",
     "Lost",
+    "Note",
     "Outcome",
     "Output",
     "OutputChunk",

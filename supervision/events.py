@@ -74,4 +74,14 @@ class CompletedEvent:
     completed: Completed
 
 
-SequencedEvent = Output | StateEvent | CompletedEvent
+@attrs.frozen
+class Note:
+    """A numbered event the run's owner posted (a Claude session's notice, say): `name` says
+    what it is, `data` is its body, opaque bytes to supervision (the executor's JSON)."""
+
+    seq: int
+    name: str
+    data: bytes
+
+
+SequencedEvent = Output | StateEvent | CompletedEvent | Note

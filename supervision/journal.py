@@ -4,10 +4,11 @@ Theory of operation
 -------------------
 A durable run's pump delivers into `Journal.deliver` (the journal is the pump's sink, as the
 WebSocket is for other runs).  Every numbered event becomes one record (journal_codec.py).
-Records are batched: `deliver` queues output, and the batch is written with one write(2) when
-it reaches `batch_bytes`, before any state change or completion, and whenever the pump has
-nothing more to hand over (`flush`, the pump's idle hook).  Readers only ever see whole
-batches: `committed` is the size up to the last whole record, and no cursor reads beyond it.
+Records are batched (journal_batch.py): `deliver` queues output, and the batch is written with
+one writev(2) when it reaches `batch_bytes`, before any state change or completion, and when
+the pump has had nothing more to hand over for `batch_delay` (`flush`, the pump's idle hook).
+Readers only ever see whole batches: `committed` is the size up to the last whole record, and
+no cursor reads beyond it; a cursor that is caught up takes the last batch from memory.
 
 Crash safety: only the last write can be torn.  `Journal.open` reads the whole file; a torn
 tail is cut, and damage elsewhere is stepped over and reported, never cut (journal_scan.py).
@@ -40,13 +41,15 @@ import os
 import structlog
 import trio
 
-from cc_executor.supervision.events import CompletedEvent, Output, SequencedEvent, StateEvent
+from cc_executor.supervision.events import CompletedEvent, Output, SequencedEvent
+from cc_executor.supervision.journal_batch import Batch, encode_entry_parts, index_records
 from cc_executor.supervision.journal_codec import (
     MAGIC,
     Entry,
     Gap,
     JournalError,
     Meta,
+    Record,
     Removed,
     encode_entry,
     encode_meta,
@@ -110,9 +113,10 @@ class Journal:
         self.fault_count = 0  # fault episodes so far (cursors announce each once)
         self.faults: list[JournalFault] = []  # the last `faults_kept` of them, oldest first
         self._fd: int | None = None  # the writer's descriptor, while live
-        self._batch: list[bytes] = []
-        self._batch_entries: list[Entry] = []
-        self._batch_bytes = 0
+        self._batch = Batch()
+        # The records of the last batch written, by offset, with their entries: a cursor that
+        # is caught up takes them from here instead of reading back what was just written.
+        self._recent: dict[int, tuple[Record, Entry]] = {}
         self._appended = trio.Event()
         self._unblocked = trio.Event()
         self._faulted = trio.Event()
@@ -186,22 +190,18 @@ class Journal:
         return journal
 
     def _note(self, entry: Entry) -> None:
-        match entry:
-            case Output(seq=seq, stream=stream, data=data):
-                self.last_seq = max(self.last_seq, seq)
-                if stream == "stdout":
-                    self.stdout_bytes += len(data)
-                else:
-                    self.stderr_bytes += len(data)
-            case StateEvent(seq=seq):
-                self.last_seq = max(self.last_seq, seq)
-            case CompletedEvent(seq=seq):
-                self.last_seq = max(self.last_seq, seq)
+        if isinstance(entry, Gap):
+            self.gap = entry
+        elif isinstance(entry, Removed):
+            self.removed = entry
+        else:
+            self.last_seq = max(self.last_seq, entry.seq)
+            if isinstance(entry, CompletedEvent):
                 self.completed = entry
-            case Gap():
-                self.gap = entry
-            case Removed():
-                self.removed = entry
+            elif isinstance(entry, Output) and entry.stream == "stdout":
+                self.stdout_bytes += len(entry.data)
+            elif isinstance(entry, Output):
+                self.stderr_bytes += len(entry.data)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -213,16 +213,16 @@ class Journal:
         if isinstance(event, Output):
             if self.gap is not None:
                 return
-            record = encode_entry(event)
-            if self.committed + self._batch_bytes + len(record) > self.meta.quota_bytes:
+            record = encode_entry_parts(event)
+            if self.committed + self._batch.size + sum(map(len, record)) > self.meta.quota_bytes:
                 await self.flush()
                 await self._quota_reached(event.seq)
                 return
             self._queue(record, event)
-            if self._batch_bytes >= self.config.batch_bytes or len(self._batch) >= _IOV_MAX:
+            if self._batch.size >= self.config.batch_bytes or self._batch.buffers + 2 > _IOV_MAX:
                 await self.flush()
             return
-        self._queue(encode_entry(event), event)
+        self._queue((encode_entry(event),), event)
         await self.flush()
 
     async def _quota_reached(self, seq: int) -> None:
@@ -236,13 +236,11 @@ class Journal:
         else:
             reason = "journal quota reached"
         gap = Gap(seq, reason)
-        self._queue(encode_entry(gap), gap)
+        self._queue((encode_entry(gap),), gap)
         await self.flush()
 
-    def _queue(self, record: bytes, entry: Entry) -> None:
-        self._batch.append(record)
-        self._batch_entries.append(entry)
-        self._batch_bytes += len(record)
+    def _queue(self, record: tuple[bytes, ...], entry: Entry) -> None:
+        self._batch.add(record, entry)
 
     def unblock(self) -> None:
         """Stop waiting (for room or a retry): from now on, what cannot be recorded is not."""
@@ -270,7 +268,7 @@ class Journal:
                     self._wake()
                 return
             self._note_fault(error)
-            completed = self._batch_entries[-1]
+            completed = self._batch.entries[-1]
             if isinstance(completed, CompletedEvent) and self._release_reserve():
                 # Only the completion may use the reserve: what is queued before it goes.
                 self._drop_batch(keep_last=True)
@@ -288,18 +286,18 @@ class Journal:
 
     async def _write_batch(self) -> OSError | None:
         assert self._fd is not None, "journal is not open for writing"
-        batch = self._batch
-        size = self._batch_bytes
+        batch, size = self._batch, self._batch.size
         try:
-            written = os.writev(self._fd, batch) if len(batch) > 1 else os.write(self._fd, batch[0])
+            written = os.writev(self._fd, batch.flat())
         except OSError as exc:
             return exc
         if written != size:  # a regular file only writes short when the disk is full
             os.ftruncate(self._fd, self.committed)
             short = f"{os.strerror(errno.ENOSPC)}: short write, {written} of {size} bytes"
             return OSError(errno.ENOSPC, short)
-        entries = self._batch_entries
-        self._batch, self._batch_entries, self._batch_bytes = [], [], 0
+        entries = batch.entries
+        self._recent = index_records(self.committed, batch.records, entries)
+        self._batch = Batch()
         self.committed += size
         for entry in entries:
             self._note(entry)
@@ -314,9 +312,13 @@ class Journal:
         self._wake()  # readers see a batch only once the fsync policy holds for it
         return None
 
+    def recent(self, offset: int) -> tuple[Record, Entry] | None:
+        """The record at `offset` (payload not kept) and its entry, if in the last batch."""
+        return self._recent.get(offset)
+
     def _note_fault(self, error: OSError) -> None:
         seq = next(
-            (e.seq for e in self._batch_entries if not isinstance(e, Gap | Removed)),
+            (e.seq for e in self._batch.entries if not isinstance(e, Gap | Removed)),
             self.last_seq + 1,
         )
         reason = f"journal write failed: {_strerror(error)}"
@@ -347,15 +349,12 @@ class Journal:
         """Give up on the queued records (but the last one, if asked): output from their
         first seq on is not recorded."""
         assert self.fault is not None
-        keep = len(self._batch) - 1 if keep_last else len(self._batch)
-        dropped = self._batch_entries[:keep]
+        dropped = self._batch.drop(keep_last=keep_last)
         first = next((e for e in dropped if isinstance(e, Output)), None)
         if first is not None and self.gap is None:
             self.gap = Gap(first.seq, f"not recorded: {self.fault.reason}")
         if dropped:
             log.warning("journal.records_dropped", path=self.path, records=len(dropped))
-        self._batch, self._batch_entries = self._batch[keep:], self._batch_entries[keep:]
-        self._batch_bytes = sum(len(record) for record in self._batch)
 
     async def close(self) -> None:
         """No more appends: write what is queued, release the file and wake every reader."""
@@ -371,6 +370,7 @@ class Journal:
                 os.close(fd)
                 with contextlib.suppress(OSError):
                     os.unlink(self.path + RESERVE_SUFFIX)
+        self._recent = {}  # a finished file may be compacted: its offsets are the file's only
         self.finished = True
         self._wake()
 

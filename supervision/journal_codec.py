@@ -5,9 +5,10 @@ A journal file is the magic, then records, each written whole::
     u32 body length | u32 CRC-32 of body | body = u8 kind | u64 seq | payload
 
 Kinds: META (seq 0, the run's facts), OUTPUT (stream, bytes), STATE (paused/running),
-COMPLETED (the outcome and byte counts), GAP (output from this seq on was not recorded) and
-REMOVED (retention dropped seqs first..last).  Payload fields are length-prefixed bytes; there is
-no JSON here.
+COMPLETED (the outcome and byte counts), GAP (output from this seq on was not recorded),
+REMOVED (retention dropped seqs first..last) and NOTE (a note the run's owner posted: its name
+and opaque body).  Payload fields are length-prefixed bytes; there is no JSON here (a note's
+body is bytes to this layer).
 
 Reading a record has three outcomes (`read_record`): a whole `Record` that passes its CRC, an
 `Incomplete` one (fewer bytes than it claims: a torn tail, or the end of what is committed) and a
@@ -27,6 +28,7 @@ import attrs
 from cc_executor.supervision.events import (
     Completed,
     CompletedEvent,
+    Note,
     Output,
     RunState,
     StateEvent,
@@ -51,7 +53,7 @@ _LEN32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 MAX_RECORD = 64 * 1024 * 1024  # a length beyond this can only be a torn or corrupt header
 
-K_META, K_OUTPUT, K_STATE, K_COMPLETED, K_GAP, K_REMOVED = range(6)
+K_META, K_OUTPUT, K_STATE, K_COMPLETED, K_GAP, K_REMOVED, K_NOTE = range(7)
 _STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
 
 QuotaPolicy = Literal["block", "gap"]
@@ -106,7 +108,7 @@ class Removed:
     last: int
 
 
-Entry = Output | StateEvent | CompletedEvent | Gap | Removed
+Entry = Output | StateEvent | CompletedEvent | Gap | Removed | Note
 
 
 @attrs.frozen
@@ -310,6 +312,8 @@ def encode_entry(entry: Entry) -> bytes:
             return _record(K_GAP, seq, reason.encode())
         case Removed(first=first, last=last):
             return _record(K_REMOVED, first, _U64.pack(last))
+        case Note(seq=seq, name=name, data=data):
+            return _record(K_NOTE, seq, _pack_fields({"name": name.encode(), "data": data}))
 
 
 def decode_entry(record: Record) -> Entry:
@@ -338,6 +342,9 @@ def decode_entry(record: Record) -> Entry:
             return Gap(seq=seq, reason=payload.decode())
         if kind == K_REMOVED:
             return Removed(first=seq, last=_U64.unpack(payload)[0])
+        if kind == K_NOTE:
+            fields = _unpack_fields(payload)
+            return Note(seq=seq, name=fields["name"].decode(), data=fields["data"])
     except (KeyError, IndexError) as exc:
         raise ValueError(f"record at {record.offset}: {exc!r}") from None
     raise ValueError(f"record at {record.offset}: unknown kind {kind}")
@@ -363,6 +370,6 @@ def read_record(fd: int, offset: int, limit: int) -> ReadResult:
     if zlib.crc32(body) != crc:
         return Corrupt(offset, "CRC mismatch")
     kind, seq = HEAD.unpack_from(body)
-    if kind > K_REMOVED:
+    if kind > K_NOTE:
         return Corrupt(offset, f"unknown kind {kind}")
     return Record(kind, seq, body[HEAD.size :], offset, end)

@@ -10,8 +10,8 @@ read everything committed.  A finished journal whose completion is not in the fi
 disk, damage) yields the completion the journal holds in memory, so a reader always ends on
 it.
 
-What a cursor yields (`Replayed`): `Output`, `StateEvent`, `CompletedEvent` (the last), `Gap`
-and `JournalFault`.  META and REMOVED records are never yielded.
+What a cursor yields (`Replayed`): `Output`, `StateEvent`, `Note`, `CompletedEvent` (the
+last), `Gap` and `JournalFault`.  META and REMOVED records are never yielded.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from cc_executor.supervision.events import CompletedEvent, Output, StateEvent
+from cc_executor.supervision.events import CompletedEvent, Note, Output, StateEvent
 from cc_executor.supervision.journal_codec import (
     DAMAGED,
     K_META,
@@ -53,7 +53,7 @@ class JournalFault:
     policy: Literal["block", "cancel"]
 
 
-Replayed = Output | StateEvent | CompletedEvent | Gap | JournalFault
+Replayed = Output | StateEvent | CompletedEvent | Note | Gap | JournalFault
 
 
 class Cursor:
@@ -103,7 +103,12 @@ class Cursor:
             return None
         limit = self._limit()
         while self._offset < limit:
-            read = read_entry(self._fd, self._offset, limit)
+            recent = self._journal.recent(self._offset)
+            read = (
+                recent
+                if recent is not None and recent[0].end <= limit
+                else read_entry(self._fd, self._offset, limit)
+            )
             found = (
                 self._past_damage(read, limit) if isinstance(read, Incomplete | Corrupt) else read
             )
@@ -170,7 +175,7 @@ class Cursor:
         self._seen = gap.seq - 1 if gap.until_seq is None else gap.until_seq
         return gap
 
-    def _yield(self, entry: Output | StateEvent | CompletedEvent) -> Replayed:
+    def _yield(self, entry: Output | StateEvent | CompletedEvent | Note) -> Replayed:
         self._reason = None
         self._after_gap = False
         self._seen = entry.seq

@@ -142,7 +142,7 @@ def read_entry(fd: int, offset: int, limit: int) -> tuple[Record, Entry] | Incom
 
 # A record's kind byte (never META after the first) and the high half of its u64 seq, zero for
 # any seq a run can reach: cheap to look for, so a scan tries the CRC at few places.
-_CANDIDATE = re.compile(rb"(?=[\x01-\x05][\s\S]{4}\x00\x00\x00\x00)")
+_CANDIDATE = re.compile(rb"(?=[\x01-\x06][\s\S]{4}\x00\x00\x00\x00)")
 _SCAN_CHUNK = 1024 * 1024
 
 

@@ -11,14 +11,23 @@ client went away), the pump switches to discard mode and keeps draining the chan
 sink never blocks the runner; any other exception from a sink is a bug and propagates to the
 pump's owner.  The concatenated Output data of a stream is exactly what the child wrote.
 A partial line is delivered by time only while the pipe is empty (see `unread`).  A sink that
-batches (the journal) gets an `idle` call whenever the channel is empty, so a batch never
-waits for more output that is not coming.
+batches (the journal) gets an `idle` call once the channel has been empty for `batch_delay`,
+so a batch never waits for more output that is not coming, yet a steady stream is written in
+batches, not one write per event.
+
+The run's owner may `post` notes (a Claude session's turn boundaries and permission requests):
+they are numbered in the same sequence, after the event being delivered when they were posted
+(so a note derived from a line follows that line) or as soon as the pump is free; `closing`
+is called just before the Completed event is numbered, so what the owner posts then still
+precedes it.  Nothing is numbered after Completed: a later note is dropped.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import structlog
 import trio
@@ -28,6 +37,7 @@ from cc_executor.supervision.errors import SinkClosed
 from cc_executor.supervision.events import (
     Completed,
     CompletedEvent,
+    Note,
     Output,
     OutputChunk,
     RunEvent,
@@ -43,6 +53,10 @@ log = structlog.get_logger()
 STREAMS: tuple[Stream, ...] = ("stdout", "stderr")
 
 
+def _note(name: str, data: bytes, seq: int) -> Note:
+    return Note(seq=seq, name=name, data=data)
+
+
 class OutputPump:
     """Drains one run's event channel into `deliver`, numbered and framed."""
 
@@ -53,6 +67,7 @@ class OutputPump:
         config: SupervisionConfig,
         unread: Callable[[Stream], int] | None = None,
         idle: Callable[[], Awaitable[None]] | None = None,
+        closing: Callable[[], None] | None = None,
     ) -> None:
         """`unread(stream)` tells how many bytes of a stream the source still holds unread
         (``Run.unread_bytes``): a partial line is delivered only once that is zero, so a line
@@ -64,12 +79,24 @@ class OutputPump:
         self._unread = unread
         self._deliver = deliver
         self._config = config
+        self._closing = closing
         self.last_seq = 0
+        self._notes: deque[tuple[str, bytes]] = deque()
+        self._draining_notes = False
+        self._waiting: trio.CancelScope | None = None  # the wait for the runner's next event
         self._discarding = False
         self._completed = False
         self._buffers: dict[Stream, bytearray] = {s: bytearray() for s in STREAMS}
         # When the partial line now buffered for a stream started waiting (None: no partial).
         self._pending_since: dict[Stream, float | None] = {s: None for s in STREAMS}
+
+    def post(self, name: str, data: bytes) -> None:
+        """Number and deliver a note (see the module docstring); never blocks."""
+        if self._completed or self._discarding:
+            return
+        self._notes.append((name, data))
+        if self._waiting is not None:
+            self._waiting.cancel()
 
     @property
     def discarding(self) -> bool:
@@ -89,6 +116,8 @@ class OutputPump:
     async def _next_event(self) -> RunEvent | None:
         """The next event; meanwhile, deliver partial lines whose wait is over."""
         while True:
+            if self._notes:
+                await self._drain_notes()
             deadline = self._flush_deadline()
             if trio.current_time() >= deadline:
                 await self._flush_due()
@@ -100,13 +129,29 @@ class OutputPump:
             except trio.WouldBlock:
                 pass
             if self._idle is not None and not self._discarding:
+                # A batching sink writes when output pauses, not after every event: the next
+                # chunk usually follows within batch_delay, and joins the same batch.
+                pause = min(deadline, trio.current_time() + self._config.batch_delay)
+                with trio.move_on_at(pause) as self._waiting:
+                    try:
+                        return await self._events.receive()
+                    except trio.EndOfChannel:
+                        return None
+                    finally:
+                        self._waiting = None
+                if self._notes or trio.current_time() >= deadline:
+                    continue  # a note was posted, or a partial line is due
                 idle = self._idle
                 await self._to_sink(idle)
-            with trio.move_on_at(deadline):
+            if self._notes:
+                continue  # posted while the sink was idle
+            with trio.move_on_at(deadline) as self._waiting:
                 try:
                     return await self._events.receive()
                 except trio.EndOfChannel:
                     return None
+                finally:
+                    self._waiting = None
 
     async def _handle(self, event: RunEvent) -> None:
         if self._discarding or self._completed:
@@ -124,6 +169,9 @@ class OutputPump:
             state = barrier.state
             await self._send(lambda seq: StateEvent(seq=seq, state=state))
         else:
+            if self._closing is not None:
+                self._closing()
+            await self._drain_notes()
             self._completed = True
             completed = barrier
             await self._send(lambda seq: CompletedEvent(seq=seq, completed=completed))
@@ -190,6 +238,18 @@ class OutputPump:
         event = make(seq)
         if await self._to_sink(lambda: self._deliver(event)):
             self.last_seq = seq
+            await self._drain_notes()
+
+    async def _drain_notes(self) -> None:
+        """Deliver the notes posted so far, in order (once: not from inside itself)."""
+        if self._draining_notes:
+            return
+        self._draining_notes = True
+        try:
+            while self._notes and not self._discarding:
+                await self._send(partial(_note, *self._notes.popleft()))
+        finally:
+            self._draining_notes = False
 
     async def _to_sink(self, call: Callable[[], Awaitable[None]]) -> bool:
         """Await a sink call; False (and discard mode from now on) if the sink is gone."""
@@ -199,6 +259,7 @@ class OutputPump:
             # The sink is gone (e.g. the client disconnected).  Keep draining so the runner is
             # never blocked by a dead sink.
             self._discarding = True
+            self._notes.clear()
             self._buffers = {s: bytearray() for s in STREAMS}
             self._pending_since = {s: None for s in STREAMS}
             log.warning("pump.discarding", error=repr(exc.__cause__ or exc), last_seq=self.last_seq)

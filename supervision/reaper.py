@@ -74,12 +74,11 @@ def _reap_pass(registry: RunRegistry) -> tuple[list[int], bool]:
     """The pids reaped, and whether every child could be looked at."""
     if registry.spawn_in_flight:
         return [], True
-    roots = registry.root_pids()
     reaped: list[int] = []
     complete = True
     try:
         for pid in procfs.children(os.getpid()):
-            if pid in roots:
+            if registry.is_root(pid):
                 continue
             stat = procfs.read_stat(pid)
             if stat is None or not stat.is_zombie:

@@ -9,7 +9,7 @@ wait, and `wait_spawns_settled()` tells it when to look again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,9 @@ class RunRegistry:
 
     def __init__(self) -> None:
         self._runs: dict[str, Run] = {}
+        # The run whose root has each pid (a reaped root's number may be reused by a new run,
+        # which then takes the entry: a reaped root is no root to protect any more).
+        self._by_pid: dict[int, Run] = {}
         self._reserved: set[str] = set()
         self._settled = trio.Event()
         self._settled.set()
@@ -45,6 +48,19 @@ class RunRegistry:
     def root_pids(self) -> frozenset[int]:
         """Pids the reaper must not reap: roots whose runner has not reaped them yet."""
         return frozenset(run.pid for run in self._runs.values() if not run.root_reaped)
+
+    def is_root(self, pid: int) -> bool:
+        """Whether `pid` is the unreaped root of a live run (what root_pids lists), in O(1)."""
+        run = self._by_pid.get(pid)
+        return run is not None and not run.root_reaped
+
+    def roots_except(self, pid: int) -> Container[int]:
+        """The unreaped roots of every run but the one rooted at `pid`, as a live view.
+
+        A run ending asks this once per scan; copying root_pids() for it made a burst of N
+        runs cost O(N) per run ending.
+        """
+        return _RootsExcept(self, pid)
 
     @property
     def spawn_in_flight(self) -> bool:
@@ -78,7 +94,21 @@ class RunRegistry:
         if run.run_id in self._runs:
             raise DuplicateRun(f"run id already in use: {run.run_id}")
         self._runs[run.run_id] = run
+        self._by_pid[run.pid] = run
 
     def remove(self, run: Run) -> None:
         if self._runs.get(run.run_id) is run:
             del self._runs[run.run_id]
+        if self._by_pid.get(run.pid) is run:
+            del self._by_pid[run.pid]
+
+
+class _RootsExcept(Container[int]):
+    """``registry.root_pids() - {pid}``, answered without building the set."""
+
+    def __init__(self, registry: RunRegistry, pid: int) -> None:
+        self._registry = registry
+        self._pid = pid
+
+    def __contains__(self, pid: object) -> bool:
+        return isinstance(pid, int) and pid != self._pid and self._registry.is_root(pid)

@@ -24,6 +24,7 @@ import sys
 import termios
 from collections.abc import Callable
 
+import attrs
 import structlog
 import trio
 
@@ -133,7 +134,7 @@ class Run:
             self.pid,
             self.pgid,
             self.run_id,
-            other_roots=self._registry.root_pids() - {self.pid},
+            other_roots=self._registry.roots_except(self.pid),
             full=not subreaper,
         )
 
@@ -199,6 +200,17 @@ class Run:
             if held is not None:
                 held()
             await self._events.send(StateChanged(RunState.RUNNING))
+
+    @property
+    def stdin_bound(self) -> int:
+        """The most bytes of stdin writes that may wait for the child at once."""
+        return self._config.stdin_max_pending
+
+    def skip_interrupt(self) -> None:
+        """From now on the ladder starts at SIGTERM: an interrupt has nothing left to save
+        (a Claude CLI that has written its result)."""
+        if self._config.interrupt_grace is not None:
+            self._config = attrs.evolve(self._config, interrupt_grace=None)
 
     async def cancel(self, reason: str) -> Rung:
         """End the run through the ladder; return the rung that ended it, once all is gone.

@@ -238,7 +238,8 @@ async def _supervise(
     async with trio.open_nursery() as nursery:
         for reader in readers:
             nursery.start_soon(reader.run, events.clone())
-        nursery.start_soon(run._serve_stdin)
+        if run.stdin_open:  # a task only for a run whose stdin is a pipe
+            nursery.start_soon(run._serve_stdin)
         request = await _wait_for_end(run, pidfd)
         rung = await run._terminate()
         outcome = await _reap_root(run, spawned, config, request, rung)

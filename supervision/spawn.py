@@ -130,11 +130,49 @@ class SpawnSpec:
     max_output_bytes: int | None = None
 
 
+class Child:
+    """The root process: a ``subprocess.Popen`` made on the event loop's own thread.
+
+    ``Popen`` vfork()s and returns once the child has exec'd (or failed to), well under a
+    millisecond, so there is no worker thread to hand the spawn to and back (trio's
+    ``open_process`` does that: it was a third of the daemon's CPU for a burst of runs).
+    Waiting is on a pidfd; reaping goes through ``Popen`` so that its own bookkeeping (and its
+    ``_cleanup`` of unfinished children) never reaps a pid it no longer owns.
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    async def wait(self) -> int:
+        """Wait for the process to exit and reap it; return its returncode."""
+        delay = 0.001
+        while self._popen.poll() is None:
+            try:
+                pidfd = os.pidfd_open(self.pid)
+            except OSError:  # no descriptor to wait with (EMFILE): poll, backing off
+                await trio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+                continue
+            try:
+                await trio.lowlevel.wait_readable(pidfd)
+            finally:
+                trio.lowlevel.notify_closing(pidfd)
+                os.close(pidfd)
+        returncode = self._popen.returncode
+        assert returncode is not None
+        return returncode
+
+
 @attrs.frozen(eq=False)
 class Spawned:
     """A freshly started root process and the parent's ends of its pipes."""
 
-    process: trio.Process
+    process: Child
     stdout: trio.lowlevel.FdStream
     stderr: trio.lowlevel.FdStream
     stdin: trio.lowlevel.FdStream | None
@@ -201,6 +239,7 @@ async def spawn(spec: SpawnSpec, config: SupervisionConfig) -> Spawned:
     Raises:
         SpawnError: the command could not be started (the message explains why).
     """
+    await trio.lowlevel.checkpoint()
     if not spec.argv or not spec.argv[0]:
         raise SpawnError("empty command")
     env = dict(spec.env)
@@ -223,7 +262,8 @@ async def spawn(spec: SpawnSpec, config: SupervisionConfig) -> Spawned:
             log.info("spawn.failed", run_id=spec.run_id, error=str(exc))
             raise SpawnError(f"cannot make the run's pipes: {exc.strerror or exc}") from None
         try:
-            process = await trio.lowlevel.open_process(
+            # vfork + exec: returns once the child has exec'd; no thread hand-off (see Child).
+            popen = subprocess.Popen(  # noqa: ASYNC220
                 argv,
                 executable=executable,
                 stdin=child_stdin,
@@ -234,10 +274,11 @@ async def spawn(spec: SpawnSpec, config: SupervisionConfig) -> Spawned:
                 start_new_session=True,
                 close_fds=True,
             )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
             message = _describe(exc, spec)
             log.info("spawn.failed", run_id=spec.run_id, error=message)
             raise SpawnError(message) from None
+        process = Child(popen)
         # From here the parent keeps only its own ends; FdStream owns them.
         for fd in (out_write, err_write) + (() if stdin_write is None else (child_stdin,)):
             os.close(fd)

@@ -20,7 +20,7 @@ scanning once the root is reaped.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Container
 
 import attrs
 
@@ -45,7 +45,7 @@ def scan_run(
     pgid: int,
     run_id: str,
     *,
-    other_roots: Collection[int] = (),
+    other_roots: Container[int] = (),
     full: bool = False,
 ) -> Membership:
     """Find every process of a run.
@@ -59,7 +59,9 @@ def scan_run(
     """
     entry = marker_entry(run_id)
     self_pid = os.getpid()
-    excluded = set(other_roots) | {self_pid}
+
+    def excluded(pid: int) -> bool:
+        return pid == self_pid or pid in other_roots
 
     def belongs(pid: int) -> bool:
         stat = procfs.read_stat(pid)
@@ -74,7 +76,7 @@ def scan_run(
         stack = list(seeds)
         while stack:
             pid = stack.pop()
-            if pid in live or pid in zombies or pid in excluded:
+            if pid in live or pid in zombies or excluded(pid):
                 continue
             stat = procfs.read_stat(pid)
             if stat is None:
@@ -95,7 +97,7 @@ def scan_run(
         new = {
             pid
             for pid in candidates
-            if pid not in excluded and pid not in live and pid not in zombies and belongs(pid)
+            if not excluded(pid) and pid not in live and pid not in zombies and belongs(pid)
         }
         if not new:
             break
@@ -108,7 +110,7 @@ def run_members(
     pgid: int,
     run_id: str,
     *,
-    other_roots: Collection[int] = (),
+    other_roots: Container[int] = (),
     full: bool = False,
 ) -> set[int]:
     """Every live (non-zombie) process of a run; see scan_run."""

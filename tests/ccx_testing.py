@@ -29,6 +29,7 @@ from cc_executor.executor.config.server import ServerConfig
 from cc_executor.executor.daemon.daemon import Daemon
 from cc_executor.executor.daemon.serve import serve
 from cc_executor.protocol.binary import BINARY_SUBPROTOCOL, decode_binary_output
+from cc_executor.protocol.methods import RUN_EVENTS  # the session notices are run events too
 from cc_executor.supervision.config import SupervisionConfig
 
 
@@ -82,9 +83,6 @@ def unused_port() -> int:
 def unused_url() -> str:
     """A daemon URL that nothing answers: connecting to it is refused."""
     return f"ws://127.0.0.1:{unused_port()}/"
-
-
-RUN_EVENTS = ("process.output", "process.paused", "process.resumed", "process.completed")
 
 
 class RpcError(Exception):

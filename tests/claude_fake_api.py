@@ -8,6 +8,9 @@ Events.  What it answers is chosen by markers in the last user text of the reque
   ``tool_result``, a final text ``The tool said: <result>``.
 - ``[stall]``: starts a text block, then sends nothing more and holds the connection open
   until the server stops (a stream that stalls mid-message).
+- ``[slow:<n>]``: a text reply streamed in <n> deltas ``chunk <i> `` a tenth of a second
+  apart (a turn still running when the test acts on it).
+- ``[chunks:<n>]``: the same <n> deltas at once (a long streamed reply, for the benchmark).
 - ``[error:<status>]``: an HTTP error (429, 529, 500...) with the API's error body and
   ``x-should-retry: false`` so the CLI reports it at once instead of retrying for minutes.
 - anything else: a plain text reply ``Hi! (fake API)``.
@@ -30,6 +33,9 @@ from typing import Any
 PLAIN_TEXT = "Hi! (fake API)"
 _TOOL = re.compile(r"\[tool:(?P<command>[^\]]+)\]")
 _ERROR = re.compile(r"\[error:(?P<status>\d{3})\]")
+_SLOW = re.compile(r"\[slow:(?P<chunks>\d+)\]")
+_CHUNKS = re.compile(r"\[chunks:(?P<chunks>\d+)\]")
+SLOW_DELAY = 0.1
 _ERROR_TYPES = {
     429: "rate_limit_error",
     529: "overloaded_error",
@@ -47,20 +53,27 @@ def _last_user_content(body: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
+def _last_text(content: list[dict[str, Any]]) -> str:
+    """The last text block of a message: the prompt itself (the CLI puts its reminders
+    first, and merges a message after an interrupted turn into the one before)."""
+    texts = [b.get("text", "") for b in content if b.get("type") == "text"]
+    return texts[-1] if texts else ""
+
+
 def _user_texts(body: dict[str, Any]) -> str:
-    """All user text of the conversation (the marker may be in an earlier turn)."""
-    texts: list[str] = []
-    for message in body.get("messages", []):
+    """The text of the latest user message that has any: the prompt of the turn being
+    answered (a tool round trip's last message carries only the tool_result), so a marker
+    of an earlier turn of a session does not act again."""
+    for message in reversed(body.get("messages", [])):
         if message.get("role") != "user":
             continue
         content = message.get("content")
         if isinstance(content, str):
-            texts.append(content)
-            continue
-        for block in content or []:
-            if block.get("type") == "text":
-                texts.append(block.get("text", ""))
-    return "\n".join(texts)
+            return content
+        texts = [b.get("text", "") for b in content or [] if b.get("type") == "text"]
+        if texts:
+            return "\n".join(texts)
+    return ""
 
 
 class FakeApi:
@@ -228,7 +241,7 @@ def _make_handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
             last = _last_user_content(body)
             results = [block for block in last if block.get("type") == "tool_result"]
             tool = _TOOL.search(text)
-            if "[stall]" in text:
+            if "[stall]" in _last_text(last):
                 self._send(
                     _message_start(model)
                     + _sse(
@@ -251,6 +264,14 @@ def _make_handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
                 api.stalled.set()
                 api.stopping.wait()
                 return
+            slow = _SLOW.search(_last_text(last))
+            if slow and not results:
+                self._slow(model, int(slow["chunks"]))
+                return
+            chunks = _CHUNKS.search(_last_text(last))
+            if chunks and not results:
+                self._slow(model, int(chunks["chunks"]), delay=0.0)
+                return
             if tool and not results:
                 self._send(
                     _message_start(model)
@@ -267,6 +288,33 @@ def _make_handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
             else:
                 reply = PLAIN_TEXT
             self._send(_message_start(model) + _text_block(0, reply) + _message_end("end_turn"))
+
+        def _slow(self, model: str, chunks: int, delay: float = SLOW_DELAY) -> None:
+            self._send(
+                _message_start(model)
+                + _sse(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                )
+            )
+            for i in range(chunks):
+                if delay and api.stopping.wait(delay):
+                    return
+                delta = {"type": "text_delta", "text": f"chunk {i} "}
+                self._send(
+                    _sse(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": 0, "delta": delta},
+                    )
+                )
+            self._send(
+                _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+                + _message_end("end_turn")
+            )
 
         def _send(self, data: bytes) -> None:
             try:

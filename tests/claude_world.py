@@ -84,3 +84,31 @@ async def finish(client: WireClient, run: str) -> RunRecord:
     record = await client.wait_completed(run)
     await wait_until(lambda: not marked_processes(run), bound=10)
     return record
+
+
+def notices(client: WireClient, run: str, method: str) -> list[dict[str, Any]]:
+    """The params of the run's `method` notifications so far, in order."""
+    return [
+        n["params"]
+        for n in client.notifications
+        if n["method"] == method and n["params"].get("run") == run
+    ]
+
+
+async def wait_notice(
+    client: WireClient, run: str, method: str, count: int = 1, **match: Any
+) -> dict[str, Any]:
+    """Receive until the run has sent `count` `method` notifications whose params include
+    `match`; return the last of those."""
+    while True:
+        found = [
+            p for p in notices(client, run, method) if all(p.get(k) == v for k, v in match.items())
+        ]
+        if len(found) >= count:
+            return found[count - 1]
+        await client.receive()
+
+
+def session_events(client: WireClient, run: str) -> list[dict[str, Any]]:
+    """The run's sequenced events as the client got them (output, session notices, ...)."""
+    return client.runs[run].events if run in client.runs else []

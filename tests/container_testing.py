@@ -119,9 +119,8 @@ def ensure_base(env: dict[str, str], work: Path) -> None:
 # What the Containerfile's header says to run: the base image downloads the Debian packages it
 # lacks for the image (procps), so they match its release.  Kept per base image in .cache.
 DOWNLOAD_DEBS = (
-    "apt-get clean && apt-get update -qq && apt-get install -y -qq --download-only "
-    "--no-install-recommends procps "
-    "&& find /var/cache/apt/archives -name '*.deb' -exec cp {} /debs/ ';'"
+    "apt-get update -qq && apt-get install -y -qq --download-only --no-install-recommends "
+    "-o Dir::Cache::archives=/debs procps && rm -rf /debs/partial /debs/lock"
 )
 
 
@@ -135,6 +134,26 @@ def _debs(env: dict[str, str]) -> Path:
     podman(env, "run", "--rm", "-v", f"{debs}:/debs", BASE, "sh", "-c", DOWNLOAD_DEBS)
     (debs / ".complete").touch()
     return debs
+
+
+def _source_copy(target: Path) -> Path:
+    """The checkout's files (tracked and new, not ignored) copied to `target`: setuptools
+    builds in the tree, and a build/lib left there would put deleted modules in the wheel."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if listed.returncode != 0:
+        return ROOT  # not a git checkout: build from the tree as it is
+    for name in listed.stdout.decode().split("\0"):
+        source = ROOT / name
+        if name and source.is_file() and not source.is_symlink():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
 
 
 def _link_or_copy(source: str, target: str) -> None:
@@ -175,11 +194,14 @@ def build_image(work: Path) -> Image:
             "--disable-pip-version-check",
             "--wheel-dir",
             str(context / "wheelhouse"),
-            str(ROOT),
+            str(_source_copy(work / "source")),
         ],
         check=True,
         capture_output=True,
         timeout=600,
+        # Fixed zip timestamps: the same sources make the same wheel, and podman's cache
+        # then keeps the wheel's layer too.
+        env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"},
     )
     shutil.copytree(_debs(env), context / "debs", ignore=shutil.ignore_patterns(".complete"))
     package, no_claude = _claude_package()
@@ -188,6 +210,7 @@ def build_image(work: Path) -> Image:
     else:
         shutil.copytree(package, context / "claude-code", copy_function=_link_or_copy)
     shutil.copy(ROOT / "Containerfile", context / "Containerfile")
+    previous = _image_id(env, IMAGE)
     podman(
         env,
         "build",
@@ -200,7 +223,21 @@ def build_image(work: Path) -> Image:
         str(context),
         timeout=900,
     )
+    if previous is not None and previous != _image_id(env, IMAGE):
+        # The build before this one, now untagged: its layers that this one shares stay.
+        subprocess.run(["podman", "rmi", previous], env=env, capture_output=True, check=False)
     return Image(env=env, tag=IMAGE, no_claude=no_claude)
+
+
+def _image_id(env: dict[str, str], tag: str) -> str | None:
+    found = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Id}}", tag],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    return found.stdout.decode().strip() or None if found.returncode == 0 else None
 
 
 def container_logs(env: dict[str, str], name: str) -> str:

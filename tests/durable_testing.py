@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
-from ccx_testing import RUN_EVENTS, RunRecord, WireClient, open_client
+from ccx_testing import RunRecord, WireClient, open_client
+
+from cc_executor.protocol.methods import RUN_EVENTS
 
 BIG = 64 * 1024 * 1024
 

@@ -119,6 +119,87 @@ async def resume(session: ClientSession, cwd: str, session_id: str) -> dict[str,
     return {"result": result.model_dump(by_alias=True, exclude_none=True)}
 
 
+def _dump(result: Any) -> dict[str, Any]:
+    return dict(result.model_dump(by_alias=True, exclude_none=True))
+
+
+async def _session_until(
+    session: ClientSession, run: str, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """Poll claude_session until `done` holds (bounded by the test's timeout)."""
+    while True:
+        answer = (await session.call_tool("claude_session", {"run": run})).structuredContent
+        if done(answer or {}):
+            return answer or {}
+        await asyncio.sleep(0.1)
+
+
+async def claude_session(session: ClientSession, cwd: str) -> dict[str, Any]:
+    """A live Claude session through MCP: start with a prompt (waits for turn 1, progress
+    carries its text), a second turn, an interrupted streaming turn, a permission request
+    answered through MCP (a second answer refused), the session read, then closed."""
+    progress: list[str | None] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(message)
+
+    first = await session.call_tool(
+        "claude_start",
+        {"prompt": "say hi", "cwd": cwd, "include_partial_messages": True},
+        progress_callback=on_progress,
+    )
+    run = (first.structuredContent or {})["run"]
+    second = await session.call_tool("claude_send", {"run": run, "content": "and again"})
+    streamed: list[str | None] = []
+    saw_chunks = anyio.Event()
+
+    async def on_stream(value: float, total: float | None, message: str | None) -> None:
+        streamed.append(message)
+        if message and "chunk 2" in message:
+            saw_chunks.set()
+
+    slow: dict[str, Any] = {}
+    async with anyio.create_task_group() as tg:
+
+        async def call() -> None:
+            answer = await session.call_tool(
+                "claude_send", {"run": run, "content": "[slow:300]"}, progress_callback=on_stream
+            )
+            slow.update(_dump(answer))
+
+        tg.start_soon(call)
+        await saw_chunks.wait()
+        interrupted = await session.call_tool("claude_interrupt", {"run": run})
+    touch = f"[tool:touch {cwd}/via-mcp.txt]"
+    queued = await session.call_tool("claude_send", {"run": run, "content": touch, "wait": False})
+    asked = await _session_until(session, run, lambda s: bool(s.get("pending")))
+    request = asked["pending"][0]["request"]
+    answer = await session.call_tool(
+        "claude_permission", {"run": run, "request": request, "behavior": "allow"}
+    )
+    again = await session.call_tool(
+        "claude_permission", {"run": run, "request": request, "behavior": "deny"}
+    )
+    read = await _session_until(
+        session, run, lambda s: s.get("turns") == 4 and s.get("state") == "idle"
+    )
+    closed = await session.call_tool("claude_close", {"run": run})
+    return {
+        "first": _dump(first),
+        "progress": progress,
+        "second": _dump(second),
+        "slow": slow,
+        "streamed": streamed,
+        "interrupted": _dump(interrupted),
+        "queued": _dump(queued),
+        "asked": asked,
+        "answer": _dump(answer),
+        "again": _dump(again),
+        "read": read,
+        "closed": _dump(closed),
+    }
+
+
 async def main(url: str, scenario: str, *args: str) -> None:
     scenarios: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
         "basic": basic,
@@ -126,6 +207,7 @@ async def main(url: str, scenario: str, *args: str) -> None:
         "claude": claude,
         "linger": linger,
         "resume": resume,
+        "claude_session": claude_session,
     }
     async with websocket_client(url) as (read, write), ClientSession(read, write) as session:
         init = await session.initialize()

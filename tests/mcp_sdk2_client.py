@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -98,12 +98,43 @@ async def cancel(client: Any) -> dict[str, Any]:
     return {"run": run, "status": status}
 
 
-async def main(url: str, scenario: str) -> None:
+async def claude_session(client: Any, cwd: str) -> dict[str, Any]:
+    """A live Claude session in the 2026 era: start idle, two turns (the second's text as
+    progress, word by word), the session read, closed."""
+    progress: list[str | None] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(message)
+
+    started = await client.call_tool("claude_start", {"cwd": cwd, "include_partial_messages": True})
+    run = (started.structured_content or {})["run"]
+    first = await client.call_tool("claude_send", {"run": run, "content": "say hi"})
+    second = await client.call_tool(
+        "claude_send", {"run": run, "content": "[slow:5]"}, progress_callback=on_progress
+    )
+    read = await client.call_tool("claude_session", {"run": run})
+    closed = await client.call_tool("claude_close", {"run": run})
+    return {
+        "started": dump(started),
+        "first": dump(first),
+        "second": dump(second),
+        "progress": progress,
+        "read": dump(read),
+        "closed": dump(closed),
+    }
+
+
+async def main(url: str, scenario: str, *args: str) -> None:
     async with Client(websocket_transport(url)) as client:
         out: dict[str, Any] = {"protocol_version": client.protocol_version}
-        out.update(await {"basic": basic, "cancel": cancel}[scenario](client))
+        scenarios: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
+            "basic": basic,
+            "cancel": cancel,
+            "claude_session": claude_session,
+        }
+        out.update(await scenarios[scenario](client, *args))
     print(json.dumps(out))
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], *sys.argv[3:]))

@@ -8,6 +8,7 @@ the daemon sends to the SDK is checked by ``check_frames`` whatever the SDK does
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -128,6 +129,62 @@ async def recording_proxy(upstream: str) -> AsyncIterator[tuple[str, Recording]]
         port = server.port
         yield f"ws://127.0.0.1:{port}/", record
         nursery.cancel_scope.cancel()
+
+
+# -- a raw client ---------------------------------------------------------------------------
+
+
+class McpClient:
+    """A raw MCP client: every frame both ways goes into `record`."""
+
+    def __init__(self, ws: WebSocketConnection, record: Recording) -> None:
+        self.ws = ws
+        self.record = record
+        self.ids = itertools.count(1)
+        self.responses: dict[Any, dict[str, Any]] = {}
+        self.notifications: list[dict[str, Any]] = []
+
+    async def send(self, message: dict[str, Any]) -> None:
+        message = {"jsonrpc": "2.0", **message}
+        self.record.frames.append(("client", message))
+        await self.ws.send_message(orjson.dumps(message).decode())
+
+    async def receive(self) -> dict[str, Any]:
+        text = await self.ws.get_message()
+        assert isinstance(text, str)
+        message: dict[str, Any] = orjson.loads(text)
+        self.record.frames.append(("server", message))
+        if "method" in message:
+            self.notifications.append(message)
+        else:
+            self.responses[message["id"]] = message
+        return message
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        msg_id = next(self.ids)
+        await self.send({"id": msg_id, "method": method, "params": params or {}})
+        while msg_id not in self.responses:
+            await self.receive()
+        return self.responses[msg_id]
+
+    async def result(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        response = await self.request(method, params)
+        assert "result" in response, response
+        return response["result"]
+
+
+@asynccontextmanager
+async def mcp_client(
+    url: str, record: Recording, *, initialize: bool = True
+) -> AsyncIterator[McpClient]:
+    async with open_websocket_url(url, subprotocols=["mcp"]) as ws:
+        assert ws.subprotocol == "mcp"
+        client = McpClient(ws, record)
+        if initialize:
+            init = await client.result("initialize", {"protocolVersion": "2025-06-18"})
+            assert init["protocolVersion"] == "2025-06-18"
+            await client.send({"method": "notifications/initialized"})
+        yield client
 
 
 # -- conformance ---------------------------------------------------------------------------

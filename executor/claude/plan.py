@@ -8,8 +8,10 @@ absolute timeout, the watchdog, a disconnect, shutdown — starts with SIGINT to
 group (it then writes a proper ``result`` and kills the tools it started in their own
 sessions), then SIGTERM, SIGKILL and the sweep of escaped descendants.  The plan's exclusive
 key is the Claude session the run will write to, when that is known before it starts, and its
-observer is a ``ClaudeWatch`` (watch.py).  The plan goes through the one start path like any
-other, so a Claude run started over MCP, or durable, is watched and claimed the same way.
+observer is a ``ClaudeWatch`` (watch.py) — for a session run (``session: true``) a
+``ClaudeSession`` around it (session.py), which owns the CLI's stdin pipe.  The plan goes
+through the one start path like any other, so a Claude run started over MCP, or durable, is
+watched and claimed the same way.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from cc_executor.executor.claude.permissions import PermissionSettings
 from cc_executor.executor.claude.policy import vet_claude
+from cc_executor.executor.claude.session import ClaudeSession, SessionSettings
 from cc_executor.executor.claude.watch import ClaudeWatch, WatchSettings
-from cc_executor.executor.runs.plan import ObserverFactory, RunPlan
+from cc_executor.executor.runs.plan import ObserverFactory, Post, RunPlan
 from cc_executor.protocol import InvalidParams
 from cc_executor.protocol.claude import ClaudeEvent, ClaudeParams
 from cc_executor.supervision import Run
@@ -46,7 +50,12 @@ def plan_claude(
 ) -> RunPlan:
     """The plan of a `claude` request, vetted by policy (raises the wire's errors)."""
     config = daemon.config.claude
-    if params.prompt is not None and len(params.prompt.encode()) > config.max_prompt_bytes:
+    session = params.session
+    if (
+        not session
+        and params.prompt is not None
+        and len(params.prompt.encode()) > config.max_prompt_bytes
+    ):
         raise InvalidParams(
             f"the prompt is longer than {config.max_prompt_bytes} bytes; send it with "
             "input 'stream-json' through stdin",
@@ -57,7 +66,7 @@ def plan_claude(
         params,
         owner,
         daemon.new_run_id(durable or params.durable),
-        "pipe" if params.input == "stream-json" else "null",
+        "pipe" if params.input == "stream-json" or session else "null",
     )
     settings = WatchSettings(
         idle_timeout=params.idle_timeout
@@ -66,8 +75,23 @@ def plan_claude(
         idle_action=params.idle_action or config.idle_action,
         post_result_grace=config.post_result_grace,
         max_line_bytes=config.max_line_bytes,
+        session=session,
     )
     key = session_key(params)
+    observe = _watcher(settings, key)
+    if session:
+        observe = _session(
+            settings,
+            key,
+            SessionSettings(
+                control_timeout=config.control_timeout,
+                close_grace=config.close_grace,
+                permissions=PermissionSettings(
+                    config.permission_timeout, config.permission_default, config.permission_rules
+                ),
+                prompt=params.prompt,
+            ),
+        )
     return RunPlan(
         kind="claude",
         spec=spec,
@@ -76,14 +100,28 @@ def plan_claude(
         idle_timeout=None,  # the watchdog, on the stream-json events, is the idle limit
         durable=durable or params.durable,
         exclusive=key,
-        observe=_watcher(settings, key),
+        observe=observe,
+        session=session,
     )
 
 
 def _watcher(settings: WatchSettings, key: str | None) -> ObserverFactory:
     def make(
-        run: Run, claims: Claims, notify: Callable[[ClaudeEvent], Awaitable[None]]
+        run: Run, claims: Claims, notify: Callable[[ClaudeEvent], Awaitable[None]], post: Post
     ) -> ClaudeWatch:
         return ClaudeWatch(run, settings, claims, [] if key is None else [key], notify)
+
+    return make
+
+
+def _session(settings: WatchSettings, key: str | None, session: SessionSettings) -> ObserverFactory:
+    watcher = _watcher(settings, key)
+
+    def make(
+        run: Run, claims: Claims, notify: Callable[[ClaudeEvent], Awaitable[None]], post: Post
+    ) -> ClaudeSession:
+        watch = watcher(run, claims, notify, post)
+        assert isinstance(watch, ClaudeWatch)
+        return ClaudeSession(run, watch, session, post)
 
     return make

@@ -16,6 +16,12 @@ pump that does what needs a clock:
   * after the ``result`` line: ``post_result_grace`` for the run to end by itself, then the
     ladder (the CLI is known to hang after its result).
 
+In a session run (claude/session.py) a ``result`` ends a turn, not the run: the watcher does
+not track results, there is no post-result grace, and the session tells it when the run is
+*waiting* (idle, or a permission request pending) — the idle clock stands still then and
+restarts when a turn runs again (``activity``); the watchdog's ``interrupt`` is the session's
+interrupt control request, not SIGINT.
+
 Its claims on Claude session ids are released when the run ends (``release``).  The run's
 completion gets its ``claude`` summary and a ``status`` that follows the ``result`` line, not
 the exit code (``completion``).
@@ -74,6 +80,7 @@ class WatchSettings:
     idle_action: IdleAction
     post_result_grace: float
     max_line_bytes: int
+    session: bool = False  # a live session: results end turns, not the run
 
 
 class ClaudeWatch:
@@ -102,6 +109,10 @@ class ClaudeWatch:
         self._delivering = False
         self._last_activity = trio.current_time()
         self._scope: trio.CancelScope | None = None
+        # Set by a session: the run waits for its user (the watchdog does not count), and
+        # how to interrupt a turn without SIGINT.
+        self.waiting: Callable[[], bool] = lambda: False
+        self.interrupter: Callable[[], Awaitable[None]] | None = None
 
     # -- delivery (called by the pump's tee) -----------------------------------------
 
@@ -126,9 +137,12 @@ class ClaudeWatch:
             if isinstance(typed, Init) and self.init is None:
                 self.init = typed
                 self._claim(typed.session_id)
-            elif isinstance(typed, Result) and self.result is None:
+            elif isinstance(typed, Result) and self.result is None and not self._settings.session:
                 self.result = typed
                 self._result_seen.set()
+                # The result is written: SIGINT has nothing left to save, so a CANCEL in the
+                # post-result window (or the lingering cancel) goes straight to SIGTERM.
+                self._run.skip_interrupt()
         return events
 
     def _claim(self, key: str | None) -> None:
@@ -138,6 +152,9 @@ class ClaudeWatch:
             self._held.append(key)
         else:
             log.warning("claude.session_busy", claude_session=key, holder=self._claims.holder(key))
+
+    def closing(self) -> None:
+        pass  # nothing of a one-shot run's precedes its completion
 
     def release(self) -> None:
         """The run is over: give up its Claude sessions."""
@@ -185,9 +202,15 @@ class ClaudeWatch:
 
     def _idle_deadline(self) -> float:
         idle = self._settings.idle_timeout
-        if idle is None or self._delivering:
+        if idle is None or self._delivering or self.waiting():
             return float("inf")
         return self._last_activity + idle
+
+    def activity(self) -> None:
+        """The run is busy again (a session's turn started or was unblocked): the idle
+        clock restarts now."""
+        self._last_activity = trio.current_time()
+        self._rearm()
 
     def _rearm(self) -> None:
         if self._scope is not None:
@@ -223,7 +246,10 @@ class ClaudeWatch:
             self._last_activity = trio.current_time()
             if action == "interrupt":
                 interrupted = True
-                kill_group(self._run.pgid, signal.SIGINT)
+                if self.interrupter is not None:
+                    await self.interrupter()
+                else:
+                    kill_group(self._run.pgid, signal.SIGINT)
             elif action == "cancel":
                 await cancel_quietly(self._run, f"{WATCHDOG} for {idle} s")
                 return

@@ -5,13 +5,24 @@
         async for event in run:
             ...
 
+A live Claude Code session: `session = await start_claude_session(conn)`, then
+`await session.send("...")` and `async for event in session` (client/claude.py).
+
 See docs/client.md. `connection.py` explains the reader and reconnecting, `run.py`
 back-pressure.
 """
 
+from cc_executor.executor.client.claude import (
+    ClaudeSession,
+    SessionEvent,
+    attach_claude_session,
+    resume_claude_session,
+    start_claude_session,
+)
 from cc_executor.executor.client.config import DEFAULT_URL, ClientConfig
 from cc_executor.executor.client.connection import Connection, open_connection
 from cc_executor.executor.client.errors import (
+    AlreadyDecidedError,
     ClientError,
     ConnectionLost,
     ControlTimeoutError,
@@ -34,6 +45,12 @@ from cc_executor.executor.client.errors import (
     SpawnFailedError,
 )
 from cc_executor.executor.client.events import (
+    ClaudeMessageTaken,
+    ClaudePermissionDecided,
+    ClaudePermissionRequest,
+    ClaudeStateChanged,
+    ClaudeTurnEnded,
+    ClaudeTurnStarted,
     Completed,
     DaemonStatus,
     Gap,
@@ -44,6 +61,7 @@ from cc_executor.executor.client.events import (
     Resumed,
     RunEvent,
     RunStatus,
+    SessionNotice,
     ShutdownNotice,
     exit_status,
 )
@@ -51,6 +69,14 @@ from cc_executor.executor.client.run import Run
 
 __all__ = [
     "DEFAULT_URL",
+    "AlreadyDecidedError",
+    "ClaudeMessageTaken",
+    "ClaudePermissionDecided",
+    "ClaudePermissionRequest",
+    "ClaudeSession",
+    "ClaudeStateChanged",
+    "ClaudeTurnEnded",
+    "ClaudeTurnStarted",
     "ClientConfig",
     "ClientError",
     "Completed",
@@ -82,9 +108,14 @@ __all__ = [
     "RunNotFoundError",
     "RunStatus",
     "ServerError",
+    "SessionEvent",
+    "SessionNotice",
     "ShutdownNotice",
     "ShuttingDownError",
     "SpawnFailedError",
+    "attach_claude_session",
     "exit_status",
     "open_connection",
+    "resume_claude_session",
+    "start_claude_session",
 ]

@@ -1,4 +1,5 @@
-"""`ccx`'s client commands: run, ps, attach, logs, pause, resume, cancel, signal, status.
+"""`ccx`'s client commands: run, ps, attach, logs, pause, resume, cancel, signal, status
+(and claude, in claude_commands.py).
 
 Each command opens one connection, does one thing and prints it; a failure is one line on
 stderr (failures.py) saying what to do about it, with its own exit status (exits.py).
@@ -108,7 +109,7 @@ def _env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
-def _cwd(args: argparse.Namespace, daemon: Target) -> str | None:
+def working_dir(args: argparse.Namespace, daemon: Target) -> str | None:
     """Ours when the daemon is on this machine (the rule); the daemon's when it is not."""
     if args.daemon_cwd:
         if args.cwd is not None:
@@ -150,7 +151,7 @@ async def _run(inv: Invocation) -> int:
     if not argv:
         raise UsageError("nothing to run: ccx run [options] -- CMD ARGS...")
     command: str | list[str] = " ".join(argv) if args.shell else argv
-    env, cwd = _env(args), _cwd(args, inv.target)
+    env, cwd = _env(args), working_dir(args, inv.target)
     durable = args.detach or args.durable
     feed = _stdin_forwarded(args)
     with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
@@ -220,8 +221,11 @@ async def _logs(inv: Invocation) -> int:
 
 
 def state_word(status: RunStatus) -> str:
-    """running, paused, exited(3), signalled(SIGTERM), cancelled, timed_out, lost, ..."""
+    """running, paused, exited(3), signalled(SIGTERM), cancelled, timed_out, lost, ...; a live
+    Claude session's own state (idle, running, requires_action, paused)."""
     match status.outcome:
+        case None if status.claude and status.claude.get("session"):
+            return str(status.claude.get("state", status.state))  # idle, requires_action, ...
         case None:
             return status.state
         case "exited":
@@ -322,7 +326,14 @@ def _signal_params(args: argparse.Namespace) -> SignalParams:
     return SignalParams(args.run, name)
 
 
+async def _claude(inv: Invocation) -> int:
+    from cc_executor.executor.client.claude_commands import claude_command
+
+    return await claude_command(inv)
+
+
 _COMMANDS: dict[str, Callable[[Invocation], Awaitable[int]]] = {
+    "claude": _claude,
     "run": _run,
     "attach": _attach,
     "logs": _logs,

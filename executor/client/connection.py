@@ -8,9 +8,9 @@ only reader: each reply wakes the request with its id (requests.py), each run ev
 run's `RunStream` (see run.py for back-pressure), and nothing else reads the socket. Callers
 send their own requests (trio-websocket serialises sends) and wait for their reply.
 
-A reply to `execute` registers the new run *in the reader*, before the next frame is read, so
-that no event of the run can arrive before its stream exists. `attach` registers the stream
-before sending, as replayed events may precede the reply.
+A reply to a method that starts a run registers the run *in the reader*, before the next
+frame is read, so that no event of the run can arrive before its stream exists. `attach`
+registers the stream before sending, as replayed events may precede the reply.
 
 Closing is one handshake, owned by `_serve_socket`: `aclose` (leaving `open_connection`)
 cancels only the read loop; `_serve_socket` then sends the close frame and waits (at most
@@ -35,10 +35,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    WebSocketConnection,
-)
+from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from cc_executor.executor.client.config import DEFAULT_URL, ClientConfig
 from cc_executor.executor.client.errors import (
@@ -68,15 +65,9 @@ from cc_executor.executor.client.inbound import (
     parse_frame,
     run_status,
 )
-from cc_executor.executor.client.requests import Pending, Requests
+from cc_executor.executor.client.requests import RUN_STARTS, Pending, Requests
 from cc_executor.executor.client.run import Run, RunStream, execute_params
-from cc_executor.protocol import (
-    METHOD_OF,
-    ListParams,
-    Params,
-    StatusParams,
-    unstructure_params,
-)
+from cc_executor.protocol import METHOD_OF, ListParams, Params, StatusParams, unstructure_params
 
 log = logging.getLogger(__name__)  # a library's: unconfigured, errors go to stderr, not stdout
 
@@ -163,8 +154,11 @@ class Connection:
         raw = execute_params(
             command, shell, cwd, env, stdin, timeout, idle_timeout=idle_timeout, durable=durable
         )
-        pending = Pending("execute", durable=durable)
-        result = await self._request(pending, raw)
+        return await self.start_run("execute", raw, durable=durable)
+
+    async def start_run(self, method: str, params: Mapping[str, Any], *, durable: bool) -> Run:
+        """Call a method that starts a run (`execute`, `claude`, `claude.resume`): its Run."""
+        result = await self._request(Pending(method, durable=durable), params)
         return Run(self, self._streams[str(result["run"])], result)
 
     async def attach(self, run: str, from_seq: int = 0) -> Run:
@@ -232,7 +226,7 @@ class Connection:
                 pending = self._requests.find(request_id)
                 if pending is None:
                     return  # its caller gave up (cancelled or timed out)
-                if pending.method == "execute":
+                if pending.method in RUN_STARTS:
                     run_id = str(result["run"])
                     self._streams[run_id] = RunStream.open(
                         run_id, pending.durable, self.config.run_buffer

@@ -174,6 +174,27 @@ class RangeRemovedError(ServerError):
         return value if isinstance(value, int) else None
 
 
+class AlreadyDecidedError(ServerError):
+    """A permission request was decided before this answer: `decided_by` says by whom
+    (`client:<identity>/<connection>`, `rule:<name>`, `timeout`, `cancelled`), `behavior`
+    how, `at` when (unix time)."""
+
+    codes = (ErrorCode.ALREADY_DECIDED,)
+
+    @property
+    def decided_by(self) -> str | None:
+        return _field(self.data, "decided_by")
+
+    @property
+    def behavior(self) -> str | None:
+        return _field(self.data, "behavior")
+
+    @property
+    def at(self) -> float | None:
+        value = self.data.get("at") if isinstance(self.data, dict) else None
+        return float(value) if isinstance(value, int | float) else None
+
+
 def _field(data: Any, name: str) -> str | None:
     value = data.get(name) if isinstance(data, dict) else None
     return value if isinstance(value, str) else None
@@ -194,6 +215,7 @@ ERROR_CLASSES: dict[int, type[ServerError]] = {
         ControlTimeoutError,
         ShuttingDownError,
         RangeRemovedError,
+        AlreadyDecidedError,
     )
     for code in cls.codes
 }

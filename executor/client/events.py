@@ -10,6 +10,15 @@ from __future__ import annotations
 import signal
 from typing import TypeAlias
 
+from cc_executor.protocol.claude.notices import (
+    ClaudeMessageTaken,
+    ClaudePermissionDecided,
+    ClaudePermissionRequest,
+    ClaudeStateChanged,
+    ClaudeTurnEnded,
+    ClaudeTurnStarted,
+    SessionNotice,
+)
 from cc_executor.protocol.notices import Connected as Greeting
 from cc_executor.protocol.notices import RunCompleted as Completed
 from cc_executor.protocol.notices import RunGap as Gap
@@ -22,6 +31,12 @@ from cc_executor.protocol.results import DaemonInfo as DaemonStatus
 from cc_executor.protocol.results import RunInfo as RunStatus
 
 __all__ = [
+    "ClaudeMessageTaken",
+    "ClaudePermissionDecided",
+    "ClaudePermissionRequest",
+    "ClaudeStateChanged",
+    "ClaudeTurnEnded",
+    "ClaudeTurnStarted",
     "Completed",
     "DaemonStatus",
     "Gap",
@@ -32,11 +47,14 @@ __all__ = [
     "Resumed",
     "RunEvent",
     "RunStatus",
+    "SessionNotice",
     "ShutdownNotice",
     "exit_status",
 ]
 
-RunEvent: TypeAlias = Output | Paused | Resumed | Gap | JournalError | Completed
+# A Claude session's own notifications (turns, permissions, state) are run events too: they
+# are sequenced with the run's output (protocol/claude/notices.py).
+RunEvent: TypeAlias = Output | Paused | Resumed | Gap | JournalError | SessionNotice | Completed
 
 
 def exit_status(completed: Completed) -> int:

@@ -1,8 +1,9 @@
 """Server frames to typed client messages, without I/O (the client's half of the codec).
 
 The server's half (`cc_executor.protocol.decode`) reads requests; this reads what a daemon
-sends back: replies, run events and the few other notifications, decoded by the protocol's
-own `server_codec` into the same classes the daemon sent. A frame that breaks the
+sends back: replies, run events (a Claude session's notifications among them) and the few
+other notifications, decoded by the protocol's own `server_codec` (and `claude.notices`) into
+the same classes the daemon sent. A frame that breaks the
 protocol raises `ProtocolViolation`: a daemon that does so has a bug, and the connection
 cannot be trusted any further.
 """
@@ -24,6 +25,7 @@ from cc_executor.executor.client.events import (
     ShutdownNotice,
 )
 from cc_executor.protocol.binary import decode_binary_output
+from cc_executor.protocol.claude.notices import SESSION_NOTICES
 from cc_executor.protocol.notices import (
     Connected,
     RunCompleted,
@@ -35,6 +37,8 @@ from cc_executor.protocol.notices import (
     Shutdown,
 )
 from cc_executor.protocol.server_codec import decode_daemon_info, decode_notice, decode_run_info
+
+SESSION_NOTICE_TYPES = tuple(SESSION_NOTICES.values())
 
 
 @attrs.frozen
@@ -135,6 +139,8 @@ def _notification(method: str, params: dict[str, Any]) -> Inbound:
             return Event(notice)
         case RunCompleted():
             return Event(notice)
+        case _ if isinstance(notice, SESSION_NOTICE_TYPES):
+            return Event(notice)  # a Claude session's, sequenced with its output
         case Connected():
             return Greeted(notice)
         case Shutdown():

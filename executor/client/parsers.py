@@ -14,10 +14,13 @@ from collections.abc import Mapping
 
 import attrs
 
+from cc_executor.executor.client.claude_parsers import add_claude_parser
 from cc_executor.executor.client.config import DEFAULT_URL
 from cc_executor.executor.hosts import is_loopback
 
-CLIENT_COMMANDS = ("run", "ps", "attach", "logs", "pause", "resume", "cancel", "signal", "status")
+CLIENT_COMMANDS = (
+    "run", "ps", "attach", "logs", "pause", "resume", "cancel", "signal", "status", "claude"
+)  # fmt: skip
 
 URL_HELP = f"the daemon's WebSocket URL (default {DEFAULT_URL}; CCX_URL)"
 TOKEN_HELP = "bearer token for a daemon that requires one (CCX_TOKEN)"
@@ -27,17 +30,20 @@ examples:
   ccx serve                          start the daemon on {DEFAULT_URL}
   ccx run -- make test               run a command there as if here
   ccx --url ws://build:8003/ ps      the runs of another daemon
+  ccx claude                         a live Claude Code session at the terminal
 
 Ctrl-C on `ccx run` interrupts the command as a local Ctrl-C would (SIGINT to its whole
 process group); a second Ctrl-C kills it at once (SIGKILL); ccx then exits 130. Ctrl-Z pauses
 the run and suspends ccx; `fg` resumes both. Ctrl-C on `ccx attach` stops following: the run
-goes on (`ccx cancel RUN` ends it).
+goes on (`ccx cancel RUN` ends it). Ctrl-C on `ccx claude` interrupts the running turn, not
+the session; Ctrl-D closes it.
 
 exit statuses: the command's own for `ccx run` (128+N when signal N ended it); otherwise
 0 done, 1 a request failed, 2 usage, 64 not a ws:// URL, 67 no endpoint at that path,
 69 no daemon answers, 75 the daemon is at its connection limit, 76 not a cc-executor daemon,
 77 token missing or refused, 78 CCX_URL empty, 125 `ccx run` failed after connecting,
-127 the command could not be started, 130 interrupted."""
+127 the command could not be started, 130 interrupted; 3 for `ccx claude approve`: answered
+already by someone else."""
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -244,3 +250,4 @@ def add_client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "Show the daemon's version, uptime, connections, live runs and capabilities.",
         "  ccx status\n  ccx --url ws://build:8003/ status --json",
     )
+    add_claude_parser(sub, common, HelpFormatter)

@@ -19,13 +19,16 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from cc_executor.executor.client.errors import ClientError, ConnectionLost
 from cc_executor.protocol import Request, encode_message
 
+# Methods whose reply starts a run: the reader makes the run's stream as it reads the reply.
+RUN_STARTS = frozenset({"execute", "claude", "claude.resume"})
+
 
 @attrs.define(eq=False)
 class Pending:
     """A request waiting for its reply."""
 
     method: str
-    durable: bool = False  # an `execute` of a durable run (its stream is made on the reply)
+    durable: bool = False  # it starts a durable run (its stream is made on the reply)
     result: dict[str, Any] | None = None
     error: ClientError | None = None
     done: trio.Event = attrs.field(factory=trio.Event)

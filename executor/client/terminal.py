@@ -59,6 +59,10 @@ class Terminal:
         if self.stderr_fd in self._tty:
             self._at_line_start = True
 
+    def typed(self) -> None:
+        """The user ended a line at the terminal (its echo put the cursor at a line start)."""
+        self._at_line_start = True
+
     def draw(self, text: str) -> None:
         """Show `text` as the status line, if there is one and the cursor allows."""
         if not self.status_enabled or not self._at_line_start or self._writing:

@@ -7,15 +7,18 @@ variables over the defaults.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
 IdleAction = Literal["report", "interrupt", "cancel"]
 BusySession = Literal["refuse", "queue"]
+Behavior = Literal["allow", "deny"]
 
 # Flags a client may pass in `extra_args` unless the operator says otherwise.  Flags the
 # profile sets itself (-p, --output-format, --input-format, --verbose, --resume...) are not
@@ -79,6 +82,51 @@ def _config_error(message: str) -> ValueError:
 
 
 @attrs.frozen
+class PermissionRule:
+    """An operator's rule deciding a session's permission request without asking anyone.
+
+    `tool` is a glob on the tool name; `input_pattern` a regex searched in the tool's input:
+    in its `command` for Bash, else in the input's JSON (None: any input).
+    """
+
+    name: str
+    tool: str
+    behavior: Behavior
+    input_pattern: str | None = None
+    message: str | None = None
+    _compiled: re.Pattern[str] | None = attrs.field(init=False, default=None, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.name or not self.tool:
+            raise _config_error("claude.permission_rules: a rule needs a name and a tool")
+        if self.behavior not in ("allow", "deny"):
+            raise _config_error(f"claude.permission_rules {self.name}: behavior allow or deny")
+        if self.input_pattern is not None:
+            try:
+                compiled = re.compile(self.input_pattern)
+            except re.error as exc:
+                raise _config_error(
+                    f"claude.permission_rules {self.name}: input_pattern: {exc}"
+                ) from None
+            object.__setattr__(self, "_compiled", compiled)
+
+    def matches(self, tool: str | None, text: str) -> bool:
+        """Whether the rule decides a request for `tool` whose input reads `text`."""
+        if tool is None or not fnmatch.fnmatchcase(tool, self.tool):
+            return False
+        return self._compiled is None or self._compiled.search(text) is not None
+
+
+def rule_text(tool: str | None, tool_input: Any, as_json: str) -> str:
+    """What a rule's `input_pattern` is searched in: a Bash `command`, else the input's JSON."""
+    if tool == "Bash" and isinstance(tool_input, dict):
+        command = tool_input.get("command")
+        if isinstance(command, str):
+            return command
+    return as_json
+
+
+@attrs.frozen
 class ClaudeConfig:
     """How the daemon runs Claude Code.
 
@@ -106,6 +154,16 @@ class ClaudeConfig:
         max_line_bytes: stream-json lines longer than this are not parsed (the raw bytes
             still reach the client).
         max_prompt_bytes: a longer prompt is refused (it travels as one argv string).
+        close_grace: seconds `claude.close` waits for a session's CLI to exit after stdin
+            EOF before the ladder ends it.
+        control_timeout: seconds the daemon waits for the CLI's answer to one of its control
+            requests (initialize, interrupt, set_model, ...) before the caller gets -32007.
+        permission_timeout: seconds a session's permission request waits for an answer
+            before `permission_default` decides it.
+        permission_default: what an unanswered permission request becomes (deny, with the
+            message "no answer within <t> s"; or allow).
+        permission_rules: the operator's rules (policy file, ``[[claude.permission_rules]]``)
+            that decide permission requests before anyone is asked; the first match wins.
     """
 
     binary: str = "claude"
@@ -124,8 +182,19 @@ class ClaudeConfig:
     max_line_bytes: int = 16 * 1024 * 1024
     # Linux refuses a single argv string of 128 KiB or more (MAX_ARG_STRLEN).
     max_prompt_bytes: int = 128 * 1024 - 1
+    close_grace: float = 10.0
+    control_timeout: float = 30.0
+    permission_timeout: float = 300.0
+    permission_default: Behavior = "deny"
+    permission_rules: tuple[PermissionRule, ...] = ()
 
     def __attrs_post_init__(self) -> None:
+        for name in ("close_grace", "control_timeout", "permission_timeout"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise _config_error(f"claude.{name} must be positive (got {value})")
+        if self.permission_default not in ("allow", "deny"):
+            raise _config_error("claude.permission_default must be allow or deny")
         for name in ("post_result_grace", "interrupt_grace"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -181,6 +250,9 @@ def claude_config_from_env(env: Mapping[str, str] | None = None) -> ClaudeConfig
         raise _config_error(f"CCX_CLAUDE_IDLE_ACTION={idle_action!r}: report|interrupt|cancel")
     if busy not in ("refuse", "queue"):
         raise _config_error(f"CCX_CLAUDE_BUSY_SESSION={busy!r}: use refuse or queue")
+    default = env.get("CCX_CLAUDE_PERMISSION_DEFAULT", base.permission_default)
+    if default not in ("allow", "deny"):
+        raise _config_error(f"CCX_CLAUDE_PERMISSION_DEFAULT={default!r}: use allow or deny")
     flags = env.get("CCX_CLAUDE_ALLOWED_FLAGS")
     mcp_configs = env.get("CCX_CLAUDE_MCP_CONFIGS")
     return ClaudeConfig(
@@ -206,4 +278,10 @@ def claude_config_from_env(env: Mapping[str, str] | None = None) -> ClaudeConfig
         mcp_configs=tuple(f for f in mcp_configs.split(",") if f)
         if mcp_configs is not None
         else base.mcp_configs,
+        close_grace=_float(env, "CCX_CLAUDE_CLOSE_GRACE", base.close_grace) or base.close_grace,
+        control_timeout=_float(env, "CCX_CLAUDE_CONTROL_TIMEOUT", base.control_timeout)
+        or base.control_timeout,
+        permission_timeout=_float(env, "CCX_CLAUDE_PERMISSION_TIMEOUT", base.permission_timeout)
+        or base.permission_timeout,
+        permission_default="allow" if default == "allow" else "deny",
     )

@@ -29,3 +29,7 @@ class McpConfig:
     task_ttl_ms: int = 24 * 3600 * 1000
     task_poll_interval_ms: int = 1000
     max_tasks: int = 4096
+    # A Claude session started over MCP: the turns whose text and result claude_session keeps,
+    # and the most text kept per turn (its end is kept).
+    session_turns_kept: int = 50
+    turn_text_bytes: int = 256 * 1024

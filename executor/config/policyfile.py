@@ -1,4 +1,4 @@
-"""The policy file: the daemon's whole policy in one TOML file (``--policy`` / ``CCX_POLICY``).
+r"""The policy file: the daemon's whole policy in one TOML file (``--policy`` / ``CCX_POLICY``).
 
 It is read once at start with the standard library's ``tomllib`` and checked completely: every
 table and key must be known and of the right type, and each mistake is reported as
@@ -28,6 +28,12 @@ Layout (every key optional; see docs/operations.md for a full example)::
 
     [claude]
     mcp_configs = ["/etc/ccx/mcp.json"]     # the only files --mcp-config may name
+    [[claude.permission_rules]]       # decide a session's permission requests (first match)
+    name = "no-rm-root"
+    tool = "Bash"                     # a glob on the tool name
+    input_pattern = 'rm\s+-rf\s+/'    # a regex: on `command` for Bash, else the input's JSON
+    behavior = "deny"                 # or "allow"
+    message = "not on this host"
 
     [limits]                          # per client identity
     concurrent_runs = 4
@@ -51,6 +57,7 @@ from typing import Any, Literal
 
 import attrs
 
+from cc_executor.executor.config.claude import PermissionRule
 from cc_executor.executor.config.startup import is_startup_variable
 from cc_executor.supervision.spawn import ResourceLimits
 
@@ -135,6 +142,7 @@ class PolicyFile:
     sandboxed: bool | None = None
     pass_env: tuple[str, ...] | None = None
     mcp_configs: tuple[str, ...] | None = None
+    permission_rules: tuple[PermissionRule, ...] = ()
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -153,7 +161,8 @@ _TOP_KEYS = (
 _COMMAND_KEYS = ("allowed", "flags", "cwd_roots")
 _FLAG_KEYS = ("allow", "require", "forbid")
 _ENV_KEYS = ("pass", "request_allow", "startup_allow")
-_CLAUDE_KEYS = ("mcp_configs",)
+_CLAUDE_KEYS = ("mcp_configs", "permission_rules")
+_RULE_KEYS = ("name", "tool", "input_pattern", "behavior", "message")
 _LIMIT_KEYS = ("concurrent_runs", "starts_per_minute", "max_output_bytes")
 _RESOURCE_KEYS = ("cpu_seconds", "address_space_bytes", "open_files", "processes")
 
@@ -284,6 +293,34 @@ def _startup_allow(reader: _Reader, env: Mapping[str, Any]) -> tuple[str, ...]:
     return names
 
 
+def _permission_rules(reader: _Reader, value: object) -> tuple[PermissionRule, ...]:
+    if not isinstance(value, list):
+        raise reader.error("claude.permission_rules", f"got {_describe(value)}", "[[tables]]")
+    rules = []
+    for i, raw in enumerate(value):
+        where = f"claude.permission_rules[{i}]"
+        table = reader.table(raw, where)
+        reader.known(table, f"{where}.", _RULE_KEYS)
+        for key in _RULE_KEYS:
+            if key in table and not isinstance(table[key], str):
+                raise reader.error(f"{where}.{key}", f"got {_describe(table[key])}", "a string")
+        for key in ("name", "tool", "behavior"):
+            if key not in table:
+                raise reader.error(f"{where}.{key}", "missing", "a string")
+        if table["behavior"] not in ("allow", "deny"):
+            raise reader.error(
+                f"{where}.behavior", f"got {table['behavior']!r}", '"allow" or "deny"'
+            )
+        try:
+            rules.append(PermissionRule(**table))
+        except ValueError as exc:
+            raise PolicyFileError(f"{reader.path}: {where}: {exc}") from None
+    names = [rule.name for rule in rules]
+    if len(set(names)) != len(names):
+        raise reader.error("claude.permission_rules", "two rules share a name", "unique names")
+    return tuple(rules)
+
+
 def parse_policy(text: str, path: str) -> PolicyFile:
     """Parse and check a policy file's text.
 
@@ -327,6 +364,7 @@ def parse_policy(text: str, path: str) -> PolicyFile:
         mcp_configs=reader.absolute(
             claude, "mcp_configs", "claude.mcp_configs", "absolute file names"
         ),
+        permission_rules=_permission_rules(reader, claude.get("permission_rules", [])),
     )
 
 

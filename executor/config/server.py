@@ -166,6 +166,7 @@ def with_policy_file(config: ServerConfig, path: str) -> ServerConfig:
         claude = attrs.evolve(claude, sandboxed=loaded.sandboxed)
     if loaded.mcp_configs is not None:
         claude = attrs.evolve(claude, mcp_configs=loaded.mcp_configs)
+    claude = attrs.evolve(claude, permission_rules=loaded.permission_rules)
     return attrs.evolve(
         config,
         policy=loaded.policy,
@@ -196,6 +197,7 @@ def config_from_env(
         control_timeout=_env_float(env, "CCX_CONTROL_TIMEOUT", sup.control_timeout),
         max_chunk=_env_int(env, "CCX_MAX_CHUNK", sup.max_chunk),
         channel_capacity=_env_int(env, "CCX_CHANNEL_CAPACITY", sup.channel_capacity),
+        read_size=_env_int(env, "CCX_STREAM_BUFFER", sup.read_size),
     )
     journal = base.journal
     policy = env.get("CCX_JOURNAL_QUOTA_POLICY", journal.quota_policy)
@@ -255,7 +257,8 @@ def _claude_config(env: Mapping[str, str], base: ServerConfig) -> ClaudeConfig:
         claude = attrs.evolve(claude, sandboxed=base.claude.sandboxed)
     if "CCX_CLAUDE_MCP_CONFIGS" not in env:  # the policy file's [claude] mcp_configs, if any
         claude = attrs.evolve(claude, mcp_configs=base.claude.mcp_configs)
-    return claude
+    # The policy file's permission rules have no variable: they always come from the file.
+    return attrs.evolve(claude, permission_rules=base.claude.permission_rules)
 
 
 def with_tokens(config: ServerConfig, env: Mapping[str, str]) -> ServerConfig:
@@ -295,6 +298,7 @@ def validate(config: ServerConfig) -> None:
         ("control_queue", config.control_queue),
         ("supervision.max_chunk", config.supervision.max_chunk),
         ("supervision.channel_capacity", config.supervision.channel_capacity),
+        ("stream buffer (supervision.read_size)", config.supervision.read_size),
         ("journal.quota_bytes", config.journal.quota_bytes),
     )
     for name, value in positive_ints:

@@ -124,6 +124,7 @@ async def serve(
         daemon._nursery = nursery
         await nursery.start(run_reaper, daemon.registry)
         await nursery.start(daemon.durable.run_retention)
+        nursery.start_soon(daemon.durable.warm)
         await nursery.start(
             partial(
                 serve_listeners,

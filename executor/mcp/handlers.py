@@ -21,6 +21,7 @@ from cc_executor.executor.mcp.progress import ProgressReporter
 from cc_executor.executor.mcp.runlog import read_journal
 from cc_executor.executor.mcp.runs import McpRun, start_mcp_run
 from cc_executor.executor.mcp.session import Call, McpSession, NoAnswer
+from cc_executor.executor.mcp.sessions import session_tool
 from cc_executor.executor.mcp.tasks import McpTask
 from cc_executor.executor.runs import control
 from cc_executor.executor.runs.wire import rung_name
@@ -39,6 +40,7 @@ from cc_executor.protocol.mcp import (
     tool_input_error,
     tool_result,
 )
+from cc_executor.protocol.mcp_session_tools import SESSION_TOOL_ARGS
 from cc_executor.protocol.mcp_tools import (
     TASK_SUPPORT,
     TOOL_NAMES,
@@ -58,6 +60,8 @@ log = structlog.get_logger()
 INSTRUCTIONS = (
     "cc-executor runs commands on its host. `execute` runs one and returns its exit status and "
     "output (progress carries the latest output while it runs); `claude` runs Claude Code; "
+    "`claude_start` starts a live Claude session that `claude_send`, `claude_interrupt`, "
+    "`claude_permission` steer and `claude_session` reads; "
     "`control` pauses, resumes, cancels or signals a run; `status`, `list` and `read_output` "
     "inspect runs. Long runs: use task mode, or `durable: true` with `wait: false` and poll "
     "`read_output`."
@@ -105,6 +109,8 @@ async def call_tool(session: McpSession, request: McpRequest) -> dict[str, JSON]
     if isinstance(parsed, list):
         return tool_input_error(parsed, version)
     try:
+        if isinstance(parsed, SESSION_TOOL_ARGS):
+            return await session_tool(session, request, parsed, version)
         if isinstance(parsed, RunTool):
             modern_task = request.wants_tasks_extension and parsed.wait
             if handshake_task or modern_task:
@@ -301,7 +307,7 @@ async def get_task(session: McpSession, request: McpRequest) -> dict[str, JSON]:
 
 async def task_result(session: McpSession, request: McpRequest) -> dict[str, JSON]:
     task = _task(session, request)
-    await task.run.log.done.wait()
+    await task.wait()
     return task.tool_result(session.version(request))
 
 
@@ -318,6 +324,14 @@ async def cancel_task(session: McpSession, request: McpRequest) -> dict[str, JSO
             f"Cannot cancel task: already in terminal status {task.status!r}",
             {"taskId": task.task_id, "status": task.status},
         )
+    if task.turn is not None:  # a turn of a Claude session: interrupt it, the session stays
+        task.turn.interrupted_by_cancel = True
+        if request.era == "modern":
+            session.daemon.nursery.start_soon(task.turn.interrupt)
+            return {}
+        await task.turn.interrupt()
+        await task.wait()
+        return task.describe()
     if request.era == "modern":
         # Cooperative: acknowledge now, end the run through the ladder in the daemon's nursery.
         session.daemon.nursery.start_soon(

@@ -18,16 +18,29 @@ from cc_executor.executor.mcp.runs import McpRun
 
 if TYPE_CHECKING:
     from cc_executor.executor.mcp.session import McpSession
+    from cc_executor.executor.mcp.turnwait import TurnWait
 
 
 class ProgressReporter:
-    """Progress for one waiting call: latest output, rate-limited, heartbeats when quiet."""
+    """Progress for one waiting call: latest output, rate-limited, heartbeats when quiet.
 
-    def __init__(self, session: McpSession, request_id: int | str, token: str | int, run: McpRun):
+    With `turn`, a call waiting for a Claude session's turn: the latest of that turn's text
+    (the assistant's words as they are written) instead of the run's raw output.
+    """
+
+    def __init__(
+        self,
+        session: McpSession,
+        request_id: int | str,
+        token: str | int,
+        run: McpRun,
+        turn: TurnWait | None = None,
+    ):
         self._session = session
         self._id = request_id
         self._token = token
         self._run = run
+        self._turn = turn
         self._config = session.daemon.config.mcp
         self._started = trio.current_time()
         self._stopping = False
@@ -50,9 +63,11 @@ class ProgressReporter:
                 if self.stopped():
                     break
                 log_ = self._run.log
-                if log_.last_seq > seen and log_.latest:
-                    tail = log_.latest[-self._config.progress_message_bytes :]
-                    message = tail.decode("utf-8", errors="replace")
+                limit = self._config.progress_message_bytes
+                if self._turn is not None and log_.last_seq > seen and self._turn.progress(limit):
+                    message = self._turn.progress(limit)
+                elif self._turn is None and log_.last_seq > seen and log_.latest:
+                    message = log_.latest[-limit:].decode("utf-8", errors="replace")
                 else:
                     elapsed = trio.current_time() - self._started
                     state = "paused" if log_.paused else self._run.run.state.value

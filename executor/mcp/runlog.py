@@ -6,7 +6,8 @@ a ``RunLog``: a bounded in-memory view (recent output events, the tail of each s
 state, completion) with an event that fires on every change.  A run that is not durable has it
 as its sink (start.py); a durable run's pump writes its journal, and a follower task in the
 daemon's nursery (``follow_journal``) reads the journal into the log, parsing a Claude run's
-stdout as the keeper's watcher does, so the log outlives the client too.  ``read_output`` of a
+stdout as the keeper's watcher does, so the log outlives the client too.  A Claude session's
+log also feeds its SessionView (sessionview.py).  ``read_output`` of a
 durable run reads its journal (the whole history); of another run, what its log still holds
 (``output_buffer_bytes``).
 """
@@ -19,9 +20,11 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Literal
 
+import orjson
 import trio
 
 from cc_executor.executor.config.mcp import McpConfig
+from cc_executor.executor.mcp.sessionview import SessionView
 from cc_executor.executor.runs.attach import stream_json_events
 from cc_executor.executor.runs.durable import DurableRun
 from cc_executor.executor.runs.live import LiveRun
@@ -32,6 +35,7 @@ from cc_executor.protocol.server_codec import completion_fields
 from cc_executor.supervision import (
     Completed,
     CompletedEvent,
+    Note,
     Output,
     RunState,
     SequencedEvent,
@@ -70,7 +74,7 @@ class RunLog:
 
     def __init__(self, config: McpConfig) -> None:
         self._config = config
-        self.events: deque[Output | StateEvent | CompletedEvent | Gap] = deque()
+        self.events: deque[Output | StateEvent | CompletedEvent | Note | Gap] = deque()
         self._held = 0  # bytes of output in `events`
         self.first_seq = 1  # the oldest seq still held (older ones were dropped)
         self.last_seq = 0
@@ -85,6 +89,8 @@ class RunLog:
         self._changed = trio.Event()
         self.claude_result: Result | None = None
         self.claude_session: str | None = None
+        # A Claude session run's turns, messages and permissions (sessionview.py).
+        self.session: SessionView | None = None
 
     async def deliver(
         self, live: LiveRun, event: SequencedEvent, claude: Sequence[ClaudeEvent]
@@ -112,6 +118,8 @@ class RunLog:
             self.updated_wall = time.time()
             self.done.set()
         self._claude(claude)
+        if self.session is not None and not isinstance(event, Gap):
+            self.session.record(event, claude)
         self.events.append(event)
         while self._held > self._config.output_buffer_bytes and len(self.events) > 1:
             dropped = self.events.popleft()
@@ -166,9 +174,12 @@ def _size(event: object) -> int:
     return len(event.data) if isinstance(event, Output) else 0
 
 
-def event_json(event: Output | StateEvent | CompletedEvent | Gap) -> JSON:
-    """One run event as read_output shows it."""
+def event_json(event: Output | StateEvent | CompletedEvent | Note | Gap) -> JSON:
+    """One run event as read_output shows it (a Claude session's notice: its method as
+    `type`, with its params)."""
     match event:
+        case Note(seq=seq, name=name, data=data):
+            return {**orjson.loads(data), "seq": seq, "type": name}
         case Output(seq=seq, stream=stream, data=data):
             return {"seq": seq, "type": "output", "stream": stream, **text_or_base64(data)}
         case StateEvent(seq=seq, state=state):

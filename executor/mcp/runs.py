@@ -24,6 +24,7 @@ from cc_executor.executor.mcp.runlog import (
     tail_start,
     text_or_base64,
 )
+from cc_executor.executor.mcp.sessionview import SessionView
 from cc_executor.executor.runs.durable import DurableRun
 from cc_executor.executor.runs.live import LiveRun
 from cc_executor.executor.runs.plan import plan_execute
@@ -148,6 +149,9 @@ async def start_mcp_run(
         JsonRpcError: refused by policy or limits, or the process could not start.
     """
     run_log = RunLog(daemon.config.mcp)
+    if isinstance(params, ClaudeParams) and params.session:
+        # Before the start: the session's first notices may come as soon as it runs.
+        run_log.session = SessionView("", daemon.config.mcp)
     if isinstance(params, ClaudeParams):
         tool: Literal["execute", "claude"] = "claude"
         plan = plan_claude(daemon, params, owner.name, durable=durable)
@@ -159,6 +163,8 @@ async def start_mcp_run(
     live = await start_run(
         daemon, plan, owner, nursery=nursery, origin=origin, sink=None if durable else run_log
     )
+    if run_log.session is not None:
+        run_log.session.run_id = live.run_id
     if live.durable is not None:
         max_line = daemon.config.claude.max_line_bytes if tool == "claude" else None
         daemon.nursery.start_soon(follow_journal, live.durable, run_log, max_line)

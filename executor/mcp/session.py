@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -70,10 +71,12 @@ class NoAnswer(Exception):
 
 @attrs.define(eq=False)
 class Call:
-    """An in-flight tools/call waiting for its run."""
+    """An in-flight tools/call waiting for its run (or for a turn of a Claude session:
+    `interrupt`, then, is what a cancel does instead of ending the run)."""
 
     run: McpRun
     cancelled: bool = False
+    interrupt: Callable[[], Awaitable[None]] | None = None
 
 
 class McpSession:
@@ -184,7 +187,10 @@ class McpSession:
             assert isinstance(request_id, int | str)
             call.cancelled = True
             self.conn.abandon(request_id)
-            self.nursery.start_soon(control.end, call.run.live, "cancelled by the MCP client")
+            if call.interrupt is not None:
+                self.nursery.start_soon(call.interrupt)
+            else:
+                self.nursery.start_soon(control.end, call.run.live, "cancelled by the MCP client")
         elif event.method != INITIALIZED:
             log.debug("notification.ignored", method=event.method)
 

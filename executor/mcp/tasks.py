@@ -7,8 +7,11 @@ survives the client that created it and another connection of the same identity 
 Task ids are 256 random bits (``secrets``): without auth, knowing the id is the capability.
 Status follows the run: ``working`` while it runs (a PAUSE shows in ``statusMessage``), then
 ``completed`` (exit 0), ``cancelled`` (ended by a cancel) or ``failed`` (anything else); a
-terminal status never changes.  A task is forgotten ``ttl`` after its creation once it is
-terminal; its durable run's journal follows the daemon's retention as any other.
+terminal status never changes.  A task of a Claude session's turn (turnwait.py) follows that
+turn instead: ``working`` until it ends, then ``completed``, ``failed`` (an error result, or the
+run ended first) or ``cancelled`` (tasks/cancel interrupted it).  A task is forgotten ``ttl``
+after its creation once it is terminal; its durable run's journal follows the daemon's
+retention as any other.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from cc_executor.protocol.mcp import RELATED_TASK_KEY, tool_result
 from cc_executor.supervision import Cancelled, RunState
 
 if TYPE_CHECKING:
+    from cc_executor.executor.mcp.turnwait import TurnWait
     from cc_executor.executor.transport.frontdoor import Identity
 
 TaskStatus = Literal["working", "completed", "failed", "cancelled"]
@@ -44,6 +48,9 @@ class McpTask:
     created_wall: float
     ttl_ms: int
     poll_ms: int
+    # A `claude_send` (or `claude_start`) task: it follows one turn of the session, not the
+    # run: done when that turn ends; cancelling it interrupts the turn.
+    turn: TurnWait | None = None
 
     @property
     def owner(self) -> str:
@@ -51,6 +58,12 @@ class McpTask:
 
     @property
     def status(self) -> TaskStatus:
+        if self.turn is not None:
+            if not self.turn.done.is_set():
+                return "working"
+            if self.turn.interrupted_by_cancel:
+                return "cancelled"
+            return "failed" if self.turn.failed else "completed"
         completed = self.run.log.completed
         if completed is None:
             return "working"
@@ -62,7 +75,13 @@ class McpTask:
     def terminal(self) -> bool:
         return self.status != "working"
 
+    async def wait(self) -> None:
+        """Until the task is terminal."""
+        await (self.run.log.done if self.turn is None else self.turn.done).wait()
+
     def status_message(self) -> str | None:
+        if self.turn is not None:
+            return self.turn.text().split("\n", 1)[0][:200]
         log = self.run.log
         if log.completed is not None:
             return self.run.text().split("\n", 1)[0]
@@ -94,12 +113,17 @@ class McpTask:
 
     def tool_result(self, version: str | None) -> dict[str, JSON]:
         """What the tool call would have returned (for a terminal task)."""
-        result = tool_result(
-            self.run.text(),
-            self.run.summary(),
-            is_error=not self.run.succeeded,
-            version=version,
-        )
+        if self.turn is not None:
+            result = tool_result(
+                self.turn.text(), self.turn.summary(), is_error=self.turn.failed, version=version
+            )
+        else:
+            result = tool_result(
+                self.run.text(),
+                self.run.summary(),
+                is_error=not self.run.succeeded,
+                version=version,
+            )
         result["_meta"] = {RELATED_TASK_KEY: {"taskId": self.task_id}}
         return result
 
@@ -114,9 +138,11 @@ class TaskTable:
         self._tasks: dict[str, McpTask] = {}
         self._max = max_tasks
 
-    def create(self, run: McpRun, ttl_ms: int, poll_ms: int) -> McpTask:
+    def create(
+        self, run: McpRun, ttl_ms: int, poll_ms: int, turn: TurnWait | None = None
+    ) -> McpTask:
         self.sweep()
-        task = McpTask(secrets.token_urlsafe(32), run, time.time(), ttl_ms, poll_ms)
+        task = McpTask(secrets.token_urlsafe(32), run, time.time(), ttl_ms, poll_ms, turn)
         self._tasks[task.task_id] = task
         return task
 

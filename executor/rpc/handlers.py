@@ -16,6 +16,7 @@ import structlog
 import trio
 
 from cc_executor.executor.claude.plan import plan_claude
+from cc_executor.executor.claude.session import session_of
 from cc_executor.executor.rpc.runs import Gone, RunHandle
 from cc_executor.executor.rpc.session import GateKey, Handled, Session
 from cc_executor.executor.runs import control as controls
@@ -66,7 +67,8 @@ async def execute(session: Session, request_id: Id, params: ExecuteParams) -> Ha
 
 
 async def claude(session: Session, request_id: Id, params: ClaudeParams) -> Handled:
-    """Start a Claude Code run; its output and typed events flow once the reply is sent."""
+    """Start a Claude Code run (a session with `session: true`); its output and typed events
+    flow once the reply is sent."""
     daemon = session.daemon
     plan = plan_claude(daemon, params, session.peer.identity.name)
     key = plan.exclusive
@@ -81,12 +83,17 @@ async def claude(session: Session, request_id: Id, params: ClaudeParams) -> Hand
         raise busy(key, daemon.claims.holder(key))
     gate = GateKey(plan.run_id)
     session.hold(gate, plan.run_id)
+    # In line now, before the reply: first come, first served across connections.
+    turn = daemon.claims.line_up(key, plan.run_id)
+    replied = trio.Event()
 
     async def start_in_turn() -> None:
-        """Wait for the Claude session (first come, first served), then start the run."""
+        """Wait for the Claude session, then (once the reply is out) start the run."""
         try:
-            await daemon.claims.wait_claim(key, plan.run_id)
+            if turn is not None:
+                await daemon.claims.wait_turn(key, plan.run_id, turn)
             try:
+                await replied.wait()
                 live = await session.launch(plan)
             except JsonRpcError as exc:
                 daemon.claims.release(key, plan.run_id)
@@ -97,12 +104,17 @@ async def claude(session: Session, request_id: Id, params: ClaudeParams) -> Hand
                 with contextlib.suppress(Gone):  # the client left while the run waited
                     await session.send_notice(RunCompleted(plan.run_id, 1, failed), gated=False)
                 return
+            except BaseException:
+                daemon.claims.release(key, plan.run_id)  # it held the session: pass it on
+                raise
             await session.announce(live)
         finally:
             session.gates.open(gate)
 
+    session.nursery.start_soon(start_in_turn)
+
     async def follow_up() -> None:
-        session.nursery.start_soon(start_in_turn)
+        replied.set()
 
     return Handled(Queued(plan.run_id, key), follow_up)
 
@@ -138,12 +150,16 @@ async def attach(session: Session, request_id: Id, params: AttachParams) -> Hand
         )
     live = daemon.runs.get(params.run)
     state = live.state if live is not None else durable.info(trio.current_time()).state
+    # A live session's snapshot: what is pending now, posted before from_seq or not.
+    snapshot = None if live is None or not live.session else session_of(live).snapshot()
     session.hold(request_id, params.run)
 
     async def follow_up() -> None:
         session.attachments.attach(durable, params.from_seq)
 
-    result = Attached(params.run, params.from_seq, journal.last_seq, state, durable.journal_info())
+    result = Attached(
+        params.run, params.from_seq, journal.last_seq, state, durable.journal_info(), snapshot
+    )
     return Handled(result, follow_up)
 
 
@@ -234,3 +250,14 @@ RUN_HANDLERS: dict[str, RunHandler] = {
     "signal": send_signal,
     "stdin": write_stdin,
 }
+
+
+def _add_session_methods() -> None:
+    """The claude.* methods of session runs (rpc/claude.py, which imports this module)."""
+    from cc_executor.executor.rpc import claude as session_methods
+
+    SESSION_HANDLERS.update(session_methods.SESSION_HANDLERS)
+    RUN_HANDLERS.update(session_methods.RUN_HANDLERS)
+
+
+_add_session_methods()

@@ -59,7 +59,6 @@ from cc_executor.protocol.notices import (
     ClaudeNotice,
     RunCompleted,
     RunEvent,
-    RunOutput,
     RunPaused,
     RunResumed,
 )
@@ -186,7 +185,9 @@ class Handles:
             await session.answer(request.id, refuse, batch)
             return
         job = Job(request, batch)
-        queue = handle.stdin if request.method == "stdin" else handle.controls
+        # control and signal have their queue; stdin and the claude.* methods share the other
+        # (they all write to the CLI's stdin, and none may delay a CANCEL).
+        queue = handle.controls if request.method in ("control", "signal") else handle.stdin
         try:
             await queue.send(job)
         except trio.ClosedResourceError:
@@ -296,15 +297,15 @@ class ConnectionSink:
             for typed in claude:
                 await send(ClaudeNotice(live.run_id, typed))
         notice = event_notice(live.run_id, run.pid, run.pgid, event, live.completion)
-        if isinstance(notice, RunOutput):
-            await send(notice)
-        else:
+        if isinstance(notice, RunPaused | RunResumed | RunCompleted):
             pending = await self._answer_control(live, notice)
             try:
                 await send(notice)
             finally:
                 if pending is not None:
                     pending.passed.set()
+        else:
+            await send(notice)
         if not final:
             for typed in claude:
                 await send(ClaudeNotice(live.run_id, typed))

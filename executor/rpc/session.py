@@ -64,6 +64,7 @@ from cc_executor.protocol import (
 )
 from cc_executor.protocol.binary import BINARY_SUBPROTOCOL, BinaryParts
 from cc_executor.protocol.events import Batch
+from cc_executor.protocol.methods import RUN_METHODS  # answered by a run's queues
 from cc_executor.protocol.notices import Notice, RunStarted, Shutdown
 from cc_executor.protocol.profile import CURRENT, profile_for
 from cc_executor.protocol.results import Result, Started
@@ -74,9 +75,6 @@ if TYPE_CHECKING:
     from cc_executor.executor.transport.websocket import ServerWebSocket
 
 log = structlog.get_logger()
-
-# Requests answered by a run's queues rather than by the reader.
-RUN_METHODS = frozenset({"control", "signal", "stdin"})
 
 
 @attrs.frozen
@@ -376,7 +374,8 @@ class Session:
             await self.announce(live)
 
         run = live.run
-        return Handled(Started(run.run_id, run.pid, run.pgid, plan.durable), follow_up)
+        started = Started(run.run_id, run.pid, run.pgid, plan.durable, plan.session)
+        return Handled(started, follow_up)
 
     async def launch(self, plan: RunPlan) -> LiveRun:
         """Start `plan` (its events held by the caller's gate until it is announced)."""

@@ -53,11 +53,22 @@ class Claims:
 
         A waiter that is cancelled leaves the line (or gives the claim on if it got it).
         """
+        turn = self.line_up(key, run_id)
+        if turn is not None:
+            await self.wait_turn(key, run_id, turn)
+
+    def line_up(self, key: str, run_id: str) -> trio.Event | None:
+        """Take `key` now (None), or join its line now: the place in line is fixed by this
+        call, not by when the waiting starts (`wait_turn`), so requests keep their order."""
         if self.claim(key, run_id):
-            return
+            return None
         turn = trio.Event()
+        self._waiting.setdefault(key, collections.deque()).append((run_id, turn))
+        return turn
+
+    async def wait_turn(self, key: str, run_id: str, turn: trio.Event) -> None:
+        """Wait for the turn `line_up` gave; cancelled, leave the line (or pass the claim on)."""
         entry = (run_id, turn)
-        self._waiting.setdefault(key, collections.deque()).append(entry)
         try:
             await turn.wait()
         except BaseException:

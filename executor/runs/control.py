@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from cc_executor.executor.runs.live import LiveRun
-from cc_executor.protocol import JSON, ControlTimeout, InvalidState
+from cc_executor.protocol import JSON, ControlTimeout, InvalidParams, InvalidState
 from cc_executor.supervision import ControlTimeout as SupervisionControlTimeout
 from cc_executor.supervision import InvalidTransition, Run, Rung
 
@@ -81,6 +81,11 @@ def send_signal(live: LiveRun, name: str) -> None:
 async def write_stdin(live: LiveRun, data: bytes, eof: bool) -> None:
     """Write to the child's stdin (returning once the bytes are in the pipe), then maybe close."""
     run = live.run
+    if live.session:
+        raise InvalidParams(
+            f"run {run.run_id} is a Claude session: its stdin is the daemon's; use claude.send",
+            {"run": run.run_id},
+        )
     try:
         if data:
             await run.write_stdin(data)

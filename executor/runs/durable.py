@@ -47,21 +47,23 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
+import attrs
 import structlog
 import trio
 
 from cc_executor.executor.runs import wire
 from cc_executor.executor.runs.control import cancel_quietly
 from cc_executor.executor.runs.live import RunKind
-from cc_executor.executor.runs.recovery import complete_lost
+from cc_executor.executor.runs.recovery import RECOVER_BATCH, complete_lost, open_journals
 from cc_executor.protocol import JSON
 from cc_executor.protocol.notices import Completion
 from cc_executor.protocol.results import RunInfo
+from cc_executor.protocol.server_codec import run_info_object
 from cc_executor.supervision import (
     Run,
     SpawnError,
 )
-from cc_executor.supervision.journal import Journal, JournalError, Meta, boot_id
+from cc_executor.supervision.journal import Journal, Meta, boot_id
 from cc_executor.supervision.journal_retention import compact
 from cc_executor.supervision.leftovers import start_ticks
 from cc_executor.supervision.procfs import ProcfsExhausted
@@ -79,7 +81,9 @@ SUFFIX = ".journal"
 class DurableRun:
     """A durable run as the daemon holds it: its journal, and while live its Run."""
 
-    def __init__(self, journal: Journal, run: Run | None = None) -> None:
+    def __init__(
+        self, journal: Journal, run: Run | None = None, *, ended_wall: float | None = None
+    ) -> None:
         self.run_id = journal.meta.run_id
         self.owner = journal.meta.owner or LEGACY_OWNER
         self.journal = journal
@@ -91,11 +95,13 @@ class DurableRun:
         # journal's completion is translated).
         self.completion: Completion | None = None
         self.done = trio.Event()  # the journal is finished: nothing more will be appended
-        self.ended_wall: float | None = None  # when it completed, for retention
+        self.ended_wall = ended_wall  # when it completed, for retention
+        self._info: RunInfo | None = None  # what `info` says once it can no longer change
         if run is None:
             self.done.set()
-            with contextlib.suppress(OSError):
-                self.ended_wall = os.stat(journal.path).st_mtime
+            if ended_wall is None:
+                with contextlib.suppress(OSError):
+                    self.ended_wall = os.stat(journal.path).st_mtime
 
     @property
     def live(self) -> bool:
@@ -112,8 +118,20 @@ class DurableRun:
         return wire.completed(recorded.completed, meta.pid, meta.pgid)
 
     def info(self, now: float) -> RunInfo:
-        """The run as ``status`` and ``list`` show it (once it is over: the run table shows
-        live runs)."""
+        """The run as ``status`` and ``list`` show it; a finished run's is made once (`list`
+        of thousands of journals), until retention compacts its journal (`forget_info`)."""
+        if self._info is not None:
+            return self._info
+        info = self._make_info(now)
+        if self.done.is_set() and self.journal.finished and info.completion is not None:
+            self._info = info = attrs.evolve(info, wire=run_info_object(info))
+        return info
+
+    def forget_info(self) -> None:
+        """The journal changed (retention compacted it): `info` is made afresh."""
+        self._info = None
+
+    def _make_info(self, now: float) -> RunInfo:
         meta, journal = self.journal.meta, self.journal
         completion = self.final_completion()
         run = self.run
@@ -173,12 +191,7 @@ class DurableRun:
         if fault is not None:
             error = {"seq": fault.seq, "reason": fault.reason, "policy": fault.policy}
         damaged: list[JSON] = [
-            {
-                "offset": d.offset,
-                "bytes": d.length,
-                "first_seq": d.first_seq,
-                "last_seq": d.last_seq,
-            }
+            dict(offset=d.offset, bytes=d.length, first_seq=d.first_seq, last_seq=d.last_seq)
             for d in journal.damaged
         ]
         return {
@@ -234,29 +247,47 @@ class DurableRuns:
     # -- restart ---------------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """Load every journal; complete runs that died with an earlier daemon as lost."""
+        """Load every journal; complete runs that died with an earlier daemon as lost.
+
+        Journals are read in a worker thread, many per hand-off: a state directory holds
+        thousands of small journals, and a thread hand-off each cost more than reading one.
+        """
         try:
             names = sorted(os.listdir(self.directory))
         except FileNotFoundError:
             return
-        for name in names:
-            if not name.endswith(SUFFIX):
-                continue
-            path = os.path.join(self.directory, name)
-            try:
-                journal = await trio.to_thread.run_sync(Journal.open, path, self.config.journal)
-            except (JournalError, OSError) as exc:
-                log.warning("journal.unreadable", path=path, error=str(exc))
-                continue
-            if journal is None:
-                log.info("journal.held_elsewhere", path=path)
-                continue
-            if journal.truncated_bytes:
-                log.warning("journal.torn_tail_truncated", path=path, bytes=journal.truncated_bytes)
-            if journal.completed is None:
-                await complete_lost(journal, self.config.supervision)
-            self.runs[journal.meta.run_id] = DurableRun(journal)
+        paths = [os.path.join(self.directory, name) for name in names if name.endswith(SUFFIX)]
+        for start in range(0, len(paths), RECOVER_BATCH):
+            batch = paths[start : start + RECOVER_BATCH]
+            opened = await trio.to_thread.run_sync(open_journals, batch, self.config.journal)
+            for path, journal, mtime in opened:
+                if isinstance(journal, Exception):
+                    log.warning("journal.unreadable", path=path, error=str(journal))
+                elif journal is None:
+                    log.info("journal.held_elsewhere", path=path)
+                else:
+                    await self._recovered(path, journal, mtime)
         log.info("durable.recovered", journals=len(self.runs))
+
+    async def _recovered(self, path: str, journal: Journal, mtime: float | None) -> None:
+        if journal.truncated_bytes:
+            log.warning("journal.torn_tail_truncated", path=path, bytes=journal.truncated_bytes)
+        if journal.completed is None:
+            await complete_lost(journal, self.config.supervision)
+            mtime = None  # it completes now
+        self.runs[journal.meta.run_id] = DurableRun(journal, ended_wall=mtime)
+
+    async def warm(self) -> None:
+        """Make every finished run's `info` after start, a few at a time, so the first `list`
+        finds them made; only an optimisation (a failure is logged, `list` makes the rest)."""
+        now = trio.current_time()
+        try:
+            for i, durable in enumerate(list(self.runs.values())):
+                durable.info(now)
+                if i % 256 == 255:
+                    await trio.lowlevel.checkpoint()
+        except Exception as exc:
+            log.warning("durable.warm_failed", error=repr(exc), exc_info=exc)
 
     # -- live runs ---------------------------------------------------------------------------
 
@@ -363,4 +394,6 @@ class DurableRuns:
         except OSError as exc:
             log.warning("journal.compact_failed", run=durable.run_id, error=str(exc))
             return
+        finally:
+            durable.forget_info()
         log.info("journal.removed", run=durable.run_id, why=why, bytes=before)

@@ -50,6 +50,7 @@ class LiveRun:
         self.durable = durable
         self.pump: OutputPump | None = None
         self.claude: RunObserver | None = None  # the Claude watcher of a Claude run
+        self.session = False  # a live Claude session: its stdin is the daemon's
         self.completion: Completion | None = None
         self.done = trio.Event()  # the completion is recorded and every sink has it
 

@@ -47,13 +47,22 @@ class RunObserver(Protocol):
     async def watch(self) -> None:
         """A task beside the pump, until the run is over."""
 
+    def closing(self) -> None:
+        """The run's process is over, its Completed about to be numbered: post what must
+        precede it (a session withdraws its pending requests)."""
+
     def release(self) -> None:
         """The run is over: release what the observer holds."""
 
 
+# Posts a note into the run's sequenced stream (the pump numbers it): (name, body).
+Post = Callable[[str, bytes], None]
+
 # Makes a run's observer once it is spawned: (the run, the claims table, where to tell its
-# own events) -> observer.
-ObserverFactory = Callable[[Run, "Claims", Callable[[ClaudeEvent], Awaitable[None]]], RunObserver]
+# own unsequenced events, where to post sequenced notes) -> observer.
+ObserverFactory = Callable[
+    [Run, "Claims", Callable[[ClaudeEvent], Awaitable[None]], Post], RunObserver
+]
 
 
 @attrs.frozen
@@ -68,6 +77,7 @@ class RunPlan:
     durable: bool
     exclusive: str | None = None  # a key only one run may hold at a time
     observe: ObserverFactory | None = None
+    session: bool = False  # a live Claude session (its observer is a ClaudeSession)
 
     @property
     def run_id(self) -> str:

@@ -1,4 +1,5 @@
-"""Completing a durable run that died with an earlier daemon: leftovers killed, then Lost.
+"""Reading journals at start, and completing a durable run that died with an earlier daemon:
+leftovers killed, then Lost.
 
 Only processes proven to be the run's are killed (supervision/leftovers.py: its marker, its
 root by pid and start time, their descendants), and only under the boot the run started in.
@@ -8,6 +9,7 @@ a journal is never left without a completion because of it.
 
 from __future__ import annotations
 
+import os
 import time
 from functools import partial
 
@@ -15,13 +17,35 @@ import structlog
 import trio
 
 from cc_executor.supervision import Completed, CompletedEvent, Lost, SupervisionConfig
-from cc_executor.supervision.journal import Journal, boot_id
+from cc_executor.supervision.journal import Journal, JournalConfig, JournalError, boot_id
 from cc_executor.supervision.leftovers import kill_leftovers
 from cc_executor.supervision.procfs import ProcfsExhausted
 
 log = structlog.get_logger()
 
 LOST_REASON = "daemon restarted while the run was live"
+
+RECOVER_BATCH = 256  # journals read per worker-thread hand-off at start
+
+
+def open_journals(
+    paths: list[str], config: JournalConfig
+) -> list[tuple[str, Journal | Exception | None, float | None]]:
+    """Journal.open each of `paths` (None: held by a live daemon; an exception: unreadable),
+    with its file's mtime (when a completed run ended).  Blocking: a worker thread's."""
+    opened: list[tuple[str, Journal | Exception | None, float | None]] = []
+    for path in paths:
+        try:
+            journal = Journal.open(path, config)
+        except (JournalError, OSError) as exc:
+            opened.append((path, exc, None))
+            continue
+        try:
+            mtime: float | None = os.stat(path).st_mtime
+        except OSError:
+            mtime = None
+        opened.append((path, journal, mtime))
+    return opened
 
 
 async def complete_lost(journal: Journal, config: SupervisionConfig) -> None:

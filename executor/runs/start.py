@@ -207,10 +207,11 @@ async def _keep(
                 started_wall=time.time(),
                 durable=durable,
             )
+            live.session = plan.session
             target: Sink = JournalSink(durable) if durable is not None else _required(sink)
             if plan.observe is not None:
                 observer = live.claude = plan.observe(
-                    run, daemon.claims, partial(target.note, live)
+                    run, daemon.claims, partial(target.note, live), partial(_post, live)
                 )
             pump = OutputPump(
                 receive.clone(),
@@ -219,6 +220,7 @@ async def _keep(
                 run.unread_bytes,
                 # A journal batches its writes: flushed whenever the pump has nothing waiting.
                 None if durable is None else durable.journal.flush,
+                None if observer is None else observer.closing,
             )
             live.pump = pump
             daemon.runs.add(live, origin=origin, identity=owner.name)
@@ -260,6 +262,12 @@ def _spawn_error(exc: Exception) -> SpawnError | None:
             first = matched.exceptions[0]
             return first if isinstance(first, SpawnError) else None
     return None
+
+
+def _post(live: LiveRun, name: str, data: bytes) -> None:
+    """A note into the run's sequenced stream (dropped once the run is over)."""
+    if live.pump is not None:
+        live.pump.post(name, data)
 
 
 def _required(sink: Sink | None) -> Sink:

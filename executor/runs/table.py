@@ -35,6 +35,7 @@ class RunTable:
         self._metrics = metrics
         self._completed_kept = completed_kept
         self._live: dict[str, LiveRun] = {}
+        self._from: collections.Counter[str] = collections.Counter()  # live runs per origin
         self._completed: dict[str, collections.OrderedDict[str, LiveRun]] = {}
         self._idle = trio.Event()  # set while no run is live
         self._idle.set()
@@ -45,6 +46,8 @@ class RunTable:
     def add(self, live: LiveRun, **context: object) -> None:
         """Count a spawned run in, and write its start line."""
         self._live[live.run_id] = live
+        if live.origin is not None:
+            self._from[live.origin] += 1
         self.started += 1
         self._metrics.runs_started += 1
         if self._idle.is_set():
@@ -65,6 +68,10 @@ class RunTable:
         """Count a run out (its completion is recorded), and write its one summary line."""
         if self._live.pop(live.run_id, None) is None:
             return
+        if live.origin is not None:
+            self._from[live.origin] -= 1
+            if not self._from[live.origin]:
+                del self._from[live.origin]
         completion = live.completion
         run = live.run
         outcome = completion.outcome if completion is not None else "unknown"
@@ -106,7 +113,7 @@ class RunTable:
 
     def live_from(self, session: str) -> int:
         """Live runs started by `session` (durable ones included)."""
-        return sum(1 for live in self._live.values() if live.origin == session)
+        return self._from[session]
 
     def live_runs(self) -> Iterator[LiveRun]:
         return iter(list(self._live.values()))

@@ -10,7 +10,13 @@ from __future__ import annotations
 import signal
 
 import attrs
+import orjson
 
+from cc_executor.protocol.claude.notices import (
+    SessionNotice,
+    decode_session_notice,
+    session_params,
+)
 from cc_executor.protocol.notices import (
     Completion,
     RunCompleted,
@@ -25,6 +31,7 @@ from cc_executor.supervision import (
     CompletedEvent,
     Exited,
     Lost,
+    Note,
     Outcome,
     Output,
     Rung,
@@ -123,12 +130,29 @@ def outcome_name(outcome: Outcome | None) -> str:
     return "unknown" if outcome is None else completion(outcome, None, None).outcome
 
 
+def note_body(notice: SessionNotice) -> tuple[str, bytes]:
+    """What a session's notice is posted as (the pump numbers it, the journal keeps it):
+    its method and its params without `run` and `seq`, as JSON."""
+    params = session_params(notice)
+    del params["run"], params["seq"]
+    return notice.method, orjson.dumps(params)
+
+
 def event_notice(
     run_id: str, pid: int | None, pgid: int | None, event: SequencedEvent, final: Completion | None
-) -> RunEvent:
+) -> RunEvent | SessionNotice:
     """The notice of one numbered event; `final` is the completion to report for a
-    ``CompletedEvent`` (None: translate the event's own)."""
+    ``CompletedEvent`` (None: translate the event's own).
+
+    Raises:
+        ValueError: a note that is no session notice this daemon knows (never posted by it).
+    """
     match event:
+        case Note(seq=seq, name=name, data=data):
+            notice = decode_session_notice(name, {**orjson.loads(data), "run": run_id, "seq": seq})
+            if notice is None:
+                raise ValueError(f"run {run_id}: unknown note {name!r} at seq {seq}")
+            return notice
         case Output(seq=seq, stream=stream, data=data):
             return RunOutput(run_id, seq, stream, data)
         case StateEvent(seq=seq, state=state):

@@ -141,6 +141,43 @@ class Result:
 
 
 @attrs.frozen
+class Replayed:
+    """A user message the CLI took, replayed (`--replay-user-messages`) with its `uuid`."""
+
+    kind: ClassVar[str] = "replayed"
+    uuid: str | None
+
+
+@attrs.frozen
+class ControlRequest:
+    """`control_request` from the CLI: it asks the host (`can_use_tool`, ...) and waits."""
+
+    kind: ClassVar[str] = "control_request"
+    request_id: str | None
+    subtype: str | None
+    request: Any
+
+
+@attrs.frozen
+class ControlResponse:
+    """`control_response`: the CLI's answer to a request of the host's (same request id)."""
+
+    kind: ClassVar[str] = "control_response"
+    request_id: str | None
+    subtype: str | None  # "success" or "error"
+    response: Any
+    error: str | None
+
+
+@attrs.frozen
+class ControlCancel:
+    """`control_cancel_request`: the CLI withdraws a request it had made (no answer is due)."""
+
+    kind: ClassVar[str] = "control_cancel"
+    request_id: str | None
+
+
+@attrs.frozen
 class Other:
     """A line of a type this parser does not know: passed through whole."""
 
@@ -181,6 +218,10 @@ ClaudeEvent: TypeAlias = (
     | ApiRetry
     | RateLimit
     | Result
+    | Replayed
+    | ControlRequest
+    | ControlResponse
+    | ControlCancel
     | Other
     | Unparsed
     | Watchdog

@@ -2,7 +2,11 @@
 
 A `claude` request (ClaudeParams) is validated like every other params class and turned by
 `build_argv` into `claude -p ... --output-format stream-json --verbose` with the prompt after
-`--`, so a prompt can never be read as a flag.
+`--`, so a prompt can never be read as a flag.  A session (`session: true`) is the CLI's
+long-lived two-way mode instead: no `-p`, stream-json in and out, permission prompts asked
+over stdio, the user messages replayed (so the daemon sees when each is taken); its ids are
+given in the `--flag=value` form and nothing positional follows, so no value can be read as a
+flag.
 """
 
 import re
@@ -53,7 +57,9 @@ class ClaudeParams:
 
     With `input: "text"` the prompt is an argument and stdin is /dev/null; with
     `input: "stream-json"` stdin is a pipe the client writes stream-json user messages to
-    (`stdin` method) and `prompt` must be absent.
+    (`stdin` method) and `prompt` must be absent.  With `session: true` the run is a live
+    session: the daemon owns stdin (messages go through `claude.send`), `prompt`, if given,
+    is the first message, and a `result` ends a turn, not the run.
     """
 
     prompt: str | None = None
@@ -77,9 +83,16 @@ class ClaudeParams:
     idle_action: IdleAction | None = None
     # Durable: the run outlives its connection, journaled like a durable `execute`.
     durable: bool = False
+    # A live session: many turns in one process, steered through the claude.* methods.
+    session: bool = False
 
     def __attrs_post_init__(self) -> None:
-        if self.input == "text":
+        if self.session:
+            if self.input != "text":
+                raise ParamError(".input", "a session takes its messages through claude.send")
+            if self.prompt is not None and not self.prompt.strip():
+                raise ParamError(".prompt", "must not be empty (leave it out to start idle)")
+        elif self.input == "text":
             if self.prompt is None or not self.prompt.strip():
                 raise ParamError(".prompt", "is required (and not empty) with input 'text'")
         elif self.prompt is not None:
@@ -121,8 +134,23 @@ class ClaudeParams:
         return self.resume or self.session_id
 
 
+SESSION_FLAGS = (
+    "--input-format",
+    "stream-json",
+    "--output-format",
+    "stream-json",
+    "--verbose",
+    "--permission-prompt-tool",
+    "stdio",
+    "--replay-user-messages",
+)
+
+
 def build_argv(binary: str, params: ClaudeParams) -> tuple[str, ...]:
-    """`claude -p ... --output-format stream-json --verbose [flags] -- <prompt>`."""
+    """`claude -p ... --output-format stream-json --verbose [flags] -- <prompt>`, or a
+    session's `claude --input-format stream-json ... [--flag=value ...] [tool lists]`."""
+    if params.session:
+        return _session_argv(binary, params)
     argv = [binary, "-p", "--output-format", "stream-json", "--verbose"]
     if params.input == "stream-json":
         argv += ["--input-format", "stream-json"]
@@ -152,4 +180,33 @@ def build_argv(binary: str, params: ClaudeParams) -> tuple[str, ...]:
     argv += params.extra_args
     if params.prompt is not None:
         argv += ["--", params.prompt]
+    return tuple(argv)
+
+
+def _session_argv(binary: str, params: ClaudeParams) -> tuple[str, ...]:
+    argv = [binary, *SESSION_FLAGS]
+    if params.include_partial_messages:
+        argv.append("--include-partial-messages")
+    if params.model is not None:
+        argv.append(f"--model={params.model}")
+    if params.max_turns is not None:
+        argv.append(f"--max-turns={params.max_turns}")
+    if params.resume is not None:
+        argv.append(f"--resume={params.resume}")
+    if params.continue_session:
+        argv.append("--continue")
+    if params.fork_session:
+        argv.append("--fork-session")
+    if params.session_id is not None:
+        argv.append(f"--session-id={params.session_id}")
+    if params.permission_mode is not None:
+        argv.append(f"--permission-mode={params.permission_mode}")
+    if params.dangerously_skip_permissions:
+        argv.append("--dangerously-skip-permissions")
+    argv += params.extra_args
+    # The variadic tool lists come last: nothing follows them that they could swallow.
+    if params.allowed_tools:
+        argv += ["--allowedTools", *params.allowed_tools]
+    if params.disallowed_tools:
+        argv += ["--disallowedTools", *params.disallowed_tools]
     return tuple(argv)

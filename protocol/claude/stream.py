@@ -17,10 +17,14 @@ from cc_executor.protocol.claude.events import (
     ApiRetry,
     AssistantText,
     ClaudeEvent,
+    ControlCancel,
+    ControlRequest,
+    ControlResponse,
     Init,
     Other,
     Partial,
     RateLimit,
+    Replayed,
     Result,
     Status,
     Thinking,
@@ -115,7 +119,11 @@ def _object_events(obj: dict[str, Any]) -> list[ClaudeEvent]:
     if kind in ("assistant", "user"):
         events = _content_events(obj, kind)
         if events is not None:
+            if kind == "user" and obj.get("isReplay") is True:
+                events.insert(0, Replayed(_str(obj.get("uuid"))))
             return events
+    if kind in ("control_request", "control_response", "control_cancel_request"):
+        return [_control_event(kind, obj)]
     if kind == "stream_event":
         return [Partial(obj.get("event"), _str(obj.get("parent_tool_use_id")))]
     if kind == "rate_limit_event":
@@ -139,6 +147,24 @@ def _object_events(obj: dict[str, Any]) -> list[ClaudeEvent]:
             )
         ]
     return [Other(kind if isinstance(kind, str) else None, subtype, obj)]
+
+
+def _control_event(kind: str, obj: dict[str, Any]) -> ClaudeEvent:
+    if kind == "control_cancel_request":
+        return ControlCancel(_str(obj.get("request_id")))
+    if kind == "control_request":
+        request = obj.get("request")
+        subtype = request.get("subtype") if isinstance(request, dict) else None
+        return ControlRequest(_str(obj.get("request_id")), _str(subtype), request)
+    response = obj.get("response")
+    if not isinstance(response, dict):
+        return ControlResponse(None, None, None, None)
+    return ControlResponse(
+        _str(response.get("request_id")),
+        _str(response.get("subtype")),
+        response.get("response"),
+        _str(response.get("error")),
+    )
 
 
 # How much of an unparsable line an Unparsed event quotes.
@@ -232,4 +258,5 @@ def result_summary(result: Result | None, session_id: str | None) -> dict[str, J
         "terminal_reason": result.terminal_reason,
         "api_error_status": result.api_error_status,
         "text": result.result,
+        "permission_denials": result.permission_denials,
     }

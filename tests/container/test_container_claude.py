@@ -13,13 +13,14 @@ beyond loopback.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
-from ccx_testing import open_client, wait_until
-from claude_fake_api import FakeApi, serve_fake_api
+from ccx_testing import WireClient, open_client, wait_until
+from claude_fake_api import PLAIN_TEXT, FakeApi, serve_fake_api
 from claude_testing import OFFLINE_ENV
 from claude_world import start, typed
 from container_testing import Image, apodman, container_processes, free_port, healthz, remove
@@ -28,14 +29,19 @@ TOKEN = "container-claude-token"
 KEY_VAR = "CCX_TEST_FAKE_ANTHROPIC_KEY"
 HOST_LOOPBACK = "10.0.2.2"  # the host's 127.0.0.1 as slirp4netns shows it to the container
 BOUND = 120.0
+# What a replaced container keeps: the daemon's journals, the CLI's sessions.
+VOLUMES = {"state": "/var/lib/cc-executor", "claude": "/home/ccx/.claude"}
 
 
 @asynccontextmanager
-async def claude_container(image: Image, api: FakeApi) -> AsyncIterator[tuple[str, str]]:
-    """The daemon in a container, set up for Claude runs against `api`: (name, client url)."""
+async def claude_container(
+    image: Image, api: FakeApi, *options: str, name: str = "ccx-claude-test"
+) -> AsyncIterator[tuple[str, str]]:
+    """The daemon in a container, set up for Claude runs against `api`: (name, client url).
+    `options` go to `podman run` (volumes, more settings)."""
     if image.no_claude:
         pytest.skip(image.no_claude)
-    name = f"ccx-claude-test-{os.getpid()}"
+    name = f"{name}-{os.getpid()}"
     port = free_port()
     claude_env = ",".join(f"{k}={v}" for k, v in OFFLINE_ENV.items())
     await apodman(
@@ -61,6 +67,7 @@ async def claude_container(image: Image, api: FakeApi) -> AsyncIterator[tuple[st
         "CCX_TERM_GRACE=2",
         "-e",
         "CCX_SHUTDOWN_GRACE=1",
+        *options,
         image.tag,
     )
     try:
@@ -139,3 +146,169 @@ async def test_cancel_mid_tool_leaves_no_process_in_the_container(image: Image) 
             assert (completed["status"], completed["outcome"]) == ("canceled", "cancelled")
             left = await only_the_daemon_left(image, name)
             assert "ccx serve" in left[0], left
+
+
+async def next_note(
+    client: WireClient, method: str, run: str, where: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """Receive until a `method` notification of the run matches `where`; return its params."""
+    while True:
+        for note in client.notifications:
+            if note["method"] == method and note["params"]["run"] == run and where(note["params"]):
+                return dict(note["params"])
+        await client.receive()
+
+
+async def turn_ended(client: WireClient, run: str, turn: int) -> dict[str, Any]:
+    return await next_note(client, "claude.turn_ended", run, lambda p: p["turn"] == turn)
+
+
+async def test_a_claude_session_in_the_container(image: Image) -> None:
+    """Turns, a permission request answered from the host, CANCEL mid-tool, no orphan."""
+    approved = "/home/ccx/approved"
+    with serve_fake_api() as api, trio.fail_after(BOUND):
+        async with (
+            claude_container(image, api) as (name, url),
+            open_client(url) as client,
+        ):
+            started = await client.call("claude", session=True)
+            assert started["session"] is True
+            run = started["run"]
+            # Turn 1: a plain answer.
+            first = await client.call("claude.send", run=run, content="say hi")
+            assert first["disposition"] == "started"
+            ended = await turn_ended(client, run, first["turn"])
+            assert ended["result"]["result"] == PLAIN_TEXT
+            assert ended["result"]["cost_usd"] > 0
+            # Turn 2: the CLI asks before its Bash tool runs; the host allows it.
+            command = f"id -un | tee {approved}"
+            second = await client.call("claude.send", run=run, content=f"[tool:{command}]")
+            assert second["turn"] == first["turn"] + 1
+            asked = await next_note(client, "claude.permission_request", run, lambda p: True)
+            assert asked["tool"] == "Bash"
+            assert asked["input"]["command"] == command
+            await next_note(client, "claude.state", run, lambda p: p["state"] == "requires_action")
+            nothing_yet = f"test -e {approved} && echo ran || echo not yet"
+            assert (await apodman(image.env, "exec", name, "sh", "-c", nothing_yet)) == (
+                "not yet\n"
+            ), "the tool waits for the answer"
+            answer = await client.call(
+                "claude.permission", run=run, request=asked["request"], behavior="allow"
+            )
+            assert answer == {"decided": True}
+            ended = await turn_ended(client, run, second["turn"])
+            assert ended["result"]["result"] == "The tool said: ccx"
+            assert ended["result"]["is_error"] is False
+            decided = await next_note(
+                client,
+                "claude.permission_decided",
+                run,
+                lambda p: p["request"] == asked["request"],
+            )
+            assert decided["behavior"] == "allow"
+            assert decided["by"].startswith("client:tester/")
+            assert await apodman(image.env, "exec", name, "cat", approved) == "ccx\n"
+            status = await client.call("status", run=run)
+            assert status["claude"]["turns"] == 2, status
+            assert status["claude"]["state"] == "idle", status
+            # Turn 3: a tool that would run for minutes, allowed, then CANCEL mid-tool.
+            third = await client.call("claude.send", run=run, content="[tool:sleep 300 & wait]")
+            assert third["disposition"] == "started"
+            asked = await next_note(
+                client,
+                "claude.permission_request",
+                run,
+                lambda p: p["input"].get("command") == "sleep 300 & wait",
+            )
+            await client.call(
+                "claude.permission", run=run, request=asked["request"], behavior="allow"
+            )
+            await wait_until(
+                lambda: any(
+                    line.endswith("sleep 300") for line in container_processes(image.env, name)
+                ),
+                bound=60,
+                interval=0.2,
+            )
+            reply = await client.call("control", type="CANCEL", run=run)
+            assert reply["status"] == "canceled"
+            record = await client.wait_completed(run)
+            completed = record.completed
+            assert completed is not None
+            assert (completed["status"], completed["outcome"]) == ("canceled", "cancelled")
+            # SIGINT first: the CLI ended its tool (it lists the processes with the image's
+            # ps) and wrote the turn's result itself.
+            assert (reply["rung"], completed["rung"]) == ("sigint", "sigint")
+            claude = completed["claude"]
+            assert (claude["session"], claude["turns"]) == (True, third["turn"])
+            assert claude["last_result"]["terminal_reason"] == "aborted_tools"
+            left = await only_the_daemon_left(image, name)
+            assert "ccx serve" in left[0], left
+    assert len(api.requests) >= 4, "every turn reached the fake API on the host"
+
+
+def user_texts(body: dict[str, Any]) -> list[str]:
+    """Every user text block of a Messages API request."""
+    texts: list[str] = []
+    for message in body["messages"]:
+        if message["role"] != "user":
+            continue
+        content = message["content"]
+        for block in content if isinstance(content, list) else [content]:
+            texts.append(block.get("text", "") if isinstance(block, dict) else str(block))
+    return texts
+
+
+async def test_a_durable_session_outlives_its_container(image: Image) -> None:
+    """The container is killed mid-session; a new one on the same volumes (the daemon's state,
+    the CLI's ~/.claude) reports the run lost, and claude.resume continues the session."""
+    if image.no_claude:
+        pytest.skip(image.no_claude)
+    volumes = {f"ccx-test-{kind}-{os.getpid()}": path for kind, path in VOLUMES.items()}
+    mounts = [arg for volume, path in volumes.items() for arg in ("-v", f"{volume}:{path}")]
+    # Durable run ids name their instance; a new container has a new host name.
+    options = ("-e", "CCX_INSTANCE=ccx-0", *mounts)
+    try:
+        with serve_fake_api() as api, trio.fail_after(BOUND * 2):
+            async with (
+                claude_container(image, api, *options, name="ccx-first") as (name, url),
+                open_client(url) as client,
+            ):
+                started = await client.call(
+                    "claude", session=True, durable=True, prompt="remember the word PELICAN"
+                )
+                run = started["run"]
+                await turn_ended(client, run, 1)
+                session_id = (await client.call("status", run=run))["claude"]["session_id"]
+                await client.call("claude.send", run=run, content="a slow one [slow:300]")
+                await next_note(client, "claude.turn_started", run, lambda p: p["turn"] == 2)
+                await apodman(image.env, "kill", "--signal", "KILL", name)
+            async with (
+                claude_container(image, api, *options, name="ccx-second") as (name, url),
+                open_client(url) as client,
+            ):
+                lost = await client.call("status", run=run)
+                assert lost["outcome"] == "lost", lost
+                seen = len(api.requests)
+                resumed = await client.call("claude.resume", session=session_id, prompt="which?")
+                assert resumed["session"] is True
+                ended = await turn_ended(client, resumed["run"], 1)
+                assert ended["result"]["subtype"] == "success"
+                assert ended["result"]["session_id"] == session_id
+                done = await client.call("claude.close", run=resumed["run"])
+                assert (done["outcome"], done["exit_code"]) == ("exited", 0), done
+                left = await only_the_daemon_left(image, name)
+                assert "ccx serve" in left[0], left
+        # The new process sent the earlier conversation with the new message.
+        texts = user_texts(api.requests[seen]["body"])
+        assert any("remember the word PELICAN" in text for text in texts), texts
+        assert any("which?" in text for text in texts), texts
+    finally:
+        for volume in volumes:
+            await trio.run_process(
+                ["podman", "volume", "rm", "-f", volume],
+                env=image.env,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )

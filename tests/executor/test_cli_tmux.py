@@ -1,40 +1,25 @@
-"""`ccx` in a real terminal: tmux panes driven with send-keys and read with capture-pane.
-
-Each test runs its own tmux server on a private socket (`tmux -L <unique>`) and kills only it.
-Screens are polled with a bound; nothing depends on how long anything takes.
-"""
+"""`ccx` in a real terminal: tmux panes driven with send-keys and read with capture-pane
+(tests/tmux_testing.py)."""
 
 from __future__ import annotations
 
 import os
 import re
-import secrets
 import shlex
-import shutil
-import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
 from ccx_testing import Served, run_daemon
+from tmux_testing import BOUND, CCX, SHELL_ENV, TMUX, Pane, exit_status, open_pane
 
 from cc_executor.executor.client import open_connection
 
-TMUX = shutil.which("tmux")
 pytestmark = pytest.mark.skipif(
     TMUX is None, reason="tmux is not installed (apt-get install -y tmux)"
 )
-CCX = shlex.join([sys.executable, "-m", "cc_executor.executor"])
-BOUND = 30
-# `ccx` on PATH (hints are printed as `ccx ...`), a plain prompt.
-SHELL_ENV = {
-    "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
-    "PS1": "$ ",
-    "TERM": "xterm",
-}
-EXIT = re.compile(r"^EXIT=(\d+)$", re.MULTILINE)
 
 
 def prompt_is_back(screen: str) -> bool:
@@ -42,58 +27,10 @@ def prompt_is_back(screen: str) -> bool:
     return screen.rstrip().endswith("\n$") and "interrupting run" in screen
 
 
-def exit_status(screen: str) -> int | None:
-    found = EXIT.search(screen)
-    return None if found is None else int(found.group(1))
-
-
-class Pane:
-    """One tmux server with one window running an interactive shell."""
-
-    def __init__(self, socket: str) -> None:
-        self.socket = socket
-
-    def tmux(self, *args: str) -> str:
-        assert TMUX is not None
-        return subprocess.run(
-            [TMUX, "-L", self.socket, *args], capture_output=True, text=True, check=True
-        ).stdout
-
-    def type(self, line: str) -> None:
-        self.tmux("send-keys", "-t", "main", "-l", line)
-        self.tmux("send-keys", "-t", "main", "Enter")
-
-    def keys(self, *keys: str) -> None:
-        self.tmux("send-keys", "-t", "main", *keys)
-
-    def screen(self) -> str:
-        # -J joins lines the terminal wrapped, so long messages match as one line.
-        return self.tmux("capture-pane", "-p", "-J", "-t", "main")
-
-    async def wait_for(self, found: Callable[[str], bool]) -> str:
-        with trio.fail_after(BOUND):
-            while True:  # bounded by fail_after; a terminal has no event to wait on
-                screen = self.screen()
-                if found(screen):
-                    return screen
-                await trio.sleep(0.05)
-
-
 @pytest.fixture
 async def pane(tmp_path: Path) -> AsyncIterator[Pane]:
-    pane = Pane(f"ccx-test-{os.getpid()}-{secrets.token_hex(4)}")
-    env = {**os.environ, **SHELL_ENV}
-    assert TMUX is not None
-    await trio.run_process(
-        [TMUX, "-L", pane.socket, "-f", "/dev/null", "new-session", "-d", "-s", "main",
-         "-x", "160", "-y", "40", "sh", "-i"],
-        check=True, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    try:
+    async with open_pane(tmp_path) as pane:
         yield pane
-    finally:
-        with trio.move_on_after(BOUND, shield=True):
-            await trio.run_process([TMUX, "-L", pane.socket, "kill-server"], check=False)
 
 
 async def test_ctrl_c_sends_sigint_to_the_command(served: Served, pane: Pane) -> None:

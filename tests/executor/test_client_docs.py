@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from ccx_testing import Served
+from ccx_testing import make_config, start_daemon
+from claude_world import ClaudeWorld
 
 from cc_executor.executor.client import open_connection
 
@@ -22,7 +23,15 @@ def test_the_doc_has_examples() -> None:
 
 
 @pytest.mark.parametrize("source", EXAMPLES, ids=[f"example{i}" for i in range(len(EXAMPLES))])
-async def test_example_runs(served: Served, source: str) -> None:
+async def test_example_runs(
+    request: pytest.FixtureRequest, nursery: trio.Nursery, source: str
+) -> None:
+    if source.startswith("# needs: claude"):
+        # A daemon that runs the real CLI against the fake API (tests/claude_world.py).
+        world: ClaudeWorld = request.getfixturevalue("world")
+        served = await start_daemon(nursery, world.config())
+    else:
+        served = await start_daemon(nursery, make_config())
     if source.startswith("# needs: durable"):
         async with open_connection(served.url) as conn:
             if not conn.supports_durable:

@@ -5,17 +5,12 @@ The client records both directions and every test ends with mcp_testing.check_fr
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
 import attrs
 import orjson
 import trio
 from ccx_testing import Served, alive, make_config, start_daemon
-from mcp_testing import Recording, check_frames
-from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+from mcp_testing import McpClient, Recording, check_frames, mcp_client
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 from cc_executor.executor.config.mcp import McpConfig
 from cc_executor.protocol.mcp import CLIENT_CAPABILITIES_KEY, PROTOCOL_VERSION_KEY, TASKS_EXTENSION
@@ -25,59 +20,6 @@ MODERN_TASKS = {
     PROTOCOL_VERSION_KEY: "2026-07-28",
     CLIENT_CAPABILITIES_KEY: {"extensions": {TASKS_EXTENSION: {}}},
 }
-
-
-class McpClient:
-    """A raw MCP client: every frame both ways goes into `record`."""
-
-    def __init__(self, ws: WebSocketConnection, record: Recording) -> None:
-        self.ws = ws
-        self.record = record
-        self.ids = itertools.count(1)
-        self.responses: dict[Any, dict[str, Any]] = {}
-        self.notifications: list[dict[str, Any]] = []
-
-    async def send(self, message: dict[str, Any]) -> None:
-        message = {"jsonrpc": "2.0", **message}
-        self.record.frames.append(("client", message))
-        await self.ws.send_message(orjson.dumps(message).decode())
-
-    async def receive(self) -> dict[str, Any]:
-        text = await self.ws.get_message()
-        assert isinstance(text, str)
-        message: dict[str, Any] = orjson.loads(text)
-        self.record.frames.append(("server", message))
-        if "method" in message:
-            self.notifications.append(message)
-        else:
-            self.responses[message["id"]] = message
-        return message
-
-    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        msg_id = next(self.ids)
-        await self.send({"id": msg_id, "method": method, "params": params or {}})
-        while msg_id not in self.responses:
-            await self.receive()
-        return self.responses[msg_id]
-
-    async def result(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        response = await self.request(method, params)
-        assert "result" in response, response
-        return response["result"]
-
-
-@asynccontextmanager
-async def mcp_client(
-    url: str, record: Recording, *, initialize: bool = True
-) -> AsyncIterator[McpClient]:
-    async with open_websocket_url(url, subprotocols=["mcp"]) as ws:
-        assert ws.subprotocol == "mcp"
-        client = McpClient(ws, record)
-        if initialize:
-            init = await client.result("initialize", {"protocolVersion": "2025-06-18"})
-            assert init["protocolVersion"] == "2025-06-18"
-            await client.send({"method": "notifications/initialized"})
-        yield client
 
 
 async def test_a_task_survives_its_client_and_another_polls_it(served: Served) -> None:

@@ -164,6 +164,23 @@ def test_the_documented_examples_parse() -> None:
             "policy.toml: claude.binary: unknown key; expected one of mcp_configs",
         ),
         (
+            "[[claude.permission_rules]]\nname = 'r'\ntool = 'Bash'",
+            "policy.toml: claude.permission_rules[0].behavior: missing; expected a string",
+        ),
+        (
+            "[[claude.permission_rules]]\nname = 'r'\ntool = 'Bash'\nbehavior = 'ask'",
+            "policy.toml: claude.permission_rules[0].behavior: got 'ask'; expected \"allow\" or",
+        ),
+        (
+            "[[claude.permission_rules]]\nname = 'r'\ntool = 'Bash'\nbehavior = 'deny'\n"
+            "input_pattern = '('",
+            "policy.toml: claude.permission_rules[0]: claude.permission_rules r: input_pattern:",
+        ),
+        (
+            "[[claude.permission_rules]]\nname = 'r'\ntool = 'Bash'\nbehavior = 'deny'\nwhen = 1",
+            "policy.toml: claude.permission_rules[0].when: unknown key; expected one of name",
+        ),
+        (
             "[limits]\nconcurrent_runs = 0",
             "policy.toml: limits.concurrent_runs: got 0 (an integer); expected a positive",
         ),
@@ -244,6 +261,25 @@ def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
     assert overridden.claude.mcp_configs == ("/etc/b.json", "/etc/c.json")
     assert overridden.pass_env == ("PATH",)
     assert overridden.policy.commands is None
+
+
+def test_permission_rules_come_from_the_file_and_match_by_tool_and_input(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(
+        "[[claude.permission_rules]]\nname = 'no-rm-root'\ntool = 'Bash'\n"
+        "input_pattern = 'rm\\s+-rf\\s+/'\nbehavior = 'deny'\nmessage = 'no'\n"
+        "[[claude.permission_rules]]\nname = 'reads'\ntool = 'Read'\nbehavior = 'allow'\n"
+    )
+    config = config_from_env({"CCX_POLICY": str(path), "CCX_CLAUDE_PERMISSION_TIMEOUT": "7"})
+    rules = config.claude.permission_rules
+    assert [rule.name for rule in rules] == ["no-rm-root", "reads"]
+    assert config.claude.permission_timeout == 7.0
+    assert config.claude.permission_default == "deny"
+    deny, reads = rules
+    assert deny.matches("Bash", "rm -rf / --no-preserve-root")
+    assert not deny.matches("Bash", "rm -rf ./build")
+    assert not deny.matches("Read", "rm -rf /")
+    assert reads.matches("Read", '{"file_path": "/etc/hosts"}')
 
 
 # -- the rules over the wire ------------------------------------------------------------------

@@ -48,7 +48,7 @@ def test_version_and_help() -> None:
     )
     assert version.stdout.decode().startswith("cc-executor ")
     help_text = subprocess.run([*SERVE, "--help"], capture_output=True, timeout=60)
-    for flag in ("--host", "--port", "--allow", "--allow-shell", "--term-grace"):
+    for flag in ("--host", "--port", "--allow", "--allow-shell", "--term-grace", "--stream-buffer"):
         assert flag in help_text.stdout.decode()
 
 
@@ -59,6 +59,17 @@ def test_environment_settings() -> None:
     assert config.supervision.term_grace == 2.5
     with pytest.raises(ConfigError, match="CCX_TERM_GRACE"):
         config_from_env({"CCX_TERM_GRACE": "soon"})
+
+
+def test_the_stream_buffer_sets_the_read_size() -> None:
+    """`--stream-buffer` / CCX_STREAM_BUFFER is supervision's read_size, which bounds what a
+    stalled stream holds (tests/supervision/test_stream_buffer.py)."""
+    assert config_from_env({}).supervision.read_size == 32 * 1024
+    assert config_from_env({"CCX_STREAM_BUFFER": "131072"}).supervision.read_size == 131072
+    flag = serve_config(build_parser().parse_args(["serve", "--stream-buffer", "8192"]))
+    assert flag.supervision.read_size == 8192
+    with pytest.raises(ConfigError, match="stream buffer"):
+        serve_config(build_parser().parse_args(["serve", "--stream-buffer", "0"]))
 
 
 async def test_json_logs_name_session_and_run_with_one_summary_line_each() -> None:

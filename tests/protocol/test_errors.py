@@ -3,6 +3,7 @@
 import pytest
 
 from cc_executor.protocol.errors import (
+    AlreadyDecided,
     ControlTimeout,
     ErrorCode,
     InternalError,
@@ -36,6 +37,7 @@ EXPECTED = {
     ControlTimeout: -32007,
     ShuttingDown: -32008,
     RangeRemoved: -32009,
+    AlreadyDecided: -32014,
 }
 
 

@@ -25,6 +25,13 @@ def test_client_methods() -> None:
         "attach",
         "detach",
         "claude",
+        "claude.send",
+        "claude.interrupt",
+        "claude.set_model",
+        "claude.set_permission_mode",
+        "claude.permission",
+        "claude.close",
+        "claude.resume",
     }
 
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from cc_executor.supervision.events import (
     Completed,
     CompletedEvent,
+    Note,
     Output,
     RunState,
     SequencedEvent,
@@ -358,9 +359,86 @@ async def test_output_is_batched_into_one_write_and_flushed_when_idle(
     assert journal.committed == head  # queued, not yet visible
     assert read_all(journal) == []
     await journal.flush()  # the pump's idle hook
-    assert writes == [100]
+    # One writev; an output record is two buffers (its head, then its data uncopied).
+    assert writes == [200]
     assert read_all(journal) == small
     await journal.deliver(Output(seq=101, stream="stderr", data=b"x"))
     await journal.deliver(StateEvent(seq=102, state=RunState.PAUSED))  # written at once
-    assert writes == [100, 2]
+    assert writes == [200, 3]
     await journal.close()
+
+
+async def test_notes_round_trip_in_sequence_with_the_output(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    events: list[SequencedEvent] = [
+        Output(seq=1, stream="stdout", data=b"a\n"),
+        Note(seq=2, name="claude.state", data=b'{"state":"idle"}'),
+        Note(seq=3, name="claude.permission_request", data=b"\x00\xff binary is fine"),
+        done(4),
+    ]
+    journal = await write(path, events)
+    await journal.close()
+    assert read_all(journal) == events
+    assert read_all(journal, 2) == events[2:]
+    reopened = Journal.open(str(path), FAST)
+    assert reopened is not None
+    assert reopened.last_seq == 4
+    assert read_all(reopened, 1) == events[1:]
+
+
+NOTED: list[SequencedEvent] = [
+    Output(seq=1, stream="stdout", data=b'{"type":"system"}\n'),
+    Note(seq=2, name="claude.turn_started", data=b'{"turn":1,"messages":["m-1"]}'),
+    Note(seq=3, name="claude.permission_request", data=b'{"request":"q","input":{}}'),
+    Output(seq=4, stream="stdout", data=b'{"type":"result"}\n'),
+    Note(seq=5, name="claude.turn_ended", data=b'{"turn":1}'),
+    done(6),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(0, 10_000), flip=st.booleans())
+def test_any_cut_of_a_journal_with_notes_reads_a_prefix(
+    tmp_path_factory: pytest.TempPathFactory, cut: int, flip: bool
+) -> None:
+    directory = tmp_path_factory.mktemp("cut")
+
+    async def main() -> None:
+        full = await write(directory / "full", NOTED)
+        await full.close()
+        data = bytearray((directory / "full").read_bytes())
+        size = len(MAGIC) + 60 + cut % max(1, len(data) - len(MAGIC) - 60)
+        data = data[:size]
+        if flip and len(data) > 100:
+            data[-1] ^= 0x55
+        (directory / "cut").write_bytes(bytes(data))
+        try:
+            reopened = Journal.open(str(directory / "cut"), FAST)
+        except JournalError:
+            return
+        assert reopened is not None
+        entries = read_all(reopened)
+        assert entries == NOTED[: len(entries)]
+        await reopened.close()
+
+    trio.run(main)
+
+
+async def test_a_damaged_note_is_a_gap_and_the_records_after_it_are_found(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j"
+    journal = await write(path, NOTED)
+    await journal.close()
+    data = bytearray(path.read_bytes())
+    at = data.index(b"permission_request")
+    data[at] ^= 0xFF  # inside the NOTE at seq 3: its CRC fails
+    path.write_bytes(bytes(data))
+    reopened = Journal.open(str(path), FAST)
+    assert reopened is not None
+    entries = read_all(reopened)
+    assert entries[:2] == NOTED[:2]
+    gap = entries[2]
+    assert isinstance(gap, Gap)
+    assert gap.seq == 3
+    assert entries[3:] == NOTED[3:]  # found again after the damage, the completion last

@@ -16,6 +16,7 @@ from cc_executor.supervision.errors import SinkClosed
 from cc_executor.supervision.events import (
     Completed,
     CompletedEvent,
+    Note,
     Output,
     OutputChunk,
     RunEvent,
@@ -200,3 +201,38 @@ def test_any_chunking_reassembles_exactly(data: list[tuple[str, bytes]], max_chu
                 # Only a size split may end mid-line, and only when no line end fitted.
                 assert b"\n" not in piece
                 assert len(piece) > max_chunk - 4
+
+
+async def test_notes_are_numbered_with_the_events(autojump_clock: trio.abc.Clock) -> None:
+    """A note posted while an event is delivered follows it; one posted while the pump waits
+    goes at once; `closing` may post notes that still precede Completed; later ones drop."""
+    send, receive = trio.open_memory_channel[RunEvent](10)
+    recorder = Recorder()
+    pump: OutputPump | None = None
+
+    async def deliver(event: SequencedEvent) -> None:
+        await recorder.deliver(event)
+        if isinstance(event, Output) and event.data == b"line\n":
+            assert pump is not None
+            pump.post("derived", b"from the line")
+
+    def closing() -> None:
+        assert pump is not None
+        pump.post("last", b"")
+
+    pump = OutputPump(receive, deliver, SupervisionConfig(), closing=closing)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump.run)
+            await send.send(OutputChunk("stdout", b"line\n"))
+            await trio.sleep(1)
+            pump.post("idle", b"x")
+            await trio.sleep(1)
+            await send.send(DONE)
+            await send.aclose()
+    pump.post("after", b"")  # nothing follows the completion
+    delivered = recorder.events
+    assert [e.seq for e in delivered] == [1, 2, 3, 4, 5]
+    assert [e.name for e in delivered if isinstance(e, Note)] == ["derived", "idle", "last"]
+    assert isinstance(delivered[1], Note)
+    assert isinstance(delivered[-1], CompletedEvent)

@@ -1,0 +1,103 @@
+"""A tool call (or an MCP task) that waits for the turn of a Claude session that takes one
+message, and what it answers: the turn's text, result and cost.
+
+Theory of operation: ``claude.send`` answers once the message is in the CLI's stdin, with the
+turn it starts or the running turn it queues behind.  Which turn *takes* it is known only from
+the session's notices (turn_started names its messages, claude.message a queued one taken by the
+running turn), which the run's SessionView records; so a ``TurnWait`` waits on the view until
+the turn that took its message has ended, or the run is over.  ``follow`` is that wait as a
+task (a task's follower lives in the daemon's nursery, so the task outlives its client).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import attrs
+import orjson
+import trio
+
+from cc_executor.executor.claude.session import ClaudeSession
+from cc_executor.executor.mcp.runs import McpRun
+from cc_executor.executor.mcp.sessionview import SessionView, TurnView
+from cc_executor.protocol import JSON, JsonRpcError
+from cc_executor.protocol.results import ClaudeSent
+
+
+@attrs.define(eq=False)
+class TurnWait:
+    """Waiting for the turn that takes `sent.message`."""
+
+    run: McpRun
+    view: SessionView
+    sent: ClaudeSent
+    done: trio.Event = attrs.field(factory=trio.Event)
+    interrupted_by_cancel: bool = False  # the task was cancelled (tasks/cancel interrupts)
+
+    @property
+    def turn(self) -> TurnView | None:
+        return self.view.turn_of(self.sent.message)
+
+    @property
+    def ended(self) -> bool:
+        turn = self.turn
+        return (turn is not None and turn.ended is not None) or self.run.log.done.is_set()
+
+    async def follow(self) -> None:
+        """Until the turn has ended (or the run is over)."""
+        try:
+            while not self.ended:
+                await self.view.wait_changed()
+        finally:
+            self.done.set()
+
+    @property
+    def failed(self) -> bool:
+        turn = self.turn
+        if turn is None or turn.ended is None:
+            return True  # the run ended first
+        return bool(turn.ended.result.get("is_error"))
+
+    def summary(self) -> dict[str, JSON]:
+        """The structured result: the message, its turn, the turn's text and result."""
+        turn = self.turn
+        summary: dict[str, JSON] = {
+            "run": self.run.run_id,
+            "message": self.sent.message,
+            "turn": self.sent.turn if turn is None else turn.turn,
+            "disposition": self.sent.disposition,
+            "state": self.view.state,
+            "pending": [p.request for p in self.view.pending.values()],
+        }
+        if turn is not None:
+            summary.update(turn.describe())
+        if self.run.log.done.is_set() and (turn is None or turn.ended is None):
+            summary["ended"] = False
+            summary["run_ended"] = True
+        return summary
+
+    def text(self) -> str:
+        """The result as text for the model: the turn's answer, then one line of facts."""
+        turn = self.turn
+        if turn is None or turn.ended is None:
+            if self.run.log.done.is_set():
+                return f"session {self.run.run_id} ended before the turn of {self.sent.message}"
+            return f"message {self.sent.message} is waiting for turn {self.sent.turn}"
+        result = turn.ended.result
+        how = "interrupted" if turn.ended.interrupted else str(result.get("subtype"))
+        facts = {"turn": turn.turn, "how": how, "cost_usd": result.get("cost_usd")}
+        return f"{turn.text}\n--- {orjson.dumps(facts).decode()}"
+
+    async def interrupt(self) -> None:
+        """Interrupt the session's running turn (a cancelled call or task); quietly, as the
+        turn may have ended meanwhile."""
+        claude = self.run.live.claude
+        if isinstance(claude, ClaudeSession):
+            with contextlib.suppress(JsonRpcError):
+                await claude.interrupt()
+
+    def progress(self, limit: int) -> str:
+        """The latest of the turn's text, for a progress message."""
+        turn = self.turn
+        text = "" if turn is None else turn.text
+        return text[-limit:]

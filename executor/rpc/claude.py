@@ -1,0 +1,96 @@
+"""The JSON-RPC methods of a live Claude session run: claude.send, .interrupt, .set_model,
+.set_permission_mode, .permission, .close (run-targeted) and claude.resume (a new run).
+
+Each is a thin call into the run's ``ClaudeSession`` (claude/session.py), which the MCP tools
+call too; the session raises the wire's errors.  The run-targeted ones are served by the run's
+stdin queue (rpc/runs.py): one at a time per run and connection, in order, and never behind a
+CANCEL, which has its own queue.  A run that is not a session run is -32602; one the caller may
+not see is -32002, as for every run method.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cc_executor.executor.claude.session import session_of
+from cc_executor.executor.rpc.handlers import RunHandler, SessionHandler, claude
+from cc_executor.executor.rpc.session import Handled
+from cc_executor.protocol import Id, InternalError
+from cc_executor.protocol.claude import (
+    ClaudeCloseParams,
+    ClaudeInterruptParams,
+    ClaudePermissionParams,
+    ClaudeResumeParams,
+    ClaudeSendParams,
+    ClaudeSetModelParams,
+    ClaudeSetPermissionModeParams,
+)
+from cc_executor.protocol.results import (
+    ClaudeAnswered,
+    ClaudeClosed,
+    ClaudeDecided,
+    ClaudeInterrupted,
+)
+
+if TYPE_CHECKING:
+    from cc_executor.executor.rpc.runs import RunHandle
+    from cc_executor.executor.rpc.session import Session
+
+
+def decider(session: Session) -> str:
+    """Who a permission answer from this connection is journaled as."""
+    return f"client:{session.peer.identity.name}/{session.session_id}"
+
+
+async def send(session: Session, handle: RunHandle, params: ClaudeSendParams) -> Handled:
+    return Handled(await session_of(handle.live).send(params.content, params.id))
+
+
+async def interrupt(session: Session, handle: RunHandle, params: ClaudeInterruptParams) -> Handled:
+    return Handled(ClaudeInterrupted(await session_of(handle.live).interrupt()))
+
+
+async def set_model(session: Session, handle: RunHandle, params: ClaudeSetModelParams) -> Handled:
+    return Handled(ClaudeAnswered(await session_of(handle.live).set_model(params.model)))
+
+
+async def set_permission_mode(
+    session: Session, handle: RunHandle, params: ClaudeSetPermissionModeParams
+) -> Handled:
+    response = await session_of(handle.live).set_permission_mode(params.mode)
+    return Handled(ClaudeAnswered(response))
+
+
+async def permission(
+    session: Session, handle: RunHandle, params: ClaudePermissionParams
+) -> Handled:
+    await session_of(handle.live).answer(
+        params.request, params.behavior, decider(session), params.updated_input, params.message
+    )
+    return Handled(ClaudeDecided())
+
+
+async def close(session: Session, handle: RunHandle, params: ClaudeCloseParams) -> Handled:
+    """Close the session; the reply carries how the run ended."""
+    live = handle.live
+    await session_of(live).close()
+    await live.done.wait()
+    if live.completion is None:  # the keeper records one before `done`, always
+        raise InternalError(f"run {live.run_id} ended without a completion")
+    return Handled(ClaudeClosed(live.run_id, live.completion))
+
+
+async def resume(session: Session, request_id: Id, params: ClaudeResumeParams) -> Handled:
+    """`claude {session: true, resume: <session>, ...}`."""
+    return await claude(session, request_id, params.claude_params())
+
+
+RUN_HANDLERS: dict[str, RunHandler] = {
+    "claude.send": send,
+    "claude.interrupt": interrupt,
+    "claude.set_model": set_model,
+    "claude.set_permission_mode": set_permission_mode,
+    "claude.permission": permission,
+    "claude.close": close,
+}
+SESSION_HANDLERS: dict[str, SessionHandler] = {"claude.resume": resume}

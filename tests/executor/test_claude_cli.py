@@ -1,0 +1,113 @@
+"""`ccx claude`'s script subcommands through pipes, against a durable session of the real CLI
+and the fake Messages API: send, status, approve (and approving again: exit 3), interrupt with
+no turn running (exit 1), close."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+import trio
+from ccx_testing import start_daemon
+from claude_world import BOUND, ClaudeWorld, assert_nothing_left
+
+from cc_executor.executor.client import (
+    ClaudePermissionRequest,
+    ClaudeSession,
+    ClaudeStateChanged,
+    ClaudeTurnEnded,
+    attach_claude_session,
+    open_connection,
+    start_claude_session,
+)
+
+CCX = [sys.executable, "-m", "cc_executor.executor"]
+
+
+async def ccx(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    with trio.fail_after(BOUND):
+        return await trio.run_process(
+            [*CCX, *args], stdin=stdin, capture_stdout=True, capture_stderr=True, check=False
+        )
+
+
+async def next_of(session: ClaudeSession, kind: type) -> object:
+    async for event in session:
+        if isinstance(event, kind):
+            return event
+    raise AssertionError(f"the session ended before a {kind.__name__}")
+
+
+async def test_send_status_approve_interrupt_close(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    made = world.work / "by-script.txt"
+    url = ("--url", served.url)
+    with trio.fail_after(BOUND):
+        async with open_connection(served.url) as conn:
+            started = await start_claude_session(conn, cwd=str(world.work), durable=True)
+            run = started.id
+            await started.detach()
+            session = await attach_claude_session(conn, run)
+
+            done = await ccx("claude", "send", *url, run, f"please [tool:touch {made}]")
+            assert done.returncode == 0, done.stderr
+            assert done.stdout == b"message m-1 starts turn 1\n"
+            request = await next_of(session, ClaudePermissionRequest)
+            assert isinstance(request, ClaudePermissionRequest)
+
+            done = await ccx("claude", "status", *url, run)
+            assert done.returncode == 0, done.stderr
+            out = done.stdout.decode()
+            assert out.startswith(f"session {run}: requires_action, turn 1"), out
+            assert f"  pending {request.request}: Bash touch {made}" in out
+
+            done = await ccx("claude", "approve", *url, run, request.request)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout == f"request {request.request} allowed\n".encode()
+            done = await ccx(
+                "claude", "approve", *url, run, request.request, "--deny", "--message", "no"
+            )
+            assert done.returncode == 3
+            expected = f"request {request.request} was allowed already, by client:local/"
+            assert expected in done.stderr.decode(), done.stderr
+            ended = await next_of(session, ClaudeTurnEnded)
+            assert isinstance(ended, ClaudeTurnEnded)
+            assert made.exists()
+
+            done = await ccx("claude", "interrupt", *url, run)
+            assert done.returncode == 1  # no turn is running
+            assert b"no turn is running" in done.stderr
+
+            done = await ccx("claude", "send", *url, "--json", run, "-", stdin=b"from stdin")
+            assert done.returncode == 0, done.stderr
+            assert orjson.loads(done.stdout) == {
+                "message": "m-2",
+                "turn": 2,
+                "disposition": "started",
+            }
+            await next_of(session, ClaudeTurnEnded)
+
+            done = await ccx("claude", "close", *url, run)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout == f"session {run} closed: exited\n".encode()
+            done = await ccx("claude", "send", *url, run, "too late")
+            assert done.returncode == 1
+    assert_nothing_left(run)
+
+
+async def test_ps_shows_a_sessions_own_state(nursery: trio.Nursery, world: ClaudeWorld) -> None:
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(BOUND):
+        async with open_connection(served.url) as conn:
+            session = await start_claude_session(conn, "say hi", cwd=str(world.work))
+            async for event in session:  # until the turn is over and the session waits
+                if isinstance(event, ClaudeStateChanged) and event.state == "idle":
+                    break
+            done = await ccx("ps", "--url", served.url)
+            assert done.returncode == 0, done.stderr
+            row = next(line for line in done.stdout.decode().splitlines() if session.id in line)
+            assert row.split()[1] == "idle", row
+            await session.close()

@@ -1,0 +1,155 @@
+"""`ccx claude` in a real terminal (tmux), against the real CLI and the fake Messages API: type
+a message, approve a tool, Ctrl-C a streaming turn, Ctrl-D; and a second terminal attached to
+a durable session."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+from ccx_testing import start_daemon
+from claude_fake_api import PLAIN_TEXT
+from claude_world import ClaudeWorld, assert_nothing_left
+from tmux_testing import CCX, TMUX, Pane, exit_status, open_pane
+
+from cc_executor.executor.client import open_connection
+
+pytestmark = pytest.mark.skipif(
+    TMUX is None, reason="tmux is not installed (apt-get install -y tmux)"
+)
+# A CLI turn against the fake API takes about a second; a screen is given this long.
+SCREEN_BOUND = 60
+SESSION = re.compile(r"^ccx: Claude session ([\w-]+)", re.MULTILINE)
+
+
+def lines(screen: str) -> list[str]:
+    return [line.rstrip() for line in screen.splitlines()]
+
+
+def prompt_shown(screen: str) -> bool:
+    """The last line is ccx's prompt (tmux drops its trailing space)."""
+    return lines(screen.rstrip())[-1:] == [">"]
+
+
+async def wait(pane: Pane, found: Callable[[str], bool]) -> str:
+    return await pane.wait_for(found, SCREEN_BOUND)
+
+
+async def test_type_approve_interrupt_and_close(
+    nursery: trio.Nursery, world: ClaudeWorld, tmp_path: Path
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    made = world.work / "made.txt"
+    async with open_pane(tmp_path) as pane:
+        pane.type(f"{CCX} claude --url {served.url} --cwd {world.work}; echo EXIT=$?")
+        screen = await wait(pane, prompt_shown)
+        found = SESSION.search(screen)
+        assert found is not None, screen
+        run = found.group(1)
+
+        pane.type("hello")
+        screen = await wait(pane, lambda s: "ccx: turn 1 done" in s and prompt_shown(s))
+        assert PLAIN_TEXT in lines(screen), screen  # the answer, on a line of its own
+
+        pane.type(f"please [tool:touch {made}]")
+        screen = await wait(pane, lambda s: "allow? [y/n]" in s)
+        assert f"ccx: Claude wants to use Bash: touch {made}" in screen
+        pane.type("y")
+        await wait(pane, lambda s: "ccx: turn 2 done" in s and prompt_shown(s))
+        assert made.exists()
+
+        pane.type("[slow:300]")
+        await wait(pane, lambda s: "chunk 3" in s)  # streaming, as it is written
+        pane.keys("C-c")
+        screen = await wait(pane, lambda s: "ccx: turn 3 interrupted" in s and prompt_shown(s))
+        assert "ccx: interrupting turn 3" in screen
+
+        pane.type("still there?")  # the same process takes the next turn
+        await wait(pane, lambda s: "ccx: turn 4 done" in s and prompt_shown(s))
+
+        pane.keys("C-c")  # at the prompt: a new prompt, the session untouched
+        await wait(pane, lambda s: [x[:1] for x in lines(s.rstrip())[-2:]] == [">", ">"])
+
+        pane.keys("C-d")
+        screen = await wait(pane, lambda s: exit_status(s) is not None)
+    assert exit_status(screen) == 0, screen
+    assert re.search(rf"^ccx: session {run} closed \(4 turn\(s\), \$[0-9.]+\)$", screen, re.M)
+    assert_nothing_left(run)
+
+
+async def test_a_second_terminal_attaches_is_asked_what_is_pending_and_answers(
+    nursery: trio.Nursery, world: ClaudeWorld, tmp_path: Path
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    denied, made = world.work / "denied.txt", world.work / "from-b.txt"
+    async with open_pane(tmp_path) as a, open_pane(tmp_path) as b:
+        a.type(f"{CCX} claude --url {served.url} --cwd {world.work} --durable; echo EXIT=$?")
+        screen = await wait(a, prompt_shown)
+        found = SESSION.search(screen)
+        assert found is not None, screen
+        run = found.group(1)
+        a.type("hello")
+        await wait(a, lambda s: "ccx: turn 1 done" in s and prompt_shown(s))
+        a.type(f"[tool:touch {denied}]")
+        await wait(a, lambda s: "allow? [y/n]" in s)
+
+        # B joins while the request is pending: the past is shown again, then it is asked.
+        b.type(f"{CCX} claude attach --url {served.url} {run}; echo EXIT=$?")
+        screen = await wait(b, lambda s: "allow? [y/n]" in s)
+        assert "» hello" in lines(screen), screen  # someone else's messages, replayed
+        assert PLAIN_TEXT in lines(screen), screen
+        assert f"ccx: Claude wants to use Bash: touch {denied}" in screen
+        b.type("n not from here")
+        screen = await wait(a, lambda s: "was denied by client:" in s)
+        await wait(a, lambda s: "ccx: turn 2 done" in s and prompt_shown(s))
+        await wait(b, lambda s: "ccx: turn 2 done" in s and prompt_shown(s))
+        assert not denied.exists()  # the deny reached the CLI: the tool did not run
+
+        b.type(f"from b [tool:touch {made}]")  # B types; both are asked
+        await wait(b, lambda s: s.count("allow? [y/n]") == 2)
+        screen = await wait(a, lambda s: s.count("allow? [y/n]") == 2)
+        assert f"» from b [tool:touch {made}]" in lines(screen), screen
+        a.type("y")
+        await wait(b, lambda s: "was allowed by client:" in s)
+        await wait(b, lambda s: "ccx: turn 3 done" in s and prompt_shown(s))
+        await wait(a, lambda s: "ccx: turn 3 done" in s and prompt_shown(s))
+        assert made.exists()
+
+        b.keys("C-d")  # B leaves; the session goes on for A
+        screen = await wait(b, lambda s: exit_status(s) is not None)
+        assert exit_status(screen) == 0
+        assert f"ccx: left session {run}; it goes on" in screen
+        async with open_connection(served.url) as conn:
+            assert (await conn.run_status(run)).state == "running"
+
+        a.keys("C-d")
+        screen = await wait(a, lambda s: exit_status(s) is not None)
+    assert exit_status(screen) == 0, screen
+    assert f"ccx: session {run} closed (3 turn(s)" in screen
+    assert_nothing_left(run)
+
+
+async def test_a_line_typed_while_a_turn_runs_is_queued_then_answered(
+    nursery: trio.Nursery, world: ClaudeWorld, tmp_path: Path
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    async with open_pane(tmp_path) as pane:
+        pane.type(f"{CCX} claude --url {served.url} --cwd {world.work}; echo EXIT=$?")
+        screen = await wait(pane, prompt_shown)
+        found = SESSION.search(screen)
+        assert found is not None, screen
+        run = found.group(1)
+        pane.type("[slow:30]")
+        await wait(pane, lambda s: "chunk 1" in s)
+        pane.type("meanwhile")  # the turn still streams
+        await wait(pane, lambda s: "ccx: queued behind turn 1 (message m-2)" in s)
+        # Taken by the running turn, or the next turn's: either way it is answered.
+        screen = await wait(pane, lambda s: PLAIN_TEXT in lines(s) and prompt_shown(s))
+        assert "chunk 29" in screen
+        pane.keys("C-d")
+        screen = await wait(pane, lambda s: exit_status(s) is not None)
+    assert exit_status(screen) == 0, screen
+    assert_nothing_left(run)
