@@ -41,7 +41,7 @@ socket means the peer is gone: it surfaces as ``ConnectionClosed`` with 1006, no
 from __future__ import annotations
 
 import contextlib
-from collections import deque
+from collections.abc import Sequence
 
 import attrs
 import trio
@@ -57,15 +57,19 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import Opcode
 
+from cc_executor.executor.transport.inbound import InboundQueue, message_size
 from cc_executor.protocol.codec import Utf8Text
 
-__all__ = ["CloseReason", "ConnectionClosed", "ServerWebSocket", "WebSocketSettings"]
+__all__ = [
+    "CloseReason",
+    "ConnectionClosed",
+    "InboundQueue",
+    "ServerWebSocket",
+    "WebSocketSettings",
+]
 
 ABNORMAL_CLOSURE = 1006  # RFC 6455 7.4.1: no close frame; never sent, only reported
 MESSAGE_TOO_BIG = 1009
-# What a queued message costs beyond its payload (its object and queue entry, as measured
-# with sys.getsizeof), so that a flood of empty frames is bounded too.
-MESSAGE_OVERHEAD_BYTES = 64
 # A payload at least this long goes out gathered with its header (sendmsg) instead of being
 # copied behind it; a shorter one is cheaper to copy than a second buffer is to describe.
 GATHER_BYTES = 16 * 1024
@@ -103,68 +107,6 @@ async def _send_gathered(sock: trio.socket.SocketType, parts: list[bytes]) -> No
             else:
                 views[0] = views[0][sent:]
                 sent = 0
-
-
-def _size(message: str | bytes) -> int:
-    """Bytes of a message on the wire (text is counted in UTF-8)."""
-    if isinstance(message, str) and not message.isascii():
-        return len(message.encode())
-    return len(message)
-
-
-class InboundQueue:
-    """Messages read and not yet taken, bounded in bytes (trio's channels bound a count).
-
-    One producer (the reader) and one consumer (the session).  A message is let in when the
-    queue is empty or it fits, so one message of any allowed size always gets through.
-    """
-
-    def __init__(self, max_bytes: int) -> None:
-        self._messages: deque[tuple[str | bytes, int]] = deque()
-        self._bytes = 0
-        self._max_bytes = max_bytes
-        self._closed = False
-        self._takers = trio.lowlevel.ParkingLot()
-        self._putters = trio.lowlevel.ParkingLot()
-
-    async def put(self, message: str | bytes) -> None:
-        """Queue a message, waiting for room; after ``close`` it is dropped."""
-        cost = _size(message) + MESSAGE_OVERHEAD_BYTES
-        while not self._closed and self._messages and self._bytes + cost > self._max_bytes:
-            await self._putters.park()
-        if self._closed:
-            await trio.lowlevel.checkpoint()
-            return
-        self._messages.append((message, cost))
-        self._bytes += cost
-        self._takers.unpark()
-        await trio.lowlevel.checkpoint()
-
-    async def get(self) -> str | bytes | None:
-        """The next message; None once the queue is closed and empty."""
-        while not self._messages and not self._closed:
-            await self._takers.park()
-        if not self._messages:
-            await trio.lowlevel.checkpoint()
-            return None
-        message, cost = self._messages.popleft()
-        self._bytes -= cost
-        self._putters.unpark_all()
-        await trio.lowlevel.checkpoint()
-        return message
-
-    def close(self, *, discard: bool = False) -> None:
-        """No more messages come in; with ``discard`` the queued ones are dropped too."""
-        self._closed = True
-        if discard:
-            self._messages.clear()
-            self._bytes = 0
-        self._takers.unpark_all()
-        self._putters.unpark_all()
-
-    @property
-    def queued_bytes(self) -> int:
-        return self._bytes
 
 
 class ServerWebSocket:
@@ -250,7 +192,7 @@ class ServerWebSocket:
             return  # we are closing: what the peer still sends is dropped
         data = event.data if isinstance(event.data, str | bytes) else bytes(event.data)
         self._parts.append(data)
-        self._part_bytes += _size(data)
+        self._part_bytes += message_size(data)
         if self._part_bytes > self._settings.max_message_bytes:
             self._parts, self._part_bytes = [], 0
             limit = self._settings.max_message_bytes
@@ -327,6 +269,21 @@ class ServerWebSocket:
             payload = message
             header = frame_header(Opcode.BINARY, len(payload))
         await self._send(header, payload)
+
+    async def send_texts(self, messages: Sequence[str]) -> None:
+        """Send several text messages with one write (the original's profile frames one
+        notice as a message per line: one syscall for all of them, not one each).
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+        """
+        if self._closed is not None:
+            raise ConnectionClosed(self._closed)
+        frames: list[bytes] = []
+        for message in messages:
+            payload = message.encode()
+            frames += (frame_header(Opcode.TEXT, len(payload)), payload)
+        await self._send(b"".join(frames))
 
     async def send_binary(self, prefix: bytes, payload: bytes) -> None:
         """Send one binary message made of `prefix` and then `payload`, without joining them.
