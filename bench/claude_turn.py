@@ -155,7 +155,7 @@ def w13_claude_turn(sizes: Sizes) -> dict[str, Any]:
     turns = sizes.w13_turns
     binary = _cli()
     params = {"session": True, "include_partial_messages": True}
-    argv = build_argv(binary, ClaudeParams(**params))
+    argv = build_argv(binary, ClaudeParams(session=True, include_partial_messages=True))
     with tempfile.TemporaryDirectory() as tmp, _fake_api() as base_url:
         root = Path(tmp)
         for name in ("home", "config", "work"):

@@ -16,6 +16,7 @@ from any task while another iterates the session.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
@@ -26,6 +27,7 @@ from cc_executor.executor.client.events import (
     Output,
     Paused,
     Resumed,
+    RunEvent,
     RunStatus,
     SessionNotice,
 )
@@ -66,6 +68,9 @@ class ClaudeSession:
         self._run = run if isinstance(run, Run) else None
         self.id = run.id if isinstance(run, Run) else run  # the run id every call takes
         self._parser = StreamJsonParser(MAX_LINE_BYTES)
+        self._source: AsyncIterator[RunEvent] | None = None
+        self._pending: deque[SessionEvent] = deque()
+        self._finished = False
         # The seq of the run event the last event yielded came from (typed events parsed from
         # stdout have none of their own).
         self.seq = 0
@@ -107,17 +112,29 @@ class ClaudeSession:
         Raises:
             ConnectionLost: as `Run.events`.
         """
-        async for event in self.run.events():
+        # One source for every call: leaving an `async for` early loses nothing, the typed
+        # events of a chunk not yet taken wait in `_pending` for the next one.
+        if self._source is None:
+            self._source = self.run.events()
+        while True:
+            if self._pending:
+                yield self._pending.popleft()
+                continue
+            if self._finished:
+                return
+            try:
+                event = await anext(self._source)
+            except StopAsyncIteration:
+                self._finished = True
+                continue
             if not isinstance(event, JournalError):
                 self.seq = event.seq
             if isinstance(event, Output) and event.stream == "stdout":
-                for typed in self._parser.feed(event.data):
-                    yield typed
+                self._pending.extend(self._parser.feed(event.data))
                 continue
             if isinstance(event, Completed):
-                for typed in self._parser.close():
-                    yield typed
-            yield event
+                self._pending.extend(self._parser.close())
+            self._pending.append(event)
 
     async def text(self) -> AsyncIterator[str]:
         """The assistant's text as it arrives, until the session ends (a convenience)."""

@@ -53,6 +53,7 @@ class ProgressReporter:
             await self._send(f"started run {self._run.run_id}")
             last_sent = trio.current_time()
             seen = self._run.log.last_seq
+            text_seen = 0 if self._turn is None else self._turn.view.text_changes
             while not self.stopped():
                 with trio.CancelScope() as wake:
                     self._wake = wake
@@ -64,8 +65,11 @@ class ProgressReporter:
                     break
                 log_ = self._run.log
                 limit = self._config.progress_message_bytes
-                if self._turn is not None and log_.last_seq > seen and self._turn.progress(limit):
-                    message = self._turn.progress(limit)
+                turn_text = None if self._turn is None else self._turn.view.text_changes
+                if turn_text is not None and turn_text != text_seen:
+                    assert self._turn is not None
+                    message = self._turn.progress(limit)  # the turn's text, when it grew
+                    text_seen = turn_text
                 elif self._turn is None and log_.last_seq > seen and log_.latest:
                     message = log_.latest[-limit:].decode("utf-8", errors="replace")
                 else:

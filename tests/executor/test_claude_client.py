@@ -188,3 +188,29 @@ async def test_resume_continues_a_closed_session_in_a_new_process(
     # The new process sent the earlier conversation to the API.
     assert "remember the word zebra" in str(world.api.requests[-1]["body"]["messages"])
     assert_nothing_left(again.id)
+
+
+async def test_leaving_the_loop_early_loses_no_event(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(BOUND):
+        async with open_connection(served.url) as conn:
+            session = await start_claude_session(conn, "say hi", cwd=str(world.work))
+            seen: list[SessionEvent] = []
+            while not any(isinstance(event, ClaudeTurnEnded) for event in seen):
+                async for event in session:  # one event per loop, then leave it
+                    seen.append(event)
+                    break
+            kinds = [type(event).__name__ for event in seen]
+            # Every typed event of the turn's stdout is there, in order, each once.
+            assert kinds.count("Init") == 1
+            # One replayed user line is two typed events: the second must not be lost.
+            assert kinds.count("Replayed") == 1
+            assert kinds[kinds.index("Replayed") + 1] == "UserText"
+            assert kinds.count("AssistantText") == 1
+            assert kinds.count("Result") == 1
+            assert kinds.index("AssistantText") < kinds.index("Result")
+            assert kinds.index("Result") < kinds.index("ClaudeTurnEnded")
+            await session.close()
+    assert_nothing_left(session.id)

@@ -300,3 +300,24 @@ async def test_a_message_beyond_the_stdin_bound_is_refused_and_the_session_goes_
             await client.call("claude.close", run=run)
     assert ended["result"]["result"] == PLAIN_TEXT
     assert_nothing_left(run)
+
+
+async def test_a_message_of_content_blocks_reaches_the_api(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    blocks = [{"type": "text", "text": "first block"}, {"type": "text", "text": "second block"}]
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, cwd=str(world.work))
+            sent = await client.call("claude.send", run=run, content=blocks, id="blocks")
+            started = await wait_notice(client, run, "claude.turn_started")
+            await wait_notice(client, run, "claude.turn_ended")
+            await client.call("claude.close", run=run)
+    assert sent == {"message": "blocks", "turn": 1, "disposition": "started"}
+    assert started["messages"] == ["blocks"]
+    last_user = [m for m in world.api.requests[-1]["body"]["messages"] if m["role"] == "user"][-1]
+    texts = [b.get("text") for b in last_user["content"] if isinstance(b, dict)]
+    assert "first block" in texts
+    assert "second block" in texts
+    assert_nothing_left(run)

@@ -153,3 +153,21 @@ async def test_a_line_typed_while_a_turn_runs_is_queued_then_answered(
         screen = await wait(pane, lambda s: exit_status(s) is not None)
     assert exit_status(screen) == 0, screen
     assert_nothing_left(run)
+
+
+async def test_a_session_ended_elsewhere_says_how_and_exits_1(
+    nursery: trio.Nursery, world: ClaudeWorld, tmp_path: Path
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    async with open_pane(tmp_path) as pane:
+        pane.type(f"{CCX} claude --url {served.url} --cwd {world.work}; echo EXIT=$?")
+        screen = await wait(pane, prompt_shown)
+        found = SESSION.search(screen)
+        assert found is not None, screen
+        run = found.group(1)
+        async with open_connection(served.url) as conn:
+            await conn.call("control", {"run": run, "type": "CANCEL"})
+        screen = await wait(pane, lambda s: exit_status(s) is not None)
+    assert exit_status(screen) == 1, screen
+    assert re.search(rf"^ccx: session {run} ended: .+ \(0 turn\(s\), \$0\.0000\)$", screen, re.M)
+    assert_nothing_left(run)
