@@ -302,8 +302,18 @@ class ServerWebSocket:
 
     async def _send(self, data: bytes, payload: bytes = b"") -> None:
         """Send `data` then `payload` as one write: a frame's header and its payload go out
-        together without being joined into a copy first (sendmsg gathers them)."""
-        async with self._send_lock:
+        together without being joined into a copy first (sendmsg gathers them).
+
+        A free lock is taken without a trip through the scheduler (``async with lock``
+        yields even then; the send that follows is the checkpoint), and waiters keep their
+        order: a lock with waiters is not free to take."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             if self._broken:
                 raise ConnectionClosed(self._closed)
             whole = False
@@ -319,6 +329,8 @@ class ServerWebSocket:
             finally:
                 if not whole:  # cancelled part way: the peer has a torn frame
                     self._break("a send was cut short")
+        finally:
+            lock.release()
 
     async def _send_eof(self) -> None:
         async with self._send_lock:
