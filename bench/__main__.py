@@ -7,8 +7,9 @@ import sys
 import time
 from pathlib import Path
 
+from bench.clients import ROOT
 from bench.cost import ALIASES
-from bench.measure import QUICK, ROOT, WORKLOADS, Sizes
+from bench.measure import QUICK, WORKLOADS, Sizes
 from bench.report import write_report
 
 
@@ -22,7 +23,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, one run: a smoke check")
     parser.add_argument("--runs", type=int, help="runs per workload (default 3; --quick 1)")
-    parser.add_argument("--only", help="comma-separated workloads, e.g. W1,W2")
+    parser.add_argument(
+        "--only", help=f"comma-separated workloads, e.g. W1,W8 (of {', '.join(WORKLOADS)})"
+    )
     parser.add_argument(
         "--output",
         type=Path,
@@ -33,6 +36,9 @@ def main() -> int:
     runs = args.runs or (1 if args.quick else 3)
     names = args.only.split(",") if args.only else list(WORKLOADS)
     names = list(dict.fromkeys(ALIASES.get(name, name) for name in names))  # W10 is W9's
+    unknown = [name for name in names if name not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload {', '.join(unknown)}: choose from {', '.join(WORKLOADS)}")
     results: dict[str, list[dict[str, object]]] = {}
     started = time.monotonic()
     load: dict[str, tuple[float, float]] = {}

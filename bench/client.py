@@ -15,6 +15,7 @@ import orjson
 from bench.concurrency import concurrency
 from bench.control import control
 from bench.durable import client as durable
+from bench.latency import latency
 from bench.procfs import self_cpu_seconds
 from bench.streams import firehose, integrity, slow_client
 
@@ -24,6 +25,7 @@ WORKLOADS: dict[str, Callable[..., dict[str, Any]]] = {
     "W3": slow_client,
     "W4": control,
     "W5": concurrency,
+    "W8": latency,
     "W9": durable,
 }
 

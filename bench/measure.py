@@ -4,28 +4,23 @@ client process drives it.  Each function returns the run's figures as a flat dic
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import attrs
-import orjson
 
 from bench import procfs
 from bench.cli import compare
-from bench.daemon import Daemon, running_daemon
+from bench.clients import CLIENT_BOUND, finish_client, start_client
+from bench.clients import ROOT as ROOT
+from bench.clients import run_client as run_client
+from bench.daemon import running_daemon
+from bench.live import LINE, MB, w1_firehose, w8_latency
 from bench.pipe import read_pipe
 from bench.stats import percentile
-from bench.streams import ORIGINAL_PATH, firehose_argv
 
-ROOT = Path(__file__).resolve().parent.parent
-CLIENT_BOUND = 180.0
 RSS_SAMPLE = 0.2  # seconds between RSS samples in W3
-LINE = "x" * 63  # W1: 64-byte lines
-MB = 1e6
 
 
 @attrs.frozen
@@ -43,6 +38,8 @@ class Sizes:
     w5_connections: int = 1000
     w5_lines: int = 1000
     w6_calls: int = 10
+    w8_lines: int = 200
+    w8_period: float = 0.02
     w9_bytes: int = 200_000_000
     w11_streams: int = 200
     w12_runs: int = 10_000
@@ -57,82 +54,12 @@ QUICK = Sizes(
     w4_cycles=5,
     w5_connections=100,
     w6_calls=3,
+    w8_lines=50,
     w9_bytes=20_000_000,
     w11_streams=50,
     w12_runs=1_000,
     w13_turns=3,
 )
-
-
-def start_client(daemon: Daemon, workload: str, **args: Any) -> subprocess.Popen[bytes]:
-    spec = orjson.dumps({"workload": workload, "port": daemon.port, **args})
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench.client", spec.decode()],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def finish_client(process: subprocess.Popen[bytes]) -> dict[str, Any]:
-    try:
-        out, _ = process.communicate(timeout=CLIENT_BOUND)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
-        raise
-    if process.returncode != 0:
-        raise RuntimeError(f"the benchmark client failed (exit {process.returncode})")
-    result: dict[str, Any] = orjson.loads(out)
-    return result
-
-
-def run_client(daemon: Daemon, workload: str, **args: Any) -> dict[str, Any]:
-    return finish_client(start_client(daemon, workload, **args))
-
-
-def w1_firehose(sizes: Sizes) -> dict[str, Any]:
-    argv = firehose_argv(sizes.w1_bytes, LINE)
-    raw = read_pipe(argv, 1024 * 1024)
-    py64 = read_pipe(argv, 64 * 1024)
-    raw_mbps = raw.bytes / raw.seconds / MB
-    with running_daemon() as daemon:
-        procfs.reset_peak_rss(daemon.pid)
-        cpu = procfs.cpu_seconds(daemon.pid)
-        client = run_client(daemon, "W1", total_bytes=sizes.w1_bytes, line=LINE)
-        daemon_cpu = procfs.cpu_seconds(daemon.pid) - cpu
-        peak = procfs.peak_rss_kib(daemon.pid)
-        # The same flood on the original's path, through the same daemon afterwards.
-        procfs.reset_peak_rss(daemon.pid)
-        cpu = procfs.cpu_seconds(daemon.pid)
-        original = run_client(
-            daemon, "W1", total_bytes=sizes.w1_original_bytes, line=LINE, path=ORIGINAL_PATH
-        )
-        original_cpu = procfs.cpu_seconds(daemon.pid) - cpu
-        original_peak = procfs.peak_rss_kib(daemon.pid)
-    per_100mb = 100 * MB / client["bytes"]
-    original_per_100mb = 100 * MB / original["bytes"]
-    return {
-        "raw_mbps": raw_mbps,
-        "py64_mbps": py64.bytes / py64.seconds / MB,
-        "py64_ratio": py64.bytes / py64.seconds / MB / raw_mbps,
-        "mbps": client["mb_per_s"],
-        "ratio": client["mb_per_s"] / raw_mbps,
-        "bytes_ok": client["bytes"] == sizes.w1_bytes and client["seq_errors"] == 0,
-        "daemon_cpu_per_100mb": daemon_cpu * per_100mb,
-        "client_cpu_per_100mb": client["client_cpu"] * per_100mb,
-        "daemon_cpu": daemon_cpu,
-        "client_cpu": client["client_cpu"],
-        "peak_rss_mb": peak / 1024,
-        "frames": client["frames"],
-        "original_mbps": original["mb_per_s"],
-        "original_bytes_ok": original["bytes"] == sizes.w1_original_bytes
-        and original["seq_errors"] == 0,
-        "original_frames": original["frames"],
-        "original_daemon_cpu_per_100mb": original_cpu * original_per_100mb,
-        "original_client_cpu_per_100mb": original["client_cpu"] * original_per_100mb,
-        "original_peak_rss_mb": original_peak / 1024,
-    }
 
 
 def w2_integrity(sizes: Sizes) -> dict[str, Any]:
@@ -208,7 +135,15 @@ def w4_control(sizes: Sizes) -> dict[str, Any]:
         "daemon_cpu": daemon_cpu,
         "client_cpu": client["client_cpu"],
     }
-    for key in ("pause_reply", "pause_stopped", "resume_reply", "resume_first_output"):
+    pairs = zip(client["pause_reply"], client["pause_stopped"], strict=True)
+    client["reply_after_stop"] = [reply - stopped for reply, stopped in pairs]
+    for key in (
+        "pause_reply",
+        "pause_stopped",
+        "reply_after_stop",
+        "resume_reply",
+        "resume_first_output",
+    ):
         figures[f"{key}_p50_ms"] = percentile(client[key], 50) * ms
         figures[f"{key}_p99_ms"] = percentile(client[key], 99) * ms
     after = client["bytes_after_pause_reply"]
@@ -228,6 +163,7 @@ WORKLOADS = {
     "W3": w3_slow_client,
     "W4": w4_control,
     "W6": w6_cli,
+    "W8": w8_latency,
 }
 
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import statistics
 import subprocess
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any
 
-import attrs
-
-from bench.measure import ROOT, Sizes
+from bench.clients import ROOT
+from bench.live_report import w1_section, w4_section, w8_section
+from bench.measure import Sizes
 from bench.stats import spread
+from bench.table import Runs as Runs
+from bench.table import Target as Target
+from bench.table import _all as _all
+from bench.table import _col as _col
 
-Runs = list[dict[str, Any]]
 ANALYSIS = ROOT / "bench" / "analysis.md"
 
 
@@ -57,70 +58,6 @@ def _commit() -> str:
         "executor",
     )
     return commit + (" (with uncommitted changes to the measured code)" if dirty else "")
-
-
-def _col(runs: Runs, key: str, fmt: str = "{:.1f}") -> str:
-    return spread([float(run[key]) for run in runs], fmt)
-
-
-def _ratio(runs: Runs, key: str, base: str) -> str:
-    return spread([float(run[key]) / float(run[base]) for run in runs], "{:.4f}")
-
-
-def _all(runs: Runs, key: str) -> str:
-    values = [run[key] for run in runs]
-    return " / ".join(str(v) for v in values)
-
-
-@attrs.frozen
-class Target:
-    """A target of the issue, judged on the median over the runs; each run counted too."""
-
-    text: str
-    values: list[float]
-    ok: Callable[[float], bool]
-    fmt: str = "{:.2f}"
-
-    def row(self) -> str:
-        median = statistics.median(self.values)
-        passed = sum(1 for value in self.values if self.ok(value))
-        verdict = "met" if self.ok(median) else "**missed**"
-        values = ", ".join(self.fmt.format(value) for value in self.values)
-        return (
-            f"| {self.text} | {self.fmt.format(median)} | {values} | {verdict} "
-            f"({passed} of {len(self.values)} runs) |"
-        )
-
-
-def _w1(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
-    rows = [
-        f"### W1 firehose — `yes <63 chars> | head -c {sizes.w1_bytes}`",
-        "",
-        "| | MB/s | ratio to raw pipe | CPU s per 100 MB | peak RSS MB |",
-        "|---|---|---|---|---|",
-        f"| raw pipe (1 MiB reads) | {_col(runs, 'raw_mbps', '{:.0f}')} | 1 | | |",
-        f"| Python, 64 KiB reads | {_col(runs, 'py64_mbps', '{:.0f}')} | "
-        f"{_col(runs, 'py64_ratio', '{:.2f}')} | | |",
-        f"| **daemon → client** | **{_col(runs, 'mbps', '{:.0f}')}** | "
-        f"{_col(runs, 'ratio', '{:.3f}')} | daemon {_col(runs, 'daemon_cpu_per_100mb', '{:.2f}')}"
-        f"; client {_col(runs, 'client_cpu_per_100mb', '{:.2f}')} | "
-        f"{_col(runs, 'peak_rss_mb')} |",
-        f"| daemon → client on `/ws/mcp`, the original's framing (one frame per line; "
-        f"{sizes.w1_original_bytes} bytes) | {_col(runs, 'original_mbps', '{:.2f}')} | "
-        f"{_ratio(runs, 'original_mbps', 'raw_mbps')} | "
-        f"daemon {_col(runs, 'original_daemon_cpu_per_100mb', '{:.1f}')}"
-        f"; client {_col(runs, 'original_client_cpu_per_100mb', '{:.1f}')} | "
-        f"{_col(runs, 'original_peak_rss_mb')} |",
-        "",
-        f"Every byte arrived, in order, in every run: {_all(runs, 'bytes_ok')} on `/`, "
-        f"{_all(runs, 'original_bytes_ok')} on `/ws/mcp`. Frames per run: "
-        f"{_all(runs, 'frames')} on `/`, {_all(runs, 'original_frames')} on `/ws/mcp`.",
-    ]
-    return rows, [
-        Target(
-            "W1 ≥ 300 MB/s at the client", [r["mbps"] for r in runs], lambda v: v >= 300, "{:.0f}"
-        )
-    ]
 
 
 def _w2(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
@@ -174,43 +111,6 @@ def _w3(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
     ]
 
 
-def _w4(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
-    def pair(key: str, fmt: str = "{:.2f}") -> str:
-        return f"{_col(runs, key + '_p50_ms', fmt)} | {_col(runs, key + '_p99_ms', fmt)}"
-
-    rows = [
-        f"### W4 control under load — {sizes.w4_cycles} PAUSE/RESUME cycles during W1's flood",
-        "",
-        "| latency (ms) | p50 | p99 |",
-        "|---|---|---|",
-        f"| PAUSE request → reply | {pair('pause_reply')} |",
-        f"| PAUSE request → every process in state T | {pair('pause_stopped')} |",
-        f"| RESUME request → reply | {pair('resume_reply')} |",
-        f"| RESUME request → first output | {pair('resume_first_output')} |",
-        f"| output after the PAUSE reply (kB) | {_col(runs, 'after_pause_p50_kb')} | "
-        f"{_col(runs, 'after_pause_p99_kb')} |",
-        f"| CANCEL → completion (one per run) | {_col(runs, 'cancel_ms')} | |",
-        "",
-        f"Processes of the run: {_all(runs, 'members')}; cycles where every one was already "
-        f"stopped when the PAUSE reply arrived: {_all(runs, 'stopped_at_reply')} "
-        f"of {sizes.w4_cycles}. Daemon CPU {_col(runs, 'daemon_cpu', '{:.2f}')} s, client CPU "
-        f"{_col(runs, 'client_cpu', '{:.2f}')} s per run; the daemon was runnable but waiting "
-        f"for a CPU {_col(runs, 'runqueue_ms_per_s')} ms of every second (schedstat).",
-    ]
-    cycles = sizes.w4_cycles
-    return rows, [
-        Target(
-            "W4 PAUSE reply p99 ≤ 5 ms", [r["pause_reply_p99_ms"] for r in runs], lambda v: v <= 5
-        ),
-        Target(
-            f"W4 cycles with every process stopped at the reply (of {cycles})",
-            [r["stopped_at_reply"] for r in runs],
-            lambda v: v == cycles,
-            "{:.0f}",
-        ),
-    ]
-
-
 def _w6(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
     ms = "{:.0f}"
     rows = [
@@ -238,11 +138,12 @@ def _w6(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
 
 
 SECTIONS: dict[str, Callable[[Runs, Sizes], tuple[list[str], list[Target]]]] = {
-    "W1": _w1,
+    "W1": w1_section,
     "W2": _w2,
     "W3": _w3,
-    "W4": _w4,
+    "W4": w4_section,
     "W6": _w6,
+    "W8": w8_section,
 }
 
 

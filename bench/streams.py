@@ -7,6 +7,7 @@ returns plain figures (the orchestrator measures the daemon from /proc meanwhile
 from __future__ import annotations
 
 import os
+import struct
 import sys
 import time
 from collections import Counter
@@ -15,6 +16,11 @@ from typing import Any
 
 from bench.procfs import self_cpu_seconds
 from bench.wsclient import WsClient, connect
+from cc_executor.protocol.binary import BINARY_SUBPROTOCOL, HEADER_BYTES
+
+# The fixed part of a binary output frame: kind, stream, seq, run id length (protocol/binary.py).
+BINARY_HEAD = struct.Struct(">BBQB")
+BINARY_STREAMS = {0x01: "stdout", 0x02: "stderr"}
 
 READ_BOUND = 120.0  # no run of the benchmark may take longer than this
 ORIGINAL_PATH = "/ws/mcp"  # the original CC-Executor's path: its framing, one line per frame
@@ -28,11 +34,12 @@ def firehose_argv(total_bytes: int, line: str) -> list[str]:
 def read_run(
     client: WsClient,
     argv: list[str],
-    on_output: Callable[[str, str], None],
+    on_output: Callable[[str, Any], None],
     bound: float = READ_BOUND,
     lines_share_seq: bool = False,
 ) -> dict[str, Any]:
-    """Execute `argv` and feed every output chunk (type, data) to `on_output` until completion.
+    """Execute `argv` and feed every output chunk (type, data) to `on_output` until completion:
+    `data` is a str from a text frame, a memoryview (valid until the next read) from a binary one.
 
     With `lines_share_seq` (the original's framing on /ws/mcp: one frame per line, the lines
     of one event carry its seq) a frame may repeat the seq before it.
@@ -46,8 +53,19 @@ def read_run(
     seq_errors = 0
     frames = 0
     first_output = None
+    read = client.read_any if client.binary else client.read_message
     while time.perf_counter() < deadline:
-        message = client.read_message()
+        message = read()
+        if isinstance(message, memoryview):  # a binary output frame (protocol/binary.py)
+            frames += 1
+            if first_output is None:
+                first_output = time.perf_counter()
+            _kind, code, seq, length = BINARY_HEAD.unpack_from(message)
+            if seq != expected_seq:
+                seq_errors += 1
+            expected_seq = seq + 1
+            on_output(BINARY_STREAMS[code], message[HEADER_BYTES + length :])
+            continue
         method = message.get("method")
         if method == "process.output":
             params = message["params"]
@@ -81,14 +99,21 @@ def read_run(
     raise TimeoutError(f"the run did not complete within {bound} s")
 
 
-def firehose(port: int, total_bytes: int, line: str, path: str = "/") -> dict[str, Any]:
+def firehose(
+    port: int, total_bytes: int, line: str, path: str = "/", binary: bool = False
+) -> dict[str, Any]:
     """W1: MB/s of output received by one client, on `path` (`/ws/mcp`: the original's
-    framing, one frame per line)."""
-    client = connect(port, path=path)
+    framing, one frame per line), as JSON text or (`binary`) as binary output frames."""
+    client = connect(port, path=path, subprotocol=BINARY_SUBPROTOCOL if binary else None)
+    if client.binary != binary:
+        raise RuntimeError(f"binary output frames asked {binary}, got {client.binary}")
     counts = Counter[str]()
 
-    def count(stream: str, data: str) -> None:
-        counts[stream] += len(data) if data.isascii() else len(data.encode())
+    def count(stream: str, data: str | memoryview) -> None:
+        if isinstance(data, memoryview) or data.isascii():
+            counts[stream] += len(data)
+        else:
+            counts[stream] += len(data.encode())
 
     argv = firehose_argv(total_bytes, line)
     result = read_run(client, argv, count, lines_share_seq=path == ORIGINAL_PATH)

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 OP_TEXT = 0x1
+OP_BINARY = 0x2
 OP_CLOSE = 0x8
 OP_PING = 0x9
 OP_PONG = 0xA
@@ -33,7 +34,9 @@ class Closed(Exception):
 class WsClient:
     """One WebSocket connection, read and written with plain blocking calls."""
 
-    def __init__(self, port: int, path: str = "/", rcvbuf: int | None = None) -> None:
+    def __init__(
+        self, port: int, path: str = "/", rcvbuf: int | None = None, subprotocol: str | None = None
+    ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -48,10 +51,11 @@ class WsClient:
         self.recv_cap: int | None = None
         self.pace: Callable[[int], None] | None = None
         key = base64.b64encode(os.urandom(16)).decode()
+        offer = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
         self.sock.sendall(
             (
                 f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n{offer}"
                 "Sec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
         )
@@ -60,8 +64,13 @@ class WsClient:
             if head_end >= 0:
                 break
             self._fill(self._end + 1)
-        if not self._buf.startswith(b"HTTP/1.1 101"):
-            raise Closed(bytes(self._buf[:head_end]).decode(errors="replace"))
+        head = bytes(self._buf[:head_end])
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise Closed(head.decode(errors="replace"))
+        # Binary output frames only when the server selected the subprotocol we offered.
+        self.binary = subprotocol is not None and (
+            f"sec-websocket-protocol: {subprotocol}".encode() in head.lower()
+        )
         self._start = head_end + 4
 
     def close(self) -> None:
@@ -134,9 +143,19 @@ class WsClient:
     def read_message(self) -> Any:
         """The next text message, decoded (pings answered, other control frames skipped)."""
         while True:
+            message = self.read_any()
+            if not isinstance(message, memoryview):
+                return message
+
+    def read_any(self) -> Any:
+        """The next message: a text one decoded, a binary one as a view of its payload (valid
+        until the next read); pings answered."""
+        while True:
             opcode, payload = self.read_frame()
             if opcode == OP_TEXT:
                 return orjson.loads(payload)
+            if opcode == OP_BINARY:
+                return payload
             if opcode == OP_PING:
                 self.send_frame(OP_PONG, bytes(payload))
 
@@ -172,9 +191,15 @@ class WsClient:
         raise TimeoutError(f"no reply to {method} in {bound} s")
 
 
-def connect(port: int, rcvbuf: int | None = None, bound: float = 10.0, path: str = "/") -> WsClient:
-    """Open a connection and consume the `connected` greeting."""
-    client = WsClient(port, path, rcvbuf=rcvbuf)
+def connect(
+    port: int,
+    rcvbuf: int | None = None,
+    bound: float = 10.0,
+    path: str = "/",
+    subprotocol: str | None = None,
+) -> WsClient:
+    """Open a connection (offering `subprotocol`) and consume the `connected` greeting."""
+    client = WsClient(port, path, rcvbuf=rcvbuf, subprotocol=subprotocol)
     client.sock.settimeout(bound)
     greeting = client.read_message()
     if greeting.get("method") != "connected":

@@ -168,6 +168,19 @@ def encode_request(id_: Id, params: Params) -> str:
     return encode_message(Request(id_, METHOD_OF[type(params)], unstructure_params(params)))
 
 
+class Utf8Text(bytes):
+    """A text frame's payload already encoded as UTF-8 (orjson writes bytes): the transport
+    sends it as a text frame as it is, with no round trip through ``str``."""
+
+
+def encode_output_utf8(
+    run: str, seq: int, stream: str, data: bytes, max_frame: int | None = None
+) -> Utf8Text:
+    """`encode_output`'s frame as the UTF-8 bytes of the text (the daemon's hot path)."""
+    _check_stream(stream)
+    return Utf8Text(_chunk_output(run, seq, stream, data, max_frame, None))
+
+
 def encode_output(
     run: str, seq: int, stream: str, data: bytes, max_frame: int | None = None
 ) -> str:
@@ -183,7 +196,7 @@ def encode_output(
             frame exceeds `max_frame` (the chunk size and frame limit do not fit).
     """
     _check_stream(stream)
-    return _chunk_output(run, seq, stream, data, max_frame, None)
+    return _chunk_output(run, seq, stream, data, max_frame, None).decode()
 
 
 def encode_output_lines(
@@ -204,7 +217,7 @@ def encode_output_lines(
         text = data.decode("utf-8")
     except UnicodeDecodeError:  # line by line: the lines that are text go as text
         return [
-            _chunk_output(run, seq, stream, line, max_frame, False)
+            _chunk_output(run, seq, stream, line, max_frame, False).decode()
             for line in _split_lines(data, b"\n")
         ]
     frames = []
@@ -212,7 +225,7 @@ def encode_output_lines(
         frame = _text_output(run, seq, stream, line, max_frame, False)
         if frame is None:
             frame = _base64_output(run, seq, stream, line.encode(), max_frame, False)
-        frames.append(frame)
+        frames.append(frame.decode())
     return frames
 
 
@@ -229,9 +242,9 @@ def _split_lines(data: AnyStr, newline: AnyStr) -> Iterator[AnyStr]:
 
 def _chunk_output(
     run: str, seq: int, stream: str, data: bytes, max_frame: int | None, truncated: bool | None
-) -> str:
+) -> bytes:
     """One frame for `data`: text when it is UTF-8 and fits, else base64 (the hot path: one
-    decode, one dict, one dumps, one decode of the result)."""
+    decode, one dict, one dumps)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -249,20 +262,20 @@ def _check_stream(stream: str) -> None:
 
 def _text_output(
     run: str, seq: int, stream: str, text: str, max_frame: int | None, truncated: bool | None
-) -> str | None:
+) -> bytes | None:
     """The frame carrying `text` as is, or None if it would be longer than `max_frame`."""
     params: dict[str, object] = {"run": run, "seq": seq, "type": stream, "data": text}
     if truncated is not None:
         params["truncated"] = truncated
     frame = orjson.dumps({"jsonrpc": "2.0", "method": PROCESS_OUTPUT, "params": params})
     if max_frame is None or len(frame) <= max_frame:
-        return frame.decode()
+        return frame
     return None
 
 
 def _base64_output(
     run: str, seq: int, stream: str, data: bytes, max_frame: int | None, truncated: bool | None
-) -> str:
+) -> bytes:
     params: dict[str, object] = {
         "run": run,
         "seq": seq,
@@ -275,7 +288,7 @@ def _base64_output(
     frame = orjson.dumps({"jsonrpc": "2.0", "method": PROCESS_OUTPUT, "params": params})
     if max_frame is not None and len(frame) > max_frame:
         raise LocalProtocolError(f"{len(data)} bytes of output do not fit a {max_frame}-byte frame")
-    return frame.decode()
+    return frame
 
 
 def _object(value: Mapping[str, object]) -> Mapping[str, object]:

@@ -24,6 +24,11 @@ rules that need memory:
   one notice into several frames (a line each; `process.canceled` before a cancelled run's
   completion), ignores unknown params of some methods, and maps error codes.  `send_frames`
   gives every frame of a notice; the rules above are checked once per notice.
+- With `binary_output` (the client negotiated binary.py's subprotocol) output goes as binary
+  frames (`bytes`, binary.py's layout) and everything else as text, under the same rules.
+  `wire_frames` gives the same frames as the daemon's transport writes them, so that output
+  is copied no more than it must be: JSON text as orjson's UTF-8 bytes, a binary frame as its
+  header and the child's bytes apart.
 
 Ids may be reused once answered, as JSON-RPC allows. Memory: one entry per pending id and
 per run seen on this connection.
@@ -34,13 +39,15 @@ from typing import Literal, TypeAlias
 
 import attrs
 
+from cc_executor.protocol.binary import BinaryParts, binary_header
 from cc_executor.protocol.claude.notices import SESSION_NOTICES
 from cc_executor.protocol.codec import (
+    Utf8Text,
     decode,
     encode_batch,
     encode_message,
-    encode_output,
     encode_output_lines,
+    encode_output_utf8,
     invalid,
 )
 from cc_executor.protocol.errors import (
@@ -63,16 +70,52 @@ from cc_executor.protocol.profile import CURRENT, Profile
 from cc_executor.protocol.results import Result
 from cc_executor.protocol.server_codec import canceled_message, notice_message, result_object
 
-HoldScope: TypeAlias = Literal["all", "state"]
+# What a pending request holds back of a run: every event, its state events, or the one
+# kind of state event it causes (a control of a run whose events the connection pumps).
+HoldScope: TypeAlias = Literal["all", "state", "paused", "resumed", "completed"]
+# A frame as `wire_frames` gives it to a transport.
+WireFrame: TypeAlias = str | Utf8Text | BinaryParts
 _SEQUENCED = (RunOutput, RunPaused, RunResumed, RunCompleted, *SESSION_NOTICES.values())
-_STATE = (RunPaused, RunResumed, RunCompleted)
+_STATE_SCOPE: dict[type, HoldScope] = {
+    RunPaused: "paused",
+    RunResumed: "resumed",
+    RunCompleted: "completed",
+}
+
+
+_WIDTH: dict[HoldScope, int] = {"all": 2, "state": 1}
+
+
+def _holds(scope: HoldScope, notice: Notice) -> bool:
+    """Whether a hold of `scope` on a run holds back `notice` (an event of that run)."""
+    if scope == "all":
+        return True
+    kind = _STATE_SCOPE.get(type(notice))
+    return kind is not None and scope in ("state", kind)
+
+
+def _joined(frame: WireFrame) -> str | bytes:
+    """A wire frame as one value: text as `str`, a binary frame as its `bytes`."""
+    if isinstance(frame, BinaryParts):
+        return b"".join(frame)
+    if isinstance(frame, Utf8Text):
+        return frame.decode()
+    return frame
 
 
 class ServerConnection:
     """Sans-I/O JSON-RPC state for one connection: text in, events out; replies in, text out."""
 
-    def __init__(self, profile: Profile = CURRENT) -> None:
+    def __init__(self, profile: Profile = CURRENT, *, binary_output: bool = False) -> None:
+        """`binary_output`: output as binary frames (binary.py), on the current profile only.
+
+        Raises:
+            LocalProtocolError: `binary_output` on a profile that frames output by lines.
+        """
+        if binary_output and profile.output_lines:
+            raise LocalProtocolError(f"the {profile.name} profile has no binary output frames")
         self.profile = profile
+        self.binary_output = binary_output
         self._pending: dict[Id, None] = {}  # a dict, for its live read-only keys view
         self._next_seq: dict[str, int] = {}  # run -> the seq its next event must carry
         self._closed: set[str] = set()  # runs completed or detached: no more events
@@ -193,7 +236,8 @@ class ServerConnection:
         """Request `id_` (pending) causes events of `run`: they may not go out before its reply."""
         self._check_pending(id_)
         holds = self._holds.setdefault(run, {})
-        if holds.get(id_) != "all":  # a wider hold is never narrowed
+        before = holds.get(id_)
+        if before is None or _WIDTH.get(scope, 0) > _WIDTH.get(before, 0):  # never narrowed
             holds[id_] = scope
         self._held_runs.setdefault(id_, set()).add(run)
 
@@ -203,9 +247,8 @@ class ServerConnection:
         holds = self._holds.get(run) if isinstance(run, str) else None
         if not holds:
             return None
-        state = isinstance(notice, _STATE)
         for id_, scope in holds.items():
-            if scope == "all" or state:
+            if _holds(scope, notice):
                 return id_
         return None
 
@@ -219,10 +262,11 @@ class ServerConnection:
 
     # -- notifications -----------------------------------------------------------------
 
-    def send(self, notice: Notice, max_frame: int | None = None) -> str:
-        """The frame for `notice`, once the connection's rules allow it.
+    def send(self, notice: Notice, max_frame: int | None = None) -> str | bytes:
+        """The frame for `notice`, once the connection's rules allow it: text, or for output
+        with `binary_output` a binary frame's bytes.
 
-        `max_frame` bounds an output frame (see `encode_output`).
+        `max_frame` bounds a text output frame (see `encode_output`).
 
         Raises:
             LocalProtocolError: a run event out of sequence or after its run's completion or
@@ -237,9 +281,19 @@ class ServerConnection:
             )
         return frames[0]
 
-    def send_frames(self, notice: Notice, max_frame: int | None = None) -> list[str]:
+    def send_frames(self, notice: Notice, max_frame: int | None = None) -> list[str | bytes]:
         """Every frame for `notice`, in order, once the connection's rules allow it: one,
         except where the profile frames it as several (see the module docstring).
+
+        Raises:
+            LocalProtocolError: as `send`.
+        """
+        return [_joined(frame) for frame in self.wire_frames(notice, max_frame)]
+
+    def wire_frames(self, notice: Notice, max_frame: int | None = None) -> list[WireFrame]:
+        """`send_frames` as a transport writes them, without copying output once more: a
+        text frame of output as `Utf8Text` (orjson's bytes), a binary one as its header and
+        the output apart (`BinaryParts`); every other frame a `str`.
 
         Raises:
             LocalProtocolError: as `send`.
@@ -251,13 +305,16 @@ class ServerConnection:
                 f"the reply to request {waiting!r}"
             )
         profile = self.profile
+        frames: list[WireFrame]
         if isinstance(notice, RunOutput):
             self._check_seq(notice.run, notice.seq)
             run, seq, stream, data = notice.run, notice.seq, notice.stream, notice.data
-            if profile.output_lines:
-                frames = encode_output_lines(run, seq, stream, data, max_frame)
+            if self.binary_output:
+                frames = [BinaryParts(binary_header(run, seq, stream), data)]
+            elif profile.output_lines:
+                frames = list(encode_output_lines(run, seq, stream, data, max_frame))
             else:
-                frames = [encode_output(run, seq, stream, data, max_frame)]
+                frames = [encode_output_utf8(run, seq, stream, data, max_frame)]
             self._next_seq[notice.run] = notice.seq + 1
             return frames
         if isinstance(notice, _SEQUENCED):

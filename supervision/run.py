@@ -22,6 +22,7 @@ import math
 import signal
 import sys
 import termios
+from collections.abc import Callable
 
 import attrs
 import structlog
@@ -155,8 +156,12 @@ class Run:
         """Wait until every process of the run is gone (its output may still be draining)."""
         await self._ended.wait()
 
-    async def pause(self) -> None:
+    async def pause(self, held: Callable[[], None] | None = None) -> None:
         """Stop every process of the run; return once all of them are stopped.
+
+        `held` is called the moment the effect holds (every process stopped, the state
+        PAUSED), before the event is queued — which may wait for the pump to make room — so a
+        caller can acknowledge the pause without waiting behind the run's output.
 
         Raises:
             InvalidTransition: the run is not RUNNING.
@@ -171,10 +176,14 @@ class Run:
                 raise ControlTimeout("pause", sorted(left))
             self._move(Action.PAUSE)
             self._wake.deadline = self._end_deadline()
+            if held is not None:
+                held()
             await self._events.send(StateChanged(RunState.PAUSED))
 
-    async def resume(self) -> None:
+    async def resume(self, held: Callable[[], None] | None = None) -> None:
         """Continue every process of the run; return once none of them is stopped.
+
+        `held` as for `pause`: called once no process is stopped, before the event is queued.
 
         Raises:
             InvalidTransition: the run is not PAUSED.
@@ -188,6 +197,8 @@ class Run:
             self._move(Action.RESUME)
             self._last_output = trio.current_time()  # the idle clock restarts on resume
             self._wake.deadline = self._end_deadline()
+            if held is not None:
+                held()
             await self._events.send(StateChanged(RunState.RUNNING))
 
     @property

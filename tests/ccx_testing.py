@@ -28,6 +28,7 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 from cc_executor.executor.config.server import ServerConfig
 from cc_executor.executor.daemon.daemon import Daemon
 from cc_executor.executor.daemon.serve import serve
+from cc_executor.protocol.binary import BINARY_SUBPROTOCOL, decode_binary_output
 from cc_executor.protocol.methods import RUN_EVENTS  # the session notices are run events too
 from cc_executor.supervision.config import SupervisionConfig
 
@@ -111,6 +112,10 @@ class WireClient:
 
     def __init__(self, ws: WebSocketConnection) -> None:
         self.ws = ws
+        # Output comes as binary frames (protocol/binary.py) when the daemon took the
+        # subprotocol; a binary frame on any other connection fails the test.
+        self.binary = ws.subprotocol == BINARY_SUBPROTOCOL
+        self.binary_frames = 0
         self._ids = itertools.count(1)
         self.sent_ids: set[int | str] = set()
         self.responses: dict[int | str | None, list[dict[str, Any]]] = {}
@@ -123,7 +128,17 @@ class WireClient:
     async def receive(self) -> Any:
         """The next frame, parsed and checked."""
         text = await self.ws.get_message()
-        assert isinstance(text, str), "the server sent a binary frame"
+        if isinstance(text, bytes):
+            assert self.binary, "the server sent a binary frame"
+            output = decode_binary_output(text)
+            self.frames += 1
+            self.binary_frames += 1
+            # As a text frame would have it, the bytes as they are under "raw".
+            params: dict[str, Any] = {"run": output.run, "seq": output.seq}
+            params.update(type=output.stream, raw=output.data)
+            binary = {"jsonrpc": "2.0", "method": "process.output", "params": params}
+            self._absorb(binary)
+            return binary
         message = orjson.loads(text)
         self.frames += 1
         for item in message if isinstance(message, list) else [message]:
@@ -154,12 +169,14 @@ class WireClient:
         record.last_seq = params["seq"]
         record.events.append({"method": method, **params})
         if method == "process.output":
-            data = params["data"]
-            raw = (
-                base64.b64decode(data)
-                if params.get("encoding") == "base64"
-                else data.encode("utf-8")
-            )
+            raw = params.get("raw")
+            if raw is None:
+                data = params["data"]
+                raw = (
+                    base64.b64decode(data)
+                    if params.get("encoding") == "base64"
+                    else data.encode("utf-8")
+                )
             (record.stdout if params["type"] == "stdout" else record.stderr).extend(raw)
         elif method == "process.completed":
             record.completed = params
@@ -218,10 +235,14 @@ class WireClient:
 
 @asynccontextmanager
 async def open_client(
-    url: str, *, max_message_size: int = 1024 * 1024
+    url: str, *, max_message_size: int = 1024 * 1024, binary: bool = False
 ) -> AsyncIterator[WireClient]:
-    """Connect, check the ``connected`` greeting, and yield a client."""
-    async with open_websocket_url(url, max_message_size=max_message_size) as ws:
+    """Connect, check the ``connected`` greeting, and yield a client (with `binary`, one
+    that offers binary output frames)."""
+    subprotocols = [BINARY_SUBPROTOCOL] if binary else None
+    async with open_websocket_url(
+        url, max_message_size=max_message_size, subprotocols=subprotocols
+    ) as ws:
         client = WireClient(ws)
         greeting = await client.receive()
         assert greeting["method"] == "connected", greeting

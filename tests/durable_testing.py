@@ -44,8 +44,8 @@ class DurableClient(WireClient):
 
 
 @asynccontextmanager
-async def open_durable_client(url: str) -> AsyncIterator[DurableClient]:
-    async with open_client(url, max_message_size=BIG) as plain:
+async def open_durable_client(url: str, *, binary: bool = False) -> AsyncIterator[DurableClient]:
+    async with open_client(url, max_message_size=BIG, binary=binary) as plain:
         client = DurableClient(plain.ws)
         client._ids = plain._ids
         yield client

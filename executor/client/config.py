@@ -29,6 +29,9 @@ class ClientConfig:
     reconnect_delay_max: float = 3.0
     # Also pass the token as `?token=` (for proxies that drop the Authorization header).
     token_in_query: bool = False
+    # Ask for output as binary frames (subprotocol ccx.binary.v1): the bytes as the child wrote
+    # them, no JSON or base64.  A daemon that does not offer it sends JSON text, as before.
+    binary_output: bool = True
 
 
 @attrs.frozen

@@ -47,6 +47,7 @@ from cc_executor.executor.client.errors import (
 )
 from cc_executor.executor.client.events import DaemonStatus, Greeting, RunStatus, ShutdownNotice
 from cc_executor.executor.client.handshake import (
+    binary_output,
     check_url,
     open_socket,
     refusal_in,
@@ -110,6 +111,11 @@ class Connection:
     @property
     def supports_durable(self) -> bool:
         return DURABLE in self.capabilities and ATTACH in self.capabilities
+
+    @property
+    def binary_output(self) -> bool:
+        """The socket in use carries output as binary frames (negotiated at connect)."""
+        return self._ws is not None and binary_output(self._ws)
 
     @property
     def shutting_down(self) -> bool:
@@ -244,12 +250,13 @@ class Connection:
                 pass
 
     async def _read(self, ws: WebSocketConnection) -> None:
+        binary = binary_output(ws)
         while True:
             try:
                 frame = await ws.get_message()
             except ConnectionClosed:
                 return
-            for message in parse_frame(frame):
+            for message in parse_frame(frame, binary=binary):
                 await self._dispatch(message)
 
     # -- the socket's life -----------------------------------------------------------------

@@ -29,6 +29,7 @@ from cc_executor.executor.client.errors import (
     ProtocolViolation,
 )
 from cc_executor.executor.client.inbound import Failure, Inbound, parse_frame
+from cc_executor.protocol.binary import BINARY_SUBPROTOCOL
 
 # Content types of the daemon's own refusals; anything else (HTML, ...) is another server's.
 DAEMON_REFUSAL_TYPE = "text/plain"
@@ -62,6 +63,9 @@ async def open_socket(
 ) -> tuple[WebSocketConnection, list[Inbound]]:
     """The upgraded socket (its reader in `nursery`) and its first frame's messages.
 
+    With `config.binary_output` the socket offers binary output frames; `binary_output(ws)`
+    says whether the daemon took them.
+
     Raises:
         DaemonUnavailable, HandshakeRefused, NotADaemon: see the module docstring.
     """
@@ -73,11 +77,12 @@ async def open_socket(
                 nursery,
                 _with_token(url, token, config),
                 extra_headers=headers,
+                subprotocols=[BINARY_SUBPROTOCOL] if config.binary_output else None,
                 max_message_size=config.max_message_bytes,
             )
             upgraded = True
             frame = await ws.get_message()
-        messages = parse_frame(frame)
+        messages = parse_frame(frame, binary=binary_output(ws))
     except trio.TooSlowError:
         if upgraded:
             raise NotADaemon(url, "a WebSocket server that sends no greeting") from None
@@ -97,6 +102,11 @@ async def open_socket(
             # The daemon refuses the session before its greeting (its connection limit).
             raise HandshakeRefused(url, None, message.error.message, message.error)
     return ws, messages
+
+
+def binary_output(ws: WebSocketConnection) -> bool:
+    """True when the daemon agreed to send output as binary frames on `ws`."""
+    return ws.subprotocol == BINARY_SUBPROTOCOL
 
 
 def refusal(url: str, exc: ConnectionRejected) -> DaemonUnavailable:

@@ -24,6 +24,7 @@ from cc_executor.executor.client.events import (
     RunStatus,
     ShutdownNotice,
 )
+from cc_executor.protocol.binary import decode_binary_output
 from cc_executor.protocol.claude.notices import SESSION_NOTICES
 from cc_executor.protocol.notices import (
     Connected,
@@ -88,10 +89,19 @@ class Other:
 Inbound: TypeAlias = Result | Failure | Event | Greeted | Draining | Other
 
 
-def parse_frame(text: str | bytes) -> list[Inbound]:
-    """One frame (a message or a batch of replies) as messages, in order."""
+def parse_frame(text: str | bytes, *, binary: bool = False) -> list[Inbound]:
+    """One frame (a message or a batch of replies) as messages, in order.
+
+    With `binary` (the connection negotiated binary output) a binary frame is one run's
+    output (protocol/binary.py); without it, a binary frame breaks the protocol.
+    """
     if isinstance(text, bytes):
-        raise ProtocolViolation("the server sent a binary frame")
+        if not binary:
+            raise ProtocolViolation("the server sent a binary frame")
+        try:
+            return [Event(decode_binary_output(text))]
+        except ValueError as exc:
+            raise ProtocolViolation(f"malformed binary output frame: {exc}") from None
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:

@@ -329,10 +329,10 @@ def validate(config: ServerConfig) -> None:
     for path in config.paths:
         if not path.startswith("/"):
             raise ConfigError(f"path {path!r} must start with '/'")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.instance):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", config.instance):
         raise ConfigError(
-            f"instance {config.instance!r} must be letters, digits, '.', '_' or '-' "
-            "(it becomes part of run ids)"
+            f"instance {config.instance!r} must be at most 200 letters, digits, '.', '_' or "
+            "'-' (it becomes part of run ids, which binary output frames carry in 255 bytes)"
         )
     _validate_policy(config)
     if config.tokens is None and not is_loopback(config.host) and not config.insecure_listen:

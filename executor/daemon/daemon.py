@@ -37,6 +37,7 @@ from cc_executor.executor.runs.policy import CommandPolicy
 from cc_executor.executor.runs.table import RunTable
 from cc_executor.executor.transport.frontdoor import Identity, Peer
 from cc_executor.executor.transport.websocket import ServerWebSocket
+from cc_executor.protocol.binary import BINARY_SUBPROTOCOL
 from cc_executor.protocol.mcp import SUBPROTOCOL
 from cc_executor.protocol.notices import Connected, Shutdown
 from cc_executor.protocol.results import DaemonInfo
@@ -233,7 +234,9 @@ async def _then_cancel(wait: Callable[[], Awaitable[object]], scope: trio.Cancel
 
 
 # The session kind of each WebSocket subprotocol (None: the client offered none we speak).
+# The binary one is JSON-RPC with output as binary frames (protocol/binary.py).
 SESSION_KINDS: dict[str | None, type[Session] | type[McpSession]] = {
     None: Session,
     SUBPROTOCOL: McpSession,
+    BINARY_SUBPROTOCOL: Session,
 }

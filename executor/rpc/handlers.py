@@ -204,13 +204,19 @@ async def list_runs(session: Session, request_id: Id, params: object) -> Handled
     return Handled(RunList(tuple(runs)))
 
 
-async def control(session: Session, handle: RunHandle, params: ControlParams) -> Handled:
+async def control(
+    session: Session,
+    handle: RunHandle,
+    params: ControlParams,
+    held: Callable[[], None] | None = None,
+) -> Handled:
     """PAUSE, RESUME or CANCEL, returning once the effect has happened (for a run this
-    connection pumps, the sink sends the reply: rpc/runs.py)."""
+    connection pumps, its event waits for the reply in the sink, and `held` is called as
+    soon as a PAUSE or RESUME holds: rpc/runs.py)."""
     live = handle.live
     started = trio.current_time()
     try:
-        rung = await controls.apply_control(live, params.type, "cancelled by client")
+        rung = await controls.apply_control(live, params.type, "cancelled by client", held)
     finally:
         session.daemon.metrics.control_seconds.observe(params.type, trio.current_time() - started)
     if rung is not None:

@@ -10,17 +10,22 @@ in the order they came; the queues are apart so that a write to a child that doe
 never delays a CANCEL (a full queue back-pressures the client's reader, as it should).
 
 ``ConnectionSink`` is the sink of a run this connection started: numbered events become
-notices (raw output first, then any Claude events parsed from it).  ``Attachments`` are the
-tails of the durable runs this connection follows.
+notices (raw output first, then any Claude events parsed from it).  The tails of the durable
+runs this connection follows are in attachments.py.
 
-A control's reply precedes the event it causes.  For a run whose events come through this
-connection's own pump, the pump must never wait for a reply — the control may need the pump to
-make room for its event, so that would deadlock — so the order comes from the other side: a
-successful PAUSE, RESUME or CANCEL is answered by the sink itself, just before it sends the
-event the control caused (``process.paused``, ``resumed``, ``completed``), with the result that
-event proves.  The control's task waits for that (or for the run to end, or the client to go),
-so the next control of the connection starts only once every earlier event has passed: no
-event is ever taken for a later control's.  A control that fails is answered by its task with
+A control's reply precedes the event it causes, and never waits behind output.  For a run
+whose events come through this connection's own pump, the control's task answers as soon as
+the effect holds (PAUSE: every process stopped, before its event is even queued, which may
+wait for the pump; CANCEL: the run is over) — ahead of the output the pump still has to send
+before the event — and the sink holds back the one event the control
+causes (``process.paused``, ``resumed``, ``completed``) until that reply is on the wire.  The
+pump never waits for anything else: the reply needs only the socket, and the control has
+already queued its event when it returns, so no wait of the pump's can deadlock the run.  If the
+sink reaches the caused event before the task has answered (the task was slow to be scheduled),
+the sink answers instead, with the result the event proves; whoever claims the reply first sends
+it.  The control's task then waits for its event to pass (or for the run to end, or the client
+to go), so the next control of the connection starts only once every earlier event has passed:
+no event is ever taken for a later control's.  A control that fails is answered by its task with
 the error.  For the other runs (a tail from a journal, or no events at all on this connection)
 the task answers, and a tail's events of the run wait at the session's gates until it has.
 Inside a JSON-RPC batch the array goes out when every element is done, so there a control's
@@ -38,7 +43,6 @@ import structlog
 import trio
 from trio_websocket import ConnectionClosed
 
-from cc_executor.executor.runs.attach import Attachment, TailSettings, tail
 from cc_executor.executor.runs.live import LiveRun
 from cc_executor.executor.runs.wire import event_notice, rung_name
 from cc_executor.protocol import (
@@ -50,6 +54,7 @@ from cc_executor.protocol import (
     RunNotFound,
 )
 from cc_executor.protocol.claude import ClaudeEvent
+from cc_executor.protocol.connection import HoldScope
 from cc_executor.protocol.notices import (
     ClaudeNotice,
     RunCompleted,
@@ -62,7 +67,6 @@ from cc_executor.supervision import CompletedEvent, SequencedEvent, SinkClosed
 
 if TYPE_CHECKING:
     from cc_executor.executor.rpc.session import BatchReply, Handled, Session
-    from cc_executor.executor.runs.durable import DurableRun
 
 log = structlog.get_logger()
 
@@ -80,8 +84,9 @@ class Job:
     batch: tuple[BatchReply, int] | None
 
 
-# The event a successful control causes.
+# The event a successful control causes, and the protocol's hold on just that event.
 _CAUSES = {"PAUSE": RunPaused, "RESUME": RunResumed, "CANCEL": RunCompleted}
+_SCOPES: dict[str, HoldScope] = {"PAUSE": "paused", "RESUME": "resumed", "CANCEL": "completed"}
 
 
 @attrs.define(eq=False)
@@ -90,7 +95,9 @@ class PendingControl:
 
     request: RequestReceived
     action: str
-    answered: trio.Event = attrs.field(factory=trio.Event)
+    claimed: bool = False  # the control's task or the sink is answering it
+    sent: trio.Event = attrs.field(factory=trio.Event)  # its reply is out (or never will be)
+    passed: trio.Event = attrs.field(factory=trio.Event)  # the event it caused went out
 
     def caused(self, notice: RunEvent) -> bool:
         return isinstance(notice, _CAUSES[self.action])
@@ -220,34 +227,52 @@ class Handles:
     async def _answered_by_sink(
         self, handle: RunHandle, request: RequestReceived, params: ControlParams
     ) -> None:
-        """A control of a run this connection pumps: its sink answers a success (see the
-        module docstring); this task answers a failure."""
+        """A control of a run this connection pumps: answered as soon as its effect holds,
+        its event held back by the sink until then (see the module docstring)."""
         from cc_executor.executor.rpc.handlers import control
 
         session = self._session
         live = handle.live
         pending = PendingControl(request, params.type)
         handle.pending = pending
-        session.conn.hold(request.id, live.run_id, "state")
+        session.conn.hold(request.id, live.run_id, _SCOPES[params.type])
+        held = trio.Event()  # a PAUSE or RESUME holds: answer now, not when its event is queued
+
+        async def answer_when_held() -> None:
+            await held.wait()
+            if not pending.claimed:
+                pending.claimed = True
+                done = ControlDone("paused" if params.type == "PAUSE" else "resumed", live.run_id)
+                await session.send_text(session.conn.respond(request.id, done))
+            pending.sent.set()
+
         try:
-            try:
-                await control(session, handle, params)
-            except JsonRpcError as exc:
-                if not pending.answered.is_set():
-                    pending.answered.set()
-                    session.failed(exc)
-                    await session.send_text(session.conn.respond_error(request.id, exc))
+            failure: JsonRpcError | None = None
+            async with trio.open_nursery() as answering:
+                if params.type != "CANCEL":
+                    answering.start_soon(answer_when_held)
+                try:
+                    handled = await control(session, handle, params, held.set)
+                except JsonRpcError as exc:
+                    failure = exc
+                    answering.cancel_scope.cancel()
+                else:
+                    if params.type == "CANCEL" and not pending.claimed:
+                        pending.claimed = True
+                        await session.send_text(session.conn.respond(request.id, handled.result))
+                    held.set()
+            if failure is not None:
+                if not pending.claimed:
+                    pending.claimed = True
+                    session.failed(failure)
+                    await session.send_text(session.conn.respond_error(request.id, failure))
                 return
+            pending.sent.set()
             async with trio.open_nursery() as either:
-                for wait in (pending.answered.wait, live.done.wait):
+                for wait in (pending.passed.wait, live.done.wait):
                     either.start_soon(_then_cancel, wait, either.cancel_scope)
-            if not pending.answered.is_set():  # the run ended, or the client went, first
-                pending.answered.set()
-                if request.id in session.conn.pending_ids:
-                    await session.send_text(
-                        session.conn.respond(request.id, _result(pending, live, None))
-                    )
         finally:
+            pending.sent.set()  # never leave the sink waiting for a reply that will not come
             handle.pending = None
 
     def close_all(self) -> None:
@@ -273,28 +298,41 @@ class ConnectionSink:
                 await send(ClaudeNotice(live.run_id, typed))
         notice = event_notice(live.run_id, run.pid, run.pgid, event, live.completion)
         if isinstance(notice, RunPaused | RunResumed | RunCompleted):
-            await self._answer_control(live, notice)
-        await send(notice)
+            pending = await self._answer_control(live, notice)
+            try:
+                await send(notice)
+            finally:
+                if pending is not None:
+                    pending.passed.set()
+        else:
+            await send(notice)
         if not final:
             for typed in claude:
                 await send(ClaudeNotice(live.run_id, typed))
 
-    async def _answer_control(self, live: LiveRun, notice: RunEvent) -> None:
-        """Answer the control in progress that `notice` proves done, before `notice`."""
+    async def _answer_control(self, live: LiveRun, notice: RunEvent) -> PendingControl | None:
+        """Make sure the reply to the control in progress that `notice` proves done is out
+        before `notice`: wait for its task's, or send it here.  Returns that control."""
         session = self._session
         handle = session.handles.get(live.run_id)
         pending = None if handle is None else handle.pending
-        if pending is None or pending.answered.is_set() or not pending.caused(notice):
-            return
-        pending.answered.set()
+        if pending is None or not pending.caused(notice):
+            return None
+        if pending.claimed:
+            await pending.sent.wait()
+            return pending
+        pending.claimed = True
         request_id = pending.request.id
-        if request_id not in session.conn.pending_ids:
-            return
-        text = session.conn.respond(request_id, _result(pending, live, notice))
         try:
-            await session.ws.send_message(text)
-        except ConnectionClosed:
-            raise Gone from None
+            if request_id in session.conn.pending_ids:
+                text = session.conn.respond(request_id, _result(pending, live, notice))
+                try:
+                    await session.ws.send_message(text)
+                except ConnectionClosed:
+                    raise Gone from None
+        finally:
+            pending.sent.set()
+        return pending
 
     async def note(self, live: LiveRun, event: ClaudeEvent) -> None:
         if live.completion is None and not self._session.closed:
@@ -318,59 +356,3 @@ def _result(pending: PendingControl, live: LiveRun, notice: RunEvent | None) -> 
 async def _then_cancel(wait: Callable[[], Awaitable[object]], scope: trio.CancelScope) -> None:
     await wait()
     scope.cancel()
-
-
-class Attachments:
-    """The durable runs one connection follows, one tail task each."""
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-        self._following: dict[str, Attachment] = {}
-
-    def following(self, run_id: str) -> bool:
-        return run_id in self._following
-
-    def attach(self, durable: DurableRun, from_seq: int) -> None:
-        """Follow `durable` from `from_seq` (its reply is sent, or held by a gate)."""
-        attachment = Attachment(durable, from_seq)
-        self._following[durable.run_id] = attachment
-        self._session.conn.attach_run(durable.run_id, from_seq + 1)
-        self._session.nursery.start_soon(self._tail, attachment)
-
-    async def _tail(self, attachment: Attachment) -> None:
-        run_id = attachment.durable.run_id
-        with structlog.contextvars.bound_contextvars(run=run_id):
-            try:
-                config = self._session.daemon.config
-                max_line = config.claude.max_line_bytes
-                settings = TailSettings(
-                    retry_initial=config.supervision.procfs_retry_initial,
-                    retry_bound=config.supervision.kill_wait,
-                    claude_max_line=max_line if attachment.durable.kind == "claude" else None,
-                )
-                await tail(self._session, attachment, settings)
-            except Gone:
-                pass  # the client went: the run goes on
-            finally:
-                if self._following.get(run_id) is attachment:
-                    del self._following[run_id]
-
-    async def detach(self, run_id: str) -> int | None:
-        """Stop following a run; return the last seq sent, or None if it was not followed."""
-        attachment = self._following.get(run_id)
-        if attachment is None:
-            return None
-        attachment.stop()
-        await attachment.done.wait()
-        self._session.conn.detach_run(run_id)
-        return attachment.sent_seq
-
-    def stop_all(self) -> None:
-        for attachment in self._following.values():
-            attachment.scope.cancel()
-
-    async def wait_completed(self) -> None:
-        """Wait until every followed run's completion is sent (or its tail stopped)."""
-        for attachment in list(self._following.values()):
-            await attachment.durable.done.wait()
-            await attachment.done.wait()

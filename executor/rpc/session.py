@@ -40,8 +40,9 @@ import structlog
 import trio
 from trio_websocket import ConnectionClosed
 
+from cc_executor.executor.rpc.attachments import Attachments
 from cc_executor.executor.rpc.gates import Gates
-from cc_executor.executor.rpc.runs import Attachments, ConnectionSink, Gone, Handles, RunHandle
+from cc_executor.executor.rpc.runs import ConnectionSink, Gone, Handles, RunHandle
 from cc_executor.executor.runs.control import end
 from cc_executor.executor.runs.live import LiveRun
 from cc_executor.executor.runs.plan import RunPlan
@@ -61,6 +62,7 @@ from cc_executor.protocol import (
     Response,
     ServerConnection,
 )
+from cc_executor.protocol.binary import BINARY_SUBPROTOCOL, BinaryParts
 from cc_executor.protocol.events import Batch
 from cc_executor.protocol.methods import RUN_METHODS  # answered by a run's queues
 from cc_executor.protocol.notices import Notice, RunStarted, Shutdown
@@ -106,11 +108,21 @@ class Session:
         self.peer = peer
         self.session_id = secrets.token_hex(6)
         self._refusal: InvalidRequest | None = None
+        self._refusal_reason = "unknown protocol"
         try:
             profile = profile_for(ws.path or "/")
         except InvalidRequest as exc:
             profile, self._refusal = CURRENT, exc
-        self.conn = ServerConnection(profile)
+        binary = ws.subprotocol == BINARY_SUBPROTOCOL
+        if binary and profile.output_lines:
+            self._refusal = InvalidRequest(
+                f"{BINARY_SUBPROTOCOL} needs the current protocol: connect to / "
+                "(or add ?protocol=current)",
+                {"subprotocol": BINARY_SUBPROTOCOL, "protocol": profile.name},
+            )
+            self._refusal_reason = "binary output needs the current protocol"
+            binary = False
+        self.conn = ServerConnection(profile, binary_output=binary)
         self.gates = Gates()
         self.handles = Handles(self)
         self.attachments = Attachments(self)
@@ -139,7 +151,7 @@ class Session:
             if self._refusal is not None:  # the client asked for a protocol we do not speak
                 self.errors += 1
                 await self.send_text(self.conn.encode(self.conn.make_error(None, self._refusal)))
-                await self.close(1008, "unknown protocol")
+                await self.close(1008, self._refusal_reason)
                 return
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -222,10 +234,17 @@ class Session:
         """
         if gated:
             await self.gates.wait(notice)
-        frames = self.conn.send_frames(notice, self.daemon.config.max_frame_bytes)
+        frames = self.conn.wire_frames(notice, self.daemon.config.max_frame_bytes)
         try:
-            for text in frames:
-                await self.ws.send_message(text)
+            texts = [frame for frame in frames if type(frame) is str]
+            if len(frames) > 1 and len(texts) == len(frames):  # the original's lines: one write
+                await self.ws.send_texts(texts)
+                return
+            for frame in frames:
+                if isinstance(frame, BinaryParts):
+                    await self.ws.send_binary(frame.header, frame.data)
+                else:
+                    await self.ws.send_message(frame)
         except ConnectionClosed:
             self._closed = True
             raise Gone from None

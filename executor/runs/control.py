@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+from collections.abc import Callable
 from typing import Literal
 
 from cc_executor.executor.runs.live import LiveRun
@@ -39,16 +40,22 @@ async def end(live: LiveRun, reason: str) -> None:
     await live.done.wait()
 
 
-async def apply_control(live: LiveRun, action: Action, reason: str) -> Rung | None:
-    """Pause, resume or cancel; return once the effect holds (with the rung for CANCEL)."""
+async def apply_control(
+    live: LiveRun, action: Action, reason: str, held: Callable[[], None] | None = None
+) -> Rung | None:
+    """Pause, resume or cancel; return once the effect holds (with the rung for CANCEL).
+
+    `held` is called as soon as a PAUSE or RESUME holds, before its event is queued (see
+    supervision's `Run.pause`); a CANCEL returns when it holds.
+    """
     run = live.run
     try:
         match action:
             case "PAUSE":
-                await run.pause()
+                await run.pause(held)
                 return None
             case "RESUME":
-                await run.resume()
+                await run.resume(held)
                 return None
             case _:
                 if live.durable is not None:

@@ -48,12 +48,11 @@ from cc_executor.executor.transport.frontdoor import (
     peer_address,
     read_head,
 )
+from cc_executor.executor.transport.upgrade import Handshake, server_handshake
 from cc_executor.executor.transport.websocket import (
     ConnectionClosed,
-    Handshake,
     ServerWebSocket,
     WebSocketSettings,
-    server_handshake,
 )
 from cc_executor.protocol import InternalError, JsonRpcError, LimitExceeded
 

@@ -28,9 +28,10 @@ receiving.  It feeds bytes to wsproto and handles each event at once:
 
 Sending is serialized by one lock.  Data frames are framed here — a server never masks, we
 never fragment and negotiate no extension, so a frame is a header and the payload as given,
-``bytes`` without any ``str`` round trip — and control frames go through wsproto, which tracks
-the close.  A send that is cancelled part way leaves the peer a torn frame: the connection is
-then abandoned (1006), never written to again.
+``bytes`` without any ``str`` round trip, written together by one ``sendmsg`` without joining
+them — and control frames go through wsproto, which tracks the close.  A send that is
+cancelled part way leaves the peer a torn frame: the connection is then abandoned (1006),
+never written to again.
 
 Closing is bounded by ``close_timeout``: send the close frame and a FIN, keep reading (and
 dropping) until the peer has replied or hung up, then close the socket.  Every error of the
@@ -40,33 +41,38 @@ socket means the peer is gone: it surfaces as ``ConnectionClosed`` with 1006, no
 from __future__ import annotations
 
 import contextlib
-from collections import deque
+from collections.abc import Sequence
 
 import attrs
 import trio
 from trio_websocket import CloseReason, ConnectionClosed
-from wsproto import ConnectionType, WSConnection
+from wsproto import WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
-    AcceptConnection,
     BytesMessage,
     CloseConnection,
     Event,
     Ping,
-    RejectConnection,
-    Request,
     TextMessage,
 )
 from wsproto.frame_protocol import Opcode
-from wsproto.utilities import RemoteProtocolError
 
-__all__ = ["CloseReason", "ConnectionClosed", "ServerWebSocket", "WebSocketSettings"]
+from cc_executor.executor.transport.inbound import InboundQueue, message_size
+from cc_executor.protocol.codec import Utf8Text
+
+__all__ = [
+    "CloseReason",
+    "ConnectionClosed",
+    "InboundQueue",
+    "ServerWebSocket",
+    "WebSocketSettings",
+]
 
 ABNORMAL_CLOSURE = 1006  # RFC 6455 7.4.1: no close frame; never sent, only reported
 MESSAGE_TOO_BIG = 1009
-# What a queued message costs beyond its payload (its object and queue entry, as measured
-# with sys.getsizeof), so that a flood of empty frames is bounded too.
-MESSAGE_OVERHEAD_BYTES = 64
+# A payload at least this long goes out gathered with its header (sendmsg) instead of being
+# copied behind it; a shorter one is cheaper to copy than a second buffer is to describe.
+GATHER_BYTES = 16 * 1024
 
 
 @attrs.frozen
@@ -89,66 +95,18 @@ def frame_header(opcode: Opcode, length: int) -> bytes:
     return bytes((first, 127)) + length.to_bytes(8, "big")
 
 
-def _size(message: str | bytes) -> int:
-    """Bytes of a message on the wire (text is counted in UTF-8)."""
-    if isinstance(message, str) and not message.isascii():
-        return len(message.encode())
-    return len(message)
-
-
-class InboundQueue:
-    """Messages read and not yet taken, bounded in bytes (trio's channels bound a count).
-
-    One producer (the reader) and one consumer (the session).  A message is let in when the
-    queue is empty or it fits, so one message of any allowed size always gets through.
-    """
-
-    def __init__(self, max_bytes: int) -> None:
-        self._messages: deque[tuple[str | bytes, int]] = deque()
-        self._bytes = 0
-        self._max_bytes = max_bytes
-        self._closed = False
-        self._takers = trio.lowlevel.ParkingLot()
-        self._putters = trio.lowlevel.ParkingLot()
-
-    async def put(self, message: str | bytes) -> None:
-        """Queue a message, waiting for room; after ``close`` it is dropped."""
-        cost = _size(message) + MESSAGE_OVERHEAD_BYTES
-        while not self._closed and self._messages and self._bytes + cost > self._max_bytes:
-            await self._putters.park()
-        if self._closed:
-            await trio.lowlevel.checkpoint()
-            return
-        self._messages.append((message, cost))
-        self._bytes += cost
-        self._takers.unpark()
-        await trio.lowlevel.checkpoint()
-
-    async def get(self) -> str | bytes | None:
-        """The next message; None once the queue is closed and empty."""
-        while not self._messages and not self._closed:
-            await self._takers.park()
-        if not self._messages:
-            await trio.lowlevel.checkpoint()
-            return None
-        message, cost = self._messages.popleft()
-        self._bytes -= cost
-        self._putters.unpark_all()
-        await trio.lowlevel.checkpoint()
-        return message
-
-    def close(self, *, discard: bool = False) -> None:
-        """No more messages come in; with ``discard`` the queued ones are dropped too."""
-        self._closed = True
-        if discard:
-            self._messages.clear()
-            self._bytes = 0
-        self._takers.unpark_all()
-        self._putters.unpark_all()
-
-    @property
-    def queued_bytes(self) -> int:
-        return self._bytes
+async def _send_gathered(sock: trio.socket.SocketType, parts: list[bytes]) -> None:
+    """Write every byte of `parts`, in order, with sendmsg (the socket is ours alone: the
+    caller holds the send lock)."""
+    views = [memoryview(part) for part in parts if part]
+    while views:
+        sent = await sock.sendmsg(views)
+        while sent:
+            if sent >= len(views[0]):
+                sent -= len(views.pop(0))
+            else:
+                views[0] = views[0][sent:]
+                sent = 0
 
 
 class ServerWebSocket:
@@ -234,7 +192,7 @@ class ServerWebSocket:
             return  # we are closing: what the peer still sends is dropped
         data = event.data if isinstance(event.data, str | bytes) else bytes(event.data)
         self._parts.append(data)
-        self._part_bytes += _size(data)
+        self._part_bytes += message_size(data)
         if self._part_bytes > self._settings.max_message_bytes:
             self._parts, self._part_bytes = [], 0
             limit = self._settings.max_message_bytes
@@ -293,7 +251,8 @@ class ServerWebSocket:
     # -- sending ---------------------------------------------------------------------------
 
     async def send_message(self, message: str | bytes) -> None:
-        """Send one message: ``str`` as a text frame, ``bytes`` as a binary frame.
+        """Send one message: ``str`` (or protocol's ``Utf8Text``, its UTF-8 bytes) as a text
+        frame, other ``bytes`` as a binary frame.
 
         Raises:
             ConnectionClosed: the connection is closed or closing.
@@ -303,29 +262,75 @@ class ServerWebSocket:
         if isinstance(message, str):
             payload = message.encode()
             header = frame_header(Opcode.TEXT, len(payload))
+        elif isinstance(message, Utf8Text):  # text already in UTF-8: sent as it is
+            payload = message
+            header = frame_header(Opcode.TEXT, len(payload))
         else:
             payload = message
             header = frame_header(Opcode.BINARY, len(payload))
-        await self._send(header + payload)
+        await self._send(header, payload)
+
+    async def send_texts(self, messages: Sequence[str]) -> None:
+        """Send several text messages with one write (the original's profile frames one
+        notice as a message per line: one syscall for all of them, not one each).
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+        """
+        if self._closed is not None:
+            raise ConnectionClosed(self._closed)
+        frames: list[bytes] = []
+        for message in messages:
+            payload = message.encode()
+            frames += (frame_header(Opcode.TEXT, len(payload)), payload)
+        await self._send(b"".join(frames))
+
+    async def send_binary(self, prefix: bytes, payload: bytes) -> None:
+        """Send one binary message made of `prefix` and then `payload`, without joining them.
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+        """
+        if self._closed is not None:
+            raise ConnectionClosed(self._closed)
+        header = frame_header(Opcode.BINARY, len(prefix) + len(payload))
+        await self._send(header + prefix, payload)
 
     async def _send_control(self, event: Event) -> None:
         with contextlib.suppress(ConnectionClosed):  # the peer is gone: the reader sees it too
             await self._send(self._protocol.send(event))
 
-    async def _send(self, data: bytes) -> None:
-        async with self._send_lock:
+    async def _send(self, data: bytes, payload: bytes = b"") -> None:
+        """Send `data` then `payload` as one write: a frame's header and its payload go out
+        together without being joined into a copy first (sendmsg gathers them).
+
+        A free lock is taken without a trip through the scheduler (``async with lock``
+        yields even then; the send that follows is the checkpoint), and waiters keep their
+        order: a lock with waiters is not free to take."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             if self._broken:
                 raise ConnectionClosed(self._closed)
             whole = False
             try:
-                await self._stream.send_all(data)
+                if len(payload) < GATHER_BYTES:
+                    await self._stream.send_all(data + payload)
+                else:
+                    await _send_gathered(self._stream.socket, [data, payload])
                 whole = True
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 self._break("the peer reset the connection")
                 raise ConnectionClosed(self._closed) from None
             finally:
                 if not whole:  # cancelled part way: the peer has a torn frame
                     self._break("a send was cut short")
+        finally:
+            lock.release()
 
     async def _send_eof(self) -> None:
         async with self._send_lock:
@@ -353,45 +358,3 @@ class ServerWebSocket:
                 await self._send_eof()
             await self._reader_done.wait()
         await trio.aclose_forcefully(self._stream)
-
-
-@attrs.frozen
-class Handshake:
-    """An upgrade wsproto accepted: the protocol (now open), the 101 to send, the request."""
-
-    protocol: WSConnection
-    response: bytes
-    target: str
-    subprotocol: str | None
-
-
-@attrs.frozen
-class HandshakeRefusal:
-    """An upgrade wsproto refused (no key, wrong version, ...): the HTTP answer to give."""
-
-    status: int
-    message: str
-    headers: dict[str, str]
-
-
-def server_handshake(head: bytes, subprotocols: tuple[str, ...]) -> Handshake | HandshakeRefusal:
-    """Check an upgrade request head (without the blank line) and accept it, choosing the
-    first subprotocol the client offers that we speak."""
-    protocol = WSConnection(ConnectionType.SERVER)
-    try:
-        protocol.receive_data(head + b"\r\n\r\n")
-        requests = [event for event in protocol.events() if isinstance(event, Request)]
-    except RemoteProtocolError as exc:
-        hint = exc.event_hint
-        status = hint.status_code if isinstance(hint, RejectConnection) else 400
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in (hint.headers if isinstance(hint, RejectConnection) else [])
-        }
-        return HandshakeRefusal(status, str(exc), headers)
-    if not requests:
-        return HandshakeRefusal(400, "incomplete upgrade request", {})
-    request = requests[0]
-    chosen = next((p for p in request.subprotocols if p in subprotocols), None)
-    response = protocol.send(AcceptConnection(subprotocol=chosen))
-    return Handshake(protocol, response, request.target, chosen)

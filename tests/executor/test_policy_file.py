@@ -422,8 +422,11 @@ async def test_claude_method_follows_the_command_rules(
 async def test_instance_names_durable_run_ids(nursery: trio.Nursery) -> None:
     assert config_from_env({"CCX_INSTANCE": "ccx-2"}).instance == "ccx-2"
     assert config_from_env({}).instance == os.uname().nodename
-    with pytest.raises(ConfigError, match="instance 'a/b' must be letters"):
+    with pytest.raises(ConfigError, match="instance 'a/b' must be at most 200 letters"):
         validate(make_config(instance="a/b"))
+    validate(make_config(instance="i" * 200))
+    with pytest.raises(ConfigError, match="binary output frames"):  # run ids fit 255 bytes
+        validate(make_config(instance="i" * 201))
     served = await start_daemon(nursery, make_config(instance="ccx-0"))
     with trio.fail_after(10):
         async with open_client(served.url) as client:

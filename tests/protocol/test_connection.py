@@ -9,6 +9,8 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from cc_executor.protocol.binary import BinaryParts, decode_binary_output
+from cc_executor.protocol.codec import Utf8Text
 from cc_executor.protocol.connection import ServerConnection
 from cc_executor.protocol.errors import InvalidState, LocalProtocolError, ParseError, RunNotFound
 from cc_executor.protocol.events import (
@@ -52,7 +54,7 @@ def only(conn: ServerConnection, text: str) -> Event:
     return received.event
 
 
-def wire(text: str) -> dict[str, Any]:
+def wire(text: str | bytes) -> dict[str, Any]:
     """A frame as JSON."""
     value: dict[str, Any] = orjson.loads(text)
     return value
@@ -229,6 +231,7 @@ def test_output_respects_the_frame_limit() -> None:
     conn = ServerConnection()
     nuls = b"\0" * 3000  # valid UTF-8, but six bytes a character as JSON text
     text = conn.send(RunOutput("r", 1, "stdout", nuls), max_frame=5000)
+    assert isinstance(text, str)
     assert len(text.encode()) <= 5000
     assert wire(text)["params"]["encoding"] == "base64"
     assert "encoding" not in wire(conn.send(RunOutput("r", 2, "stdout", nuls), 20000))["params"]
@@ -488,3 +491,32 @@ class ConnectionMachine(RuleBasedStateMachine):
 
 
 TestConnectionMachine = ConnectionMachine.TestCase
+
+
+def test_a_hold_on_one_kind_of_event_holds_only_that_kind() -> None:
+    conn = ServerConnection()
+    only(conn, call(1, "control", {"type": "PAUSE"}))
+    conn.hold(1, "r", "paused")
+    conn.send(RunOutput("r", 1, "stdout", b"before\n"))
+    assert conn.held(RunResumed("r", 2)) is None
+    with pytest.raises(LocalProtocolError, match="must follow the reply to request 1"):
+        conn.send(RunPaused("r", 2))
+    conn.hold(1, "r", "all")  # widened, never narrowed
+    conn.hold(1, "r", "paused")
+    assert conn.held(RunOutput("r", 2, "stdout", b"x")) == 1
+    conn.respond(1, ControlDone("paused", "r"))
+    assert wire(conn.send(RunPaused("r", 2)))["method"] == "process.paused"
+
+
+def test_wire_frames_give_output_without_another_copy() -> None:
+    conn = ServerConnection()
+    (frame,) = conn.wire_frames(RunOutput("r", 1, "stdout", b"hi\n"))
+    assert isinstance(frame, Utf8Text)
+    assert wire(bytes(frame))["params"] == {"run": "r", "seq": 1, "type": "stdout", "data": "hi\n"}
+    assert isinstance(conn.wire_frames(RunPaused("r", 2))[0], str)
+    binary = ServerConnection(binary_output=True)
+    data = b"\xff" * 100
+    (parts,) = binary.wire_frames(RunOutput("r", 1, "stderr", data))
+    assert isinstance(parts, BinaryParts)
+    assert parts.data is data  # the output itself, not a copy
+    assert decode_binary_output(b"".join(parts)) == RunOutput("r", 1, "stderr", data)

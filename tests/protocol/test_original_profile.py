@@ -27,7 +27,7 @@ CANCELLED = Completion(status="canceled", outcome="cancelled", exit_code=-15, pi
 EXITED = Completion(status="completed", outcome="exited", exit_code=0, pid=9, pgid=9)
 
 
-def wire(text: str) -> dict[str, Any]:
+def wire(text: str | bytes) -> dict[str, Any]:
     value: dict[str, Any] = orjson.loads(text)
     return value
 

@@ -1,0 +1,74 @@
+"""The durable runs one connection follows: a tail task each (runs/attach.py reads the journal).
+
+A tail's events of a run wait at the session's gates like any other, so a reply still precedes
+the events it causes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from cc_executor.executor.rpc.runs import Gone
+from cc_executor.executor.runs.attach import Attachment, TailSettings, tail
+
+if TYPE_CHECKING:
+    from cc_executor.executor.rpc.session import Session
+    from cc_executor.executor.runs.durable import DurableRun
+
+
+class Attachments:
+    """The durable runs one connection follows, one tail task each."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._following: dict[str, Attachment] = {}
+
+    def following(self, run_id: str) -> bool:
+        return run_id in self._following
+
+    def attach(self, durable: DurableRun, from_seq: int) -> None:
+        """Follow `durable` from `from_seq` (its reply is sent, or held by a gate)."""
+        attachment = Attachment(durable, from_seq)
+        self._following[durable.run_id] = attachment
+        self._session.conn.attach_run(durable.run_id, from_seq + 1)
+        self._session.nursery.start_soon(self._tail, attachment)
+
+    async def _tail(self, attachment: Attachment) -> None:
+        run_id = attachment.durable.run_id
+        with structlog.contextvars.bound_contextvars(run=run_id):
+            try:
+                config = self._session.daemon.config
+                max_line = config.claude.max_line_bytes
+                settings = TailSettings(
+                    retry_initial=config.supervision.procfs_retry_initial,
+                    retry_bound=config.supervision.kill_wait,
+                    claude_max_line=max_line if attachment.durable.kind == "claude" else None,
+                )
+                await tail(self._session, attachment, settings)
+            except Gone:
+                pass  # the client went: the run goes on
+            finally:
+                if self._following.get(run_id) is attachment:
+                    del self._following[run_id]
+
+    async def detach(self, run_id: str) -> int | None:
+        """Stop following a run; return the last seq sent, or None if it was not followed."""
+        attachment = self._following.get(run_id)
+        if attachment is None:
+            return None
+        attachment.stop()
+        await attachment.done.wait()
+        self._session.conn.detach_run(run_id)
+        return attachment.sent_seq
+
+    def stop_all(self) -> None:
+        for attachment in self._following.values():
+            attachment.scope.cancel()
+
+    async def wait_completed(self) -> None:
+        """Wait until every followed run's completion is sent (or its tail stopped)."""
+        for attachment in list(self._following.values()):
+            await attachment.durable.done.wait()
+            await attachment.done.wait()

@@ -1,0 +1,73 @@
+"""The WebSocket's inbound queue: messages read and not yet taken, bounded in bytes."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import trio
+
+# What a queued message costs beyond its payload (its object and queue entry, as measured
+# with sys.getsizeof), so that a flood of empty frames is bounded too.
+MESSAGE_OVERHEAD_BYTES = 64
+
+
+def message_size(message: str | bytes) -> int:
+    """Bytes of a message on the wire (text is counted in UTF-8)."""
+    if isinstance(message, str) and not message.isascii():
+        return len(message.encode())
+    return len(message)
+
+
+class InboundQueue:
+    """Messages read and not yet taken, bounded in bytes (trio's channels bound a count).
+
+    One producer (the reader) and one consumer (the session).  A message is let in when the
+    queue is empty or it fits, so one message of any allowed size always gets through.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._messages: deque[tuple[str | bytes, int]] = deque()
+        self._bytes = 0
+        self._max_bytes = max_bytes
+        self._closed = False
+        self._takers = trio.lowlevel.ParkingLot()
+        self._putters = trio.lowlevel.ParkingLot()
+
+    async def put(self, message: str | bytes) -> None:
+        """Queue a message, waiting for room; after ``close`` it is dropped."""
+        cost = message_size(message) + MESSAGE_OVERHEAD_BYTES
+        while not self._closed and self._messages and self._bytes + cost > self._max_bytes:
+            await self._putters.park()
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._messages.append((message, cost))
+        self._bytes += cost
+        self._takers.unpark()
+        await trio.lowlevel.checkpoint()
+
+    async def get(self) -> str | bytes | None:
+        """The next message; None once the queue is closed and empty."""
+        while not self._messages and not self._closed:
+            await self._takers.park()
+        if not self._messages:
+            await trio.lowlevel.checkpoint()
+            return None
+        message, cost = self._messages.popleft()
+        self._bytes -= cost
+        self._putters.unpark_all()
+        await trio.lowlevel.checkpoint()
+        return message
+
+    def close(self, *, discard: bool = False) -> None:
+        """No more messages come in; with ``discard`` the queued ones are dropped too."""
+        self._closed = True
+        if discard:
+            self._messages.clear()
+            self._bytes = 0
+        self._takers.unpark_all()
+        self._putters.unpark_all()
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
