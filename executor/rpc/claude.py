@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cc_executor.executor.claude.session import session_of
+from cc_executor.executor.rpc.batch import Handled
 from cc_executor.executor.rpc.handlers import RunHandler, SessionHandler, claude
-from cc_executor.executor.rpc.session import Handled
 from cc_executor.protocol import Id, InternalError
 from cc_executor.protocol.claude import (
     ClaudeCloseParams,

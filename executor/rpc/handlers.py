@@ -17,8 +17,9 @@ import trio
 
 from cc_executor.executor.claude.plan import plan_claude
 from cc_executor.executor.claude.session import session_of
+from cc_executor.executor.rpc.batch import Handled
 from cc_executor.executor.rpc.runs import Gone, RunHandle
-from cc_executor.executor.rpc.session import GateKey, Handled, Session
+from cc_executor.executor.rpc.session import GateKey, Session
 from cc_executor.executor.runs import control as controls
 from cc_executor.executor.runs.plan import plan_execute
 from cc_executor.executor.runs.start import busy

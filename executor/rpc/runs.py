@@ -66,7 +66,8 @@ from cc_executor.protocol.results import ControlDone
 from cc_executor.supervision import CompletedEvent, SequencedEvent, SinkClosed
 
 if TYPE_CHECKING:
-    from cc_executor.executor.rpc.session import BatchReply, Handled, Session
+    from cc_executor.executor.rpc.batch import BatchReply, Handled
+    from cc_executor.executor.rpc.session import Session
 
 log = structlog.get_logger()
 

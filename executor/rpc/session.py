@@ -11,7 +11,8 @@ The nursery holds, for the whole connection, the *reader* (``_read_loop``) and:
   signal), answered one at a time in the order they came, and *stdin*, apart, so a write to a
   child that does not read never holds up a CANCEL;
 - one *tail* per durable run it follows (runs/attach.py);
-- a task per JSON-RPC batch, so a batch that waits for a ladder never stops the reader.
+- a task per JSON-RPC batch (batch.py), so a batch that waits for a ladder never stops the
+  reader.
 
 Back-pressure is the channels, not code: when the client reads slowly, the pump's send waits
 on the socket, the bounded runner->pump channel fills, the runner stops reading the pipe, the
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -41,6 +42,7 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from cc_executor.executor.rpc.attachments import Attachments
+from cc_executor.executor.rpc.batch import BatchReply, Handled, Handler, serve_batch
 from cc_executor.executor.rpc.gates import Gates
 from cc_executor.executor.rpc.runs import ConnectionSink, Gone, Handles, RunHandle
 from cc_executor.executor.runs.control import end
@@ -48,7 +50,6 @@ from cc_executor.executor.runs.live import LiveRun
 from cc_executor.executor.runs.plan import RunPlan
 from cc_executor.executor.runs.start import start_run
 from cc_executor.protocol import (
-    ErrorResponse,
     Event,
     Id,
     Ignored,
@@ -59,7 +60,6 @@ from cc_executor.protocol import (
     NotificationReceived,
     PolicyRefused,
     RequestReceived,
-    Response,
     ServerConnection,
 )
 from cc_executor.protocol.binary import BINARY_SUBPROTOCOL, BinaryParts
@@ -67,7 +67,7 @@ from cc_executor.protocol.events import Batch
 from cc_executor.protocol.methods import RUN_METHODS  # answered by a run's queues
 from cc_executor.protocol.notices import Notice, RunStarted, Shutdown
 from cc_executor.protocol.profile import CURRENT, profile_for
-from cc_executor.protocol.results import Result, Started
+from cc_executor.protocol.results import Started
 
 if TYPE_CHECKING:
     from cc_executor.executor.daemon.daemon import Daemon
@@ -75,28 +75,6 @@ if TYPE_CHECKING:
     from cc_executor.executor.transport.websocket import ServerWebSocket
 
 log = structlog.get_logger()
-
-
-@attrs.frozen
-class Handled:
-    """A handler's result, and what must be sent right after the reply."""
-
-    result: Result
-    follow_up: Callable[[], Awaitable[None]] | None = None
-
-
-Handler = Callable[[], Awaitable[Handled]]
-
-
-@attrs.define(eq=False)
-class BatchReply:
-    """The replies of one JSON-RPC batch, in request order, sent as one array."""
-
-    replies: list[Response | ErrorResponse | None]
-    follow_ups: list[Callable[[], Awaitable[None]]] = attrs.field(factory=list)
-    ids: list[Id] = attrs.field(factory=list)
-    waiting: int = 0
-    done: trio.Event = attrs.field(factory=trio.Event)
 
 
 class Session:
@@ -263,7 +241,7 @@ class Session:
                 continue
             received = self.conn.receive(message)
             if isinstance(received, Batch):
-                self.nursery.start_soon(self._batch, received.events)
+                self.nursery.start_soon(serve_batch, self, received.events)
             else:
                 await self._handle(received.event)
 
@@ -276,48 +254,22 @@ class Session:
             log.debug("notification.ignored", method=event.method)
             return
         self.requests += 1
-        self._note_ignored(event)
+        self.note_ignored(event)
         if event.method in RUN_METHODS:
             await self.handles.enqueue(event, None)
             return
-        await self.answer(event.id, self._handler(event), None)
+        await self.answer(event.id, self.handler_for(event), None)
 
-    def _note_ignored(self, event: RequestReceived) -> None:
+    def note_ignored(self, event: RequestReceived) -> None:
         """Log the params the profile left out (the original ignored them too)."""
         if event.ignored:
             log.info("request.params_ignored", method=event.method, params=list(event.ignored))
 
-    def _handler(self, event: RequestReceived) -> Handler:
+    def handler_for(self, event: RequestReceived) -> Handler:
         from cc_executor.executor.rpc.handlers import SESSION_HANDLERS
 
         handler = SESSION_HANDLERS[event.method]
         return lambda: handler(self, event.id, event.params)
-
-    async def _batch(self, events: tuple[Event, ...]) -> None:
-        """Requests in a batch run as they would alone; the array goes out when all are done."""
-        batch = BatchReply([None] * len(events))
-        for index, event in enumerate(events):
-            if isinstance(event, Invalid):
-                self.errors += 1
-                batch.replies[index] = event.reply
-            elif isinstance(event, RequestReceived):
-                self.requests += 1
-                self._note_ignored(event)
-                batch.waiting += 1
-                batch.ids.append(event.id)
-                if event.method in RUN_METHODS:
-                    await self.handles.enqueue(event, (batch, index))
-                else:
-                    await self.answer(event.id, self._handler(event), (batch, index))
-        if batch.waiting:
-            await batch.done.wait()
-        replies = [reply for reply in batch.replies if reply is not None]
-        if replies:
-            await self.send_text(self.conn.encode_batch(replies))
-        for follow_up in batch.follow_ups:
-            await follow_up()
-        for id_ in batch.ids:
-            self.gates.open(id_)
 
     # -- answering ---------------------------------------------------------------------------
 
