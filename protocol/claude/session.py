@@ -48,6 +48,9 @@ def _check_content(content: Any) -> None:
     for i, block in enumerate(content):
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
             raise ParamError(f".content[{i}]", "must be a content block (an object with a type)")
+        # The CLI reads a text block's text as a string: any other ends the whole session.
+        if block["type"] == "text" and not isinstance(block.get("text"), str):
+            raise ParamError(f".content[{i}].text", "a text block's text must be a string")
 
 
 @attrs.frozen

@@ -1,0 +1,113 @@
+"""Live Claude sessions probed from outside, against the real CLI and the fake API: bad input
+to every claude.* method is a clear error that changes nothing else; a mode the daemon's policy
+forbids is refused as at the start; the CLI killed with requests in flight leaves none
+unanswered."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import orjson
+import trio
+from ccx_testing import WireClient, open_client, start_daemon
+from claude_world import BOUND, ClaudeWorld, assert_nothing_left, finish, start, wait_notice
+
+from cc_executor.protocol import ErrorCode
+
+
+async def initialized(client: WireClient, world: ClaudeWorld, **params: Any) -> str:
+    run = await start(client, session=True, cwd=str(world.work), **params)
+    await wait_notice(client, run, "claude.event", type="control_response")
+    return run
+
+
+BAD_PARAMS: list[tuple[str, dict[str, Any], str]] = [
+    ("claude.send", {}, "$.params.content"),
+    ("claude.send", {"content": 5}, "$.params.content"),
+    ("claude.send", {"content": []}, "$.params.content"),
+    ("claude.send", {"content": [{"type": 3}]}, "$.params.content[0]"),
+    ("claude.send", {"content": [{"type": "text"}]}, "$.params.content[0].text"),
+    ("claude.send", {"content": [{"type": "text", "text": 5}]}, "$.params.content[0].text"),
+    ("claude.send", {"content": "x", "id": 7}, "$.params.id"),
+    ("claude.permission", {"request": "x", "behavior": "maybe"}, "$.params.behavior"),
+    (
+        "claude.permission",
+        {"request": "x", "behavior": "deny", "updated_input": {}},
+        "$.params.updated_input",
+    ),
+    ("claude.permission", {"request": "x", "behavior": "allow", "updated_input": []}, "input"),
+    ("claude.set_permission_mode", {"mode": "yolo"}, "$.params.mode"),
+    ("claude.set_model", {"model": ""}, "$.params.model"),
+    ("claude.set_model", {"model": 3}, "$.params.model"),
+    ("claude.interrupt", {"extra": 1}, "extra"),
+]
+
+
+async def test_bad_params_are_refused_and_the_session_goes_on(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await initialized(client, world)
+            for method, params, where in BAD_PARAMS:
+                error = await client.call_error(method, run=run, **params)
+                assert error.code == ErrorCode.INVALID_PARAMS, (method, params, error)
+                assert where in error.message, (method, params, error)
+            for method in ("claude.send", "claude.close", "claude.interrupt"):
+                error = await client.call_error(method, content="x")
+                assert error.code == ErrorCode.INVALID_PARAMS
+                assert "$.params.run" in error.message
+            huge = await client.call_error("claude.send", run=run, content="x" * (5 << 20))
+            assert huge.code == ErrorCode.LIMIT_EXCEEDED
+            oneshot = await start(client, prompt="hi", cwd=str(world.work))
+            for _ in range(2):  # running, then over
+                error = await client.call_error("claude.send", run=oneshot, content="x")
+                assert error.code == ErrorCode.INVALID_PARAMS
+                assert "not a Claude session run" in error.message
+                await finish(client, oneshot)
+            status = await client.call("status", run=run)
+            assert status["claude"]["state"] == "idle"
+            assert status["claude"]["turn"] == 0  # nothing was booked as a turn's
+            sent = await client.call(
+                "claude.send", run=run, content=[{"type": "text", "text": "blocks"}], id="m"
+            )
+            assert sent == {"message": "m", "turn": 1, "disposition": "started"}
+            ended = await wait_notice(client, run, "claude.turn_ended")
+            assert ended["result"]["subtype"] == "success"
+            await client.call("claude.close", run=run)
+    assert_nothing_left(run)
+
+
+async def test_the_cli_killed_with_requests_in_flight_answers_each_of_them(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config(control_timeout=30.0))
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, prompt="first [slow:100]", cwd=str(world.work))
+            started = await wait_notice(client, run, "process.started")
+            await wait_notice(client, run, "claude.turn_started")
+            os.kill(started["pid"], signal.SIGSTOP)  # it never answers what comes next
+            requests = [
+                ("claude.set_model", {"model": "x"}),
+                ("claude.send", {"content": "queued"}),
+                ("claude.interrupt", {}),
+            ]
+            for i, (method, params) in enumerate(requests):
+                client.sent_ids.add(f"r{i}")
+                message = {"jsonrpc": "2.0", "id": f"r{i}", "method": method}
+                params = {"run": run, **params}
+                await client.send_raw(orjson.dumps({**message, "params": params}).decode())
+            await trio.sleep(0.5)
+            os.kill(started["pid"], signal.SIGKILL)
+            replies = [await client.response(f"r{i}") for i in range(len(requests))]
+            record = await finish(client, run)
+    assert [r["error"]["code"] for r in replies] == [ErrorCode.INVALID_STATE] * 3
+    assert "the run ended" in replies[0]["error"]["message"]
+    assert record.completed is not None
+    assert record.completed["outcome"] == "signalled"
+    assert record.completed["claude"]["state"] == "ended"
+    assert_nothing_left(run)
