@@ -23,6 +23,31 @@ async def initialized(client: WireClient, world: ClaudeWorld, **params: Any) -> 
     return run
 
 
+async def test_bypass_mode_is_refused_on_a_daemon_that_is_not_sandboxed(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await initialized(client, world)
+            error = await client.call_error(
+                "claude.set_permission_mode", run=run, mode="bypassPermissions"
+            )
+            assert error.code == ErrorCode.POLICY_REFUSED
+            assert error.data["rule"] == "claude.sandboxed"
+            # Nothing reached the CLI: no control request of the daemon's besides initialize.
+            sent = [e for e in client.notifications if e["method"] == "claude.event"]
+            assert [e["params"]["type"] for e in sent].count("control_response") == 1
+            reply = await client.call("claude.set_permission_mode", run=run, mode="plan")
+            assert "response" in reply
+            reply = await client.call("claude.send", run=run, content="still here")
+            assert reply["disposition"] == "started"
+            await wait_notice(client, run, "claude.turn_ended")
+            closed = await client.call("claude.close", run=run)
+            assert closed["status"] == "completed"
+    assert_nothing_left(run)
+
+
 BAD_PARAMS: list[tuple[str, dict[str, Any], str]] = [
     ("claude.send", {}, "$.params.content"),
     ("claude.send", {"content": 5}, "$.params.content"),
