@@ -26,15 +26,15 @@ The watchdog counts only while running.
 The API the JSON-RPC handlers (rpc/claude.py) and the MCP tools call — each raises the wire's
 errors (InvalidParams, InvalidState, AlreadyDecided, ControlTimeout):
 
-- ``await send(content, message_id=None) -> ClaudeSent``
-- ``await interrupt() -> int`` (the turn interrupted)
-- ``await set_model(model) -> JSON`` / ``await set_permission_mode(mode) -> JSON``
+- ``await send(content, message_id=None) -> ClaudeSent``; ``await interrupt() -> int`` (the
+  turn interrupted); ``await set_model(model)`` / ``set_permission_mode(mode) -> JSON``
+  (the controls are refused while the run is paused: they would time out, then take effect)
 - ``await answer(request, behavior, by, updated_input=None, message=None)``
 - ``await close()`` (stdin EOF, ``close_grace``, then the ladder; returns when the process is gone)
 - ``snapshot() -> dict`` (the ``claude`` object of ``status``)
 
-``session_of(live)`` finds a run's session (or raises the -32602 that says it has none).
-`by` names the decider as journaled: ``client:<identity>/<connection id>`` over JSON-RPC.
+``session_of(live)`` finds a run's session (or raises the -32602 that says it has none);
+`by` names the decider as journaled (``client:<identity>/<connection id>`` over JSON-RPC).
 
 Its tasks (``watch``: the watchdog, the broker's timer, the stdin writer, ``initialize`` and
 the first prompt) live beside the pump in the run's keeper and end with the run.
@@ -217,9 +217,6 @@ class ClaudeSession:
         self._fail_controls()
         self.watcher.release()
 
-    def summary(self) -> dict[str, JSON]:
-        return self.snapshot()
-
     def snapshot(self) -> dict[str, JSON]:
         """The `claude` object of the run's status (and completion)."""
         init = self.watcher.init
@@ -241,6 +238,8 @@ class ClaudeSession:
             "last_result": turns.last_result,
             "watchdog_fired": self.watcher.watchdog_fired,
         }
+
+    summary = snapshot  # the observer's name for it (RunObserver)
 
     def completion(self, base: Completion, outcome: Outcome) -> Completion:
         """A session ends well when its CLI exits by itself: 0, or after `claude.close`."""
@@ -282,8 +281,7 @@ class ClaudeSession:
     # -- stdin ------------------------------------------------------------------------------
 
     async def _write(self, line: bytes) -> None:
-        """One line into the CLI's stdin, one at a time: a waiting answer to the CLI never
-        finds the pipe's bound taken by more than the one line ahead of it."""
+        """One line into stdin, one at a time (a waiting answer has one line ahead of it)."""
         try:
             async with self._stdin_lock:
                 await self._run.write_stdin(line)
@@ -339,9 +337,9 @@ class ClaudeSession:
         log.info("claude.message_sent", run=self.run_id, message=sent.message, turn=sent.turn)
         return sent
 
-    async def interrupt(self) -> int:
-        """Interrupt the running turn; returns its number once the CLI acknowledged."""
-        self._check_open()
+    async def interrupt(self, *, when_paused: bool = False) -> int:
+        """Interrupt the running turn (`when_paused`: a paused one too); its number, once done."""
+        self._check_open(None if when_paused else "claude.interrupt")
         turns = self.turns
         if not turns.running:
             raise InvalidParams(f"run {self.run_id}: no turn is running", {"run": self.run_id})
@@ -350,18 +348,18 @@ class ClaudeSession:
         return turn
 
     async def _watchdog_interrupt(self) -> None:
-        if self.turns.open:
-            try:
+        try:
+            if self.turns.open:
                 await self.interrupt()
-            except (InvalidParams, InvalidState, ControlTimeout) as exc:
-                log.info("claude.watchdog_interrupt_failed", run=self.run_id, error=exc.message)
+        except (InvalidParams, InvalidState, ControlTimeout) as exc:
+            log.info("claude.watchdog_interrupt_failed", run=self.run_id, error=exc.message)
 
     async def set_model(self, model: str) -> JSON:
-        self._check_open()
+        self._check_open("claude.set_model")
         return await self.controls.request({"subtype": "set_model", "model": model})
 
     async def set_permission_mode(self, mode: str) -> JSON:
-        self._check_open()
+        self._check_open("claude.set_permission_mode")
         return await self.controls.request({"subtype": "set_permission_mode", "mode": mode})
 
     async def answer(
@@ -375,8 +373,7 @@ class ClaudeSession:
         await self.broker.answer(request, behavior, by, updated_input, message)
 
     async def close(self) -> None:
-        """Stdin EOF; `close_grace` for the CLI to exit, then the ladder; returns when the
-        process is gone."""
+        """Stdin EOF, `close_grace` for the CLI to exit, then the ladder; until it is gone."""
         self._closing = True
         if self._run.stdin_open:
             with contextlib.suppress(InvalidTransition):  # closed meanwhile: it is ending
@@ -388,9 +385,15 @@ class ClaudeSession:
         await cancel_quietly(self._run, f"{CLOSED} within {self._settings.close_grace:g} s")
         await self._run.wait()
 
-    def _check_open(self) -> None:
+    def _check_open(self, control: str | None = None) -> None:
+        """InvalidState unless it takes input (and for a control, its CLI is not stopped)."""
         if self._ended or self._closing or not self._run.stdin_open:
             raise InvalidState(
                 f"run {self.run_id}: the session is closing or over",
                 {"run": self.run_id, "state": "ended" if self._ended else "closing"},
+            )
+        if control is not None and self._run.state is RunState.PAUSED:
+            raise InvalidState(
+                f"run {self.run_id} is paused: RESUME it before {control}",
+                {"run": self.run_id, "state": "paused"},
             )

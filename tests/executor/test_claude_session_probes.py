@@ -9,11 +9,13 @@ import os
 import signal
 from typing import Any
 
+import attrs
 import orjson
 import trio
 from ccx_testing import WireClient, open_client, start_daemon
 from claude_world import BOUND, ClaudeWorld, assert_nothing_left, finish, start, wait_notice
 
+from cc_executor.executor.transport.frontdoor import Identity
 from cc_executor.protocol import ErrorCode
 
 
@@ -21,6 +23,12 @@ async def initialized(client: WireClient, world: ClaudeWorld, **params: Any) -> 
     run = await start(client, session=True, cwd=str(world.work), **params)
     await wait_notice(client, run, "claude.event", type="control_response")
     return run
+
+
+async def touching(client: WireClient, world: ClaudeWorld) -> str:
+    """A durable session whose first turn asks to `touch` a file (a permission request)."""
+    prompt = f"[tool:touch {world.work / 'touched'}]"
+    return await start(client, session=True, durable=True, prompt=prompt, cwd=str(world.work))
 
 
 async def test_bypass_mode_is_refused_on_a_daemon_that_is_not_sandboxed(
@@ -135,4 +143,76 @@ async def test_the_cli_killed_with_requests_in_flight_answers_each_of_them(
     assert record.completed is not None
     assert record.completed["outcome"] == "signalled"
     assert record.completed["claude"]["state"] == "ended"
+    assert_nothing_left(run)
+
+
+TOKENS = {"alice-token-0123456789": Identity("alice"), "bob-token-012345678901": Identity("bob")}
+
+
+async def test_another_identitys_session_is_a_run_that_does_not_exist(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, attrs.evolve(world.config(), tokens=TOKENS))
+    with trio.fail_after(BOUND):
+        async with (
+            open_client(f"{served.url}?token=alice-token-0123456789") as alice,
+            open_client(f"{served.url}?token=bob-token-012345678901") as bob,
+        ):
+            run = await touching(alice, world)
+            asked = await wait_notice(alice, run, "claude.permission_request")
+            nowhere = f"{served.daemon.instance}-000000000000"
+            calls: list[tuple[str, dict[str, Any]]] = [
+                ("claude.send", {"content": "x"}),
+                ("claude.interrupt", {}),
+                ("claude.set_model", {"model": "x"}),
+                ("claude.set_permission_mode", {"mode": "plan"}),
+                ("claude.permission", {"request": asked["request"], "behavior": "allow"}),
+                ("claude.close", {}),
+            ]
+            for method, params in calls:
+                seen = await bob.call_error(method, run=run, **params)
+                unknown = await bob.call_error(method, run=nowhere, **params)
+                assert seen.code == unknown.code == ErrorCode.RUN_NOT_FOUND, (method, seen)
+                assert seen.message == unknown.message.replace(nowhere, run)
+            status = await alice.call("status", run=run)
+            assert [p["request"] for p in status["claude"]["pending"]] == [asked["request"]]
+            await alice.call(
+                "claude.permission", run=run, request=asked["request"], behavior="deny"
+            )
+            await wait_notice(alice, run, "claude.turn_ended")
+            await alice.call("claude.close", run=run)
+    assert not (world.work / "touched").exists()
+    assert_nothing_left(run)
+
+
+async def test_controls_are_refused_while_the_run_is_paused_and_a_message_waits(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, prompt="[slow:30]", cwd=str(world.work))
+            await wait_notice(client, run, "claude.turn_started")
+            await client.call("control", type="PAUSE", run=run)
+            # Refused at once, not a -32007 after control_timeout that then takes effect on
+            # RESUME behind the caller's back.
+            for method, params in [
+                ("claude.interrupt", {}),
+                ("claude.set_model", {"model": "claude-other"}),
+                ("claude.set_permission_mode", {"mode": "plan"}),
+            ]:
+                error = await client.call_error(method, run=run, **params)
+                assert error.code == ErrorCode.INVALID_STATE, (method, error)
+                assert error.data == {"run": run, "state": "paused"}
+                assert "RESUME it before" in error.message
+            # A message may wait in the pipe: the CLI reads it once resumed.
+            sent = await client.call("claude.send", run=run, content="after the pause", id="b")
+            assert sent["disposition"] == "queued"
+            await client.call("control", type="RESUME", run=run)
+            first = await wait_notice(client, run, "claude.turn_ended")
+            await wait_notice(client, run, "claude.turn_ended", count=2)
+            await client.call("claude.close", run=run)
+    assert first["interrupted"] is False  # the refused interrupt did not happen later
+    assert first["result"]["subtype"] == "success"
+    assert world.api.requests[-1]["body"]["model"] != "claude-other"
     assert_nothing_left(run)
