@@ -31,6 +31,8 @@ SessionState = Literal["idle", "running", "requires_action", "paused"]
 
 # How long a client's message id may be.
 MAX_MESSAGE_ID = 200
+# How long a permission answer's message may be (it goes to the CLI and to every follower).
+MAX_PERMISSION_MESSAGE = 64 * 1024
 
 
 def _check_run(run: str) -> None:
@@ -132,6 +134,8 @@ class ClaudePermissionParams:
         if self.updated_input is not None and self.behavior != "allow":
             raise ParamError(".updated_input", "only with behavior 'allow'")
         if self.message is not None:
+            if len(self.message) > MAX_PERMISSION_MESSAGE:
+                raise ParamError(".message", f"must be at most {MAX_PERMISSION_MESSAGE} characters")
             _check_text(".message", self.message)
 
 

@@ -13,7 +13,15 @@ import attrs
 import orjson
 import trio
 from ccx_testing import WireClient, open_client, start_daemon
-from claude_world import BOUND, ClaudeWorld, assert_nothing_left, finish, start, wait_notice
+from claude_world import (
+    BOUND,
+    ClaudeWorld,
+    assert_nothing_left,
+    finish,
+    notices,
+    start,
+    wait_notice,
+)
 
 from cc_executor.executor.transport.frontdoor import Identity
 from cc_executor.protocol import ErrorCode
@@ -215,4 +223,40 @@ async def test_controls_are_refused_while_the_run_is_paused_and_a_message_waits(
     assert first["interrupted"] is False  # the refused interrupt did not happen later
     assert first["result"]["subtype"] == "success"
     assert world.api.requests[-1]["body"]["model"] != "claude-other"
+    assert_nothing_left(run)
+
+
+async def test_an_answer_too_long_for_the_cli_is_refused_and_the_request_stays_pending(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await touching(client, world)
+            asked = await wait_notice(client, run, "claude.permission_request")
+            request = asked["request"]
+            # Once "decided: true" with the answer never written: the CLI waited forever.
+            huge = {"command": "x" * (5 << 20)}
+            error = await client.call_error(
+                "claude.permission", run=run, request=request, behavior="allow", updated_input=huge
+            )
+            assert error.code == ErrorCode.LIMIT_EXCEEDED
+            assert "still pending" in error.message
+            long = await client.call_error(
+                "claude.permission", run=run, request=request, behavior="deny", message="n" * 70000
+            )
+            assert long.code == ErrorCode.INVALID_PARAMS
+            assert "$.params.message" in long.message
+            status = await client.call("status", run=run)
+            assert [p["request"] for p in status["claude"]["pending"]] == [request]
+            assert status["claude"]["state"] == "requires_action"
+            await client.call(
+                "claude.permission", run=run, request=request, behavior="deny", message="no"
+            )
+            ended = await wait_notice(client, run, "claude.turn_ended")
+            await client.call("claude.close", run=run)
+    decided = notices(client, run, "claude.permission_decided")
+    assert [(d["behavior"], d["message"]) for d in decided] == [("deny", "no")]
+    assert [d["tool_name"] for d in ended["result"]["permission_denials"]] == ["Bash"]
+    assert not (world.work / "touched").exists()
     assert_nothing_left(run)
