@@ -1,6 +1,8 @@
 """Live Claude sessions probed from outside, against the real CLI and the fake API: bad input
 to every claude.* method is a clear error that changes nothing else; a mode the daemon's policy
-forbids is refused as at the start; the CLI killed with requests in flight leaves none
+forbids is refused as at the start; another identity's session does not exist; controls of a
+paused run are refused at once (a cancelled MCP turn task still interrupts on RESUME); an
+answer too long for the CLI stays pending; the CLI killed with requests in flight leaves none
 unanswered."""
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from claude_world import (
     start,
     wait_notice,
 )
+from mcp_testing import Recording, check_frames, mcp_client
 
 from cc_executor.executor.transport.frontdoor import Identity
 from cc_executor.protocol import ErrorCode
@@ -259,4 +262,45 @@ async def test_an_answer_too_long_for_the_cli_is_refused_and_the_request_stays_p
     assert [(d["behavior"], d["message"]) for d in decided] == [("deny", "no")]
     assert [d["tool_name"] for d in ended["result"]["permission_denials"]] == ["Bash"]
     assert not (world.work / "touched").exists()
+    assert_nothing_left(run)
+
+
+async def test_a_turn_task_cancelled_while_the_run_is_paused_interrupts_on_resume(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config(control_timeout=30.0))
+    record = Recording()
+    with trio.fail_after(120):
+        async with mcp_client(served.url, record) as client, open_client(served.url) as wire:
+            started = await client.result(
+                "tools/call",
+                {"name": "claude_start", "arguments": {"cwd": str(world.work), "durable": True}},
+            )
+            run = started["structuredContent"]["run"]
+            created = await client.result(
+                "tools/call",
+                {
+                    "name": "claude_send",
+                    "arguments": {"run": run, "content": "[slow:300]"},
+                    "task": {},
+                },
+            )
+            task_id = created["task"]["taskId"]
+            await wire.call("attach", run=run, from_seq=0)
+            await wait_notice(wire, run, "claude.turn_started")
+            await wire.call("control", type="PAUSE", run=run)
+            await client.send(
+                {"id": "cancel", "method": "tasks/cancel", "params": {"taskId": task_id}}
+            )
+            await trio.sleep(1.0)
+            assert "cancel" not in client.responses  # the turn cannot end while stopped
+            await wire.call("control", type="RESUME", run=run)
+            while "cancel" not in client.responses:
+                await client.receive()
+            cancelled = client.responses["cancel"]["result"]
+            ended = await wait_notice(wire, run, "claude.turn_ended")
+            await wire.call("claude.close", run=run)
+    assert cancelled["status"] == "cancelled"
+    assert ended["interrupted"] is True  # the cancelled task's turn, once the CLI runs again
+    check_frames(record)
     assert_nothing_left(run)
