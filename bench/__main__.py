@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from bench.clients import ROOT
+from bench.cost import ALIASES
 from bench.measure import QUICK, WORKLOADS, Sizes
 from bench.report import write_report
 
@@ -34,6 +35,7 @@ def main() -> int:
     sizes = QUICK if args.quick else Sizes()
     runs = args.runs or (1 if args.quick else 3)
     names = args.only.split(",") if args.only else list(WORKLOADS)
+    names = list(dict.fromkeys(ALIASES.get(name, name) for name in names))  # W10 is W9's
     unknown = [name for name in names if name not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workload {', '.join(unknown)}: choose from {', '.join(WORKLOADS)}")

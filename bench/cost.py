@@ -81,5 +81,6 @@ def _w12(sizes: Sizes) -> dict[str, Any]:
     return w12_state_dir(sizes)
 
 
-# W9 measures W10 too (the replay reads the journal W9 wrote): `--only W9` runs both.
+# W9 measures W10 too (the replay reads the journal W9 wrote): `--only W9` or W10 runs both.
+ALIASES = {"W10": "W9"}
 WORKLOADS = {"W5": w5_concurrency, "W9": _w9, "W11": _w11, "W12": _w12}

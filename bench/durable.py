@@ -63,16 +63,22 @@ def _read(client: WsClient, request_id: int) -> dict[str, Any]:
     raise TimeoutError(f"no completion within {READ_BOUND} s")
 
 
-def client(port: int, total_bytes: int) -> dict[str, Any]:
+def client(port: int, total_bytes: int, daemon_pid: int) -> dict[str, Any]:
+    """Each phase's figures, with the daemon's CPU seconds during it (read from /proc at the
+    phase's ends: less moved by the box's load than MB/s)."""
     argv = firehose_argv(total_bytes, LINE)
     figures: dict[str, Any] = {}
     for phase, params in (("live", {"argv": argv}), ("durable", {"argv": argv, "durable": True})):
         conn = connect(port)
+        cpu = procfs.cpu_seconds(daemon_pid)
         figures[phase] = _read(conn, conn.request("execute", params))
+        figures[phase]["daemon_cpu"] = procfs.cpu_seconds(daemon_pid) - cpu
         conn.close()
     conn = connect(port)
     run = figures["durable"]["run"]
+    cpu = procfs.cpu_seconds(daemon_pid)
     figures["replay"] = _read(conn, conn.request("attach", {"run": run, "from_seq": 0}))
+    figures["replay"]["daemon_cpu"] = procfs.cpu_seconds(daemon_pid) - cpu
     conn.close()
     return figures
 
@@ -84,7 +90,7 @@ def w9_w10(sizes: Sizes) -> dict[str, Any]:
     n = sizes.w9_bytes
     with tempfile.TemporaryDirectory() as state, running_daemon("--state-dir", state) as daemon:
         cpu = procfs.cpu_seconds(daemon.pid)
-        result = run_client(daemon, "W9", total_bytes=n)
+        result = run_client(daemon, "W9", total_bytes=n, daemon_pid=daemon.pid)
         daemon_cpu = procfs.cpu_seconds(daemon.pid) - cpu
     figures: dict[str, Any] = {"daemon_cpu": daemon_cpu, "client_cpu": result["client_cpu"]}
     for phase in ("live", "durable", "replay"):
@@ -92,10 +98,11 @@ def w9_w10(sizes: Sizes) -> dict[str, Any]:
         figures[f"{phase}_mbps"] = got["bytes"] / got["seconds"] / MB
         figures[f"{phase}_ok"] = got["bytes"] == n and got["seq_errors"] == 0
         figures[f"{phase}_frames"] = got["frames"]
+        figures[f"{phase}_cpu_per_100mb"] = got["daemon_cpu"] * 100 * MB / n
     figures["durable_ratio"] = figures["durable_mbps"] / figures["live_mbps"]
     figures["replay_ratio"] = figures["replay_mbps"] / figures["live_mbps"]
     return figures
 
 
 if __name__ == "__main__":
-    sys.stdout.buffer.write(orjson.dumps(client(int(sys.argv[1]), int(sys.argv[2]))))
+    sys.stdout.buffer.write(orjson.dumps(client(*map(int, sys.argv[1:4]))))

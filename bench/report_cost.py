@@ -64,15 +64,19 @@ def _w9(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
         "The same run three times over one daemon: live; durable (the starting connection "
         "reads the journal as it is written); then a new connection attaches to the finished "
         "durable run from seq 0 and reads the whole journal back (W10). The ratios are to "
-        "the live run of the same round.",
+        "the live run of the same round; the daemon's CPU per phase is read from /proc at "
+        "its ends (on a busy box it moves less than MB/s does).",
         "",
-        "| | MB/s at the client | ratio to live | events |",
-        "|---|---|---|---|",
-        f"| live | {_col(runs, 'live_mbps', '{:.0f}')} | 1 | {_all(runs, 'live_frames')} |",
+        "| | MB/s at the client | ratio to live | daemon CPU s per 100 MB | events |",
+        "|---|---|---|---|---|",
+        f"| live | {_col(runs, 'live_mbps', '{:.0f}')} | 1 | "
+        f"{_col(runs, 'live_cpu_per_100mb', '{:.2f}')} | {_all(runs, 'live_frames')} |",
         f"| **W9 durable, followed live** | **{_col(runs, 'durable_mbps', '{:.0f}')}** | "
-        f"{_col(runs, 'durable_ratio', '{:.2f}')} | {_all(runs, 'durable_frames')} |",
+        f"{_col(runs, 'durable_ratio', '{:.2f}')} | "
+        f"{_col(runs, 'durable_cpu_per_100mb', '{:.2f}')} | {_all(runs, 'durable_frames')} |",
         f"| **W10 replay from seq 0** | **{_col(runs, 'replay_mbps', '{:.0f}')}** | "
-        f"{_col(runs, 'replay_ratio', '{:.2f}')} | {_all(runs, 'replay_frames')} |",
+        f"{_col(runs, 'replay_ratio', '{:.2f}')} | "
+        f"{_col(runs, 'replay_cpu_per_100mb', '{:.2f}')} | {_all(runs, 'replay_frames')} |",
         "",
         f"Every byte arrived, in order: live {_all(runs, 'live_ok')}, durable "
         f"{_all(runs, 'durable_ok')}, replay {_all(runs, 'replay_ok')}. Daemon CPU for the "
@@ -121,15 +125,17 @@ def _w12(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
         "The journals (META, three output records, the completion) are written with the "
         "journal API, then a daemon starts on the directory; the floor is the same daemon "
         "on an empty one. Ready: from the process's start to the first 200 from `/readyz`. "
-        "`list`: one client call returning every run, median of 5, client parsing included.",
+        "`list`: one call returning every run, median of 5, from the request to the whole "
+        "reply on the client's socket; the client's `orjson.loads` of it is timed apart.",
         "",
-        "| | ready s | idle RSS MB | `list` ms | runs listed |",
-        "|---|---|---|---|---|",
+        "| | ready s | idle RSS MB | `list` ms | client parse ms | runs listed |",
+        "|---|---|---|---|---|---|",
         f"| empty state directory | {_col(runs, 'floor_ready_s', '{:.2f}')} | "
-        f"{_col(runs, 'floor_idle_rss_mb')} | {_col(runs, 'floor_list_ms', '{:.1f}')} | 0 |",
+        f"{_col(runs, 'floor_idle_rss_mb')} | {_col(runs, 'floor_list_ms', '{:.1f}')} | "
+        f"{_col(runs, 'floor_parse_ms', '{:.1f}')} | 0 |",
         f"| **{sizes.w12_runs:,} journals** | **{_col(runs, 'ready_s', '{:.2f}')}** | "
         f"**{_col(runs, 'idle_rss_mb')}** | **{_col(runs, 'list_ms', '{:.0f}')}** | "
-        f"{_all(runs, 'listed')} |",
+        f"{_col(runs, 'parse_ms', '{:.0f}')} | {_all(runs, 'listed')} |",
         "",
         f"Writing the journals took {_col(runs, 'generate_s')} s; RSS after the `list` calls "
         f"{_col(runs, 'rss_after_list_mb')} MB.",

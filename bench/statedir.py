@@ -3,8 +3,9 @@
 The journals are written directly with supervision's journal API (what a durable run leaves
 behind: its META, a few output records and its completion), not by running thousands of
 processes. Then a daemon starts on the directory: the time from its start to the first 200
-from /readyz, its idle RSS once ready, and the latency of `list` (every run, one reply) from a
-client, beside the floor of the same daemon on an empty directory.
+from /readyz, its idle RSS once ready, and the latency of `list` (every run, one reply: from the
+request to the whole reply on the client's socket; the client's parse of it is timed apart),
+beside the floor of the same daemon on an empty directory.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import trio
 
 from bench import procfs
@@ -110,12 +112,19 @@ def measure_daemon(state_dir: str, expected: int) -> dict[str, Any]:
         time.sleep(0.5)  # settled
         idle = procfs.rss_kib(process.pid)
         client = connect(port, bound=60.0)
-        latencies = []
+        latencies: list[float] = []
+        parses: list[float] = []
         listed = 0
         for _ in range(LIST_CALLS):
             t = time.perf_counter()
-            listed = len(client.call("list", {}, bound=60.0)["runs"])
+            request_id = client.request("list", {})
+            _opcode, payload = client.read_frame()  # the reply: nothing else is sent meanwhile
             latencies.append(time.perf_counter() - t)
+            reply = orjson.loads(payload)
+            parses.append(time.perf_counter() - t - latencies[-1])
+            if reply.get("id") != request_id:
+                raise RuntimeError(f"unexpected message {str(reply)[:200]}")
+            listed = len(reply["result"]["runs"])
         client.close()
         after = procfs.rss_kib(process.pid)
     finally:
@@ -130,6 +139,7 @@ def measure_daemon(state_dir: str, expected: int) -> dict[str, Any]:
         "idle_rss_mb": idle / 1024,
         "rss_after_list_mb": after / 1024,
         "list_ms": statistics.median(latencies) * 1000,
+        "parse_ms": statistics.median(parses) * 1000,
         "listed": listed,
         "listed_ok": listed == expected,
     }
@@ -148,4 +158,5 @@ def w12_state_dir(sizes: Sizes) -> dict[str, Any]:
         "floor_ready_s": floor["ready_s"],
         "floor_idle_rss_mb": floor["idle_rss_mb"],
         "floor_list_ms": floor["list_ms"],
+        "floor_parse_ms": floor["parse_ms"],
     }

@@ -41,7 +41,7 @@ import os
 import structlog
 import trio
 
-from cc_executor.supervision.events import CompletedEvent, Output, SequencedEvent
+from cc_executor.supervision.events import CompletedEvent, Note, Output, SequencedEvent
 from cc_executor.supervision.journal_batch import Batch, encode_entry_parts, index_records
 from cc_executor.supervision.journal_codec import (
     MAGIC,
@@ -54,12 +54,7 @@ from cc_executor.supervision.journal_codec import (
     encode_entry,
     encode_meta,
 )
-from cc_executor.supervision.journal_config import (
-    FULL_ERRNOS,
-    JournalConfig,
-    boot_id,
-    make_reserve,
-)
+from cc_executor.supervision.journal_config import FULL_ERRNOS, JournalConfig, boot_id, make_reserve
 from cc_executor.supervision.journal_cursor import Cursor, JournalFault, Replayed
 from cc_executor.supervision.journal_scan import DamagedRange, read_head, scan_records
 
@@ -105,6 +100,7 @@ class Journal:
         self.completed: CompletedEvent | None = None  # in memory even if it was not written
         self.gap: Gap | None = None
         self.removed: Removed | None = None
+        self.last_notes: dict[str, bytes] = {}  # the latest body of each note name
         self.blocked = False  # deliver is waiting: for room (quota) or to retry a failed write
         self.truncated_bytes = 0  # torn tail cut off by open()
         self.damaged: list[DamagedRange] = []
@@ -202,6 +198,8 @@ class Journal:
                 self.stdout_bytes += len(entry.data)
             elif isinstance(entry, Output):
                 self.stderr_bytes += len(entry.data)
+            elif isinstance(entry, Note):
+                self.last_notes[entry.name] = entry.data
 
     # -- writing -------------------------------------------------------------------------
 

@@ -1,10 +1,10 @@
 """The run table: live runs by id, and the set of root pids the reaper must leave alone.
 
 Theory of operation: the daemon reaps every child that is not a run root (orphans reparented
-to it as child subreaper), while each runner reaps its own root through trio's Process.  A root
-is spawned in a worker thread and only becomes known when the spawn returns, so while any spawn
-is in flight the reaper cannot tell a fresh root from an orphan: `spawn_in_flight` tells it to
-wait, and `wait_spawns_settled()` tells it when to look again.
+to it as child subreaper), while each runner reaps its own root (spawn.Child).  A root only
+becomes known once its spawn has returned and registered it, so while any spawn is in flight
+the reaper cannot tell a fresh root from an orphan: `spawn_in_flight` tells it to wait, and
+`wait_spawns_settled()` tells it when to look again.
 """
 
 from __future__ import annotations

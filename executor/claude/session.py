@@ -210,8 +210,11 @@ class ClaudeSession:
         self._ready.set()
 
     def release(self) -> None:
-        self._fail_controls()
+        """The run is over (also when its pump never numbered a completion: a client gone,
+        a failure): nothing stays pending, no control waits."""
         self._ended = True
+        self.broker.close()
+        self._fail_controls()
         self.watcher.release()
 
     def summary(self) -> dict[str, JSON]:

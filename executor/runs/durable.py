@@ -89,8 +89,8 @@ class DurableRun:
         self.journal = journal
         self.run = run
         # A Claude run's stdout is parsed for its attachments; journals do not record the kind,
-        # so a run recovered after a restart replays as a command.
-        self.kind: RunKind = "command"
+        # so a run recovered after a restart replays as a command (unless a Claude session's).
+        self.kind: RunKind = "claude" if wire.was_session(journal.last_notes) else "command"
         # How it ended as the wire says it (set by its keeper; None after a restart: then the
         # journal's completion is translated).
         self.completion: Completion | None = None
@@ -159,7 +159,7 @@ class DurableRun:
             owner=self.owner,
             completion=completion,
             journal=self.journal_info(),
-            claude=None if completion is None else completion.claude,
+            claude=wire.claude_summary(completion, journal.last_notes),
         )
 
     async def watch(self) -> None:

@@ -8,15 +8,19 @@ ending looks to a client (protocol's `Completion`), including the original CC-Ex
 from __future__ import annotations
 
 import signal
+from collections.abc import Mapping
 
 import attrs
 import orjson
 
 from cc_executor.protocol.claude.notices import (
+    CLAUDE_STATE,
+    CLAUDE_TURN_ENDED,
     SessionNotice,
     decode_session_notice,
     session_params,
 )
+from cc_executor.protocol.messages import JSON
 from cc_executor.protocol.notices import (
     Completion,
     RunCompleted,
@@ -161,3 +165,29 @@ def event_notice(
             return RunResumed(run_id, seq, pid, pgid)
         case CompletedEvent(seq=seq, completed=done):
             return RunCompleted(run_id, seq, final or completed(done, pid, pgid))
+
+
+def was_session(last_notes: Mapping[str, bytes]) -> bool:
+    """Whether a journal's notes are a Claude session's."""
+    return CLAUDE_STATE in last_notes
+
+
+def claude_summary(
+    completion: Completion | None, last_notes: Mapping[str, bytes]
+) -> Mapping[str, JSON] | None:
+    """The `claude` object of a durable run's status: its completion's; for a Claude session
+    recovered after a restart (no summary in its completion), what its journal's last notes
+    say — its Claude session id and turns, enough to `claude.resume` it."""
+    if completion is not None and completion.claude is not None:
+        return completion.claude
+    if not was_session(last_notes):
+        return None
+    ended = orjson.loads(last_notes.get(CLAUDE_TURN_ENDED, b"{}"))
+    result = ended.get("result", {})
+    return {
+        "session": True,
+        "state": "ended",
+        "recovered": True,
+        "turns": ended.get("turn", 0),
+        "session_id": result.get("session_id") if isinstance(result, dict) else None,
+    }

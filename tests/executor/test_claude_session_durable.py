@@ -4,13 +4,23 @@ connection that attaches, then live (real CLI, fake API)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 from pathlib import Path
 from typing import Any
 
 import trio
-from ccx_testing import RunRecord, WireClient, open_client, run_daemon, start_daemon, wait_until
-from claude_world import BOUND, ClaudeWorld, assert_nothing_left, start, wait_notice
+from ccx_testing import (
+    RunRecord,
+    WireClient,
+    open_client,
+    run_daemon,
+    start_daemon,
+    wait_until,
+    zombie_children,
+)
+from claude_world import BOUND, ClaudeWorld, assert_nothing_left, start, typed, wait_notice
 
 from cc_executor.supervision.testing import marked_processes
 
@@ -89,6 +99,13 @@ async def test_a_new_client_attaches_answers_the_pending_request_and_the_turn_co
     assert_nothing_left(run)
 
 
+def reap_zombies() -> None:
+    """Reap this process's zombie children (WNOHANG: they are dead already)."""
+    for pid in zombie_children(os.getpid()):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
 def daemon_env(world: ClaudeWorld) -> dict[str, str]:
     """The world's Claude settings as a daemon process reads them (CCX_CLAUDE_*)."""
     config = world.config().claude
@@ -127,9 +144,26 @@ async def test_after_a_daemon_sigkill_the_run_is_lost_and_claude_resume_continue
             async with open_client(daemon.url) as client:
                 lost = await client.call("status", run=run)
                 assert lost["outcome"] == "lost"
+                # Its journal still says which Claude session it was, and how far it got.
+                assert lost["claude"]["session"] is True
+                assert lost["claude"]["recovered"] is True
+                assert lost["claude"]["session_id"] == session_id
+                assert lost["claude"]["turns"] == 1
+                # A replay of the lost run parses its stream-json again, notes and all.
+                await attach(client, run, 0)
+                await client.wait_completed(run)
+                replayed = client.runs[run].events
+                assert [e["turn"] for e in replayed if e["method"] == "claude.turn_started"] == [
+                    1,
+                    2,
+                ]
+                assert [e for e in typed(client, run) if e["type"] == "init"]
                 seen = len(world.api.requests)
                 reply = await client.call(
-                    "claude.resume", session=session_id, prompt="which word?", cwd=str(world.work)
+                    "claude.resume",
+                    session=lost["claude"]["session_id"],
+                    prompt="which word?",
+                    cwd=str(world.work),
                 )
                 assert reply["session"] is True
                 resumed = reply["run"]
@@ -158,3 +192,6 @@ async def test_after_a_daemon_sigkill_the_run_is_lost_and_claude_resume_continue
     assert any("remember the word PELICAN" in text for text in texts)
     assert any("which word?" in text for text in texts)
     assert not marked_processes(resumed)
+    # The killed daemon's CLI was an orphan; if this test process is a child subreaper (an
+    # in-process daemon of an earlier test makes it one) it is ours to reap.
+    reap_zombies()

@@ -321,3 +321,40 @@ async def test_a_message_of_content_blocks_reaches_the_api(
     assert "first block" in texts
     assert "second block" in texts
     assert_nothing_left(run)
+
+
+# A stand-in CLI that asks the host something cc-executor does not serve, once initialized.
+ASKING_CLI = """\
+import json, sys
+log = open(%r, "a")
+for line in sys.stdin:
+    log.write(line)
+    log.flush()
+    msg = json.loads(line)
+    if msg.get("type") == "control_request" and msg["request"]["subtype"] == "initialize":
+        answer = {"subtype": "success", "request_id": msg["request_id"], "response": {}}
+        print(json.dumps({"type": "control_response", "response": answer}), flush=True)
+        ask = {"subtype": "hook_callback", "callback_id": "h1", "input": {}}
+        print(json.dumps({"type": "control_request", "request_id": "cli-1", "request": ask}),
+              flush=True)
+"""
+
+
+async def test_a_request_of_the_clis_the_daemon_does_not_serve_is_answered_with_an_error(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    log = world.tmp / "asking.log"
+    script = world.tmp / "asking-claude"
+    script.write_text(f"#!{sys.executable}\n" + ASKING_CLI % str(log))
+    script.chmod(0o755)
+    served = await start_daemon(nursery, world.config(binary=str(script)))
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, cwd=str(world.work))
+            await wait_until(lambda: log.exists() and "cli-1" in log.read_text())
+            await client.call("claude.close", run=run)
+    answers = [line for line in log.read_text().splitlines() if "cli-1" in line]
+    assert len(answers) == 1
+    assert '"subtype":"error"' in answers[0]
+    assert "cc-executor does not handle hook_callback" in answers[0]
+    assert_nothing_left(run)

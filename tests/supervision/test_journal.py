@@ -386,6 +386,45 @@ async def test_notes_round_trip_in_sequence_with_the_output(tmp_path: Path) -> N
     assert read_all(reopened, 1) == events[1:]
 
 
+async def test_a_caught_up_cursor_reads_the_last_batch_from_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a follower takes from memory is exactly what the file holds; a cursor behind the
+    last batch reads the file, and a finished journal is read from the file only."""
+    import cc_executor.supervision.journal_cursor as journal_cursor
+    from cc_executor.supervision.journal_scan import read_entry as real_read_entry
+
+    file_reads: list[int] = []
+
+    def counting(fd: int, offset: int, limit: int) -> object:
+        file_reads.append(offset)
+        return real_read_entry(fd, offset, limit)
+
+    monkeypatch.setattr(journal_cursor, "read_entry", counting)
+    journal = Journal.create(str(tmp_path / "j"), meta(), JournalConfig(fsync="never"))
+    first = [Output(seq=i, stream="stdout", data=b"first %d\n" % i) for i in range(1, 4)]
+    second = [Output(seq=i, stream="stderr", data=b"second %d\n" % i) for i in range(4, 7)]
+    with journal.cursor(0) as follower:
+        for event in first:
+            await journal.deliver(event)
+        await journal.flush()
+        assert [follower.read_nowait() for _ in first] == first
+        assert file_reads == []  # the batch it was waiting for, from memory
+        for event in second:
+            await journal.deliver(event)
+        await journal.flush()
+        with journal.cursor(0) as late:
+            assert [late.read_nowait() for _ in first + second] == first + second
+        assert len(file_reads) == len(first)  # the batch before the last: from the file
+        assert [follower.read_nowait() for _ in second] == second
+        assert len(file_reads) == len(first)
+    await journal.deliver(done(7))
+    await journal.close()
+    file_reads.clear()
+    assert read_all(journal) == [*first, *second, done(7)]
+    assert len(file_reads) == 7  # finished: the file only
+
+
 NOTED: list[SequencedEvent] = [
     Output(seq=1, stream="stdout", data=b'{"type":"system"}\n'),
     Note(seq=2, name="claude.turn_started", data=b'{"turn":1,"messages":["m-1"]}'),
