@@ -236,10 +236,11 @@ class Session:
             await self.gates.wait(notice)
         frames = self.conn.wire_frames(notice, self.daemon.config.max_frame_bytes)
         try:
-            texts = [frame for frame in frames if type(frame) is str]
-            if len(frames) > 1 and len(texts) == len(frames):  # the original's lines: one write
-                await self.ws.send_texts(texts)
-                return
+            if len(frames) > 1:  # the original's lines of one chunk: one write for them all
+                texts = [frame for frame in frames if type(frame) is str]
+                if len(texts) == len(frames):
+                    await self.ws.send_texts(texts)
+                    return
             for frame in frames:
                 if isinstance(frame, BinaryParts):
                     await self.ws.send_binary(frame.header, frame.data)
