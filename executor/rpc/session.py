@@ -384,6 +384,12 @@ class Session:
 
     async def launch(self, plan: RunPlan) -> LiveRun:
         """Start `plan` (its events held by the caller's gate until it is announced)."""
+        if self.conn.binary_output and not plan.durable:
+            # Its frames wait for the socket unencoded: bigger reads in the same memory.
+            reads = attrs.evolve(
+                plan.supervision, read_size=self.daemon.config.binary_stream_buffer
+            )
+            plan = attrs.evolve(plan, supervision=reads)
         sink = None if plan.durable else ConnectionSink(self)
         live = await start_run(
             self.daemon,

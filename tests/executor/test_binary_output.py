@@ -186,3 +186,18 @@ async def test_ccx_run_uses_binary_frames(served: Served, nursery: trio.Nursery)
         assert session.conn.binary_output
         await wait_until(lambda: bool(done))
     assert (done[0].returncode, done[0].stdout) == (0, bytes(range(256)))
+
+
+async def test_a_binary_clients_runs_read_with_the_binary_stream_buffer(served: Served) -> None:
+    config = served.daemon.config
+    assert config.binary_stream_buffer != config.supervision.read_size
+    sizes = {}
+    with trio.fail_after(30):
+        for binary in (True, False):
+            async with open_client(served.url, binary=binary) as client:
+                run = await client.execute(argv=["sleep", "30"])
+                (supervised,) = [r for r in served.daemon.registry.runs() if r.run_id == run]
+                sizes[binary] = supervised.config.read_size
+                await client.call("control", type="CANCEL", run=run)
+                await client.wait_completed(run)
+    assert sizes == {True: config.binary_stream_buffer, False: config.supervision.read_size}
