@@ -146,11 +146,10 @@ def decode_session_notice(method: str, params: Mapping[str, Any]) -> SessionNoti
     cls = SESSION_NOTICES.get(method)
     if cls is None:
         return None
-    fields = {field.name: field for field in attrs.fields(cls)}
-    unknown = set(params) - set(fields)
-    if unknown:
-        raise ValueError(f"{method}: unexpected fields {sorted(unknown)}")
-    values = dict(params)
+    # Fields this version does not know are a newer daemon's additions: left out, so that a
+    # client keeps working against a daemon that says more (missing ones still raise).
+    known = {field.name for field in attrs.fields(cls)}
+    values = {name: value for name, value in params.items() if name in known}
     if cls is ClaudeTurnStarted:
         values["messages"] = tuple(values.get("messages", ()))
     values["seq"] = int(values["seq"])

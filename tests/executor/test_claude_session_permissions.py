@@ -223,3 +223,27 @@ async def test_allow_with_an_updated_input_runs_the_updated_input(
     assert instead.exists()
     assert not (world.work / "asked-for").exists()
     assert_nothing_left(run)
+
+
+async def test_a_message_sent_while_a_tool_waits_is_taken_by_the_running_turn(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await touching(client, world, "boundary")
+            asked = await wait_notice(client, run, "claude.permission_request")
+            sent = await client.call("claude.send", run=run, content="and then?", id="mid")
+            assert sent == {"message": "mid", "turn": 1, "disposition": "queued"}
+            await client.call(
+                "claude.permission", run=run, request=asked["request"], behavior="allow"
+            )
+            taken = await wait_notice(client, run, "claude.message")
+            ended = await wait_notice(client, run, "claude.turn_ended")
+            await client.call("claude.close", run=run)
+    # The CLI took it at the tool boundary, inside turn 1: no second turn for it.
+    assert taken == {**taken, "message": "mid", "turn": 1}
+    assert ended["turn"] == 1
+    assert [s["turn"] for s in notices(client, run, "claude.turn_started")] == [1]
+    assert (world.work / "boundary").exists()
+    assert_nothing_left(run)

@@ -213,6 +213,13 @@ def test_session_notices_round_trip(notice: SessionNotice) -> None:
     assert decode_session_notice(message.method, message.params) == notice
 
 
+def test_a_newer_daemons_extra_fields_are_left_out_and_missing_ones_refused() -> None:
+    params = {"run": "r", "seq": 7, "state": "idle", "since": 12.5}
+    assert decode_session_notice("claude.state", params) == ClaudeStateChanged("r", 7, "idle")
+    with pytest.raises(TypeError):
+        decode_session_notice("claude.state", {"run": "r", "seq": 7})
+
+
 def test_session_notices_are_sequenced_with_the_output() -> None:
     conn = ServerConnection()
     conn.send(RunOutput("r", 1, "stdout", b"x\n"))
