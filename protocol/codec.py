@@ -12,7 +12,7 @@ bug, reported as LocalProtocolError.
 
 import base64
 from collections.abc import Iterator, Mapping, Sequence
-from typing import AnyStr
+from typing import AnyStr, NamedTuple
 
 import attrs
 import orjson
@@ -168,9 +168,11 @@ def encode_request(id_: Id, params: Params) -> str:
     return encode_message(Request(id_, METHOD_OF[type(params)], unstructure_params(params)))
 
 
-class Utf8Text(bytes):
-    """A text frame's payload already encoded as UTF-8 (orjson writes bytes): the transport
-    sends it as a text frame as it is, with no round trip through ``str``."""
+class Utf8Text(NamedTuple):
+    """A text frame's payload already encoded as UTF-8 (orjson writes bytes), held as it is:
+    the transport sends `data` as a text frame with no round trip through ``str``."""
+
+    data: bytes
 
 
 def encode_output_utf8(
