@@ -17,7 +17,6 @@ from typing import AnyStr, NamedTuple
 import attrs
 import orjson
 
-from cc_executor.protocol.converter import structure_params, unstructure_params
 from cc_executor.protocol.errors import (
     InvalidParams,
     InvalidRequest,
@@ -53,6 +52,7 @@ from cc_executor.protocol.methods import (
     PROCESS_OUTPUT,
     Params,
 )
+from cc_executor.protocol.params import unstructure_params
 
 _MEMBERS = frozenset({"jsonrpc", "id", "method", "params"})
 
@@ -144,6 +144,8 @@ def _envelope(value: dict[str, JSON]) -> tuple[str, JSON]:
 def _params(raw: JSON, cls: type[Params]) -> Params:
     if type(raw) is not dict:
         raise InvalidParams("Invalid params: params must be an object, not an array")
+    from cc_executor.protocol.converter import structure_params  # the daemon's side only
+
     return structure_params(raw, cls)
 
 
