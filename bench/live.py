@@ -3,6 +3,9 @@ W8 latency, each beside its floor measured in the same run."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from bench import procfs
@@ -20,7 +23,24 @@ LINE = "x" * 63  # W1: 64-byte lines
 MB = 1e6
 # W1's variants through one daemon, after the raw pipe: (figure prefix, path, binary frames).
 W1_VARIANTS = (("", "/", False), ("binary_", "/", True), ("original_", ORIGINAL_PATH, False))
-W1_BIG_READS = 128 * 1024  # --stream-buffer for W1's last two rows (the default is 32 KiB)
+# W1's last two rows: --stream-buffer and CCX_BINARY_STREAM_BUFFER (the defaults: 32 KiB for
+# JSON clients' runs, 64 KiB for binary clients').
+W1_BIG_READS = 128 * 1024
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the daemons started meanwhile (it inherits ours)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _w1_variant(daemon: Daemon, total: int, path: str, binary: bool) -> dict[str, Any]:
@@ -63,8 +83,11 @@ def w1_firehose(sizes: Sizes) -> dict[str, Any]:
             variant = _w1_variant(daemon, total, path, binary)
             variant["ratio"] = variant["mbps"] / raw_mbps
             figures.update({prefix + key: value for key, value in variant.items()})
-    # W11's knob: bigger reads (more memory per stalled stream) for fewer, bigger frames.
-    with running_daemon("--stream-buffer", str(W1_BIG_READS)) as daemon:
+    # W11's knobs: bigger reads (more memory per stalled stream) for fewer, bigger frames.
+    with (
+        _environment(CCX_BINARY_STREAM_BUFFER=str(W1_BIG_READS)),
+        running_daemon("--stream-buffer", str(W1_BIG_READS)) as daemon,
+    ):
         for prefix, binary in (("big_binary_", True), ("big_", False)):
             variant = _w1_variant(daemon, sizes.w1_bytes, "/", binary)
             variant["ratio"] = variant["mbps"] / raw_mbps

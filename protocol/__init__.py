@@ -20,7 +20,7 @@ if TYPE_CHECKING:
         encode_request,
     )
     from cc_executor.protocol.connection import ServerConnection
-    from cc_executor.protocol.converter import converter, structure_params, unstructure_params
+    from cc_executor.protocol.converter import converter, structure_params
     from cc_executor.protocol.errors import (
         AlreadyDecided,
         ControlTimeout,
@@ -87,6 +87,7 @@ if TYPE_CHECKING:
         SignalParams,
         StatusParams,
         StdinParams,
+        unstructure_params,
     )
 
 # Each exported name, and the module that defines it.
@@ -159,7 +160,7 @@ _HOME: dict[str, str] = {
     "resolve_argv": "cc_executor.protocol.argv",
     "split_command": "cc_executor.protocol.argv",
     "structure_params": "cc_executor.protocol.converter",
-    "unstructure_params": "cc_executor.protocol.converter",
+    "unstructure_params": "cc_executor.protocol.params",
 }
 
 __all__ = [

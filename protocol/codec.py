@@ -12,12 +12,11 @@ bug, reported as LocalProtocolError.
 
 import base64
 from collections.abc import Iterator, Mapping, Sequence
-from typing import AnyStr
+from typing import AnyStr, NamedTuple
 
 import attrs
 import orjson
 
-from cc_executor.protocol.converter import structure_params, unstructure_params
 from cc_executor.protocol.errors import (
     InvalidParams,
     InvalidRequest,
@@ -53,6 +52,7 @@ from cc_executor.protocol.methods import (
     PROCESS_OUTPUT,
     Params,
 )
+from cc_executor.protocol.params import unstructure_params
 
 _MEMBERS = frozenset({"jsonrpc", "id", "method", "params"})
 
@@ -144,6 +144,8 @@ def _envelope(value: dict[str, JSON]) -> tuple[str, JSON]:
 def _params(raw: JSON, cls: type[Params]) -> Params:
     if type(raw) is not dict:
         raise InvalidParams("Invalid params: params must be an object, not an array")
+    from cc_executor.protocol.converter import structure_params  # the daemon's side only
+
     return structure_params(raw, cls)
 
 
@@ -168,9 +170,11 @@ def encode_request(id_: Id, params: Params) -> str:
     return encode_message(Request(id_, METHOD_OF[type(params)], unstructure_params(params)))
 
 
-class Utf8Text(bytes):
-    """A text frame's payload already encoded as UTF-8 (orjson writes bytes): the transport
-    sends it as a text frame as it is, with no round trip through ``str``."""
+class Utf8Text(NamedTuple):
+    """A text frame's payload already encoded as UTF-8 (orjson writes bytes), held as it is:
+    the transport sends `data` as a text frame with no round trip through ``str``."""
+
+    data: bytes
 
 
 def encode_output_utf8(

@@ -99,7 +99,7 @@ def _joined(frame: WireFrame) -> str | bytes:
     if isinstance(frame, BinaryParts):
         return b"".join(frame)
     if isinstance(frame, Utf8Text):
-        return frame.decode()
+        return frame.data.decode()
     return frame
 
 

@@ -152,9 +152,3 @@ def structure_params(raw: Mapping[str, JSON], cls: type[T]) -> T:
     except (ClassValidationError, ParamError) as exc:
         problems = _describe(exc)
         raise InvalidParams("Invalid params: " + "; ".join(problems), list(problems)) from None
-
-
-def unstructure_params(params: object) -> dict[str, JSON]:
-    """The JSON object for a params object."""
-    raw: dict[str, JSON] = converter.unstructure(params)
-    return raw

@@ -17,12 +17,15 @@ derived from the run's stdout, which is sequenced already.
 """
 
 from collections.abc import Mapping
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import attrs
 
-from cc_executor.protocol.claude import ClaudeEvent, SessionNotice
+from cc_executor.protocol.claude.notices import SessionNotice
 from cc_executor.protocol.messages import JSON
+
+if TYPE_CHECKING:  # a client that never sees a Claude run never loads its event classes
+    from cc_executor.protocol.claude.events import ClaudeEvent
 
 Stream: TypeAlias = Literal["stdout", "stderr"]
 Status: TypeAlias = Literal["completed", "failed", "canceled"]
@@ -206,7 +209,7 @@ class ClaudeNotice:
     """`claude.event`: one typed event parsed from a Claude run's stream-json stdout."""
 
     run: str
-    event: ClaudeEvent
+    event: "ClaudeEvent"
 
 
 RunEvent: TypeAlias = RunOutput | RunPaused | RunResumed | RunCompleted

@@ -12,7 +12,6 @@ import base64
 from collections.abc import Mapping
 from typing import Any, cast
 
-from cc_executor.protocol.claude import CLAUDE_EVENT, event_params
 from cc_executor.protocol.claude.notices import (
     SESSION_NOTICES,
     decode_session_notice,
@@ -133,6 +132,9 @@ def notice_message(notice: Notice) -> Notification:
             params = {"run": run, "seq": seq, "reason": reason, "policy": policy}
             return Notification(PROCESS_JOURNAL_ERROR, params)
         case ClaudeNotice(run=run, event=event):
+            from cc_executor.protocol.claude.events import CLAUDE_EVENT  # Claude runs only
+            from cc_executor.protocol.claude.stream import event_params
+
             return Notification(CLAUDE_EVENT, {"run": run, **event_params(event)})
         case Connected():
             connected: dict[str, JSON] = {

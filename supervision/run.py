@@ -100,6 +100,11 @@ class Run:
         return f"<Run {self.run_id} pid={self.pid} {self._state.value}>"
 
     @property
+    def config(self) -> SupervisionConfig:
+        """The settings this run works with (a plan may change the daemon's for one run)."""
+        return self._config
+
+    @property
     def state(self) -> RunState:
         return self._state
 

@@ -74,6 +74,10 @@ class ServerConfig:
     # Output whose JSON would exceed this is sent base64-encoded instead (never above 4/3 of the
     # chunk), so clients with a 1 MiB frame limit (trio-websocket, websockets) always cope.
     max_frame_bytes: int = 1024 * 1024
+    # A run started by a client that takes binary output frames reads its pipes this much at a
+    # time instead of supervision.read_size: a binary frame waiting for the socket is the frame
+    # itself, not its JSON encodings, so twice the reads fit the same memory per stalled stream.
+    binary_stream_buffer: int = 64 * 1024
     receive_buffer_bytes: int = 64 * 1024
     control_queue: int = 16
     completed_runs_kept: int = 64
@@ -244,6 +248,7 @@ def config_from_env(
         allowed_origins=_env_list(env, "CCX_ALLOW_ORIGIN") or (),
         insecure_listen=_env_bool(env, "CCX_INSECURE_LISTEN", base.insecure_listen),
         instance=env.get("CCX_INSTANCE") or base.instance,
+        binary_stream_buffer=_env_int(env, "CCX_BINARY_STREAM_BUFFER", base.binary_stream_buffer),
     )
     if check:
         config = with_pass_env_expanded(with_tokens(config, env), env)
@@ -299,6 +304,7 @@ def validate(config: ServerConfig) -> None:
         ("supervision.max_chunk", config.supervision.max_chunk),
         ("supervision.channel_capacity", config.supervision.channel_capacity),
         ("stream buffer (supervision.read_size)", config.supervision.read_size),
+        ("binary_stream_buffer", config.binary_stream_buffer),
         ("journal.quota_bytes", config.journal.quota_bytes),
     )
     for name, value in positive_ints:

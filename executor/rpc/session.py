@@ -214,10 +214,11 @@ class Session:
             await self.gates.wait(notice)
         frames = self.conn.wire_frames(notice, self.daemon.config.max_frame_bytes)
         try:
-            texts = [frame for frame in frames if type(frame) is str]
-            if len(frames) > 1 and len(texts) == len(frames):  # the original's lines: one write
-                await self.ws.send_texts(texts)
-                return
+            if len(frames) > 1:  # the original's lines of one chunk: one write for them all
+                texts = [frame for frame in frames if type(frame) is str]
+                if len(texts) == len(frames):
+                    await self.ws.send_texts(texts)
+                    return
             for frame in frames:
                 if isinstance(frame, BinaryParts):
                     await self.ws.send_binary(frame.header, frame.data)
@@ -335,6 +336,12 @@ class Session:
 
     async def launch(self, plan: RunPlan) -> LiveRun:
         """Start `plan` (its events held by the caller's gate until it is announced)."""
+        if self.conn.binary_output and not plan.durable:
+            # Its frames wait for the socket unencoded: bigger reads in the same memory.
+            reads = attrs.evolve(
+                plan.supervision, read_size=self.daemon.config.binary_stream_buffer
+            )
+            plan = attrs.evolve(plan, supervision=reads)
         sink = None if plan.durable else ConnectionSink(self)
         live = await start_run(
             self.daemon,

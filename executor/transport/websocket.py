@@ -250,7 +250,7 @@ class ServerWebSocket:
 
     # -- sending ---------------------------------------------------------------------------
 
-    async def send_message(self, message: str | bytes) -> None:
+    async def send_message(self, message: str | bytes | Utf8Text) -> None:
         """Send one message: ``str`` (or protocol's ``Utf8Text``, its UTF-8 bytes) as a text
         frame, other ``bytes`` as a binary frame.
 
@@ -263,7 +263,7 @@ class ServerWebSocket:
             payload = message.encode()
             header = frame_header(Opcode.TEXT, len(payload))
         elif isinstance(message, Utf8Text):  # text already in UTF-8: sent as it is
-            payload = message
+            payload = message.data
             header = frame_header(Opcode.TEXT, len(payload))
         else:
             payload = message

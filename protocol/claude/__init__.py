@@ -1,71 +1,138 @@
-"""Claude Code runs without I/O: the `claude` request, its argv, and stream-json to typed events."""
+"""Claude Code runs without I/O: the `claude` request, its argv, and stream-json to typed events.
 
-from cc_executor.protocol.claude.events import (
-    CLAUDE_EVENT,
-    ApiRetry,
-    AssistantText,
-    ClaudeEvent,
-    ControlCancel,
-    ControlRequest,
-    ControlResponse,
-    Init,
-    Other,
-    Partial,
-    RateLimit,
-    Replayed,
-    Result,
-    Status,
-    Thinking,
-    ToolResult,
-    ToolUse,
-    Unparsed,
-    UserText,
-    Watchdog,
-)
-from cc_executor.protocol.claude.notices import (
-    CLAUDE_MESSAGE,
-    CLAUDE_PERMISSION_DECIDED,
-    CLAUDE_PERMISSION_REQUEST,
-    CLAUDE_STATE,
-    CLAUDE_TURN_ENDED,
-    CLAUDE_TURN_STARTED,
-    SESSION_NOTICES,
-    ClaudeMessageTaken,
-    ClaudePermissionDecided,
-    ClaudePermissionRequest,
-    ClaudeStateChanged,
-    ClaudeTurnEnded,
-    ClaudeTurnStarted,
-    SessionNotice,
-    decode_session_notice,
-    session_params,
-    turn_result,
-    usage_totals,
-)
-from cc_executor.protocol.claude.params import (
-    ClaudeParams,
-    IdleAction,
-    PermissionMode,
-    build_argv,
-)
-from cc_executor.protocol.claude.session import (
-    Behavior,
-    ClaudeCloseParams,
-    ClaudeInterruptParams,
-    ClaudePermissionParams,
-    ClaudeResumeParams,
-    ClaudeSendParams,
-    ClaudeSetModelParams,
-    ClaudeSetPermissionModeParams,
-    SessionState,
-)
-from cc_executor.protocol.claude.stream import (
-    UNPARSED_QUOTE,
-    StreamJsonParser,
-    event_params,
-    parse_line,
-    result_summary,
-)
+The names below are loaded on first use (PEP 562), as in cc_executor.protocol: a client that
+decodes one notification does not load the argv builder or the stream-json parser.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cc_executor.protocol.claude.events import (
+        CLAUDE_EVENT,
+        ApiRetry,
+        AssistantText,
+        ClaudeEvent,
+        ControlCancel,
+        ControlRequest,
+        ControlResponse,
+        Init,
+        Other,
+        Partial,
+        RateLimit,
+        Replayed,
+        Result,
+        Status,
+        Thinking,
+        ToolResult,
+        ToolUse,
+        Unparsed,
+        UserText,
+        Watchdog,
+    )
+    from cc_executor.protocol.claude.notices import (
+        CLAUDE_MESSAGE,
+        CLAUDE_PERMISSION_DECIDED,
+        CLAUDE_PERMISSION_REQUEST,
+        CLAUDE_STATE,
+        CLAUDE_TURN_ENDED,
+        CLAUDE_TURN_STARTED,
+        SESSION_NOTICES,
+        ClaudeMessageTaken,
+        ClaudePermissionDecided,
+        ClaudePermissionRequest,
+        ClaudeStateChanged,
+        ClaudeTurnEnded,
+        ClaudeTurnStarted,
+        SessionNotice,
+        decode_session_notice,
+        session_params,
+        turn_result,
+        usage_totals,
+    )
+    from cc_executor.protocol.claude.params import (
+        ClaudeParams,
+        IdleAction,
+        PermissionMode,
+        build_argv,
+    )
+    from cc_executor.protocol.claude.session import (
+        Behavior,
+        ClaudeCloseParams,
+        ClaudeInterruptParams,
+        ClaudePermissionParams,
+        ClaudeResumeParams,
+        ClaudeSendParams,
+        ClaudeSetModelParams,
+        ClaudeSetPermissionModeParams,
+        SessionState,
+    )
+    from cc_executor.protocol.claude.stream import (
+        UNPARSED_QUOTE,
+        StreamJsonParser,
+        event_params,
+        parse_line,
+        result_summary,
+    )
+
+_HOME: dict[str, str] = {
+    "ApiRetry": "cc_executor.protocol.claude.events",
+    "AssistantText": "cc_executor.protocol.claude.events",
+    "Behavior": "cc_executor.protocol.claude.session",
+    "CLAUDE_EVENT": "cc_executor.protocol.claude.events",
+    "CLAUDE_MESSAGE": "cc_executor.protocol.claude.notices",
+    "CLAUDE_PERMISSION_DECIDED": "cc_executor.protocol.claude.notices",
+    "CLAUDE_PERMISSION_REQUEST": "cc_executor.protocol.claude.notices",
+    "CLAUDE_STATE": "cc_executor.protocol.claude.notices",
+    "CLAUDE_TURN_ENDED": "cc_executor.protocol.claude.notices",
+    "CLAUDE_TURN_STARTED": "cc_executor.protocol.claude.notices",
+    "ClaudeCloseParams": "cc_executor.protocol.claude.session",
+    "ClaudeEvent": "cc_executor.protocol.claude.events",
+    "ClaudeInterruptParams": "cc_executor.protocol.claude.session",
+    "ClaudeMessageTaken": "cc_executor.protocol.claude.notices",
+    "ClaudeParams": "cc_executor.protocol.claude.params",
+    "ClaudePermissionDecided": "cc_executor.protocol.claude.notices",
+    "ClaudePermissionParams": "cc_executor.protocol.claude.session",
+    "ClaudePermissionRequest": "cc_executor.protocol.claude.notices",
+    "ClaudeResumeParams": "cc_executor.protocol.claude.session",
+    "ClaudeSendParams": "cc_executor.protocol.claude.session",
+    "ClaudeSetModelParams": "cc_executor.protocol.claude.session",
+    "ClaudeSetPermissionModeParams": "cc_executor.protocol.claude.session",
+    "ClaudeStateChanged": "cc_executor.protocol.claude.notices",
+    "ClaudeTurnEnded": "cc_executor.protocol.claude.notices",
+    "ClaudeTurnStarted": "cc_executor.protocol.claude.notices",
+    "ControlCancel": "cc_executor.protocol.claude.events",
+    "ControlRequest": "cc_executor.protocol.claude.events",
+    "ControlResponse": "cc_executor.protocol.claude.events",
+    "IdleAction": "cc_executor.protocol.claude.params",
+    "Init": "cc_executor.protocol.claude.events",
+    "Other": "cc_executor.protocol.claude.events",
+    "Partial": "cc_executor.protocol.claude.events",
+    "PermissionMode": "cc_executor.protocol.claude.params",
+    "RateLimit": "cc_executor.protocol.claude.events",
+    "Replayed": "cc_executor.protocol.claude.events",
+    "Result": "cc_executor.protocol.claude.events",
+    "SESSION_NOTICES": "cc_executor.protocol.claude.notices",
+    "SessionNotice": "cc_executor.protocol.claude.notices",
+    "SessionState": "cc_executor.protocol.claude.session",
+    "Status": "cc_executor.protocol.claude.events",
+    "StreamJsonParser": "cc_executor.protocol.claude.stream",
+    "Thinking": "cc_executor.protocol.claude.events",
+    "ToolResult": "cc_executor.protocol.claude.events",
+    "ToolUse": "cc_executor.protocol.claude.events",
+    "UNPARSED_QUOTE": "cc_executor.protocol.claude.stream",
+    "Unparsed": "cc_executor.protocol.claude.events",
+    "UserText": "cc_executor.protocol.claude.events",
+    "Watchdog": "cc_executor.protocol.claude.events",
+    "build_argv": "cc_executor.protocol.claude.params",
+    "decode_session_notice": "cc_executor.protocol.claude.notices",
+    "event_params": "cc_executor.protocol.claude.stream",
+    "parse_line": "cc_executor.protocol.claude.stream",
+    "result_summary": "cc_executor.protocol.claude.stream",
+    "session_params": "cc_executor.protocol.claude.notices",
+    "turn_result": "cc_executor.protocol.claude.notices",
+    "usage_totals": "cc_executor.protocol.claude.notices",
+}
 
 __all__ = [
     "CLAUDE_EVENT",
@@ -125,3 +192,16 @@ __all__ = [
     "turn_result",
     "usage_totals",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # found once: later lookups are plain
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

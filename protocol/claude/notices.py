@@ -10,12 +10,14 @@ form cannot differ.
 """
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import attrs
 
-from cc_executor.protocol.claude.events import Result
 from cc_executor.protocol.messages import JSON
+
+if TYPE_CHECKING:
+    from cc_executor.protocol.claude.events import Result
 
 CLAUDE_TURN_STARTED = "claude.turn_started"
 CLAUDE_MESSAGE = "claude.message"
@@ -170,7 +172,7 @@ def usage_totals(usage: Any) -> dict[str, int]:
     return totals
 
 
-def turn_result(result: Result, cost_usd: float | None) -> dict[str, JSON]:
+def turn_result(result: "Result", cost_usd: float | None) -> dict[str, JSON]:
     """The `result` of a `claude.turn_ended`: the turn's own `result` line, its own cost
     (`cost_usd`: the CLI's `total_cost_usd` counts the whole process, so the daemon takes
     the difference) and the process's total."""

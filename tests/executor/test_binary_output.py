@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from ccx_testing import Served, make_config, open_client, start_daemon
+from ccx_testing import Served, make_config, open_client, start_daemon, wait_until
 from durable_testing import open_durable_client
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from cc_executor.executor.client import ClientConfig, Completed, Output, open_connection
 from cc_executor.executor.daemon import daemon as daemon_module
+from cc_executor.executor.rpc.session import Session
 from cc_executor.protocol.binary import BINARY_SUBPROTOCOL
 
 PY = sys.executable
@@ -165,3 +167,37 @@ async def test_a_durable_run_is_replayed_and_followed_in_binary_frames(
     assert digest == hashlib.sha256(out).digest()
     assert tail.completed is not None
     assert len(tail.stdout) < len(out)
+
+
+async def test_ccx_run_uses_binary_frames(served: Served, nursery: trio.Nursery) -> None:
+    assert ClientConfig().binary_output  # the library's default, and so ccx's
+    child = "import os, time; time.sleep(1); os.write(1, bytes(range(256)))"
+    done: list[subprocess.CompletedProcess[bytes]] = []
+
+    async def run_ccx() -> None:
+        argv = [PY, "-m", "cc_executor.executor", "run", "--url", served.url, "--", PY, "-c"]
+        done.append(await trio.run_process([*argv, child], capture_stdout=True, check=False))
+
+    with trio.fail_after(30):
+        nursery.start_soon(run_ccx)
+        await wait_until(lambda: bool(served.daemon.sessions))
+        (session,) = served.daemon.sessions
+        assert isinstance(session, Session)
+        assert session.conn.binary_output
+        await wait_until(lambda: bool(done))
+    assert (done[0].returncode, done[0].stdout) == (0, bytes(range(256)))
+
+
+async def test_a_binary_clients_runs_read_with_the_binary_stream_buffer(served: Served) -> None:
+    config = served.daemon.config
+    assert config.binary_stream_buffer != config.supervision.read_size
+    sizes = {}
+    with trio.fail_after(30):
+        for binary in (True, False):
+            async with open_client(served.url, binary=binary) as client:
+                run = await client.execute(argv=["sleep", "30"])
+                (supervised,) = [r for r in served.daemon.registry.runs() if r.run_id == run]
+                sizes[binary] = supervised.config.read_size
+                await client.call("control", type="CANCEL", run=run)
+                await client.wait_completed(run)
+    assert sizes == {True: config.binary_stream_buffer, False: config.supervision.read_size}

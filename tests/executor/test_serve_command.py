@@ -14,7 +14,7 @@ import trio
 from ccx_testing import open_client, run_daemon, wait_until
 
 from cc_executor.executor.cli import build_parser, serve_config
-from cc_executor.executor.config.server import ConfigError, config_from_env
+from cc_executor.executor.config.server import ConfigError, config_from_env, validate
 
 SERVE = [sys.executable, "-m", "cc_executor.executor", "serve"]
 
@@ -59,6 +59,9 @@ def test_environment_settings() -> None:
     assert config.supervision.term_grace == 2.5
     with pytest.raises(ConfigError, match="CCX_TERM_GRACE"):
         config_from_env({"CCX_TERM_GRACE": "soon"})
+    assert config_from_env({"CCX_BINARY_STREAM_BUFFER": "131072"}).binary_stream_buffer == 131072
+    with pytest.raises(ConfigError, match="binary_stream_buffer"):
+        validate(config_from_env({"CCX_BINARY_STREAM_BUFFER": "0"}))
 
 
 def test_the_stream_buffer_sets_the_read_size() -> None:

@@ -512,7 +512,7 @@ def test_wire_frames_give_output_without_another_copy() -> None:
     conn = ServerConnection()
     (frame,) = conn.wire_frames(RunOutput("r", 1, "stdout", b"hi\n"))
     assert isinstance(frame, Utf8Text)
-    assert wire(bytes(frame))["params"] == {"run": "r", "seq": 1, "type": "stdout", "data": "hi\n"}
+    assert wire(frame.data)["params"] == {"run": "r", "seq": 1, "type": "stdout", "data": "hi\n"}
     assert isinstance(conn.wire_frames(RunPaused("r", 2))[0], str)
     binary = ServerConnection(binary_output=True)
     data = b"\xff" * 100

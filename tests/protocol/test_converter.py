@@ -3,11 +3,13 @@
 from typing import Any, Literal
 
 import attrs
+import orjson
 import pytest
 
-from cc_executor.protocol.converter import structure_params, unstructure_params
+from cc_executor.protocol.claude import ClaudeParams, ClaudePermissionParams, ClaudeSendParams
+from cc_executor.protocol.converter import converter, structure_params
 from cc_executor.protocol.errors import InvalidParams
-from cc_executor.protocol.params import ExecuteParams
+from cc_executor.protocol.params import ExecuteParams, unstructure_params
 
 
 @attrs.frozen
@@ -121,3 +123,21 @@ def test_unstructure_gives_plain_json() -> None:
         "idle_timeout": None,
         "durable": False,
     }
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        ExecuteParams(argv=("ls", "-l"), env={"A": "1"}, timeout=2.0, durable=True),
+        ExecuteParams(command="echo hi"),
+        ClaudeParams(prompt="hi", allowed_tools=("Bash",), env={"X": "y"}),
+        ClaudeParams(session=True, include_partial_messages=True),
+        ClaudeSendParams(run="r", content=[{"type": "text", "text": "hi"}], id="m"),
+        ClaudePermissionParams(run="r", request="q", behavior="allow", updated_input={"a": [1]}),
+    ],
+)
+def test_the_clients_unstructuring_is_cattrs_and_round_trips(params: Any) -> None:
+    # The client sends params without loading the converter; the daemon reads them with it.
+    raw = unstructure_params(params)
+    assert raw == converter.unstructure(params)
+    assert structure_params(orjson.loads(orjson.dumps(raw)), type(params)) == params
