@@ -71,14 +71,11 @@ from cc_executor.protocol.claude import (
     Result,
     SessionNotice,
 )
-from cc_executor.protocol.claude.session import (
-    control_error_line,
-    control_success_line,
-    user_line,
-)
+from cc_executor.protocol.claude.session import control_error_line, control_success_line, user_line
 from cc_executor.protocol.messages import JSON
 from cc_executor.protocol.notices import Completion
 from cc_executor.protocol.results import ClaudeSent
+from cc_executor.supervision import ControlTimeout as StillStopped
 from cc_executor.supervision import (
     Exited,
     InvalidTransition,
@@ -202,19 +199,15 @@ class ClaudeSession:
     def closing(self) -> None:
         """The process is over: withdraw what is pending, fail the waiting controls."""
         self.broker.close()
-        self._fail_controls()
-        self._ended = True
-
-    def _fail_controls(self) -> None:
         self.controls.fail_all()
         self._ready.set()
+        self._ended = True
 
     def release(self) -> None:
         """The run is over (also when its pump never numbered a completion: a client gone,
         a failure): nothing stays pending, no control waits."""
-        self._ended = True
-        self.broker.close()
-        self._fail_controls()
+        self._ended = True  # nothing is posted from now on
+        self.closing()
         self.watcher.release()
 
     def snapshot(self) -> dict[str, JSON]:
@@ -373,8 +366,11 @@ class ClaudeSession:
         await self.broker.answer(request, behavior, by, updated_input, message)
 
     async def close(self) -> None:
-        """Stdin EOF, `close_grace` for the CLI to exit, then the ladder; until it is gone."""
+        """RESUME if paused, stdin EOF, `close_grace` to exit, then the ladder; until it is gone."""
         self._closing = True
+        if self._run.state is RunState.PAUSED:  # a stopped CLI cannot read EOF and exit
+            with contextlib.suppress(InvalidTransition, StillStopped):  # the ladder then ends it
+                await self._run.resume()
         if self._run.stdin_open:
             with contextlib.suppress(InvalidTransition):  # closed meanwhile: it is ending
                 await self._run.close_stdin()

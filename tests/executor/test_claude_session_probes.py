@@ -304,3 +304,21 @@ async def test_a_turn_task_cancelled_while_the_run_is_paused_interrupts_on_resum
     assert ended["interrupted"] is True  # the cancelled task's turn, once the CLI runs again
     check_frames(record)
     assert_nothing_left(run)
+
+
+async def test_close_of_a_paused_session_resumes_it_so_its_cli_exits_by_itself(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    # A stopped CLI cannot read EOF: it was left to close_grace and then the ladder.
+    served = await start_daemon(nursery, world.config(close_grace=30.0))
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await initialized(client, world, prompt="hello")
+            await wait_notice(client, run, "claude.turn_ended")
+            await client.call("control", type="PAUSE", run=run)
+            closed = await client.call("claude.close", run=run)
+    assert closed["status"] == "completed"
+    assert closed["outcome"] == "exited"
+    assert closed["exit_code"] == 0
+    assert "resumed" in [e["method"].split(".")[-1] for e in client.runs[run].events]
+    assert_nothing_left(run)
