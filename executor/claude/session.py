@@ -261,6 +261,7 @@ class ClaudeSession:
             self.initialize = await self.controls.request({"subtype": "initialize", "hooks": None})
         except (ControlTimeout, InvalidState) as exc:
             log.warning("claude.session_initialize_failed", run=self.run_id, error=exc.message)
+            self._closing = True  # a send that waited for it is refused, not booked as a turn's
             await cancel_quietly(self._run, f"the CLI did not initialize: {exc.message}")
             return
         finally:
@@ -314,9 +315,8 @@ class ClaudeSession:
     async def send(self, content: Any, message_id: str | None = None) -> ClaudeSent:
         """Write a user message; returns once it is in the CLI's stdin."""
         self._check_open()
-        if not self._ready.is_set():
-            with trio.move_on_after(self._settings.control_timeout):
-                await self._ready.wait()
+        if not self._ready.is_set():  # set once initialize is answered, timed out or failed
+            await self._ready.wait()
             self._check_open()
         key = str(uuid.uuid4())
         line = user_line(content, key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from typing import Any
 
 import attrs
@@ -321,4 +322,25 @@ async def test_close_of_a_paused_session_resumes_it_so_its_cli_exits_by_itself(
     assert closed["outcome"] == "exited"
     assert closed["exit_code"] == 0
     assert "resumed" in [e["method"].split(".")[-1] for e in client.runs[run].events]
+    assert_nothing_left(run)
+
+
+async def test_a_send_waiting_for_an_initialize_that_never_comes_is_refused_and_books_nothing(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    deaf = world.tmp / "deaf-claude"  # reads every line, answers none
+    deaf.write_text(f"#!{sys.executable}\nimport sys\nfor line in sys.stdin:\n    pass\n")
+    deaf.chmod(0o755)
+    served = await start_daemon(nursery, world.config(binary=str(deaf), control_timeout=1.0))
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, cwd=str(world.work))
+            error = await client.call_error("claude.send", run=run, content="hi")
+            record = await finish(client, run)
+    assert error.code == ErrorCode.INVALID_STATE
+    assert notices(client, run, "claude.turn_started") == []  # no turn that never was
+    assert record.completed is not None
+    assert record.completed["outcome"] == "cancelled"
+    assert "did not answer initialize" in record.completed["reason"]
+    assert record.completed["claude"]["turn"] == 0
     assert_nothing_left(run)
