@@ -76,6 +76,16 @@ async def test_a_deny_through_claude_permission_reaches_the_cli_and_the_tool_doe
     decided = of_type(out["events"], "claude.permission_decided")
     assert [(d["behavior"], d["message"]) for d in decided] == [("deny", "not today")]
     assert decided[0]["by"].startswith("client:")
+    [seen] = read["turns_recorded"][0]["permissions"]  # the view says who decided what
+    assert seen == {
+        "request": pending["request"],
+        "tool": "Bash",
+        "input": pending["input"],
+        "behavior": "deny",
+        "by": decided[0]["by"],
+        "at": decided[0]["at"],
+        "message": "not today",
+    }
     late = out["late"]
     assert late["isError"] is True
     assert late["structuredContent"]["error"]["data"]["decided_by"] == decided[0]["by"]
@@ -93,6 +103,9 @@ async def test_a_request_nobody_answers_is_decided_by_the_timeouts_default(
     assert [d["tool_name"] for d in result["permission_denials"]] == ["Bash"]
     decided = of_type(out["events"], "claude.permission_decided")
     assert [(d["by"], d["behavior"]) for d in decided] == [("timeout", "deny")]
+    [seen] = read["turns_recorded"][0]["permissions"]
+    assert (seen["tool"], seen["by"], seen["behavior"]) == ("Bash", "timeout", "deny")
+    assert seen["message"] == "no answer within 0.5 s"
     assert out["late"]["structuredContent"]["error"]["data"]["decided_by"] == "timeout"
 
 
@@ -108,6 +121,10 @@ async def test_an_operator_rule_from_the_policy_file_decides_without_asking(
     assert len(of_type(events, "claude.permission_request")) == 1  # still told, and journaled
     decided = of_type(events, "claude.permission_decided")
     assert [(d["by"], d["behavior"]) for d in decided] == [("rule:no-touch-here", "deny")]
+    [seen] = out["read"]["turns_recorded"][0]["permissions"]
+    assert (seen["by"], seen["behavior"]) == ("rule:no-touch-here", "deny")
+    assert seen["input"]["command"] == f"touch {world.work / 'ruled'}"
+    assert seen["message"] == "the operator says no"
     states = [e["state"] for e in of_type(events, "claude.state")]
     assert "requires_action" not in states  # nobody was asked
 
@@ -137,6 +154,9 @@ async def test_a_durable_session_taken_over_by_a_new_mcp_client_while_a_request_
     assert target.exists()
     read = second["read"]
     assert read["turns_recorded"][0]["result"]["subtype"] == "success"
+    [seen] = read["turns_recorded"][0]["permissions"]  # the view followed from the journal
+    assert (seen["request"], seen["behavior"]) == (asked["request"], "allow")
+    assert seen["by"].startswith("client:local/")
     assert second["closed"]["structuredContent"]["outcome"] == "exited"
     # Nothing duplicated, nothing missing: the first client's events and the second's after
     # them are 1..N exactly once, and the same as the whole stream read at the end.
