@@ -1,9 +1,9 @@
-"""The Claude session scenarios of the JSON-RPC tests, through MCP with the official SDK 1.x
-client (tests/mcp_sdk1_sessions.py), against the real daemon, the real CLI and the fake API:
-permission decisions by a client, by the timeout's default and by an operator's rule; a
-durable session taken over by a second client while a request is pending; a daemon SIGKILL,
-the run reported lost, the Claude session resumed.  Every frame the daemon sends passes the
-conformance checks."""
+"""The Claude session scenarios of the JSON-RPC tests, through MCP with the official SDK
+clients, 1.x and 2.x (tests/mcp_sdk_sessions.py), against the real daemon, the real CLI and
+the fake API: permission decisions by a client, by the timeout's default and by an
+operator's rule; a durable session taken over by a second client while a request is
+pending; a daemon SIGKILL, the run reported lost, the Claude session resumed.  Every frame
+the daemon sends passes the conformance checks."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from cc_executor.executor.config.policyfile import parse_policy
 from cc_executor.supervision.testing import marked_processes
 
 pytestmark = pytest.mark.slow
-SCRIPT = "mcp_sdk1_sessions.py"
+SCRIPT = "mcp_sdk_sessions.py"
 POLICY = """
 [[claude.permission_rules]]
 name = "no-touch-here"
@@ -32,9 +32,14 @@ message = "the operator says no"
 """
 
 
-@pytest.fixture(scope="session")
-def sdk1() -> Any:
-    return sdk_python("mcp1")
+ERAS = {"mcp1": "2025-11-25", "mcp2": "2026-07-28"}
+
+
+@pytest.fixture(scope="session", params=sorted(ERAS))
+def sdk(request: pytest.FixtureRequest) -> tuple[Any, str]:
+    """An SDK's python, and the protocol version its client negotiates with the daemon."""
+    name: str = request.param
+    return sdk_python(name), ERAS[name]
 
 
 def of_type(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -42,24 +47,30 @@ def of_type(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 async def ask(
-    nursery: trio.Nursery, world: ClaudeWorld, sdk1: Any, name: str, answer: str, **config: Any
+    nursery: trio.Nursery,
+    world: ClaudeWorld,
+    sdk: tuple[Any, str],
+    name: str,
+    answer: str,
+    **config: Any,
 ) -> Any:
     """The `ask` scenario on a daemon of its own; checks the frames."""
     served = await start_daemon(nursery, world.config(**config))
     target = world.work / name
     with trio.fail_after(BOUND * 2):
         async with recording_proxy(served.url) as (url, record):
-            out = await run_script(sdk1, SCRIPT, url, "ask", str(world.work), str(target), answer)
+            out = await run_script(sdk[0], SCRIPT, url, "ask", str(world.work), str(target), answer)
     check_frames(record)
+    assert out["protocol_version"] == sdk[1]
     assert out["closed"]["structuredContent"]["outcome"] == "exited"
     assert_nothing_left(out["started"]["structuredContent"]["run"])
     return out
 
 
 async def test_a_deny_through_claude_permission_reaches_the_cli_and_the_tool_does_not_run(
-    nursery: trio.Nursery, world: ClaudeWorld, sdk1: Any
+    nursery: trio.Nursery, world: ClaudeWorld, sdk: tuple[Any, str]
 ) -> None:
-    out = await ask(nursery, world, sdk1, "denied", "deny")
+    out = await ask(nursery, world, sdk, "denied", "deny")
     asked = out["asked"]
     assert asked["state"] == "requires_action"
     pending = asked["pending"][0]
@@ -92,9 +103,9 @@ async def test_a_deny_through_claude_permission_reaches_the_cli_and_the_tool_doe
 
 
 async def test_a_request_nobody_answers_is_decided_by_the_timeouts_default(
-    nursery: trio.Nursery, world: ClaudeWorld, sdk1: Any
+    nursery: trio.Nursery, world: ClaudeWorld, sdk: tuple[Any, str]
 ) -> None:
-    out = await ask(nursery, world, sdk1, "unanswered", "none", permission_timeout=0.5)
+    out = await ask(nursery, world, sdk, "unanswered", "none", permission_timeout=0.5)
     assert not (world.work / "unanswered").exists()
     read = out["read"]
     assert read["pending"] == []
@@ -110,10 +121,10 @@ async def test_a_request_nobody_answers_is_decided_by_the_timeouts_default(
 
 
 async def test_an_operator_rule_from_the_policy_file_decides_without_asking(
-    nursery: trio.Nursery, world: ClaudeWorld, sdk1: Any, tmp_path: Path
+    nursery: trio.Nursery, world: ClaudeWorld, sdk: tuple[Any, str], tmp_path: Path
 ) -> None:
     rules = parse_policy(POLICY, str(tmp_path / "policy.toml")).permission_rules
-    out = await ask(nursery, world, sdk1, "ruled", "none", permission_rules=rules)
+    out = await ask(nursery, world, sdk, "ruled", "none", permission_rules=rules)
     assert not (world.work / "ruled").exists()
     result = out["read"]["turns_recorded"][0]["result"]
     assert "the operator says no" in result["result"]
@@ -130,21 +141,24 @@ async def test_an_operator_rule_from_the_policy_file_decides_without_asking(
 
 
 async def test_a_durable_session_taken_over_by_a_new_mcp_client_while_a_request_waits(
-    nursery: trio.Nursery, world: ClaudeWorld, sdk1: Any
+    nursery: trio.Nursery, world: ClaudeWorld, sdk: tuple[Any, str]
 ) -> None:
     served = await start_daemon(nursery, world.config())
     target = world.work / "made"
     with trio.fail_after(BOUND * 2):
         async with recording_proxy(served.url) as (url, record):
-            first = await run_script(sdk1, SCRIPT, url, "durable_ask", str(world.work), str(target))
+            first = await run_script(
+                sdk[0], SCRIPT, url, "durable_ask", str(world.work), str(target)
+            )
             run = first["run"]
             # The only client is gone; the session waits for its answer.
             assert marked_processes(run)
             before = first["events"]
             last_seq = before[-1]["seq"]
-            second = await run_script(sdk1, SCRIPT, url, "durable_answer", run, str(last_seq))
+            second = await run_script(sdk[0], SCRIPT, url, "durable_answer", run, str(last_seq))
         await wait_until(lambda: not marked_processes(run))
     check_frames(record)
+    assert first["protocol_version"] == second["protocol_version"] == sdk[1]
     asked = first["asked"]["pending"][0]
     found = second["found"]
     assert found["state"] == "requires_action"
@@ -186,13 +200,13 @@ def _user_texts(body: dict[str, Any]) -> list[str]:
 
 
 async def test_after_a_daemon_sigkill_mcp_sees_the_run_lost_and_resumes_the_session(
-    world: ClaudeWorld, sdk1: Any, tmp_path: Path
+    world: ClaudeWorld, sdk: tuple[Any, str], tmp_path: Path
 ) -> None:
     state = str(tmp_path / "state")
     env = daemon_env(world)
     with trio.fail_after(BOUND * 3):
         async with run_daemon("--state-dir", state, env=env) as daemon:
-            before = await run_script(sdk1, SCRIPT, daemon.url, "before_kill", str(world.work))
+            before = await run_script(sdk[0], SCRIPT, daemon.url, "before_kill", str(world.work))
             run = before["run"]
             await wait_until(lambda: len(world.api.requests) >= 2)  # turn 2 is running
             assert marked_processes(run)
@@ -204,9 +218,10 @@ async def test_after_a_daemon_sigkill_mcp_sees_the_run_lost_and_resumes_the_sess
             session_id = before["running"]["session_id"]
             async with recording_proxy(daemon.url) as (url, record):
                 after = await run_script(
-                    sdk1, SCRIPT, url, "after_kill", run, session_id, str(world.work)
+                    sdk[0], SCRIPT, url, "after_kill", run, session_id, str(world.work)
                 )
     check_frames(record)
+    assert before["protocol_version"] == after["protocol_version"] == sdk[1]
     assert before["first"]["structuredContent"]["turn"] == 1
     lost = after["status"]["structuredContent"]
     assert lost["outcome"] == "lost"
