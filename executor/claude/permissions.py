@@ -40,14 +40,14 @@ import structlog
 import trio
 
 from cc_executor.executor.config.claude import Behavior, PermissionRule, rule_text
-from cc_executor.protocol import InvalidParams
+from cc_executor.protocol import InvalidParams, LimitExceeded
 from cc_executor.protocol.claude import (
     ClaudePermissionDecided,
     ClaudePermissionRequest,
     SessionNotice,
     session_params,
 )
-from cc_executor.protocol.claude.session import permission_response
+from cc_executor.protocol.claude.session import control_success_line, permission_response
 from cc_executor.protocol.errors import AlreadyDecided
 from cc_executor.protocol.messages import JSON
 
@@ -64,6 +64,7 @@ class PermissionSettings:
     timeout: float
     default: Behavior
     rules: tuple[PermissionRule, ...] = ()
+    max_answer_bytes: int = 4 * 1024 * 1024  # the stdin bound: a longer answer is refused
 
 
 @attrs.frozen
@@ -168,6 +169,8 @@ class PermissionBroker:
         Raises:
             AlreadyDecided: someone (or a rule, the timeout, a withdrawal) decided first.
             InvalidParams: the session never had such a request.
+            LimitExceeded: the answer is longer than the CLI's stdin takes (it stays pending:
+                decided but never written, the CLI would wait for it forever).
         """
         pending = self.pending.get(request_id)
         if pending is None:
@@ -180,6 +183,18 @@ class PermissionBroker:
             raise AlreadyDecided(
                 f"permission request {request_id} was decided already by {decided.by}",
                 {"decided_by": decided.by, "behavior": decided.behavior, "at": decided.at},
+            )
+        response = permission_response(behavior, pending.notice.input, updated_input, message)
+        size = len(control_success_line(request_id, response))
+        if size > self._settings.max_answer_bytes:
+            raise LimitExceeded(
+                f"run {self._run_id}: an answer of {size} bytes is more than the CLI's stdin "
+                "takes; the request is still pending",
+                {
+                    "run": self._run_id,
+                    "limit": "stdin_max_pending",
+                    "value": self._settings.max_answer_bytes,
+                },
             )
         self._decide(pending.notice, behavior, by, message, updated_input)
         await trio.lowlevel.checkpoint()  # an await point like any call that answers

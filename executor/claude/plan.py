@@ -87,7 +87,10 @@ def plan_claude(
                 control_timeout=config.control_timeout,
                 close_grace=config.close_grace,
                 permissions=PermissionSettings(
-                    config.permission_timeout, config.permission_default, config.permission_rules
+                    config.permission_timeout,
+                    config.permission_default,
+                    config.permission_rules,
+                    daemon.config.supervision.stdin_max_pending,
                 ),
                 prompt=params.prompt,
             ),

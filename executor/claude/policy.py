@@ -64,12 +64,18 @@ def _refuse_bypass(what: str, config: ClaudeConfig) -> None:
         )
 
 
+def check_permission_mode(mode: str | None, config: ClaudeConfig) -> None:
+    """Raise PolicyRefused for a mode this daemon does not allow: at the start of a run, and
+    for `claude.set_permission_mode` on a live session (the same rule both ways)."""
+    if mode == "bypassPermissions":
+        _refuse_bypass("--permission-mode bypassPermissions", config)
+
+
 def check_flags(params: ClaudeParams, config: ClaudeConfig) -> None:
     """Raise PolicyRefused unless every flag of the request is allowed."""
     if params.dangerously_skip_permissions:
         _refuse_bypass("--dangerously-skip-permissions", config)
-    if params.permission_mode == "bypassPermissions":
-        _refuse_bypass("--permission-mode bypassPermissions", config)
+    check_permission_mode(params.permission_mode, config)
     bypass = permission_bypass(params.extra_args)
     if bypass is not None:
         _refuse_bypass(bypass, config)

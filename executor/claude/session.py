@@ -26,15 +26,15 @@ The watchdog counts only while running.
 The API the JSON-RPC handlers (rpc/claude.py) and the MCP tools call — each raises the wire's
 errors (InvalidParams, InvalidState, AlreadyDecided, ControlTimeout):
 
-- ``await send(content, message_id=None) -> ClaudeSent``
-- ``await interrupt() -> int`` (the turn interrupted)
-- ``await set_model(model) -> JSON`` / ``await set_permission_mode(mode) -> JSON``
+- ``await send(content, message_id=None) -> ClaudeSent``; ``await interrupt() -> int`` (the
+  turn interrupted); ``await set_model(model)`` / ``set_permission_mode(mode) -> JSON``
+  (the controls are refused while the run is paused: they would time out, then take effect)
 - ``await answer(request, behavior, by, updated_input=None, message=None)``
 - ``await close()`` (stdin EOF, ``close_grace``, then the ladder; returns when the process is gone)
 - ``snapshot() -> dict`` (the ``claude`` object of ``status``)
 
-``session_of(live)`` finds a run's session (or raises the -32602 that says it has none).
-`by` names the decider as journaled: ``client:<identity>/<connection id>`` over JSON-RPC.
+``session_of(live)`` finds a run's session (or raises the -32602 that says it has none);
+`by` names the decider as journaled (``client:<identity>/<connection id>`` over JSON-RPC).
 
 Its tasks (``watch``: the watchdog, the broker's timer, the stdin writer, ``initialize`` and
 the first prompt) live beside the pump in the run's keeper and end with the run.
@@ -71,14 +71,11 @@ from cc_executor.protocol.claude import (
     Result,
     SessionNotice,
 )
-from cc_executor.protocol.claude.session import (
-    control_error_line,
-    control_success_line,
-    user_line,
-)
+from cc_executor.protocol.claude.session import control_error_line, control_success_line, user_line
 from cc_executor.protocol.messages import JSON
 from cc_executor.protocol.notices import Completion
 from cc_executor.protocol.results import ClaudeSent
+from cc_executor.supervision import ControlTimeout as StillStopped
 from cc_executor.supervision import (
     Exited,
     InvalidTransition,
@@ -202,23 +199,16 @@ class ClaudeSession:
     def closing(self) -> None:
         """The process is over: withdraw what is pending, fail the waiting controls."""
         self.broker.close()
-        self._fail_controls()
-        self._ended = True
-
-    def _fail_controls(self) -> None:
         self.controls.fail_all()
         self._ready.set()
+        self._ended = True
 
     def release(self) -> None:
         """The run is over (also when its pump never numbered a completion: a client gone,
         a failure): nothing stays pending, no control waits."""
-        self._ended = True
-        self.broker.close()
-        self._fail_controls()
+        self._ended = True  # nothing is posted from now on
+        self.closing()
         self.watcher.release()
-
-    def summary(self) -> dict[str, JSON]:
-        return self.snapshot()
 
     def snapshot(self) -> dict[str, JSON]:
         """The `claude` object of the run's status (and completion)."""
@@ -241,6 +231,8 @@ class ClaudeSession:
             "last_result": turns.last_result,
             "watchdog_fired": self.watcher.watchdog_fired,
         }
+
+    summary = snapshot  # the observer's name for it (RunObserver)
 
     def completion(self, base: Completion, outcome: Outcome) -> Completion:
         """A session ends well when its CLI exits by itself: 0, or after `claude.close`."""
@@ -282,8 +274,7 @@ class ClaudeSession:
     # -- stdin ------------------------------------------------------------------------------
 
     async def _write(self, line: bytes) -> None:
-        """One line into the CLI's stdin, one at a time: a waiting answer to the CLI never
-        finds the pipe's bound taken by more than the one line ahead of it."""
+        """One line into stdin, one at a time (a waiting answer has one line ahead of it)."""
         try:
             async with self._stdin_lock:
                 await self._run.write_stdin(line)
@@ -339,9 +330,9 @@ class ClaudeSession:
         log.info("claude.message_sent", run=self.run_id, message=sent.message, turn=sent.turn)
         return sent
 
-    async def interrupt(self) -> int:
-        """Interrupt the running turn; returns its number once the CLI acknowledged."""
-        self._check_open()
+    async def interrupt(self, *, when_paused: bool = False) -> int:
+        """Interrupt the running turn (`when_paused`: a paused one too); its number, once done."""
+        self._check_open(None if when_paused else "claude.interrupt")
         turns = self.turns
         if not turns.running:
             raise InvalidParams(f"run {self.run_id}: no turn is running", {"run": self.run_id})
@@ -350,18 +341,18 @@ class ClaudeSession:
         return turn
 
     async def _watchdog_interrupt(self) -> None:
-        if self.turns.open:
-            try:
+        try:
+            if self.turns.open:
                 await self.interrupt()
-            except (InvalidParams, InvalidState, ControlTimeout) as exc:
-                log.info("claude.watchdog_interrupt_failed", run=self.run_id, error=exc.message)
+        except (InvalidParams, InvalidState, ControlTimeout) as exc:
+            log.info("claude.watchdog_interrupt_failed", run=self.run_id, error=exc.message)
 
     async def set_model(self, model: str) -> JSON:
-        self._check_open()
+        self._check_open("claude.set_model")
         return await self.controls.request({"subtype": "set_model", "model": model})
 
     async def set_permission_mode(self, mode: str) -> JSON:
-        self._check_open()
+        self._check_open("claude.set_permission_mode")
         return await self.controls.request({"subtype": "set_permission_mode", "mode": mode})
 
     async def answer(
@@ -375,9 +366,11 @@ class ClaudeSession:
         await self.broker.answer(request, behavior, by, updated_input, message)
 
     async def close(self) -> None:
-        """Stdin EOF; `close_grace` for the CLI to exit, then the ladder; returns when the
-        process is gone."""
+        """RESUME if paused, stdin EOF, `close_grace` to exit, then the ladder; until it is gone."""
         self._closing = True
+        if self._run.state is RunState.PAUSED:  # a stopped CLI cannot read EOF and exit
+            with contextlib.suppress(InvalidTransition, StillStopped):  # the ladder then ends it
+                await self._run.resume()
         if self._run.stdin_open:
             with contextlib.suppress(InvalidTransition):  # closed meanwhile: it is ending
                 await self._run.close_stdin()
@@ -388,9 +381,15 @@ class ClaudeSession:
         await cancel_quietly(self._run, f"{CLOSED} within {self._settings.close_grace:g} s")
         await self._run.wait()
 
-    def _check_open(self) -> None:
+    def _check_open(self, control: str | None = None) -> None:
+        """InvalidState unless it takes input (and for a control, its CLI is not stopped)."""
         if self._ended or self._closing or not self._run.stdin_open:
             raise InvalidState(
                 f"run {self.run_id}: the session is closing or over",
                 {"run": self.run_id, "state": "ended" if self._ended else "closing"},
+            )
+        if control is not None and self._run.state is RunState.PAUSED:
+            raise InvalidState(
+                f"run {self.run_id} is paused: RESUME it before {control}",
+                {"run": self.run_id, "state": "paused"},
             )

@@ -70,7 +70,7 @@ class Turns:
         Raises:
             InvalidParams: `message_id` was used already in this run.
         """
-        message = message_id or f"m-{len(self._used) + 1}"
+        message = message_id or self._generated_id()
         if message in self._used:
             raise InvalidParams(
                 f"run {self._run_id}: message id {message!r} was used already",
@@ -86,6 +86,13 @@ class Turns:
         self._changed()
         # The running turn, or (between a result and the next init) the one about to run.
         return key, ClaudeSent(message, self.turn if self.open else self.turn + 1, "queued")
+
+    def _generated_id(self) -> str:
+        """`m-<n>`, n counting the messages — skipping any id a client chose already."""
+        n = len(self._used) + 1
+        while f"m-{n}" in self._used:
+            n += 1
+        return f"m-{n}"
 
     def init(self) -> None:
         """A turn starts (`system/init`): the one `message` opened, or the next queued one's."""

@@ -90,11 +90,11 @@ class TurnWait:
 
     async def interrupt(self) -> None:
         """Interrupt the session's running turn (a cancelled call or task); quietly, as the
-        turn may have ended meanwhile."""
+        turn may have ended meanwhile (a paused run's CLI gets the interrupt on RESUME)."""
         claude = self.run.live.claude
         if isinstance(claude, ClaudeSession):
             with contextlib.suppress(JsonRpcError):
-                await claude.interrupt()
+                await claude.interrupt(when_paused=True)
 
     def progress(self, limit: int) -> str:
         """The latest of the turn's text, for a progress message."""

@@ -5,13 +5,15 @@ Each is a thin call into the run's ``ClaudeSession`` (claude/session.py), which 
 call too; the session raises the wire's errors.  The run-targeted ones are served by the run's
 stdin queue (rpc/runs.py): one at a time per run and connection, in order, and never behind a
 CANCEL, which has its own queue.  A run that is not a session run is -32602; one the caller may
-not see is -32002, as for every run method.
+not see is -32002, as for every run method.  A permission mode the daemon's policy forbids
+(``bypassPermissions`` unless sandboxed) is -32001 here, as it is at the start.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cc_executor.executor.claude.policy import check_permission_mode
 from cc_executor.executor.claude.session import session_of
 from cc_executor.executor.rpc.batch import Handled
 from cc_executor.executor.rpc.handlers import RunHandler, SessionHandler, claude
@@ -57,7 +59,9 @@ async def set_model(session: Session, handle: RunHandle, params: ClaudeSetModelP
 async def set_permission_mode(
     session: Session, handle: RunHandle, params: ClaudeSetPermissionModeParams
 ) -> Handled:
-    response = await session_of(handle.live).set_permission_mode(params.mode)
+    claude = session_of(handle.live)
+    check_permission_mode(params.mode, session.daemon.config.claude)
+    response = await claude.set_permission_mode(params.mode)
     return Handled(ClaudeAnswered(response))
 
 

@@ -31,6 +31,8 @@ SessionState = Literal["idle", "running", "requires_action", "paused"]
 
 # How long a client's message id may be.
 MAX_MESSAGE_ID = 200
+# How long a permission answer's message may be (it goes to the CLI and to every follower).
+MAX_PERMISSION_MESSAGE = 64 * 1024
 
 
 def _check_run(run: str) -> None:
@@ -48,6 +50,9 @@ def _check_content(content: Any) -> None:
     for i, block in enumerate(content):
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
             raise ParamError(f".content[{i}]", "must be a content block (an object with a type)")
+        # The CLI reads a text block's text as a string: any other ends the whole session.
+        if block["type"] == "text" and not isinstance(block.get("text"), str):
+            raise ParamError(f".content[{i}].text", "a text block's text must be a string")
 
 
 @attrs.frozen
@@ -129,6 +134,8 @@ class ClaudePermissionParams:
         if self.updated_input is not None and self.behavior != "allow":
             raise ParamError(".updated_input", "only with behavior 'allow'")
         if self.message is not None:
+            if len(self.message) > MAX_PERMISSION_MESSAGE:
+                raise ParamError(".message", f"must be at most {MAX_PERMISSION_MESSAGE} characters")
             _check_text(".message", self.message)
 
 

@@ -108,3 +108,15 @@ def test_a_message_id_is_used_once() -> None:
     turns.message("mine")
     with pytest.raises(InvalidParams, match="was used already"):
         turns.message("mine")
+
+
+def test_a_generated_message_id_never_collides_with_a_clients() -> None:
+    """A client that names its message "m-2" does not make the next unnamed send fail with
+    an id it never chose."""
+    turns = Turns("r", lambda notice: None, lambda: None)
+    assert turns.message("m-2")[1].message == "m-2"
+    assert turns.message(None)[1].message == "m-3"
+    assert turns.message("m-4")[1].message == "m-4"
+    assert turns.message(None)[1].message == "m-5"
+    with pytest.raises(InvalidParams, match="was used already"):
+        turns.message("m-5")
