@@ -3,11 +3,13 @@ work directory for the CLI, daemon configs to match, and the helpers the tests s
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
 import attrs
-from ccx_testing import RunRecord, WireClient, make_config, wait_until
+from ccx_testing import RunRecord, WireClient, make_config, wait_until, zombie_children
 from claude_fake_api import FakeApi
 from claude_testing import OFFLINE_ENV
 
@@ -112,3 +114,21 @@ async def wait_notice(
 def session_events(client: WireClient, run: str) -> list[dict[str, Any]]:
     """The run's sequenced events as the client got them (output, session notices, ...)."""
     return client.runs[run].events if run in client.runs else []
+
+
+def reap_zombies() -> None:
+    """Reap this process's zombie children (WNOHANG: they are dead already)."""
+    for pid in zombie_children(os.getpid()):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def daemon_env(world: ClaudeWorld) -> dict[str, str]:
+    """The world's Claude settings as a daemon process reads them (CCX_CLAUDE_*)."""
+    config = world.config().claude
+    return {
+        "CCX_CLAUDE_BINARY": config.binary,
+        "CCX_CLAUDE_BASE_URL": str(config.base_url),
+        "CCX_CLAUDE_API_KEY_ENV": str(config.api_key_env),
+        "CCX_CLAUDE_ENV": ",".join(f"{k}={v}" for k, v in config.env.items()),
+    }

@@ -61,6 +61,9 @@ CAPABILITIES = (
     "batch",
     "durable",
     "attach",
+    "claude",  # the `claude` method (docs/claude.md)
+    "claude.session",  # session runs and the claude.* methods
+    "binary",  # output as binary frames to a client that offers ccx.binary.v1
 )
 
 

@@ -5,8 +5,9 @@ answer", "what is pending?".  So a session run started by an MCP tool keeps, bes
 RunLog (runlog.py, which feeds it every numbered event with the typed events of its stdout), a
 ``SessionView``: built only from the session's own notices (turn started / ended, a queued
 message taken, permission requested / decided, state) and the assistant's text, it knows which
-turn took which message, what each of the last ``session_turns_kept`` turns said and how it
-ended, and what is pending.  It decides nothing: the session machinery (executor/claude/) does,
+turn took which message, what each of the last ``session_turns_kept`` turns said, the
+permission requests decided in it (who decided what, when) and how it ended, and what is
+pending.  It decides nothing: the session machinery (executor/claude/) does,
 and its notices are the record.  Waiters wake on every change (``wait_changed``).
 """
 
@@ -44,6 +45,7 @@ class TurnView:
     size: int = 0
     truncated: bool = False  # its text lost its beginning (longer than turn_text_bytes)
     ended: ClaudeTurnEnded | None = None
+    permissions: list[JSON] = attrs.field(factory=list)  # the requests decided in it
 
     @property
     def text(self) -> str:
@@ -62,6 +64,7 @@ class TurnView:
             "messages": list(self.messages),
             "text": self.text,
             "ended": self.ended is not None,
+            "permissions": list(self.permissions),
         }
         if self.truncated:
             described["truncated"] = True
@@ -69,6 +72,17 @@ class TurnView:
             described["interrupted"] = self.ended.interrupted
             described["result"] = dict(self.ended.result)
         return described
+
+
+def _decision(asked: ClaudePermissionRequest | None, decided: ClaudePermissionDecided) -> JSON:
+    """A decided request as a turn's view lists it: what was asked, who decided what, when."""
+    described: dict[str, JSON] = {"request": decided.request}
+    if asked is not None:
+        described.update(tool=asked.tool, input=asked.input)
+    described.update(behavior=decided.behavior, by=decided.by, at=decided.at)
+    if decided.message is not None:
+        described["message"] = decided.message
+    return described
 
 
 class SessionView:
@@ -115,8 +129,10 @@ class SessionView:
                     self.current = None
             case ClaudePermissionRequest(request=request) as asked:
                 self.pending[request] = asked
-            case ClaudePermissionDecided(request=request):
-                self.pending.pop(request, None)
+            case ClaudePermissionDecided(request=request) as decided:
+                question = self.pending.pop(request, None)
+                if self.current is not None:
+                    self.current.permissions.append(_decision(question, decided))
             case ClaudeStateChanged(state=state):
                 self.state = state
 

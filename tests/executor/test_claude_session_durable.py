@@ -4,8 +4,6 @@ connection that attaches, then live (real CLI, fake API)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,17 @@ from ccx_testing import (
     run_daemon,
     start_daemon,
     wait_until,
-    zombie_children,
 )
-from claude_world import BOUND, ClaudeWorld, assert_nothing_left, start, typed, wait_notice
+from claude_world import (
+    BOUND,
+    ClaudeWorld,
+    assert_nothing_left,
+    daemon_env,
+    reap_zombies,
+    start,
+    typed,
+    wait_notice,
+)
 
 from cc_executor.supervision.testing import marked_processes
 
@@ -97,24 +103,6 @@ async def test_a_new_client_attaches_answers_the_pending_request_and_the_turn_co
     assert decided["by"].startswith("client:local/")
     await wait_until(lambda: not marked_processes(run))
     assert_nothing_left(run)
-
-
-def reap_zombies() -> None:
-    """Reap this process's zombie children (WNOHANG: they are dead already)."""
-    for pid in zombie_children(os.getpid()):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-
-
-def daemon_env(world: ClaudeWorld) -> dict[str, str]:
-    """The world's Claude settings as a daemon process reads them (CCX_CLAUDE_*)."""
-    config = world.config().claude
-    return {
-        "CCX_CLAUDE_BINARY": config.binary,
-        "CCX_CLAUDE_BASE_URL": str(config.base_url),
-        "CCX_CLAUDE_API_KEY_ENV": str(config.api_key_env),
-        "CCX_CLAUDE_ENV": ",".join(f"{k}={v}" for k, v in config.env.items()),
-    }
 
 
 async def test_after_a_daemon_sigkill_the_run_is_lost_and_claude_resume_continues_it(

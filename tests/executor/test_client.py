@@ -51,6 +51,8 @@ async def test_execute_streams_both_outputs_and_completes(served: Served) -> Non
     with trio.fail_after(TIMEOUT):
         async with open_connection(served.url) as conn:
             assert conn.greeting.server == "cc-executor"
+            # What it serves beyond the original's methods, announced before anything is asked.
+            assert {"durable", "attach", "claude", "claude.session", "binary"} <= conn.capabilities
             run = await conn.execute(["sh", "-c", "echo out; echo err >&2; printf '\\377'; exit 3"])
             events = [event async for event in run]
     assert_contiguous(events)
