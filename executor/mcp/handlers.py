@@ -327,15 +327,15 @@ async def cancel_task(session: McpSession, request: McpRequest) -> dict[str, JSO
     if task.turn is not None:  # a turn of a Claude session: interrupt it, the session stays
         task.turn.interrupted_by_cancel = True
         if request.era == "modern":
-            session.daemon.nursery.start_soon(task.turn.interrupt)
+            session.daemon.start_owned("mcp", task.turn.interrupt)
             return {}
         await task.turn.interrupt()
         await task.wait()
         return task.describe()
     if request.era == "modern":
         # Cooperative: acknowledge now, end the run through the ladder in the daemon's nursery.
-        session.daemon.nursery.start_soon(
-            control.end, task.run.live, "task cancelled by MCP client"
+        session.daemon.start_owned(
+            "mcp", control.end, task.run.live, "task cancelled by MCP client"
         )
         return {}
     await control.end(task.run.live, "task cancelled by MCP client")

@@ -62,8 +62,8 @@ def _view(session: McpSession, live: LiveRun) -> tuple[McpRun, SessionView] | No
         config = session.daemon.config
         run_log = RunLog(config.mcp)
         run_log.session = SessionView(live.run_id, config.mcp)
-        session.daemon.nursery.start_soon(
-            follow_journal, live.durable, run_log, config.claude.max_line_bytes
+        session.daemon.start_owned(
+            "mcp", follow_journal, live.durable, run_log, config.claude.max_line_bytes
         )
         mcp_run = session.runs[live.run_id] = McpRun(live, run_log, "claude")
     if mcp_run is None or mcp_run.log.session is None:
@@ -219,7 +219,7 @@ def _turn_task(
     if isinstance(ttl, int) and not isinstance(ttl, bool) and 0 < ttl < ttl_ms:
         ttl_ms = ttl
     task = table.create(wait.run, ttl_ms, config.task_poll_interval_ms, turn=wait)
-    session.daemon.nursery.start_soon(wait.follow)
+    session.daemon.start_owned("mcp", wait.follow)
     log.info("mcp.task", task_run=wait.run.run_id, turn_of=wait.sent.message, era=request.era)
     if request.era == "modern":
         return {**task.describe_modern(), "resultType": "task"}
