@@ -30,7 +30,6 @@ from cc_executor.protocol import (
     InternalError,
     InvalidParams,
     JsonRpcError,
-    LimitExceeded,
     RunNotFound,
 )
 from cc_executor.protocol.mcp import (
@@ -177,14 +176,7 @@ async def _start_task(
 ) -> dict[str, JSON]:
     config = session.daemon.config.mcp
     table = session.daemon.tasks
-    if table.full:
-        raise LimitExceeded(
-            f"too many tasks (max_tasks={config.max_tasks})",
-            {"limit": "mcp.max_tasks", "value": config.max_tasks},
-        )
-    ttl_ms = config.task_ttl_ms
-    if isinstance(ttl, int) and not isinstance(ttl, bool) and 0 < ttl < ttl_ms:
-        ttl_ms = ttl
+    ttl_ms = table.admit(config, ttl)
     mcp_run = await _start(session, parsed, durable=True)  # a task outlives its client
     task = table.create(mcp_run, ttl_ms, config.task_poll_interval_ms)
     log.info("mcp.task", task_run=mcp_run.run_id, era=request.era)

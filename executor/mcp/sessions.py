@@ -25,7 +25,7 @@ from cc_executor.executor.mcp.session import Call, McpSession, NoAnswer
 from cc_executor.executor.mcp.sessionview import SessionView
 from cc_executor.executor.mcp.turnwait import TurnWait
 from cc_executor.executor.runs.live import LiveRun
-from cc_executor.protocol import JSON, InvalidParams, LimitExceeded, RunNotFound
+from cc_executor.protocol import JSON, InvalidParams, RunNotFound
 from cc_executor.protocol.mcp import McpRequest, tool_result
 from cc_executor.protocol.mcp_session_tools import (
     ClaudeCloseArgs,
@@ -210,14 +210,7 @@ def _turn_task(
 ) -> dict[str, JSON]:
     config = session.daemon.config.mcp
     table = session.daemon.tasks
-    if table.full:
-        raise LimitExceeded(
-            f"too many tasks (max_tasks={config.max_tasks})",
-            {"limit": "mcp.max_tasks", "value": config.max_tasks},
-        )
-    ttl_ms = config.task_ttl_ms
-    if isinstance(ttl, int) and not isinstance(ttl, bool) and 0 < ttl < ttl_ms:
-        ttl_ms = ttl
+    ttl_ms = table.admit(config, ttl)
     task = table.create(wait.run, ttl_ms, config.task_poll_interval_ms, turn=wait)
     session.daemon.start_owned("mcp", wait.follow)
     log.info("mcp.task", task_run=wait.run.run_id, turn_of=wait.sent.message, era=request.era)
