@@ -7,8 +7,9 @@ The names below are loaded on first use (PEP 562): a client that needs the codec
 for the parts it never touches.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cc_executor.protocol.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from cc_executor.protocol.argv import SHELL, resolve_argv, split_command
@@ -236,14 +237,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # found once: later lookups are plain
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(globals(), _HOME)

@@ -15,8 +15,9 @@ The names below are loaded on first use (PEP 562): `ccx run` loads the parts it 
 Claude session console.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cc_executor.protocol.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from cc_executor.executor.client.claude import (
@@ -189,14 +190,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # found once: later lookups are plain
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(globals(), _HOME)

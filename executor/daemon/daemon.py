@@ -168,6 +168,22 @@ class Daemon:
         assert self._nursery is not None, "daemon not serving"
         return self._nursery
 
+    def start_owned(
+        self, where: str, task: Callable[..., Awaitable[object]], *args: object
+    ) -> None:
+        """Start `task` in the daemon's nursery under its own boundary: an unexpected error is
+        logged once with its traceback, counted in ``ccx_internal_errors_total{where=...}``
+        and ends that task alone, never the daemon (cancellation passes through)."""
+
+        async def owned() -> None:
+            try:
+                await task(*args)
+            except Exception:
+                log.exception("task.failed", where=where, task=getattr(task, "__name__", None))
+                self.metrics.internal_error(where)
+
+        self.nursery.start_soon(owned)
+
     def run_end_bound(self) -> float:
         """How long ending a run through the whole ladder can take."""
         sup = self.config.supervision

@@ -30,7 +30,6 @@ from cc_executor.protocol import (
     InternalError,
     InvalidParams,
     JsonRpcError,
-    LimitExceeded,
     RunNotFound,
 )
 from cc_executor.protocol.mcp import (
@@ -177,14 +176,7 @@ async def _start_task(
 ) -> dict[str, JSON]:
     config = session.daemon.config.mcp
     table = session.daemon.tasks
-    if table.full:
-        raise LimitExceeded(
-            f"too many tasks (max_tasks={config.max_tasks})",
-            {"limit": "mcp.max_tasks", "value": config.max_tasks},
-        )
-    ttl_ms = config.task_ttl_ms
-    if isinstance(ttl, int) and not isinstance(ttl, bool) and 0 < ttl < ttl_ms:
-        ttl_ms = ttl
+    ttl_ms = table.admit(config, ttl)
     mcp_run = await _start(session, parsed, durable=True)  # a task outlives its client
     task = table.create(mcp_run, ttl_ms, config.task_poll_interval_ms)
     log.info("mcp.task", task_run=mcp_run.run_id, era=request.era)
@@ -327,15 +319,15 @@ async def cancel_task(session: McpSession, request: McpRequest) -> dict[str, JSO
     if task.turn is not None:  # a turn of a Claude session: interrupt it, the session stays
         task.turn.interrupted_by_cancel = True
         if request.era == "modern":
-            session.daemon.nursery.start_soon(task.turn.interrupt)
+            session.daemon.start_owned("mcp", task.turn.interrupt)
             return {}
         await task.turn.interrupt()
         await task.wait()
         return task.describe()
     if request.era == "modern":
         # Cooperative: acknowledge now, end the run through the ladder in the daemon's nursery.
-        session.daemon.nursery.start_soon(
-            control.end, task.run.live, "task cancelled by MCP client"
+        session.daemon.start_owned(
+            "mcp", control.end, task.run.live, "task cancelled by MCP client"
         )
         return {}
     await control.end(task.run.live, "task cancelled by MCP client")

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import orjson
+import structlog
 import trio
 
 from cc_executor.executor.config.mcp import McpConfig
@@ -42,6 +43,8 @@ from cc_executor.supervision import (
     StateEvent,
 )
 from cc_executor.supervision.journal import Gap, JournalFault
+
+log = structlog.get_logger()
 
 Stream = Literal["stdout", "stderr"]
 
@@ -199,13 +202,24 @@ async def follow_journal(durable: DurableRun, run_log: RunLog, claude_max_line: 
     """Read a durable run's journal into its RunLog until the completion (daemon's nursery);
     `claude_max_line`: parse stdout as stream-json (a Claude run), with this line limit."""
     parser = None if claude_max_line is None else StreamJsonParser(claude_max_line)
-    with durable.journal.cursor(0) as cursor:
-        while (entry := await cursor.read()) is not None:
-            if isinstance(entry, JournalFault):
-                continue  # the run's status says it (journal.error)
-            run_log.record(entry, stream_json_events(parser, entry))
-            if isinstance(entry, CompletedEvent):
-                return
+    try:
+        with durable.journal.cursor(0) as cursor:
+            while (entry := await cursor.read()) is not None:
+                if isinstance(entry, JournalFault):
+                    continue  # the run's status says it (journal.error)
+                run_log.record(entry, stream_json_events(parser, entry))
+                if isinstance(entry, CompletedEvent):
+                    return
+    except OSError as exc:
+        # The journal cannot be opened or read (EMFILE, EIO): the log says what it lost, and
+        # the completion, which the journal keeps in memory, still ends whoever waits on it.
+        log.warning("mcp.journal_unreadable", path=str(durable.journal.path), error=str(exc))
+        run_log.record(Gap(run_log.last_seq + 1, f"journal unreadable: {exc.strerror or exc}"))
+        await durable.done.wait()
+        if durable.journal.completed is not None:
+            run_log.record(durable.journal.completed)
+        else:
+            run_log.done.set()
 
 
 def read_journal(durable: DurableRun, from_seq: int, max_bytes: int) -> tuple[list[JSON], int]:

@@ -167,5 +167,5 @@ async def start_mcp_run(
         run_log.session.run_id = live.run_id
     if live.durable is not None:
         max_line = daemon.config.claude.max_line_bytes if tool == "claude" else None
-        daemon.nursery.start_soon(follow_journal, live.durable, run_log, max_line)
+        daemon.start_owned("mcp", follow_journal, live.durable, run_log, max_line)
     return McpRun(live, run_log, tool)

@@ -25,7 +25,7 @@ from cc_executor.executor.mcp.session import Call, McpSession, NoAnswer
 from cc_executor.executor.mcp.sessionview import SessionView
 from cc_executor.executor.mcp.turnwait import TurnWait
 from cc_executor.executor.runs.live import LiveRun
-from cc_executor.protocol import JSON, InvalidParams, LimitExceeded, RunNotFound
+from cc_executor.protocol import JSON, InvalidParams, RunNotFound
 from cc_executor.protocol.mcp import McpRequest, tool_result
 from cc_executor.protocol.mcp_session_tools import (
     ClaudeCloseArgs,
@@ -62,8 +62,8 @@ def _view(session: McpSession, live: LiveRun) -> tuple[McpRun, SessionView] | No
         config = session.daemon.config
         run_log = RunLog(config.mcp)
         run_log.session = SessionView(live.run_id, config.mcp)
-        session.daemon.nursery.start_soon(
-            follow_journal, live.durable, run_log, config.claude.max_line_bytes
+        session.daemon.start_owned(
+            "mcp", follow_journal, live.durable, run_log, config.claude.max_line_bytes
         )
         mcp_run = session.runs[live.run_id] = McpRun(live, run_log, "claude")
     if mcp_run is None or mcp_run.log.session is None:
@@ -210,16 +210,9 @@ def _turn_task(
 ) -> dict[str, JSON]:
     config = session.daemon.config.mcp
     table = session.daemon.tasks
-    if table.full:
-        raise LimitExceeded(
-            f"too many tasks (max_tasks={config.max_tasks})",
-            {"limit": "mcp.max_tasks", "value": config.max_tasks},
-        )
-    ttl_ms = config.task_ttl_ms
-    if isinstance(ttl, int) and not isinstance(ttl, bool) and 0 < ttl < ttl_ms:
-        ttl_ms = ttl
+    ttl_ms = table.admit(config, ttl)
     task = table.create(wait.run, ttl_ms, config.task_poll_interval_ms, turn=wait)
-    session.daemon.nursery.start_soon(wait.follow)
+    session.daemon.start_owned("mcp", wait.follow)
     log.info("mcp.task", task_run=wait.run.run_id, turn_of=wait.sent.message, era=request.era)
     if request.era == "modern":
         return {**task.describe_modern(), "resultType": "task"}

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from cc_executor.executor.mcp.runs import McpRun
-from cc_executor.protocol import JSON
+from cc_executor.protocol import JSON, LimitExceeded
 from cc_executor.protocol.mcp import RELATED_TASK_KEY, tool_result
 from cc_executor.supervision import Cancelled, RunState
 
 if TYPE_CHECKING:
+    from cc_executor.executor.config.mcp import McpConfig
     from cc_executor.executor.mcp.turnwait import TurnWait
     from cc_executor.executor.transport.frontdoor import Identity
 
@@ -161,6 +162,22 @@ class TaskTable:
     def full(self) -> bool:
         self.sweep()
         return len(self._tasks) >= self._max
+
+    def admit(self, config: McpConfig, ttl: object) -> int:
+        """The ttl a new task gets (the client's, if shorter than the configured one).
+
+        Raises:
+            LimitExceeded: the table holds ``max_tasks`` already.
+        """
+        if self.full:
+            raise LimitExceeded(
+                f"too many tasks (max_tasks={config.max_tasks})",
+                {"limit": "mcp.max_tasks", "value": config.max_tasks},
+            )
+        ttl_ms = config.task_ttl_ms
+        if isinstance(ttl, int) and not isinstance(ttl, bool) and 0 < ttl < ttl_ms:
+            ttl_ms = ttl
+        return ttl_ms
 
     def sweep(self) -> None:
         now = time.time()

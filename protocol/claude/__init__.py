@@ -4,8 +4,9 @@ The names below are loaded on first use (PEP 562), as in cc_executor.protocol: a
 decodes one notification does not load the argv builder or the stream-json parser.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cc_executor.protocol.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from cc_executor.protocol.claude.events import (
@@ -194,14 +195,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # found once: later lookups are plain
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(globals(), _HOME)
