@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         encode_request,
     )
     from cc_executor.protocol.connection import ServerConnection
-    from cc_executor.protocol.converter import converter, structure_params
+    from cc_executor.protocol.converter import structure_params
     from cc_executor.protocol.errors import (
         AlreadyDecided,
         ControlTimeout,
@@ -152,7 +152,6 @@ _HOME: dict[str, str] = {
     "SpawnFailed": "cc_executor.protocol.errors",
     "StatusParams": "cc_executor.protocol.params",
     "StdinParams": "cc_executor.protocol.params",
-    "converter": "cc_executor.protocol.converter",
     "decode": "cc_executor.protocol.codec",
     "encode_batch": "cc_executor.protocol.codec",
     "encode_message": "cc_executor.protocol.codec",
@@ -224,7 +223,6 @@ __all__ = [
     "SpawnFailed",
     "StatusParams",
     "StdinParams",
-    "converter",
     "decode",
     "encode_batch",
     "encode_message",
