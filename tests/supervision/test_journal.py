@@ -177,15 +177,12 @@ async def test_a_corrupt_last_record_is_cut(tmp_path: Path) -> None:
     assert reopened.truncated_bytes > 0
 
 
-@settings(max_examples=60, deadline=None)
-@given(cut=st.integers(0, 10_000), flip=st.booleans())
-def test_any_cut_reads_a_prefix(
-    tmp_path_factory: pytest.TempPathFactory, cut: int, flip: bool
-) -> None:
-    directory = tmp_path_factory.mktemp("cut")
+def cut_reads_a_prefix(directory: Path, events: list[SequencedEvent], cut: int, flip: bool) -> None:
+    """A journal of `events` cut at any point (its last byte flipped or not) opens as a prefix
+    of them, or is refused as not a journal when the META record itself was torn."""
 
     async def main() -> None:
-        full = await write(directory / "full", EVENTS)
+        full = await write(directory / "full", events)
         await full.close()
         data = bytearray((directory / "full").read_bytes())
         size = len(MAGIC) + 60 + cut % max(1, len(data) - len(MAGIC) - 60)
@@ -199,10 +196,18 @@ def test_any_cut_reads_a_prefix(
             return  # the META record itself was torn: not a journal, said so
         assert reopened is not None
         entries = read_all(reopened)
-        assert entries == EVENTS[: len(entries)]
+        assert entries == events[: len(entries)]
         await reopened.close()
 
     trio.run(main)
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(0, 10_000), flip=st.booleans())
+def test_any_cut_reads_a_prefix(
+    tmp_path_factory: pytest.TempPathFactory, cut: int, flip: bool
+) -> None:
+    cut_reads_a_prefix(tmp_path_factory.mktemp("cut"), EVENTS, cut, flip)
 
 
 async def test_open_refuses_a_journal_a_live_writer_holds(tmp_path: Path) -> None:
@@ -440,27 +445,7 @@ NOTED: list[SequencedEvent] = [
 def test_any_cut_of_a_journal_with_notes_reads_a_prefix(
     tmp_path_factory: pytest.TempPathFactory, cut: int, flip: bool
 ) -> None:
-    directory = tmp_path_factory.mktemp("cut")
-
-    async def main() -> None:
-        full = await write(directory / "full", NOTED)
-        await full.close()
-        data = bytearray((directory / "full").read_bytes())
-        size = len(MAGIC) + 60 + cut % max(1, len(data) - len(MAGIC) - 60)
-        data = data[:size]
-        if flip and len(data) > 100:
-            data[-1] ^= 0x55
-        (directory / "cut").write_bytes(bytes(data))
-        try:
-            reopened = Journal.open(str(directory / "cut"), FAST)
-        except JournalError:
-            return
-        assert reopened is not None
-        entries = read_all(reopened)
-        assert entries == NOTED[: len(entries)]
-        await reopened.close()
-
-    trio.run(main)
+    cut_reads_a_prefix(tmp_path_factory.mktemp("cut"), NOTED, cut, flip)
 
 
 async def test_a_damaged_note_is_a_gap_and_the_records_after_it_are_found(
