@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,17 @@ class ClaudeWorld:
     @property
     def work(self) -> Path:
         return self.tmp / "work"
+
+    def lingering_cli(self) -> tuple[Path, Path]:
+        """A wrapper that runs the real CLI, then lingers with a child that ignores SIGINT (a
+        background job of a non-interactive shell does), and the file it writes that child's
+        pid to: the real CLI cannot be made to hang after its result on cue."""
+        wrapper = self.tmp / "lingering-claude"
+        pidfile = self.work / "linger.pid"
+        script = f'#!/bin/sh\n"{self.cli}" "$@"\nsleep 300 &\necho $! > {pidfile}\nwait\n'
+        wrapper.write_text(script)
+        wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+        return wrapper, pidfile
 
     def config(self, **changes: Any) -> ServerConfig:
         claude = ClaudeConfig(

@@ -3,7 +3,6 @@ JSON-RPC (the real CLI against the fake API; MCP through the official SDK 1.x cl
 
 from __future__ import annotations
 
-import stat
 import uuid
 from typing import Any
 
@@ -94,9 +93,7 @@ async def test_over_mcp_a_claude_run_has_the_watchdog_and_the_session_claim(
 async def test_over_mcp_a_lingering_cli_is_ended_by_the_post_result_grace(
     nursery: trio.Nursery, world: ClaudeWorld, sdk1: Any
 ) -> None:
-    wrapper = world.tmp / "lingering-claude"
-    wrapper.write_text(f'#!/bin/sh\n"{world.cli}" "$@"\nsleep 300 &\nwait\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    wrapper, _ = world.lingering_cli()
     served = await start_daemon(
         nursery, world.config(binary=str(wrapper), post_result_grace=0.5, interrupt_grace=0.5)
     )

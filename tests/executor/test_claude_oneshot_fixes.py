@@ -5,7 +5,6 @@ connections (real CLI, fake API)."""
 
 from __future__ import annotations
 
-import stat
 import uuid
 
 import trio
@@ -42,11 +41,7 @@ async def test_the_completion_keeps_the_permission_denials(
 async def test_a_cancel_after_the_result_is_answered_at_once_with_the_completions_rung(
     nursery: trio.Nursery, world: ClaudeWorld
 ) -> None:
-    # A wrapper lingers after the CLI's result with a child that ignores SIGINT.
-    wrapper = world.tmp / "lingering-claude"
-    pidfile = world.work / "linger.pid"
-    wrapper.write_text(f'#!/bin/sh\n"{world.cli}" "$@"\nsleep 300 &\necho $! > {pidfile}\nwait\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    wrapper, pidfile = world.lingering_cli()
     # Long graces: a CANCEL that waited for either would outlast the bound below.
     served = await start_daemon(
         nursery, world.config(binary=str(wrapper), post_result_grace=300, interrupt_grace=300)

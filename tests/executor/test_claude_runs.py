@@ -5,7 +5,6 @@ nothing of the run survives it, including the Bash tool's shell in its own sessi
 from __future__ import annotations
 
 import os
-import stat
 import uuid
 from pathlib import Path
 
@@ -197,12 +196,7 @@ async def test_api_errors_end_in_an_error_result(
 async def test_a_cli_that_hangs_after_its_result_completes_from_the_result(
     nursery: trio.Nursery, world: ClaudeWorld
 ) -> None:
-    # The real CLI cannot be made to hang on cue: a wrapper runs it, then lingers with a
-    # child that ignores SIGINT (a background job of a non-interactive shell does).
-    wrapper = world.tmp / "lingering-claude"
-    pidfile = world.work / "linger.pid"
-    wrapper.write_text(f'#!/bin/sh\n"{world.cli}" "$@"\nsleep 300 &\necho $! > {pidfile}\nwait\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    wrapper, pidfile = world.lingering_cli()
     served = await start_daemon(
         nursery, world.config(binary=str(wrapper), post_result_grace=0.5, interrupt_grace=0.5)
     )
