@@ -8,7 +8,7 @@ and become the `data` of a -32602 reply: `["expected number @ $.params.timeout"]
 Register hooks before the first structure call: cattrs caches the hooks it generates.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, get_args, get_origin
 
 from cattrs import transform_error
@@ -152,3 +152,10 @@ def structure_params(raw: Mapping[str, JSON], cls: type[T]) -> T:
     except (ClassValidationError, ParamError) as exc:
         problems = _describe(exc)
         raise InvalidParams("Invalid params: " + "; ".join(problems), list(problems)) from None
+
+
+def prepare(classes: Iterable[type]) -> None:
+    """Generate the structure hooks of `classes` now: cattrs builds a class's hook on its first
+    use, which would otherwise fall on the first request of each kind a daemon answers."""
+    for cls in classes:
+        converter.get_structure_hook(cls)

@@ -25,6 +25,7 @@ import trio
 
 from cc_executor.executor.config.server import ServerConfig
 from cc_executor.executor.daemon.daemon import Daemon
+from cc_executor.executor.daemon.warm import warm_request_path
 from cc_executor.executor.mcp.session import McpSession
 from cc_executor.executor.rpc.session import Session
 from cc_executor.executor.transport.connection import ConnectionBoundary
@@ -118,6 +119,7 @@ async def serve(
     if listeners is None:
         listeners = await open_listeners(config.host, config.port)
     daemon = Daemon(config)
+    warm_request_path()
     subreaper = enable_subreaper()
     await daemon.durable.recover()
     async with trio.open_nursery() as nursery:
