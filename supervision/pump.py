@@ -15,6 +15,17 @@ batches (the journal) gets an `idle` call once the channel has been empty for `b
 so a batch never waits for more output that is not coming, yet a steady stream is written in
 batches, not one write per event.
 
+A chunk may also come straight from the pipe's reader (`take`), without the channel, when the
+read was short (the child writes now and then; a flood's full reads go through the channel,
+where the pump joins those waiting into one frame) and the pump is parked with nothing due:
+nothing buffered, no note, no event on its way, a sink that does not batch (a batch is timed by
+the pump's waits).  The reader then delivers the chunk on its own task, a task switch sooner —
+what a child writing a line at a time pays in latency.  The order is kept: while a reader
+delivers, the pump does nothing else (whatever wakes it waits until the delivery is over), and
+a reader that finds the pump busy uses the channel.  A reader that delivers is not reading,
+which holds the child as a full channel would.  A sink that fails in a reader's delivery fails
+the pump's own `run`, where its owner decides, not the reader.
+
 The run's owner may `post` notes (a Claude session's turn boundaries and permission requests):
 they are numbered in the same sequence, after the event being delivered when they were posted
 (so a note derived from a line follows that line) or as soon as the pump is free; `closing`
@@ -84,6 +95,10 @@ class OutputPump:
         self._notes: deque[tuple[str, bytes]] = deque()
         self._draining_notes = False
         self._waiting: trio.CancelScope | None = None  # the wait for the runner's next event
+        self._parked = False  # waiting in receive() for the runner's next event
+        self._direct = False  # a reader is delivering a chunk itself (take)
+        self._direct_over: trio.Event | None = None  # set when that delivery is over
+        self._failure: Exception | None = None  # what a reader's delivery raised
         self._discarding = False
         self._completed = False
         self._buffers: dict[Stream, bytearray] = {s: bytearray() for s in STREAMS}
@@ -98,6 +113,51 @@ class OutputPump:
         if self._waiting is not None:
             self._waiting.cancel()
 
+    def can_take(self) -> bool:
+        """Whether a reader may deliver its chunk itself now (see the module docstring): the
+        pump is parked in its receive — not handed an event it has yet to see — with nothing
+        buffered, no note waiting, and no other delivery in progress."""
+        return (
+            self._parked
+            and self._idle is None  # a batching sink keeps its batches: the pump times them
+            and not self._direct
+            and not self._notes
+            and not self._discarding
+            and not self._completed
+            and self._events.statistics().tasks_waiting_receive > 0
+            and not any(self._buffers.values())
+        )
+
+    async def take(self, chunk: OutputChunk) -> None:
+        """Deliver `chunk` on the caller's task; only right after `can_take()` said so."""
+        self._direct = True
+        try:
+            await self._handle(chunk)
+        except Exception as exc:
+            # A bug in the sink: the pump's run raises it, where its owner contains it.
+            self._failure = exc
+            self._discarding = True
+        finally:
+            self._direct = False
+            over, self._direct_over = self._direct_over, None
+            if over is not None:
+                over.set()
+            # The pump's wait was computed before this chunk: let it look again if a partial
+            # line now waits for its flush, or the delivery failed.
+            if self._waiting is not None and (
+                self._failure is not None or any(self._buffers.values())
+            ):
+                self._waiting.cancel()
+
+    async def _settle(self) -> None:
+        """Wait until a reader's delivery in progress is over; raise what it raised."""
+        while self._direct:
+            if self._direct_over is None:
+                self._direct_over = trio.Event()
+            await self._direct_over.wait()
+        if self._failure is not None:
+            raise self._failure
+
     @property
     def discarding(self) -> bool:
         """True once `deliver` has failed: events are drained and dropped from then on."""
@@ -108,6 +168,7 @@ class OutputPump:
         async with self._events:
             while True:
                 event = await self._next_event()
+                await self._settle()
                 if event is None:
                     break
                 await self._handle(event)
@@ -116,6 +177,7 @@ class OutputPump:
     async def _next_event(self) -> RunEvent | None:
         """The next event; meanwhile, deliver partial lines whose wait is over."""
         while True:
+            await self._settle()
             if self._notes:
                 await self._drain_notes()
             deadline = self._flush_deadline()
@@ -133,12 +195,8 @@ class OutputPump:
                 # chunk usually follows within batch_delay, and joins the same batch.
                 pause = min(deadline, trio.current_time() + self._config.batch_delay)
                 with trio.move_on_at(pause) as self._waiting:
-                    try:
-                        return await self._events.receive()
-                    except trio.EndOfChannel:
-                        return None
-                    finally:
-                        self._waiting = None
+                    return await self._receive()
+                await self._settle()
                 if self._notes or trio.current_time() >= deadline:
                     continue  # a note was posted, or a partial line is due
                 idle = self._idle
@@ -146,12 +204,18 @@ class OutputPump:
             if self._notes:
                 continue  # posted while the sink was idle
             with trio.move_on_at(deadline) as self._waiting:
-                try:
-                    return await self._events.receive()
-                except trio.EndOfChannel:
-                    return None
-                finally:
-                    self._waiting = None
+                return await self._receive()
+
+    async def _receive(self) -> RunEvent | None:
+        """The runner's next event (None: the channel is closed), parked meanwhile."""
+        self._parked = True
+        try:
+            return await self._events.receive()
+        except trio.EndOfChannel:
+            return None
+        finally:
+            self._parked = False
+            self._waiting = None
 
     async def _handle(self, event: RunEvent) -> None:
         if self._discarding or self._completed:

@@ -23,6 +23,7 @@ import signal
 import sys
 import termios
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 import structlog
@@ -40,6 +41,9 @@ from cc_executor.supervision.spawn import Spawned, SpawnSpec
 from cc_executor.supervision.states import Action, next_state
 from cc_executor.supervision.stdin import StdinPipe
 from cc_executor.supervision.tree import run_members
+
+if TYPE_CHECKING:
+    from cc_executor.supervision.pump import OutputPump
 
 __all__ = ["Run", "RunState"]
 
@@ -71,6 +75,8 @@ class Run:
         # How often the runner found the output channel full and had to wait (back-pressure).
         self.stalls = 0
         self.root_reaped = False
+        # The pump of the run's events, if its readers may hand it chunks directly (pump.py).
+        self.pump: OutputPump | None = None
         self._state = RunState.RUNNING
         self._config = config
         self._registry = registry

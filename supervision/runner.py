@@ -121,6 +121,13 @@ class _PipeReader:
                     return
                 self._run._note_output(self._stream, len(data))
                 chunk = OutputChunk(self._stream, data)
+                pump = self._run.pump
+                if self._short and pump is not None and pump.can_take():
+                    # A short read (the child writes now and then) to an idle pump: delivered
+                    # here, a task switch sooner.  Full reads go through the channel, where the
+                    # pump joins those that wait into one frame.
+                    await pump.take(chunk)
+                    continue
                 try:
                     events.send_nowait(chunk)
                 except trio.WouldBlock:

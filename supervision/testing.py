@@ -166,7 +166,8 @@ async def start_run(
             idle_timeout=idle_timeout,
         )
     )
-    nursery.start_soon(OutputPump(receive, recorder.deliver, config).run)
+    run.pump = pump = OutputPump(receive, recorder.deliver, config)
+    nursery.start_soon(pump.run)
     return run
 
 

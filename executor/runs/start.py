@@ -222,7 +222,7 @@ async def _keep(
                 None if durable is None else durable.journal.flush,
                 None if observer is None else observer.closing,
             )
-            live.pump = pump
+            live.pump = run.pump = pump
             daemon.runs.add(live, origin=origin, identity=owner.name)
             task_status.started(live)
             await _pump(daemon, live, pump, observer, target, receive, inner)
