@@ -354,8 +354,7 @@ class Session:
         if not plan.durable:
             self.own[live.run_id] = live
             self._forget_old_runs()
-        self.handles.adopt(live)
-        return live
+        return live  # its handle (two queues and their tasks) is made by its first control
 
     async def announce(self, live: LiveRun) -> None:
         """``process.started``; a durable run is then followed from its first event."""
