@@ -19,6 +19,7 @@ import attrs
 import orjson
 import trio
 
+from cc_executor import protocol  # its names load on first use: `ccx ps` needs none of them
 from cc_executor.executor.client.config import CommandLineConfig
 from cc_executor.executor.client.connection import Connection, open_connection
 from cc_executor.executor.client.endings import Asked
@@ -29,7 +30,6 @@ from cc_executor.executor.client.failures import connect_failure, request_failur
 from cc_executor.executor.client.parsers import Target, target
 from cc_executor.executor.client.streaming import HANDLED_SIGNALS, Showing, event_json, stream_run
 from cc_executor.executor.client.terminal import Terminal, human_bytes, human_seconds
-from cc_executor.protocol import ControlParams, Params, SignalParams
 from cc_executor.protocol.server_codec import result_object, run_info_object
 
 
@@ -299,7 +299,7 @@ def _control_done(result: dict[str, Any]) -> str:
 
 
 def _request(
-    build: Callable[[argparse.Namespace], Params],
+    build: Callable[[argparse.Namespace], protocol.Params],
 ) -> Callable[[Invocation], Awaitable[int]]:
     """A command that sends one request about a run and prints its result."""
 
@@ -319,11 +319,11 @@ def _request(
     return command
 
 
-def _signal_params(args: argparse.Namespace) -> SignalParams:
+def _signal_params(args: argparse.Namespace) -> protocol.SignalParams:
     name = args.signal.upper()
     if name.isdigit():
         name = signal.Signals(int(name)).name
-    return SignalParams(args.run, name)
+    return protocol.SignalParams(args.run, name)
 
 
 async def _claude(inv: Invocation) -> int:
@@ -339,8 +339,8 @@ _COMMANDS: dict[str, Callable[[Invocation], Awaitable[int]]] = {
     "logs": _logs,
     "ps": _ps,
     "status": _status,
-    "pause": _request(lambda args: ControlParams("PAUSE", args.run)),
-    "resume": _request(lambda args: ControlParams("RESUME", args.run)),
-    "cancel": _request(lambda args: ControlParams("CANCEL", args.run)),
+    "pause": _request(lambda args: protocol.ControlParams("PAUSE", args.run)),
+    "resume": _request(lambda args: protocol.ControlParams("RESUME", args.run)),
+    "cancel": _request(lambda args: protocol.ControlParams("CANCEL", args.run)),
     "signal": _request(_signal_params),
 }
