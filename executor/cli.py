@@ -9,7 +9,6 @@ line names one of them (or asks for help, or names no known command).
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import re
 import sys
@@ -45,6 +44,8 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if wrong is not None:
+            import difflib  # only for a mistake
+
             choices = re.findall(r"'([^']*)'", wrong.group(2))
             close = difflib.get_close_matches(wrong.group(1), choices, n=1)
             message = f"unknown command {wrong.group(1)!r}" + (
@@ -233,8 +234,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
 
 
-def build_parser(*, review: bool = True) -> argparse.ArgumentParser:
-    """The whole command line; without `review`, the client and serve subcommands only."""
+def build_parser(*, review: bool = True, serve: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; without `review` or `serve`, without those subcommands."""
     parser = Parser(
         prog="ccx",
         description="cc-executor: run long-running commands under real-time control.",
@@ -248,7 +249,8 @@ def build_parser(*, review: bool = True) -> argparse.ArgumentParser:
         "argparse._SubParsersAction[argparse.ArgumentParser]",
         parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
     )
-    _serve_parser(sub)
+    if serve:
+        _serve_parser(sub)
     add_client_parsers(sub)
     if review:
         from cc_executor.executor.review.commands import add_review_parsers
@@ -385,7 +387,9 @@ def _review_target(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     word = command_word(argv)
-    args = build_parser(review=word not in ("serve", *CLIENT_COMMANDS)).parse_args(argv)
+    # A command's line is parsed without the parsers of commands it cannot be (W6 counts them).
+    client = word in CLIENT_COMMANDS
+    args = build_parser(review=not client and word != "serve", serve=not client).parse_args(argv)
     if args.command == "serve":
         return serve(args)
     if args.command in CLIENT_COMMANDS:

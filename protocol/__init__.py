@@ -13,15 +13,10 @@ from cc_executor.protocol.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from cc_executor.protocol.argv import SHELL, resolve_argv, split_command
-    from cc_executor.protocol.codec import (
-        decode,
-        encode_batch,
-        encode_message,
-        encode_output,
-        encode_request,
-    )
+    from cc_executor.protocol.codec import decode, encode_output, encode_request
     from cc_executor.protocol.connection import ServerConnection
     from cc_executor.protocol.converter import structure_params
+    from cc_executor.protocol.encoding import encode_batch, encode_message
     from cc_executor.protocol.errors import (
         AlreadyDecided,
         ControlTimeout,
@@ -63,10 +58,14 @@ if TYPE_CHECKING:
         Response,
     )
     from cc_executor.protocol.methods import (
-        CONNECTED,
         METHOD_OF,
         METHODS,
         OUTPUT_STREAMS,
+        RUN_EVENTS,
+        Params,
+    )
+    from cc_executor.protocol.names import (
+        CONNECTED,
         PROCESS_COMPLETED,
         PROCESS_GAP,
         PROCESS_JOURNAL_ERROR,
@@ -74,8 +73,6 @@ if TYPE_CHECKING:
         PROCESS_PAUSED,
         PROCESS_RESUMED,
         PROCESS_STARTED,
-        RUN_EVENTS,
-        Params,
     )
     from cc_executor.protocol.params import (
         SIGNALS,
@@ -95,7 +92,7 @@ if TYPE_CHECKING:
 _HOME: dict[str, str] = {
     "AttachParams": "cc_executor.protocol.params",
     "Batch": "cc_executor.protocol.events",
-    "CONNECTED": "cc_executor.protocol.methods",
+    "CONNECTED": "cc_executor.protocol.names",
     "ControlParams": "cc_executor.protocol.params",
     "ControlTimeout": "cc_executor.protocol.errors",
     "DetachParams": "cc_executor.protocol.params",
@@ -123,13 +120,13 @@ _HOME: dict[str, str] = {
     "Notification": "cc_executor.protocol.messages",
     "NotificationReceived": "cc_executor.protocol.events",
     "OUTPUT_STREAMS": "cc_executor.protocol.methods",
-    "PROCESS_COMPLETED": "cc_executor.protocol.methods",
-    "PROCESS_GAP": "cc_executor.protocol.methods",
-    "PROCESS_JOURNAL_ERROR": "cc_executor.protocol.methods",
-    "PROCESS_OUTPUT": "cc_executor.protocol.methods",
-    "PROCESS_PAUSED": "cc_executor.protocol.methods",
-    "PROCESS_RESUMED": "cc_executor.protocol.methods",
-    "PROCESS_STARTED": "cc_executor.protocol.methods",
+    "PROCESS_COMPLETED": "cc_executor.protocol.names",
+    "PROCESS_GAP": "cc_executor.protocol.names",
+    "PROCESS_JOURNAL_ERROR": "cc_executor.protocol.names",
+    "PROCESS_OUTPUT": "cc_executor.protocol.names",
+    "PROCESS_PAUSED": "cc_executor.protocol.names",
+    "PROCESS_RESUMED": "cc_executor.protocol.names",
+    "PROCESS_STARTED": "cc_executor.protocol.names",
     "ParamError": "cc_executor.protocol.params",
     "Params": "cc_executor.protocol.methods",
     "ParseError": "cc_executor.protocol.errors",
@@ -153,8 +150,8 @@ _HOME: dict[str, str] = {
     "StatusParams": "cc_executor.protocol.params",
     "StdinParams": "cc_executor.protocol.params",
     "decode": "cc_executor.protocol.codec",
-    "encode_batch": "cc_executor.protocol.codec",
-    "encode_message": "cc_executor.protocol.codec",
+    "encode_batch": "cc_executor.protocol.encoding",
+    "encode_message": "cc_executor.protocol.encoding",
     "encode_output": "cc_executor.protocol.codec",
     "encode_request": "cc_executor.protocol.codec",
     "resolve_argv": "cc_executor.protocol.argv",

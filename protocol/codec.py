@@ -6,17 +6,18 @@ whenever that id is readable (an int or a string), else null, as JSON-RPC requir
 that need memory (duplicate ids) are applied by connection.py on top, and so is the
 connection's profile (profile.py): `decode` takes the methods whose unknown params it ignores,
 and `encode_output_lines` is the original CC-Executor's framing of output.
-Encoding builds plain dicts and lets orjson write them; a value orjson cannot write is our
-bug, reported as LocalProtocolError.
+Encoding a message is encoding.py's (re-exported here), which a client can load alone.
 """
 
 import base64
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import AnyStr, NamedTuple
 
 import attrs
 import orjson
 
+from cc_executor.protocol.encoding import encode_batch as encode_batch
+from cc_executor.protocol.encoding import encode_message as encode_message
 from cc_executor.protocol.errors import (
     InvalidParams,
     InvalidRequest,
@@ -39,11 +40,7 @@ from cc_executor.protocol.messages import (
     JSON,
     ErrorResponse,
     Id,
-    Message,
-    Notification,
-    Reply,
     Request,
-    Response,
 )
 from cc_executor.protocol.methods import (
     METHOD_OF,
@@ -147,22 +144,6 @@ def _params(raw: JSON, cls: type[Params]) -> Params:
     from cc_executor.protocol.converter import structure_params  # the daemon's side only
 
     return structure_params(raw, cls)
-
-
-def encode_message(message: Message) -> str:
-    """The text frame for one message."""
-    return _dumps(_wire(message))
-
-
-def encode_batch(replies: Sequence[Reply]) -> str:
-    """The text frame answering a batch.
-
-    Raises:
-        LocalProtocolError: `replies` is empty (JSON-RPC: send nothing instead).
-    """
-    if not replies:
-        raise LocalProtocolError("a batch reply must not be empty: send nothing instead")
-    return _dumps([_wire(reply) for reply in replies])
 
 
 def encode_request(id_: Id, params: Params) -> str:
@@ -293,30 +274,3 @@ def _base64_output(
     if max_frame is not None and len(frame) > max_frame:
         raise LocalProtocolError(f"{len(data)} bytes of output do not fit a {max_frame}-byte frame")
     return frame
-
-
-def _object(value: Mapping[str, object]) -> Mapping[str, object]:
-    # orjson writes dicts only; callers may hand us any mapping.
-    return value if type(value) is dict else dict(value)
-
-
-def _wire(message: Message) -> dict[str, object]:
-    match message:
-        case Response(id=id_, result=result):
-            return {"jsonrpc": "2.0", "id": id_, "result": _object(result)}
-        case ErrorResponse(id=id_, error=error):
-            body: dict[str, object] = {"code": error.code, "message": error.message}
-            if error.data is not None:
-                body["data"] = error.data
-            return {"jsonrpc": "2.0", "id": id_, "error": body}
-        case Notification(method=method, params=params):
-            return {"jsonrpc": "2.0", "method": method, "params": _object(params)}
-        case Request(id=id_, method=method, params=params):
-            return {"jsonrpc": "2.0", "id": id_, "method": method, "params": _object(params)}
-
-
-def _dumps(value: object) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError as exc:
-        raise LocalProtocolError(f"not JSON-serialisable: {exc}") from exc

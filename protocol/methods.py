@@ -1,4 +1,5 @@
-"""The method table: the one place that says which methods and notifications exist."""
+"""The method table: the one place that says which methods and notifications exist (the
+notifications' names are defined in names.py, and exported from here too)."""
 
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -15,6 +16,16 @@ from cc_executor.protocol.claude import (
     ClaudeSetModelParams,
     ClaudeSetPermissionModeParams,
 )
+from cc_executor.protocol.names import CONNECTED as CONNECTED
+from cc_executor.protocol.names import PROCESS_CANCELED as PROCESS_CANCELED
+from cc_executor.protocol.names import PROCESS_COMPLETED as PROCESS_COMPLETED
+from cc_executor.protocol.names import PROCESS_GAP as PROCESS_GAP
+from cc_executor.protocol.names import PROCESS_JOURNAL_ERROR as PROCESS_JOURNAL_ERROR
+from cc_executor.protocol.names import PROCESS_OUTPUT as PROCESS_OUTPUT
+from cc_executor.protocol.names import PROCESS_PAUSED as PROCESS_PAUSED
+from cc_executor.protocol.names import PROCESS_RESUMED as PROCESS_RESUMED
+from cc_executor.protocol.names import PROCESS_STARTED as PROCESS_STARTED
+from cc_executor.protocol.names import SHUTDOWN as SHUTDOWN
 from cc_executor.protocol.params import (
     AttachParams,
     ControlParams,
@@ -88,24 +99,7 @@ SESSION_RUN_METHODS: Final = frozenset(
 # The methods that target one run (`run`), answered in order per run, not by the reader.
 RUN_METHODS: Final = frozenset({"control", "signal", "stdin", *SESSION_RUN_METHODS})
 
-# Server -> client notifications.
-CONNECTED: Final = "connected"
-PROCESS_STARTED: Final = "process.started"
-PROCESS_OUTPUT: Final = "process.output"
-PROCESS_PAUSED: Final = "process.paused"
-PROCESS_RESUMED: Final = "process.resumed"
-PROCESS_COMPLETED: Final = "process.completed"
-# The original CC-Executor's word for a cancelled run; only its profile sends it (profile.py).
-PROCESS_CANCELED: Final = "process.canceled"
-# The daemon is draining: live runs are cancelled after a grace period.
-SHUTDOWN: Final = "shutdown"
-# A durable run's journal lacks events from `seq` on (its quota was reached, a write failed,
-# or the file is damaged: `reason` says which); the next event of the run carries a later seq.
-# Not itself sequenced.
-PROCESS_GAP: Final = "process.gap"
-# A durable run's journal could not record event `seq` (a full or failing disk); `policy` says
-# what follows ("block": the run waits for the disk; "cancel": the run is ended).  Not sequenced.
-PROCESS_JOURNAL_ERROR: Final = "process.journal_error"
+# Server -> client notifications: their names are names.py's (imported above).
 
 # Events of one run: they carry `run` and `seq` (contiguous from 1 within the run), and
 # `process.completed` is the last of them.  `process.started` announces the run (it follows

@@ -18,7 +18,7 @@ from cc_executor.protocol.claude.notices import (
     session_params,
 )
 from cc_executor.protocol.messages import JSON, Notification
-from cc_executor.protocol.methods import (
+from cc_executor.protocol.names import (
     CONNECTED,
     PROCESS_CANCELED,
     PROCESS_COMPLETED,

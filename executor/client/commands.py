@@ -19,6 +19,7 @@ import attrs
 import orjson
 import trio
 
+from cc_executor import protocol  # its names load on first use: `ccx ps` needs none of them
 from cc_executor.executor.client.config import CommandLineConfig
 from cc_executor.executor.client.connection import Connection, open_connection
 from cc_executor.executor.client.endings import Asked
@@ -27,9 +28,7 @@ from cc_executor.executor.client.events import Output, RunStatus
 from cc_executor.executor.client.exits import ExitStatus
 from cc_executor.executor.client.failures import connect_failure, request_failure
 from cc_executor.executor.client.parsers import Target, target
-from cc_executor.executor.client.streaming import HANDLED_SIGNALS, Showing, event_json, stream_run
 from cc_executor.executor.client.terminal import Terminal, human_bytes, human_seconds
-from cc_executor.protocol import ControlParams, Params, SignalParams
 from cc_executor.protocol.server_codec import result_object, run_info_object
 
 
@@ -154,7 +153,9 @@ async def _run(inv: Invocation) -> int:
     env, cwd = _env(args), working_dir(args, inv.target)
     durable = args.detach or args.durable
     feed = _stdin_forwarded(args)
-    with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
+    from cc_executor.executor.client import streaming  # not for the commands that list
+
+    with trio.open_signal_receiver(*streaming.HANDLED_SIGNALS) as signals:
         async with inv.connect() as conn:
             if durable:
                 _require_durable(conn, "--detach" if args.detach else "--durable")
@@ -179,8 +180,8 @@ async def _run(inv: Invocation) -> int:
                 await run.detach()
                 return 0
             asked = Asked(timeout=args.timeout, idle_timeout=args.idle_timeout)
-            showing = Showing(run, conn, inv.term, inv.target, "run", asked)
-            return await stream_run(
+            showing = streaming.Showing(run, conn, inv.term, inv.target, "run", asked)
+            return await streaming.stream_run(
                 showing, inv.config, as_json=args.json, feed_stdin=feed, signals=signals
             )
 
@@ -189,17 +190,21 @@ async def _run(inv: Invocation) -> int:
 
 
 async def _attach(inv: Invocation) -> int:
-    with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
+    from cc_executor.executor.client import streaming
+
+    with trio.open_signal_receiver(*streaming.HANDLED_SIGNALS) as signals:
         async with inv.connect() as conn:
             _require_durable(conn, "attach")
             run = await conn.attach(inv.args.run, inv.args.from_seq)
-            showing = Showing(run, conn, inv.term, inv.target, "attach", Asked())
-            return await stream_run(
+            showing = streaming.Showing(run, conn, inv.term, inv.target, "attach", Asked())
+            return await streaming.stream_run(
                 showing, inv.config, as_json=inv.args.json, feed_stdin=False, signals=signals
             )
 
 
 async def _logs(inv: Invocation) -> int:
+    from cc_executor.executor.client.streaming import event_json
+
     async with inv.connect() as conn:
         _require_durable(conn, "logs")
         last = (await conn.run_status(inv.args.run)).last_seq
@@ -299,7 +304,7 @@ def _control_done(result: dict[str, Any]) -> str:
 
 
 def _request(
-    build: Callable[[argparse.Namespace], Params],
+    build: Callable[[argparse.Namespace], protocol.Params],
 ) -> Callable[[Invocation], Awaitable[int]]:
     """A command that sends one request about a run and prints its result."""
 
@@ -319,11 +324,11 @@ def _request(
     return command
 
 
-def _signal_params(args: argparse.Namespace) -> SignalParams:
+def _signal_params(args: argparse.Namespace) -> protocol.SignalParams:
     name = args.signal.upper()
     if name.isdigit():
         name = signal.Signals(int(name)).name
-    return SignalParams(args.run, name)
+    return protocol.SignalParams(args.run, name)
 
 
 async def _claude(inv: Invocation) -> int:
@@ -339,8 +344,8 @@ _COMMANDS: dict[str, Callable[[Invocation], Awaitable[int]]] = {
     "logs": _logs,
     "ps": _ps,
     "status": _status,
-    "pause": _request(lambda args: ControlParams("PAUSE", args.run)),
-    "resume": _request(lambda args: ControlParams("RESUME", args.run)),
-    "cancel": _request(lambda args: ControlParams("CANCEL", args.run)),
+    "pause": _request(lambda args: protocol.ControlParams("PAUSE", args.run)),
+    "resume": _request(lambda args: protocol.ControlParams("RESUME", args.run)),
+    "cancel": _request(lambda args: protocol.ControlParams("CANCEL", args.run)),
     "signal": _request(_signal_params),
 }

@@ -37,6 +37,7 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from cc_executor import protocol  # its names load on first use: `ccx ps` needs none of them
 from cc_executor.executor.client.config import DEFAULT_URL, ClientConfig
 from cc_executor.executor.client.errors import (
     ClientError,
@@ -67,13 +68,10 @@ from cc_executor.executor.client.inbound import (
 )
 from cc_executor.executor.client.requests import RUN_STARTS, Pending, Requests
 from cc_executor.executor.client.run import Run, RunStream, execute_params
-from cc_executor.protocol import METHOD_OF, ListParams, Params, StatusParams, unstructure_params
 
 log = logging.getLogger(__name__)  # a library's: unconfigured, errors go to stderr, not stdout
 
-# Capabilities a daemon announces once it keeps runs beyond their connection.
-DURABLE = "durable"
-ATTACH = "attach"
+DURABLE_RUNS = frozenset({"durable", "attach"})  # announced by a daemon whose runs outlive us
 
 
 class Connection:
@@ -110,7 +108,7 @@ class Connection:
 
     @property
     def supports_durable(self) -> bool:
-        return DURABLE in self.capabilities and ATTACH in self.capabilities
+        return self.capabilities >= DURABLE_RUNS
 
     @property
     def binary_output(self) -> bool:
@@ -186,20 +184,21 @@ class Connection:
 
     async def list(self) -> builtins.list[RunStatus]:
         """The runs the daemon shows this connection, live and recently finished."""
-        result = await self.call_params(ListParams())
+        result = await self.call("list", {})  # ListParams(), which has no fields
         return [run_status(raw) for raw in result.get("runs", [])]
 
     async def status(self) -> DaemonStatus:
         """The daemon's health: uptime, connections, live runs, draining."""
-        return daemon_status(await self.call_params(StatusParams()))
+        return daemon_status(await self.call_params(protocol.StatusParams()))
 
     async def run_status(self, run: str) -> RunStatus:
         """One run as the daemon sees it now."""
-        return run_status(await self.call_params(StatusParams(run)))
+        return run_status(await self.call_params(protocol.StatusParams(run)))
 
-    async def call_params(self, params: Params) -> dict[str, Any]:
+    async def call_params(self, params: protocol.Params) -> dict[str, Any]:
         """Call the method a params object belongs to; return its result."""
-        return await self.call(METHOD_OF[type(params)], unstructure_params(params))
+        method = protocol.METHOD_OF[type(params)]
+        return await self.call(method, protocol.unstructure_params(params))
 
     async def call(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Call any method with plain params; return its result or raise its error."""
@@ -276,8 +275,7 @@ class Connection:
         Raises:
             DaemonUnavailable: the first connection could not be made (before `started`).
         """
-        failures = 0
-        first = True
+        failures, first = 0, True
         while True:
             try:
                 failure = await self._serve_socket(task_status if first else None)

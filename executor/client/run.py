@@ -25,15 +25,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from cc_executor import protocol  # its names load on first use (a run's params, not all)
 from cc_executor.executor.client.errors import ClientError, ConnectionLost
 from cc_executor.executor.client.events import Completed, JournalError, RunEvent, RunStatus
-from cc_executor.protocol import (
-    ControlParams,
-    ExecuteParams,
-    SignalParams,
-    StdinParams,
-    unstructure_params,
-)
 
 if TYPE_CHECKING:
     from cc_executor.executor.client.connection import Connection
@@ -178,21 +172,21 @@ class Run:
 
     async def pause(self) -> None:
         """Stop every process of the run; returns once they are all stopped."""
-        await self._connection.call_params(ControlParams("PAUSE", self.id))
+        await self._connection.call_params(protocol.ControlParams("PAUSE", self.id))
 
     async def resume(self) -> None:
         """Continue every process of the run."""
-        await self._connection.call_params(ControlParams("RESUME", self.id))
+        await self._connection.call_params(protocol.ControlParams("RESUME", self.id))
 
     async def cancel(self) -> str:
         """End the run through the cancel ladder; returns the rung that ended it."""
-        result = await self._connection.call_params(ControlParams("CANCEL", self.id))
+        result = await self._connection.call_params(protocol.ControlParams("CANCEL", self.id))
         return str(result.get("rung", ""))
 
     async def signal(self, sig: str | int) -> None:
         """Send a signal (`"USR1"`, `"SIGUSR1"` or a number) to every process of the run."""
         name = signal_module.Signals(sig).name if isinstance(sig, int) else sig
-        await self._connection.call_params(SignalParams(self.id, name))
+        await self._connection.call_params(protocol.SignalParams(self.id, name))
 
     async def write_stdin(self, data: bytes | str, *, eof: bool = False) -> int:
         """Write to the child's stdin (the run needs `stdin="pipe"`); returns once in the pipe."""
@@ -201,7 +195,7 @@ class Run:
 
     async def close_stdin(self) -> None:
         """Close the child's stdin: it reads end-of-file."""
-        await self._connection.call_params(StdinParams(self.id, eof=True))
+        await self._connection.call_params(protocol.StdinParams(self.id, eof=True))
 
     async def status(self) -> RunStatus:
         """The run as the daemon sees it now."""
@@ -228,7 +222,7 @@ def execute_params(
     Raises:
         ValueError: params the protocol refuses.
     """
-    params = ExecuteParams(
+    params = protocol.ExecuteParams(
         command=command if isinstance(command, str) else None,
         argv=None if isinstance(command, str) else tuple(command),
         shell=shell,
@@ -238,17 +232,17 @@ def execute_params(
         timeout=timeout,
         idle_timeout=idle_timeout,
     )
-    raw = unstructure_params(params)
+    raw = protocol.unstructure_params(params)
     if durable:
         raw["durable"] = True  # not in ExecuteParams yet: sent as a plain field
     return raw
 
 
-def stdin_params(run: str, data: bytes | str, eof: bool) -> StdinParams:
+def stdin_params(run: str, data: bytes | str, eof: bool) -> protocol.StdinParams:
     """Text as text; bytes as text when they are UTF-8, else as base64."""
     if isinstance(data, str):
-        return StdinParams(run, data, "utf-8", eof)
+        return protocol.StdinParams(run, data, "utf-8", eof)
     try:
-        return StdinParams(run, data.decode("utf-8"), "utf-8", eof)
+        return protocol.StdinParams(run, data.decode("utf-8"), "utf-8", eof)
     except UnicodeDecodeError:
-        return StdinParams(run, base64.b64encode(data).decode("ascii"), "base64", eof)
+        return protocol.StdinParams(run, base64.b64encode(data).decode("ascii"), "base64", eof)

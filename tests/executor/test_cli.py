@@ -155,6 +155,46 @@ async def test_status_and_ps(served: Served) -> None:
     ]  # fmt: skip
 
 
+# ccx run and ps under a hook that lists, on stderr, every module loaded by the time it exits.
+LOADED_AT_EXIT = (
+    "import atexit, runpy, sys;"
+    "atexit.register(lambda: print(*sorted(sys.modules), file=sys.stderr));"
+    "sys.argv[0] = 'ccx'; runpy.run_module('cc_executor.executor', run_name='__main__')"
+)
+# What a command that sends a request and decodes its reply has no use for: the server's
+# decoder, the method table and every params class behind it, cattrs, structlog (W6's cost).
+NOT_FOR_A_CLIENT = {
+    "cattrs",
+    "structlog",
+    "cc_executor.protocol.codec",
+    "cc_executor.protocol.converter",
+    "cc_executor.protocol.events",
+    "cc_executor.protocol.methods",
+    "cc_executor.protocol.claude.params",
+}
+
+
+@pytest.mark.parametrize(
+    ("words", "also_unused"),
+    [(["run", "--", "true"], set()), (["ps"], {"cc_executor.protocol.params"})],
+)
+async def test_run_and_ps_load_only_what_they_use(
+    served: Served, words: list[str], also_unused: set[str]
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        done = await trio.run_process(
+            [sys.executable, "-c", LOADED_AT_EXIT, "--url", served.url, *words],
+            stdin=subprocess.DEVNULL,  # as W6 runs them (a stdin to forward needs its params)
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stderr.decode().split())
+    assert "cc_executor.protocol.results" in loaded  # the hook saw the client's modules
+    assert loaded & (NOT_FOR_A_CLIENT | also_unused) == set()
+
+
 async def test_usage_errors(served: Served) -> None:
     done = await ccx("run", "--url", served.url, "--env", "NOEQUALS", "--", "true")
     assert done.returncode == 2

@@ -1,0 +1,26 @@
+"""The names of the server's notifications: plain strings, in a module of their own.
+
+methods.py, the method table, re-exports them; they live here so that what only decodes the
+server's frames (server_codec.py, and so ccx) need not load every params class the table names.
+"""
+
+from typing import Final
+
+# Server -> client notifications.
+CONNECTED: Final = "connected"
+PROCESS_STARTED: Final = "process.started"
+PROCESS_OUTPUT: Final = "process.output"
+PROCESS_PAUSED: Final = "process.paused"
+PROCESS_RESUMED: Final = "process.resumed"
+PROCESS_COMPLETED: Final = "process.completed"
+# The original CC-Executor's word for a cancelled run; only its profile sends it (profile.py).
+PROCESS_CANCELED: Final = "process.canceled"
+# The daemon is draining: live runs are cancelled after a grace period.
+SHUTDOWN: Final = "shutdown"
+# A durable run's journal lacks events from `seq` on (its quota was reached, a write failed,
+# or the file is damaged: `reason` says which); the next event of the run carries a later seq.
+# Not itself sequenced.
+PROCESS_GAP: Final = "process.gap"
+# A durable run's journal could not record event `seq` (a full or failing disk); `policy` says
+# what follows ("block": the run waits for the disk; "cancel": the run is ended).  Not sequenced.
+PROCESS_JOURNAL_ERROR: Final = "process.journal_error"
