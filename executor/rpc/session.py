@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -63,6 +63,7 @@ from cc_executor.protocol import (
     ServerConnection,
 )
 from cc_executor.protocol.binary import BINARY_SUBPROTOCOL, BinaryParts
+from cc_executor.protocol.connection import WireFrame
 from cc_executor.protocol.events import Batch
 from cc_executor.protocol.methods import RUN_METHODS  # answered by a run's queues
 from cc_executor.protocol.notices import Notice, RunStarted, Shutdown
@@ -224,6 +225,24 @@ class Session:
                     await self.ws.send_binary(frame.header, frame.data)
                 else:
                     await self.ws.send_message(frame)
+        except ConnectionClosed:
+            self._closed = True
+            raise Gone from None
+
+    async def send_notices(self, notices: Sequence[Notice]) -> None:
+        """Send notifications in order with one write, each once its gates are open (a
+        Claude line's ``process.output`` and its ``claude.event``s: one syscall for them all).
+
+        Raises:
+            Gone: the client is gone.
+        """
+        for notice in notices:  # of one run, none a state event: their gates open together
+            await self.gates.wait(notice)
+        frames: list[WireFrame] = []
+        for notice in notices:
+            frames += self.conn.wire_frames(notice, self.daemon.config.max_frame_bytes)
+        try:
+            await self.ws.send_frames(frames)
         except ConnectionClosed:
             self._closed = True
             raise Gone from None
