@@ -63,7 +63,6 @@ from cc_executor.protocol import (
     ServerConnection,
 )
 from cc_executor.protocol.binary import BINARY_SUBPROTOCOL, BinaryParts
-from cc_executor.protocol.connection import WireFrame
 from cc_executor.protocol.events import Batch
 from cc_executor.protocol.methods import RUN_METHODS  # answered by a run's queues
 from cc_executor.protocol.notices import Notice, RunStarted, Shutdown
@@ -230,17 +229,11 @@ class Session:
             raise Gone from None
 
     async def send_notices(self, notices: Sequence[Notice]) -> None:
-        """Send notifications in order with one write, each once its gates are open (a
-        Claude line's ``process.output`` and its ``claude.event``s: one syscall for them all).
-
-        Raises:
-            Gone: the client is gone.
-        """
-        for notice in notices:  # of one run, none a state event: their gates open together
-            await self.gates.wait(notice)
-        frames: list[WireFrame] = []
+        """`send_notice` of several notices of one run, no state event, in one write."""
         for notice in notices:
-            frames += self.conn.wire_frames(notice, self.daemon.config.max_frame_bytes)
+            await self.gates.wait(notice)
+        limit = self.daemon.config.max_frame_bytes
+        frames = [frame for notice in notices for frame in self.conn.wire_frames(notice, limit)]
         try:
             await self.ws.send_frames(frames)
         except ConnectionClosed:
