@@ -10,8 +10,8 @@ in the order they came; the queues are apart so that a write to a child that doe
 never delays a CANCEL (a full queue back-pressures the client's reader, as it should).
 
 ``ConnectionSink`` is the sink of a run this connection started: numbered events become
-notices (raw output first, then any Claude events parsed from it).  The tails of the durable
-runs this connection follows are in attachments.py.
+notices (raw output first, then any Claude events parsed from it, all in one write).  The
+tails of the durable runs this connection follows are in attachments.py.
 
 A control's reply precedes the event it causes, and never waits behind output.  For a run
 whose events come through this connection's own pump, the control's task answers as soon as
@@ -305,11 +305,10 @@ class ConnectionSink:
             finally:
                 if pending is not None:
                     pending.passed.set()
+        elif claude:  # output (only output and the completion complete lines), then its events
+            await session.send_notices([notice, *(ClaudeNotice(live.run_id, t) for t in claude)])
         else:
             await send(notice)
-        if not final:
-            for typed in claude:
-                await send(ClaudeNotice(live.run_id, typed))
 
     async def _answer_control(self, live: LiveRun, notice: RunEvent) -> PendingControl | None:
         """Make sure the reply to the control in progress that `notice` proves done is out

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -224,6 +224,18 @@ class Session:
                     await self.ws.send_binary(frame.header, frame.data)
                 else:
                     await self.ws.send_message(frame)
+        except ConnectionClosed:
+            self._closed = True
+            raise Gone from None
+
+    async def send_notices(self, notices: Sequence[Notice]) -> None:
+        """`send_notice` of several notices of one run, no state event, in one write."""
+        for notice in notices:
+            await self.gates.wait(notice)
+        limit = self.daemon.config.max_frame_bytes
+        frames = [frame for notice in notices for frame in self.conn.wire_frames(notice, limit)]
+        try:
+            await self.ws.send_frames(frames)
         except ConnectionClosed:
             self._closed = True
             raise Gone from None

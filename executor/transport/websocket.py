@@ -29,7 +29,8 @@ receiving.  It feeds bytes to wsproto and handles each event at once:
 Sending is serialized by one lock.  Data frames are framed here — a server never masks, we
 never fragment and negotiate no extension, so a frame is a header and the payload as given,
 ``bytes`` without any ``str`` round trip, written together by one ``sendmsg`` without joining
-them — and control frames go through wsproto, which tracks the close.  A send that is
+them; several frames can go in one write (``send_frames``) — and control frames go through
+wsproto, which tracks the close.  A send that is
 cancelled part way leaves the peer a torn frame: the connection is then abandoned (1006),
 never written to again.
 
@@ -58,6 +59,7 @@ from wsproto.events import (
 from wsproto.frame_protocol import Opcode
 
 from cc_executor.executor.transport.inbound import InboundQueue, message_size
+from cc_executor.protocol.binary import BinaryParts
 from cc_executor.protocol.codec import Utf8Text
 
 __all__ = [
@@ -93,6 +95,24 @@ def frame_header(opcode: Opcode, length: int) -> bytes:
     if length < 1 << 16:
         return bytes((first, 126)) + length.to_bytes(2, "big")
     return bytes((first, 127)) + length.to_bytes(8, "big")
+
+
+def _runs(parts: Sequence[bytes]) -> list[bytes]:
+    """`parts` with each run of short ones joined: only a long payload stays a buffer of its
+    own, so a write of many frames gathers as few buffers as it can without copying one."""
+    gathered: list[bytes] = []
+    short: list[bytes] = []
+    for part in parts:
+        if len(part) < GATHER_BYTES:
+            short.append(part)
+            continue
+        if short:
+            gathered.append(b"".join(short))
+            short = []
+        gathered.append(part)
+    if short:
+        gathered.append(b"".join(short))
+    return gathered
 
 
 async def _send_gathered(sock: trio.socket.SocketType, parts: list[bytes]) -> None:
@@ -270,20 +290,32 @@ class ServerWebSocket:
             header = frame_header(Opcode.BINARY, len(payload))
         await self._send(header, payload)
 
-    async def send_texts(self, messages: Sequence[str]) -> None:
-        """Send several text messages with one write (the original's profile frames one
-        notice as a message per line: one syscall for all of them, not one each).
+    async def send_frames(self, frames: Sequence[str | Utf8Text | BinaryParts]) -> None:
+        """Send several messages with one write, in order: the original's profile frames one
+        notice as a message per line, and a Claude line goes out as its output and its typed
+        events — one syscall (and one wake-up of the client) for all of them, not one each.
+        ``str`` and ``Utf8Text`` are text frames, ``BinaryParts`` a binary one.
 
         Raises:
             ConnectionClosed: the connection is closed or closing.
         """
         if self._closed is not None:
             raise ConnectionClosed(self._closed)
-        frames: list[bytes] = []
-        for message in messages:
-            payload = message.encode()
-            frames += (frame_header(Opcode.TEXT, len(payload)), payload)
-        await self._send(b"".join(frames))
+        parts: list[bytes] = []
+        for frame in frames:
+            if isinstance(frame, str):
+                payload = frame.encode()
+                parts += (frame_header(Opcode.TEXT, len(payload)), payload)
+            elif isinstance(frame, Utf8Text):
+                parts += (frame_header(Opcode.TEXT, len(frame.data)), frame.data)
+            else:
+                size = len(frame.header) + len(frame.data)
+                parts += (frame_header(Opcode.BINARY, size), frame.header, frame.data)
+        await self._send(*parts)
+
+    async def send_texts(self, messages: Sequence[str]) -> None:
+        """``send_frames`` of text messages only (the original's lines of one chunk)."""
+        await self.send_frames(messages)
 
     async def send_binary(self, prefix: bytes, payload: bytes) -> None:
         """Send one binary message made of `prefix` and then `payload`, without joining them.
@@ -300,9 +332,9 @@ class ServerWebSocket:
         with contextlib.suppress(ConnectionClosed):  # the peer is gone: the reader sees it too
             await self._send(self._protocol.send(event))
 
-    async def _send(self, data: bytes, payload: bytes = b"") -> None:
-        """Send `data` then `payload` as one write: a frame's header and its payload go out
-        together without being joined into a copy first (sendmsg gathers them).
+    async def _send(self, *parts: bytes) -> None:
+        """Send `parts` in order as one write: a frame's header and its payload go out
+        together, and a long payload is not joined into a copy first (sendmsg gathers them).
 
         A free lock is taken without a trip through the scheduler (``async with lock``
         yields even then; the send that follows is the checkpoint), and waiters keep their
@@ -318,10 +350,10 @@ class ServerWebSocket:
                 raise ConnectionClosed(self._closed)
             whole = False
             try:
-                if len(payload) < GATHER_BYTES:
-                    await self._stream.send_all(data + payload)
+                if all(len(part) < GATHER_BYTES for part in parts):
+                    await self._stream.send_all(b"".join(parts))
                 else:
-                    await _send_gathered(self._stream.socket, [data, payload])
+                    await _send_gathered(self._stream.socket, _runs(parts))
                 whole = True
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 self._break("the peer reset the connection")

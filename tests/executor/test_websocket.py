@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import trio
 import trio.testing
 from transport_testing import serving
@@ -12,19 +14,27 @@ from cc_executor.executor.transport.connection import ConnectionSession, Session
 from cc_executor.executor.transport.frontdoor import Gate, Peer
 from cc_executor.executor.transport.websocket import InboundQueue, ServerWebSocket
 from cc_executor.protocol import JsonRpcError
+from cc_executor.protocol.binary import BinaryParts
+from cc_executor.protocol.codec import Utf8Text
+
+# A message to send, or (a list) several to send with one `send_frames`.
+Outgoing = str | bytes | list[str | Utf8Text | BinaryParts]
 
 
 class Talker:
     """A session kind that sends what it was built with, then waits for the client to go."""
 
-    def __init__(self, ws: ServerWebSocket, messages: list[str | bytes]) -> None:
+    def __init__(self, ws: ServerWebSocket, messages: Sequence[Outgoing]) -> None:
         self.ws = ws
         self.messages = messages
         self.session_id = "talker"
 
     async def serve(self) -> None:
         for message in self.messages:
-            await self.ws.send_message(message)
+            if isinstance(message, list):
+                await self.ws.send_frames(message)
+            else:
+                await self.ws.send_message(message)
         while True:
             await self.ws.get_message()
 
@@ -35,7 +45,7 @@ class Talker:
         return None
 
 
-def talking(messages: list[str | bytes]) -> SessionOpener[ConnectionSession]:
+def talking(messages: Sequence[Outgoing]) -> SessionOpener[ConnectionSession]:
     def open_session(ws: ServerWebSocket, peer: Peer) -> ConnectionSession:
         return Talker(ws, messages)
 
@@ -56,6 +66,41 @@ async def test_bytes_go_as_binary_frames_and_str_as_text_of_every_length() -> No
             received = [await ws.get_message() for _ in messages]
     assert received == messages
     assert [type(message) for message in received] == [bytes] * len(sizes) + [str] * len(sizes)
+
+
+async def test_frames_sent_together_arrive_in_order_each_as_its_own_message() -> None:
+    # Short and long (gathered, not copied) payloads mixed, text from str and from UTF-8
+    # bytes, binary from a header and the data apart; and many frames in one write.
+    long = 70_000
+    together: list[str | Utf8Text | BinaryParts] = [
+        "short",
+        Utf8Text(("ü" * long).encode()),
+        BinaryParts(b"head", b"\x00" * long),
+        BinaryParts(b"h", b""),
+        Utf8Text(b""),
+        "x" * long,
+        "tail",
+    ]
+    many: list[str | Utf8Text | BinaryParts] = [f"line {i}" for i in range(3000)]
+    many[1500] = "y" * long
+    with trio.fail_after(20):
+        async with (
+            serving(Gate(paths=("/",)), session_kind=talking([together, "alone", many])) as door,
+            open_websocket_url(f"ws://127.0.0.1:{door.port}/", max_message_size=1 << 21) as ws,
+        ):
+            received = [await ws.get_message() for _ in range(len(together) + 1 + len(many))]
+    expected: list[str | bytes] = [
+        "short",
+        "ü" * long,
+        b"head" + b"\x00" * long,
+        b"h",
+        "",
+        "x" * long,
+        "tail",
+        "alone",
+        *(frame for frame in many if isinstance(frame, str)),
+    ]
+    assert received == expected
 
 
 async def test_the_inbound_queue_is_bounded_in_bytes_and_lets_one_big_message_in() -> None:
