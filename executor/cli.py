@@ -15,7 +15,6 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
-from cc_executor.executor.client.config import DEFAULT_URL
 from cc_executor.executor.client.parsers import (
     CLIENT_COMMANDS,
     TOP_EPILOG,
@@ -375,20 +374,10 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _review_target(args: argparse.Namespace) -> None:
-    """A `--url` before `review`/`prompts` counts unless one after it says otherwise (their
-    parsers default `url` to $CCX_URL, so an unchanged default means none was given)."""
-    if args.global_url is not None and args.url == os.environ.get("CCX_URL", DEFAULT_URL):
-        args.url = args.global_url
-    if args.global_token is not None and args.token == os.environ.get("CCX_TOKEN"):
-        args.token = args.global_token
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     word = command_word(argv)
-    # A command's line is parsed without the parsers of commands it cannot be (W6 counts them).
-    client = word in CLIENT_COMMANDS
+    client = word in CLIENT_COMMANDS  # parsed without the parsers it cannot need (W6)
     args = build_parser(review=not client and word != "serve", serve=not client).parse_args(argv)
     if args.command == "serve":
         return serve(args)
@@ -398,5 +387,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_client_command(args)
     from cc_executor.executor.review.commands import run_review_command
 
-    _review_target(args)
     return run_review_command(args)

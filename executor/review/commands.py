@@ -114,9 +114,19 @@ def add_review_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("paths", nargs="*", metavar="PATH", help="default: ROOT/prompts")
 
 
+def _review_target(args: argparse.Namespace) -> None:
+    """A `--url` before `review`/`prompts` counts unless one after it says otherwise (their
+    parsers default `url` to $CCX_URL, so an unchanged default means none was given)."""
+    if args.global_url is not None and args.url == os.environ.get("CCX_URL", DEFAULT_URL):
+        args.url = args.global_url
+    if args.global_token is not None and args.token == os.environ.get("CCX_TOKEN"):
+        args.token = args.global_token
+
+
 def run_review_command(args: argparse.Namespace) -> int:
     """Run `ccx review ...` or `ccx prompts ...`; returns the exit status."""
     configure_logging("error", json=False)
+    _review_target(args)
     action = args.review_command if args.command == "review" else args.prompts_command
     try:
         return trio.run(_ACTIONS[(args.command, action)], args)
