@@ -16,7 +16,10 @@ from exactly one decider:
   cannot both win; a later one gets -32014 naming who decided, how and when.
 * the timer (``serve``, a task of the session's): a request still pending at its deadline
   is decided by ``claude.permission_default`` (``timeout``; deny says "no answer within
-  <t> s").
+  <t> s").  The clock stops while the run is PAUSED (``set_paused``): a stopped CLI cannot
+  act on an answer, and the user who paused it is not there to give one, so a pause never
+  times a request out; on RESUME every pending deadline moves on by the time it spent
+  paused (the posted ``expires_at`` is then a lower bound).
 * ``withdraw``: the CLI cancelled the request (``control_cancel_request``, e.g. after an
   interrupt), or the run ended (``close``): decided ``cancelled``; the CLI is not answered.
 
@@ -104,6 +107,7 @@ class PermissionBroker:
         self.pending: OrderedDict[str, Pending] = OrderedDict()
         self._decided: OrderedDict[str, Decision] = OrderedDict()
         self._timer: trio.CancelScope | None = None
+        self._paused_at: float | None = None  # trio clock, while the run is PAUSED
         self.closed = False
 
     # -- what the session feeds in (synchronous: called from the pump's delivery) ----------
@@ -254,6 +258,21 @@ class PermissionBroker:
             self._respond(request_id, response)
         self._changed()
 
+    def set_paused(self, paused: bool) -> None:
+        """Stop (PAUSED) or restart (RESUMED) the timeout clock; see the module docstring."""
+        now = trio.current_time()
+        if paused and self._paused_at is None:
+            self._paused_at = now
+        elif not paused and self._paused_at is not None:
+            timeout = self._settings.timeout
+            for pending in self.pending.values():  # one posted while paused: from its post
+                pending.deadline += now - max(self._paused_at, pending.deadline - timeout)
+            self._paused_at = None
+        else:
+            return
+        if self._timer is not None:
+            self._timer.cancel()  # the timer re-reads the deadlines
+
     # -- the session's tasks ----------------------------------------------------------------
 
     async def serve(self) -> None:
@@ -261,10 +280,13 @@ class PermissionBroker:
         settings = self._settings
         while True:
             deadline = min((p.deadline for p in self.pending.values()), default=math.inf)
+            if self._paused_at is not None:
+                deadline = math.inf
             with trio.CancelScope(deadline=deadline) as self._timer:
                 await trio.sleep_forever()
             self._timer = None
             now = trio.current_time()
-            for pending in [p for p in self.pending.values() if p.deadline <= now]:
+            due = [] if self._paused_at is not None else list(self.pending.values())
+            for pending in [p for p in due if p.deadline <= now]:
                 message = f"no answer within {settings.timeout:g} s"
                 self._decide(pending.notice, settings.default, "timeout", message, None)

@@ -168,6 +168,7 @@ class ClaudeSession:
         typed = self.watcher.feed(event)
         if isinstance(event, StateEvent):
             self._paused = event.state is RunState.PAUSED
+            self.broker.set_paused(self._paused)
             self._update_state()
         for item in typed:
             self._note(item)

@@ -123,3 +123,32 @@ async def test_the_timer_decides_with_the_default(autojump_clock: trio.abc.Clock
     ]
     with pytest.raises(AlreadyDecided, match="decided already by timeout"):
         await subject.answer("early", "allow", "client:c")
+
+
+async def test_the_timer_stops_while_the_run_is_paused(autojump_clock: trio.abc.Clock) -> None:
+    """Timing logic only (the SIGSTOP PAUSE itself reaches the broker as a PAUSED state event)."""
+    posted: list[SessionNotice] = []
+    answered: list[str] = []
+    subject = PermissionBroker(
+        "r",
+        PermissionSettings(timeout=5.0, default="deny"),
+        posted.append,
+        lambda request, response: answered.append(request),
+        lambda: None,
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subject.serve)
+        subject.request("before", request_body(0))
+        await trio.sleep(3)  # 2 s left
+        subject.set_paused(True)
+        subject.request("during", request_body(1))  # already in the pipe when stopped
+        await trio.sleep(100)  # paused: nothing times out
+        assert answered == []
+        subject.set_paused(False)
+        await trio.sleep(1.5)
+        assert answered == []
+        await trio.sleep(1)  # "before" had 2 s left
+        assert answered == ["before"]
+        await trio.sleep(3)  # "during" gets its whole 5 s from the RESUME
+        assert answered == ["before", "during"]
+        nursery.cancel_scope.cancel()
