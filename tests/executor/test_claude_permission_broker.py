@@ -94,7 +94,8 @@ def test_each_request_is_decided_once(steps: list[Step], close_at_end: bool) -> 
         assert {d.request for d in decided} == set(requested)
 
 
-async def test_the_timer_decides_with_the_default(autojump_clock: trio.abc.Clock) -> None:
+def timed_broker() -> tuple[PermissionBroker, list[SessionNotice], list[str]]:
+    """A broker with a 5 s timeout that denies: it, what it posts, the requests it answered."""
     posted: list[SessionNotice] = []
     answered: list[str] = []
     subject = PermissionBroker(
@@ -104,6 +105,11 @@ async def test_the_timer_decides_with_the_default(autojump_clock: trio.abc.Clock
         lambda request, response: answered.append(request),
         lambda: None,
     )
+    return subject, posted, answered
+
+
+async def test_the_timer_decides_with_the_default(autojump_clock: trio.abc.Clock) -> None:
+    subject, posted, answered = timed_broker()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(subject.serve)
         subject.request("early", request_body(0))
@@ -127,15 +133,7 @@ async def test_the_timer_decides_with_the_default(autojump_clock: trio.abc.Clock
 
 async def test_the_timer_stops_while_the_run_is_paused(autojump_clock: trio.abc.Clock) -> None:
     """Timing logic only (the SIGSTOP PAUSE itself reaches the broker as a PAUSED state event)."""
-    posted: list[SessionNotice] = []
-    answered: list[str] = []
-    subject = PermissionBroker(
-        "r",
-        PermissionSettings(timeout=5.0, default="deny"),
-        posted.append,
-        lambda request, response: answered.append(request),
-        lambda: None,
-    )
+    subject, _posted, answered = timed_broker()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(subject.serve)
         subject.request("before", request_body(0))
