@@ -95,7 +95,6 @@ class OutputPump:
         self._notes: deque[tuple[str, bytes]] = deque()
         self._draining_notes = False
         self._waiting: trio.CancelScope | None = None  # the wait for the runner's next event
-        self._parked = False  # waiting in receive() for the runner's next event
         self._direct = False  # a reader is delivering a chunk itself (take)
         self._direct_over: trio.Event | None = None  # set when that delivery is over
         self._failure: Exception | None = None  # what a reader's delivery raised
@@ -115,11 +114,11 @@ class OutputPump:
 
     def can_take(self) -> bool:
         """Whether a reader may deliver its chunk itself now (see the module docstring): the
-        pump is parked in its receive — not handed an event it has yet to see — with nothing
-        buffered, no note waiting, and no other delivery in progress."""
+        pump is parked in its receive — the channel's one receiver waiting, not handed an event
+        it has yet to see — with nothing buffered, no note waiting, and no other delivery in
+        progress."""
         return (
-            self._parked
-            and self._idle is None  # a batching sink keeps its batches: the pump times them
+            self._idle is None  # a batching sink keeps its batches: the pump times them
             and not self._direct
             and not self._notes
             and not self._discarding
@@ -207,14 +206,12 @@ class OutputPump:
                 return await self._receive()
 
     async def _receive(self) -> RunEvent | None:
-        """The runner's next event (None: the channel is closed), parked meanwhile."""
-        self._parked = True
+        """The runner's next event (None: the channel is closed)."""
         try:
             return await self._events.receive()
         except trio.EndOfChannel:
             return None
         finally:
-            self._parked = False
             self._waiting = None
 
     async def _handle(self, event: RunEvent) -> None:

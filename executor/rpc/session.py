@@ -62,7 +62,7 @@ from cc_executor.protocol import (
     RequestReceived,
     ServerConnection,
 )
-from cc_executor.protocol.binary import BINARY_SUBPROTOCOL, BinaryParts
+from cc_executor.protocol.binary import BINARY_SUBPROTOCOL
 from cc_executor.protocol.events import Batch
 from cc_executor.protocol.methods import RUN_METHODS  # answered by a run's queues
 from cc_executor.protocol.notices import Notice, RunStarted, Shutdown
@@ -210,28 +210,14 @@ class Session:
         Raises:
             Gone: the client is gone (a pump then drops the rest of its run's events).
         """
-        if gated:
-            await self.gates.wait(notice)
-        frames = self.conn.wire_frames(notice, self.daemon.config.max_frame_bytes)
-        try:
-            if len(frames) > 1:  # the original's lines of one chunk: one write for them all
-                texts = [frame for frame in frames if type(frame) is str]
-                if len(texts) == len(frames):
-                    await self.ws.send_texts(texts)
-                    return
-            for frame in frames:
-                if isinstance(frame, BinaryParts):
-                    await self.ws.send_binary(frame.header, frame.data)
-                else:
-                    await self.ws.send_message(frame)
-        except ConnectionClosed:
-            self._closed = True
-            raise Gone from None
+        await self.send_notices((notice,), gated=gated)
 
-    async def send_notices(self, notices: Sequence[Notice]) -> None:
-        """`send_notice` of several notices of one run, no state event, in one write."""
-        for notice in notices:
-            await self.gates.wait(notice)
+    async def send_notices(self, notices: Sequence[Notice], *, gated: bool = True) -> None:
+        """`send_notice` of several notices, every frame of them in one write: the original's
+        lines of one chunk, a Claude line's output and its typed events."""
+        if gated:
+            for notice in notices:
+                await self.gates.wait(notice)
         limit = self.daemon.config.max_frame_bytes
         frames = [frame for notice in notices for frame in self.conn.wire_frames(notice, limit)]
         try:

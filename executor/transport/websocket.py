@@ -313,21 +313,6 @@ class ServerWebSocket:
                 parts += (frame_header(Opcode.BINARY, size), frame.header, frame.data)
         await self._send(*parts)
 
-    async def send_texts(self, messages: Sequence[str]) -> None:
-        """``send_frames`` of text messages only (the original's lines of one chunk)."""
-        await self.send_frames(messages)
-
-    async def send_binary(self, prefix: bytes, payload: bytes) -> None:
-        """Send one binary message made of `prefix` and then `payload`, without joining them.
-
-        Raises:
-            ConnectionClosed: the connection is closed or closing.
-        """
-        if self._closed is not None:
-            raise ConnectionClosed(self._closed)
-        header = frame_header(Opcode.BINARY, len(prefix) + len(payload))
-        await self._send(header + prefix, payload)
-
     async def _send_control(self, event: Event) -> None:
         with contextlib.suppress(ConnectionClosed):  # the peer is gone: the reader sees it too
             await self._send(self._protocol.send(event))
