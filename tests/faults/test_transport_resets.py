@@ -11,8 +11,10 @@ from __future__ import annotations
 import itertools
 
 import trio
-from ccx_testing import open_client, run_daemon
-from faults_net_testing import STAGES, http_get, reset_at
+from ccx_testing import open_client, run_daemon, wait_until
+from faults_net_testing import STAGES, http_get, reset, reset_at
+
+from cc_executor.supervision.testing import marked_processes
 
 RESETS = 1000
 
@@ -28,5 +30,25 @@ async def test_a_thousand_resets_at_every_stage_leave_the_daemon_serving() -> No
                     record = await client.wait_completed(run)
             assert bytes(record.stdout) == b"still here\n"
             assert (await http_get(daemon.port, "/healthz")).startswith(b"HTTP/1.1 200")
+            assert daemon.process.returncode is None
+            assert not [line for line in daemon.stderr_lines if "Traceback" in line]
+
+
+async def test_a_reset_while_lines_trickle_out_ends_the_run_and_the_daemon_serves_on() -> None:
+    """Lines now and then go from the pipe's reader straight to the socket (pump.py, `take`):
+    a real RST while they do ends the run (the disconnect cancels it), nothing escapes."""
+    trickle = ["sh", "-c", "while :; do echo tick; sleep 0.005; done"]
+    with trio.fail_after(60):
+        async with run_daemon() as daemon:
+            for _ in range(5):
+                async with open_client(daemon.url) as client:
+                    run = await client.execute(argv=trickle)
+                    await client.wait_output(run, b"tick\ntick\n")
+                    reset(client.ws._stream.socket)  # type: ignore[attr-defined]
+                await wait_until(lambda gone=run: not marked_processes(gone), bound=30)
+            async with open_client(daemon.url) as client:
+                run = await client.execute(argv=["echo", "still here"])
+                record = await client.wait_completed(run)
+            assert bytes(record.stdout) == b"still here\n"
             assert daemon.process.returncode is None
             assert not [line for line in daemon.stderr_lines if "Traceback" in line]
