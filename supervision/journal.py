@@ -56,6 +56,7 @@ from cc_executor.supervision.journal_codec import (
 )
 from cc_executor.supervision.journal_config import FULL_ERRNOS, JournalConfig, boot_id, make_reserve
 from cc_executor.supervision.journal_cursor import Cursor, JournalFault, Replayed
+from cc_executor.supervision.journal_reader import Reader
 from cc_executor.supervision.journal_scan import DamagedRange, read_head, scan_records
 
 __all__ = [
@@ -180,9 +181,10 @@ class Journal:
     @classmethod
     def _scan(cls, fd: int, path: str, config: JournalConfig) -> Journal:
         size = os.fstat(fd).st_size
-        meta, offset = read_head(fd, path, size)
+        reader = Reader(fd)
+        meta, offset = read_head(reader, path, size)
         journal = cls(path, meta, config)
-        scan_records(journal, fd, offset, size)
+        scan_records(journal, reader, offset, size)
         return journal
 
     def _note(self, entry: Entry) -> None:

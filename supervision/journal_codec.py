@@ -10,15 +10,14 @@ REMOVED (retention dropped seqs first..last) and NOTE (a note the run's owner po
 and opaque body).  Payload fields are length-prefixed bytes; there is no JSON here (a note's
 body is bytes to this layer).
 
-Reading a record has three outcomes (`read_record`): a whole `Record` that passes its CRC, an
-`Incomplete` one (fewer bytes than it claims: a torn tail, or the end of what is committed) and a
-`Corrupt` one (a length no writer produces, a CRC that fails, a kind that does not exist).
-Finding records again after damage is journal_scan.py's.
+Reading a record has three outcomes (journal_reader.py's `read_record`): a whole `Record` that
+passes its CRC, an `Incomplete` one (fewer bytes than it claims: a torn tail, or the end of what
+is committed) and a `Corrupt` one (a length no writer produces, a CRC that fails, a kind that does
+not exist).  Finding records again after damage is journal_scan.py's.
 """
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from typing import Literal
@@ -348,28 +347,3 @@ def decode_entry(record: Record) -> Entry:
     except (KeyError, IndexError) as exc:
         raise ValueError(f"record at {record.offset}: {exc!r}") from None
     raise ValueError(f"record at {record.offset}: unknown kind {kind}")
-
-
-def read_record(fd: int, offset: int, limit: int) -> ReadResult:
-    """The record at `offset`, reading no byte at or beyond `limit`."""
-    available = limit - offset
-    if available < FRAME.size + HEAD.size:
-        return Incomplete(offset, max(0, available))
-    frame = os.pread(fd, FRAME.size, offset)
-    if len(frame) < FRAME.size:
-        return Incomplete(offset, len(frame))
-    length, crc = FRAME.unpack(frame)
-    if length < HEAD.size or length > MAX_RECORD:
-        return Corrupt(offset, f"impossible length {length}")
-    end = offset + FRAME.size + length
-    if end > limit:
-        return Incomplete(offset, available)
-    body = os.pread(fd, length, offset + FRAME.size)
-    if len(body) < length:
-        return Incomplete(offset, FRAME.size + len(body))
-    if zlib.crc32(body) != crc:
-        return Corrupt(offset, "CRC mismatch")
-    kind, seq = HEAD.unpack_from(body)
-    if kind > K_NOTE:
-        return Corrupt(offset, f"unknown kind {kind}")
-    return Record(kind, seq, body[HEAD.size :], offset, end)

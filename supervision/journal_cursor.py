@@ -32,8 +32,8 @@ from cc_executor.supervision.journal_codec import (
     Incomplete,
     Record,
     Removed,
-    read_record,
 )
+from cc_executor.supervision.journal_reader import Reader, read_record
 from cc_executor.supervision.journal_scan import read_entry, resync
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ class Cursor:
     def __init__(self, journal: Journal, from_seq: int) -> None:
         self._journal = journal
         self._fd = os.open(journal.path, os.O_RDONLY | os.O_CLOEXEC)
-        head = read_record(self._fd, len(MAGIC), journal.committed)
+        self._reader = Reader(self._fd)
+        head = read_record(self._reader, len(MAGIC), journal.committed)
         # Events start after the META record (which journal.open or create has checked).
         self._offset = head.end if isinstance(head, Record) and head.kind == K_META else len(MAGIC)
         self._seen = from_seq  # every seq up to this one is accounted for
@@ -107,7 +108,7 @@ class Cursor:
             read = (
                 recent
                 if recent is not None and recent[0].end <= limit
-                else read_entry(self._fd, self._offset, limit)
+                else read_entry(self._reader, self._offset, limit)
             )
             found = (
                 self._past_damage(read, limit) if isinstance(read, Incomplete | Corrupt) else read
@@ -153,7 +154,7 @@ class Cursor:
     def _past_damage(self, bad: Incomplete | Corrupt, limit: int) -> tuple[Record, Entry] | None:
         """The next good record after damage at `bad.offset` (None: none before `limit`, and
         the cursor moves to it); the damage becomes the reason for the seqs it hid."""
-        found = resync(self._fd, bad.offset + 1, limit, self._file_seq)
+        found = resync(self._reader, bad.offset + 1, limit, self._file_seq)
         end = limit if found is None else found[0].offset
         self._reason = Gap(self._seen + 1, DAMAGED, offset=bad.offset, length=end - bad.offset)
         if found is None:

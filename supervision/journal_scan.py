@@ -33,8 +33,8 @@ from cc_executor.supervision.journal_codec import (
     Record,
     decode_entry,
     decode_meta,
-    read_record,
 )
+from cc_executor.supervision.journal_reader import Reader, read_record
 
 if TYPE_CHECKING:
     from cc_executor.supervision.journal import Journal
@@ -52,15 +52,15 @@ class DamagedRange:
     last_seq: int | None
 
 
-def read_head(fd: int, path: str, size: int) -> tuple[Meta, int]:
+def read_head(reader: Reader, path: str, size: int) -> tuple[Meta, int]:
     """The journal's META and the offset of its first event record.
 
     Raises:
         JournalError: the file is not a journal.
     """
-    if os.pread(fd, len(MAGIC), 0) != MAGIC:
+    if size < len(MAGIC) or reader.read(0, len(MAGIC), size) != MAGIC:
         raise JournalError(f"{path}: not a cc-executor journal")
-    first = read_record(fd, len(MAGIC), size)
+    first = read_record(reader, len(MAGIC), size)
     if not isinstance(first, Record) or first.kind != K_META:
         raise JournalError(f"{path}: no META record")
     try:
@@ -69,13 +69,13 @@ def read_head(fd: int, path: str, size: int) -> tuple[Meta, int]:
         raise JournalError(f"{path}: unreadable META record ({exc})") from None
 
 
-def scan_records(journal: Journal, fd: int, offset: int, size: int) -> None:
+def scan_records(journal: Journal, reader: Reader, offset: int, size: int) -> None:
     """Note every record from `offset` into `journal`, past damage; cut what cannot be read
     at the tail.  Sets `committed`, `damaged`, `truncated_bytes` and `kept_aside`."""
     while offset < size:
-        read = read_entry(fd, offset, size)
+        read = read_entry(reader, offset, size)
         found = (
-            _skip_damage(journal, fd, read, size)
+            _skip_damage(journal, reader, read, size)
             if isinstance(read, Incomplete | Corrupt)
             else read
         )
@@ -86,14 +86,14 @@ def scan_records(journal: Journal, fd: int, offset: int, size: int) -> None:
         offset = record.end
     journal.committed = offset
     if offset < size:
-        _cut_tail(journal, fd, offset, size)
+        _cut_tail(journal, reader, offset, size)
 
 
 def _skip_damage(
-    journal: Journal, fd: int, bad: Incomplete | Corrupt, limit: int
+    journal: Journal, reader: Reader, bad: Incomplete | Corrupt, limit: int
 ) -> tuple[Record, Entry] | None:
     """The next good record after damage at `bad.offset` (the range is noted), or None."""
-    found = resync(fd, bad.offset + 1, limit, journal.last_seq)
+    found = resync(reader, bad.offset + 1, limit, journal.last_seq)
     if found is None:
         return None
     record = found[0]
@@ -111,8 +111,8 @@ def _skip_damage(
     return found
 
 
-def _cut_tail(journal: Journal, fd: int, offset: int, size: int) -> None:
-    if isinstance(read_entry(fd, offset, size), Corrupt):
+def _cut_tail(journal: Journal, reader: Reader, offset: int, size: int) -> None:
+    if isinstance(read_entry(reader, offset, size), Corrupt):
         # Whole in size but failing its checks: damage, not a torn write.  Keep the original
         # for whoever investigates, then cut what cannot be read.
         aside = f"{journal.path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
@@ -123,13 +123,15 @@ def _cut_tail(journal: Journal, fd: int, offset: int, size: int) -> None:
         journal.damaged.append(DamagedRange(offset, size - offset, journal.last_seq + 1, None))
         log.warning("journal.damaged_tail", path=journal.path, offset=offset, kept_aside=aside)
     journal.truncated_bytes = size - offset
-    os.ftruncate(fd, offset)
-    os.fsync(fd)
+    os.ftruncate(reader.fd, offset)
+    os.fsync(reader.fd)
 
 
-def read_entry(fd: int, offset: int, limit: int) -> tuple[Record, Entry] | Incomplete | Corrupt:
+def read_entry(
+    reader: Reader, offset: int, limit: int
+) -> tuple[Record, Entry] | Incomplete | Corrupt:
     """`read_record`, and the record's entry: a payload that does not decode is Corrupt."""
-    result = read_record(fd, offset, limit)
+    result = read_record(reader, offset, limit)
     if not isinstance(result, Record):
         return result
     if result.kind == K_META:
@@ -146,7 +148,7 @@ _CANDIDATE = re.compile(rb"(?=[\x01-\x06][\s\S]{4}\x00\x00\x00\x00)")
 _SCAN_CHUNK = 1024 * 1024
 
 
-def resync(fd: int, start: int, limit: int, after_seq: int) -> tuple[Record, Entry] | None:
+def resync(reader: Reader, start: int, limit: int, after_seq: int) -> tuple[Record, Entry] | None:
     """The first whole, decodable record at or after `start` whose seq is above `after_seq`.
 
     Records after the one that failed usually start where its length says it ends; that
@@ -155,14 +157,14 @@ def resync(fd: int, start: int, limit: int, after_seq: int) -> tuple[Record, Ent
     chunk_start = start
     while chunk_start < limit:
         # Each chunk overlaps the next by a record head, so no candidate is missed at a seam.
-        chunk = os.pread(fd, min(_SCAN_CHUNK, limit - chunk_start), chunk_start)
+        chunk = reader.read(chunk_start, min(_SCAN_CHUNK, limit - chunk_start), limit)
         if not chunk:
             return None
         for match in _CANDIDATE.finditer(chunk):
             offset = chunk_start + match.start() - FRAME.size
             if offset < start:
                 continue
-            found = read_entry(fd, offset, limit)
+            found = read_entry(reader, offset, limit)
             if isinstance(found, tuple) and found[0].seq > after_seq:
                 return found
         if chunk_start + len(chunk) >= limit:

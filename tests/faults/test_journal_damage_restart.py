@@ -13,17 +13,18 @@ from ccx_testing import run_daemon
 from durable_testing import open_durable_client
 from faults_journal_testing import flip_byte
 
-from cc_executor.supervision.journal_codec import MAGIC, Record, read_record
+from cc_executor.supervision.journal_codec import MAGIC, Record
+from cc_executor.supervision.journal_reader import Reader, read_record
 
 
 def record_offsets(path: Path) -> list[tuple[int, int]]:
     """(offset, seq) of every record after META."""
     found = []
     with path.open("rb") as f:
-        fd = f.fileno()
+        reader = Reader(f.fileno())
         size = path.stat().st_size
         offset = len(MAGIC)
-        while isinstance(record := read_record(fd, offset, size), Record):
+        while isinstance(record := read_record(reader, offset, size), Record):
             if record.seq:
                 found.append((offset, record.seq))
             offset = record.end

@@ -34,6 +34,7 @@ from cc_executor.supervision.journal import (
     boot_id,
 )
 from cc_executor.supervision.journal_codec import FRAME, HEAD, MAGIC, decode_meta, encode_meta
+from cc_executor.supervision.journal_reader import Reader
 from cc_executor.supervision.journal_retention import compact
 from cc_executor.supervision.leftovers import find_leftovers, kill_leftovers
 from cc_executor.supervision.marker import RUN_ID_VAR
@@ -401,9 +402,9 @@ async def test_a_caught_up_cursor_reads_the_last_batch_from_memory(
 
     file_reads: list[int] = []
 
-    def counting(fd: int, offset: int, limit: int) -> object:
+    def counting(reader: Reader, offset: int, limit: int) -> object:
         file_reads.append(offset)
-        return real_read_entry(fd, offset, limit)
+        return real_read_entry(reader, offset, limit)
 
     monkeypatch.setattr(journal_cursor, "read_entry", counting)
     journal = Journal.create(str(tmp_path / "j"), meta(), JournalConfig(fsync="never"))
