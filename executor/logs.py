@@ -9,6 +9,8 @@ strings, numbers, lists and dicts, so no log line ever shows a Python repr.
 
 from __future__ import annotations
 
+import atexit
+import datetime
 import enum
 import logging
 import signal
@@ -19,6 +21,8 @@ from typing import Any
 import attrs
 import orjson
 import structlog
+
+from cc_executor.executor.logwriter import LineWriter
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -215,8 +219,53 @@ def choose_format(flag: str | None, environ: Mapping[str, str], stream: Any) -> 
     return chosen
 
 
+class _QueuedLogger:
+    """structlog's logger: every method queues the rendered line on the writer thread."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        self._writer = writer
+
+    def msg(self, message: str | bytes) -> None:
+        self._writer.put(message.encode() if isinstance(message, str) else message)
+
+    log = debug = info = warn = warning = error = err = critical = exception = failure = msg
+
+
+def _lost_json(count: int, reason: str) -> bytes:
+    return orjson.dumps(
+        {
+            "event": "log.lines_lost",
+            "lines": count,
+            "reason": reason,
+            "level": "warning",
+            "timestamp": datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z"),
+        }
+    )
+
+
+def _lost_console(count: int, reason: str) -> bytes:
+    stamp = datetime.datetime.now().strftime("%H:%M:%S")
+    lines = "line was" if count == 1 else "lines were"
+    return f"{stamp} warning: {count} log {lines} lost ({reason})".encode()
+
+
+_writer: LineWriter | None = None
+
+
+def log_writer() -> LineWriter | None:
+    """The writer thread stderr's log lines go through, once logging is configured."""
+    return _writer
+
+
 def configure_logging(level: str = "info", *, json: bool = True) -> None:
-    """Send every log event to stderr: one JSON object per line, or one line in words."""
+    """Send every log event to stderr — one JSON object per line, or one line in words —
+    through a writer thread, so that a log line never blocks or fails the caller
+    (executor/logwriter.py)."""
+    global _writer
+    if _writer is not None:
+        _writer.close()
+    _writer = writer = LineWriter(sys.stderr.fileno(), _lost_json if json else _lost_console)
+    atexit.register(writer.close)
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -228,12 +277,11 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
         renderer: structlog.typing.Processor = structlog.processors.JSONRenderer(
             serializer=orjson.dumps
         )
-        factory: Any = structlog.BytesLoggerFactory(sys.stderr.buffer)
     else:
-        renderer, factory = render_console, structlog.PrintLoggerFactory(sys.stderr)
+        renderer = render_console
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=factory,
+        logger_factory=lambda *_args: _QueuedLogger(writer),
         cache_logger_on_first_use=True,
     )

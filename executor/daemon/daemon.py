@@ -28,6 +28,7 @@ import trio
 from cc_executor.executor import VERSION
 from cc_executor.executor.config.server import ServerConfig
 from cc_executor.executor.daemon.metrics import Metrics, render
+from cc_executor.executor.logs import log_writer
 from cc_executor.executor.mcp.session import McpSession
 from cc_executor.executor.mcp.tasks import TaskTable
 from cc_executor.executor.rpc.session import Session
@@ -140,11 +141,13 @@ class Daemon:
         if path == "/readyz":
             return (503, b"draining\n", text) if self.draining else (200, b"ready\n", text)
         if path == "/metrics":
+            writer = log_writer()
             page = render(
                 self.metrics,
                 connections=len(self.sessions),
                 runs_by_state=self._runs_by_state(),
                 draining=self.draining,
+                log_lines_lost=0 if writer is None else writer.lost,
             )
             return 200, page.encode(), "text/plain; version=0.0.4; charset=utf-8"
         return None

@@ -79,7 +79,12 @@ def _counter_by(name: str, help_text: str, label: str, values: Mapping[str, floa
 
 
 def render(
-    metrics: Metrics, *, connections: int, runs_by_state: Mapping[str, int], draining: bool
+    metrics: Metrics,
+    *,
+    connections: int,
+    runs_by_state: Mapping[str, int],
+    draining: bool,
+    log_lines_lost: int = 0,
 ) -> str:
     """The /metrics page."""
     lines: list[str] = []
@@ -152,6 +157,12 @@ def render(
         "Failed accept() calls (accepting pauses, then retries), by errno.",
         "errno",
         metrics.accept_errors,
+    )
+    lines += _family(
+        "ccx_log_lines_lost_total",
+        "counter",
+        "Log lines stderr could not take (its reader gone or stalled, its disk full).",
+        [f"ccx_log_lines_lost_total {log_lines_lost}"],
     )
     lines += _family(
         "ccx_draining", "gauge", "1 while the daemon drains.", [f"ccx_draining {int(draining)}"]
