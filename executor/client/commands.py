@@ -26,10 +26,8 @@ from cc_executor.executor.client.endings import Asked
 from cc_executor.executor.client.errors import ClientError, DaemonUnavailable, InvalidUrl
 from cc_executor.executor.client.events import Output, RunStatus
 from cc_executor.executor.client.exits import ExitStatus
-from cc_executor.executor.client.failures import connect_failure, request_failure
 from cc_executor.executor.client.parsers import Target, target
 from cc_executor.executor.client.terminal import Terminal, human_bytes, human_seconds
-from cc_executor.protocol.server_codec import result_object, run_info_object
 
 
 class UsageError(Exception):
@@ -68,11 +66,15 @@ def run_client_command(args: argparse.Namespace, config: CommandLineConfig | Non
     try:
         return trio.run(_COMMANDS[args.command], invocation)
     except (InvalidUrl, DaemonUnavailable) as exc:
+        from cc_executor.executor.client.failures import connect_failure  # only on failure
+
         failure = connect_failure(exc, invocation.target)
     except UsageError as exc:
         invocation.term.message(f"ccx {args.command}: {exc}")
         return ExitStatus.USAGE
     except ClientError as exc:
+        from cc_executor.executor.client.failures import request_failure
+
         failure = request_failure(
             exc,
             invocation.target,
@@ -246,6 +248,8 @@ async def _ps(inv: Invocation) -> int:
         runs = await conn.list()
     runs.sort(key=lambda status: (status.started is None, status.started or 0.0))
     if inv.args.json:
+        from cc_executor.protocol.server_codec import run_info_object  # every result's codec
+
         await inv.say_json([run_info_object(status) for status in runs])
         return 0
     now = time.time()
@@ -275,6 +279,8 @@ async def _status(inv: Invocation) -> int:
         status = await conn.status()
         capabilities = sorted(conn.capabilities)
     if inv.args.json:
+        from cc_executor.protocol.server_codec import result_object
+
         await inv.say_json({**result_object(status), "capabilities": capabilities})
         return 0
     await inv.say(f"{status.server} {status.version} at {inv.target.url}")

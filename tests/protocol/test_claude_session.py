@@ -37,7 +37,8 @@ from cc_executor.protocol.claude.session import (
 from cc_executor.protocol.messages import JSON
 from cc_executor.protocol.methods import METHOD_OF, METHODS, RUN_EVENTS
 from cc_executor.protocol.notices import RunOutput
-from cc_executor.protocol.server_codec import decode_notice, notice_message
+from cc_executor.protocol.server_codec import notice_message
+from cc_executor.protocol.server_decoding import decode_notice
 
 SESSION = "0b5e2f4a-6c1d-4e8f-9a3b-2c7d1e0f5a6b"
 
