@@ -378,6 +378,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`ccx`; as the program itself (no `argv`) a client command, once done, exits at once."""
+    program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     word = command_word(argv)
     if word in CLIENT_COMMANDS:  # parsed without the parsers it cannot need (W6)
@@ -388,9 +390,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return serve(args)
     if args.command in CLIENT_COMMANDS:
-        from cc_executor.executor.client.commands import run_client_command
+        from cc_executor.executor.client.commands import leave, run_client_command
 
-        return run_client_command(args)
+        status = run_client_command(args)
+        return leave(status) if program else status
     from cc_executor.executor.review.commands import run_review_command
 
     return run_review_command(args)
