@@ -233,8 +233,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
 
 
-def build_parser(*, review: bool = True, serve: bool = True) -> argparse.ArgumentParser:
-    """The whole command line; without `review` or `serve`, without those subcommands."""
+def build_parser(
+    *, review: bool = True, serve: bool = True, client: str | None = None
+) -> argparse.ArgumentParser:
+    """The whole command line; without `review` or `serve`, without those subcommands; with
+    `client`, that client subcommand alone of them."""
     parser = Parser(
         prog="ccx",
         description="cc-executor: run long-running commands under real-time control.",
@@ -250,7 +253,7 @@ def build_parser(*, review: bool = True, serve: bool = True) -> argparse.Argumen
     )
     if serve:
         _serve_parser(sub)
-    add_client_parsers(sub)
+    add_client_parsers(sub, only=client)
     if review:
         from cc_executor.executor.review.commands import add_review_parsers
 
@@ -375,16 +378,22 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`ccx`; as the program itself (no `argv`) a client command, once done, exits at once."""
+    program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     word = command_word(argv)
-    client = word in CLIENT_COMMANDS  # parsed without the parsers it cannot need (W6)
-    args = build_parser(review=not client and word != "serve", serve=not client).parse_args(argv)
+    if word in CLIENT_COMMANDS:  # parsed without the parsers it cannot need (W6)
+        parser = build_parser(review=False, serve=False, client=word)
+    else:
+        parser = build_parser(review=word != "serve")
+    args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
     if args.command in CLIENT_COMMANDS:
-        from cc_executor.executor.client.commands import run_client_command
+        from cc_executor.executor.client.commands import leave, run_client_command
 
-        return run_client_command(args)
+        status = run_client_command(args)
+        return leave(status) if program else status
     from cc_executor.executor.review.commands import run_review_command
 
     return run_review_command(args)

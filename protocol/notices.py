@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import attrs
 
-from cc_executor.protocol.claude.notices import SessionNotice
 from cc_executor.protocol.messages import JSON
 
 if TYPE_CHECKING:  # a client that never sees a Claude run never loads its event classes
     from cc_executor.protocol.claude.events import ClaudeEvent
+    from cc_executor.protocol.claude.notices import SessionNotice
 
 Stream: TypeAlias = Literal["stdout", "stderr"]
 Status: TypeAlias = Literal["completed", "failed", "canceled"]
@@ -213,13 +213,8 @@ class ClaudeNotice:
 
 
 RunEvent: TypeAlias = RunOutput | RunPaused | RunResumed | RunCompleted
+# Written as a string: a Claude session's notice classes load only where one is sent or read.
 Notice: TypeAlias = (
-    Connected
-    | Shutdown
-    | RunStarted
-    | RunEvent
-    | RunGap
-    | RunJournalError
-    | ClaudeNotice
-    | SessionNotice
+    "Connected | Shutdown | RunStarted | RunEvent | RunGap | RunJournalError | ClaudeNotice"
+    " | SessionNotice"
 )

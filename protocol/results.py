@@ -1,7 +1,9 @@
 """What the server answers, as typed values: the result of each method.
 
 Each class is the `result` of one reply (server_codec.py owns the JSON form). Errors are not
-here: they are `JsonRpcError`s (errors.py), each carrying its error object.
+here: they are `JsonRpcError`s (errors.py), each carrying its error object. `status` and
+`list`'s own (`RunInfo`, `DaemonInfo`) live in status.py, which a client listing runs loads
+without the others.
 """
 
 from collections.abc import Mapping
@@ -11,6 +13,8 @@ import attrs
 
 from cc_executor.protocol.messages import JSON
 from cc_executor.protocol.notices import Completion
+from cc_executor.protocol.status import DaemonInfo as DaemonInfo
+from cc_executor.protocol.status import RunInfo as RunInfo
 
 
 @attrs.frozen
@@ -59,69 +63,10 @@ class StdinWritten:
 
 
 @attrs.frozen
-class RunInfo:
-    """One run as `status {run}` and `list` describe it.
-
-    `completion` is set once the run is over; its fields appear beside the others on the wire.
-    `here` says whether the run belongs to the connection asking (None: not said).
-    """
-
-    run: str
-    state: str
-    pid: int | None
-    pgid: int | None
-    argv: tuple[str, ...]
-    elapsed: float
-    stdout_bytes: int
-    stderr_bytes: int
-    last_seq: int
-    started: float | None = None  # unix time
-    durable: bool = False
-    owner: str | None = None
-    here: bool | None = None
-    completion: Completion | None = None
-    journal: Mapping[str, JSON] | None = None
-    claude: Mapping[str, JSON] | None = None
-    # The wire object of this info, made ahead by a holder that keeps it (a finished durable
-    # run's: `list` of thousands of them then only copies them); not part of its value.
-    wire: Mapping[str, JSON] | None = attrs.field(default=None, eq=False, repr=False)
-
-    @property
-    def outcome(self) -> str | None:
-        """How the run ended (None while it is not over)."""
-        return None if self.completion is None else self.completion.outcome
-
-    @property
-    def exit_code(self) -> int | None:
-        return None if self.completion is None else self.completion.exit_code
-
-    @property
-    def signal(self) -> str | None:
-        return None if self.completion is None else self.completion.signal
-
-
-@attrs.frozen
 class RunList:
     """`list`: runs the caller may see."""
 
     runs: tuple[RunInfo, ...]
-
-
-@attrs.frozen
-class DaemonInfo:
-    """`status {}`: the daemon as the caller may see it (`state_dir` for admins only)."""
-
-    server: str
-    version: str
-    instance: str
-    uptime: float
-    connections: int
-    live_runs: int
-    runs_started: int
-    durable_runs: int
-    live_durable_runs: int
-    draining: bool
-    state_dir: str | None = None
 
 
 @attrs.frozen

@@ -1,24 +1,16 @@
 """What a run's stream yields, and what `status`/`list` return: the protocol's own classes.
 
 The client decodes the daemon's frames into the very classes the daemon encodes them from
-(protocol/notices.py, protocol/results.py), so the two ends cannot disagree about a field.
+(protocol/notices.py, protocol/status.py), so the two ends cannot disagree about a field.
 The names here are the client's words for them; nothing here does I/O.
 """
 
 from __future__ import annotations
 
 import signal
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
-from cc_executor.protocol.claude.notices import (
-    ClaudeMessageTaken,
-    ClaudePermissionDecided,
-    ClaudePermissionRequest,
-    ClaudeStateChanged,
-    ClaudeTurnEnded,
-    ClaudeTurnStarted,
-    SessionNotice,
-)
+from cc_executor.protocol.lazy import lazy_exports
 from cc_executor.protocol.notices import Connected as Greeting
 from cc_executor.protocol.notices import RunCompleted as Completed
 from cc_executor.protocol.notices import RunGap as Gap
@@ -27,8 +19,19 @@ from cc_executor.protocol.notices import RunOutput as Output
 from cc_executor.protocol.notices import RunPaused as Paused
 from cc_executor.protocol.notices import RunResumed as Resumed
 from cc_executor.protocol.notices import Shutdown as ShutdownNotice
-from cc_executor.protocol.results import DaemonInfo as DaemonStatus
-from cc_executor.protocol.results import RunInfo as RunStatus
+from cc_executor.protocol.status import DaemonInfo as DaemonStatus
+from cc_executor.protocol.status import RunInfo as RunStatus
+
+if TYPE_CHECKING:
+    from cc_executor.protocol.claude.notices import (
+        ClaudeMessageTaken,
+        ClaudePermissionDecided,
+        ClaudePermissionRequest,
+        ClaudeStateChanged,
+        ClaudeTurnEnded,
+        ClaudeTurnStarted,
+        SessionNotice,
+    )
 
 __all__ = [
     "ClaudeMessageTaken",
@@ -53,8 +56,25 @@ __all__ = [
 ]
 
 # A Claude session's own notifications (turns, permissions, state) are run events too: they
-# are sequenced with the run's output (protocol/claude/notices.py).
-RunEvent: TypeAlias = Output | Paused | Resumed | Gap | JournalError | SessionNotice | Completed
+# are sequenced with the run's output (protocol/claude/notices.py). Their classes load on first
+# use (PEP 562), as a Claude session's client meets them; so the alias is written as a string.
+RunEvent: TypeAlias = "Output | Paused | Resumed | Gap | JournalError | SessionNotice | Completed"
+_CLAUDE_NOTICES = "cc_executor.protocol.claude.notices"
+__getattr__, __dir__ = lazy_exports(
+    globals(),
+    {
+        name: _CLAUDE_NOTICES
+        for name in (
+            "ClaudeMessageTaken",
+            "ClaudePermissionDecided",
+            "ClaudePermissionRequest",
+            "ClaudeStateChanged",
+            "ClaudeTurnEnded",
+            "ClaudeTurnStarted",
+            "SessionNotice",
+        )
+    },
+)
 
 
 def exit_status(completed: Completed) -> int:

@@ -2,8 +2,8 @@
 
 The server's half (`cc_executor.protocol.decode`) reads requests; this reads what a daemon
 sends back: replies, run events (a Claude session's notifications among them) and the few
-other notifications, decoded by the protocol's own `server_codec` (and `claude.notices`) into
-the same classes the daemon sent. A frame that breaks the
+other notifications, decoded by the protocol's own `server_decoding` (and `claude.notices`)
+into the same classes the daemon sent. A frame that breaks the
 protocol raises `ProtocolViolation`: a daemon that does so has a bug, and the connection
 cannot be trusted any further.
 """
@@ -25,8 +25,8 @@ from cc_executor.executor.client.events import (
     ShutdownNotice,
 )
 from cc_executor.protocol.binary import decode_binary_output
-from cc_executor.protocol.claude.notices import SESSION_NOTICES
 from cc_executor.protocol.notices import (
+    ClaudeNotice,
     Connected,
     RunCompleted,
     RunGap,
@@ -34,11 +34,14 @@ from cc_executor.protocol.notices import (
     RunOutput,
     RunPaused,
     RunResumed,
+    RunStarted,
     Shutdown,
 )
-from cc_executor.protocol.server_codec import decode_daemon_info, decode_notice, decode_run_info
-
-SESSION_NOTICE_TYPES = tuple(SESSION_NOTICES.values())
+from cc_executor.protocol.server_decoding import (
+    decode_daemon_info,
+    decode_notice,
+    decode_run_info,
+)
 
 
 @attrs.frozen
@@ -139,13 +142,13 @@ def _notification(method: str, params: dict[str, Any]) -> Inbound:
             return Event(notice)
         case RunCompleted():
             return Event(notice)
-        case _ if isinstance(notice, SESSION_NOTICE_TYPES):
-            return Event(notice)  # a Claude session's, sequenced with its output
         case Connected():
             return Greeted(notice)
         case Shutdown():
             return Draining(notice)
-    return Other(method, params)
+        case None | RunStarted() | ClaudeNotice():
+            return Other(method, params)
+    return Event(notice)  # what is left is a Claude session's notice, sequenced with its output
 
 
 def run_status(raw: dict[str, Any]) -> RunStatus:

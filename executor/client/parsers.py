@@ -10,17 +10,13 @@ from __future__ import annotations
 import argparse
 import shlex
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
 from cc_executor.executor.client.claude_parsers import add_claude_parser
 from cc_executor.executor.client.config import DEFAULT_URL
 from cc_executor.executor.hosts import is_loopback
-
-CLIENT_COMMANDS = (
-    "run", "ps", "attach", "logs", "pause", "resume", "cancel", "signal", "status", "claude"
-)  # fmt: skip
 
 URL_HELP = f"the daemon's WebSocket URL (default {DEFAULT_URL}; CCX_URL)"
 TOKEN_HELP = "bearer token for a daemon that requires one (CCX_TOKEN)"
@@ -119,16 +115,28 @@ def _subcommand(
     )
 
 
-def add_client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The client subcommands, beside `serve`."""
+def add_client_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], only: str | None = None
+) -> None:
+    """The client subcommands, beside `serve`; with `only`, that one alone (a command line
+    that names a client command is parsed without building the others' parsers: W6)."""
     common = argparse.ArgumentParser(add_help=False)
     add_target_options(common, before_command=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    for name, add in _CLIENT_PARSERS.items():
+        if only is None or name == only:
+            add(sub, common, name)
 
+
+_Sub = argparse._SubParsersAction
+_Parser = argparse.ArgumentParser
+
+
+def _run_parser(sub: _Sub[_Parser], common: _Parser, name: str) -> None:
     p = _subcommand(
         sub,
         common,
-        "run",
+        name,
         "run a command on the daemon as if it ran here",
         "Run CMD on the daemon. Its stdout and stderr become ours as they arrive, our stdin "
         "(a pipe, or the terminal while ccx is in the foreground) becomes its, and ccx exits "
@@ -180,20 +188,24 @@ def add_client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
 
+
+def _ps_parser(sub: _Sub[_Parser], common: _Parser, name: str) -> None:
     _subcommand(
         sub,
         common,
-        "ps",
+        name,
         "list your runs: state, age, bytes, last seq",
         "List the runs of your identity on every connection, oldest first: live ones, "
         "recently finished ones and durable ones.",
         "  ccx ps\n  ccx ps --json | jq '.[].run'",
     )
 
+
+def _attach_parser(sub: _Sub[_Parser], common: _Parser, name: str) -> None:
     p = _subcommand(
         sub,
         common,
-        "attach",
+        name,
         "follow a durable run's output",
         "Print a durable run's output from the start (or after --from SEQ), then live, and "
         "exit with its status once it ends. Ctrl-C stops following and leaves it running.",
@@ -209,32 +221,41 @@ def add_client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="only the events after this sequence number",
     )
 
+
+def _logs_parser(sub: _Sub[_Parser], common: _Parser, name: str) -> None:
     p = _subcommand(
         sub,
         common,
-        "logs",
+        name,
         "print a durable run's output so far",
         "Print what a durable run has written so far, stdout and stderr apart, and return.",
         "  ccx logs 3f2a9c1e0b7d4e55 > run.log",
     )
     p.add_argument("run", help="the run's id (ccx ps lists them)")
 
-    for name, summary, description in (
-        ("pause", "pause a run", "Stop every process of a run (SIGSTOP); resume continues it."),
-        ("resume", "resume a paused run", "Continue every process of a paused run (SIGCONT)."),
-        (
-            "cancel",
-            "end a run",
-            "End a run: SIGTERM to every process of it, SIGKILL after the daemon's grace.",
-        ),
-    ):
-        p = _subcommand(sub, common, name, summary, description, f"  ccx {name} 3f2a9c1e0b7d4e55")
-        p.add_argument("run", help="the run's id (ccx ps lists them)")
 
+# pause, resume and cancel: a summary and a description each, and the run they act on.
+_CONTROLS = {
+    "pause": ("pause a run", "Stop every process of a run (SIGSTOP); resume continues it."),
+    "resume": ("resume a paused run", "Continue every process of a paused run (SIGCONT)."),
+    "cancel": (
+        "end a run",
+        "End a run: SIGTERM to every process of it, SIGKILL after the daemon's grace.",
+    ),
+}
+
+
+def _control_parser(sub: _Sub[_Parser], common: _Parser, name: str) -> None:
+    summary, description = _CONTROLS[name]
+    p = _subcommand(sub, common, name, summary, description, f"  ccx {name} 3f2a9c1e0b7d4e55")
+    p.add_argument("run", help="the run's id (ccx ps lists them)")
+
+
+def _signal_parser(sub: _Sub[_Parser], common: _Parser, name: str) -> None:
     p = _subcommand(
         sub,
         common,
-        "signal",
+        name,
         "send a signal to every process of a run",
         "Send a signal to the run's process group and every process that left it.",
         "  ccx signal 3f2a9c1e0b7d4e55 USR1\n  ccx signal 3f2a9c1e0b7d4e55 9",
@@ -242,12 +263,33 @@ def add_client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("run", help="the run's id (ccx ps lists them)")
     p.add_argument("signal", help="a name (USR1, SIGTERM) or a number")
 
+
+def _status_parser(sub: _Sub[_Parser], common: _Parser, name: str) -> None:
     _subcommand(
         sub,
         common,
-        "status",
+        name,
         "the daemon's health",
         "Show the daemon's version, uptime, connections, live runs and capabilities.",
         "  ccx status\n  ccx --url ws://build:8003/ status --json",
     )
+
+
+def _claude_parser(sub: _Sub[_Parser], common: _Parser, name: str) -> None:
     add_claude_parser(sub, common, HelpFormatter)
+
+
+# Each client subcommand's parser, in the order `ccx --help` lists them.
+_CLIENT_PARSERS: dict[str, Callable[[_Sub[_Parser], _Parser, str], None]] = {
+    "run": _run_parser,
+    "ps": _ps_parser,
+    "attach": _attach_parser,
+    "logs": _logs_parser,
+    "pause": _control_parser,
+    "resume": _control_parser,
+    "cancel": _control_parser,
+    "signal": _signal_parser,
+    "status": _status_parser,
+    "claude": _claude_parser,
+}
+CLIENT_COMMANDS = tuple(_CLIENT_PARSERS)

@@ -49,7 +49,6 @@ from cc_executor.executor.client.exits import ExitStatus
 from cc_executor.executor.client.parsers import Target
 from cc_executor.executor.client.run import Run
 from cc_executor.executor.client.terminal import Terminal, human_bytes, human_seconds
-from cc_executor.protocol.claude.notices import session_params
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTSTP, signal.SIGCONT)
 # Ctrl-C on `ccx run`: the first is sent on, the second kills, the third leaves.
@@ -111,6 +110,8 @@ def event_json(event: RunEvent) -> dict[str, Any]:
         case Completed(run=run, seq=seq, completion=completion):
             return {"event": "completed", "run": run, "seq": seq, **attrs.asdict(completion)}
         case _:  # a Claude session's notice: its method names it
+            from cc_executor.protocol.claude.notices import session_params
+
             return {"event": event.method, **session_params(event)}
 
 

@@ -15,16 +15,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 import attrs
 
 from cc_executor.protocol.messages import JSON
+from cc_executor.protocol.names import CLAUDE_MESSAGE as CLAUDE_MESSAGE
+from cc_executor.protocol.names import CLAUDE_PERMISSION_DECIDED as CLAUDE_PERMISSION_DECIDED
+from cc_executor.protocol.names import CLAUDE_PERMISSION_REQUEST as CLAUDE_PERMISSION_REQUEST
+from cc_executor.protocol.names import CLAUDE_STATE as CLAUDE_STATE
+from cc_executor.protocol.names import CLAUDE_TURN_ENDED as CLAUDE_TURN_ENDED
+from cc_executor.protocol.names import CLAUDE_TURN_STARTED as CLAUDE_TURN_STARTED
 
 if TYPE_CHECKING:
     from cc_executor.protocol.claude.events import Result
-
-CLAUDE_TURN_STARTED = "claude.turn_started"
-CLAUDE_MESSAGE = "claude.message"
-CLAUDE_TURN_ENDED = "claude.turn_ended"
-CLAUDE_PERMISSION_REQUEST = "claude.permission_request"
-CLAUDE_PERMISSION_DECIDED = "claude.permission_decided"
-CLAUDE_STATE = "claude.state"
 
 
 @attrs.frozen

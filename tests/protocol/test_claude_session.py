@@ -7,6 +7,7 @@ import pytest
 
 from cc_executor.protocol import InvalidParams, ServerConnection, structure_params
 from cc_executor.protocol.claude import (
+    SESSION_NOTICES,
     ClaudeParams,
     ClaudePermissionDecided,
     ClaudePermissionParams,
@@ -36,8 +37,10 @@ from cc_executor.protocol.claude.session import (
 )
 from cc_executor.protocol.messages import JSON
 from cc_executor.protocol.methods import METHOD_OF, METHODS, RUN_EVENTS
+from cc_executor.protocol.names import SESSION_NOTICE_METHODS
 from cc_executor.protocol.notices import RunOutput
-from cc_executor.protocol.server_codec import decode_notice, notice_message
+from cc_executor.protocol.server_codec import notice_message
+from cc_executor.protocol.server_decoding import decode_notice
 
 SESSION = "0b5e2f4a-6c1d-4e8f-9a3b-2c7d1e0f5a6b"
 
@@ -211,6 +214,12 @@ def test_session_notices_round_trip(notice: SessionNotice) -> None:
     assert message.params == session_params(notice)
     assert decode_notice(message.method, message.params) == notice
     assert decode_session_notice(message.method, message.params) == notice
+
+
+def test_session_notice_names_are_their_classes_methods() -> None:
+    # A client's decoder knows a session notice by its name (names.py) before loading its class.
+    assert set(SESSION_NOTICES) == SESSION_NOTICE_METHODS
+    assert all(cls.method == method for method, cls in SESSION_NOTICES.items())
 
 
 def test_a_newer_daemons_extra_fields_are_left_out_and_missing_ones_refused() -> None:

@@ -23,13 +23,11 @@ from cc_executor.protocol.notices import (
     Shutdown,
 )
 from cc_executor.protocol.results import DaemonInfo, RunInfo
-from cc_executor.protocol.server_codec import (
+from cc_executor.protocol.server_codec import notice_message, result_object, run_info_object
+from cc_executor.protocol.server_decoding import (
     decode_daemon_info,
     decode_notice,
     decode_run_info,
-    notice_message,
-    result_object,
-    run_info_object,
 )
 
 text = st.text(max_size=12)
