@@ -67,6 +67,10 @@ def run_client_command(args: argparse.Namespace, config: CommandLineConfig | Non
     )
     try:
         return trio.run(_COMMANDS[args.command], invocation)
+    except BrokenPipeError:
+        # Whoever read our stdout stopped (`ccx ps | head -1`): end as a Unix tool killed by
+        # SIGPIPE would, quietly and with its status.
+        return 128 + signal.SIGPIPE
     except (InvalidUrl, DaemonUnavailable) as exc:
         from cc_executor.executor.client.failures import connect_failure  # only on failure
 

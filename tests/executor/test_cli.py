@@ -155,6 +155,27 @@ async def test_status_and_ps(served: Served) -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("words", [("ps",), ("ps", "--json"), ("status",)])
+async def test_a_reader_gone_from_stdout_ends_quietly_with_sigpipe_status(
+    served: Served, words: tuple[str, ...]
+) -> None:
+    """`ccx ps | head -0`: whoever reads stdout has closed it before ccx writes; ccx ends as a
+    Unix tool killed by SIGPIPE would (status 141), with no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        with trio.fail_after(TIMEOUT):
+            done = await trio.run_process(
+                [*CCX, *words, "--url", served.url],
+                stdout=write_end,
+                capture_stderr=True,
+                check=False,
+            )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (128 + signal.SIGPIPE, b"")
+
+
 # ccx run and ps under a hook that lists, on stderr, every module loaded by the time it exits,
 # which it does by os._exit, skipping the interpreter's teardown (and so any atexit hook).
 LOADED_AT_EXIT = (
