@@ -262,10 +262,13 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     through a writer thread, so that a log line never blocks or fails the caller
     (executor/logwriter.py)."""
     global _writer
-    if _writer is not None:
-        _writer.close()
-    _writer = writer = LineWriter(sys.stderr.fileno(), _lost_json if json else _lost_console)
-    atexit.register(writer.close)
+    lost_line = _lost_json if json else _lost_console
+    if _writer is None:  # one writer per process: loggers made earlier keep working
+        _writer = LineWriter(sys.stderr.fileno(), lost_line)
+        atexit.register(_writer.close)
+    else:
+        _writer.lost_line = lost_line
+    writer = _writer
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

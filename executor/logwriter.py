@@ -35,7 +35,7 @@ class LineWriter:
         self, fd: int, lost_line: Callable[[int, str], bytes], *, bound: int = BOUND
     ) -> None:
         self._fd = fd
-        self._lost_line = lost_line
+        self.lost_line = lost_line
         self._bound = bound
         self._lines: collections.deque[bytes] = collections.deque()
         self._ready = threading.Condition()
@@ -78,7 +78,7 @@ class LineWriter:
                 lines = list(self._lines)
                 self._lines.clear()
                 if self._unreported:
-                    lines.insert(0, self._lost_line(self._unreported, self._reason))
+                    lines.insert(0, self.lost_line(self._unreported, self._reason))
                     reported = self._unreported
                     self._unreported = 0
                 else:
