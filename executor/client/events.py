@@ -12,6 +12,7 @@ from typing import TypeAlias
 
 from cc_executor.protocol.claude.notices import (
     ClaudeMessageTaken,
+    ClaudePermissionDeadline,
     ClaudePermissionDecided,
     ClaudePermissionRequest,
     ClaudeStateChanged,
@@ -32,6 +33,7 @@ from cc_executor.protocol.results import RunInfo as RunStatus
 
 __all__ = [
     "ClaudeMessageTaken",
+    "ClaudePermissionDeadline",
     "ClaudePermissionDecided",
     "ClaudePermissionRequest",
     "ClaudeStateChanged",

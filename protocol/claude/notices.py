@@ -24,6 +24,7 @@ CLAUDE_MESSAGE = "claude.message"
 CLAUDE_TURN_ENDED = "claude.turn_ended"
 CLAUDE_PERMISSION_REQUEST = "claude.permission_request"
 CLAUDE_PERMISSION_DECIDED = "claude.permission_decided"
+CLAUDE_PERMISSION_DEADLINE = "claude.permission_deadline"
 CLAUDE_STATE = "claude.state"
 
 
@@ -94,6 +95,18 @@ class ClaudePermissionDecided:
 
 
 @attrs.frozen
+class ClaudePermissionDeadline:
+    """A pending request's deadline moved (the run was PAUSED: its timeout clock stood
+    still); `expires_at` (unix time) replaces the one posted before."""
+
+    method: ClassVar[str] = CLAUDE_PERMISSION_DEADLINE
+    run: str
+    seq: int
+    request: str
+    expires_at: float
+
+
+@attrs.frozen
 class ClaudeStateChanged:
     """The session's state: idle, running, requires_action (a permission pending), paused."""
 
@@ -109,6 +122,7 @@ SessionNotice: TypeAlias = (
     | ClaudeTurnEnded
     | ClaudePermissionRequest
     | ClaudePermissionDecided
+    | ClaudePermissionDeadline
     | ClaudeStateChanged
 )
 SESSION_NOTICES: Mapping[str, type[SessionNotice]] = {
@@ -119,6 +133,7 @@ SESSION_NOTICES: Mapping[str, type[SessionNotice]] = {
         ClaudeTurnEnded,
         ClaudePermissionRequest,
         ClaudePermissionDecided,
+        ClaudePermissionDeadline,
         ClaudeStateChanged,
     )
 }
