@@ -18,10 +18,12 @@ fault is kept in `fault` (for ``status``) and announced to every cursor at once 
 `JournalFault` entry), and `error_policy` decides: "block" retries the write with a bounded
 backoff, holding the pump (and so the child, through the pipe) until it succeeds or the run
 ends (`unblock`); "cancel" stops recording output and wakes `wait_faulted`, whose caller ends
-the run.  The completion is always kept in memory (`completed`; cursors of a finished journal
-yield it from there if the file lacks it) and is written with the space of a reserve file made
-with the journal (``<name>.reserve``), released only for it, so a full disk still records how
-the run ended.
+the run.  Output that cannot be written is dropped; notes and state changes (what clients are
+told: a Claude session's turns and permission requests) stay queued for the next write.  The
+completion is always kept in memory (`completed`; cursors of a finished journal yield it from
+there if the file lacks it) and is written with the space of a reserve file made with the
+journal (``<name>.reserve``), released only for it and the notes that fit beside it, so a full
+disk still records how the run ended.
 
 Quota: output records may fill the file up to `quota_bytes`.  At the quota, policy "block"
 makes `deliver` wait until `unblock()` (called when the run is ending), after which output is
@@ -267,12 +269,13 @@ class Journal:
                 return
             self._note_fault(error)
             completed = self._batch.entries[-1]
-            if isinstance(completed, CompletedEvent) and self._release_reserve():
-                # Only the completion may use the reserve: what is queued before it goes.
-                self._drop_batch(keep_last=True)
+            ending = isinstance(completed, CompletedEvent)
+            if ending and self._release_reserve():  # for the completion and notes beside it
+                room = self.config.completion_reserve_bytes - sum(map(len, self._batch.records[-1]))
+                self._drop_batch(keep_last=True, keep_notes=True, budget=room)
                 continue
             if self.config.error_policy == "cancel" or self._unblocked.is_set():
-                self._drop_batch()
+                self._drop_batch(keep_notes=not ending)  # notes wait for the next write
                 return
             self.blocked = True
             try:
@@ -343,11 +346,13 @@ class Journal:
             return False
         return True
 
-    def _drop_batch(self, *, keep_last: bool = False) -> None:
-        """Give up on the queued records (but the last one, if asked): output from their
-        first seq on is not recorded."""
+    def _drop_batch(
+        self, *, keep_last: bool = False, keep_notes: bool = False, budget: int | None = None
+    ) -> None:
+        """Give up on the queued output (and the rest, unless `keep_notes`; see Batch.drop):
+        output from its first seq on is not recorded."""
         assert self.fault is not None
-        dropped = self._batch.drop(keep_last=keep_last)
+        dropped = self._batch.drop(keep_last=keep_last, keep_notes=keep_notes, budget=budget)
         first = next((e for e in dropped if isinstance(e, Output)), None)
         if first is not None and self.gap is None:
             self.gap = Gap(first.seq, f"not recorded: {self.fault.reason}")
