@@ -18,12 +18,11 @@ fault is kept in `fault` (for ``status``) and announced to every cursor at once 
 `JournalFault` entry), and `error_policy` decides: "block" retries the write with a bounded
 backoff, holding the pump (and so the child, through the pipe) until it succeeds or the run
 ends (`unblock`); "cancel" stops recording output and wakes `wait_faulted`, whose caller ends
-the run.  Output that cannot be written is dropped; notes and state changes (what clients are
-told: a Claude session's turns and permission requests) stay queued for the next write.  The
-completion is always kept in memory (`completed`; cursors of a finished journal yield it from
-there if the file lacks it) and is written with the space of a reserve file made with the
-journal (``<name>.reserve``), released only for it and the notes that fit beside it, so a full
-disk still records how the run ended.
+the run.  Unwritable output is dropped; notes and state changes (what clients are told) wait
+for the next write.  The completion is always kept in memory (`completed`; cursors of a
+finished journal yield it from there if the file lacks it) and is written with the space of a
+reserve file made with the journal (``<name>.reserve``), released only for it (and the notes
+that fit beside it), so a full disk still records how the run ended.
 
 Quota: output records may fill the file up to `quota_bytes`.  At the quota, policy "block"
 makes `deliver` wait until `unblock()` (called when the run is ending), after which output is
@@ -85,11 +84,8 @@ def _strerror(exc: OSError) -> str:
 
 
 class Journal:
-    """One run's journal file, and what is known about it in memory.
-
-    Build it with `create` (a new live run: `deliver` is its pump's sink) or `open` (an
-    existing file, recovered).
-    """
+    """One run's journal file and what is known of it in memory; built by `create` (a new
+    live run: `deliver` is its pump's sink) or `open` (an existing file, recovered)."""
 
     def __init__(self, path: str, meta: Meta, config: JournalConfig) -> None:
         self.path = path
@@ -112,8 +108,7 @@ class Journal:
         self.faults: list[JournalFault] = []  # the last `faults_kept` of them, oldest first
         self._fd: int | None = None  # the writer's descriptor, while live
         self._batch = Batch()
-        # The records of the last batch written, by offset, with their entries: a cursor that
-        # is caught up takes them from here instead of reading back what was just written.
+        # The last batch written, by offset, with its entries (for a cursor caught up).
         self._recent: dict[int, tuple[Record, Entry]] = {}
         self._appended = trio.Event()
         self._unblocked = trio.Event()
@@ -251,8 +246,10 @@ class Journal:
         await self._faulted.wait()
         return self.faults[0] if self.fault_count == len(self.faults) else self.faults[-1]
 
-    async def append_completion(self, event: CompletedEvent) -> None:
-        """Record the completion of a run found without one (see `open`), then close."""
+    async def append_completion(self, event: CompletedEvent, cut: Gap | None = None) -> None:
+        """Record a recovered run's completion (after `cut`: the GAP its cut tail is), close."""
+        if cut is not None:
+            self._queue((encode_entry(cut),), cut)
         await self.deliver(event)
         await self.close()
 
@@ -349,8 +346,7 @@ class Journal:
     def _drop_batch(
         self, *, keep_last: bool = False, keep_notes: bool = False, budget: int | None = None
     ) -> None:
-        """Give up on the queued output (and the rest, unless `keep_notes`; see Batch.drop):
-        output from its first seq on is not recorded."""
+        """Give up on the queued output (the rest too unless `keep_notes`; see Batch.drop)."""
         assert self.fault is not None
         dropped = self._batch.drop(keep_last=keep_last, keep_notes=keep_notes, budget=budget)
         first = next((e for e in dropped if isinstance(e, Output)), None)
@@ -382,8 +378,7 @@ class Journal:
         self._appended = trio.Event()
 
     async def wait_appended(self, seen: int, faults_seen: int) -> None:
-        """Return once the journal holds more than `seen` bytes, announces a fault after
-        `faults_seen`, or has finished."""
+        """Return once there are more than `seen` bytes, a fault after `faults_seen`, or the end."""
         while self.committed <= seen and not self.finished and self.fault_count <= faults_seen:
             await self._appended.wait()
 
