@@ -96,6 +96,7 @@ async def test_cancel_policy_ends_the_session_and_reports_every_turn_it_ended(
             record = await client.wait_completed(run)
             await wait_until(lambda: not marked_processes(run), bound=BOUND)
             status: dict[str, Any] = await client.call("status", run=run)
+            late = await client.call_error("claude.send", run=run, content="too late")
             filler.unlink()
             # Space is back: the Claude session goes on in a new run.
             resumed = (
@@ -111,6 +112,8 @@ async def test_cancel_policy_ends_the_session_and_reports_every_turn_it_ended(
     assert record.completed["outcome"] == "cancelled"
     assert "journal write failed" in record.completed["reason"]
     assert "No space left on device" in record.completed["reason"]
+    assert late.code == -32005
+    assert late.message == f"run {run} has completed"  # not "before the daemon restarted"
     gaps = [gap for gap in client.gaps if gap["run"] == run]
     assert gaps
     assert all(gap["reason"].startswith("not recorded") for gap in gaps)
