@@ -33,6 +33,7 @@ CLAUDE_MESSAGE: Final = "claude.message"
 CLAUDE_TURN_ENDED: Final = "claude.turn_ended"
 CLAUDE_PERMISSION_REQUEST: Final = "claude.permission_request"
 CLAUDE_PERMISSION_DECIDED: Final = "claude.permission_decided"
+CLAUDE_PERMISSION_DEADLINE: Final = "claude.permission_deadline"
 CLAUDE_STATE: Final = "claude.state"
 SESSION_NOTICE_METHODS: Final = frozenset(
     {
@@ -41,6 +42,7 @@ SESSION_NOTICE_METHODS: Final = frozenset(
         CLAUDE_TURN_ENDED,
         CLAUDE_PERMISSION_REQUEST,
         CLAUDE_PERMISSION_DECIDED,
+        CLAUDE_PERMISSION_DEADLINE,
         CLAUDE_STATE,
     }
 )

@@ -18,10 +18,11 @@ fault is kept in `fault` (for ``status``) and announced to every cursor at once 
 `JournalFault` entry), and `error_policy` decides: "block" retries the write with a bounded
 backoff, holding the pump (and so the child, through the pipe) until it succeeds or the run
 ends (`unblock`); "cancel" stops recording output and wakes `wait_faulted`, whose caller ends
-the run.  The completion is always kept in memory (`completed`; cursors of a finished journal
-yield it from there if the file lacks it) and is written with the space of a reserve file made
-with the journal (``<name>.reserve``), released only for it, so a full disk still records how
-the run ended.
+the run.  Unwritable output is dropped; notes and state changes (what clients are told) wait
+for the next write.  The completion is always kept in memory (`completed`; cursors of a
+finished journal yield it from there if the file lacks it) and is written with the space of a
+reserve file made with the journal (``<name>.reserve``), released only for it (and the notes
+that fit beside it), so a full disk still records how the run ended.
 
 Quota: output records may fill the file up to `quota_bytes`.  At the quota, policy "block"
 makes `deliver` wait until `unblock()` (called when the run is ending), after which output is
@@ -84,11 +85,8 @@ def _strerror(exc: OSError) -> str:
 
 
 class Journal:
-    """One run's journal file, and what is known about it in memory.
-
-    Build it with `create` (a new live run: `deliver` is its pump's sink) or `open` (an
-    existing file, recovered).
-    """
+    """One run's journal file and what is known of it in memory; built by `create` (a new
+    live run: `deliver` is its pump's sink) or `open` (an existing file, recovered)."""
 
     def __init__(self, path: str, meta: Meta, config: JournalConfig) -> None:
         self.path = path
@@ -111,8 +109,7 @@ class Journal:
         self.faults: list[JournalFault] = []  # the last `faults_kept` of them, oldest first
         self._fd: int | None = None  # the writer's descriptor, while live
         self._batch = Batch()
-        # The records of the last batch written, by offset, with their entries: a cursor that
-        # is caught up takes them from here instead of reading back what was just written.
+        # The last batch written, by offset, with its entries (for a cursor caught up).
         self._recent: dict[int, tuple[Record, Entry]] = {}
         self._appended = trio.Event()
         self._unblocked = trio.Event()
@@ -251,8 +248,10 @@ class Journal:
         await self._faulted.wait()
         return self.faults[0] if self.fault_count == len(self.faults) else self.faults[-1]
 
-    async def append_completion(self, event: CompletedEvent) -> None:
-        """Record the completion of a run found without one (see `open`), then close."""
+    async def append_completion(self, event: CompletedEvent, cut: Gap | None = None) -> None:
+        """Record a recovered run's completion (after `cut`: the GAP its cut tail is), close."""
+        if cut is not None:
+            self._queue((encode_entry(cut),), cut)
         await self.deliver(event)
         await self.close()
 
@@ -269,12 +268,13 @@ class Journal:
                 return
             self._note_fault(error)
             completed = self._batch.entries[-1]
-            if isinstance(completed, CompletedEvent) and self._release_reserve():
-                # Only the completion may use the reserve: what is queued before it goes.
-                self._drop_batch(keep_last=True)
+            ending = isinstance(completed, CompletedEvent)
+            if ending and self._release_reserve():  # for the completion and notes beside it
+                room = self.config.completion_reserve_bytes - sum(map(len, self._batch.records[-1]))
+                self._drop_batch(keep_last=True, keep_notes=True, budget=room)
                 continue
             if self.config.error_policy == "cancel" or self._unblocked.is_set():
-                self._drop_batch()
+                self._drop_batch(keep_notes=not ending)  # notes wait for the next write
                 return
             self.blocked = True
             try:
@@ -345,11 +345,12 @@ class Journal:
             return False
         return True
 
-    def _drop_batch(self, *, keep_last: bool = False) -> None:
-        """Give up on the queued records (but the last one, if asked): output from their
-        first seq on is not recorded."""
+    def _drop_batch(
+        self, *, keep_last: bool = False, keep_notes: bool = False, budget: int | None = None
+    ) -> None:
+        """Give up on the queued output (the rest too unless `keep_notes`; see Batch.drop)."""
         assert self.fault is not None
-        dropped = self._batch.drop(keep_last=keep_last)
+        dropped = self._batch.drop(keep_last=keep_last, keep_notes=keep_notes, budget=budget)
         first = next((e for e in dropped if isinstance(e, Output)), None)
         if first is not None and self.gap is None:
             self.gap = Gap(first.seq, f"not recorded: {self.fault.reason}")
@@ -379,8 +380,7 @@ class Journal:
         self._appended = trio.Event()
 
     async def wait_appended(self, seen: int, faults_seen: int) -> None:
-        """Return once the journal holds more than `seen` bytes, announces a fault after
-        `faults_seen`, or has finished."""
+        """Return once there are more than `seen` bytes, a fault after `faults_seen`, or the end."""
         while self.committed <= seen and not self.finished and self.fault_count <= faults_seen:
             await self._appended.wait()
 

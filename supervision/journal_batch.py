@@ -90,11 +90,25 @@ class Batch:
         """Every buffer of every record, in order: what one writev(2) writes."""
         return [piece for record in self.records for piece in record]
 
-    def drop(self, *, keep_last: bool) -> list[Entry]:
-        """Drop every record (but the last, if asked); return the entries dropped."""
-        keep = len(self.records) - 1 if keep_last else len(self.records)
-        dropped = self.entries[:keep]
-        self.records, self.entries = self.records[keep:], self.entries[keep:]
+    def drop(self, *, keep_last: bool, keep_notes: bool, budget: int | None = None) -> list[Entry]:
+        """Drop the records that cannot be written; return the entries dropped.
+
+        Output always goes; with `keep_notes` the rest stays queued (notes, state changes,
+        gaps: what clients are told, a few small records), the newest first within `budget`
+        bytes if one is given; the last record stays if asked (a completion)."""
+        last = len(self.records) - 1 if keep_last else len(self.records)
+        kept: set[int] = set(range(last, len(self.records)))
+        room = budget
+        for i in reversed(range(last) if keep_notes else ()):
+            size = sum(map(len, self.records[i]))
+            if isinstance(self.entries[i], Output) or (room is not None and size > room):
+                continue
+            kept.add(i)
+            if room is not None:
+                room -= size
+        dropped = [entry for i, entry in enumerate(self.entries) if i not in kept]
+        self.records = [record for i, record in enumerate(self.records) if i in kept]
+        self.entries = [entry for i, entry in enumerate(self.entries) if i in kept]
         self.size = sum(sum(map(len, record)) for record in self.records)
         self.buffers = sum(map(len, self.records))
         return dropped

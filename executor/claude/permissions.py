@@ -19,7 +19,8 @@ from exactly one decider:
   <t> s").  The clock stops while the run is PAUSED (``set_paused``): a stopped CLI cannot
   act on an answer, and the user who paused it is not there to give one, so a pause never
   times a request out; on RESUME every pending deadline moves on by the time it spent
-  paused (the posted ``expires_at`` is then a lower bound).
+  paused, and each moved one is posted again as ``claude.permission_deadline`` with its new
+  ``expires_at`` (the pending request's ``expires_at``, as ``status`` lists it, too).
 * ``withdraw``: the CLI cancelled the request (``control_cancel_request``, e.g. after an
   interrupt), or the run ended (``close``): decided ``cancelled``; the CLI is not answered.
 
@@ -45,6 +46,7 @@ import trio
 from cc_executor.executor.config.claude import Behavior, PermissionRule, rule_text
 from cc_executor.protocol import InvalidParams, LimitExceeded
 from cc_executor.protocol.claude import (
+    ClaudePermissionDeadline,
     ClaudePermissionDecided,
     ClaudePermissionRequest,
     SessionNotice,
@@ -267,11 +269,20 @@ class PermissionBroker:
             timeout = self._settings.timeout
             for pending in self.pending.values():  # one posted while paused: from its post
                 pending.deadline += now - max(self._paused_at, pending.deadline - timeout)
+                self._restamp(pending, now)
             self._paused_at = None
         else:
             return
         if self._timer is not None:
             self._timer.cancel()  # the timer re-reads the deadlines
+
+    def _restamp(self, pending: Pending, now: float) -> None:
+        """Post a moved deadline, and keep it as the request's (status, attach)."""
+        expires_at = round(time.time() + (pending.deadline - now), 3)
+        pending.notice = attrs.evolve(pending.notice, expires_at=expires_at)
+        request = pending.notice.request
+        self._post(ClaudePermissionDeadline(self._run_id, 0, request, expires_at))
+        log.info("claude.permission_deadline", run=self._run_id, request=request, at=expires_at)
 
     # -- the session's tasks ----------------------------------------------------------------
 

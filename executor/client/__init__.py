@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     )
     from cc_executor.executor.client.events import (
         ClaudeMessageTaken,
+        ClaudePermissionDeadline,
         ClaudePermissionDecided,
         ClaudePermissionRequest,
         ClaudeStateChanged,
@@ -86,6 +87,7 @@ if TYPE_CHECKING:
 _HOME: dict[str, str] = {
     "AlreadyDecidedError": "cc_executor.executor.client.errors",
     "ClaudeMessageTaken": "cc_executor.executor.client.events",
+    "ClaudePermissionDeadline": "cc_executor.executor.client.events",
     "ClaudePermissionDecided": "cc_executor.executor.client.events",
     "ClaudePermissionRequest": "cc_executor.executor.client.events",
     "ClaudeSession": "cc_executor.executor.client.claude",
@@ -140,6 +142,7 @@ __all__ = [
     "DEFAULT_URL",
     "AlreadyDecidedError",
     "ClaudeMessageTaken",
+    "ClaudePermissionDeadline",
     "ClaudePermissionDecided",
     "ClaudePermissionRequest",
     "ClaudeSession",

@@ -40,6 +40,7 @@ from cc_executor.executor.client.endings import shutdown_message
 from cc_executor.executor.client.errors import ConnectionLost, ServerError
 from cc_executor.executor.client.events import (
     ClaudeMessageTaken,
+    ClaudePermissionDeadline,
     ClaudePermissionDecided,
     ClaudePermissionRequest,
     ClaudeStateChanged,
@@ -151,6 +152,9 @@ class Console:
             case ClaudePermissionRequest(request=request) if request not in self.pending:
                 self.pending[request] = event
                 await self.prompt()
+            case ClaudePermissionDeadline(request=request, expires_at=expires_at):
+                if (posted := self.pending.get(request)) is not None:  # moved by a pause
+                    self.pending[request] = attrs.evolve(posted, expires_at=expires_at)
             case ClaudePermissionDecided(request=request, behavior=behavior, by=by):
                 self.pending.pop(request, None)
                 if self.asked == request:

@@ -25,6 +25,7 @@ from cc_executor.protocol.status import RunInfo as RunStatus
 if TYPE_CHECKING:
     from cc_executor.protocol.claude.notices import (
         ClaudeMessageTaken,
+        ClaudePermissionDeadline,
         ClaudePermissionDecided,
         ClaudePermissionRequest,
         ClaudeStateChanged,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ClaudeMessageTaken",
+    "ClaudePermissionDeadline",
     "ClaudePermissionDecided",
     "ClaudePermissionRequest",
     "ClaudeStateChanged",
@@ -66,6 +68,7 @@ __getattr__, __dir__ = lazy_exports(
         name: _CLAUDE_NOTICES
         for name in (
             "ClaudeMessageTaken",
+            "ClaudePermissionDeadline",
             "ClaudePermissionDecided",
             "ClaudePermissionRequest",
             "ClaudeStateChanged",

@@ -24,6 +24,7 @@ from cc_executor.protocol import JSON
 from cc_executor.protocol.claude import (
     ClaudeEvent,
     ClaudeMessageTaken,
+    ClaudePermissionDeadline,
     ClaudePermissionDecided,
     ClaudePermissionRequest,
     ClaudeStateChanged,
@@ -129,6 +130,9 @@ class SessionView:
                     self.current = None
             case ClaudePermissionRequest(request=request) as asked:
                 self.pending[request] = asked
+            case ClaudePermissionDeadline(request=request, expires_at=expires_at):
+                if (posted := self.pending.get(request)) is not None:  # moved by a pause
+                    self.pending[request] = attrs.evolve(posted, expires_at=expires_at)
             case ClaudePermissionDecided(request=request) as decided:
                 question = self.pending.pop(request, None)
                 if self.current is not None:

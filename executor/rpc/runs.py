@@ -165,10 +165,11 @@ class Handles:
         live = daemon.runs.visible(run_id, session.peer.identity)
         if live is not None:
             return self.adopt(live)
-        if daemon.durable.visible(run_id, session.peer.identity) is not None:
+        durable = daemon.durable.visible(run_id, session.peer.identity)
+        if durable is not None:
+            restarted = " (before the daemon restarted)" if durable.run is None else ""
             raise InvalidState(
-                f"run {run_id} has completed (before the daemon restarted)",
-                {"run": run_id, "state": "completed"},
+                f"run {run_id} has completed{restarted}", {"run": run_id, "state": "completed"}
             )
         raise RunNotFound(f"no run {run_id!r}", {"run": run_id})
 

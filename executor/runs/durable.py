@@ -9,15 +9,13 @@ Connections never feed a durable run's pump: they *attach*, each with its own cu
 journal (attach.py), so a slow or absent client never slows the child; only the journal quota
 can (policy "block").
 
-In block mode the pump waits for room forever, so two things unblock it: the run ending (its
-processes are gone: a task waits for ``Run.wait_ending``) and a CANCEL (the control handler
-unblocks before cancelling, since a PAUSE stuck behind the full channel holds the run's control
-lock).
+In block mode the pump waits for room forever, so the run ending (``Run.wait_ending``) and a
+CANCEL unblock it (the control handler unblocks before cancelling: a PAUSE stuck behind the
+full channel holds the run's control lock).
 
-A durable run belongs to the identity that started it (``Meta.owner``; journals written before
-owners were recorded belong to "local", the identity of unauthenticated loopback clients).
-``visible`` answers for one identity: its own runs, or every run for an admin; a run that is not
-visible is, to that client, a run that does not exist.
+A durable run belongs to the identity that started it (``Meta.owner``; older journals: to
+"local", unauthenticated loopback clients).  ``visible`` answers for one identity: its own
+runs, or every run for an admin; a run it may not see is, to that client, one that does not exist.
 
 A failed journal write (a full disk, EIO) is the journal's to handle (supervision/journal.py):
 policy "block" holds the run until the disk takes the write again or the run is cancelled;
@@ -27,10 +25,10 @@ in ``journal.error``, and the completion is still recorded (its space is reserve
 
 At start, ``recover`` reads every journal in the state directory (in a worker thread).  A
 journal without a completion whose lock is free belongs to a run that died with an earlier
-daemon: its leftover processes are killed (supervision/leftovers.py: only processes proven to
-be the run's) and a ``Lost`` completion is appended.  A completion found after damage means the
-run completed: it is never completed again.  Journals locked by another live daemon sharing
-the directory are left alone.
+daemon: its leftovers are killed (supervision/leftovers.py: only processes proven to be the
+run's) and a ``Lost`` completion is appended (after a GAP if the file's tail was cut).  A
+completion found after damage means the run completed: it is never completed again.  Journals
+locked by another live daemon sharing the directory are left alone.
 
 Retention compacts completed journals (events removed, META and completion kept, so the run is
 still listed and an attach into the removed range gets -32009) once they are older than
@@ -97,6 +95,7 @@ class DurableRun:
         self.done = trio.Event()  # the journal is finished: nothing more will be appended
         self.ended_wall = ended_wall  # when it completed, for retention
         self._info: RunInfo | None = None  # what `info` says once it can no longer change
+        self.session_id: str | None = None  # a lost Claude session's, read from its stdout
         if run is None:
             self.done.set()
             if ended_wall is None:
@@ -159,7 +158,7 @@ class DurableRun:
             owner=self.owner,
             completion=completion,
             journal=self.journal_info(),
-            claude=wire.claude_summary(completion, journal.last_notes),
+            claude=wire.claude_summary(completion, journal.last_notes, self.session_id),
         )
 
     async def watch(self) -> None:
@@ -190,10 +189,8 @@ class DurableRun:
         error: JSON = None
         if fault is not None:
             error = {"seq": fault.seq, "reason": fault.reason, "policy": fault.policy}
-        damaged: list[JSON] = [
-            dict(offset=d.offset, bytes=d.length, first_seq=d.first_seq, last_seq=d.last_seq)
-            for d in journal.damaged
-        ]
+        damaged: list[JSON] = [dict(offset=d.offset, bytes=d.length, first_seq=d.first_seq,
+                                    last_seq=d.last_seq) for d in journal.damaged]  # fmt: skip
         return {
             "bytes": journal.size,
             "quota_bytes": journal.meta.quota_bytes,
@@ -205,6 +202,7 @@ class DurableRun:
             "error": error,
             "faults": journal.fault_count,
             "damaged": damaged,
+            "truncated_bytes": journal.truncated_bytes,
             "kept_aside": journal.kept_aside,
         }
 
@@ -272,10 +270,12 @@ class DurableRuns:
     async def _recovered(self, path: str, journal: Journal, mtime: float | None) -> None:
         if journal.truncated_bytes:
             log.warning("journal.torn_tail_truncated", path=path, bytes=journal.truncated_bytes)
+        session_id = None
         if journal.completed is None:
-            await complete_lost(journal, self.config.supervision)
+            session_id = await complete_lost(journal, self.config.supervision)
             mtime = None  # it completes now
-        self.runs[journal.meta.run_id] = DurableRun(journal, ended_wall=mtime)
+        durable = self.runs[journal.meta.run_id] = DurableRun(journal, ended_wall=mtime)
+        durable.session_id = session_id
 
     async def warm(self) -> None:
         """Make every finished run's `info` after start, a few at a time, so the first `list`

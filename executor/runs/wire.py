@@ -14,8 +14,8 @@ import attrs
 import orjson
 
 from cc_executor.protocol.claude.notices import (
-    CLAUDE_STATE,
     CLAUDE_TURN_ENDED,
+    SESSION_NOTICES,
     SessionNotice,
     decode_session_notice,
     session_params,
@@ -168,16 +168,17 @@ def event_notice(
 
 
 def was_session(last_notes: Mapping[str, bytes]) -> bool:
-    """Whether a journal's notes are a Claude session's."""
-    return CLAUDE_STATE in last_notes
+    """Whether a journal's notes are a Claude session's (any of them: one may be damaged)."""
+    return any(name in SESSION_NOTICES for name in last_notes)
 
 
 def claude_summary(
-    completion: Completion | None, last_notes: Mapping[str, bytes]
+    completion: Completion | None, last_notes: Mapping[str, bytes], session_id: str | None
 ) -> Mapping[str, JSON] | None:
     """The `claude` object of a durable run's status: its completion's; for a Claude session
     recovered after a restart (no summary in its completion), what its journal's last notes
-    say — its Claude session id and turns, enough to `claude.resume` it."""
+    say — its Claude session id (else `session_id`, found in its stdout) and turns, enough to
+    `claude.resume` it."""
     if completion is not None and completion.claude is not None:
         return completion.claude
     if not was_session(last_notes):
@@ -189,5 +190,6 @@ def claude_summary(
         "state": "ended",
         "recovered": True,
         "turns": ended.get("turn", 0),
-        "session_id": result.get("session_id") if isinstance(result, dict) else None,
+        "session_id": (result.get("session_id") if isinstance(result, dict) else None)
+        or session_id,
     }

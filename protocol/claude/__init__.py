@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     )
     from cc_executor.protocol.claude.notices import (
         CLAUDE_MESSAGE,
+        CLAUDE_PERMISSION_DEADLINE,
         CLAUDE_PERMISSION_DECIDED,
         CLAUDE_PERMISSION_REQUEST,
         CLAUDE_STATE,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         CLAUDE_TURN_STARTED,
         SESSION_NOTICES,
         ClaudeMessageTaken,
+        ClaudePermissionDeadline,
         ClaudePermissionDecided,
         ClaudePermissionRequest,
         ClaudeStateChanged,
@@ -82,6 +84,7 @@ _HOME: dict[str, str] = {
     "Behavior": "cc_executor.protocol.claude.session",
     "CLAUDE_EVENT": "cc_executor.protocol.claude.events",
     "CLAUDE_MESSAGE": "cc_executor.protocol.claude.notices",
+    "CLAUDE_PERMISSION_DEADLINE": "cc_executor.protocol.claude.notices",
     "CLAUDE_PERMISSION_DECIDED": "cc_executor.protocol.claude.notices",
     "CLAUDE_PERMISSION_REQUEST": "cc_executor.protocol.claude.notices",
     "CLAUDE_STATE": "cc_executor.protocol.claude.notices",
@@ -92,6 +95,7 @@ _HOME: dict[str, str] = {
     "ClaudeInterruptParams": "cc_executor.protocol.claude.session",
     "ClaudeMessageTaken": "cc_executor.protocol.claude.notices",
     "ClaudeParams": "cc_executor.protocol.claude.params",
+    "ClaudePermissionDeadline": "cc_executor.protocol.claude.notices",
     "ClaudePermissionDecided": "cc_executor.protocol.claude.notices",
     "ClaudePermissionParams": "cc_executor.protocol.claude.session",
     "ClaudePermissionRequest": "cc_executor.protocol.claude.notices",
@@ -138,6 +142,7 @@ _HOME: dict[str, str] = {
 __all__ = [
     "CLAUDE_EVENT",
     "CLAUDE_MESSAGE",
+    "CLAUDE_PERMISSION_DEADLINE",
     "CLAUDE_PERMISSION_DECIDED",
     "CLAUDE_PERMISSION_REQUEST",
     "CLAUDE_STATE",
@@ -153,6 +158,7 @@ __all__ = [
     "ClaudeInterruptParams",
     "ClaudeMessageTaken",
     "ClaudeParams",
+    "ClaudePermissionDeadline",
     "ClaudePermissionDecided",
     "ClaudePermissionParams",
     "ClaudePermissionRequest",

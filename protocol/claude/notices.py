@@ -16,6 +16,7 @@ import attrs
 
 from cc_executor.protocol.messages import JSON
 from cc_executor.protocol.names import CLAUDE_MESSAGE as CLAUDE_MESSAGE
+from cc_executor.protocol.names import CLAUDE_PERMISSION_DEADLINE as CLAUDE_PERMISSION_DEADLINE
 from cc_executor.protocol.names import CLAUDE_PERMISSION_DECIDED as CLAUDE_PERMISSION_DECIDED
 from cc_executor.protocol.names import CLAUDE_PERMISSION_REQUEST as CLAUDE_PERMISSION_REQUEST
 from cc_executor.protocol.names import CLAUDE_STATE as CLAUDE_STATE
@@ -93,6 +94,18 @@ class ClaudePermissionDecided:
 
 
 @attrs.frozen
+class ClaudePermissionDeadline:
+    """A pending request's deadline moved (the run was PAUSED: its timeout clock stood
+    still); `expires_at` (unix time) replaces the one posted before."""
+
+    method: ClassVar[str] = CLAUDE_PERMISSION_DEADLINE
+    run: str
+    seq: int
+    request: str
+    expires_at: float
+
+
+@attrs.frozen
 class ClaudeStateChanged:
     """The session's state: idle, running, requires_action (a permission pending), paused."""
 
@@ -108,6 +121,7 @@ SessionNotice: TypeAlias = (
     | ClaudeTurnEnded
     | ClaudePermissionRequest
     | ClaudePermissionDecided
+    | ClaudePermissionDeadline
     | ClaudeStateChanged
 )
 SESSION_NOTICES: Mapping[str, type[SessionNotice]] = {
@@ -118,6 +132,7 @@ SESSION_NOTICES: Mapping[str, type[SessionNotice]] = {
         ClaudeTurnEnded,
         ClaudePermissionRequest,
         ClaudePermissionDecided,
+        ClaudePermissionDeadline,
         ClaudeStateChanged,
     )
 }

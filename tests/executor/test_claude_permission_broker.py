@@ -5,6 +5,8 @@ one), and every later answer is told who decided first."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import trio
 from hypothesis import given, settings
@@ -14,6 +16,7 @@ from cc_executor.executor.claude.permissions import PermissionBroker, Permission
 from cc_executor.executor.config.claude import PermissionRule
 from cc_executor.protocol import InvalidParams
 from cc_executor.protocol.claude import (
+    ClaudePermissionDeadline,
     ClaudePermissionDecided,
     ClaudePermissionRequest,
     SessionNotice,
@@ -150,3 +153,25 @@ async def test_the_timer_stops_while_the_run_is_paused(autojump_clock: trio.abc.
         await trio.sleep(3)  # "during" gets its whole 5 s from the RESUME
         assert answered == ["before", "during"]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_resume_posts_each_moved_deadline(autojump_clock: trio.abc.Clock) -> None:
+    """On RESUME every pending request's new `expires_at` is posted and listed (status)."""
+    subject, posted, _answered = timed_broker()
+    subject.request("before", request_body(0))
+    await trio.sleep(3)  # 2 s left
+    subject.set_paused(True)
+    subject.request("during", request_body(1))
+    await trio.sleep(100)
+    assert not [n for n in posted if isinstance(n, ClaudePermissionDeadline)]
+    wall = time.time()  # the autojump clock moves trio's time only: stamps are from now
+    subject.set_paused(False)
+    moved = [n for n in posted if isinstance(n, ClaudePermissionDeadline)]
+    assert [n.request for n in moved] == ["before", "during"]
+    new = {n.request: n.expires_at for n in moved}
+    # The time each had left: "before" 2 s (3 of 5 used before the pause), "during" all 5.
+    assert new["before"] == pytest.approx(wall + 2, abs=0.5)
+    assert new["during"] == pytest.approx(wall + 5, abs=0.5)
+    assert {p["request"]: p["expires_at"] for p in subject.snapshot()} == new
+    subject.set_paused(False)  # a second RESUME moves nothing
+    assert len([n for n in posted if isinstance(n, ClaudePermissionDeadline)]) == 2

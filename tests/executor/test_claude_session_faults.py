@@ -8,7 +8,9 @@ tool must not run, and the daemon keeps serving.
 
 A real SIGSTOP PAUSE longer than ``permission_timeout`` with a request pending: the timeout
 clock stops while paused, so the request is decided by the timeout only after the RESUME
-(on main before the fix the timer decided it while the CLI was stopped).
+(on main before the fix the timer decided it while the CLI was stopped), and the moved
+deadline is posted to the client on RESUME (``claude.permission_deadline``: before, the client
+kept the first ``expires_at``, a deadline that had passed while the request was still open).
 """
 
 from __future__ import annotations
@@ -56,11 +58,12 @@ async def test_a_pause_longer_than_the_permission_timeout_does_not_time_the_requ
             run = await start(
                 client, session=True, prompt=f"[tool:touch {target}]", cwd=str(world.work)
             )
-            await wait_notice(client, run, "claude.permission_request")
+            asked = await wait_notice(client, run, "claude.permission_request")
             await client.call("control", type="PAUSE", run=run)
             await wait_notice(client, run, "claude.state", state="paused")
             await trio.sleep(3)  # three timeouts' worth, stopped: the clock must not run
             await client.call("control", type="RESUME", run=run)
+            moved = await wait_notice(client, run, "claude.permission_deadline")
             resumed = await wait_notice(
                 client, run, "claude.state", state="requires_action", count=2
             )
@@ -70,5 +73,10 @@ async def test_a_pause_longer_than_the_permission_timeout_does_not_time_the_requ
             await client.wait_completed(run)
     assert decided["by"] == "timeout"
     assert decided["seq"] > resumed["seq"]
+    # The new deadline was posted on RESUME: later by at least the pause (3 s), before the
+    # decision, and the one the pause moved (not a new request).
+    assert moved["request"] == asked["request"]
+    assert moved["expires_at"] >= asked["expires_at"] + 3 - 0.01
+    assert moved["seq"] < decided["seq"]
     assert not target.exists()
     assert_nothing_left(run)
