@@ -54,6 +54,19 @@ def small_tmpfs(where: Path, size: str = "2m") -> Iterator[Path]:
         subprocess.run(["umount", str(where)], check=False)
 
 
+def fill(disk: Path) -> Path:
+    """A file that takes every free byte of `disk` (down to single bytes)."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for chunk in (65536, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError:
+                pass
+    return filler
+
+
 @contextlib.contextmanager
 def descriptors_exhausted(spare: int = 0) -> Iterator[list[int]]:
     """Open /dev/null until open() fails with EMFILE (under a soft RLIMIT_NOFILE lowered to

@@ -18,24 +18,11 @@ import trio
 from ccx_testing import run_daemon, wait_until
 from claude_world import BOUND, ClaudeWorld, assert_nothing_left, daemon_env, notices, wait_notice
 from durable_testing import DurableClient, open_durable_client
-from faults_journal_testing import small_tmpfs, wait_notification
+from faults_journal_testing import fill, small_tmpfs, wait_notification
 
 from cc_executor.supervision.testing import marked_processes
 
 LONG = "[chunks:2000]"  # a reply of ~18 KB: more than any slack left on the disk
-
-
-def fill(disk: Path) -> Path:
-    """A file that takes every free byte of `disk` (down to single bytes)."""
-    filler = disk / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        for chunk in (65536, 4096, 1):
-            try:
-                while True:
-                    f.write(b"\0" * chunk)
-            except OSError:
-                pass
-    return filler
 
 
 async def first_turn(client: DurableClient, world: ClaudeWorld) -> str:

@@ -12,26 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
-from faults_journal_testing import journal_meta, small_tmpfs
+from faults_journal_testing import fill, journal_meta, small_tmpfs
 
 from cc_executor.supervision.events import Completed, CompletedEvent, Note, Output
 from cc_executor.supervision.journal import Gap, Journal, JournalConfig, JournalFault
 from cc_executor.supervision.outcome import Exited
 
 BIG = b"x" * 16384  # more than the slack of the journal's last page: never fits a full disk
-
-
-def fill(disk: Path) -> Path:
-    """A file that takes every free byte of `disk` (down to single bytes)."""
-    filler = disk / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        for chunk in (65536, 4096, 1):
-            try:
-                while True:
-                    f.write(b"\0" * chunk)
-            except OSError:
-                pass
-    return filler
 
 
 def read_all(journal: Journal) -> list[object]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import trio
 from ccx_testing import unused_port
-from faults_journal_testing import small_tmpfs
+from faults_journal_testing import fill, small_tmpfs
 from faults_net_testing import http_get
 
 from cc_executor.executor.client import open_connection
@@ -98,10 +98,7 @@ async def test_a_log_file_on_a_full_disk_loses_lines_and_says_so(tmp_path: Path)
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with trio.fail_after(TIMEOUT):
             async with daemon_logging_to(fd, tmp_path) as (process, port):
-                filler = disk / "filler"
-                with contextlib.suppress(OSError), filler.open("wb") as f:
-                    while f.write(b"\0" * 4096):
-                        f.flush()
+                filler = fill(disk)
                 await serve_runs(port, count=20)
                 assert await lines_lost(port) > 0
                 filler.unlink()
