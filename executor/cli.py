@@ -353,9 +353,10 @@ def serve(args: argparse.Namespace) -> int:
 
     from cc_executor.executor.config.server import ConfigError
     from cc_executor.executor.daemon.serve import serve_until_signalled
-    from cc_executor.executor.logs import choose_format, configure_logging
+    from cc_executor.executor.logs import choose_format, configure_logging, open_standard_streams
     from cc_executor.executor.transport.listener import CannotListen
 
+    open_standard_streams()
     unreadable = unreadable_file(args)
     if unreadable is not None:
         print(f"ccx: {unreadable}", file=sys.stderr)

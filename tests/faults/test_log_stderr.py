@@ -24,23 +24,29 @@ RUNS = 3
 
 
 @contextlib.asynccontextmanager
-async def daemon_logging_to(stderr: int, tmp_path: Path) -> AsyncIterator[tuple[trio.Process, int]]:
+async def daemon_logging_to(
+    stderr: int | None, tmp_path: Path
+) -> AsyncIterator[tuple[trio.Process, int]]:
     """`ccx serve` with its stderr on the descriptor `stderr` (closed here once the daemon has
-    it); yields it once it answers."""
+    it; None: the daemon starts with descriptor 2 closed); yields it once it answers."""
     port = unused_port()
+    argv = [
+        *(sys.executable, "-m", "cc_executor.executor", "serve", "--port", str(port)),
+        *("--shutdown-grace", "0", "--state-dir", str(tmp_path / "state")),
+    ]
+    if stderr is None:
+        argv = ["sh", "-c", 'exec "$@" 2>&-', "sh", *argv]
     try:
         process = await trio.lowlevel.open_process(
-            [
-                *(sys.executable, "-m", "cc_executor.executor", "serve", "--port", str(port)),
-                *("--shutdown-grace", "0", "--state-dir", str(tmp_path / "state")),
-            ],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             env={**os.environ, "CCX_LOG_FORMAT": "json"},
         )
     finally:
-        os.close(stderr)
+        if stderr is not None:
+            os.close(stderr)
     try:
         with trio.fail_after(30):
             while True:
@@ -85,6 +91,18 @@ async def test_a_log_reader_that_goes_away_does_not_end_the_daemon(tmp_path: Pat
             await serve_runs(port)
             assert await lines_lost(port) > 0
             assert process.poll() is None
+            process.terminate()
+            await process.wait()
+        assert process.returncode == 0
+
+
+async def test_a_daemon_started_with_stderr_closed_serves(tmp_path: Path) -> None:
+    """`ccx serve 2>&-`: no descriptor 2 at all.  The daemon puts /dev/null there (so no socket
+    it opens can take the number and get log lines written into it) and serves."""
+    with trio.fail_after(TIMEOUT):
+        async with daemon_logging_to(None, tmp_path) as (process, port):
+            await serve_runs(port)
+            assert os.readlink(f"/proc/{process.pid}/fd/2") == os.devnull
             process.terminate()
             await process.wait()
         assert process.returncode == 0
