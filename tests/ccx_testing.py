@@ -313,6 +313,17 @@ class DaemonProcess:
         return int(match.group(1))
 
 
+async def stop_process(process: trio.Process) -> None:
+    """SIGTERM a daemon process and wait for it (shielded, bounded); SIGKILL if it lingers."""
+    with trio.move_on_after(15, shield=True):
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+
+
 @asynccontextmanager
 async def run_daemon(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[DaemonProcess]:
     """Start ``python -m cc_executor.executor serve --port 0 ...`` and learn its port."""
@@ -355,11 +366,5 @@ async def run_daemon(*args: str, env: dict[str, str] | None = None) -> AsyncIter
                 await port_known.wait()
             yield DaemonProcess(process, found[0], lines)
         finally:
-            with trio.move_on_after(15, shield=True):
-                if process.returncode is None:
-                    process.terminate()
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            await stop_process(process)
             nursery.cancel_scope.cancel()

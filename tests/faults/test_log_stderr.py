@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 import trio
-from ccx_testing import unused_port
+from ccx_testing import stop_process, unused_port
 from faults_journal_testing import fill, small_tmpfs
 from faults_net_testing import http_get
 
@@ -57,13 +57,7 @@ async def daemon_logging_to(
                 await trio.sleep(0.05)
         yield process, port
     finally:
-        with trio.move_on_after(15, shield=True):
-            if process.returncode is None:
-                process.terminate()
-            await process.wait()
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await stop_process(process)
 
 
 async def serve_runs(port: int, count: int = RUNS) -> None:
