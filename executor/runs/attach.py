@@ -1,9 +1,12 @@
 """A connection attached to a durable run: replay the journal from a seq, then follow it live.
 
 Theory of operation: each attachment is one task in its session's nursery with its own journal
-cursor.  It sends one record at a time and waits on the socket like any other sender, so a slow
-client only falls behind on disk: it holds one record in memory and slows neither the child nor
-other attachments.  Replay and live tail are the same loop (the cursor reads the file up to the
+cursor.  It sends what the cursor has ready — events that follow one another, up to
+`GROUP_BYTES` of output and one record more — in one write, and waits on the socket like any
+other sender, so a slow client only falls behind on disk: it holds one such group in memory and
+slows neither the child nor other attachments.  (One write per group, not per event: a
+follower that keeps up gets a batch of the journal at a time, and a replay reads ahead.)
+Replay and live tail are the same loop (the cursor reads the file up to the
 journal's committed size, then waits for the next append), so there is no seam to lose or
 duplicate an event at.  Every event goes through the connection's protocol state with its
 original seq, which checks contiguity; after a ``process.gap`` (output the journal did not
@@ -17,11 +20,13 @@ a bounded backoff; if it never opens, the client gets ``process.journal_error`` 
 attachment ends.
 
 Detach must not cut a frame in half, so it never cancels a send: it sets ``stopping`` and
-cancels only the wait for new records.  A vanished connection just ends the task.
+cancels only the wait for new records; the group being sent goes whole.  A vanished
+connection just ends the task.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import attrs
@@ -33,8 +38,10 @@ from cc_executor.protocol.claude import ClaudeEvent, StreamJsonParser
 from cc_executor.protocol.connection import ServerConnection
 from cc_executor.protocol.messages import JSON
 from cc_executor.protocol.notices import ClaudeNotice, Notice, RunGap, RunJournalError
-from cc_executor.supervision import CompletedEvent, Output, SequencedEvent
-from cc_executor.supervision.journal import Cursor, Gap, Journal, JournalFault
+from cc_executor.supervision import CompletedEvent, Note, Output, SequencedEvent, StateEvent
+from cc_executor.supervision.journal import Cursor, Gap, Journal, JournalFault, Meta, Replayed
+
+GROUP_BYTES = 256 * 1024  # output sent in one write, at most (plus the record that crosses it)
 
 
 class Follower(Protocol):
@@ -46,6 +53,8 @@ class Follower(Protocol):
     def closed(self) -> bool: ...
 
     async def send_notice(self, notice: Notice) -> None: ...
+
+    async def send_notices(self, notices: Sequence[Notice]) -> None: ...
 
 
 @attrs.frozen
@@ -125,6 +134,14 @@ async def open_cursor(journal: Journal, from_seq: int, retry: float, bound: floa
         retry *= 2
 
 
+def _notices(
+    run_id: str, meta: Meta, parser: StreamJsonParser | None, entry: Output | StateEvent | Note
+) -> list[Notice]:
+    """The notice of `entry`, then those of the Claude events its output completes."""
+    notice = event_notice(run_id, meta.pid, meta.pgid, entry, None)
+    return [notice, *(ClaudeNotice(run_id, e) for e in stream_json_events(parser, entry))]
+
+
 async def tail(session: Follower, attachment: Attachment, settings: TailSettings) -> None:
     """Send the run's events after `from_seq`, then follow until completion or detach.
 
@@ -153,36 +170,50 @@ async def tail(session: Follower, attachment: Attachment, settings: TailSettings
             return
         with attachment.scope, cursor:
             after_gap = False
+            entry: Replayed | None = None  # read, not sent yet
             while not attachment.stopping and not session.closed:
-                entry = None
-                with trio.CancelScope() as wake:
-                    attachment.wake = wake
-                    entry = await cursor.read()
-                attachment.wake = None
-                if entry is None or wake.cancelled_caught:
-                    return
+                if entry is None:
+                    with trio.CancelScope() as wake:
+                        attachment.wake = wake
+                        entry = await cursor.read()
+                    attachment.wake = None
+                    if entry is None or wake.cancelled_caught:
+                        return
                 if isinstance(entry, JournalFault):
                     await session.send_notice(fault_notice(run_id, entry))
+                    entry = None
                     continue
                 if isinstance(entry, Gap):
                     after_gap = True
                     await session.send_notice(gap_notice(run_id, entry))
+                    entry = None
                     continue
                 if after_gap:
                     session.conn.attach_run(run_id, entry.seq)
                     after_gap = False
-                final = durable.completion if isinstance(entry, CompletedEvent) else None
-                typed = stream_json_events(parser, entry)
                 if isinstance(entry, CompletedEvent):  # nothing of the run follows it
-                    for event in typed:
+                    for event in stream_json_events(parser, entry):
                         await session.send_notice(ClaudeNotice(run_id, event))
-                    typed = []
-                await session.send_notice(event_notice(run_id, meta.pid, meta.pgid, entry, final))
-                for event in typed:
-                    await session.send_notice(ClaudeNotice(run_id, event))
-                attachment.sent_seq = entry.seq
-                if isinstance(entry, CompletedEvent):
+                    final = event_notice(run_id, meta.pid, meta.pgid, entry, durable.completion)
+                    await session.send_notice(final)
+                    attachment.sent_seq = entry.seq
                     attachment.completed = True
                     return
+                seq = entry.seq
+                notices = _notices(run_id, meta, parser, entry)
+                if isinstance(entry, Output):  # with the output ready after it, as one write
+                    size = len(entry.data)
+                    entry = None
+                    while size < GROUP_BYTES:
+                        entry = cursor.read_nowait()
+                        if not isinstance(entry, Output):
+                            break  # sent next, on its own (a state change waits at its gates)
+                        seq, size = entry.seq, size + len(entry.data)
+                        notices += _notices(run_id, meta, parser, entry)
+                        entry = None
+                else:
+                    entry = None
+                await session.send_notices(notices)
+                attachment.sent_seq = seq
     finally:
         attachment.done.set()
