@@ -1,16 +1,27 @@
-"""A journal's batch: the records queued for its next write, as the buffers to write them with.
+"""A journal's batch: the records queued for its next write, and that write.
 
 An output's data is never copied into its record: the record's frame, kind, seq and stream
 byte go in one small buffer, the data follows as its own (writev(2) joins them; the CRC runs
-over both).  Once a batch is written its index (`index_records`) lets a cursor that is caught
-up take the entries from memory instead of reading back what was just written.
+over both).  The CRC and frame of an output are made when its batch is written (`write`):
+a big batch is framed and written in a worker thread (`zlib.crc32` and `writev` release the
+GIL), so the event loop sends to attached clients meanwhile; the write is shielded, so it
+is never cut short, and happens whole or fails as one write did inline.  Once a batch is
+written its index (`index_records`) lets a cursor that is caught up take the entries from
+memory instead of reading back what was just written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import zlib
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING
 
 import attrs
+import trio
 
 from cc_executor.supervision.events import CompletedEvent, Note, Output, StateEvent
 from cc_executor.supervision.journal_codec import (
@@ -27,29 +38,125 @@ from cc_executor.supervision.journal_codec import (
     Gap,
     Record,
     Removed,
-    encode_entry,
 )
 
+if TYPE_CHECKING:
+    import outcome
 
-def encode_entry_parts(entry: Entry) -> tuple[bytes, ...]:
-    """One record as the buffers to write it with: an output's data is not copied into its
-    record (the frame, kind, seq and stream byte go first; the CRC runs over both)."""
-    if isinstance(entry, Output):
-        head = HEAD.pack(K_OUTPUT, entry.seq) + bytes([_STREAMS.index(entry.stream)])
-        data = entry.data
-        crc = zlib.crc32(data, zlib.crc32(head))
-        return FRAME.pack(len(head) + len(data), crc) + head, data
-    return (encode_entry(entry),)
+_IOV_MAX = os.sysconf("SC_IOV_MAX")  # the most buffers one writev(2) takes
+THREAD_BYTES = 256 * 1024  # a batch this big is written in a worker thread (worth the hand-off)
+
+
+@attrs.frozen
+class OutputRecord:
+    """An output's record before it is framed: its kind, seq and stream byte (`head`), and
+    its data; the frame (length, CRC) is made when it is written."""
+
+    head: bytes
+    data: bytes
+
+    @classmethod
+    def of(cls, output: Output) -> OutputRecord:
+        head = HEAD.pack(K_OUTPUT, output.seq) + bytes([_STREAMS.index(output.stream)])
+        return cls(head, output.data)
+
+    def __len__(self) -> int:
+        return FRAME.size + len(self.head) + len(self.data)
+
+
+Queued = bytes | OutputRecord  # a record framed already (not output), or an output's
+
+
+def frame(records: Sequence[Queued]) -> list[bytes]:
+    """Every buffer of `records`, in order, each output's frame and CRC made now."""
+    buffers: list[bytes] = []
+    for record in records:
+        if isinstance(record, OutputRecord):
+            head, data = record.head, record.data
+            crc = zlib.crc32(data, zlib.crc32(head))
+            buffers += (FRAME.pack(len(head) + len(data), crc) + head, data)
+        else:
+            buffers.append(record)
+    return buffers
+
+
+def _write(fd: int, records: Sequence[Queued]) -> int:
+    return os.writev(fd, frame(records))
+
+
+async def write(fd: int, batch: Batch) -> int:
+    """Write `batch` to `fd` with one writev(2); the bytes written.  A batch of THREAD_BYTES
+    or more is framed and written in a worker thread, shielded from cancellation (as an
+    inline write cannot be cancelled either); the caller must not change `batch` meanwhile.
+
+    Raises:
+        OSError: what writev(2) raised.
+    """
+    records = tuple(batch.records)
+    if batch.size < THREAD_BYTES:
+        return _write(fd, records)
+    with trio.CancelScope(shield=True):
+        written = await trio.to_thread.run_sync(_write, fd, records)
+    return written
+
+
+class Behind:
+    """The batch being written in a worker thread while its journal's pump goes on (at most
+    one at a time): `over(batch, written)` is called in the event loop when the write is
+    over, with the bytes written or the OSError raised."""
+
+    def __init__(self, over: Callable[[Batch, int | OSError], None]) -> None:
+        self._over = over
+        self.batch: Batch | None = None
+        self._done = trio.Event()
+
+    @property
+    def size(self) -> int:
+        return 0 if self.batch is None else self.batch.size
+
+    def start(self, fd: int, batch: Batch) -> None:
+        """Start writing `batch` (not changed from now on) to `fd` (kept open until `wait`)."""
+        assert self.batch is None, "one write at a time"
+        self.batch, self._done = batch, trio.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def report(result: outcome.Outcome[int | OSError]) -> None:  # in the worker thread
+            with contextlib.suppress(trio.RunFinishedError):  # the daemon is gone already
+                token.run_sync_soon(self._finish, batch, result)
+
+        trio.lowlevel.start_thread_soon(partial(_try_write, fd, tuple(batch.records)), report)
+
+    def _finish(self, batch: Batch, result: outcome.Outcome[int | OSError]) -> None:
+        self.batch = None
+        try:
+            self._over(batch, result.unwrap())
+        finally:
+            self._done.set()
+
+    async def wait(self) -> None:
+        """Until no write is in progress (never cancelled: a write is not cut short)."""
+        if self.batch is not None:
+            with trio.CancelScope(shield=True):
+                await self._done.wait()
+
+
+def _try_write(fd: int, records: Sequence[Queued]) -> int | OSError:
+    try:
+        return _write(fd, records)
+    except OSError as exc:
+        return exc
+    except Exception as exc:  # a bug: a failed write to its journal, not the event loop's end
+        return OSError(errno.EIO, f"cannot write: {exc!r}")
 
 
 def index_records(
-    offset: int, records: list[tuple[bytes, ...]], entries: list[Entry]
+    offset: int, records: list[Queued], entries: list[Entry]
 ) -> dict[int, tuple[Record, Entry]]:
     """Where each of `records` (written from `offset` on) starts, with its Record (no payload
     kept: the entry is what it holds) and its entry."""
     index: dict[int, tuple[Record, Entry]] = {}
-    for parts, entry in zip(records, entries, strict=True):
-        end = offset + sum(map(len, parts))
+    for record, entry in zip(records, entries, strict=True):
+        end = offset + len(record)
         match entry:
             case Output(seq=seq):
                 kind = K_OUTPUT
@@ -72,7 +179,7 @@ def index_records(
 class Batch:
     """Records queued for one write, with their entries, byte count and buffer count."""
 
-    records: list[tuple[bytes, ...]] = attrs.Factory(list)
+    records: list[Queued] = attrs.Factory(list)
     entries: list[Entry] = attrs.Factory(list)
     size: int = 0
     buffers: int = 0
@@ -80,15 +187,16 @@ class Batch:
     def __bool__(self) -> bool:
         return bool(self.records)
 
-    def add(self, record: tuple[bytes, ...], entry: Entry) -> None:
+    def add(self, record: Queued, entry: Entry) -> None:
         self.records.append(record)
         self.entries.append(entry)
-        self.size += sum(map(len, record))
-        self.buffers += len(record)
+        self.size += len(record)
+        self.buffers += _buffers(record)
 
-    def flat(self) -> list[bytes]:
-        """Every buffer of every record, in order: what one writev(2) writes."""
-        return [piece for record in self.records for piece in record]
+    def full(self, batch_bytes: int) -> bool:
+        """Whether to write the batch now: `batch_bytes` reached, or one output more would
+        exceed the buffers one writev(2) takes."""
+        return self.size >= batch_bytes or self.buffers + 2 > _IOV_MAX
 
     def drop(self, *, keep_last: bool, keep_notes: bool, budget: int | None = None) -> list[Entry]:
         """Drop the records that cannot be written; return the entries dropped.
@@ -100,7 +208,7 @@ class Batch:
         kept: set[int] = set(range(last, len(self.records)))
         room = budget
         for i in reversed(range(last) if keep_notes else ()):
-            size = sum(map(len, self.records[i]))
+            size = len(self.records[i])
             if isinstance(self.entries[i], Output) or (room is not None and size > room):
                 continue
             kept.add(i)
@@ -109,6 +217,11 @@ class Batch:
         dropped = [entry for i, entry in enumerate(self.entries) if i not in kept]
         self.records = [record for i, record in enumerate(self.records) if i in kept]
         self.entries = [entry for i, entry in enumerate(self.entries) if i in kept]
-        self.size = sum(sum(map(len, record)) for record in self.records)
-        self.buffers = sum(map(len, self.records))
+        self.size = sum(map(len, self.records))
+        self.buffers = sum(map(_buffers, self.records))
         return dropped
+
+
+def _buffers(record: Queued) -> int:
+    """How many buffers of a writev(2) `record` takes."""
+    return 2 if isinstance(record, OutputRecord) else 1
