@@ -1,12 +1,14 @@
 """A connection attached to a durable run: replay the journal from a seq, then follow it live.
 
 Theory of operation: each attachment is one task in its session's nursery with its own journal
-cursor.  It sends what the cursor has ready — events that follow one another, up to
-`GROUP_BYTES` of output and one record more — in one write, and waits on the socket like any
-other sender, so a slow client only falls behind on disk: it holds one such group in memory and
-slows neither the child nor other attachments.  (One write per group, not per event: a
-follower that keeps up gets a batch of the journal at a time, and a replay reads ahead.)
-Replay and live tail are the same loop (the cursor reads the file up to the
+cursor.  It sends the output the cursor has ready — events that follow one another, up to
+`group_bytes` of it (or one bigger record alone) — in one write, and waits on the socket like
+any other sender, so a slow client only falls behind on disk: while it waits it holds that
+group and at most the one record read after it — with `group_bytes` half the largest record
+(the pump's max_chunk), no more than when it sent a record at a time (one record and its
+encoding) — and slows neither the child nor other attachments.  One write per group, not per
+event: a follower that keeps up gets much of a journal batch at a time, and a replay reads
+ahead.  Replay and live tail are the same loop (the cursor reads the file up to the
 journal's committed size, then waits for the next append), so there is no seam to lose or
 duplicate an event at.  Every event goes through the connection's protocol state with its
 original seq, which checks contiguity; after a ``process.gap`` (output the journal did not
@@ -41,8 +43,6 @@ from cc_executor.protocol.notices import ClaudeNotice, Notice, RunGap, RunJourna
 from cc_executor.supervision import CompletedEvent, Note, Output, SequencedEvent, StateEvent
 from cc_executor.supervision.journal import Cursor, Gap, Journal, JournalFault, Meta, Replayed
 
-GROUP_BYTES = 256 * 1024  # output sent in one write, at most (plus the record that crosses it)
-
 
 class Follower(Protocol):
     """The connection an attachment sends to."""
@@ -64,6 +64,7 @@ class TailSettings:
     retry_initial: float  # first wait before retrying to open the journal
     retry_bound: float  # give up opening it after waiting this long in all
     claude_max_line: int | None  # a Claude run: parse its stdout (lines up to this long)
+    group_bytes: int  # output sent in one write, at most (unless one record is bigger)
 
 
 @attrs.define(eq=False)
@@ -203,14 +204,13 @@ async def tail(session: Follower, attachment: Attachment, settings: TailSettings
                 notices = _notices(run_id, meta, parser, entry)
                 if isinstance(entry, Output):  # with the output ready after it, as one write
                     size = len(entry.data)
-                    entry = None
-                    while size < GROUP_BYTES:
-                        entry = cursor.read_nowait()
-                        if not isinstance(entry, Output):
-                            break  # sent next, on its own (a state change waits at its gates)
+                    group = settings.group_bytes
+                    entry = cursor.read_nowait() if size < group else None
+                    while isinstance(entry, Output) and size + len(entry.data) <= group:
                         seq, size = entry.seq, size + len(entry.data)
                         notices += _notices(run_id, meta, parser, entry)
-                        entry = None
+                        entry = cursor.read_nowait()
+                    # What stopped the group is sent next (a state change waits at its gates).
                 else:
                     entry = None
                 await session.send_notices(notices)
