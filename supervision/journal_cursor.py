@@ -24,6 +24,7 @@ import attrs
 from cc_executor.supervision.events import CompletedEvent, Note, Output, StateEvent
 from cc_executor.supervision.journal_codec import (
     DAMAGED,
+    FRAME,
     K_META,
     MAGIC,
     Corrupt,
@@ -137,6 +138,19 @@ class Cursor:
                 return self._yield_gap(self._hole(entry.seq - 1))
             return self._yield(entry)
         return self._from_memory()
+
+    def next_size(self) -> int | None:
+        """The length of the next record in the file (frame and body) without reading it, or
+        None if no whole frame head is there yet (the journal's word, not checked: a damaged
+        length is found out by `read_nowait`)."""
+        limit = self._limit()
+        recent = self._journal.recent(self._offset)
+        if recent is not None and recent[0].end <= limit:
+            return recent[0].end - self._offset
+        if limit - self._offset < FRAME.size:
+            return None
+        length, _ = FRAME.unpack(os.pread(self._fd, FRAME.size, self._offset))
+        return FRAME.size + length
 
     def _fault(self, number: int) -> JournalFault:
         journal = self._journal

@@ -45,7 +45,7 @@ class Attachments:
                     retry_initial=config.supervision.procfs_retry_initial,
                     retry_bound=config.supervision.kill_wait,
                     claude_max_line=max_line if attachment.durable.kind == "claude" else None,
-                    group_bytes=config.supervision.max_chunk // 2,
+                    group_bytes=config.supervision.max_chunk,
                 )
                 await tail(self._session, attachment, settings)
             except Gone:

@@ -2,15 +2,14 @@
 
 Theory of operation: each attachment is one task in its session's nursery with its own journal
 cursor.  It sends the output the cursor has ready — events that follow one another, up to
-`group_bytes` of it (or one bigger record alone) — in one write, and waits on the socket like
-any other sender, so a slow client only falls behind on disk: while it waits it holds that
-group and at most the one record read after it — with `group_bytes` half the largest record
-(the pump's max_chunk), no more than when it sent a record at a time (one record and its
-encoding) — and slows neither the child nor other attachments.  One write per group, not per
-event: a follower that keeps up gets much of a journal batch at a time, and a replay reads
-ahead.  Replay and live tail are the same loop (the cursor reads the file up to the
-journal's committed size, then waits for the next append), so there is no seam to lose or
-duplicate an event at.  Every event goes through the connection's protocol state with its
+`group_bytes` of records (the pump's largest event, max_chunk; a record is read only if it
+fits) — in one write, and waits on the socket like any other sender, so a slow client only
+falls behind on disk: it holds one group and its encoding, no more than a record of the
+largest size and its encoding, and slows neither the child nor other attachments.  One write
+per group, not per event: a follower that keeps up gets much of a journal batch at a time,
+and a replay reads ahead.  Replay and live tail are the same loop (the cursor reads the file
+up to the journal's committed size, then waits for the next append), so there is no seam to
+lose or duplicate an event at.  Every event goes through the connection's protocol state with its
 original seq, which checks contiguity; after a ``process.gap`` (output the journal did not
 record) the next event's seq is announced to it with ``attach_run``.
 
@@ -64,7 +63,7 @@ class TailSettings:
     retry_initial: float  # first wait before retrying to open the journal
     retry_bound: float  # give up opening it after waiting this long in all
     claude_max_line: int | None  # a Claude run: parse its stdout (lines up to this long)
-    group_bytes: int  # output sent in one write, at most (unless one record is bigger)
+    group_bytes: int  # records sent in one write, at most (unless one record is bigger)
 
 
 @attrs.define(eq=False)
@@ -205,11 +204,14 @@ async def tail(session: Follower, attachment: Attachment, settings: TailSettings
                 if isinstance(entry, Output):  # with the output ready after it, as one write
                     size = len(entry.data)
                     group = settings.group_bytes
-                    entry = cursor.read_nowait() if size < group else None
-                    while isinstance(entry, Output) and size + len(entry.data) <= group:
+                    entry = None
+                    while (ahead := cursor.next_size()) is not None and size + ahead <= group:
+                        entry = cursor.read_nowait()  # read only if it fits: nothing held
+                        if not isinstance(entry, Output) or size + len(entry.data) > group:
+                            break
                         seq, size = entry.seq, size + len(entry.data)
                         notices += _notices(run_id, meta, parser, entry)
-                        entry = cursor.read_nowait()
+                        entry = None
                     # What stopped the group is sent next (a state change waits at its gates).
                 else:
                     entry = None

@@ -17,12 +17,12 @@ from durable_testing import drop, open_durable_client, wait_state
 from cc_executor.executor.runs.attach import Attachment, TailSettings, tail
 from cc_executor.executor.runs.durable import DurableRun
 from cc_executor.protocol.connection import ServerConnection
-from cc_executor.protocol.notices import Notice, RunCompleted, RunOutput
+from cc_executor.protocol.notices import Notice, RunCompleted, RunGap, RunOutput
 from cc_executor.supervision.events import Completed, CompletedEvent, Output
 from cc_executor.supervision.journal import Journal, JournalConfig, Meta, boot_id
 from cc_executor.supervision.outcome import Exited
 
-GROUP_BYTES = 128 * 1024  # half the pump's default max_chunk, as the daemon sets it
+GROUP_BYTES = 256 * 1024  # the pump's default max_chunk, as the daemon sets it
 SETTINGS = TailSettings(
     retry_initial=0.01, retry_bound=1.0, claude_max_line=None, group_bytes=GROUP_BYTES
 )
@@ -119,6 +119,38 @@ async def test_a_replay_from_any_seq_starts_right_after_it(tmp_path: Path) -> No
         last = recorder.writes[-1][-1]
         assert isinstance(last, RunCompleted)
         assert last.seq == count + 1
+
+
+@pytest.mark.parametrize("where", ["data", "length"])
+async def test_a_replay_in_groups_steps_over_damage_with_a_gap(tmp_path: Path, where: str) -> None:
+    count = 120
+    path = tmp_path / "j"
+    journal = journal_at(path, 64 * 1024)
+    offsets = []
+    for seq in range(1, count + 1):
+        offsets.append(journal.committed + journal._batch.size)
+        await journal.deliver(output(seq))
+    await journal.deliver(completion(count + 1))
+    await journal.close()
+    damaged = 60  # this record's CRC (or its frame's length) no longer holds
+    raw = bytearray(path.read_bytes())
+    at = offsets[damaged - 1] + (100 if where == "data" else 0)
+    raw[at : at + 4] = b"\xff\xff\xff\x7f"
+    path.write_bytes(bytes(raw))
+    reopened = Journal.open(str(path), JournalConfig(fsync="never"))
+    assert reopened is not None
+    assert reopened.damaged
+    recorder = Recorder()
+    with trio.fail_after(30):
+        await tail(recorder, Attachment(DurableRun(reopened), 0), SETTINGS)
+    seqs = [o.seq for o in recorder.outputs()]
+    assert seqs == [s for s in range(1, count + 1) if s != damaged]
+    for o in recorder.outputs():
+        assert o.data == output(o.seq).data
+    gaps = [n for write in recorder.writes for n in write if isinstance(n, RunGap)]
+    assert [g.seq for g in gaps] == [damaged]
+    last = recorder.writes[-1][-1]
+    assert isinstance(last, RunCompleted)
 
 
 async def test_a_follower_that_keeps_up_gets_each_batch_in_one_write(tmp_path: Path) -> None:
