@@ -123,10 +123,11 @@ async def serve(
     daemon = Daemon(config)
     warm_request_path()
     subreaper = enable_subreaper()
-    with _collector_paused():
-        await daemon.durable.recover()
     async with trio.open_nursery() as nursery:
         daemon._nursery = nursery
+        # The state directory is read while the daemon serves: new runs need none of it, and
+        # every lookup of a run waits for it (DurableRuns.loaded).
+        daemon.start_owned("durable.recover", _recover, daemon)
         await nursery.start(run_reaper, daemon.registry)
         await nursery.start(daemon.durable.run_retention)
         nursery.start_soon(daemon.durable.warm)
@@ -143,6 +144,11 @@ async def serve(
         port = listeners[0].socket.getsockname()[1]
         task_status.started((daemon, Listening(port, tuple(listeners))))
         await trio.sleep_forever()
+
+
+async def _recover(daemon: Daemon) -> None:
+    with _collector_paused():
+        await daemon.durable.recover()
 
 
 @contextlib.contextmanager
@@ -168,10 +174,15 @@ async def serve_until_signalled(config: ServerConfig) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             daemon, _listening = await nursery.start(partial(serve, config, listeners=listeners))
-            # What start made stays for the daemon's life (modules, the request path, the runs
-            # read from the state directory): out of the collector's way from now on, so its
-            # full passes do not walk it again and again while runs are served.
-            gc.freeze()
+
+            async def freeze_when_recovered() -> None:
+                # What start made stays for the daemon's life (modules, the request path, the
+                # runs read from the state directory): out of the collector's way from then on,
+                # so its full passes do not walk it again and again while runs are served.
+                await daemon.durable.loaded()
+                gc.freeze()
+
+            nursery.start_soon(freeze_when_recovered)
             async for signum in signals:
                 log.info("daemon.signal", signal=signal.Signals(signum).name)
                 break

@@ -181,30 +181,7 @@ class DurableRun:
             nursery.cancel_scope.cancel()
 
     def journal_info(self) -> dict[str, JSON]:
-        journal = self.journal
-        removed: JSON = None
-        if journal.removed is not None:
-            removed = {"first": journal.removed.first, "last": journal.removed.last}
-        fault = journal.fault
-        error: JSON = None
-        if fault is not None:
-            error = {"seq": fault.seq, "reason": fault.reason, "policy": fault.policy}
-        damaged: list[JSON] = [dict(offset=d.offset, bytes=d.length, first_seq=d.first_seq,
-                                    last_seq=d.last_seq) for d in journal.damaged]  # fmt: skip
-        return {
-            "bytes": journal.size,
-            "quota_bytes": journal.meta.quota_bytes,
-            "quota_policy": journal.meta.quota_policy,
-            "error_policy": journal.config.error_policy,
-            "blocked": journal.blocked,
-            "gap_from_seq": None if journal.gap is None else journal.gap.seq,
-            "removed": removed,
-            "error": error,
-            "faults": journal.fault_count,
-            "damaged": damaged,
-            "truncated_bytes": journal.truncated_bytes,
-            "kept_aside": journal.kept_aside,
-        }
+        return wire.journal_object(self.journal)
 
 
 def _safe(text: str) -> str:
@@ -220,18 +197,24 @@ class DurableRuns:
         self.directory = os.path.join(config.state_dir, "journals")
         self.runs: dict[str, DurableRun] = {}
         self._changed = trio.Event()
+        self._recovered_all = trio.Event()  # `recover` is over: every journal is in `runs`
 
-    def get(self, run_id: str) -> DurableRun | None:
-        return self.runs.get(run_id)
+    async def loaded(self) -> None:
+        """Return once the state directory is read: the daemon serves while it is (start
+        does not wait for thousands of journals), so every lookup of a run waits for this."""
+        if not self._recovered_all.is_set():
+            await self._recovered_all.wait()
 
-    def visible(self, run_id: str, identity: Identity) -> DurableRun | None:
+    async def visible(self, run_id: str, identity: Identity) -> DurableRun | None:
         """The run, if `identity` may see it: its owner, or an admin."""
+        await self.loaded()
         durable = self.runs.get(run_id)
         if durable is None or not (identity.admin or durable.owner == identity.name):
             return None
         return durable
 
-    def visible_runs(self, identity: Identity) -> list[DurableRun]:
+    async def visible_runs(self, identity: Identity) -> list[DurableRun]:
+        await self.loaded()
         return [d for d in self.runs.values() if identity.admin or d.owner == identity.name]
 
     def new_run_id(self) -> str:
@@ -245,11 +228,19 @@ class DurableRuns:
     # -- restart ---------------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """Load every journal; complete runs that died with an earlier daemon as lost.
+        """Load every journal; complete runs that died with an earlier daemon as lost; then
+        (or if this fails or is cancelled) lookups stop waiting (`loaded`).
 
         Journals are read in a worker thread, many per hand-off: a state directory holds
         thousands of small journals, and a thread hand-off each cost more than reading one.
         """
+        try:
+            await self._recover()
+        finally:
+            self._recovered_all.set()
+
+    async def _recover(self) -> None:
+        begun = time.time()
         try:
             names = sorted(os.listdir(self.directory))
         except FileNotFoundError:
@@ -265,7 +256,9 @@ class DurableRuns:
                     log.info("journal.held_elsewhere", path=path)
                 else:
                     await self._recovered(path, journal, mtime)
-        log.info("durable.recovered", journals=len(self.runs))
+        log.info(
+            "durable.recovered", journals=len(self.runs), seconds=round(time.time() - begun, 3)
+        )
 
     async def _recovered(self, path: str, journal: Journal, mtime: float | None) -> None:
         if journal.truncated_bytes:
@@ -280,6 +273,7 @@ class DurableRuns:
     async def warm(self) -> None:
         """Make every finished run's `info` after start, a few at a time, so the first `list`
         finds them made; only an optimisation (a failure is logged, `list` makes the rest)."""
+        await self.loaded()
         now = trio.current_time()
         try:
             for i, durable in enumerate(list(self.runs.values())):
@@ -351,8 +345,10 @@ class DurableRuns:
     async def run_retention(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Apply retention now, whenever a run completes, and when the next journal expires."""
+        """Apply retention once the journals are read, whenever a run completes, and when the
+        next journal expires."""
         task_status.started()
+        await self.loaded()
         while True:
             self._changed = trio.Event()
             delay = await self.sweep(time.time())

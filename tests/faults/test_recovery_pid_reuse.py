@@ -101,7 +101,7 @@ def test_a_reused_pgid_is_not_evidence_the_marker_and_ancestry_are(tmp_path: Pat
                 break
             time.sleep(0.01)
         assert not alive(grandchild)
-        recovered = daemon_runs.get(run_id)
+        recovered = daemon_runs.runs.get(run_id)
         assert recovered is not None
         assert recovered.journal.completed is not None
     finally:
