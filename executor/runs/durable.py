@@ -52,7 +52,7 @@ import trio
 from cc_executor.executor.runs import wire
 from cc_executor.executor.runs.control import cancel_quietly
 from cc_executor.executor.runs.live import RunKind
-from cc_executor.executor.runs.recovery import RECOVER_BATCH, complete_lost, open_journals
+from cc_executor.executor.runs.recovery import Opened, complete_lost, read_journals
 from cc_executor.protocol import JSON
 from cc_executor.protocol.notices import Completion
 from cc_executor.protocol.results import RunInfo
@@ -228,12 +228,8 @@ class DurableRuns:
     # -- restart ---------------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """Load every journal; complete runs that died with an earlier daemon as lost; then
-        (or if this fails or is cancelled) lookups stop waiting (`loaded`).
-
-        Journals are read in a worker thread, many per hand-off: a state directory holds
-        thousands of small journals, and a thread hand-off each cost more than reading one.
-        """
+        """Load every journal (recovery.py); complete runs that died with an earlier daemon
+        as lost; then (or if this fails or is cancelled) lookups stop waiting (`loaded`)."""
         try:
             await self._recover()
         finally:
@@ -241,26 +237,19 @@ class DurableRuns:
 
     async def _recover(self) -> None:
         begun = time.time()
-        try:
-            names = sorted(os.listdir(self.directory))
-        except FileNotFoundError:
-            return
-        paths = [os.path.join(self.directory, name) for name in names if name.endswith(SUFFIX)]
-        for start in range(0, len(paths), RECOVER_BATCH):
-            batch = paths[start : start + RECOVER_BATCH]
-            opened = await trio.to_thread.run_sync(open_journals, batch, self.config.journal)
-            for path, journal, mtime in opened:
-                if isinstance(journal, Exception):
-                    log.warning("journal.unreadable", path=path, error=str(journal))
-                elif journal is None:
-                    log.info("journal.held_elsewhere", path=path)
-                else:
-                    await self._recovered(path, journal, mtime)
+        await read_journals(self.directory, SUFFIX, self.config.journal, self._recovered)
         log.info(
             "durable.recovered", journals=len(self.runs), seconds=round(time.time() - begun, 3)
         )
 
-    async def _recovered(self, path: str, journal: Journal, mtime: float | None) -> None:
+    async def _recovered(self, opened: Opened) -> None:
+        path, journal, mtime = opened
+        if isinstance(journal, Exception):
+            log.warning("journal.unreadable", path=path, error=str(journal))
+            return
+        if journal is None:
+            log.info("journal.held_elsewhere", path=path)
+            return
         if journal.truncated_bytes:
             log.warning("journal.torn_tail_truncated", path=path, bytes=journal.truncated_bytes)
         session_id = None

@@ -1,6 +1,14 @@
 """Reading journals at start, and completing a durable run that died with an earlier daemon:
 leftovers killed, then Lost.
 
+Journals are read in a worker thread, many per hand-off (a thread hand-off each cost more than
+reading one).  A journal without a completion stays open (locked) until it is completed, so a
+hand-off ends after the first such journal: recovery never holds more than one descriptor for
+them.  A journal that cannot be opened for want of descriptors (EMFILE, ENFILE, ENOMEM) is
+tried again with a backoff — the daemon's own runs free theirs as they end — for up to
+`STALL_BOUND` seconds without progress; then the journals not read yet are left for the next
+start (`durable.recover_incomplete`) rather than reported as unreadable.
+
 Only processes proven to be the run's are killed (supervision/leftovers.py: its marker, its
 root by pid and start time, their descendants), and only under the boot the run started in.
 /proc that stays unreadable (no file descriptor) is logged, and the run is completed anyway:
@@ -9,8 +17,10 @@ a journal is never left without a completion because of it.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import structlog
@@ -29,20 +39,94 @@ log = structlog.get_logger()
 LOST_REASON = "daemon restarted while the run was live"
 
 RECOVER_BATCH = 256  # journals read per worker-thread hand-off at start
+STALL_BOUND = 30.0  # seconds without a descriptor to open a journal with before giving up
+RETRY_INITIAL, RETRY_MAX = 0.05, 2.0  # the backoff between those attempts
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+
+Opened = tuple[str, Journal | Exception | None, float | None]
 SCAN_ENTRIES = 256  # entries read for a lost session's id (its first init comes early)
 SCAN_LINE_BYTES = 1 << 20  # a longer line is not an init
 
 
-def open_journals(
-    paths: list[str], config: JournalConfig
-) -> list[tuple[str, Journal | Exception | None, float | None]]:
-    """Journal.open each of `paths` (None: held by a live daemon; an exception: unreadable),
-    with its file's mtime (when a completed run ended).  Blocking: a worker thread's."""
-    opened: list[tuple[str, Journal | Exception | None, float | None]] = []
+class _Stall:
+    """The backoff between attempts that failed for want of descriptors, bounded in all by
+    `STALL_BOUND` seconds without progress."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+        self._delay = RETRY_INITIAL
+
+    def progressed(self) -> None:
+        self._since, self._delay = None, RETRY_INITIAL
+
+    async def wait(self, error: OSError) -> bool:
+        """Wait before the next attempt; False (and no wait) once the bound has passed."""
+        now = trio.current_time()
+        if self._since is None:
+            self._since = now
+            log.warning("durable.descriptors_exhausted", error=str(error))
+        elif now - self._since >= STALL_BOUND:
+            return False
+        await trio.sleep(self._delay)
+        self._delay = min(self._delay * 2, RETRY_MAX)
+        return True
+
+
+async def read_journals(
+    directory: str,
+    suffix: str,
+    config: JournalConfig,
+    found: Callable[[Opened], Awaitable[None]],
+) -> None:
+    """Open every journal (`suffix`) in `directory`, in the order of their names, and hand each
+    to `found` (see the module docstring: batches, the unfinished ones, running out of
+    descriptors).  A directory that cannot be listed is logged (``durable.state_unreadable``):
+    no run of it is known, new ones are still started."""
+    stall = _Stall()
+    while True:
+        try:
+            names = sorted(os.listdir(directory))
+            break
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno not in _EXHAUSTED:
+                log.error("durable.state_unreadable", directory=directory, error=str(exc))
+                return
+            if not await stall.wait(exc):
+                log.error("durable.recover_incomplete", unread="all", error=str(exc))
+                return
+    paths = [os.path.join(directory, name) for name in names if name.endswith(suffix)]
+    while paths:
+        opened, exhausted = await trio.to_thread.run_sync(
+            open_journals, paths[:RECOVER_BATCH], config
+        )
+        if not opened and exhausted is not None:
+            if not await stall.wait(exhausted):
+                log.error("durable.recover_incomplete", unread=len(paths), error=str(exhausted))
+                return
+            continue
+        stall.progressed()
+        paths = paths[len(opened) :]
+        for each in opened:
+            await found(each)
+
+
+def open_journals(paths: list[str], config: JournalConfig) -> tuple[list[Opened], OSError | None]:
+    """Journal.open `paths` in order (None: held by a live daemon; an exception: unreadable),
+    each with its file's mtime (when a completed run ended), up to and including the first
+    unfinished one, or up to one that cannot be opened for want of descriptors (returned
+    apart).  Blocking: a worker thread's."""
+    opened: list[Opened] = []
     for path in paths:
         try:
             journal = Journal.open(path, config)
-        except (JournalError, OSError) as exc:
+        except OSError as exc:
+            if exc.errno in _EXHAUSTED:
+                return opened, exc
+            opened.append((path, exc, None))
+            continue
+        except JournalError as exc:
             opened.append((path, exc, None))
             continue
         try:
@@ -50,7 +134,9 @@ def open_journals(
         except OSError:
             mtime = None
         opened.append((path, journal, mtime))
-    return opened
+        if journal is not None and journal.completed is None:
+            break  # it stays open until completed: one at a time
+    return opened, None
 
 
 def first_session_id(journal: Journal) -> str | None:

@@ -24,8 +24,8 @@ import trio
 from ccx_testing import make_config, open_client, start_daemon
 from faults_net_testing import http_get
 
-from cc_executor.executor.runs import durable as durable_module
-from cc_executor.executor.runs.recovery import open_journals
+from cc_executor.executor.runs import recovery
+from cc_executor.executor.runs.recovery import open_journals as recovery_open
 from cc_executor.supervision import Completed, CompletedEvent, Exited, Output
 from cc_executor.supervision.journal import Journal, JournalConfig, Meta, boot_id
 
@@ -73,9 +73,9 @@ async def test_runs_start_while_the_state_directory_is_read_and_lookups_wait_for
 
     def held_back(paths: list[str], journal_config: JournalConfig) -> Any:
         assert release.wait(60), "the test never released the state directory"
-        return open_journals(paths, journal_config)
+        return recovery_open(paths, journal_config)
 
-    monkeypatch.setattr(durable_module, "open_journals", held_back)
+    monkeypatch.setattr(recovery, "open_journals", held_back)
     with trio.fail_after(60), _released_at_the_end(release):
         served = await start_daemon(nursery, config)
         assert (await http_get(served.port, "/readyz")).startswith(b"HTTP/1.1 200")
@@ -116,7 +116,7 @@ async def test_a_failed_read_of_the_state_directory_ends_the_wait_and_is_counted
     def broken(paths: list[str], journal_config: JournalConfig) -> Any:
         raise RuntimeError("a bug in reading journals")  # stands in for any unexpected error
 
-    monkeypatch.setattr(durable_module, "open_journals", broken)
+    monkeypatch.setattr(recovery, "open_journals", broken)
     with trio.fail_after(30):
         served = await start_daemon(nursery, config)
         async with open_client(served.url) as client:
