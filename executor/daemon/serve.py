@@ -3,11 +3,12 @@ signalled.
 
 ``serve`` binds first (so a port in use fails at once, with one clear line: ``CannotListen``),
 makes the daemon a child subreaper (orphans of runs are reparented to us,
-never to init, so they can be found and reaped), recovers durable runs, says where it listens
-(``daemon.listening``: plain ``ws://`` URLs), opens the daemon's nursery with the reaper and the
-journal retention, and accepts TCP connections
-(transport/listener.py), each served end to end by the connection boundary
-(transport/connection.py), which never lets an error reach the listener.
+never to init, so they can be found and reaped), opens the daemon's nursery with the reaper and
+the journal retention, accepts TCP connections, says where it listens (``daemon.listening``,
+the first line: plain ``ws://`` URLs), then reads the state directory's durable runs while it
+serves (every lookup of a run waits for that).  Each TCP connection (transport/listener.py) is
+served end to end by the connection boundary (transport/connection.py), which never lets an
+error reach the listener.
 ``serve_until_signalled`` is ``ccx serve``: the first SIGTERM or SIGINT drains
 (``Daemon.shutdown``), a second one hurries the drain.
 """
@@ -125,9 +126,6 @@ async def serve(
     subreaper = enable_subreaper()
     async with trio.open_nursery() as nursery:
         daemon._nursery = nursery
-        # The state directory is read while the daemon serves: new runs need none of it, and
-        # every lookup of a run waits for it (DurableRuns.loaded).
-        daemon.start_owned("durable.recover", _recover, daemon)
         await nursery.start(run_reaper, daemon.registry)
         await nursery.start(daemon.durable.run_retention)
         nursery.start_soon(daemon.durable.warm)
@@ -140,7 +138,10 @@ async def serve(
                 metrics=daemon.metrics,
             )
         )
-        log_listening(config, listeners, subreaper, daemon.policy.summary())
+        log_listening(config, listeners, subreaper, daemon.policy.summary())  # the first line
+        # The state directory is read while the daemon serves: new runs need none of it, and
+        # every lookup of a run waits for it (DurableRuns.loaded).
+        daemon.start_owned("durable.recover", _recover, daemon)
         port = listeners[0].socket.getsockname()[1]
         task_status.started((daemon, Listening(port, tuple(listeners))))
         await trio.sleep_forever()
