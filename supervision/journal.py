@@ -56,7 +56,13 @@ from cc_executor.supervision.journal_codec import (
     encode_entry,
     encode_meta,
 )
-from cc_executor.supervision.journal_config import FULL_ERRNOS, JournalConfig, boot_id, make_reserve
+from cc_executor.supervision.journal_config import (
+    FULL_ERRNOS,
+    JournalConfig,
+    boot_id,
+    create_locked,
+    make_reserve,
+)
 from cc_executor.supervision.journal_cursor import Cursor, JournalFault, Replayed
 from cc_executor.supervision.journal_scan import DamagedRange, HeadDamage, scan_file
 
@@ -127,13 +133,9 @@ class Journal:
         Raises:
             OSError: the file or its completion reserve could not be made (a full disk).
         """
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        head = MAGIC + encode_meta(meta)
+        fd = create_locked(path, head)  # its name appears with its head, already locked
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            head = MAGIC + encode_meta(meta)
-            written = os.write(fd, head)
-            if written != len(head):
-                raise OSError(errno.ENOSPC, f"short write of the journal head to {path}")
             make_reserve(path + RESERVE_SUFFIX, config.completion_reserve_bytes)
         except BaseException:
             os.close(fd)

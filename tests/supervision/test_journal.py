@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -488,3 +489,30 @@ async def test_a_damaged_note_is_a_gap_and_the_records_after_it_are_found(
     assert isinstance(gap, Gap)
     assert gap.seq == 3
     assert entries[3:] == NOTED[3:]  # found again after the damage, the completion last
+
+
+async def test_a_new_journal_is_never_seen_unlocked_or_without_its_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another daemon reading the directory then would take it for a damaged journal (and its
+    # run for a lost one).  Looked at when the lock is taken: the name must not be there yet.
+    path = tmp_path / "r1.journal"
+    seen: list[bool] = []
+    real_flock = fcntl.flock
+
+    def flock(fd: int, operation: int) -> None:
+        seen.append(path.exists())
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    head = meta()
+    journal = Journal.create(str(path), head, FAST)
+    monkeypatch.undo()
+    assert seen == [False]
+    assert path.read_bytes() == MAGIC + encode_meta(head)
+    assert sorted(os.listdir(tmp_path)) == ["r1.journal", "r1.journal.reserve"]
+    assert Journal.open(str(path), FAST) is None  # locked by its writer
+    await journal.close()
+    with pytest.raises(FileExistsError):
+        Journal.create(str(path), meta(), FAST)
+    assert Journal.open(str(path), FAST) is not None  # the existing one untouched
