@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,12 @@ async def test_a_flipped_meta_byte_keeps_the_run_and_every_event_after_it(
             assert (again.completed["outcome"], again.completed["pid"]) == ("exited", None)
             assert bytes(again.stdout) == bytes(first.stdout)  # no event was lost
             assert client.gaps == []
+            ps = await trio.run_process(
+                [sys.executable, "-m", "cc_executor.executor", "ps", "--url", daemon.url],
+                capture_stdout=True,
+            )
+            (row,) = [line for line in ps.stdout.decode().splitlines() if line.startswith(run)]
+            assert row.endswith("(unknown: its journal's META is damaged)")
 
 
 @pytest.mark.parametrize(
