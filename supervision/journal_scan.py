@@ -8,6 +8,10 @@ ever returned.  What lies between is a `DamagedRange`.  Damage with no valid rec
 the file's tail: a short one is a torn write (cut, as any crash leaves it); one that is whole in
 size but fails its checks is damage, cut only after the original is kept aside as
 ``<name>.damaged-<time>-<pid>``.
+
+A head that cannot be read (a damaged magic *and* META, a file cut inside its META, an empty
+file, garbage) is not the end of the file: `scan_headless` notes why (`HeadDamage`) and reads
+the records after it by content, as after any damage; the head's bytes are never cut.
 """
 
 from __future__ import annotations

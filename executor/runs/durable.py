@@ -14,8 +14,9 @@ CANCEL unblock it (the control handler unblocks before cancelling: a PAUSE stuck
 full channel holds the run's control lock).
 
 A durable run belongs to the identity that started it (``Meta.owner``; older journals: to
-"local", unauthenticated loopback clients).  ``visible`` answers for one identity: its own
-runs, or every run for an admin; a run it may not see is, to that client, one that does not exist.
+"local", unauthenticated loopback clients; a journal whose META cannot be read: to nobody
+known, so admins only).  ``visible`` answers for one identity: its own runs, or every run for
+an admin; a run it may not see is, to that client, one that does not exist.
 
 A failed journal write (a full disk, EIO) is the journal's to handle (supervision/journal.py):
 policy "block" holds the run until the disk takes the write again or the run is cancelled;
@@ -27,6 +28,7 @@ At start, ``recover`` reads every journal in the state directory (in a worker th
 journal without a completion whose lock is free belongs to a run that died with an earlier
 daemon: its leftovers are killed (supervision/leftovers.py: only processes proven to be the
 run's) and a ``Lost`` completion is appended (after a GAP if the file's tail was cut).  A
+journal whose META cannot be read is still a run, named by its file (recovery.py).  A
 completion found after damage means the run completed: it is never completed again.  Journals
 locked by another live daemon sharing the directory are left alone.
 

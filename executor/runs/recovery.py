@@ -13,6 +13,10 @@ Only processes proven to be the run's are killed (supervision/leftovers.py: its 
 root by pid and start time, their descendants), and only under the boot the run started in.
 /proc that stays unreadable (no file descriptor) is logged, and the run is completed anyway:
 a journal is never left without a completion because of it.
+
+A journal whose META cannot be read (journal_scan.py: `meta` None, `head_damage`) is still a
+run: its id is its file's name (`run_id_of`).  Without a recorded root, start time or boot,
+only the run's marker proves a process is the run's (and descent from one it proved).
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ async def test_journals_that_is_not_a_directory_is_logged_and_the_daemon_serves(
             run = await client.execute(argv=["echo", "hi"])
             assert (await client.wait_completed(run)).stdout == bytearray(b"hi\n")
             error = await client.call_error("execute", argv=["echo", "hi"], durable=True)
+            assert error.code == -32006
             assert "cannot create the run's journal" in error.message
             assert (await client.call("list"))["runs"][0]["run"] == run
 
