@@ -206,6 +206,9 @@ async def complete_lost(journal: Journal, run_id: str, config: SupervisionConfig
         cut = Gap(seq, f"{DAMAGED}: {head.length} bytes unreadable from its start")
     if cut is not None:
         seq += 1
+    # Nothing at start waits for the disk (every lookup waits for recovery): a completion the
+    # disk cannot take now is kept in memory (`journal.error` says why); the next start retries.
+    journal.unblock()
     await journal.append_completion(CompletedEvent(seq=seq, completed=completed), cut)
     log.warning("run.lost", run=run_id, reason=LOST_REASON, killed=killed, meta=meta is not None)
     summary = claude_summary(None, journal.last_notes, None)

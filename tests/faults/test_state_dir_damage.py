@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
 from ccx_testing import run_daemon
 from durable_testing import open_durable_client
+from faults_journal_testing import fill, small_tmpfs
 
 from cc_executor.supervision.events import Output
 from cc_executor.supervision.journal import Journal, JournalConfig, Meta, boot_id
@@ -72,3 +74,31 @@ async def test_a_whole_record_with_a_short_payload_is_damage_not_a_crash(tmp_pat
             assert replayed.stdout == bytearray(b"kept\nafter\n")
             assert [gap["seq"] for gap in client.gaps] == [2]
             assert "zz-after" in {run["run"] for run in (await client.call("list"))["runs"]}
+
+
+async def test_recovery_on_a_full_disk_completes_lost_runs_in_memory_and_never_waits(
+    tmp_path: Path,
+) -> None:
+    # A run that died with its daemon before its completion reserve was made (here: before
+    # its head reached the disk): nothing frees room for its lost completion.  On main the
+    # recovery retried that write for as long as the disk stayed full, and every `list` and
+    # `status` waited for the recovery.
+    with small_tmpfs(tmp_path / "disk") as disk, trio.fail_after(60):
+        journals = disk / "state" / "journals"
+        journals.mkdir(parents=True)
+        (journals / "lost-1.journal").write_bytes(b"")
+        fill(disk)
+        async with (
+            run_daemon("--state-dir", str(disk / "state")) as daemon,
+            open_durable_client(daemon.url) as client,
+        ):
+            status = await client.call("status", run="lost-1")
+            assert (status["state"], status["outcome"]) == ("completed", "lost")
+            assert "No space left on device" in status["journal"]["error"]["reason"]
+            assert listed(await client.call("list"), "lost-1")
+            await client.attach("lost-1", 0)
+            assert (await client.wait_completed("lost-1")).completed is not None
+
+
+def listed(result: dict[str, Any], run: str) -> bool:
+    return any(entry["run"] == run for entry in result["runs"])
