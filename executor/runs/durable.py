@@ -51,16 +51,9 @@ import attrs
 import structlog
 import trio
 
-from cc_executor.executor.runs import wire
+from cc_executor.executor.runs import recovery, wire
 from cc_executor.executor.runs.control import cancel_quietly
 from cc_executor.executor.runs.live import RunKind
-from cc_executor.executor.runs.recovery import (
-    SUFFIX,
-    Opened,
-    complete_lost,
-    read_journals,
-    run_id_of,
-)
 from cc_executor.protocol import JSON
 from cc_executor.protocol.notices import Completion
 from cc_executor.protocol.results import RunInfo
@@ -90,9 +83,8 @@ class DurableRun:
         self, journal: Journal, run: Run | None = None, *, ended_wall: float | None = None
     ) -> None:
         meta = journal.meta
-        # A journal whose META cannot be read is still a run: its id is its file's name, and
-        # its owner is unknown (None: only admins see it, see `DurableRuns.visible`).
-        self.run_id = run_id_of(journal.path) if meta is None else meta.run_id
+        # No META (damaged): the id is the file's name, the owner unknown (admins only).
+        self.run_id = recovery.run_id_of(journal.path) if meta is None else meta.run_id
         self.owner = None if meta is None else meta.owner or LEGACY_OWNER
         self.journal = journal
         self.run = run
@@ -257,12 +249,14 @@ class DurableRuns:
 
     async def _recover(self) -> None:
         begun = time.time()
-        await read_journals(self.directory, SUFFIX, self.config.journal, self._recovered)
+        await recovery.read_journals(
+            self.directory, recovery.SUFFIX, self.config.journal, self._recovered
+        )
         log.info(
             "durable.recovered", journals=len(self.runs), seconds=round(time.time() - begun, 3)
         )
 
-    async def _recovered(self, opened: Opened) -> None:
+    async def _recovered(self, opened: recovery.Opened) -> None:
         path, journal, mtime = opened
         if isinstance(journal, Exception):
             log.warning("journal.unreadable", path=path, error=str(journal))
@@ -272,10 +266,10 @@ class DurableRuns:
             return
         if journal.truncated_bytes:
             log.warning("journal.torn_tail_truncated", path=path, bytes=journal.truncated_bytes)
-        run_id = run_id_of(path) if journal.meta is None else journal.meta.run_id
+        run_id = recovery.run_id_of(path) if journal.meta is None else journal.meta.run_id
         session_id = None
         if journal.completed is None:
-            session_id = await complete_lost(journal, run_id, self.config.supervision)
+            session_id = await recovery.complete_lost(journal, run_id, self.config.supervision)
             mtime = None  # it completes now
         durable = self.runs[run_id] = DurableRun(journal, ended_wall=mtime)
         durable.session_id = session_id
@@ -318,7 +312,7 @@ class DurableRuns:
             owner=owner,
             root_start_ticks=root_start,
         )
-        path = os.path.join(self.directory, _safe(run.run_id) + SUFFIX)
+        path = os.path.join(self.directory, _safe(run.run_id) + recovery.SUFFIX)
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             journal = Journal.create(path, meta, self.config.journal)
