@@ -21,6 +21,7 @@ import trio
 from ccx_testing import RunRecord, alive, pids_in_file, run_daemon, wait_until
 from durable_testing import DurableClient, open_durable_client
 from faults_journal_testing import flip_byte
+from mcp_testing import Recording, mcp_client
 
 from cc_executor.supervision.journal_codec import FRAME, MAGIC
 
@@ -247,3 +248,27 @@ async def wait_removed(client: DurableClient, run: str) -> dict[str, Any]:
         if status["journal"]["removed"] is not None:
             return status
         await trio.sleep(0.05)
+
+
+async def test_mcp_tools_see_the_run_and_read_what_is_readable(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with trio.fail_after(90):
+        run, first, path = await completed_run(state)
+        flip_meta(path)
+        async with (
+            run_daemon("--state-dir", str(state)) as daemon,
+            mcp_client(daemon.url, Recording()) as client,
+        ):
+
+            async def tool(name: str, **arguments: Any) -> Any:
+                result = await client.result("tools/call", {"name": name, "arguments": arguments})
+                assert result["isError"] is False, result
+                return result["structuredContent"]
+
+            status = await tool("status", run=run)
+            assert status["journal"]["meta_damaged"] is not None
+            assert (status["outcome"], status["pid"]) == ("exited", None)
+            assert run in {entry["run"] for entry in (await tool("list"))["runs"]}
+            read = await tool("read_output", run=run, from_seq=0)
+            assert read["complete"] is True
+            assert "".join(e.get("data", "") for e in read["events"]) == first.stdout.decode()
