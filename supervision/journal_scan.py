@@ -116,13 +116,17 @@ def scan_file(journal: Journal, fd: int) -> None:
     every record (see the module docstring).
 
     Raises:
-        JournalError: the file is not a regular file.
+        JournalError: the file is not a regular file, or a journal of another format version
+            (its magic says so: it is left as it is, never taken for a damaged one).
     """
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         raise JournalError(f"{journal.path}: not a regular file")
     size = info.st_size
     reader = Reader(fd)
+    magic = reader.read(0, min(size, len(MAGIC)), size)
+    if magic != MAGIC and magic[:-1] == MAGIC[:-1] and magic[-1:].isdigit():
+        raise JournalError(f"{journal.path}: a journal of format {magic.decode()}")
     head = read_head(reader, journal.path, size)
     if isinstance(head, str):
         scan_headless(journal, reader, size, head)

@@ -130,3 +130,15 @@ async def test_a_damaged_magic_before_a_whole_meta_costs_nothing(tmp_path: Path)
     assert journal.head_damage is None
     assert read_all(journal) == [Output(1, "stdout", b"1\n"), Output(2, "stdout", b"2\n")]
     await journal.close()
+
+
+async def test_a_journal_of_another_format_version_is_refused_and_left_as_it_is(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "r1.journal"
+    await written(path, 1)
+    data = path.read_bytes()
+    path.write_bytes(MAGIC[:-1] + b"2" + data[len(MAGIC) :])
+    with pytest.raises(JournalError, match="a journal of format CCXJRNL2"):
+        Journal.open(str(path), FAST)
+    assert path.read_bytes() == MAGIC[:-1] + b"2" + data[len(MAGIC) :]
