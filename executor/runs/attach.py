@@ -136,7 +136,7 @@ async def tail(session: Follower, attachment: Attachment, settings: TailSettings
     """
     durable = attachment.durable
     run_id = durable.run_id
-    meta = durable.journal.meta
+    pid, pgid = durable.ids
     max_line = settings.claude_max_line
     parser = None if max_line is None else StreamJsonParser(max_line)
     attachment.sent_seq = attachment.from_seq
@@ -177,7 +177,7 @@ async def tail(session: Follower, attachment: Attachment, settings: TailSettings
                     for event in typed:
                         await session.send_notice(ClaudeNotice(run_id, event))
                     typed = []
-                await session.send_notice(event_notice(run_id, meta.pid, meta.pgid, entry, final))
+                await session.send_notice(event_notice(run_id, pid, pgid, entry, final))
                 for event in typed:
                     await session.send_notice(ClaudeNotice(run_id, event))
                 attachment.sent_seq = entry.seq

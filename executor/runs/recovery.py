@@ -13,6 +13,10 @@ Only processes proven to be the run's are killed (supervision/leftovers.py: its 
 root by pid and start time, their descendants), and only under the boot the run started in.
 /proc that stays unreadable (no file descriptor) is logged, and the run is completed anyway:
 a journal is never left without a completion because of it.
+
+A journal whose META cannot be read (journal_scan.py: `meta` None, `head_damage`) is still a
+run: its id is its file's name (`run_id_of`).  Without a recorded root, start time or boot,
+only the run's marker proves a process is the run's (and descent from one it proved).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ log = structlog.get_logger()
 
 LOST_REASON = "daemon restarted while the run was live"
 
+SUFFIX = ".journal"  # a journal's file is named <run id>SUFFIX (DurableRuns.create)
 RECOVER_BATCH = 256  # journals read per worker-thread hand-off at start
 STALL_BOUND = 30.0  # seconds without a descriptor to open a journal with before giving up
 RETRY_INITIAL, RETRY_MAX = 0.05, 2.0  # the backoff between those attempts
@@ -112,6 +117,11 @@ async def read_journals(
             await found(each)
 
 
+def run_id_of(path: str) -> str:
+    """The run id a journal's file name says (`create` names it so; run ids are safe)."""
+    return os.path.basename(path).removesuffix(SUFFIX)
+
+
 def open_journals(paths: list[str], config: JournalConfig) -> tuple[list[Opened], OSError | None]:
     """Journal.open `paths` in order (None: held by a live daemon; an exception: unreadable),
     each with its file's mtime (when a completed run ended), up to and including the first
@@ -156,42 +166,56 @@ def first_session_id(journal: Journal) -> str | None:
     return None
 
 
-async def complete_lost(journal: Journal, config: SupervisionConfig) -> str | None:
+async def complete_lost(journal: Journal, run_id: str, config: SupervisionConfig) -> str | None:
     """Kill what is left of the journal's run, then append a Lost completion and close it.
-    Returns a Claude session's id when its notes do not say it (`first_session_id`)."""
+    Returns a Claude session's id when its notes do not say it (`first_session_id`).
+
+    Without its META (damaged: no pid, start time or boot id) only processes carrying the
+    run's marker, with the id its file's name says, and their descendants are killed.
+    """
     meta = journal.meta
     killed: list[int] = []
-    if meta.boot_id == boot_id():
+    kill = None
+    if meta is None:
+        if run_id:
+            kill = partial(kill_leftovers, run_id, None, None, config=config)
+    elif meta.boot_id == boot_id():
+        kill = partial(
+            kill_leftovers,
+            run_id,
+            meta.pgid,
+            meta.started_wall,
+            root_start_ticks=meta.root_start_ticks,
+            config=config,
+        )
+    if kill is not None:
         try:
-            killed = await trio.to_thread.run_sync(
-                partial(
-                    kill_leftovers,
-                    meta.run_id,
-                    meta.pgid,
-                    meta.started_wall,
-                    root_start_ticks=meta.root_start_ticks,
-                    config=config,
-                )
-            )
+            killed = await trio.to_thread.run_sync(kill)
         except ProcfsExhausted as exc:
-            log.error("run.leftovers_unchecked", run=meta.run_id, error=str(exc))
+            log.error("run.leftovers_unchecked", run=run_id, error=str(exc))
     completed = Completed(
         outcome=Lost(LOST_REASON),
         stdout_bytes=journal.stdout_bytes,
         stderr_bytes=journal.stderr_bytes,
-        duration=max(0.0, time.time() - meta.started_wall),
+        duration=0.0 if meta is None else max(0.0, time.time() - meta.started_wall),
     )
-    seq, cut = journal.last_seq + 1, None
+    seq, cut, head = journal.last_seq + 1, None, journal.head_damage
     if journal.truncated_bytes:  # its tail was cut (torn, or damaged): the events it held
         cut = Gap(seq, f"{DAMAGED}: {journal.truncated_bytes} bytes cut at its end")
+    elif head is not None and head.length and not journal.last_seq:  # no record readable
+        cut = Gap(seq, f"{DAMAGED}: {head.length} bytes unreadable from its start")
+    if cut is not None:
         seq += 1
+    # Nothing at start waits for the disk (every lookup waits for recovery): a completion the
+    # disk cannot take now is kept in memory (`journal.error` says why); the next start retries.
+    journal.unblock()
     await journal.append_completion(CompletedEvent(seq=seq, completed=completed), cut)
-    log.warning("run.lost", run=meta.run_id, reason=LOST_REASON, killed=killed)
+    log.warning("run.lost", run=run_id, reason=LOST_REASON, killed=killed, meta=meta is not None)
     summary = claude_summary(None, journal.last_notes, None)
     if summary is None or summary.get("session_id") is not None:
         return None
     try:
         return await trio.to_thread.run_sync(first_session_id, journal)
     except OSError as exc:  # e.g. EMFILE: the summary then has no session id
-        log.warning("claude.session_id_unread", run=meta.run_id, error=str(exc))
+        log.warning("claude.session_id_unread", run=run_id, error=str(exc))
         return None

@@ -209,10 +209,15 @@ def journal_object(journal: Journal) -> dict[str, JSON]:
         dict(offset=d.offset, bytes=d.length, first_seq=d.first_seq, last_seq=d.last_seq)
         for d in journal.damaged
     ]
+    head: JSON = None
+    if journal.head_damage is not None:
+        hd = journal.head_damage
+        head = {"reason": hd.reason, "offset": hd.offset, "bytes": hd.length}
+    meta = journal.meta
     return {
         "bytes": journal.size,
-        "quota_bytes": journal.meta.quota_bytes,
-        "quota_policy": journal.meta.quota_policy,
+        "quota_bytes": None if meta is None else meta.quota_bytes,
+        "quota_policy": None if meta is None else meta.quota_policy,
         "error_policy": journal.config.error_policy,
         "blocked": journal.blocked,
         "gap_from_seq": None if journal.gap is None else journal.gap.seq,
@@ -222,4 +227,5 @@ def journal_object(journal: Journal) -> dict[str, JSON]:
         "damaged": damaged,
         "truncated_bytes": journal.truncated_bytes,
         "kept_aside": journal.kept_aside,
+        "meta_damaged": head,
     }

@@ -20,7 +20,8 @@ import trio
 from ccx_testing import alive
 
 from cc_executor.executor.config.server import ServerConfig
-from cc_executor.executor.runs.durable import SUFFIX, DurableRuns
+from cc_executor.executor.runs.durable import DurableRuns
+from cc_executor.executor.runs.recovery import SUFFIX
 from cc_executor.supervision.journal import Journal, JournalConfig, Meta, boot_id
 from cc_executor.supervision.leftovers import start_ticks
 from cc_executor.supervision.marker import RUN_ID_VAR
