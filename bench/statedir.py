@@ -3,9 +3,11 @@
 The journals are written directly with supervision's journal API (what a durable run leaves
 behind: its META, a few output records and its completion), not by running thousands of
 processes. Then a daemon starts on the directory: the time from its start to the first 200
-from /readyz, its idle RSS once ready, and the latency of `list` (every run, one reply: from the
-request to the whole reply on the client's socket; the client's parse of it is timed apart),
-beside the floor of the same daemon on an empty directory.
+from /readyz, the time from its start to the first `list` answered (the daemon serves while it
+reads the directory, and a lookup of runs waits until every journal is read: this is when it
+knows them all), its idle RSS after that, and the latency of `list` (every run, one reply: from
+the request to the whole reply on the client's socket; the client's parse of it is timed
+apart), beside the floor of the same daemon on an empty directory.
 """
 
 from __future__ import annotations
@@ -109,9 +111,14 @@ def measure_daemon(state_dir: str, expected: int) -> dict[str, Any]:
                 raise RuntimeError("the daemon did not become ready")
             time.sleep(0.005)
         ready = time.perf_counter() - started
+        client = connect(port, bound=60.0)
+        request_id = client.request("list", {})
+        _opcode, payload = client.read_frame()
+        known = time.perf_counter() - started
+        if orjson.loads(payload).get("id") != request_id:
+            raise RuntimeError(f"unexpected message {payload[:200]!r}")
         time.sleep(0.5)  # settled
         idle = procfs.rss_kib(process.pid)
-        client = connect(port, bound=60.0)
         latencies: list[float] = []
         parses: list[float] = []
         listed = 0
@@ -136,6 +143,7 @@ def measure_daemon(state_dir: str, expected: int) -> dict[str, Any]:
             process.wait()
     return {
         "ready_s": ready,
+        "known_s": known,
         "idle_rss_mb": idle / 1024,
         "rss_after_list_mb": after / 1024,
         "list_ms": statistics.median(latencies) * 1000,
@@ -156,6 +164,7 @@ def w12_state_dir(sizes: Sizes) -> dict[str, Any]:
         "generate_s": generated,
         **got,
         "floor_ready_s": floor["ready_s"],
+        "floor_known_s": floor["known_s"],
         "floor_idle_rss_mb": floor["idle_rss_mb"],
         "floor_list_ms": floor["list_ms"],
         "floor_parse_ms": floor["parse_ms"],

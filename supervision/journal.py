@@ -10,7 +10,8 @@ quota and write faults are journal_write.py's.  Readers only ever see whole batc
 that is caught up takes the last batch from memory.
 
 Crash safety: only the last write can be torn.  `Journal.open` reads the whole file; a torn
-tail is cut, and damage elsewhere is stepped over and reported, never cut (journal_scan.py).
+tail is cut, damage elsewhere is stepped over and reported, never cut, and a head that cannot be
+read leaves `meta` None (`head_damage` says why): the records after it are read (journal_scan.py).
 The completion is always kept in memory (`completed`; cursors of a finished journal yield it
 from there if the file lacks it).
 
@@ -21,7 +22,6 @@ belongs to no live daemon (the lock dies with the process, even on SIGKILL).
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 
@@ -40,16 +40,21 @@ from cc_executor.supervision.journal_codec import (
     encode_entry,
     encode_meta,
 )
-from cc_executor.supervision.journal_config import JournalConfig, boot_id, make_reserve
+from cc_executor.supervision.journal_config import (
+    JournalConfig,
+    boot_id,
+    create_locked,
+    make_reserve,
+)
 from cc_executor.supervision.journal_cursor import Cursor, JournalFault, Replayed
-from cc_executor.supervision.journal_reader import Reader
-from cc_executor.supervision.journal_scan import DamagedRange, read_head, scan_records
+from cc_executor.supervision.journal_scan import DamagedRange, HeadDamage, scan_file
 from cc_executor.supervision.journal_write import RESERVE_SUFFIX, JournalWriter
 
 __all__ = [
     "Cursor",
     "DamagedRange",
     "Gap",
+    "HeadDamage",
     "Journal",
     "JournalConfig",
     "JournalError",
@@ -65,9 +70,9 @@ class Journal(JournalWriter):
     """One run's journal file and what is known of it in memory; built by `create` (a new
     live run: `deliver` is its pump's sink) or `open` (an existing file, recovered)."""
 
-    def __init__(self, path: str, meta: Meta, config: JournalConfig) -> None:
+    def __init__(self, path: str, meta: Meta | None, config: JournalConfig) -> None:
         self.path = path
-        self.meta = meta
+        self.meta = meta  # None: its head cannot be read (`head_damage` says why)
         self.config = config
         self.committed = 0  # bytes up to the end of the last whole record
         self.last_seq = 0
@@ -81,6 +86,7 @@ class Journal(JournalWriter):
         self.truncated_bytes = 0  # torn tail cut off by open()
         self.damaged: list[DamagedRange] = []
         self.kept_aside: str | None = None  # where open() kept a damaged original
+        self.head_damage: HeadDamage | None = None  # why `meta` is None
         self.fault: JournalFault | None = None  # the write fault not resolved yet
         self.fault_count = 0  # fault episodes so far (cursors announce each once)
         self.faults: list[JournalFault] = []  # the last `faults_kept` of them, oldest first
@@ -104,13 +110,9 @@ class Journal(JournalWriter):
         Raises:
             OSError: the file or its completion reserve could not be made (a full disk).
         """
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        head = MAGIC + encode_meta(meta)
+        fd = create_locked(path, head)  # its name appears with its head, already locked
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            head = MAGIC + encode_meta(meta)
-            written = os.write(fd, head)
-            if written != len(head):
-                raise OSError(errno.ENOSPC, f"short write of the journal head to {path}")
             make_reserve(path + RESERVE_SUFFIX, config.completion_reserve_bytes)
         except BaseException:
             os.close(fd)
@@ -125,23 +127,26 @@ class Journal(JournalWriter):
 
     @classmethod
     def open(cls, path: str, config: JournalConfig) -> Journal | None:
-        """Read an existing journal (see the module docstring for damage); None if a live
-        daemon holds it.  Blocking: run it in a worker thread.
+        """Read an existing journal (damage: the module docstring; a head that cannot be read
+        leaves `meta` None); None if a live daemon holds it.  Blocking: a worker thread's.
 
         A journal without a completion is returned still locked by this process (`finished`
         False, no writes accepted but `append_completion`) so nobody else recovers it too.
 
+
         Raises:
-            JournalError: the file is not a journal.
+            JournalError: the path is not a regular file.
         """
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        # Only a regular file, never through a symlink: a headless one is still appended to.
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 return None
-            journal = cls._scan(fd, path, config)
+            journal = cls(path, None, config)
+            scan_file(journal, fd)
         except BaseException:
             os.close(fd)
             raise
@@ -152,15 +157,6 @@ class Journal(JournalWriter):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path + RESERVE_SUFFIX)  # a crash between completion and close
             os.close(fd)
-        return journal
-
-    @classmethod
-    def _scan(cls, fd: int, path: str, config: JournalConfig) -> Journal:
-        size = os.fstat(fd).st_size
-        reader = Reader(fd)
-        meta, offset = read_head(reader, path, size)
-        journal = cls(path, meta, config)
-        scan_records(journal, reader, offset, size)
         return journal
 
     # -- writing (the rest is journal_write.py) ------------------------------------------

@@ -61,7 +61,7 @@ DAMAGED = "journal damaged"
 
 
 class JournalError(Exception):
-    """A file is not a journal (bad magic or no META record)."""
+    """A path cannot be read as a journal (not a regular file)."""
 
 
 @attrs.frozen
@@ -319,8 +319,8 @@ def decode_entry(record: Record) -> Entry:
     """The entry a record holds.
 
     Raises:
-        ValueError: the payload does not decode (struct.error and UnicodeDecodeError are
-            ValueErrors; a missing field is reported as one too).
+        ValueError: the payload does not decode (UnicodeDecodeError is a ValueError; a
+            missing field or a short one, struct.error, is reported as one too).
     """
     kind, seq, payload = record.kind, record.seq, record.payload
     try:
@@ -344,6 +344,6 @@ def decode_entry(record: Record) -> Entry:
         if kind == K_NOTE:
             fields = _unpack_fields(payload)
             return Note(seq=seq, name=fields["name"].decode(), data=fields["data"])
-    except (KeyError, IndexError) as exc:
+    except (KeyError, IndexError, struct.error) as exc:
         raise ValueError(f"record at {record.offset}: {exc!r}") from None
     raise ValueError(f"record at {record.offset}: unknown kind {kind}")

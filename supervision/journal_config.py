@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 from collections.abc import Callable
 from typing import Literal
@@ -74,6 +75,33 @@ def write_new_file(path: str, fill: Callable[[int], None]) -> None:
             os.unlink(path)
         raise
     os.close(fd)
+
+
+def create_locked(path: str, head: bytes) -> int:
+    """A new file at `path` holding `head`, flocked by the descriptor returned (append-only).
+
+    Its name appears only once it is whole and locked: written under ``<path>.creating``, then
+    linked.  A daemon reading the directory at start (another one sharing it) so never finds
+    an empty, unlocked file of a run just spawned, which it would take for a damaged journal.
+
+    Raises:
+        OSError: EEXIST if `path` exists; a full disk (a short write is ENOSPC).
+    """
+    creating = path + ".creating"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+    fd = os.open(creating, flags, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.write(fd, head) != len(head):
+            raise OSError(errno.ENOSPC, f"short write of the journal head to {path}")
+        os.link(creating, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(creating)
+    return fd
 
 
 def boot_id() -> str:

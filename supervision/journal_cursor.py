@@ -65,8 +65,11 @@ class Cursor:
         self._fd = os.open(journal.path, os.O_RDONLY | os.O_CLOEXEC)
         self._reader = Reader(self._fd)
         head = read_record(self._reader, len(MAGIC), journal.committed)
-        # Events start after the META record (which journal.open or create has checked).
-        self._offset = head.end if isinstance(head, Record) and head.kind == K_META else len(MAGIC)
+        # Events start after the META record (which journal.open or create has checked), or
+        # where a head that cannot be read starts (what follows is read as after damage).
+        damage = journal.head_damage
+        start = len(MAGIC) if damage is None else damage.offset
+        self._offset = head.end if isinstance(head, Record) and head.kind == K_META else start
         self._seen = from_seq  # every seq up to this one is accounted for
         self._reason: Gap | None = None  # why the next missing seqs are missing, if known
         self._after_gap = False  # a Gap was yielded: the next entry may skip seqs
@@ -149,7 +152,7 @@ class Cursor:
             return recent[0].end - self._offset
         if limit - self._offset < FRAME.size:
             return None
-        length, _ = FRAME.unpack(os.pread(self._fd, FRAME.size, self._offset))
+        length: int = FRAME.unpack(os.pread(self._fd, FRAME.size, self._offset))[0]
         return FRAME.size + length
 
     def _fault(self, number: int) -> JournalFault:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import attrs
 import trio
 
 from cc_executor.supervision.journal import Journal
@@ -39,7 +40,8 @@ async def compact(journal: Journal) -> None:
     assert completed is not None
     assert journal.finished
     removed = Removed(1, completed.seq - 1) if completed.seq > 1 else None
-    data = MAGIC + encode_meta(journal.meta)
+    # A journal whose META could not be read stays without one (`head_damage` says so).
+    data = MAGIC + (b"" if journal.meta is None else encode_meta(journal.meta))
     if removed is not None:
         data += encode_entry(removed)
     data += encode_entry(completed)
@@ -48,3 +50,5 @@ async def compact(journal: Journal) -> None:
     journal.removed = removed
     journal.gap = None
     journal.damaged = []
+    if journal.head_damage is not None:  # its damaged bytes are gone; events start at once
+        journal.head_damage = attrs.evolve(journal.head_damage, offset=len(MAGIC), length=0)

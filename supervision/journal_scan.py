@@ -8,12 +8,18 @@ ever returned.  What lies between is a `DamagedRange`.  Damage with no valid rec
 the file's tail: a short one is a torn write (cut, as any crash leaves it); one that is whole in
 size but fails its checks is damage, cut only after the original is kept aside as
 ``<name>.damaged-<time>-<pid>``.
+
+A head that cannot be read (a damaged magic *and* META, a file cut inside its META, an empty
+file, garbage) is not the end of the file: `scan_headless` notes why (`HeadDamage`) and reads
+the records after it by content, as after any damage; the head's bytes are never cut.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
+import struct
 import time
 from typing import TYPE_CHECKING
 
@@ -52,21 +58,81 @@ class DamagedRange:
     last_seq: int | None
 
 
-def read_head(reader: Reader, path: str, size: int) -> tuple[Meta, int]:
-    """The journal's META and the offset of its first event record.
+@attrs.frozen
+class HeadDamage:
+    """The journal's head (magic and META record) cannot be read, for `reason`: bytes
+    `offset`..`offset + length` precede the first record that can (the whole file if none)."""
+
+    reason: str
+    offset: int
+    length: int
+
+
+def read_head(reader: Reader, path: str, size: int) -> tuple[Meta, int] | str:
+    """The journal's META and the offset of its first event record, or why they cannot be
+    read.  A damaged magic before a whole META record costs nothing (a warning)."""
+    magic = size >= len(MAGIC) and reader.read(0, len(MAGIC), size) == MAGIC
+    first = read_record(reader, len(MAGIC), size)
+    if isinstance(first, Record) and first.kind == K_META:
+        try:
+            meta = decode_meta(first.payload)
+        except (ValueError, KeyError, struct.error) as exc:
+            return f"META record does not decode ({exc!r})"
+        if not magic:
+            log.warning("journal.damaged_magic", path=path)
+        return meta, first.end
+    if size == 0:
+        return "empty file"
+    if isinstance(first, Record):
+        why = f"no META record (a record of kind {first.kind} first)"
+    elif isinstance(first, Incomplete):
+        why = "META record cut short"
+    else:
+        why = f"META record corrupt ({first.why})"
+    return why if magic else f"not a cc-executor journal's magic; {why}"
+
+
+def scan_headless(journal: Journal, reader: Reader, size: int, reason: str) -> None:
+    """Note every record found after a head that cannot be read (by content, as after any
+    damage); the head's bytes are never cut, and nothing is if no record is found."""
+    magic = size >= len(MAGIC) and reader.read(0, len(MAGIC), size) == MAGIC
+    start = len(MAGIC) if magic else 0
+    found = resync(reader, start, size, 0)
+    end = size if found is None else found[0].offset
+    journal.head_damage = HeadDamage(reason, start, end - start)
+    log.warning(
+        "journal.meta_damaged", path=journal.path, reason=reason, offset=start, bytes=end - start
+    )
+    if found is None:
+        journal.committed = size
+        return
+    if found[0].seq > 1:  # events were in the damaged bytes too
+        journal.damaged.append(DamagedRange(start, end - start, 1, found[0].seq - 1))
+    scan_records(journal, reader, end, size)
+
+
+def scan_file(journal: Journal, fd: int) -> None:
+    """Read a whole journal file into `journal`: its META, or why it cannot be read, and then
+    every record (see the module docstring).
 
     Raises:
-        JournalError: the file is not a journal.
+        JournalError: the file is not a regular file, or a journal of another format version
+            (its magic says so: it is left as it is, never taken for a damaged one).
     """
-    if size < len(MAGIC) or reader.read(0, len(MAGIC), size) != MAGIC:
-        raise JournalError(f"{path}: not a cc-executor journal")
-    first = read_record(reader, len(MAGIC), size)
-    if not isinstance(first, Record) or first.kind != K_META:
-        raise JournalError(f"{path}: no META record")
-    try:
-        return decode_meta(first.payload), first.end
-    except (ValueError, KeyError) as exc:
-        raise JournalError(f"{path}: unreadable META record ({exc})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise JournalError(f"{journal.path}: not a regular file")
+    size = info.st_size
+    reader = Reader(fd)
+    magic = reader.read(0, min(size, len(MAGIC)), size)
+    if magic != MAGIC and magic[:-1] == MAGIC[:-1] and magic[-1:].isdigit():
+        raise JournalError(f"{journal.path}: a journal of format {magic.decode()}")
+    head = read_head(reader, journal.path, size)
+    if isinstance(head, str):
+        scan_headless(journal, reader, size, head)
+    else:
+        journal.meta, offset = head
+        scan_records(journal, reader, offset, size)
 
 
 def scan_records(journal: Journal, reader: Reader, offset: int, size: int) -> None:

@@ -64,7 +64,7 @@ class JournalWriter:
     """The writing half of a `Journal` (journal.py), whose state it shares."""
 
     path: str
-    meta: Meta
+    meta: Meta | None  # None: its head cannot be read (then it takes no output)
     config: JournalConfig
     committed: int
     last_seq: int
@@ -96,6 +96,7 @@ class JournalWriter:
             if self.gap is not None:
                 return
             record = OutputRecord.of(event)
+            assert self.meta is not None, "only a live run's journal takes output"
             held = self.committed + self._behind.size + self._batch.size
             if held + len(record) > self.meta.quota_bytes:
                 await self.flush()
@@ -109,7 +110,7 @@ class JournalWriter:
         await self.flush()
 
     async def _quota_reached(self, seq: int) -> None:
-        if self.meta.quota_policy == "block":
+        if self.meta is not None and self.meta.quota_policy == "block":
             self.blocked = True
             try:
                 await self._unblocked.wait()

@@ -48,16 +48,19 @@ def start_ticks(pid: int) -> int | None:
 
 
 def find_leftovers(
-    run_id: str, pid: int, started_wall: float, *, root_start_ticks: int | None = None
+    run_id: str, pid: int | None, started_wall: float | None, *, root_start_ticks: int | None = None
 ) -> set[int]:
     """Live processes proven (see the module docstring) to belong to a run whose supervisor is
-    gone; `pid` is the run's root (= its pgid and sid).
+    gone; `pid` is the run's root (= its pgid and sid).  Without `pid` and `started_wall` (its
+    journal's META is lost) only the marker proves, and descent from a process it proved.
 
     Raises:
         ProcfsExhausted: /proc could not be read (no file descriptor).
     """
     entry = marker_entry(run_id)
-    if root_start_ticks is None:
+    if started_wall is None:
+        not_before = 0
+    elif root_start_ticks is None:
         hertz = os.sysconf("SC_CLK_TCK")
         not_before = int((started_wall - START_SLACK - _boot_time()) * hertz)
     else:
@@ -69,9 +72,9 @@ def find_leftovers(
         if stat is not None and not stat.is_zombie and candidate != self_pid:
             stats[candidate] = stat
     proven = {p for p in stats if procfs.environ_contains(p, entry)}
-    root = stats.get(pid)
+    root = None if pid is None else stats.get(pid)
     if root is not None and root_start_ticks is not None and root.start_ticks == root_start_ticks:
-        proven.add(pid)
+        proven.add(root.pid)
     grew = True
     while grew:
         descendants = {
@@ -88,8 +91,8 @@ def find_leftovers(
 
 def kill_leftovers(
     run_id: str,
-    pid: int,
-    started_wall: float,
+    pid: int | None,
+    started_wall: float | None,
     *,
     root_start_ticks: int | None = None,
     config: SupervisionConfig | None = None,

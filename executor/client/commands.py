@@ -259,6 +259,11 @@ def state_word(status: RunStatus) -> str:
             return outcome
 
 
+def _no_command(status: RunStatus) -> str:
+    damaged = status.journal is not None and status.journal.get("meta_damaged") is not None
+    return "(unknown: its journal's META is damaged)" if damaged else ""
+
+
 async def _ps(inv: Invocation) -> int:
     async with inv.connect() as conn:
         runs = await conn.list()
@@ -279,7 +284,7 @@ async def _ps(inv: Invocation) -> int:
                 age,
                 human_bytes(status.stdout_bytes + status.stderr_bytes),
                 str(status.last_seq),
-                shlex.join(status.argv),
+                shlex.join(status.argv) or _no_command(status),
             )
         )
     columns = len(rows[0]) - 1  # the last, COMMAND, is not padded

@@ -194,12 +194,12 @@ class Daemon:
         interrupt = max(grace, self.config.claude.interrupt_grace)
         return interrupt + sup.term_grace + sup.kill_wait + sup.drain_timeout + 1.0
 
-    def status(self, identity: Identity) -> DaemonInfo:
+    async def status(self, identity: Identity) -> DaemonInfo:
         """``status {}``: daemon-wide for an admin (or without authentication), else the
         caller's own runs only."""
         everything = identity.admin or self.config.tokens is None
         live = [r for r in self.runs.live_runs() if everything or r.visible_to(identity)]
-        durable = self.durable.visible_runs(identity)
+        durable = await self.durable.visible_runs(identity)
         mine = [s for s in self.sessions if everything or s.peer.identity.name == identity.name]
         return DaemonInfo(
             server="cc-executor",

@@ -3,11 +3,12 @@ signalled.
 
 ``serve`` binds first (so a port in use fails at once, with one clear line: ``CannotListen``),
 makes the daemon a child subreaper (orphans of runs are reparented to us,
-never to init, so they can be found and reaped), recovers durable runs, says where it listens
-(``daemon.listening``: plain ``ws://`` URLs), opens the daemon's nursery with the reaper and the
-journal retention, and accepts TCP connections
-(transport/listener.py), each served end to end by the connection boundary
-(transport/connection.py), which never lets an error reach the listener.
+never to init, so they can be found and reaped), opens the daemon's nursery with the reaper and
+the journal retention, accepts TCP connections, says where it listens (``daemon.listening``,
+the first line: plain ``ws://`` URLs), then reads the state directory's durable runs while it
+serves (every lookup of a run waits for that).  Each TCP connection (transport/listener.py) is
+served end to end by the connection boundary (transport/connection.py), which never lets an
+error reach the listener.
 ``serve_until_signalled`` is ``ccx serve``: the first SIGTERM or SIGINT drains
 (``Daemon.shutdown``), a second one hurries the drain.
 """
@@ -123,8 +124,6 @@ async def serve(
     daemon = Daemon(config)
     warm_request_path()
     subreaper = enable_subreaper()
-    with _collector_paused():
-        await daemon.durable.recover()
     async with trio.open_nursery() as nursery:
         daemon._nursery = nursery
         await nursery.start(run_reaper, daemon.registry)
@@ -139,10 +138,18 @@ async def serve(
                 metrics=daemon.metrics,
             )
         )
-        log_listening(config, listeners, subreaper, daemon.policy.summary())
+        log_listening(config, listeners, subreaper, daemon.policy.summary())  # the first line
+        # The state directory is read while the daemon serves: new runs need none of it, and
+        # every lookup of a run waits for it (DurableRuns.loaded).
+        daemon.start_owned("durable.recover", _recover, daemon)
         port = listeners[0].socket.getsockname()[1]
         task_status.started((daemon, Listening(port, tuple(listeners))))
         await trio.sleep_forever()
+
+
+async def _recover(daemon: Daemon) -> None:
+    with _collector_paused():
+        await daemon.durable.recover()
 
 
 @contextlib.contextmanager
@@ -168,10 +175,15 @@ async def serve_until_signalled(config: ServerConfig) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             daemon, _listening = await nursery.start(partial(serve, config, listeners=listeners))
-            # What start made stays for the daemon's life (modules, the request path, the runs
-            # read from the state directory): out of the collector's way from now on, so its
-            # full passes do not walk it again and again while runs are served.
-            gc.freeze()
+
+            async def freeze_when_recovered() -> None:
+                # What start made stays for the daemon's life (modules, the request path, the
+                # runs read from the state directory): out of the collector's way from then on,
+                # so its full passes do not walk it again and again while runs are served.
+                await daemon.durable.loaded()
+                gc.freeze()
+
+            nursery.start_soon(freeze_when_recovered)
             async for signum in signals:
                 log.info("daemon.signal", signal=signal.Signals(signum).name)
                 break

@@ -195,7 +195,7 @@ async def _small_tool(
         case ControlArgs():
             return await _control(session, args)
         case StatusArgs(run=None):
-            return result_object(daemon.status(identity))
+            return result_object(await daemon.status(identity))
         case StatusArgs(run=run_id):
             assert run_id is not None
             mcp_run = session.find_run(run_id)
@@ -204,7 +204,7 @@ async def _small_tool(
             live = daemon.runs.visible(run_id, identity)
             if live is not None:
                 return run_info_object(live.info(now, session.session_id))
-            durable = daemon.durable.visible(run_id, identity)
+            durable = await daemon.durable.visible(run_id, identity)
             if durable is None:
                 raise RunNotFound(f"no run {run_id!r}", {"run": run_id})
             return run_info_object(durable.info(now))
@@ -213,22 +213,22 @@ async def _small_tool(
                 live.run_id: live.info(now, session.session_id)
                 for live in daemon.runs.visible_runs(identity)
             }
-            for durable in daemon.durable.visible_runs(identity):
+            for durable in await daemon.durable.visible_runs(identity):
                 listed.setdefault(durable.run_id, durable.info(now))
             ordered = sorted(listed.values(), key=lambda info: info.started or 0.0)
             return result_object(RunList(tuple(ordered)))
         case ReadOutputArgs():
-            return _read_output(session, args)
+            return await _read_output(session, args)
 
 
-def _read_output(session: McpSession, args: ReadOutputArgs) -> dict[str, JSON]:
+async def _read_output(session: McpSession, args: ReadOutputArgs) -> dict[str, JSON]:
     config = session.daemon.config.mcp
     limit = min(args.max_bytes or config.read_default_bytes, config.read_max_bytes)
     mcp_run = session.find_run(args.run)
     durable = (
         mcp_run.durable
         if mcp_run is not None
-        else session.daemon.durable.visible(args.run, session.peer.identity)
+        else await session.daemon.durable.visible(args.run, session.peer.identity)
     )
     result: dict[str, JSON] = {"run": args.run}
     if durable is not None:
@@ -255,7 +255,7 @@ def _read_output(session: McpSession, args: ReadOutputArgs) -> dict[str, JSON]:
 
 async def _control(session: McpSession, args: ControlArgs) -> dict[str, JSON]:
     """Pause, resume, cancel or signal, answering once the effect has happened."""
-    live = session.live_handle(args.run)
+    live = await session.live_handle(args.run)
     match args.action:
         case "signal":
             control.send_signal(live, args.signal_name)

@@ -232,7 +232,7 @@ class McpSession:
                 return task.run
         return None
 
-    def live_handle(self, run_id: str) -> LiveRun:
+    async def live_handle(self, run_id: str) -> LiveRun:
         """A run this client may control: its own, a task's, or any visible live run."""
         mcp_run = self.find_run(run_id)
         if mcp_run is not None:
@@ -240,6 +240,6 @@ class McpSession:
         live = self.daemon.runs.visible(run_id, self.peer.identity)
         if live is not None:
             return live
-        if self.daemon.durable.visible(run_id, self.peer.identity) is not None:
+        if await self.daemon.durable.visible(run_id, self.peer.identity) is not None:
             raise InvalidState(f"run {run_id} has completed", {"run": run_id, "state": "completed"})
         raise RunNotFound(f"no run {run_id!r}", {"run": run_id})

@@ -47,8 +47,8 @@ def answered_by(session: McpSession) -> str:
     return f"client:{session.peer.identity.name}/{session.session_id}"
 
 
-def _session_run(session: McpSession, run_id: str) -> tuple[LiveRun, ClaudeSession]:
-    live = session.live_handle(run_id)
+async def _session_run(session: McpSession, run_id: str) -> tuple[LiveRun, ClaudeSession]:
+    live = await session.live_handle(run_id)
     if not isinstance(live.claude, ClaudeSession):
         raise RunNotFound(f"run {run_id} is not a Claude session", {"run": run_id})
     return live, live.claude
@@ -79,7 +79,7 @@ async def session_tool(
         case ClaudeStartArgs():
             return await _start(session, request, args, version)
         case ClaudeSendArgs(params=params, wait=wait):
-            live, claude = _session_run(session, params.run)
+            live, claude = await _session_run(session, params.run)
             followed = _view(session, live) if wait else None
             if wait and followed is None:
                 raise InvalidParams(
@@ -92,16 +92,16 @@ async def session_tool(
                 return _sent(live, sent, version)
             return await _wait(session, request, TurnWait(*followed, sent), version)
         case ClaudeInterruptArgs(params=params):
-            live, claude = _session_run(session, params.run)
+            live, claude = await _session_run(session, params.run)
             turn = await claude.interrupt()
             return _structured({"run": live.run_id, "interrupted": True, "turn": turn}, version)
         case ClaudePermissionArgs(params=p):
-            live, claude = _session_run(session, p.run)
+            live, claude = await _session_run(session, p.run)
             by = answered_by(session)
             await claude.answer(p.request, p.behavior, by, p.updated_input, p.message)
             return _structured({"run": live.run_id, "request": p.request, "decided": True}, version)
         case ClaudeCloseArgs(params=params):
-            live, claude = _session_run(session, params.run)
+            live, claude = await _session_run(session, params.run)
             await claude.close()
             await live.done.wait()
             closed: dict[str, JSON] = {"run": live.run_id, "state": "completed"}
@@ -112,7 +112,7 @@ async def session_tool(
                 )
             return _structured(closed, version)
         case ClaudeSessionArgs(run=run_id, from_turn=from_turn):
-            live, claude = _session_run(session, run_id)
+            live, claude = await _session_run(session, run_id)
             described: dict[str, JSON] = {"run": live.run_id, **claude.snapshot()}
             followed = _view(session, live)
             if followed is not None:

@@ -123,7 +123,7 @@ async def claude(session: Session, request_id: Id, params: ClaudeParams) -> Hand
 async def attach(session: Session, request_id: Id, params: AttachParams) -> Handled:
     """Replay a durable run's events after `from_seq`, then follow it live."""
     daemon = session.daemon
-    durable = daemon.durable.visible(params.run, session.peer.identity)
+    durable = await daemon.durable.visible(params.run, session.peer.identity)
     if durable is None:
         raise RunNotFound(f"no durable run {params.run!r}", {"run": params.run})
     journal = durable.journal
@@ -166,7 +166,7 @@ async def attach(session: Session, request_id: Id, params: AttachParams) -> Hand
 
 async def detach(session: Session, request_id: Id, params: DetachParams) -> Handled:
     """Stop following a durable run (idempotent); no event of it follows the reply."""
-    if session.daemon.durable.visible(params.run, session.peer.identity) is None:
+    if await session.daemon.durable.visible(params.run, session.peer.identity) is None:
         raise RunNotFound(f"no durable run {params.run!r}", {"run": params.run})
     sent = await session.attachments.detach(params.run)
     return Handled(Detached(params.run, sent or 0))
@@ -177,12 +177,12 @@ async def status(session: Session, request_id: Id, params: StatusParams) -> Hand
     daemon = session.daemon
     identity = session.peer.identity
     if params.run is None:
-        return Handled(daemon.status(identity))
+        return Handled(await daemon.status(identity))
     now = trio.current_time()
     live = daemon.runs.visible(params.run, identity)
     if live is not None:
         return Handled(live.info(now, session.session_id))
-    durable = daemon.durable.visible(params.run, identity)
+    durable = await daemon.durable.visible(params.run, identity)
     if durable is not None:
         return Handled(durable.info(now))
     raise RunNotFound(f"no run {params.run!r}", {"run": params.run})
@@ -198,7 +198,7 @@ async def list_runs(session: Session, request_id: Id, params: object) -> Handled
         live.run_id: live.info(now, session.session_id)
         for live in daemon.runs.visible_runs(identity)
     }
-    for durable in daemon.durable.visible_runs(identity):
+    for durable in await daemon.durable.visible_runs(identity):
         if durable.run_id not in listed:
             listed[durable.run_id] = durable.info(now)
     runs = sorted(listed.values(), key=lambda info: info.started or 0.0)

@@ -140,7 +140,7 @@ class Handles:
         nursery.start_soon(self._serve, handle, stdin_receive)
         return handle
 
-    def find(self, run_id: str | None) -> RunHandle:
+    async def find(self, run_id: str | None) -> RunHandle:
         """The run a request names; without a name, this connection's only (or only live) run.
 
         Any run of the caller's identity can be named (an admin's: any run); a run the caller
@@ -165,7 +165,7 @@ class Handles:
         live = daemon.runs.visible(run_id, session.peer.identity)
         if live is not None:
             return self.adopt(live)
-        durable = daemon.durable.visible(run_id, session.peer.identity)
+        durable = await daemon.durable.visible(run_id, session.peer.identity)
         if durable is not None:
             restarted = " (before the daemon restarted)" if durable.run is None else ""
             raise InvalidState(
@@ -177,7 +177,7 @@ class Handles:
         """Hand a run-targeted request to its run's queue (or answer it at once if it can't)."""
         session = self._session
         try:
-            handle = self.find(getattr(request.params, "run", None))
+            handle = await self.find(getattr(request.params, "run", None))
         except JsonRpcError as exc:
             error = exc
 

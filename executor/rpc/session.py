@@ -366,9 +366,9 @@ class Session:
         if live.durable is not None:
             self.attachments.attach(live.durable, 0)
 
-    def find(self, run_id: str | None) -> RunHandle:
+    async def find(self, run_id: str | None) -> RunHandle:
         """The run a request names (see Handles.find)."""
-        return self.handles.find(run_id)
+        return await self.handles.find(run_id)
 
     def _forget_old_runs(self) -> None:
         """Keep at most ``completed_runs_kept`` finished runs of this connection."""

@@ -40,7 +40,7 @@ from cc_executor.protocol.connection import ServerConnection
 from cc_executor.protocol.messages import JSON
 from cc_executor.protocol.notices import ClaudeNotice, Notice, RunGap, RunJournalError
 from cc_executor.supervision import CompletedEvent, Note, Output, SequencedEvent, StateEvent
-from cc_executor.supervision.journal import Cursor, Gap, Journal, JournalFault, Meta, Replayed
+from cc_executor.supervision.journal import Cursor, Gap, Journal, JournalFault, Replayed
 
 
 class Follower(Protocol):
@@ -135,10 +135,14 @@ async def open_cursor(journal: Journal, from_seq: int, retry: float, bound: floa
 
 
 def _notices(
-    run_id: str, meta: Meta, parser: StreamJsonParser | None, entry: Output | StateEvent | Note
+    run_id: str,
+    ids: tuple[int | None, int | None],
+    parser: StreamJsonParser | None,
+    entry: Output | StateEvent | Note,
 ) -> list[Notice]:
-    """The notice of `entry`, then those of the Claude events its output completes."""
-    notice = event_notice(run_id, meta.pid, meta.pgid, entry, None)
+    """The notice of `entry` (`ids`: the run's pid and pgid), then those of the Claude events
+    its output completes."""
+    notice = event_notice(run_id, *ids, entry, None)
     return [notice, *(ClaudeNotice(run_id, e) for e in stream_json_events(parser, entry))]
 
 
@@ -153,7 +157,7 @@ async def tail(session: Follower, attachment: Attachment, settings: TailSettings
     """
     durable = attachment.durable
     run_id = durable.run_id
-    meta = durable.journal.meta
+    pid, pgid = durable.ids
     max_line = settings.claude_max_line
     parser = None if max_line is None else StreamJsonParser(max_line)
     attachment.sent_seq = attachment.from_seq
@@ -194,13 +198,13 @@ async def tail(session: Follower, attachment: Attachment, settings: TailSettings
                 if isinstance(entry, CompletedEvent):  # nothing of the run follows it
                     for event in stream_json_events(parser, entry):
                         await session.send_notice(ClaudeNotice(run_id, event))
-                    final = event_notice(run_id, meta.pid, meta.pgid, entry, durable.completion)
+                    final = event_notice(run_id, pid, pgid, entry, durable.completion)
                     await session.send_notice(final)
                     attachment.sent_seq = entry.seq
                     attachment.completed = True
                     return
                 seq = entry.seq
-                notices = _notices(run_id, meta, parser, entry)
+                notices = _notices(run_id, (pid, pgid), parser, entry)
                 if isinstance(entry, Output):  # with the output ready after it, as one write
                     size = len(entry.data)
                     group = settings.group_bytes
@@ -210,7 +214,7 @@ async def tail(session: Follower, attachment: Attachment, settings: TailSettings
                         if not isinstance(entry, Output) or size + len(entry.data) > group:
                             break
                         seq, size = entry.seq, size + len(entry.data)
-                        notices += _notices(run_id, meta, parser, entry)
+                        notices += _notices(run_id, (pid, pgid), parser, entry)
                         entry = None
                     # What stopped the group is sent next (a state change waits at its gates).
                 else:

@@ -14,8 +14,9 @@ CANCEL unblock it (the control handler unblocks before cancelling: a PAUSE stuck
 full channel holds the run's control lock).
 
 A durable run belongs to the identity that started it (``Meta.owner``; older journals: to
-"local", unauthenticated loopback clients).  ``visible`` answers for one identity: its own
-runs, or every run for an admin; a run it may not see is, to that client, one that does not exist.
+"local", unauthenticated loopback clients; a journal whose META cannot be read: to nobody
+known, so admins only).  ``visible`` answers for one identity: its own runs, or every run for
+an admin; a run it may not see is, to that client, one that does not exist.
 
 A failed journal write (a full disk, EIO) is the journal's to handle (supervision/journal.py):
 policy "block" holds the run until the disk takes the write again or the run is cancelled;
@@ -27,6 +28,7 @@ At start, ``recover`` reads every journal in the state directory (in a worker th
 journal without a completion whose lock is free belongs to a run that died with an earlier
 daemon: its leftovers are killed (supervision/leftovers.py: only processes proven to be the
 run's) and a ``Lost`` completion is appended (after a GAP if the file's tail was cut).  A
+journal whose META cannot be read is still a run, named by its file (recovery.py).  A
 completion found after damage means the run completed: it is never completed again.  Journals
 locked by another live daemon sharing the directory are left alone.
 
@@ -49,10 +51,9 @@ import attrs
 import structlog
 import trio
 
-from cc_executor.executor.runs import wire
+from cc_executor.executor.runs import recovery, wire
 from cc_executor.executor.runs.control import cancel_quietly
 from cc_executor.executor.runs.live import RunKind
-from cc_executor.executor.runs.recovery import RECOVER_BATCH, complete_lost, open_journals
 from cc_executor.protocol import JSON
 from cc_executor.protocol.notices import Completion
 from cc_executor.protocol.results import RunInfo
@@ -73,7 +74,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 LEGACY_OWNER = "local"  # the owner of journals that predate owners
-SUFFIX = ".journal"
 
 
 class DurableRun:
@@ -82,8 +82,10 @@ class DurableRun:
     def __init__(
         self, journal: Journal, run: Run | None = None, *, ended_wall: float | None = None
     ) -> None:
-        self.run_id = journal.meta.run_id
-        self.owner = journal.meta.owner or LEGACY_OWNER
+        meta = journal.meta
+        # No META (damaged): the id is the file's name, the owner unknown (admins only).
+        self.run_id = recovery.run_id_of(journal.path) if meta is None else meta.run_id
+        self.owner = None if meta is None else meta.owner or LEGACY_OWNER
         self.journal = journal
         self.run = run
         # A Claude run's stdout is parsed for its attachments; journals do not record the kind,
@@ -106,6 +108,12 @@ class DurableRun:
     def live(self) -> bool:
         return self.run is not None and not self.done.is_set()
 
+    @property
+    def ids(self) -> tuple[int | None, int | None]:
+        """The run's pid and pgid (None: its journal's META is lost)."""
+        meta = self.journal.meta
+        return (None, None) if meta is None else (meta.pid, meta.pgid)
+
     def final_completion(self) -> Completion | None:
         """How the run ended, if it has (from memory, else from its journal)."""
         if self.completion is not None:
@@ -113,8 +121,7 @@ class DurableRun:
         recorded = self.journal.completed
         if recorded is None:
             return None
-        meta = self.journal.meta
-        return wire.completed(recorded.completed, meta.pid, meta.pgid)
+        return wire.completed(recorded.completed, *self.ids)
 
     def info(self, now: float) -> RunInfo:
         """The run as ``status`` and ``list`` show it; a finished run's is made once (`list`
@@ -146,14 +153,14 @@ class DurableRun:
         return RunInfo(
             run=self.run_id,
             state="completed" if completion is not None else (run.state.value if run else "lost"),
-            pid=meta.pid,
-            pgid=meta.pgid,
-            argv=tuple(meta.argv),
+            pid=self.ids[0],
+            pgid=self.ids[1],
+            argv=() if meta is None else tuple(meta.argv),
             elapsed=elapsed,
             stdout_bytes=stdout_bytes,
             stderr_bytes=stderr_bytes,
             last_seq=journal.last_seq,
-            started=round(meta.started_wall, 3),
+            started=None if meta is None else round(meta.started_wall, 3),
             durable=True,
             owner=self.owner,
             completion=completion,
@@ -181,30 +188,7 @@ class DurableRun:
             nursery.cancel_scope.cancel()
 
     def journal_info(self) -> dict[str, JSON]:
-        journal = self.journal
-        removed: JSON = None
-        if journal.removed is not None:
-            removed = {"first": journal.removed.first, "last": journal.removed.last}
-        fault = journal.fault
-        error: JSON = None
-        if fault is not None:
-            error = {"seq": fault.seq, "reason": fault.reason, "policy": fault.policy}
-        damaged: list[JSON] = [dict(offset=d.offset, bytes=d.length, first_seq=d.first_seq,
-                                    last_seq=d.last_seq) for d in journal.damaged]  # fmt: skip
-        return {
-            "bytes": journal.size,
-            "quota_bytes": journal.meta.quota_bytes,
-            "quota_policy": journal.meta.quota_policy,
-            "error_policy": journal.config.error_policy,
-            "blocked": journal.blocked,
-            "gap_from_seq": None if journal.gap is None else journal.gap.seq,
-            "removed": removed,
-            "error": error,
-            "faults": journal.fault_count,
-            "damaged": damaged,
-            "truncated_bytes": journal.truncated_bytes,
-            "kept_aside": journal.kept_aside,
-        }
+        return wire.journal_object(self.journal)
 
 
 def _safe(text: str) -> str:
@@ -220,19 +204,30 @@ class DurableRuns:
         self.directory = os.path.join(config.state_dir, "journals")
         self.runs: dict[str, DurableRun] = {}
         self._changed = trio.Event()
+        self._recovered_all = trio.Event()  # `recover` is over: every journal is in `runs`
 
-    def get(self, run_id: str) -> DurableRun | None:
-        return self.runs.get(run_id)
+    async def loaded(self) -> None:
+        """Return once the state directory is read: the daemon serves while it is (start
+        does not wait for thousands of journals), so every lookup of a run waits for this."""
+        if not self._recovered_all.is_set():
+            await self._recovered_all.wait()
 
-    def visible(self, run_id: str, identity: Identity) -> DurableRun | None:
+    async def visible(self, run_id: str, identity: Identity) -> DurableRun | None:
         """The run, if `identity` may see it: its owner, or an admin."""
+        await self.loaded()
         durable = self.runs.get(run_id)
-        if durable is None or not (identity.admin or durable.owner == identity.name):
-            return None
-        return durable
+        return durable if durable is not None and self._sees(identity, durable) else None
 
-    def visible_runs(self, identity: Identity) -> list[DurableRun]:
-        return [d for d in self.runs.values() if identity.admin or d.owner == identity.name]
+    async def visible_runs(self, identity: Identity) -> list[DurableRun]:
+        await self.loaded()
+        return [d for d in self.runs.values() if self._sees(identity, d)]
+
+    def _sees(self, identity: Identity, durable: DurableRun) -> bool:
+        # A run whose owner is unknown (its META is lost) could be anyone's: admins only, or
+        # every client of a daemon without tokens (they are all one identity, "local").
+        if durable.owner is None:
+            return identity.admin or self.config.tokens is None
+        return identity.admin or durable.owner == identity.name
 
     def new_run_id(self) -> str:
         """Globally unique, and saying which instance holds the run."""
@@ -245,41 +240,44 @@ class DurableRuns:
     # -- restart ---------------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """Load every journal; complete runs that died with an earlier daemon as lost.
-
-        Journals are read in a worker thread, many per hand-off: a state directory holds
-        thousands of small journals, and a thread hand-off each cost more than reading one.
-        """
+        """Load every journal (recovery.py); complete runs that died with an earlier daemon
+        as lost; then (or if this fails or is cancelled) lookups stop waiting (`loaded`)."""
         try:
-            names = sorted(os.listdir(self.directory))
-        except FileNotFoundError:
-            return
-        paths = [os.path.join(self.directory, name) for name in names if name.endswith(SUFFIX)]
-        for start in range(0, len(paths), RECOVER_BATCH):
-            batch = paths[start : start + RECOVER_BATCH]
-            opened = await trio.to_thread.run_sync(open_journals, batch, self.config.journal)
-            for path, journal, mtime in opened:
-                if isinstance(journal, Exception):
-                    log.warning("journal.unreadable", path=path, error=str(journal))
-                elif journal is None:
-                    log.info("journal.held_elsewhere", path=path)
-                else:
-                    await self._recovered(path, journal, mtime)
-        log.info("durable.recovered", journals=len(self.runs))
+            await self._recover()
+        finally:
+            self._recovered_all.set()
 
-    async def _recovered(self, path: str, journal: Journal, mtime: float | None) -> None:
+    async def _recover(self) -> None:
+        begun = time.time()
+        await recovery.read_journals(
+            self.directory, recovery.SUFFIX, self.config.journal, self._recovered
+        )
+        log.info(
+            "durable.recovered", journals=len(self.runs), seconds=round(time.time() - begun, 3)
+        )
+
+    async def _recovered(self, opened: recovery.Opened) -> None:
+        path, journal, mtime = opened
+        if isinstance(journal, Exception):
+            log.warning("journal.unreadable", path=path, error=str(journal))
+            return
+        if journal is None:
+            log.info("journal.held_elsewhere", path=path)
+            return
         if journal.truncated_bytes:
             log.warning("journal.torn_tail_truncated", path=path, bytes=journal.truncated_bytes)
+        run_id = recovery.run_id_of(path) if journal.meta is None else journal.meta.run_id
         session_id = None
         if journal.completed is None:
-            session_id = await complete_lost(journal, self.config.supervision)
+            session_id = await recovery.complete_lost(journal, run_id, self.config.supervision)
             mtime = None  # it completes now
-        durable = self.runs[journal.meta.run_id] = DurableRun(journal, ended_wall=mtime)
+        durable = self.runs[run_id] = DurableRun(journal, ended_wall=mtime)
         durable.session_id = session_id
 
     async def warm(self) -> None:
         """Make every finished run's `info` after start, a few at a time, so the first `list`
         finds them made; only an optimisation (a failure is logged, `list` makes the rest)."""
+        await self.loaded()
         now = trio.current_time()
         try:
             for i, durable in enumerate(list(self.runs.values())):
@@ -314,7 +312,7 @@ class DurableRuns:
             owner=owner,
             root_start_ticks=root_start,
         )
-        path = os.path.join(self.directory, _safe(run.run_id) + SUFFIX)
+        path = os.path.join(self.directory, _safe(run.run_id) + recovery.SUFFIX)
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             journal = Journal.create(path, meta, self.config.journal)
@@ -351,8 +349,10 @@ class DurableRuns:
     async def run_retention(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Apply retention now, whenever a run completes, and when the next journal expires."""
+        """Apply retention once the journals are read, whenever a run completes, and when the
+        next journal expires."""
         task_status.started()
+        await self.loaded()
         while True:
             self._changed = trio.Event()
             delay = await self.sweep(time.time())

@@ -46,6 +46,7 @@ from cc_executor.supervision import (
     StateEvent,
     TimedOut,
 )
+from cc_executor.supervision.journal import Journal
 
 
 def signal_name(number: int) -> str:
@@ -192,4 +193,39 @@ def claude_summary(
         "turns": ended.get("turn", 0),
         "session_id": (result.get("session_id") if isinstance(result, dict) else None)
         or session_id,
+    }
+
+
+def journal_object(journal: Journal) -> dict[str, JSON]:
+    """A durable run's ``journal`` in ``status``, ``list`` and ``attach`` (docs/protocol.md)."""
+    removed: JSON = None
+    if journal.removed is not None:
+        removed = {"first": journal.removed.first, "last": journal.removed.last}
+    fault = journal.fault
+    error: JSON = None
+    if fault is not None:
+        error = {"seq": fault.seq, "reason": fault.reason, "policy": fault.policy}
+    damaged: list[JSON] = [
+        dict(offset=d.offset, bytes=d.length, first_seq=d.first_seq, last_seq=d.last_seq)
+        for d in journal.damaged
+    ]
+    head: JSON = None
+    if journal.head_damage is not None:
+        hd = journal.head_damage
+        head = {"reason": hd.reason, "offset": hd.offset, "bytes": hd.length}
+    meta = journal.meta
+    return {
+        "bytes": journal.size,
+        "quota_bytes": None if meta is None else meta.quota_bytes,
+        "quota_policy": None if meta is None else meta.quota_policy,
+        "error_policy": journal.config.error_policy,
+        "blocked": journal.blocked,
+        "gap_from_seq": None if journal.gap is None else journal.gap.seq,
+        "removed": removed,
+        "error": error,
+        "faults": journal.fault_count,
+        "damaged": damaged,
+        "truncated_bytes": journal.truncated_bytes,
+        "kept_aside": journal.kept_aside,
+        "meta_damaged": head,
     }

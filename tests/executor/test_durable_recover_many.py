@@ -1,6 +1,6 @@
 """Recovery reads journals many per worker-thread hand-off: every one is still recovered,
-completed ones listed as they ended, an unreadable one skipped, one without a completion
-completed as lost."""
+completed ones listed as they ended, one whose head is garbage listed by its file's name, one
+without a completion completed as lost."""
 
 from __future__ import annotations
 
@@ -51,7 +51,11 @@ async def test_more_journals_than_one_batch_are_all_recovered(tmp_path: Path) ->
     runs = DurableRuns(attrs.evolve(config_from_env({}), state_dir=str(tmp_path)), "x")
     with trio.fail_after(60):
         await runs.recover()
-    assert len(runs.runs) == count
+    assert len(runs.runs) == count + 1
+    garbage = runs.runs["garbage"]
+    assert garbage.owner is None
+    assert garbage.journal.meta is None
+    assert garbage.info(trio.current_time()).state == "completed"
     now = trio.current_time()
     for i in (0, RECOVER_BATCH - 1, RECOVER_BATCH, count - 1):
         info = runs.runs[f"many-{i:04d}"].info(now)

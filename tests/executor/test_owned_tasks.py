@@ -49,7 +49,7 @@ async def test_an_unreadable_journal_is_a_gap_and_the_completion_still_comes(
         async with open_client(durable_served.url) as client:
             argv = ["sh", "-c", "echo one; read _; echo two"]
             started = await client.call("execute", argv=argv, durable=True, stdin="pipe")
-            durable = daemon.durable.get(started["run"])
+            durable = daemon.durable.runs.get(started["run"])
             assert durable is not None
             # The real fault: the file is gone (an operator, a cleaner); EMFILE and EIO take
             # the same path (any OSError opening or reading it).

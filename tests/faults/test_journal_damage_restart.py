@@ -55,8 +55,8 @@ async def test_a_flipped_byte_is_reported_and_the_completed_run_stays_completed(
             run_daemon("--state-dir", str(state)) as daemon,
             open_durable_client(daemon.url) as client,
         ):
+            status = await client.call("status", run=run)  # answered once recovery is over
             assert not any('"run.lost"' in line for line in daemon.stderr_lines)
-            status = await client.call("status", run=run)
             assert status["outcome"] == "exited"
             assert status["exit_code"] == 0
             assert [(d["first_seq"], d["last_seq"]) for d in status["journal"]["damaged"]] == [

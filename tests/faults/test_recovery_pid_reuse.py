@@ -20,7 +20,8 @@ import trio
 from ccx_testing import alive
 
 from cc_executor.executor.config.server import ServerConfig
-from cc_executor.executor.runs.durable import SUFFIX, DurableRuns
+from cc_executor.executor.runs.durable import DurableRuns
+from cc_executor.executor.runs.recovery import SUFFIX
 from cc_executor.supervision.journal import Journal, JournalConfig, Meta, boot_id
 from cc_executor.supervision.leftovers import start_ticks
 from cc_executor.supervision.marker import RUN_ID_VAR
@@ -101,7 +102,7 @@ def test_a_reused_pgid_is_not_evidence_the_marker_and_ancestry_are(tmp_path: Pat
                 break
             time.sleep(0.01)
         assert not alive(grandchild)
-        recovered = daemon_runs.get(run_id)
+        recovered = daemon_runs.runs.get(run_id)
         assert recovered is not None
         assert recovered.journal.completed is not None
     finally:
