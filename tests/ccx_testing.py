@@ -306,6 +306,11 @@ class DaemonProcess:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/"
 
+    async def wait_logged(self, event: str) -> None:
+        """Until a line of `event` was read from the daemon's stderr (lines are written by its
+        writer thread in order, some time after they are logged)."""
+        await wait_until(lambda: any(f'"{event}"' in line for line in self.stderr_lines))
+
     def rss_kib(self) -> int:
         with open(f"/proc/{self.process.pid}/status") as f:
             match = re.search(r"VmRSS:\s+(\d+) kB", f.read())

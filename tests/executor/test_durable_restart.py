@@ -41,7 +41,7 @@ async def test_sigkilled_daemon_run_is_lost_leftovers_killed_journal_readable(
             await wait_until(lambda: not any(alive(pid) for pid in pids), bound=15)
             # The state directory is read while the daemon serves: the run is completed as
             # lost once its leftovers are killed.
-            await wait_until(lambda: any('"run.lost"' in line for line in daemon.stderr_lines))
+            await daemon.wait_logged("run.lost")
             async with open_durable_client(daemon.url) as client:
                 listed = {r["run"]: r for r in (await client.call("list"))["runs"]}
                 lost = listed[run]
@@ -58,9 +58,7 @@ async def test_sigkilled_daemon_run_is_lost_leftovers_killed_journal_readable(
                 assert error.code == -32005
         # A third start finds nothing left to recover: the run stays lost, once.
         async with run_daemon("--state-dir", state) as daemon:
-            await wait_until(
-                lambda: any('"durable.recovered"' in line for line in daemon.stderr_lines)
-            )
+            await daemon.wait_logged("durable.recovered")
             assert not any('"run.lost"' in line for line in daemon.stderr_lines)
             async with open_durable_client(daemon.url) as client:
                 status = await client.call("status", run=run)

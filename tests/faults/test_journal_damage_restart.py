@@ -55,7 +55,8 @@ async def test_a_flipped_byte_is_reported_and_the_completed_run_stays_completed(
             run_daemon("--state-dir", str(state)) as daemon,
             open_durable_client(daemon.url) as client,
         ):
-            status = await client.call("status", run=run)  # answered once recovery is over
+            status = await client.call("status", run=run)
+            await daemon.wait_logged("durable.recovered")  # every line of recovery is read
             assert not any('"run.lost"' in line for line in daemon.stderr_lines)
             assert status["outcome"] == "exited"
             assert status["exit_code"] == 0

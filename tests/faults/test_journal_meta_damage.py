@@ -88,9 +88,10 @@ async def test_a_flipped_meta_byte_keeps_the_run_and_every_event_after_it(
             run_daemon("--state-dir", str(state)) as daemon,
             open_durable_client(daemon.url) as client,
         ):
+            entry = listed((await client.call("list"))["runs"], run)
+            await daemon.wait_logged("durable.recovered")  # every line of recovery is read
             assert any('"journal.meta_damaged"' in line for line in daemon.stderr_lines)
             assert not any('"journal.unreadable"' in line for line in daemon.stderr_lines)
-            entry = listed((await client.call("list"))["runs"], run)
             status = await client.call("status", run=run)
             assert entry == status
             # What the META said is unknown; what the records after it say is kept.

@@ -37,7 +37,7 @@ async def test_journals_that_is_not_a_directory_is_logged_and_the_daemon_serves(
             run_daemon("--state-dir", str(state)) as daemon,
             open_durable_client(daemon.url) as client,
         ):
-            assert any('"durable.state_unreadable"' in line for line in daemon.stderr_lines)
+            await daemon.wait_logged("durable.state_unreadable")
             run = await client.execute(argv=["echo", "hi"])
             assert (await client.wait_completed(run)).stdout == bytearray(b"hi\n")
             error = await client.call_error("execute", argv=["echo", "hi"], durable=True)
