@@ -247,6 +247,16 @@ async def test_a_claude_session_in_the_container(image: Image) -> None:
     assert len(api.requests) >= 4, "every turn reached the fake API on the host"
 
 
+async def wait_transcript(image: Image, name: str, session_id: str) -> None:
+    """Until the CLI in container `name` has written the transcript of `session_id`."""
+    find = f"find /home/ccx/.claude/projects -name '{session_id}.jsonl'"
+    for _ in range(300):  # 30 s at most
+        if (await apodman(image.env, "exec", name, "sh", "-c", find)).strip():
+            return
+        await trio.sleep(0.1)
+    raise AssertionError(f"no transcript of session {session_id} in {name}")
+
+
 def user_texts(body: dict[str, Any]) -> list[str]:
     """Every user text block of a Messages API request."""
     texts: list[str] = []
@@ -282,6 +292,10 @@ async def test_a_durable_session_outlives_its_container(image: Image) -> None:
                 session_id = (await client.call("status", run=run))["claude"]["session_id"]
                 await client.call("claude.send", run=run, content="a slow one [slow:300]")
                 await next_note(client, "claude.turn_started", run, lambda p: p["turn"] == 2)
+                # The CLI writes its transcript some time after a turn's result (seen: none on
+                # disk yet when killed within milliseconds of it); without it there is nothing
+                # to resume, whatever the daemon does.
+                await wait_transcript(image, name, session_id)
                 await apodman(image.env, "kill", "--signal", "KILL", name)
             async with (
                 claude_container(image, api, *options, name="ccx-second") as (name, url),
