@@ -116,7 +116,7 @@ class Record:
 
     kind: int
     seq: int
-    payload: bytes
+    payload: bytes | memoryview  # a view of the bytes read: decode_entry copies what it keeps
     offset: int
     end: int
 
@@ -322,10 +322,11 @@ def decode_entry(record: Record) -> Entry:
         ValueError: the payload does not decode (UnicodeDecodeError is a ValueError; a
             missing field or a short one, struct.error, is reported as one too).
     """
-    kind, seq, payload = record.kind, record.seq, record.payload
+    kind, seq, view = record.kind, record.seq, record.payload
     try:
-        if kind == K_OUTPUT:
-            return Output(seq=seq, stream=_STREAMS[payload[0]], data=payload[1:])
+        if kind == K_OUTPUT:  # the output is copied once, out of the bytes read (W10)
+            return Output(seq=seq, stream=_STREAMS[view[0]], data=bytes(view[1:]))
+        payload = bytes(view)
         if kind == K_STATE:
             return StateEvent(seq=seq, state=RunState(payload.decode()))
         if kind == K_COMPLETED:

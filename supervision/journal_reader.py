@@ -71,4 +71,4 @@ def read_record(reader: Reader, offset: int, limit: int) -> ReadResult:
     kind, seq = HEAD.unpack_from(body)
     if kind > K_NOTE:
         return Corrupt(offset, f"unknown kind {kind}")
-    return Record(kind, seq, body[HEAD.size :], offset, end)
+    return Record(kind, seq, memoryview(body)[HEAD.size :], offset, end)  # copied once, on decode

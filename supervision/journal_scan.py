@@ -75,7 +75,7 @@ def read_head(reader: Reader, path: str, size: int) -> tuple[Meta, int] | str:
     first = read_record(reader, len(MAGIC), size)
     if isinstance(first, Record) and first.kind == K_META:
         try:
-            meta = decode_meta(first.payload)
+            meta = decode_meta(bytes(first.payload))
         except (ValueError, KeyError, struct.error) as exc:
             return f"META record does not decode ({exc!r})"
         if not magic:
