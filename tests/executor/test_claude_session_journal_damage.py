@@ -51,7 +51,7 @@ def what(record: Record) -> str:
     if isinstance(entry, Note):
         return entry.name
     for kind in ('"subtype":"init"', '"type":"control_request"', '"type":"result"'):
-        if kind.encode() in record.payload:
+        if kind.encode() in bytes(record.payload):
             return kind
     return "other"
 
