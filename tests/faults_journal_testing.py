@@ -12,7 +12,7 @@ import resource
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Container, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ import pytest
 import trio
 from ccx_testing import WireClient
 
-from cc_executor.supervision.journal import Meta, boot_id
+from cc_executor.supervision import Completed, CompletedEvent, Exited, Output
+from cc_executor.supervision.journal import Journal, JournalConfig, Meta, boot_id
 
 
 def journal_meta(run_id: str) -> Meta:
@@ -35,6 +36,38 @@ def journal_meta(run_id: str) -> Meta:
         quota_bytes=1 << 30,
         quota_policy="block",
     )
+
+
+MISSING_PID = 4_194_000  # above any pid this machine hands out (pid_max is 4194304 at most)
+
+
+async def write_old_journals(
+    directory: Path, run_ids: Sequence[str], *, lost: Container[str] = ()
+) -> None:
+    """Journals of runs an earlier daemon ran (under pids no process has), each holding one
+    line of output, ``<run id>\\n``, and its completion (exited 0) unless the run is in `lost`
+    (it died with that daemon)."""
+    os.makedirs(directory, exist_ok=True)
+    config = JournalConfig(fsync="never")
+    for i, run_id in enumerate(run_ids):
+        meta = Meta(
+            run_id=run_id,
+            pid=MISSING_PID + i,
+            pgid=MISSING_PID + i,
+            argv=("echo", run_id),
+            started_wall=time.time() - 60 + i,
+            boot_id=boot_id(),
+            quota_bytes=1 << 20,
+            quota_policy="block",
+            owner="local",
+        )
+        journal = Journal.create(str(directory / f"{run_id}.journal"), meta, config)
+        data = f"{run_id}\n".encode()
+        await journal.deliver(Output(seq=1, stream="stdout", data=data))
+        if run_id not in lost:
+            done = Completed(Exited(0), stdout_bytes=len(data), stderr_bytes=0, duration=0.01)
+            await journal.deliver(CompletedEvent(seq=2, completed=done))
+        await journal.close()
 
 
 MOUNT_HINT = "mount -t tmpfs -o size=2m tmpfs DIR (as root)"

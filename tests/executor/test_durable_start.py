@@ -11,9 +11,7 @@ clients on loopback.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -22,38 +20,17 @@ from typing import Any
 import pytest
 import trio
 from ccx_testing import make_config, open_client, start_daemon
+from faults_journal_testing import write_old_journals
 from faults_net_testing import http_get
 
+from cc_executor.executor.config.server import ServerConfig
 from cc_executor.executor.runs import recovery
 from cc_executor.executor.runs.recovery import open_journals as recovery_open
-from cc_executor.supervision import Completed, CompletedEvent, Exited, Output
-from cc_executor.supervision.journal import Journal, JournalConfig, Meta, boot_id
-
-MISSING_PID = 4_194_000  # above any pid this machine hands out
+from cc_executor.supervision.journal import JournalConfig
 
 
-async def _write_journals(directory: Path, count: int, *, lost: str | None) -> None:
-    os.makedirs(directory)
-    config = JournalConfig(fsync="never")
-    for i in range(count):
-        run_id = f"old-{i}"
-        meta = Meta(
-            run_id=run_id,
-            pid=MISSING_PID + i,
-            pgid=MISSING_PID + i,
-            argv=("echo", str(i)),
-            started_wall=time.time() - 60 + i,
-            boot_id=boot_id(),
-            quota_bytes=1 << 20,
-            quota_policy="block",
-            owner="local",
-        )
-        journal = Journal.create(str(directory / f"{run_id}.journal"), meta, config)
-        await journal.deliver(Output(seq=1, stream="stdout", data=b"old %d\n" % i))
-        if run_id != lost:
-            done = Completed(outcome=Exited(0), stdout_bytes=6, stderr_bytes=0, duration=0.01)
-            await journal.deliver(CompletedEvent(seq=2, completed=done))
-        await journal.close()
+def journals(config: ServerConfig) -> Path:
+    return Path(config.state_dir) / "journals"
 
 
 @contextlib.contextmanager
@@ -68,7 +45,7 @@ async def test_runs_start_while_the_state_directory_is_read_and_lookups_wait_for
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = make_config()
-    await _write_journals(Path(config.state_dir) / "journals", 3, lost="old-2")
+    await write_old_journals(journals(config), ["old-0", "old-1", "old-2"], lost={"old-2"})
     release = threading.Event()
 
     def held_back(paths: list[str], journal_config: JournalConfig) -> Any:
@@ -104,14 +81,14 @@ async def test_runs_start_while_the_state_directory_is_read_and_lookups_wait_for
         assert answers["daemon"]["durable_runs"] == 4
         async with open_client(served.url) as client:
             await client.call("attach", run="old-1", from_seq=0)
-            assert bytes((await client.wait_completed("old-1")).stdout) == b"old 1\n"
+            assert bytes((await client.wait_completed("old-1")).stdout) == b"old-1\n"
 
 
 async def test_a_failed_read_of_the_state_directory_ends_the_wait_and_is_counted(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = make_config()
-    await _write_journals(Path(config.state_dir) / "journals", 1, lost=None)
+    await write_old_journals(journals(config), ["old-0"])
 
     def broken(paths: list[str], journal_config: JournalConfig) -> Any:
         raise RuntimeError("a bug in reading journals")  # stands in for any unexpected error

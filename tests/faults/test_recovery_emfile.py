@@ -9,48 +9,24 @@ with more lost runs than free descriptors had the rest fail with EMFILE, logged 
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import attrs
 import pytest
 import trio
-from faults_journal_testing import descriptors_exhausted
+from faults_journal_testing import descriptors_exhausted, write_old_journals
 
 from cc_executor.executor.config.server import config_from_env
 from cc_executor.executor.runs import recovery
 from cc_executor.executor.runs.durable import DurableRuns
-from cc_executor.supervision import Completed, CompletedEvent, Exited, Output
-from cc_executor.supervision.journal import Journal, JournalConfig, Meta, boot_id
 
-MISSING_PID = 4_194_000  # above any pid this machine hands out
 LOST, DONE = 24, 16
 
 
 async def _state_dir(tmp_path: Path) -> DurableRuns:
-    directory = tmp_path / "journals"
-    os.makedirs(directory)
-    config = JournalConfig(fsync="never")
-    for i in range(LOST + DONE):
-        run_id = f"run-{i:03d}"
-        meta = Meta(
-            run_id=run_id,
-            pid=MISSING_PID + i,
-            pgid=MISSING_PID + i,
-            argv=("echo", str(i)),
-            started_wall=time.time() - 60,
-            boot_id=boot_id(),
-            quota_bytes=1 << 20,
-            quota_policy="block",
-            owner="local",
-        )
-        journal = Journal.create(str(directory / f"{run_id}.journal"), meta, config)
-        await journal.deliver(Output(seq=1, stream="stdout", data=b"%d\n" % i))
-        if i >= LOST:  # the first LOST died with their daemon: no completion
-            done = Completed(outcome=Exited(0), stdout_bytes=2, stderr_bytes=0, duration=0.01)
-            await journal.deliver(CompletedEvent(seq=2, completed=done))
-        await journal.close()
+    run_ids = [f"run-{i:03d}" for i in range(LOST + DONE)]
+    # The first LOST died with their daemon: no completion.
+    await write_old_journals(tmp_path / "journals", run_ids, lost=set(run_ids[:LOST]))
     return DurableRuns(attrs.evolve(config_from_env({}), state_dir=str(tmp_path)), "x")
 
 
