@@ -21,7 +21,7 @@ import trio
 from ccx_testing import WireClient
 
 from cc_executor.supervision import Completed, CompletedEvent, Exited, Output
-from cc_executor.supervision.journal import Journal, JournalConfig, Meta, boot_id
+from cc_executor.supervision.journal import Journal, JournalConfig, Meta, Replayed, boot_id
 
 
 def journal_meta(run_id: str) -> Meta:
@@ -68,6 +68,15 @@ async def write_old_journals(
             done = Completed(Exited(0), stdout_bytes=len(data), stderr_bytes=0, duration=0.01)
             await journal.deliver(CompletedEvent(seq=2, completed=done))
         await journal.close()
+
+
+def read_all(journal: Journal) -> list[Replayed]:
+    """Every entry a cursor reads from the journal's start, as far as it is committed."""
+    with journal.cursor(0) as cursor:
+        entries: list[Replayed] = []
+        while (entry := cursor.read_nowait()) is not None:
+            entries.append(entry)
+        return entries
 
 
 MOUNT_HINT = "mount -t tmpfs -o size=2m tmpfs DIR (as root)"

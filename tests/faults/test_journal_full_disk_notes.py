@@ -12,21 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
-from faults_journal_testing import fill, journal_meta, small_tmpfs
+from faults_journal_testing import fill, journal_meta, read_all, small_tmpfs
 
 from cc_executor.supervision.events import Completed, CompletedEvent, Note, Output
 from cc_executor.supervision.journal import Gap, Journal, JournalConfig, JournalFault
 from cc_executor.supervision.outcome import Exited
 
 BIG = b"x" * 16384  # more than the slack of the journal's last page: never fits a full disk
-
-
-def read_all(journal: Journal) -> list[object]:
-    with journal.cursor(0) as cursor:
-        entries: list[object] = []
-        while (entry := cursor.read_nowait()) is not None:
-            entries.append(entry)
-        return entries
 
 
 async def test_a_full_disk_drops_output_and_keeps_the_notes_with_the_completion(

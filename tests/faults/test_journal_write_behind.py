@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 from ccx_testing import wait_until
-from faults_journal_testing import journal_meta, small_tmpfs
+from faults_journal_testing import journal_meta, read_all, small_tmpfs
 
 from cc_executor.supervision.events import Completed, CompletedEvent, Output
 from cc_executor.supervision.journal import Gap, Journal, JournalConfig, JournalFault, Replayed
@@ -27,14 +27,6 @@ def output(seq: int) -> Output:
 def completion(seq: int) -> CompletedEvent:
     done = Completed(outcome=Exited(0), stdout_bytes=0, stderr_bytes=0, duration=1.0)
     return CompletedEvent(seq=seq, completed=done)
-
-
-def read_all(journal: Journal) -> list[Replayed]:
-    with journal.cursor(0) as cursor:
-        entries = []
-        while (entry := cursor.read_nowait()) is not None:
-            entries.append(entry)
-        return entries
 
 
 def check_prefix_gap_completion(entries: list[Replayed], last: int) -> int:

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from faults_journal_testing import read_all
 
 from cc_executor.supervision.events import Output
 from cc_executor.supervision.journal import Gap, Journal, JournalConfig, JournalError, Meta, boot_id
@@ -21,14 +22,6 @@ FAST = JournalConfig(fsync="never", batch_bytes=0)
 
 def meta() -> Meta:
     return Meta("r1", 1, 1, ("true",), 1796000000.0, boot_id(), 1 << 30, "block", "local")
-
-
-def read_all(journal: Journal) -> list[object]:
-    with journal.cursor(0) as cursor:
-        entries: list[object] = []
-        while (entry := cursor.read_nowait()) is not None:
-            entries.append(entry)
-        return entries
 
 
 async def written(path: Path, count: int) -> Journal:
