@@ -125,8 +125,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=int,
         metavar="BYTES",
         help="bytes read from a run's pipe at a time; trades memory (a client that stops "
-        "reading holds about 12x this per stream in the daemon) against throughput (fewer, "
-        "bigger frames) (CCX_STREAM_BUFFER, default 32768)",
+        "reading holds about 2.5x this per stream in the daemon) against throughput (fewer, "
+        "bigger frames) (CCX_STREAM_BUFFER, default 131072)",
     )
     p.add_argument(
         "--term-grace",

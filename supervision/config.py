@@ -17,9 +17,10 @@ class SupervisionConfig:
         kill_wait: seconds to wait for the tree to be gone after SIGKILL.
         control_timeout: seconds pause/resume may wait for every member to reach the state.
         read_size: bytes asked for per read() on a stdout/stderr pipe.  It bounds what a run
-            holds for a sink that does not take its output: at most channel_capacity + 1
-            reads ahead, and one frame of what was waiting (see docs/operations.md, "Memory
-            per stream"); bigger reads mean fewer, bigger frames and more throughput.
+            holds for a sink that does not take its output: the read being delivered, or,
+            through the channel (a batching sink), at most channel_capacity + 1 reads ahead
+            and one frame of what was waiting (see docs/operations.md, "Memory per stream");
+            bigger reads mean fewer, bigger frames and more throughput.
         pipe_size: requested pipe capacity (F_SETPIPE_SZ); refused sizes are ignored.
         channel_capacity: events buffered between the runner and its pump.
         max_chunk: the pump's largest Output event, in bytes.
@@ -40,7 +41,7 @@ class SupervisionConfig:
     interrupt_grace: float | None = None
     kill_wait: float = 2.0
     control_timeout: float = 5.0
-    read_size: int = 32 * 1024
+    read_size: int = 128 * 1024
     pipe_size: int = 1024 * 1024
     channel_capacity: int = 2
     max_chunk: int = 256 * 1024

@@ -16,15 +16,18 @@ so a batch never waits for more output that is not coming, yet a steady stream i
 batches, not one write per event.
 
 A chunk may also come straight from the pipe's reader (`take`), without the channel, when the
-read was short (the child writes now and then; a flood's full reads go through the channel,
-where the pump joins those waiting into one frame) and the pump is parked with nothing due:
-nothing buffered, no note, no event on its way, a sink that does not batch (a batch is timed by
-the pump's waits).  The reader then delivers the chunk on its own task, a task switch sooner —
-what a child writing a line at a time pays in latency.  The order is kept: while a reader
+pump is parked: no note, no event on its way, no other delivery, a sink that does not batch (a
+batch is timed by the pump's waits).  The reader then delivers the chunk on its own task — a
+task switch sooner, what a child writing a line at a time pays in latency — and such a reader
+waits for the pump to park before it reads (`until_takes`), so a stalled sink holds only the
+chunk being delivered, not reads made ahead of it: what a stalled stream costs then follows
+one read, not the channel's capacity.  A chunk that ends a line and finds nothing buffered
+before it is delivered as it was read, without a copy.  The order is kept: while a reader
 delivers, the pump does nothing else (whatever wakes it waits until the delivery is over), and
-a reader that finds the pump busy uses the channel.  A reader that delivers is not reading,
-which holds the child as a full channel would.  A sink that fails in a reader's delivery fails
-the pump's own `run`, where its owner decides, not the reader.
+a reader that finds the pump busy after all (it had to wait for the pipe meanwhile) uses the
+channel.  A reader that delivers is not reading, which holds the child as a full channel would.
+A sink that fails in a reader's delivery fails the pump's own `run`, where its owner decides,
+not the reader.
 
 The run's owner may `post` notes (a Claude session's turn boundaries and permission requests):
 they are numbered in the same sequence, after the event being delivered when they were posted
@@ -98,6 +101,8 @@ class OutputPump:
         self._direct = False  # a reader is delivering a chunk itself (take)
         self._direct_over: trio.Event | None = None  # set when that delivery is over
         self._failure: Exception | None = None  # what a reader's delivery raised
+        self._takers = trio.lowlevel.ParkingLot()  # readers waiting for the pump to park
+        self._ended = False  # run() is over: nothing is taken any more
         self._discarding = False
         self._completed = False
         self._buffers: dict[Stream, bytearray] = {s: bytearray() for s in STREAMS}
@@ -112,20 +117,39 @@ class OutputPump:
         if self._waiting is not None:
             self._waiting.cancel()
 
+    def _may_take(self) -> bool:
+        """Whether readers deliver their chunks themselves at all, now or later."""
+        return (
+            self._idle is None  # a batching sink keeps its batches: the pump times them
+            and not self._discarding
+            and not self._completed
+            and not self._ended
+        )
+
     def can_take(self) -> bool:
         """Whether a reader may deliver its chunk itself now (see the module docstring): the
         pump is parked in its receive — the channel's one receiver waiting, not handed an event
-        it has yet to see — with nothing buffered, no note waiting, and no other delivery in
-        progress."""
+        it has yet to see — with no note waiting and no other delivery in progress."""
         return (
-            self._idle is None  # a batching sink keeps its batches: the pump times them
+            self._may_take()
             and not self._direct
             and not self._notes
-            and not self._discarding
-            and not self._completed
             and self._events.statistics().tasks_waiting_receive > 0
-            and not any(self._buffers.values())
         )
+
+    async def until_takes(self) -> bool:
+        """Return once `can_take()` is true, or once chunks no longer go to the pump directly
+        (a reader then uses the channel); True if that meant waiting.  Not a checkpoint when
+        it returns at once."""
+        waited = False
+        while self._may_take() and not self.can_take():
+            waited = True
+            await self._takers.park()
+        return waited
+
+    def _wake_takers(self) -> None:
+        if self._takers:
+            self._takers.unpark_all()
 
     async def take(self, chunk: OutputChunk) -> None:
         """Deliver `chunk` on the caller's task; only right after `can_take()` said so."""
@@ -147,6 +171,7 @@ class OutputPump:
                 self._failure is not None or any(self._buffers.values())
             ):
                 self._waiting.cancel()
+            self._wake_takers()
 
     async def _settle(self) -> None:
         """Wait until a reader's delivery in progress is over; raise what it raised."""
@@ -164,14 +189,18 @@ class OutputPump:
 
     async def run(self) -> None:
         """Pump until the runner closes the channel."""
-        async with self._events:
-            while True:
-                event = await self._next_event()
-                await self._settle()
-                if event is None:
-                    break
-                await self._handle(event)
-            await self._flush(final=True)
+        try:
+            async with self._events:
+                while True:
+                    event = await self._next_event()
+                    await self._settle()
+                    if event is None:
+                        break
+                    await self._handle(event)
+                await self._flush(final=True)
+        finally:
+            self._ended = True
+            self._wake_takers()
 
     async def _next_event(self) -> RunEvent | None:
         """The next event; meanwhile, deliver partial lines whose wait is over."""
@@ -207,6 +236,7 @@ class OutputPump:
 
     async def _receive(self) -> RunEvent | None:
         """The runner's next event (None: the channel is closed)."""
+        self._wake_takers()  # parked from here on: a waiting reader may deliver
         try:
             return await self._events.receive()
         except trio.EndOfChannel:
@@ -219,6 +249,9 @@ class OutputPump:
             return
         barrier: StateChanged | Completed | None = None
         if isinstance(event, OutputChunk):
+            if self._whole(event):
+                await self._send_output(event.stream, event.data)
+                return
             barrier = self._coalesce(event)
             await self._frame()
         else:
@@ -236,6 +269,17 @@ class OutputPump:
             self._completed = True
             completed = barrier
             await self._send(lambda seq: CompletedEvent(seq=seq, completed=completed))
+
+    def _whole(self, chunk: OutputChunk) -> bool:
+        """Whether `chunk` is a frame as it was read: it ends a line, fits one event, and no
+        output of its stream is buffered before it or waiting in the channel after it."""
+        data = chunk.data
+        return (
+            data.endswith(b"\n")
+            and len(data) <= self._config.max_chunk
+            and not self._buffers[chunk.stream]
+            and self._events.statistics().current_buffer_used == 0
+        )
 
     def _coalesce(self, first: OutputChunk) -> StateChanged | Completed | None:
         """Buffer `first` and every output chunk already waiting, up to max_chunk in all.
@@ -320,6 +364,7 @@ class OutputPump:
             # The sink is gone (e.g. the client disconnected).  Keep draining so the runner is
             # never blocked by a dead sink.
             self._discarding = True
+            self._wake_takers()
             self._notes.clear()
             self._buffers = {s: bytearray() for s in STREAMS}
             self._pending_since = {s: None for s in STREAMS}

@@ -2,9 +2,11 @@
 
 Theory of operation:
   1. Spawn (errors raise SpawnError before task_status.started) and register the run.
-  2. One reader task per pipe sends OutputChunk events into the bounded channel.  A full channel
-     blocks the reader, so the pipe fills and the child blocks in write(): that is the
-     back-pressure; nothing is ever dropped.
+  2. One reader task per pipe hands each read to the pump: itself, while the pump is parked
+     (pump.py, `take`; it then reads only once the pump can take again), else as an OutputChunk
+     event through the bounded channel.  A busy pump or a full channel blocks the reader, so
+     the pipe fills and the child blocks in write(): that is the back-pressure; nothing is
+     ever dropped.
   3. Wait for the root to exit (its pidfd becomes readable), a cancel request, or a timeout.
      The root is not reaped yet: as a zombie it pins pid = pgid = sid, so neither killpg nor
      the pgid/sid attribution can hit an unrelated process that reused the number.
@@ -105,6 +107,11 @@ class _PipeReader:
     async def run(self, events: trio.MemorySendChannel[RunEvent]) -> None:
         async with events:
             while True:
+                pump = self._run.pump
+                # Read only what the pump can take at once: a stalled sink then holds the
+                # chunk being sent, not reads made ahead of it.  Waiting is back-pressure.
+                if pump is not None and await pump.until_takes():
+                    self._run.stalls += 1
                 # The deadline covers only the wait for pipe data, never the wait for the
                 # consumer (a cancelled receive_some loses no data).
                 with trio.CancelScope(deadline=self._receive_deadline()) as scope:
@@ -121,11 +128,10 @@ class _PipeReader:
                     return
                 self._run._note_output(self._stream, len(data))
                 chunk = OutputChunk(self._stream, data)
-                pump = self._run.pump
-                if self._short and pump is not None and pump.can_take():
-                    # A short read (the child writes now and then) to an idle pump: delivered
-                    # here, a task switch sooner.  Full reads go through the channel, where the
-                    # pump joins those that wait into one frame.
+                pump = self._run.pump  # (a run's pump may be set after its first read began)
+                if pump is not None and pump.can_take():
+                    # The pump is parked: the chunk is delivered here, a task switch sooner.
+                    # If it is busy after all (the pipe had to be waited for), the channel.
                     await pump.take(chunk)
                     continue
                 try:

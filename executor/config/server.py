@@ -76,8 +76,8 @@ class ServerConfig:
     max_frame_bytes: int = 1024 * 1024
     # A run started by a client that takes binary output frames reads its pipes this much at a
     # time instead of supervision.read_size: a binary frame waiting for the socket is the frame
-    # itself, not its JSON encodings, so twice the reads fit the same memory per stalled stream.
-    binary_stream_buffer: int = 64 * 1024
+    # itself, not its JSON encodings, so twice the read fits in less memory per stalled stream.
+    binary_stream_buffer: int = 256 * 1024
     receive_buffer_bytes: int = 64 * 1024
     control_queue: int = 16
     completed_runs_kept: int = 64

@@ -115,7 +115,7 @@ def render(
     lines += _family(
         "ccx_backpressure_stalls_total",
         "counter",
-        "Times a run's output channel was full, so its pipe reader waited for the client.",
+        "Times a run's pipe reader waited for its output pump, which waited for the client.",
         [f"ccx_backpressure_stalls_total {metrics.backpressure_stalls}"],
     )
     lines += _family(

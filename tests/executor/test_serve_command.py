@@ -67,7 +67,7 @@ def test_environment_settings() -> None:
 def test_the_stream_buffer_sets_the_read_size() -> None:
     """`--stream-buffer` / CCX_STREAM_BUFFER is supervision's read_size, which bounds what a
     stalled stream holds (tests/supervision/test_stream_buffer.py)."""
-    assert config_from_env({}).supervision.read_size == 32 * 1024
+    assert config_from_env({}).supervision.read_size == 128 * 1024
     assert config_from_env({"CCX_STREAM_BUFFER": "131072"}).supervision.read_size == 131072
     flag = serve_config(build_parser().parse_args(["serve", "--stream-buffer", "8192"]))
     assert flag.supervision.read_size == 8192

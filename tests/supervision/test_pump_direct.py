@@ -1,4 +1,4 @@
-"""A reader hands a short read straight to an idle pump: same events, same order, same owner.
+"""A reader hands its read straight to a parked pump: same events, same order, same owner.
 
 Real runs (runner, pipes, children); the sinks record which task delivered each event, since
 that is the one thing the direct path changes.
