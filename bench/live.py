@@ -23,9 +23,9 @@ LINE = "x" * 63  # W1: 64-byte lines
 MB = 1e6
 # W1's variants through one daemon, after the raw pipe: (figure prefix, path, binary frames).
 W1_VARIANTS = (("", "/", False), ("binary_", "/", True), ("original_", ORIGINAL_PATH, False))
-# W1's last two rows: --stream-buffer and CCX_BINARY_STREAM_BUFFER (the defaults: 32 KiB for
-# JSON clients' runs, 64 KiB for binary clients').
-W1_BIG_READS = 128 * 1024
+# W1's last two rows: --stream-buffer and CCX_BINARY_STREAM_BUFFER (the defaults: 128 KiB for
+# JSON clients' runs, 256 KiB for binary clients').
+W1_BIG_READS = 512 * 1024
 
 
 @contextlib.contextmanager

@@ -30,9 +30,9 @@ def w1_section(runs: Runs, sizes: Sizes) -> Section:
         "One daemon at its defaults, three clients one after the other, each on a raw socket: "
         "binary output frames on `/` (subprotocol `ccx.binary.v1`), JSON text frames on `/`, "
         "and the original's framing on `/ws/mcp` (a text frame per line) — at the defaults, a "
-        "binary client's run reading 64 KiB at a time and a JSON client's 32 KiB; then a daemon "
-        "reading 128 KiB for both (`--stream-buffer`, `CCX_BINARY_STREAM_BUFFER`: W11's knobs, "
-        "more memory per stalled stream). The targets are judged at the defaults.",
+        "binary client's run reading 256 KiB at a time and a JSON client's 128 KiB; then a "
+        "daemon reading 512 KiB for both (`--stream-buffer`, `CCX_BINARY_STREAM_BUFFER`: W11's "
+        "knobs, more memory per stalled stream). The targets are judged at the defaults.",
         "",
         "| | MB/s | ratio to raw pipe | CPU s per 100 MB | peak RSS MB |",
         "|---|---|---|---|---|",
@@ -44,8 +44,8 @@ def w1_section(runs: Runs, sizes: Sizes) -> Section:
         f"relay {_col(runs, 'relay_cpu_per_100mb', '{:.2f}')} | |",
         _w1_row(runs, "binary_", "**daemon → client, binary frames**"),
         _w1_row(runs, "", "**daemon → client, JSON text frames**"),
-        _w1_row(runs, "big_binary_", "daemon → client, binary frames, 128 KiB reads"),
-        _w1_row(runs, "big_", "daemon → client, JSON text frames, 128 KiB reads"),
+        _w1_row(runs, "big_binary_", "daemon → client, binary frames, 512 KiB reads"),
+        _w1_row(runs, "big_", "daemon → client, JSON text frames, 512 KiB reads"),
         _w1_row(
             runs,
             "original_",

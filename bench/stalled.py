@@ -22,6 +22,7 @@ import trio
 from bench import procfs
 from bench.daemon import raise_fd_limit, running_daemon
 from bench.rawws import RawWebSocket, client_frame
+from cc_executor.protocol.binary import BINARY_SUBPROTOCOL
 
 if TYPE_CHECKING:
     from bench.measure import Sizes
@@ -33,16 +34,19 @@ SAMPLE = 0.25
 ARGV = ["yes"]  # what every stalled run runs
 
 
-async def _open(port: int, index: int, argv: list[str]) -> trio.SocketStream:
+async def _open(
+    port: int, index: int, argv: list[str], subprotocol: str | None
+) -> trio.SocketStream:
     sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_RCVBUF)
     await sock.connect(("127.0.0.1", port))
     stream = trio.SocketStream(sock)
+    offer = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
     await stream.send_all(
         (
             f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
+            f"{offer}Sec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
     )
     raw = RawWebSocket(stream)
@@ -55,11 +59,11 @@ async def _open(port: int, index: int, argv: list[str]) -> trio.SocketStream:
     return stream
 
 
-async def _client(port: int, n: int, argv: list[str]) -> None:
+async def _client(port: int, n: int, argv: list[str], subprotocol: str | None) -> None:
     streams: list[trio.SocketStream] = []
     with trio.fail_after(SETTLE_BOUND):
         for i in range(n):
-            streams.append(await _open(port, i, argv))
+            streams.append(await _open(port, i, argv, subprotocol))
     print("ready", flush=True)
     await trio.to_thread.run_sync(sys.stdin.read)  # until the measuring side closes it
     for stream in streams:
@@ -80,7 +84,9 @@ def _settle(pid: int) -> tuple[int, float]:
     return samples[-1][1], time.monotonic() - started
 
 
-def stalled_streams(n: int, *daemon_args: str, argv: list[str] = ARGV) -> dict[str, Any]:
+def stalled_streams(
+    n: int, *daemon_args: str, argv: list[str] = ARGV, subprotocol: str = ""
+) -> dict[str, Any]:
     """Daemon RSS per stalled stream: (settled RSS - idle RSS) / n."""
     from bench.measure import ROOT
 
@@ -88,7 +94,15 @@ def stalled_streams(n: int, *daemon_args: str, argv: list[str] = ARGV) -> dict[s
     with running_daemon(*daemon_args) as daemon:
         idle = procfs.rss_kib(daemon.pid)
         client = subprocess.Popen(
-            [sys.executable, "-m", "bench.stalled", str(daemon.port), str(n), orjson.dumps(argv)],
+            [
+                sys.executable,
+                "-m",
+                "bench.stalled",
+                str(daemon.port),
+                str(n),
+                orjson.dumps(argv),
+                subprotocol,
+            ],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -113,27 +127,33 @@ def stalled_streams(n: int, *daemon_args: str, argv: list[str] = ARGV) -> dict[s
     }
 
 
-LARGE_BUFFER = 128 * 1024
+LARGE_BUFFER = 512 * 1024
 
 
 def w11_stalled(sizes: Sizes) -> dict[str, Any]:
     """W11 beside its floor: the same connections with runs that write nothing (`sleep`), then
-    stalled `yes` runs at the default stream buffer and at a large one."""
+    stalled `yes` runs at the default stream buffers — JSON clients', and binary clients'
+    (their runs read CCX_BINARY_STREAM_BUFFER at a time) — and JSON at a large one."""
     n = sizes.w11_streams
     floor = stalled_streams(n, argv=["sleep", "3600"])
     default = stalled_streams(n)
+    binary = stalled_streams(n, subprotocol=BINARY_SUBPROTOCOL)
     large = stalled_streams(n, "--stream-buffer", str(LARGE_BUFFER), argv=ARGV)
     return {
         "streams": n,
         "floor_kib": floor["kib_per_stream"],
         "kib": default["kib_per_stream"],
         "buffers_kib": default["kib_per_stream"] - floor["kib_per_stream"],
+        "binary_kib": binary["kib_per_stream"],
         "large_kib": large["kib_per_stream"],
         "idle_rss_mb": default["idle_rss_mb"],
         "stalled_rss_mb": default["stalled_rss_mb"],
+        "binary_rss_mb": binary["stalled_rss_mb"],
         "large_rss_mb": large["stalled_rss_mb"],
     }
 
 
 if __name__ == "__main__":
-    trio.run(_client, int(sys.argv[1]), int(sys.argv[2]), orjson.loads(sys.argv[3]))
+    trio.run(
+        _client, int(sys.argv[1]), int(sys.argv[2]), orjson.loads(sys.argv[3]), sys.argv[4] or None
+    )
