@@ -1,4 +1,5 @@
-"""A journal's settings, and the small file-system facts it relies on (reserve, boot id)."""
+"""A journal's settings, and the small file-system facts it relies on (reserve, boot id, the
+locked creation of its file)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,11 @@ def write_new_file(path: str, fill: Callable[[int], None]) -> None:
     os.close(fd)
 
 
+CREATING = ".creating"  # the name a journal is written under until its head is whole
+# A creation takes microseconds; an unlocked file older than this lost its creator.
+ABANDONED_AFTER = 60.0
+
+
 def create_locked(path: str, head: bytes) -> int:
     """A new file at `path` holding `head`, flocked by the descriptor returned (append-only).
 
@@ -87,7 +93,7 @@ def create_locked(path: str, head: bytes) -> int:
     Raises:
         OSError: EEXIST if `path` exists; a full disk (a short write is ENOSPC).
     """
-    creating = path + ".creating"
+    creating = path + CREATING
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
     fd = os.open(creating, flags, 0o600)
     try:
@@ -102,6 +108,31 @@ def create_locked(path: str, head: bytes) -> int:
         with contextlib.suppress(OSError):
             os.unlink(creating)
     return fd
+
+
+def remove_if_abandoned(creating: str, now: float) -> bool:
+    """Remove `creating` (a ``<journal>.creating`` file) if its creator died before it could:
+    nobody holds its lock and it is older than ABANDONED_AFTER (the lock is taken right after
+    the file is made).  Its journal, if it was linked, keeps its own name.  True if removed.
+
+    Raises:
+        OSError: it could not be opened, checked or removed (other than being gone already).
+    """
+    try:
+        fd = os.open(creating, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        if now - os.fstat(fd).st_mtime < ABANDONED_AFTER:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # locked: its creator (or its linked journal's writer) is alive
+        os.unlink(creating)
+        return True
+    finally:
+        os.close(fd)
 
 
 def boot_id() -> str:

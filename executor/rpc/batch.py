@@ -44,6 +44,13 @@ class BatchReply:
     waiting: int = 0
     done: trio.Event = attrs.field(factory=trio.Event)
 
+    def settled(self) -> None:
+        """One more request of the batch has its reply in its slot (or none: its client is
+        gone)."""
+        self.waiting -= 1
+        if self.waiting == 0:
+            self.done.set()
+
 
 async def serve_batch(session: Session, events: tuple[Event, ...]) -> None:
     """Requests in a batch run as they would alone; the array goes out when all are done."""

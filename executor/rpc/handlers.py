@@ -123,6 +123,7 @@ async def claude(session: Session, request_id: Id, params: ClaudeParams) -> Hand
 async def attach(session: Session, request_id: Id, params: AttachParams) -> Handled:
     """Replay a durable run's events after `from_seq`, then follow it live."""
     daemon = session.daemon
+    await session.lookups.loaded()
     durable = await daemon.durable.visible(params.run, session.peer.identity)
     if durable is None:
         raise RunNotFound(f"no durable run {params.run!r}", {"run": params.run})
@@ -166,6 +167,7 @@ async def attach(session: Session, request_id: Id, params: AttachParams) -> Hand
 
 async def detach(session: Session, request_id: Id, params: DetachParams) -> Handled:
     """Stop following a durable run (idempotent); no event of it follows the reply."""
+    await session.lookups.loaded()
     if await session.daemon.durable.visible(params.run, session.peer.identity) is None:
         raise RunNotFound(f"no durable run {params.run!r}", {"run": params.run})
     sent = await session.attachments.detach(params.run)
@@ -177,11 +179,13 @@ async def status(session: Session, request_id: Id, params: StatusParams) -> Hand
     daemon = session.daemon
     identity = session.peer.identity
     if params.run is None:
+        await session.lookups.loaded()
         return Handled(await daemon.status(identity))
     now = trio.current_time()
     live = daemon.runs.visible(params.run, identity)
     if live is not None:
         return Handled(live.info(now, session.session_id))
+    await session.lookups.loaded()
     durable = await daemon.durable.visible(params.run, identity)
     if durable is not None:
         return Handled(durable.info(now))
@@ -193,6 +197,7 @@ async def list_runs(session: Session, request_id: Id, params: object) -> Handled
     recently completed runs, and durable runs from their journals."""
     daemon = session.daemon
     identity = session.peer.identity
+    await session.lookups.loaded()
     now = trio.current_time()
     listed = {
         live.run_id: live.info(now, session.session_id)

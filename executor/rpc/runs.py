@@ -165,6 +165,7 @@ class Handles:
         live = daemon.runs.visible(run_id, session.peer.identity)
         if live is not None:
             return self.adopt(live)
+        await session.lookups.loaded()
         durable = await daemon.durable.visible(run_id, session.peer.identity)
         if durable is not None:
             restarted = " (before the daemon restarted)" if durable.run is None else ""
@@ -178,6 +179,10 @@ class Handles:
         session = self._session
         try:
             handle = await self.find(getattr(request.params, "run", None))
+        except Gone:  # the client went away while the lookup waited: nobody to answer
+            if batch is not None:
+                batch[0].settled()
+            return
         except JsonRpcError as exc:
             error = exc
 

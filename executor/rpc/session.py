@@ -44,6 +44,7 @@ from trio_websocket import ConnectionClosed
 from cc_executor.executor.rpc.attachments import Attachments
 from cc_executor.executor.rpc.batch import BatchReply, Handled, Handler, serve_batch
 from cc_executor.executor.rpc.gates import Gates
+from cc_executor.executor.rpc.lookups import Lookups
 from cc_executor.executor.rpc.runs import ConnectionSink, Gone, Handles, RunHandle
 from cc_executor.executor.runs.control import end
 from cc_executor.executor.runs.live import LiveRun
@@ -103,6 +104,8 @@ class Session:
         self.conn = ServerConnection(profile, binary_output=binary)
         self.gates = Gates()
         self.handles = Handles(self)
+        self.lookups = Lookups(daemon.durable)  # given up when the client goes (lookups.py)
+        ws.when_closed(self.lookups.abandon)
         self.attachments = Attachments(self)
         self.own: dict[str, LiveRun] = {}  # runs started here that end with the connection
         self.requests = 0
@@ -290,6 +293,10 @@ class Session:
         except JsonRpcError as exc:
             self.failed(exc)
             handled = exc
+        except Gone:  # the client went away while its lookup waited: nobody to answer
+            if batch is not None:
+                batch[0].settled()
+            return
         if batch is not None:
             replies, index = batch
             if isinstance(handled, JsonRpcError):
@@ -298,9 +305,7 @@ class Session:
                 replies.replies[index] = self.conn.make_response(request_id, handled.result)
                 if handled.follow_up is not None:
                     replies.follow_ups.append(handled.follow_up)
-            replies.waiting -= 1
-            if replies.waiting == 0:
-                replies.done.set()
+            replies.settled()
             return
         if isinstance(handled, JsonRpcError):
             await self.send_text(self.conn.respond_error(request_id, handled))

@@ -206,6 +206,9 @@ class DurableRuns:
         self._changed = trio.Event()
         self._recovered_all = trio.Event()  # `recover` is over: every journal is in `runs`
 
+    def is_loaded(self) -> bool:
+        return self._recovered_all.is_set()
+
     async def loaded(self) -> None:
         """Return once the state directory is read: the daemon serves while it is (start
         does not wait for thousands of journals), so every lookup of a run waits for this."""

@@ -35,6 +35,7 @@ from cc_executor.protocol.claude import Init, StreamJsonParser
 from cc_executor.supervision import Completed, CompletedEvent, Lost, Output, SupervisionConfig
 from cc_executor.supervision.journal import Gap, Journal, JournalConfig, JournalError, boot_id
 from cc_executor.supervision.journal_codec import DAMAGED
+from cc_executor.supervision.journal_config import CREATING, remove_if_abandoned
 from cc_executor.supervision.leftovers import kill_leftovers
 from cc_executor.supervision.procfs import ProcfsExhausted
 
@@ -101,6 +102,9 @@ async def read_journals(
             if not await stall.wait(exc):
                 log.error("durable.recover_incomplete", unread="all", error=str(exc))
                 return
+    abandoned = [os.path.join(directory, n) for n in names if n.endswith(suffix + CREATING)]
+    if abandoned:
+        await trio.to_thread.run_sync(remove_abandoned, abandoned)
     paths = [os.path.join(directory, name) for name in names if name.endswith(suffix)]
     while paths:
         opened, exhausted = await trio.to_thread.run_sync(
@@ -115,6 +119,18 @@ async def read_journals(
         paths = paths[len(opened) :]
         for each in opened:
             await found(each)
+
+
+def remove_abandoned(paths: list[str]) -> None:
+    """Remove the ``.creating`` files a daemon that died while creating a journal left
+    (supervision/journal_config.py); a file that cannot be checked is logged and left."""
+    now = time.time()
+    for path in paths:
+        try:
+            if remove_if_abandoned(path, now):
+                log.info("durable.creating_removed", path=path)
+        except OSError as exc:
+            log.warning("durable.creating_unreadable", path=path, error=str(exc))
 
 
 def run_id_of(path: str) -> str:

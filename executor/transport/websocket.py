@@ -42,7 +42,7 @@ socket means the peer is gone: it surfaces as ``ConnectionClosed`` with 1006, no
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
@@ -155,6 +155,7 @@ class ServerWebSocket:
         self._broken = False  # the socket failed, or a frame went out torn: never write again
         self._reading = True
         self._reader_done = trio.Event()
+        self._when_closed: list[Callable[[], None]] = []
         self._parts: list[str | bytes] = []
         self._part_bytes = 0
 
@@ -162,6 +163,14 @@ class ServerWebSocket:
     def closed(self) -> CloseReason | None:
         """Why the connection closed (or is closing); None while it is open."""
         return self._closed
+
+    def when_closed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (which must not raise) once the reader has ended: the peer closed
+        or is gone, or we closed; at once if it has already."""
+        if self._reader_done.is_set():
+            callback()
+        else:
+            self._when_closed.append(callback)
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -195,6 +204,8 @@ class ServerWebSocket:
         finally:
             self._inbound.close()
             self._reader_done.set()
+            for callback in self._when_closed:
+                callback()
 
     async def _handle_events(self) -> None:
         for event in self._protocol.events():
