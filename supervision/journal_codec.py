@@ -119,6 +119,9 @@ class Record:
     payload: bytes | memoryview  # a view of the bytes read: decode_entry copies what it keeps
     offset: int
     end: int
+    # A big output's data, read into its own buffer apart from the head (the payload is then
+    # the stream byte only), so decoding it copies nothing.
+    data: bytes | None = None
 
 
 @attrs.frozen
@@ -324,8 +327,9 @@ def decode_entry(record: Record) -> Entry:
     """
     kind, seq, view = record.kind, record.seq, record.payload
     try:
-        if kind == K_OUTPUT:  # the output is copied once, out of the bytes read (W10)
-            return Output(seq=seq, stream=_STREAMS[view[0]], data=bytes(view[1:]))
+        if kind == K_OUTPUT:  # a big output's data was read apart; a small one's is copied
+            data = bytes(view[1:]) if record.data is None else record.data
+            return Output(seq=seq, stream=_STREAMS[view[0]], data=data)
         payload = bytes(view)
         if kind == K_STATE:
             return StateEvent(seq=seq, state=RunState(payload.decode()))

@@ -5,6 +5,10 @@ Only committed bytes are ever read (every read is bounded by a limit the caller 
 committed), and committed bytes never change: records are only appended, and a torn or damaged
 tail is cut at open, before anyone reads.  So what the window holds stays true for as long as
 it is held, however the file grows.
+
+A big output record's data is read straight into its own buffer, apart from its head, so it is
+read from the file once and copied by nobody (W10: replay); the window after such a read is
+small, since what follows a big record is most likely another one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from cc_executor.supervision.journal_codec import (
     FRAME,
     HEAD,
     K_NOTE,
+    K_OUTPUT,
     MAX_RECORD,
     Corrupt,
     Incomplete,
@@ -24,17 +29,21 @@ from cc_executor.supervision.journal_codec import (
 )
 
 WINDOW = 64 * 1024  # bytes read ahead at once; a bigger read goes straight to its buffer
+DIRECT = WINDOW // 2  # a read this big goes straight to its buffer
+NEAR = 4096  # the window after such a read
+_OUTPUT_HEAD = HEAD.size + 1  # an output body's kind, seq and stream byte
 
 
 class Reader:
     """Reads of one journal file (`fd`, not owned) through a window of its bytes."""
 
-    __slots__ = ("_data", "_start", "fd")
+    __slots__ = ("_data", "_direct", "_start", "fd")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._start = 0
         self._data = b""
+        self._direct = False  # the last read went straight to its buffer
 
     def read(self, offset: int, length: int, limit: int) -> bytes:
         """Up to `length` bytes at `offset` (fewer only where the file ends), reading nothing
@@ -42,9 +51,12 @@ class Reader:
         at = offset - self._start
         if at >= 0 and at + length <= len(self._data):
             return self._data[at : at + length]
-        if length >= WINDOW // 2:
+        if length >= DIRECT:
+            self._direct = True
             return os.pread(self.fd, length, offset)
-        self._data = os.pread(self.fd, max(length, min(WINDOW, limit - offset)), offset)
+        ahead = NEAR if self._direct else WINDOW
+        self._direct = False
+        self._data = os.pread(self.fd, max(length, min(ahead, limit - offset)), offset)
         self._start = offset
         return self._data[:length]
 
@@ -63,7 +75,18 @@ def read_record(reader: Reader, offset: int, limit: int) -> ReadResult:
     end = offset + FRAME.size + length
     if end > limit:
         return Incomplete(offset, available)
-    body = reader.read(offset + FRAME.size, length, limit)
+    at = offset + FRAME.size
+    if length >= DIRECT + _OUTPUT_HEAD:
+        head = reader.read(at, _OUTPUT_HEAD, limit)
+        if head[0] == K_OUTPUT:  # its data straight into its own buffer
+            data = reader.read(at + _OUTPUT_HEAD, length - _OUTPUT_HEAD, limit)
+            if len(head) + len(data) < length:
+                return Incomplete(offset, FRAME.size + len(head) + len(data))
+            if zlib.crc32(data, zlib.crc32(head)) != crc:
+                return Corrupt(offset, "CRC mismatch")
+            seq = HEAD.unpack_from(head)[1]
+            return Record(K_OUTPUT, seq, head[HEAD.size :], offset, end, data)
+    body = reader.read(at, length, limit)
     if len(body) < length:
         return Incomplete(offset, FRAME.size + len(body))
     if zlib.crc32(body) != crc:
