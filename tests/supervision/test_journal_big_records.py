@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from cc_executor.supervision.events import Note, Output
-from cc_executor.supervision.journal_codec import Corrupt, Incomplete, Record, encode_entry
+from cc_executor.supervision.journal_codec import Corrupt, Entry, Incomplete, Record, encode_entry
 from cc_executor.supervision.journal_reader import DIRECT, Reader, read_record
 from cc_executor.supervision.journal_scan import read_entry
 
 BIG = os.urandom(3 * DIRECT)
-ENTRIES = [
+ENTRIES: list[Entry] = [
     Output(seq=1, stream="stdout", data=BIG),
     Output(seq=2, stream="stderr", data=b"small\n"),
     Output(seq=3, stream="stderr", data=BIG[: DIRECT + 1]),
