@@ -28,7 +28,7 @@ from cc_executor.supervision.journal_codec import (
     Record,
 )
 
-WINDOW = 64 * 1024  # bytes read ahead at once; a bigger read goes straight to its buffer
+WINDOW = 64 * 1024  # bytes read ahead at once
 DIRECT = WINDOW // 2  # a read this big goes straight to its buffer
 NEAR = 4096  # the window after such a read
 _OUTPUT_HEAD = HEAD.size + 1  # an output body's kind, seq and stream byte
@@ -78,7 +78,7 @@ def read_record(reader: Reader, offset: int, limit: int) -> ReadResult:
     at = offset + FRAME.size
     if length >= DIRECT + _OUTPUT_HEAD:
         head = reader.read(at, _OUTPUT_HEAD, limit)
-        if head[0] == K_OUTPUT:  # its data straight into its own buffer
+        if len(head) == _OUTPUT_HEAD and head[0] == K_OUTPUT:  # its data into its own buffer
             data = reader.read(at + _OUTPUT_HEAD, length - _OUTPUT_HEAD, limit)
             if len(head) + len(data) < length:
                 return Incomplete(offset, FRAME.size + len(head) + len(data))

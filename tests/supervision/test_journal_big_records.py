@@ -69,9 +69,9 @@ def test_a_flipped_byte_anywhere_in_a_big_output_is_corrupt(tmp_path: Path, wher
         os.close(fd)
 
 
-@pytest.mark.parametrize("cut", [30, DIRECT, len(BIG)])
+@pytest.mark.parametrize("cut", [8, 12, 30, DIRECT, len(BIG)])  # in the head, then the data
 def test_a_big_output_cut_short_is_incomplete(tmp_path: Path, cut: int) -> None:
-    """A file shorter than its committed limit (cut by someone) reads short in the data part."""
+    """A file shorter than its committed limit (cut by someone) reads short, wherever the cut."""
     raw = encode_entry(ENTRIES[0])
     fd = _write(tmp_path / "j", raw[:cut])
     try:
