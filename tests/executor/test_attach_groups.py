@@ -4,6 +4,8 @@ while a group is on its way."""
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +19,7 @@ from durable_testing import drop, open_durable_client, wait_state
 from cc_executor.executor.runs.attach import Attachment, TailSettings, tail
 from cc_executor.executor.runs.durable import DurableRun
 from cc_executor.protocol.connection import ServerConnection
-from cc_executor.protocol.notices import Notice, RunCompleted, RunGap, RunOutput
+from cc_executor.protocol.notices import Notice, RunCompleted, RunGap, RunJournalError, RunOutput
 from cc_executor.supervision.events import Completed, CompletedEvent, Output
 from cc_executor.supervision.journal import Journal, JournalConfig, Meta, boot_id
 from cc_executor.supervision.outcome import Exited
@@ -249,3 +251,41 @@ async def test_a_detach_while_groups_are_sent_loses_and_repeats_nothing(
             record = await client.wait_completed(run)
             collected += record.stdout
     assert bytes(collected) == whole
+
+
+async def test_a_journal_that_fails_to_read_is_said_after_what_was_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of the journal that fails part way through a replay (EIO from pread(2): a failing
+    disk, which cannot be produced here, so pread is patched for this file only) ends the follow
+    with a `process.journal_error` naming it, right after the last event sent; nothing raises."""
+    count = 300  # 900 KB: a few groups, the failing read in the second
+    path = tmp_path / "j"
+    journal = journal_at(path, 64 * 1024)
+    for seq in range(1, count + 1):
+        await journal.deliver(output(seq))
+    await journal.deliver(completion(count + 1))
+    await journal.close()
+    real_pread = os.pread
+
+    def failing_pread(fd: int, length: int, offset: int) -> bytes:
+        if offset > 400_000 and os.readlink(f"/proc/self/fd/{fd}") == str(path):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_pread(fd, length, offset)
+
+    monkeypatch.setattr(os, "pread", failing_pread)
+    recorder = Recorder()
+    attachment = Attachment(DurableRun(journal), 0)
+    with trio.fail_after(30):
+        await tail(recorder, attachment, SETTINGS)
+    sent = [o.seq for o in recorder.outputs()]
+    assert sent == list(range(1, len(sent) + 1))
+    assert 0 < len(sent) < count
+    last = recorder.writes[-1][-1]
+    assert isinstance(last, RunJournalError)
+    assert last.seq == sent[-1] + 1
+    assert "cannot read the journal" in last.reason
+    assert "Input/output error" in last.reason
+    assert not attachment.completed
+    assert attachment.sent_seq == sent[-1]
+    assert attachment.done.is_set()
