@@ -153,87 +153,88 @@ async def tail(session: Follower, attachment: Attachment, settings: TailSettings
     """Send the run's events after `from_seq`, then follow until completion or detach.
 
     A Claude run's stdout is parsed into ``claude.event`` notices after each output, as its
-    live sink does.
-
-    A journal that cannot be opened or read (no descriptor left, EIO) is said to the client as
-    a ``process.journal_error`` naming it, after the events sent so far, and the follow ends
-    (the run goes on; attaching again reads from where it is asked).
+    live sink does.  A journal that cannot be opened or read (no descriptor left, EIO) is said
+    to the client as a ``process.journal_error`` naming it, after the events sent so far, and
+    the follow ends (the run goes on; attaching again reads from where it is asked).
 
     Raises:
         Whatever `send_notice` raises when the connection is gone (the caller's task ends).
+    """
+    journal = attachment.durable.journal
+    attachment.sent_seq = attachment.from_seq
+    try:
+        cursor = await open_cursor(
+            journal, attachment.from_seq, settings.retry_initial, settings.retry_bound
+        )
+        with attachment.scope, cursor:
+            await _send_from(cursor, session, attachment, settings)
+    except OSError as exc:  # no descriptor to open it, or a read failed (EIO: a failing disk)
+        seq = attachment.sent_seq + 1
+        log.error("attach.journal_unreadable", error=str(exc), seq=seq)
+        reason = f"cannot read the journal: {exc}"
+        await session.send_notice(RunJournalError(attachment.durable.run_id, seq, reason, "block"))
+    finally:
+        attachment.done.set()
+
+
+async def _send_from(
+    cursor: Cursor, session: Follower, attachment: Attachment, settings: TailSettings
+) -> None:
+    """`tail`'s loop: what `cursor` reads, sent until the completion, a detach or the end.
+
+    Raises:
+        OSError: a read of the journal failed.
     """
     durable = attachment.durable
     run_id = durable.run_id
     pid, pgid = durable.ids
     max_line = settings.claude_max_line
     parser = None if max_line is None else StreamJsonParser(max_line)
-    attachment.sent_seq = attachment.from_seq
-    try:
-        try:
-            cursor = await open_cursor(
-                durable.journal, attachment.from_seq, settings.retry_initial, settings.retry_bound
-            )
-        except OSError as exc:
-            reason = f"cannot read the journal: {exc}"
-            await session.send_notice(
-                RunJournalError(run_id, attachment.from_seq + 1, reason, "block")
-            )
+    after_gap = False
+    entry: Replayed | None = None  # read, not sent yet
+    while not attachment.stopping and not session.closed:
+        if entry is None:
+            with trio.CancelScope() as wake:
+                attachment.wake = wake
+                entry = await cursor.read()
+            attachment.wake = None
+            if entry is None or wake.cancelled_caught:
+                return
+        if isinstance(entry, JournalFault):
+            await session.send_notice(fault_notice(run_id, entry))
+            entry = None
+            continue
+        if isinstance(entry, Gap):
+            after_gap = True
+            await session.send_notice(gap_notice(run_id, entry))
+            entry = None
+            continue
+        if after_gap:
+            session.conn.attach_run(run_id, entry.seq)
+            after_gap = False
+        if isinstance(entry, CompletedEvent):  # nothing of the run follows it
+            for event in stream_json_events(parser, entry):
+                await session.send_notice(ClaudeNotice(run_id, event))
+            final = event_notice(run_id, pid, pgid, entry, durable.completion)
+            await session.send_notice(final)
+            attachment.sent_seq = entry.seq
+            attachment.completed = True
             return
-        try:
-            with attachment.scope, cursor:
-                after_gap = False
-                entry: Replayed | None = None  # read, not sent yet
-                while not attachment.stopping and not session.closed:
-                    if entry is None:
-                        with trio.CancelScope() as wake:
-                            attachment.wake = wake
-                            entry = await cursor.read()
-                        attachment.wake = None
-                        if entry is None or wake.cancelled_caught:
-                            return
-                    if isinstance(entry, JournalFault):
-                        await session.send_notice(fault_notice(run_id, entry))
-                        entry = None
-                        continue
-                    if isinstance(entry, Gap):
-                        after_gap = True
-                        await session.send_notice(gap_notice(run_id, entry))
-                        entry = None
-                        continue
-                    if after_gap:
-                        session.conn.attach_run(run_id, entry.seq)
-                        after_gap = False
-                    if isinstance(entry, CompletedEvent):  # nothing of the run follows it
-                        for event in stream_json_events(parser, entry):
-                            await session.send_notice(ClaudeNotice(run_id, event))
-                        final = event_notice(run_id, pid, pgid, entry, durable.completion)
-                        await session.send_notice(final)
-                        attachment.sent_seq = entry.seq
-                        attachment.completed = True
-                        return
-                    seq = entry.seq
-                    notices = _notices(run_id, (pid, pgid), parser, entry)
-                    if isinstance(entry, Output):  # with the output ready after it, as one write
-                        size = len(entry.data)
-                        group = settings.group_bytes
-                        entry = None
-                        while (ahead := cursor.next_size()) is not None and size + ahead <= group:
-                            entry = cursor.read_nowait()  # read only if it fits: nothing held
-                            if not isinstance(entry, Output) or size + len(entry.data) > group:
-                                break
-                            seq, size = entry.seq, size + len(entry.data)
-                            notices += _notices(run_id, (pid, pgid), parser, entry)
-                            entry = None
-                        # What stopped the group is sent next (a state change waits at its gates).
-                    else:
-                        entry = None
-                    await session.send_notices(notices)
-                    attachment.sent_seq = seq
-        except OSError as exc:  # a read of the journal failed (EIO: a failing disk)
-            reason = f"cannot read the journal: {exc}"
-            log.error("attach.journal_unreadable", error=str(exc), sent_seq=attachment.sent_seq)
-            await session.send_notice(
-                RunJournalError(run_id, attachment.sent_seq + 1, reason, "block")
-            )
-    finally:
-        attachment.done.set()
+        seq = entry.seq
+        notices = _notices(run_id, (pid, pgid), parser, entry)
+        if isinstance(entry, Output):  # with the output ready after it, as one write
+            size = len(entry.data)
+            group = settings.group_bytes
+            entry = None
+            while (ahead := cursor.next_size()) is not None and size + ahead <= group:
+                entry = cursor.read_nowait()  # read only if it fits: nothing held
+                if not isinstance(entry, Output) or size + len(entry.data) > group:
+                    break
+                seq, size = entry.seq, size + len(entry.data)
+                notices += _notices(run_id, (pid, pgid), parser, entry)
+                entry = None
+            # What stopped the group is sent next (a state change waits at its gates).
+        else:
+            entry = None
+        await session.send_notices(notices)
+        attachment.sent_seq = seq
