@@ -3,7 +3,7 @@
 An output's data is never copied into its record: the record's frame, kind, seq and stream
 byte go in one small buffer, the data follows as its own (writev(2) joins them; the CRC runs
 over both).  The CRC and frame of an output are made when its batch is written (`write`):
-a big batch is framed and written in a worker thread (`zlib.crc32` and `writev` release the
+a big batch is framed and written in a worker thread (the CRC and `writev` release the
 GIL), so the event loop sends to attached clients meanwhile; the write is shielded, so it
 is never cut short, and happens whole or fails as one write did inline.  Once a batch is
 written its index (`index_records`) lets a cursor that is caught up take the entries from
@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import zlib
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
@@ -38,6 +37,7 @@ from cc_executor.supervision.journal_codec import (
     Gap,
     Record,
     Removed,
+    crc32,
 )
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def frame(records: Sequence[Queued]) -> list[bytes]:
     for record in records:
         if isinstance(record, OutputRecord):
             head, data = record.head, record.data
-            crc = zlib.crc32(data, zlib.crc32(head))
+            crc = crc32(data, crc32(head))
             buffers += (FRAME.pack(len(head) + len(data), crc) + head, data)
         else:
             buffers.append(record)

@@ -19,7 +19,6 @@ not exist).  Finding records again after damage is journal_scan.py's.
 from __future__ import annotations
 
 import struct
-import zlib
 from typing import Literal
 
 import attrs
@@ -43,6 +42,13 @@ from cc_executor.supervision.outcome import (
     SpawnFailed,
     TimedOut,
 )
+
+try:
+    # The same CRC-32 as zlib's (one polynomial: journals are read back by either), made with
+    # the CPU's carry-less multiply: ~4x zlib 1.2's speed, which is a fifth of replay's cost.
+    from zlib_ng.zlib_ng import crc32 as crc32
+except ImportError:  # a platform without zlib-ng's wheel
+    from zlib import crc32 as crc32
 
 MAGIC = b"CCXJRNL1"
 FRAME = struct.Struct("<II")  # body length, crc32
@@ -294,7 +300,7 @@ def decode_meta(payload: bytes) -> Meta:
 
 def _record(kind: int, seq: int, payload: bytes) -> bytes:
     body = HEAD.pack(kind, seq) + payload
-    return FRAME.pack(len(body), zlib.crc32(body)) + body
+    return FRAME.pack(len(body), crc32(body)) + body
 
 
 def encode_entry(entry: Entry) -> bytes:

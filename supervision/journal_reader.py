@@ -14,7 +14,6 @@ small, since what follows a big record is most likely another one.
 from __future__ import annotations
 
 import os
-import zlib
 
 from cc_executor.supervision.journal_codec import (
     FRAME,
@@ -26,6 +25,7 @@ from cc_executor.supervision.journal_codec import (
     Incomplete,
     ReadResult,
     Record,
+    crc32,
 )
 
 WINDOW = 64 * 1024  # bytes read ahead at once
@@ -82,14 +82,14 @@ def read_record(reader: Reader, offset: int, limit: int) -> ReadResult:
             data = reader.read(at + _OUTPUT_HEAD, length - _OUTPUT_HEAD, limit)
             if len(head) + len(data) < length:
                 return Incomplete(offset, FRAME.size + len(head) + len(data))
-            if zlib.crc32(data, zlib.crc32(head)) != crc:
+            if crc32(data, crc32(head)) != crc:
                 return Corrupt(offset, "CRC mismatch")
             seq = HEAD.unpack_from(head)[1]
             return Record(K_OUTPUT, seq, head[HEAD.size :], offset, end, data)
     body = reader.read(at, length, limit)
     if len(body) < length:
         return Incomplete(offset, FRAME.size + len(body))
-    if zlib.crc32(body) != crc:
+    if crc32(body) != crc:
         return Corrupt(offset, "CRC mismatch")
     kind, seq = HEAD.unpack_from(body)
     if kind > K_NOTE:
