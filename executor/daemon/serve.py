@@ -127,7 +127,10 @@ async def serve(
     async with trio.open_nursery() as nursery:
         daemon._nursery = nursery
         await nursery.start(run_reaper, daemon.registry)
-        await nursery.start(daemon.durable.run_retention)
+        retention = partial(
+            daemon.durable.run_retention, internal_error=daemon.metrics.internal_error
+        )
+        await nursery.start(retention)
         nursery.start_soon(daemon.durable.warm)
         await nursery.start(
             partial(

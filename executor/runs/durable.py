@@ -45,6 +45,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 LEGACY_OWNER = "local"  # the owner of journals that predate owners
+RETRY_AFTER_FAILURE = 60.0  # seconds before a sweep that failed is tried again (unless a run ends)
 
 
 class DurableRun:
@@ -350,22 +352,34 @@ class DurableRuns:
     # -- retention ---------------------------------------------------------------------------
 
     async def run_retention(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        *,
+        internal_error: Callable[[str], None] | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Apply retention once the journals are read, whenever a run completes, and when the
-        next journal expires."""
+        next journal expires.  A sweep that fails unexpectedly (a bug) is logged with its
+        traceback and counted (`internal_error`), and retention goes on with the next one:
+        retention is the daemon's housekeeping, never a reason for it to stop."""
         task_status.started()
         await self.loaded()
         while True:
             self._changed = trio.Event()
-            delay = await self.sweep(time.time())
+            try:
+                delay = await self.sweep(time.time())
+            except Exception:
+                log.exception("retention.failed")
+                if internal_error is not None:
+                    internal_error("durable.retention")
+                delay = RETRY_AFTER_FAILURE
             with trio.move_on_after(delay):
                 await self._changed.wait()
 
     async def sweep(self, now: float) -> float:
         """Compact the journals retention says must go; return seconds to the next expiry."""
         kept: list[DurableRun] = []
-        for durable in self.runs.values():
+        # Over a copy: runs are created and loaded while a compaction waits for the disk.
+        for durable in list(self.runs.values()):
             journal = durable.journal
             if (
                 not durable.done.is_set()

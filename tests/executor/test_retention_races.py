@@ -1,0 +1,93 @@
+"""Retention is housekeeping beside live work: runs that start while it compacts are kept, and
+a sweep that fails ends neither the daemon nor retention.
+
+Found by a chaos run (real RSTs, a filling disk, flipped bytes and retention at once): a
+durable run created while a compaction waited for its worker thread changed the table the
+sweep was walking, and the daemon exited with "dictionary changed size during iteration".
+Here the compaction is held (it stands for a slow disk) until the run has started.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+from ccx_testing import make_config, start_daemon, wait_until
+from durable_testing import DurableClient, open_durable_client
+
+from cc_executor.supervision.journal import Journal
+from cc_executor.supervision.journal_retention import compact
+
+BOUND = 30
+COMPACT = "cc_executor.executor.runs.durable.compact"  # what the daemon's retention calls
+
+
+async def _removed(client: DurableClient, run: str) -> bool:
+    """What `status` says: the run's events are removed."""
+    status = await client.call("status", run=run)
+    return status["journal"]["removed"] is not None
+
+
+async def test_a_run_started_while_retention_compacts_is_kept(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compacting, go_on = trio.Event(), trio.Event()
+
+    async def slow_compact(journal: Journal) -> None:
+        compacting.set()
+        await go_on.wait()
+        await compact(journal)
+
+    monkeypatch.setattr(COMPACT, slow_compact)
+    served = await start_daemon(
+        nursery, make_config(state_dir=str(tmp_path / "state"), retention_seconds=0)
+    )
+    with trio.fail_after(BOUND):
+        async with open_durable_client(served.url) as client:
+            old = (await client.call("execute", argv=["seq", "1", "3"], durable=True))["run"]
+            await client.wait_completed(old)
+            await compacting.wait()  # the sweep is inside its walk of the runs
+            new = (await client.call("execute", argv=["echo", "new"], durable=True))["run"]
+            go_on.set()
+            record = await client.wait_completed(new)
+            assert record.stdout == b"new\n"
+            await wait_until(lambda: served.daemon.durable.runs[old].journal.removed is not None)
+            assert await _removed(client, old)
+            listed = await client.call("list")
+            assert {old, new} <= {r["run"] for r in listed["runs"]}
+    assert served.daemon.metrics.internal_errors["durable.retention"] == 0
+
+
+async def test_a_sweep_that_fails_is_counted_and_retention_goes_on(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = 0
+
+    async def failing_once(journal: Journal) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in retention")
+        await compact(journal)
+
+    monkeypatch.setattr(COMPACT, failing_once)
+    served = await start_daemon(
+        nursery, make_config(state_dir=str(tmp_path / "state"), retention_bytes=0)
+    )
+    metrics = served.daemon.metrics
+    with trio.fail_after(BOUND):
+        async with open_durable_client(served.url) as client:
+            first = (await client.call("execute", argv=["echo", "one"], durable=True))["run"]
+            await client.wait_completed(first)
+            await wait_until(lambda: metrics.internal_errors["durable.retention"] == 1)
+            assert not await _removed(client, first)
+            # The next run's completion is the next sweep: it compacts both.
+            second = (await client.call("execute", argv=["echo", "two"], durable=True))["run"]
+            record = await client.wait_completed(second)
+            assert record.stdout == b"two\n"
+            for run in (first, second):
+                journal = served.daemon.durable.runs[run].journal
+                await wait_until(lambda journal=journal: journal.removed is not None)
+                assert await _removed(client, run)
+    assert metrics.internal_errors["durable.retention"] == 1
