@@ -288,6 +288,9 @@ class JournalWriter:
             self.gap = entry
         elif isinstance(entry, Removed):
             self.removed = entry
+            # Its events were the run's: what follows is numbered after them (a completion
+            # recovery appends to a compacted journal whose own completion was damaged).
+            self.last_seq = max(self.last_seq, entry.last)
         else:
             self.last_seq = max(self.last_seq, entry.seq)
             if isinstance(entry, CompletedEvent):

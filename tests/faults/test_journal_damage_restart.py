@@ -79,3 +79,49 @@ async def test_a_flipped_byte_is_reported_and_the_completed_run_stays_completed(
             assert missing > 0
             lines = bytes(replayed.stdout).splitlines()
             assert lines == [line for line in bytes(first.stdout).splitlines() if line in lines]
+
+
+async def test_a_compacted_journal_whose_completion_is_damaged_keeps_its_seqs_in_order(
+    tmp_path: Path,
+) -> None:
+    """Retention left META, REMOVED 1..n and the completion; a flipped byte in the completion,
+    then a restart: the run is completed as lost *after* the removed range (its cut tail a gap
+    at n + 1), so attaching where the -32009 error says works.  (Found by a chaos run: the lost
+    completion was numbered 2 after a removed 1..5, and attaching from 5 was refused as beyond
+    the run's last seq.)"""
+    state = tmp_path / "state"
+    script = "for i in $(seq 1 10); do echo line $i; sleep 0.005; done"
+    with trio.fail_after(90):
+        async with (
+            run_daemon("--state-dir", str(state), "--retention-seconds", "0") as daemon,
+            open_durable_client(daemon.url) as client,
+        ):
+            run = (await client.call("execute", argv=["sh", "-c", script], durable=True))["run"]
+            first = await client.wait_completed(run)
+            assert first.completed is not None
+            # No event says retention is done: `status` is asked until it says so.
+            while (await client.call("status", run=run))["journal"]["removed"] is None:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        path = state / "journals" / f"{run}.journal"
+        removed_last = first.completed["seq"] - 1
+        assert removed_last >= 3
+        flip_byte(path, path.stat().st_size - 1)  # the last byte: the completion's CRC fails
+        async with (
+            run_daemon("--state-dir", str(state)) as daemon,
+            open_durable_client(daemon.url) as client,
+        ):
+            status = await client.call("status", run=run)
+            assert status["journal"]["removed"] == {"first": 1, "last": removed_last}
+            assert status["outcome"] == "lost"
+            assert status["last_seq"] == removed_last + 2  # the cut tail's gap, the completion
+            error = await client.call_error("attach", run=run, from_seq=0)
+            assert error.code == -32009
+            assert error.data["available_from_seq"] == removed_last
+            await client.attach(run, removed_last)
+            replayed = await client.wait_completed(run)
+            assert replayed.completed is not None
+            assert replayed.completed["seq"] == removed_last + 2
+            assert replayed.completed["outcome"] == "lost"
+            (gap,) = client.gaps
+            assert gap["seq"] == removed_last + 1
+            assert gap["reason"].startswith("journal damaged")
