@@ -129,6 +129,9 @@ class Cursor:
                 self._reason = entry
                 continue
             if entry.seq <= self._seen:
+                # Read already: a reason found before it (a removed range, damage) was for
+                # seqs behind the reader, not for what it has yet to read.
+                self._reason = None
                 continue
             fault = self._fault_before(min(entry.seq, self._seen + 1))
             if fault is not None:

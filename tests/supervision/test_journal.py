@@ -297,6 +297,43 @@ async def test_compaction_keeps_meta_and_completion(tmp_path: Path) -> None:
         assert [old_reader.read_nowait() for _ in EVENTS] == EVENTS
 
 
+async def test_a_reader_past_everything_a_compaction_removed_reads_nothing_more(
+    tmp_path: Path,
+) -> None:
+    """From the completion's seq on there is nothing to read, compacted or not: the removed
+    range lies behind the reader, so no gap is announced for it (a gap "from 7", past the
+    completion, followed by nothing used to leave the client waiting)."""
+    journal = await write(tmp_path / "j", EVENTS)
+    await journal.close()
+    assert read_all(journal, 6) == []
+    await compact(journal)
+    assert read_all(journal, 6) == []
+    reopened = Journal.open(journal.path, FAST)
+    assert reopened is not None
+    assert read_all(reopened, 6) == []
+    with reopened.cursor(6) as cursor:
+        assert await cursor.read() is None  # at its end at once, not waiting
+
+
+def _flip_first(path: Path, data: bytes) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(data)] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+async def test_damage_behind_the_reader_is_not_announced(tmp_path: Path) -> None:
+    """A damaged record before `from_seq` is none of this reader's business: it reads what is
+    after it and no gap (found with the REMOVED case above: the reason for a hole survived the
+    records the reader had already seen)."""
+    journal = await write(tmp_path / "j", EVENTS)
+    await journal.close()
+    _flip_first(Path(journal.path), b"a\n")  # the first output's data: its CRC fails
+    reopened = Journal.open(journal.path, FAST)
+    assert reopened is not None
+    assert read_all(reopened, 4) == EVENTS[4:]
+    assert read_all(reopened, 6) == []
+
+
 def test_leftovers_are_found_by_marker_and_killed(run_id: object) -> None:
     rid = run_id()  # type: ignore[operator]
     process = subprocess.Popen(
