@@ -49,6 +49,8 @@ async def apply_control(
     supervision's `Run.pause`); a CANCEL returns when it holds.
     """
     run = live.run
+    if action != "CANCEL" and live.durable is not None and live.durable.journal.blocked:
+        raise journal_blocked(live, action)
     try:
         match action:
             case "PAUSE":
@@ -68,6 +70,23 @@ async def apply_control(
         raise ControlTimeout(
             f"run {run.run_id}: {exc}", {"run": run.run_id, "pids": pids}
         ) from None
+
+
+def journal_blocked(live: LiveRun, action: Action) -> InvalidState:
+    """The wire error for a PAUSE or RESUME of a durable run whose journal waits (a full disk,
+    a failing write, its quota in "block" mode): the run is held through the pipe until the
+    journal can write again, and its state change could not be recorded before then, so the
+    control would wait with it; it is refused, the run unchanged, and CANCEL still ends it."""
+    assert live.durable is not None
+    journal = live.durable.journal
+    why = journal.fault.reason if journal.fault is not None else "journal quota reached"
+    message = (
+        f"run {live.run_id}: its journal cannot take writes now ({why}); the run is held "
+        f"until it can, and {action} would wait with it (CANCEL ends the run)"
+    )
+    data: dict[str, JSON] = {"run": live.run_id, "state": live.run.state.value}
+    data["journal"] = {"blocked": True, "error": why}
+    return InvalidState(message, data)
 
 
 def send_signal(live: LiveRun, name: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
-from ccx_testing import run_daemon
+from ccx_testing import proc_stat, run_daemon
 from durable_testing import open_durable_client
 from faults_journal_testing import small_tmpfs, status_until, wait_notification
 
@@ -56,6 +56,41 @@ async def test_block_policy_holds_the_child_reports_the_error_and_records_the_ca
             replayed = await client.wait_completed(run)
             assert replayed.completed is not None
             assert replayed.completed["seq"] == record.completed["seq"]
+
+
+async def test_pause_and_resume_of_a_run_held_by_a_full_disk_are_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    """Its state change could not be recorded until the disk takes writes again: a PAUSE or
+    RESUME would wait with the run, its client with no answer (found by a chaos run: neither
+    was answered for as long as the disk stayed full).  Both are refused at once with the
+    journal's error, from the starting connection and from another; nothing is stopped, and
+    CANCEL still ends the run."""
+    with small_tmpfs(tmp_path / "disk") as disk, trio.fail_after(120):
+        state = str(disk / "state")
+        async with (
+            run_daemon("--state-dir", state) as daemon,
+            open_durable_client(daemon.url) as client,
+            open_durable_client(daemon.url) as other,
+        ):
+            started = await client.call("execute", argv=FIREHOSE, durable=True)
+            run = started["run"]
+            await status_until(client, run, lambda s: s["journal"]["blocked"])
+            for who in (client, other):
+                for action in ("PAUSE", "RESUME"):
+                    error = await who.call_error("control", type=action, run=run)
+                    assert error.code == -32005
+                    assert "No space left on device" in error.message
+                    assert error.data["journal"]["blocked"] is True
+            stat = proc_stat(started["pid"])
+            assert stat is not None
+            assert stat[0] != "T"  # nothing was stopped
+            assert (await client.call("status", run=run))["state"] == "running"
+            reply = await other.call("control", type="CANCEL", run=run)
+            assert reply["status"] == "canceled"
+            record = await client.wait_completed(run)
+            assert record.completed is not None
+            assert record.completed["outcome"] == "cancelled"
 
 
 async def test_cancel_policy_ends_the_run_with_a_reason_naming_the_error(tmp_path: Path) -> None:
