@@ -123,6 +123,17 @@ class JournalWriter:
         self._batch.add(encode_entry(gap), gap)
         await self.flush()
 
+    @property
+    def holding(self) -> bool:
+        """Whether recording holds the run now: waiting for room under the quota, or with a
+        write fault not resolved yet under error policy "block" (the next write waits for the
+        disk), until `unblock`.  A state change queued meanwhile waits as long."""
+        return self.blocked or (
+            self.fault is not None
+            and self.config.error_policy == "block"
+            and not self._unblocked.is_set()
+        )
+
     def unblock(self) -> None:
         """Stop waiting (for room or a retry): from now on, what cannot be recorded is not."""
         self._unblocked.set()
@@ -174,7 +185,15 @@ class JournalWriter:
         await self._write_all(None)
 
     async def _write_all(self, error: OSError | None) -> None:
-        """Write the queued records (`error`: their first write failed already)."""
+        """Write the queued records (`error`: their first write failed already).  Blocked from
+        the first failed write until one succeeds or the records are given up: retrying a
+        write is part of the wait (`status` does not flicker between retries)."""
+        try:
+            await self._write_retrying(error)
+        finally:
+            self.blocked = False
+
+    async def _write_retrying(self, error: OSError | None) -> None:
         delay = self.config.retry_initial
         while self._batch:
             if error is None:
@@ -197,11 +216,8 @@ class JournalWriter:
                 self._drop_batch(keep_notes=not ending)  # notes wait for the next write
                 return
             self.blocked = True
-            try:
-                with trio.move_on_after(delay):
-                    await self._unblocked.wait()
-            finally:
-                self.blocked = False
+            with trio.move_on_after(delay):
+                await self._unblocked.wait()
             delay = min(delay * 2, self.config.retry_max)
 
     async def _write_batch(self) -> OSError | None:

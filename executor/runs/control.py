@@ -49,7 +49,7 @@ async def apply_control(
     supervision's `Run.pause`); a CANCEL returns when it holds.
     """
     run = live.run
-    if action != "CANCEL" and live.durable is not None and live.durable.journal.blocked:
+    if action != "CANCEL" and live.durable is not None and live.durable.journal.holding:
         raise journal_blocked(live, action)
     try:
         match action:
