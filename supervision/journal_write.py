@@ -126,8 +126,10 @@ class JournalWriter:
     @property
     def holding(self) -> bool:
         """Whether recording holds the run now: waiting for room under the quota, or with a
-        write fault not resolved yet under error policy "block" (the next write waits for the
-        disk), until `unblock`.  A state change queued meanwhile waits as long."""
+        write fault not resolved yet under error policy "block" — between retries too, and
+        before the first one — until `unblock`.  A state change queued meanwhile waits as
+        long.  This is what clients are told (``journal.blocked``); `blocked` is only whether
+        `deliver` is inside a wait this instant."""
         return self.blocked or (
             self.fault is not None
             and self.config.error_policy == "block"
@@ -185,15 +187,7 @@ class JournalWriter:
         await self._write_all(None)
 
     async def _write_all(self, error: OSError | None) -> None:
-        """Write the queued records (`error`: their first write failed already).  Blocked from
-        the first failed write until one succeeds or the records are given up: retrying a
-        write is part of the wait (`status` does not flicker between retries)."""
-        try:
-            await self._write_retrying(error)
-        finally:
-            self.blocked = False
-
-    async def _write_retrying(self, error: OSError | None) -> None:
+        """Write the queued records (`error`: their first write failed already)."""
         delay = self.config.retry_initial
         while self._batch:
             if error is None:
@@ -216,8 +210,11 @@ class JournalWriter:
                 self._drop_batch(keep_notes=not ending)  # notes wait for the next write
                 return
             self.blocked = True
-            with trio.move_on_after(delay):
-                await self._unblocked.wait()
+            try:
+                with trio.move_on_after(delay):
+                    await self._unblocked.wait()
+            finally:
+                self.blocked = False
             delay = min(delay * 2, self.config.retry_max)
 
     async def _write_batch(self) -> OSError | None:

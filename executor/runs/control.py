@@ -84,9 +84,10 @@ def journal_blocked(live: LiveRun, action: Action) -> InvalidState:
         f"run {live.run_id}: its journal cannot take writes now ({why}); the run is held "
         f"until it can, and {action} would wait with it (CANCEL ends the run)"
     )
-    data: dict[str, JSON] = {"run": live.run_id, "state": live.run.state.value}
-    data["journal"] = {"blocked": True, "error": why}
-    return InvalidState(message, data)
+    journal_data: JSON = {"blocked": True, "error": why}
+    return InvalidState(
+        message, {"run": live.run_id, "state": live.run.state.value, "journal": journal_data}
+    )
 
 
 def send_signal(live: LiveRun, name: str) -> None:

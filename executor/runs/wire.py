@@ -219,7 +219,7 @@ def journal_object(journal: Journal) -> dict[str, JSON]:
         "quota_bytes": None if meta is None else meta.quota_bytes,
         "quota_policy": None if meta is None else meta.quota_policy,
         "error_policy": journal.config.error_policy,
-        "blocked": journal.blocked,
+        "blocked": journal.holding,
         "gap_from_seq": None if journal.gap is None else journal.gap.seq,
         "removed": removed,
         "error": error,
