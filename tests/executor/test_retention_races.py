@@ -4,7 +4,8 @@ a sweep that fails ends neither the daemon nor retention.
 Found by a chaos run (real RSTs, a filling disk, flipped bytes and retention at once): a
 durable run created while a compaction waited for its worker thread changed the table the
 sweep was walking, and the daemon exited with "dictionary changed size during iteration".
-Here the compaction is held (it stands for a slow disk) until the run has started.
+Here the compaction is held (it stands for a slow disk) until the run has started; the full
+disk under a compaction is a real one.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import trio
-from ccx_testing import make_config, start_daemon, wait_until
+from ccx_testing import make_config, run_daemon, start_daemon, wait_until
 from durable_testing import DurableClient, open_durable_client
+from faults_journal_testing import fill, small_tmpfs
 
 from cc_executor.supervision.journal import Journal
 from cc_executor.supervision.journal_retention import compact
@@ -91,3 +93,34 @@ async def test_a_sweep_that_fails_is_counted_and_retention_goes_on(
                 await wait_until(lambda journal=journal: journal.removed is not None)
                 assert await _removed(client, run)
     assert metrics.internal_errors["durable.retention"] == 1
+
+
+async def test_a_compaction_on_a_full_disk_keeps_the_journal_and_is_done_later(
+    tmp_path: Path,
+) -> None:
+    """A real full disk (a small tmpfs filled to its last byte) when retention compacts: the
+    compacted file cannot be written, the journal stays whole and readable, the daemon serves,
+    and once there is room the next sweep (the next run's completion) compacts it."""
+    with small_tmpfs(tmp_path / "disk") as disk, trio.fail_after(BOUND * 2):
+        state = str(disk / "state")
+        async with (
+            run_daemon("--state-dir", state) as daemon,
+            open_durable_client(daemon.url) as client,
+        ):
+            old = (await client.call("execute", argv=["seq", "1", "3"], durable=True))["run"]
+            await client.wait_completed(old)
+        filler = fill(disk)
+        async with (
+            run_daemon("--state-dir", state, "--retention-seconds", "0") as daemon,
+            open_durable_client(daemon.url) as client,
+        ):
+            await daemon.wait_logged("journal.compact_failed")
+            assert not await _removed(client, old)
+            await client.attach(old, 0)
+            assert (await client.wait_completed(old)).stdout == b"1\n2\n3\n"
+            filler.unlink()
+            new = (await client.call("execute", argv=["echo", "new"], durable=True))["run"]
+            await client.wait_completed(new)
+            for run in (old, new):
+                while not await _removed(client, run):  # noqa: ASYNC110 - no event for it
+                    await trio.sleep(0.02)
