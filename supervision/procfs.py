@@ -106,8 +106,13 @@ def children(pid: int) -> set[int]:
     result: set[int] = set()
     for tid in _listdir(f"{PROC}/{pid}/task"):
         raw = _read(f"{PROC}/{pid}/task/{tid}/children")
-        if raw is not None:
-            result.update(int(c) for c in raw.split() if c.isdigit())
+        if raw is None:
+            continue
+        fields = raw.split()
+        try:
+            result.update(map(int, fields))  # the kernel writes decimal pids and spaces
+        except ValueError:
+            result.update(int(c) for c in fields if c.isdigit())
     return result
 
 

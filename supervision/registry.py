@@ -9,7 +9,8 @@ the reaper cannot tell a fresh root from an orphan: `spawn_in_flight` tells it t
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterator
+from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,11 @@ class RunRegistry:
         # The run whose root has each pid (a reaped root's number may be reused by a new run,
         # which then takes the entry: a reaped root is no root to protect any more).
         self._by_pid: dict[int, Run] = {}
+        # The pids of roots not reaped yet, kept as a set so that a scan of the daemon's
+        # children can subtract them in one C-level set operation (a burst of N runs ending
+        # made N scans of up to N children each: a per-pid Python check per child was the
+        # largest part of a run's end).
+        self._unreaped: set[int] = set()
         self._reserved: set[str] = set()
         self._settled = trio.Event()
         self._settled.set()
@@ -47,20 +53,23 @@ class RunRegistry:
 
     def root_pids(self) -> frozenset[int]:
         """Pids the reaper must not reap: roots whose runner has not reaped them yet."""
-        return frozenset(run.pid for run in self._runs.values() if not run.root_reaped)
+        return frozenset(self._unreaped)
 
     def is_root(self, pid: int) -> bool:
         """Whether `pid` is the unreaped root of a live run (what root_pids lists), in O(1)."""
-        run = self._by_pid.get(pid)
-        return run is not None and not run.root_reaped
+        return pid in self._unreaped
 
-    def roots_except(self, pid: int) -> Container[int]:
-        """The unreaped roots of every run but the one rooted at `pid`, as a live view.
+    def unreaped_roots(self) -> AbstractSet[int]:
+        """The unreaped roots as a read-only live view (no copy: scans subtract it from a
+        listing of children in one set operation; valid until the next await)."""
+        return self._unreaped
 
-        A run ending asks this once per scan; copying root_pids() for it made a burst of N
-        runs cost O(N) per run ending.
-        """
-        return _RootsExcept(self, pid)
+    def root_reaped(self, run: Run) -> None:
+        """The runner has reaped `run`'s root: its pid is no root to protect any more (the
+        number may be reused by any process from now on)."""
+        run.root_reaped = True
+        if self._by_pid.get(run.pid) is run:
+            self._unreaped.discard(run.pid)
 
     @property
     def spawn_in_flight(self) -> bool:
@@ -95,20 +104,12 @@ class RunRegistry:
             raise DuplicateRun(f"run id already in use: {run.run_id}")
         self._runs[run.run_id] = run
         self._by_pid[run.pid] = run
+        if not run.root_reaped:
+            self._unreaped.add(run.pid)
 
     def remove(self, run: Run) -> None:
         if self._runs.get(run.run_id) is run:
             del self._runs[run.run_id]
         if self._by_pid.get(run.pid) is run:
             del self._by_pid[run.pid]
-
-
-class _RootsExcept(Container[int]):
-    """``registry.root_pids() - {pid}``, answered without building the set."""
-
-    def __init__(self, registry: RunRegistry, pid: int) -> None:
-        self._registry = registry
-        self._pid = pid
-
-    def __contains__(self, pid: object) -> bool:
-        return isinstance(pid, int) and pid != self._pid and self._registry.is_root(pid)
+            self._unreaped.discard(run.pid)

@@ -145,7 +145,7 @@ class Run:
             self.pid,
             self.pgid,
             self.run_id,
-            other_roots=self._registry.roots_except(self.pid),
+            roots=self._registry.unreaped_roots(),
             full=not subreaper,
         )
 

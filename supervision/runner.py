@@ -284,7 +284,7 @@ async def _supervise(
             nursery.start_soon(run._serve_stdin)
         request = await _wait_for_end(run, pidfd)
         rung = await run._terminate()
-        outcome = await _reap_root(run, spawned, config, request, rung)
+        outcome = await _reap_root(run, spawned, config, registry, request, rung)
         run._set_ended(rung)
         reap_orphans(registry)
         for reader in readers:
@@ -305,12 +305,13 @@ async def _reap_root(
     run: Run,
     spawned: Spawned,
     config: SupervisionConfig,
+    registry: RunRegistry,
     request: _EndRequest | None,
     rung: Rung,
 ) -> Outcome:
     with trio.move_on_after(config.kill_wait):
         returncode = await spawned.process.wait()
-        run.root_reaped = True
+        registry.root_reaped(run)
         exit = exit_from_returncode(returncode)
         return exit if request is None else request.outcome(run, rung, exit)
     # Only a root stuck in uninterruptible sleep gets here; the reaper collects it later.
@@ -326,7 +327,7 @@ async def _abort(
     try:
         await ladder.kill(run, config)
         exit = exit_from_returncode(await spawned.process.wait())
-        run.root_reaped = True
+        registry.root_reaped(run)
         reap_orphans(registry)
     finally:
         outcome: Outcome = (

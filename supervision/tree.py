@@ -20,7 +20,7 @@ scanning once the root is reaped.
 from __future__ import annotations
 
 import os
-from collections.abc import Container
+from collections.abc import Set as AbstractSet
 
 import attrs
 
@@ -45,7 +45,7 @@ def scan_run(
     pgid: int,
     run_id: str,
     *,
-    other_roots: Container[int] = (),
+    roots: AbstractSet[int] = frozenset(),
     full: bool = False,
 ) -> Membership:
     """Find every process of a run.
@@ -54,14 +54,12 @@ def scan_run(
         root_pid: the run's root, or None once it has been reaped (its pid may be reused).
         pgid: the run's process group (= session) id.
         run_id: the run's marker value.
-        other_roots: roots of other runs, never attributed to this one.
+        roots: the unreaped roots of the runs (this one's may be among them): none but
+            `root_pid` is ever attributed to this run.
         full: also scan all of /proc, for orphans that were not reparented to this process.
     """
     entry = marker_entry(run_id)
     self_pid = os.getpid()
-
-    def excluded(pid: int) -> bool:
-        return pid == self_pid or pid in other_roots
 
     def belongs(pid: int) -> bool:
         stat = procfs.read_stat(pid)
@@ -76,7 +74,9 @@ def scan_run(
         stack = list(seeds)
         while stack:
             pid = stack.pop()
-            if pid in live or pid in zombies or excluded(pid):
+            if pid in live or pid in zombies or pid == self_pid:
+                continue
+            if pid != root_pid and pid in roots:
                 continue
             stat = procfs.read_stat(pid)
             if stat is None:
@@ -90,15 +90,16 @@ def scan_run(
     # or among our children when they are read.  (Reading our children first loses exactly
     # the orphans of a parent that dies in between — and SIGTERM makes parents die.)  Each
     # newly attributed orphan's subtree is walked, and our children are read again, until
-    # nothing new turns up.
+    # nothing new turns up.  The daemon's children are mostly other runs' roots (a burst of
+    # N runs has up to N): they are taken off in set operations, not one pid at a time.
     walk(set() if root_pid is None else {root_pid})
     for _ in range(_MAX_PASSES):
-        candidates = procfs.all_pids() if full else procfs.children(self_pid)
-        new = {
-            pid
-            for pid in candidates
-            if not excluded(pid) and pid not in live and pid not in zombies and belongs(pid)
-        }
+        candidates = set(procfs.all_pids()) if full else procfs.children(self_pid)
+        candidates -= live
+        candidates -= zombies
+        candidates -= roots
+        candidates.discard(self_pid)
+        new = {pid for pid in candidates if belongs(pid)}
         if not new:
             break
         walk(new)
@@ -110,8 +111,8 @@ def run_members(
     pgid: int,
     run_id: str,
     *,
-    other_roots: Container[int] = (),
+    roots: AbstractSet[int] = frozenset(),
     full: bool = False,
 ) -> set[int]:
     """Every live (non-zombie) process of a run; see scan_run."""
-    return set(scan_run(root_pid, pgid, run_id, other_roots=other_roots, full=full).live)
+    return set(scan_run(root_pid, pgid, run_id, roots=roots, full=full).live)

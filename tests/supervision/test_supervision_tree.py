@@ -103,3 +103,47 @@ def test_utf8_helpers() -> None:
     assert incomplete_utf8_tail(b"ab" + euro[:2]) == 2
     assert incomplete_utf8_tail(b"ab" + euro) == 0
     assert incomplete_utf8_tail(b"") == 0
+
+
+async def test_registry_roots_follow_spawn_and_reaping(
+    config: SupervisionConfig, registry: RunRegistry, run_id: Callable[[], str]
+) -> None:
+    # Two real runs: both roots are protected (the reaper skips them, scans never attribute
+    # one to the other) until each runner reaps its own, and then that pid is no root at all.
+    code = "import sys\nprint('ready', flush=True)\nsys.stdin.read()"
+    first, second = Recorder(), Recorder()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            a = await start_run(
+                nursery,
+                SpawnSpec(python_argv(code), ENV, run_id(), stdin="pipe"),
+                config,
+                registry,
+                first,
+            )
+            b = await start_run(
+                nursery,
+                SpawnSpec(python_argv(code), ENV, run_id(), stdin="pipe"),
+                config,
+                registry,
+                second,
+            )
+            await first.wait_for_output(b"ready\n")
+            await second.wait_for_output(b"ready\n")
+            assert registry.root_pids() == {a.pid, b.pid}
+            assert {a.pid, b.pid} <= procfs_children()
+            # Each scan finds its own root and never the other's, with every root in `roots`.
+            roots = registry.unreaped_roots()
+            assert scan_run(a.pid, a.pgid, a.run_id, roots=roots).live == {a.pid}
+            assert scan_run(b.pid, b.pgid, b.run_id, roots=roots, full=True).live == {b.pid}
+            await a.close_stdin()
+            await a.wait()
+            assert a.root_reaped
+            assert not registry.is_root(a.pid)
+            assert registry.root_pids() == {b.pid}
+            assert a.members() == set()
+            assert b.members() == {b.pid}
+            await b.close_stdin()
+            await b.wait()
+    assert registry.root_pids() == frozenset()
+    assert not zombie_children()
