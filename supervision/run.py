@@ -2,17 +2,21 @@
 
 Theory of operation: state moves RUNNING <-> PAUSED, then ENDING (the ladder or the sweep of
 leftovers is running, output is draining) and finally COMPLETED, only along the table in
-states.py.  Control calls on a run are
-serialised by one lock, and a call returns only once the kernel shows its effect on every
-member; the matching StateChanged event is queued before the lock is released, so events are in
-the same order as the calls.  The ladder itself is run by the runner task, never by the caller
-of cancel(): cancel() records the request, wakes the runner and waits for the ladder's result,
-so a caller that goes away cannot leave a ladder half done.  stdin has its own writer
-(stdin.py) and never takes the control lock, so a child that does not read its stdin cannot
-hold up a control.  Idle time is time the child wrote nothing: when the idle deadline passes
-with output waiting in a pipe (the daemon itself was stopped or busy), the clock restarts
-instead.  The runner's code (runner.py) uses the underscore methods below; nothing else
-should.
+states.py.  Control calls on a run are serialised by one lock, and a call returns only once the
+kernel shows its effect on every member; the matching StateChanged event is queued before the
+lock is released, so events are in the same order as the calls.  Queuing it never waits: when
+the channel is full (the pump waits for a client that does not read, or for a journal that
+cannot write) the event is held in order (at most MAX_HELD_STATES of them; a control beyond that
+is refused) and a task of the runner puts it in the channel as soon as there is room, the
+readers' next chunks waiting behind it, so no control waits for the output of a run — before, a
+PAUSE's event waiting for room held the lock, and the next RESUME or CANCEL from any connection
+waited with it.  The ladder itself is run by the runner task, never by the caller of cancel():
+cancel() records the request, wakes the runner and waits for the ladder's result, so a caller
+that goes away cannot leave a ladder half done.  stdin has its own writer (stdin.py) and never
+takes the control lock, so a child that does not read its stdin cannot hold up a control.  Idle
+time is time the child wrote nothing: when the idle deadline passes with output waiting in a
+pipe (the daemon itself was stopped or busy), the clock restarts instead.  The runner's code
+(runner.py) uses the underscore methods below; nothing else should.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import math
 import signal
 import sys
 import termios
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -45,9 +50,13 @@ from cc_executor.supervision.tree import run_members
 if TYPE_CHECKING:
     from cc_executor.supervision.pump import OutputPump
 
-__all__ = ["Run", "RunState"]
+__all__ = ["MAX_HELD_STATES", "Run", "RunState"]
 
 log = structlog.get_logger()
+
+# State changes that may wait for room in a run's channel at once; a PAUSE or RESUME beyond
+# them is refused (InvalidTransition) rather than held without bound.
+MAX_HELD_STATES = 8
 
 
 class Run:
@@ -89,6 +98,12 @@ class Run:
             "stderr": spawned.stderr,
         }
         self._control = trio.Lock()
+        # State changes waiting for room in the channel, oldest first (see the module doc),
+        # the runner's nursery that puts them there, and when that is done.
+        self._held_states: deque[StateChanged] = deque()
+        self._background: trio.Nursery | None = None
+        self._states_queued = trio.Event()
+        self._states_queued.set()
         self._absolute_deadline = math.inf if timeout is None else self.started_at + timeout
         self._idle_timeout = idle_timeout
         self._last_output = self.started_at
@@ -181,6 +196,7 @@ class Run:
         """
         async with self._control:
             next_state(self._state, Action.PAUSE)
+            self._require_room("pause")
             left = await self._drive(signal.SIGSTOP, Until.STOPPED)
             if left:
                 signal_members(self, signal.SIGCONT)
@@ -189,7 +205,7 @@ class Run:
             self._wake.deadline = self._end_deadline()
             if held is not None:
                 held()
-            await self._events.send(StateChanged(RunState.PAUSED))
+            self._queue_state(RunState.PAUSED)
 
     async def resume(self, held: Callable[[], None] | None = None) -> None:
         """Continue every process of the run; return once none of them is stopped.
@@ -202,6 +218,7 @@ class Run:
         """
         async with self._control:
             next_state(self._state, Action.RESUME)
+            self._require_room("resume")
             left = await self._drive(signal.SIGCONT, Until.CONTINUED)
             if left:
                 raise ControlTimeout("resume", sorted(left))
@@ -210,7 +227,7 @@ class Run:
             self._wake.deadline = self._end_deadline()
             if held is not None:
                 held()
-            await self._events.send(StateChanged(RunState.RUNNING))
+            self._queue_state(RunState.RUNNING)
 
     @property
     def stdin_bound(self) -> int:
@@ -294,6 +311,42 @@ class Run:
     def _close_stdin(self, why: str) -> None:
         if self._stdin is not None:
             self._stdin.close(why)
+
+    def _require_room(self, action: str) -> None:
+        if len(self._held_states) >= MAX_HELD_STATES:
+            raise InvalidTransition(
+                f"cannot {action}: {len(self._held_states)} state changes of this run wait to "
+                "be delivered behind output that is not being read (a client that does not "
+                "read, or a journal that cannot write)"
+            )
+
+    def _queue_state(self, state: RunState) -> None:
+        """Queue the event of a state change in order, without waiting (module doc)."""
+        event = StateChanged(state)
+        if not self._held_states:
+            try:
+                self._events.send_nowait(event)
+                return
+            except trio.WouldBlock:
+                pass
+            if self._background is None:
+                raise AssertionError("a run's state changed before its runner started")
+            self._states_queued = trio.Event()
+            self._background.start_soon(self._put_held_states)
+        self._held_states.append(event)
+
+    async def _put_held_states(self) -> None:
+        """The held state changes into the channel, oldest first, as room appears."""
+        while self._held_states:
+            await self._events.send(self._held_states[0])
+            self._held_states.popleft()
+        self._states_queued.set()
+
+    async def _after_held_states(self) -> None:
+        """Return once no state change waits to be queued (a reader's chunk read after one
+        must follow it).  Not a checkpoint when none waits."""
+        if self._held_states:
+            await self._states_queued.wait()
 
     async def _drive(self, sig: int, until: Until) -> set[int]:
         deadline = trio.current_time() + self._config.control_timeout

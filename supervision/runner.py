@@ -128,6 +128,8 @@ class _PipeReader:
                     return
                 self._run._note_output(self._stream, len(data))
                 chunk = OutputChunk(self._stream, data)
+                if self._run._held_states:  # a state change waits for room: it goes first
+                    await self._run._after_held_states()
                 pump = self._run.pump  # (a run's pump may be set after its first read began)
                 if pump is not None and pump.can_take():
                     # The pump is parked: the chunk is delivered here, a task switch sooner.
@@ -278,6 +280,7 @@ async def _supervise(
         _PipeReader(run, "stderr", spawned.stderr, config),
     ]
     async with trio.open_nursery() as nursery:
+        run._background = nursery  # puts held state changes into the channel (run.py)
         for reader in readers:
             nursery.start_soon(reader.run, events.clone())
         if run.stdin_open:  # a task only for a run whose stdin is a pipe
