@@ -112,22 +112,16 @@ async def test_registry_roots_follow_spawn_and_reaping(
     # one to the other) until each runner reaps its own, and then that pid is no root at all.
     code = "import sys\nprint('ready', flush=True)\nsys.stdin.read()"
     first, second = Recorder(), Recorder()
+
+    def spec() -> SpawnSpec:
+        return SpawnSpec(python_argv(code), ENV, run_id(), stdin="pipe")
+
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            a = await start_run(
-                nursery,
-                SpawnSpec(python_argv(code), ENV, run_id(), stdin="pipe"),
-                config,
-                registry,
-                first,
-            )
-            b = await start_run(
-                nursery,
-                SpawnSpec(python_argv(code), ENV, run_id(), stdin="pipe"),
-                config,
-                registry,
-                second,
-            )
+            a, b = [
+                await start_run(nursery, spec(), config, registry, recorder)
+                for recorder in (first, second)
+            ]
             await first.wait_for_output(b"ready\n")
             await second.wait_for_output(b"ready\n")
             assert registry.root_pids() == {a.pid, b.pid}
