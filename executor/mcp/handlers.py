@@ -267,6 +267,10 @@ async def _control(session: McpSession, args: ControlArgs) -> dict[str, JSON]:
         case _:
             rung = await control.apply_control(live, "CANCEL", "cancelled by MCP client")
             assert rung is not None
+            # The processes are gone; a `status` right after the answer should find the
+            # completion recorded too (bounded: the answer never waits on a slow reader).
+            with trio.move_on_after(live.run.config.kill_wait):
+                await live.done.wait()
             return {"run": live.run_id, "status": "cancelled", "rung": rung_name(rung)}
 
 

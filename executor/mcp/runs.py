@@ -81,7 +81,10 @@ class McpRun:
         completion = self.live.completion if self.done else None
         summary: dict[str, JSON] = {
             "run": run.run_id,
-            "state": "completed" if completion is not None else run.state.value,
+            # Completed only with its completion: the processes may be gone a moment before.
+            "state": "completed"
+            if completion is not None
+            else ("ending" if run.state.value == "completed" else run.state.value),
             "durable": self.durable is not None,
             "pid": run.pid,
             "argv": list(run.argv),
