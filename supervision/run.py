@@ -343,10 +343,9 @@ class Run:
         self._states_queued.set()
 
     async def _after_held_states(self) -> None:
-        """Return once no state change waits to be queued (a reader's chunk read after one
-        must follow it).  Not a checkpoint when none waits."""
-        if self._held_states:
-            await self._states_queued.wait()
+        """Return once the held state changes are in the channel (a reader's chunk read after
+        one must follow it); the reader calls it only while some are held."""
+        await self._states_queued.wait()
 
     async def _drive(self, sig: int, until: Until) -> set[int]:
         deadline = trio.current_time() + self._config.control_timeout
