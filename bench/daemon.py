@@ -38,9 +38,13 @@ def raise_fd_limit() -> None:
 @contextmanager
 def running_daemon(*args: str, env: dict[str, str] | None = None) -> Iterator[Daemon]:
     """`python -m cc_executor.executor serve --port 0 ...`, its port read from its log; `env`
-    adds to this process's environment."""
+    adds to this process's environment.  Without a `--state-dir` in `args` it gets a fresh
+    one of its own: a daemon on the user's state directory would first recover whatever
+    journals lie there, and the bench would measure that too."""
     raise_fd_limit()
-    with tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as state:
+        if "--state-dir" not in args:
+            args = ("--state-dir", state, *args)
         process = subprocess.Popen(
             [sys.executable, "-m", "cc_executor.executor", "serve", "--port", "0", *args],
             stdin=subprocess.DEVNULL,
