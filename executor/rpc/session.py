@@ -177,10 +177,16 @@ class Session:
     async def end_runs(self, reason: str) -> None:
         """End every live run started here (not durable) through the ladder, concurrently;
         return once each has sent its completion (or the client is gone)."""
-        async with trio.open_nursery() as nursery:
-            for live in list(self.own.values()):
-                if not live.done.is_set():
+        # A run that has its outcome has nothing to end: it is waited for here, in this task,
+        # until its completion has been sent (its keeper is in this session's nursery).
+        ending = [live for live in self.own.values() if live.run.outcome is None]
+        if ending:
+            async with trio.open_nursery() as nursery:
+                for live in ending:
                     nursery.start_soon(end, live, reason)
+        for live in list(self.own.values()):
+            if not live.done.is_set():
+                await live.done.wait()
 
     async def close(self, code: int, reason: str) -> None:
         """Close the websocket (the reader then ends the session)."""

@@ -307,9 +307,11 @@ async def _pump(
 ) -> None:
     """Pump (and watch) until the run is over; on a failure, end the run as failed."""
     try:
-        async with trio.open_nursery() as guarded:
-            guarded.start_soon(pump.run)
-            if observer is not None:
+        if observer is None:
+            await pump.run()  # in the keeper's own task: a run without an observer needs no other
+        else:
+            async with trio.open_nursery() as guarded:
+                guarded.start_soon(pump.run)
                 guarded.start_soon(observer.watch)
     except Exception as exc:
         _log_failure(daemon, live, "pump", exc)
