@@ -39,13 +39,6 @@ from cc_executor.supervision import enable_subreaper, run_reaper
 
 log = structlog.get_logger()
 
-# The collector's youngest generation is examined after this many allocations net of
-# deallocations (Python's default is 700).  A burst of runs makes objects that live for a run
-# (coroutines, tasks, cancel scopes, streams, parking lots); at 700 they were walked over
-# and over on their way to the oldest generation, and its full passes walked every live run:
-# 1.3-1.9 CPU s of a 1,000-run burst, against 0.4-0.8 s at 10,000 (bench/analysis.md, W5).
-YOUNG_COLLECTION_THRESHOLD = 10_000
-
 
 @attrs.frozen
 class Listening:
@@ -181,7 +174,6 @@ async def serve_until_signalled(config: ServerConfig) -> None:
     Raises:
         CannotListen: before anything else happens, when the port cannot be listened on.
     """
-    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
     listeners = await open_listeners(config.host, config.port)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
