@@ -33,7 +33,7 @@ from cc_executor.protocol import JSON, ExecuteParams
 from cc_executor.protocol.claude import ClaudeParams
 from cc_executor.protocol.results import RunInfo
 from cc_executor.protocol.server_codec import completion_fields, run_info_object
-from cc_executor.supervision import Run
+from cc_executor.supervision import Run, RunState
 
 if TYPE_CHECKING:
     from cc_executor.executor.daemon.daemon import Daemon
@@ -81,10 +81,7 @@ class McpRun:
         completion = self.live.completion if self.done else None
         summary: dict[str, JSON] = {
             "run": run.run_id,
-            # Completed only with its completion: the processes may be gone a moment before.
-            "state": "completed"
-            if completion is not None
-            else ("ending" if run.state.value == "completed" else run.state.value),
+            "state": _state(run, completion),
             "durable": self.durable is not None,
             "pid": run.pid,
             "argv": list(run.argv),
@@ -172,3 +169,11 @@ async def start_mcp_run(
         max_line = daemon.config.claude.max_line_bytes if tool == "claude" else None
         daemon.start_owned("mcp", follow_journal, live.durable, run_log, max_line)
     return McpRun(live, run_log, tool)
+
+
+def _state(run: Run, completion: object) -> str:
+    """Completed only with its completion: the processes may be gone a moment before it is
+    recorded (the run is still ending until then)."""
+    if completion is not None:
+        return "completed"
+    return "ending" if run.state is RunState.COMPLETED else run.state.value
