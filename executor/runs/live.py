@@ -17,7 +17,7 @@ import trio
 
 from cc_executor.protocol.notices import Completion
 from cc_executor.protocol.results import RunInfo
-from cc_executor.supervision import Run
+from cc_executor.supervision import Run, RunState
 
 if TYPE_CHECKING:
     from cc_executor.executor.runs.durable import DurableRun
@@ -66,7 +66,13 @@ class LiveRun:
 
     @property
     def state(self) -> str:
-        return "completed" if self.completion is not None else self.run.state.value
+        """Completed only together with the completion: supervision's run is over (reaped,
+        its pipes read to the end) a moment before the completion is recorded, and it is
+        still ending until then."""
+        if self.completion is not None:
+            return "completed"
+        state = self.run.state
+        return RunState.ENDING.value if state is RunState.COMPLETED else state.value
 
     def visible_to(self, identity: Identity) -> bool:
         return identity.admin or identity.name == self.owner.name
