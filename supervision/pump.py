@@ -71,6 +71,10 @@ def _note(name: str, data: bytes, seq: int) -> Note:
     return Note(seq=seq, name=name, data=data)
 
 
+async def _ended(event: SequencedEvent) -> None:
+    raise RuntimeError("the pump has ended")
+
+
 class OutputPump:
     """Drains one run's event channel into `deliver`, numbered and framed."""
 
@@ -201,6 +205,11 @@ class OutputPump:
         finally:
             self._ended = True
             self._wake_takers()
+            # An ended pump holds none of its callbacks: they reach back to the run that holds
+            # the pump (its sink, its connection), and what they hold is freed with the run
+            # instead of waiting for the cyclic collector.
+            self._deliver = _ended
+            self._idle = self._closing = self._unread = None
 
     async def _next_event(self) -> RunEvent | None:
         """The next event; meanwhile, deliver partial lines whose wait is over."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from cc_executor.executor.rpc.runs import Gone
+from cc_executor.executor.rpc.runs import Gone, SessionPart
 from cc_executor.executor.runs.attach import Attachment, TailSettings, tail
 
 if TYPE_CHECKING:
@@ -18,11 +18,11 @@ if TYPE_CHECKING:
     from cc_executor.executor.runs.durable import DurableRun
 
 
-class Attachments:
+class Attachments(SessionPart):
     """The durable runs one connection follows, one tail task each."""
 
     def __init__(self, session: Session) -> None:
-        self._session = session
+        super().__init__(session)
         self._following: dict[str, Attachment] = {}
 
     def following(self, run_id: str) -> bool:

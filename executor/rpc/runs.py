@@ -35,6 +35,7 @@ event may precede the array (docs/protocol.md says so).
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -118,11 +119,29 @@ class RunHandle:
         self.stdin.close()
 
 
-class Handles:
+class SessionPart:
+    """A part of one session that refers back to it (its handles, its attachments).
+
+    The reference is weak: the session owns the part, and the part is used only while the
+    session serves.  So an ended session and everything it holds are freed as soon as its
+    last reference goes, not by the cyclic collector's next full pass.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._owner = weakref.ref(session)
+
+    @property
+    def _session(self) -> Session:
+        session = self._owner()
+        assert session is not None, "a session's part used after the session was freed"
+        return session
+
+
+class Handles(SessionPart):
     """The runs one connection holds, and the tasks that answer their requests."""
 
     def __init__(self, session: Session) -> None:
-        self._session = session
+        super().__init__(session)
         self._handles: dict[str, RunHandle] = {}
 
     def adopt(self, live: LiveRun) -> RunHandle:
