@@ -24,6 +24,9 @@ class Attachments(SessionPart):
     def __init__(self, session: Session) -> None:
         super().__init__(session)
         self._following: dict[str, Attachment] = {}
+        # The last seq sent by each follow that has ended here (its completion sent, or its
+        # journal unreadable): what a later detach of that run answers.
+        self._ended: dict[str, int] = {}
 
     def following(self, run_id: str) -> bool:
         return run_id in self._following
@@ -53,12 +56,14 @@ class Attachments(SessionPart):
             finally:
                 if self._following.get(run_id) is attachment:
                     del self._following[run_id]
+                    self._ended[run_id] = attachment.sent_seq
 
     async def detach(self, run_id: str) -> int | None:
-        """Stop following a run; return the last seq sent, or None if it was not followed."""
+        """Stop following a run; return the last seq sent (by a follow that is over already,
+        its completion sent: that follow's last), or None if it was never followed here."""
         attachment = self._following.get(run_id)
         if attachment is None:
-            return None
+            return self._ended.get(run_id)
         attachment.stop()
         await attachment.done.wait()
         self._session.conn.detach_run(run_id)

@@ -253,3 +253,25 @@ async def test_block_policy_blocks_the_child_until_cancelled(
             record = await client.wait_completed(run)
             assert record.completed is not None
             assert record.completed["outcome"] == "cancelled"
+
+
+async def test_a_detach_after_the_completion_was_sent_says_the_completions_seq(
+    durable_served: Served,
+) -> None:
+    """A follow that has sent the completion is over; detaching it then still says how far it
+    got (before, 0: a client that detached a moment late was told nothing was sent)."""
+    with trio.fail_after(60):
+        async with (
+            open_durable_client(durable_served.url) as starter,
+            open_durable_client(durable_served.url) as follower,
+        ):
+            run = (await starter.call("execute", argv=["seq", "1", "1000"], durable=True))["run"]
+            await starter.wait_completed(run)
+            never = await follower.call("detach", run=run)
+            assert never["last_sent_seq"] == 0  # not followed from here yet
+            await follower.attach(run, 0)
+            record = await follower.wait_completed(run)
+            assert record.completed is not None
+            for _ in range(2):  # idempotent
+                detached = await follower.call("detach", run=run)
+                assert detached["last_sent_seq"] == record.completed["seq"] == record.last_seq
