@@ -32,15 +32,31 @@ class ProcfsExhausted(SupervisionError):
         self.errno = error.errno
 
 
+_READ_SIZE = 1 << 16
+
+
 def _read(path: str) -> bytes | None:
-    """A /proc file's content, or None if it cannot be read (see the module docstring)."""
+    """A /proc file's content, or None if it cannot be read (see the module docstring).
+
+    Read with os.open and os.read to the end: a buffered file object costs more to make than
+    the read (12 against 8 us for a stat file), and every ending run reads several."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno in _EXHAUSTED:
             raise ProcfsExhausted(path, exc) from None
         return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, _READ_SIZE):
+            chunks.append(chunk)
+    except OSError as exc:  # gone meanwhile (ESRCH), or its content not ours to read
+        if exc.errno in _EXHAUSTED:
+            raise ProcfsExhausted(path, exc) from None
+        return None
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _listdir(path: str) -> list[str]:
