@@ -26,14 +26,14 @@ from cc_executor.executor.mcp.runlog import (
 )
 from cc_executor.executor.mcp.sessionview import SessionView
 from cc_executor.executor.runs.durable import DurableRun
-from cc_executor.executor.runs.live import LiveRun
+from cc_executor.executor.runs.live import LiveRun, shown_state
 from cc_executor.executor.runs.plan import plan_execute
 from cc_executor.executor.runs.start import start_run
 from cc_executor.protocol import JSON, ExecuteParams
 from cc_executor.protocol.claude import ClaudeParams
 from cc_executor.protocol.results import RunInfo
 from cc_executor.protocol.server_codec import completion_fields, run_info_object
-from cc_executor.supervision import Run, RunState
+from cc_executor.supervision import Run
 
 if TYPE_CHECKING:
     from cc_executor.executor.daemon.daemon import Daemon
@@ -81,7 +81,7 @@ class McpRun:
         completion = self.live.completion if self.done else None
         summary: dict[str, JSON] = {
             "run": run.run_id,
-            "state": _state(run, completion),
+            "state": shown_state(run, completion),
             "durable": self.durable is not None,
             "pid": run.pid,
             "argv": list(run.argv),
@@ -169,11 +169,3 @@ async def start_mcp_run(
         max_line = daemon.config.claude.max_line_bytes if tool == "claude" else None
         daemon.start_owned("mcp", follow_journal, live.durable, run_log, max_line)
     return McpRun(live, run_log, tool)
-
-
-def _state(run: Run, completion: object) -> str:
-    """Completed only with its completion: the processes may be gone a moment before it is
-    recorded (the run is still ending until then)."""
-    if completion is not None:
-        return "completed"
-    return "ending" if run.state is RunState.COMPLETED else run.state.value

@@ -54,7 +54,7 @@ import trio
 
 from cc_executor.executor.runs import recovery, wire
 from cc_executor.executor.runs.control import cancel_quietly
-from cc_executor.executor.runs.live import RunKind
+from cc_executor.executor.runs.live import RunKind, shown_state
 from cc_executor.protocol import JSON
 from cc_executor.protocol.notices import Completion
 from cc_executor.protocol.results import RunInfo
@@ -154,7 +154,7 @@ class DurableRun:
             stdout_bytes, stderr_bytes = run.stdout_bytes, run.stderr_bytes
         return RunInfo(
             run=self.run_id,
-            state="completed" if completion is not None else (run.state.value if run else "lost"),
+            state=shown_state(run, completion),
             pid=self.ids[0],
             pgid=self.ids[1],
             argv=() if meta is None else tuple(meta.argv),

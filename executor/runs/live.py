@@ -28,6 +28,19 @@ if TYPE_CHECKING:
 RunKind = Literal["command", "claude"]
 
 
+def shown_state(run: Run | None, completion: object | None) -> str:
+    """A run's state as clients see it: completed only together with its completion.
+    Supervision's run is over (reaped, its pipes read to the end) a moment before the
+    completion is recorded, and it is still ending until then.  A durable run read back
+    from its journal (no `run`) without a completion is lost."""
+    if completion is not None:
+        return "completed"
+    if run is None:
+        return "lost"
+    state = run.state
+    return RunState.ENDING.value if state is RunState.COMPLETED else state.value
+
+
 class LiveRun:
     """One run: supervision's handle plus its owner, origin, sinks' state and completion."""
 
@@ -66,13 +79,7 @@ class LiveRun:
 
     @property
     def state(self) -> str:
-        """Completed only together with the completion: supervision's run is over (reaped,
-        its pipes read to the end) a moment before the completion is recorded, and it is
-        still ending until then."""
-        if self.completion is not None:
-            return "completed"
-        state = self.run.state
-        return RunState.ENDING.value if state is RunState.COMPLETED else state.value
+        return shown_state(self.run, self.completion)
 
     def visible_to(self, identity: Identity) -> bool:
         return identity.admin or identity.name == self.owner.name
