@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -12,7 +13,7 @@ import trio
 from ccx_testing import run_daemon
 
 from cc_executor.executor.client import open_connection
-from cc_executor.executor.logs import plain
+from cc_executor.executor.logs import plain, plain_values
 from cc_executor.supervision import Rung, Signalled, TimedOut
 
 TIMEOUT = 30
@@ -41,6 +42,23 @@ def test_plain_turns_outcomes_enums_and_exceptions_into_json_values() -> None:
         "at": ["SIGKILL"],
     }
     orjson.dumps(plain(outcome))  # serializable as it is
+
+
+def test_plain_values_passes_plain_fields_as_they_are_and_no_enum_raw() -> None:
+    event = {"n": 3, "flag": True, "s": "x", "none": None, "f": 1.5, "rung": Rung.SIGTERM}
+    event["signal"] = signal.Signals.SIGTERM  # an int enum: an int, but not plain
+    shown = plain_values(None, "info", event)
+    assert shown == {
+        "n": 3,
+        "flag": True,
+        "s": "x",
+        "none": None,
+        "f": 1.5,
+        "rung": "SIGTERM",
+        "signal": 15,
+    }
+    assert type(shown["signal"]) is int
+    assert type(shown["rung"]) is str
 
 
 async def test_json_lines_off_a_terminal_hold_no_reprs() -> None:
