@@ -56,6 +56,7 @@ def _commit() -> str:
         "protocol",
         "supervision",
         "executor",
+        ":(exclude)bench/analysis.md",  # the analysis is prose, not measured code
     )
     return commit + (" (with uncommitted changes to the measured code)" if dirty else "")
 
