@@ -150,8 +150,9 @@ class ConnectionBoundary(Generic[S]):
         finally:
             with trio.move_on_after(self.settings.close_timeout, shield=True):
                 if conn.ws is not None:
-                    await conn.ws.aclose()
-                await trio.aclose_forcefully(stream)
+                    await conn.ws.aclose()  # which closes the stream, once
+                if stream.socket.fileno() != -1:
+                    await trio.aclose_forcefully(stream)
 
     async def _serve(self, conn: _Connection) -> None:
         try:

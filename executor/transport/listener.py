@@ -103,7 +103,8 @@ async def _run_handler(handler: Handler, stream: trio.SocketStream, metrics: Acc
         log.exception("connection.handler_failed")
         metrics.internal_error("listener")
     finally:
-        await trio.aclose_forcefully(stream)
+        if stream.socket.fileno() != -1:  # the handler's own cleanup closes it as a rule
+            await trio.aclose_forcefully(stream)
 
 
 def _address(listener: trio.SocketListener) -> str:

@@ -379,6 +379,8 @@ class ServerWebSocket:
             self._closed = CloseReason(code, reason)
         self._closing = True
         self._inbound.close(discard=True)
+        if self._stream.socket.fileno() == -1:
+            return  # an earlier call went all the way: nothing is left to send, wait for or close
         with trio.move_on_after(self._settings.close_timeout):
             if first and self._protocol.state is ConnectionState.OPEN:
                 await self._send_control(CloseConnection(code=code, reason=reason))
