@@ -56,7 +56,7 @@ def _read(path: str) -> bytes | None:
         return None
     finally:
         os.close(fd)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return b"".join(chunks)  # one chunk: that chunk itself, no copy
 
 
 def _listdir(path: str) -> list[str]:

@@ -71,7 +71,7 @@ def _note(name: str, data: bytes, seq: int) -> Note:
     return Note(seq=seq, name=name, data=data)
 
 
-async def _ended(event: SequencedEvent) -> None:
+async def _deliver_after_end(event: SequencedEvent) -> None:
     raise RuntimeError("the pump has ended")
 
 
@@ -208,7 +208,7 @@ class OutputPump:
             # An ended pump holds none of its callbacks: they reach back to the run that holds
             # the pump (its sink, its connection), and what they hold is freed with the run
             # instead of waiting for the cyclic collector.
-            self._deliver = _ended
+            self._deliver = _deliver_after_end
             self._idle = self._closing = self._unread = None
 
     async def _next_event(self) -> RunEvent | None:
