@@ -45,7 +45,7 @@ from cc_executor.supervision.signalling import Until, drive, resolve_signal, sig
 from cc_executor.supervision.spawn import Spawned, SpawnSpec
 from cc_executor.supervision.states import Action, next_state
 from cc_executor.supervision.stdin import StdinPipe
-from cc_executor.supervision.tree import run_members
+from cc_executor.supervision.tree import scan_run
 
 if TYPE_CHECKING:
     from cc_executor.supervision.pump import OutputPump
@@ -116,6 +116,9 @@ class Run:
         self._rung: Rung | None = None
         self._ended = trio.Event()
         self._done = trio.Event()
+        # Whether a scan ever saw a dead process of the run other than its root: only then can
+        # the run leave zombies among the daemon's children for the runner to reap (tree.py).
+        self.orphan_zombies = False
 
     def __repr__(self) -> str:
         return f"<Run {self.run_id} pid={self.pid} {self._state.value}>"
@@ -156,13 +159,16 @@ class Run:
         if self.root_reaped:
             return set()
         subreaper = is_subreaper()
-        return run_members(
+        membership = scan_run(
             self.pid,
             self.pgid,
             self.run_id,
             roots=self._registry.unreaped_roots(),
             full=not subreaper,
         )
+        if not self.orphan_zombies and membership.zombies - {self.pid}:
+            self.orphan_zombies = True
+        return set(membership.live)
 
     def unread_bytes(self, stream: Stream) -> int:
         """Bytes the child wrote to `stream` that the runner has not read yet (FIONREAD)."""

@@ -6,11 +6,13 @@ import os
 import signal
 from collections.abc import Callable
 
+import pytest
 import trio
 
 from cc_executor.supervision import procfs
 from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.framing import incomplete_utf8_tail, utf8_safe_cut
+from cc_executor.supervision.outcome import Exited
 from cc_executor.supervision.reaper import is_subreaper, run_reaper
 from cc_executor.supervision.registry import RunRegistry
 from cc_executor.supervision.spawn import SpawnSpec
@@ -18,6 +20,7 @@ from cc_executor.supervision.testing import (
     Recorder,
     process_state,
     python_argv,
+    run_to_completion,
     start_run,
     zombie_children,
 )
@@ -140,4 +143,45 @@ async def test_registry_roots_follow_spawn_and_reaping(
             await b.close_stdin()
             await b.wait()
     assert registry.root_pids() == frozenset()
+    assert not zombie_children()
+
+
+async def test_a_run_that_leaves_nothing_lists_the_daemons_children_once(
+    config: SupervisionConfig,
+    registry: RunRegistry,
+    run_id: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Listing the daemon's children costs O(its children) (a thousand runs at once: ~150 us
+    # each time), and every ending run lists them: once for the ladder's scan, and a second
+    # time to reap only if that scan saw a dead process of the run (here there is none).
+    listings: list[int] = []
+    children = procfs.children
+
+    def counted(pid: int) -> set[int]:
+        if pid == os.getpid():
+            listings.append(pid)
+        return children(pid)
+
+    monkeypatch.setattr(procfs, "children", counted)
+    with trio.fail_after(30):
+        outcome = await run_to_completion(
+            SpawnSpec(("true",), ENV, run_id()), config, registry, Recorder()
+        )
+    assert outcome == Exited(0)
+    assert len(listings) == 1
+
+
+async def test_a_dead_process_of_the_run_is_reaped_by_its_runner(
+    config: SupervisionConfig, registry: RunRegistry, run_id: Callable[[], str]
+) -> None:
+    # The root's child exits and the root never waits for it: once the root is gone too, the
+    # child is the daemon's zombie (the subreaper's).  No reaper task runs here: the runner
+    # reaps it, because its ladder's scan saw it dead (no_leftovers checks that no zombie stays).
+    code = "import os\nif os.fork() == 0:\n    os._exit(0)\n"
+    with trio.fail_after(30):
+        outcome = await run_to_completion(
+            SpawnSpec(python_argv(code), ENV, run_id()), config, registry, Recorder()
+        )
+    assert outcome == Exited(0)
     assert not zombie_children()
