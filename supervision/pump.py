@@ -194,7 +194,7 @@ class OutputPump:
     async def run(self) -> None:
         """Pump until the runner closes the channel."""
         try:
-            async with self._events:
+            with self._events:  # closed without aclose's checkpoint
                 while True:
                     event = await self._next_event()
                     await self._settle()

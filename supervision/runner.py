@@ -105,7 +105,7 @@ class _PipeReader:
                 return data
 
     async def run(self, events: trio.MemorySendChannel[RunEvent]) -> None:
-        async with events:
+        with events:  # closed without the checkpoint of aclose: the reads were checkpoints
             while True:
                 pump = self._run.pump
                 # Read only what the pump can take at once: a stalled sink then holds the
@@ -208,7 +208,7 @@ async def run_process(
             raises it.
         DuplicateRun: the run id is already registered.
     """
-    async with events:
+    with events:  # closed without aclose's checkpoint (the run had many)
         with registry.spawning(spec.run_id):
             spawned = await spawn(spec, config)
             run = Run(

@@ -47,16 +47,20 @@ class InboundQueue:
         await trio.lowlevel.checkpoint()
 
     async def get(self) -> str | bytes | None:
-        """The next message; None once the queue is closed and empty."""
+        """The next message; None once the queue is closed and empty.
+
+        A wait for a message was the checkpoint; only a message taken at once checkpoints."""
+        parked = False
         while not self._messages and not self._closed:
             await self._takers.park()
-        if not self._messages:
+            parked = True
+        if not parked:
             await trio.lowlevel.checkpoint()
+        if not self._messages:
             return None
         message, cost = self._messages.popleft()
         self._bytes -= cost
         self._putters.unpark_all()
-        await trio.lowlevel.checkpoint()
         return message
 
     def close(self, *, discard: bool = False) -> None:

@@ -129,6 +129,19 @@ async def test_the_inbound_queue_is_bounded_in_bytes_and_lets_one_big_message_in
     assert await queue.get() is None
 
 
+async def test_a_take_cancelled_at_its_checkpoint_leaves_the_message_queued() -> None:
+    # A message waiting already is taken without parking; the checkpoint comes before it is
+    # taken, so a cancel there loses nothing (it used to be taken first, then lost).
+    queue = InboundQueue(max_bytes=1000)
+    await queue.put(b"kept")
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await queue.get()
+    assert scope.cancelled_caught
+    assert queue.queued_bytes > 0
+    assert await queue.get() == b"kept"
+
+
 async def test_a_peer_that_never_answers_the_close_is_let_go_after_close_timeout(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
