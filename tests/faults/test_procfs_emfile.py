@@ -14,18 +14,24 @@ import contextlib
 import pytest
 import trio
 import trio.testing
-from ccx_testing import alive
+from ccx_testing import alive, wait_until
 from faults_journal_testing import descriptors_exhausted
 
 from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.errors import ControlTimeout, SpawnError
 from cc_executor.supervision.events import RunState
 from cc_executor.supervision.outcome import Cancelled, Exited
-from cc_executor.supervision.reaper import enable_subreaper
+from cc_executor.supervision.reaper import enable_subreaper, run_reaper
 from cc_executor.supervision.registry import RunRegistry
 from cc_executor.supervision.run import Run
 from cc_executor.supervision.spawn import SpawnSpec, spawn
-from cc_executor.supervision.testing import Recorder, process_state, python_argv, start_run
+from cc_executor.supervision.testing import (
+    Recorder,
+    process_state,
+    python_argv,
+    start_run,
+    zombie_children,
+)
 
 ENV = {"PATH": "/usr/bin:/bin"}
 CONFIG = SupervisionConfig(term_grace=0.5, kill_wait=1.0, control_timeout=0.5, drain_timeout=1.0)
@@ -60,6 +66,7 @@ async def test_pause_retries_then_cancel_ends_the_run_without_descriptors() -> N
                 await recorder.wait_for_output(b"ready\n")
                 members = run.members()
                 assert len(members) == 2
+                await nursery.start(run_reaper, registry)  # as the daemon's
                 with contextlib.ExitStack() as stack:
                     stack.enter_context(descriptors_exhausted())
                     async with trio.open_nursery() as pausing:
@@ -75,6 +82,10 @@ async def test_pause_retries_then_cancel_ends_the_run_without_descriptors() -> N
                     # group (killpg needs none), cannot confirm, escalates, reaps the root.
                     rung = await run.cancel("cancelled under EMFILE")
                 outcome = await run.wait()
+                # The killed child died unseen (no /proc): the reaper's pass failed for want
+                # of a descriptor and is retried; with descriptors back it collects the zombie.
+                await wait_until(lambda: not zombie_children() & members)
+                nursery.cancel_scope.cancel()
         assert isinstance(outcome, Cancelled)
         assert outcome.reason == "cancelled under EMFILE"
         assert outcome.rung is rung
@@ -107,6 +118,7 @@ async def test_cancel_and_natural_exit_complete_while_descriptors_are_exhausted(
                 await cancelled.wait_for_output(b"ready\n")
                 await exiting.wait_for_output(b"ready\n")
                 members = run.members() | natural.members()
+                await nursery.start(run_reaper, registry)  # as the daemon's
                 with descriptors_exhausted():
                     # Unconfirmable: a clear error naming the group, the group continued.
                     with pytest.raises(ControlTimeout) as unconfirmed:
@@ -120,6 +132,8 @@ async def test_cancel_and_natural_exit_complete_while_descriptors_are_exhausted(
                 outcome = await run.wait()
                 assert isinstance(outcome, Cancelled)
                 assert outcome.reason == "cancelled under EMFILE"
+                await wait_until(lambda: not zombie_children() & members)  # as above
+                nursery.cancel_scope.cancel()
         assert cancelled.completed is not None
         assert exiting.completed is not None
         assert exiting.completed.outcome == Exited(3)
