@@ -349,10 +349,8 @@ def unreadable_file(args: argparse.Namespace) -> str | None:
 
 def serve(args: argparse.Namespace) -> int:
     """``ccx serve``: start-up failures are one line on stderr and an exit status."""
-    import trio
-
     from cc_executor.executor.config.server import ConfigError
-    from cc_executor.executor.daemon.serve import serve_until_signalled
+    from cc_executor.executor.daemon.loop import serve_on_loop_thread
     from cc_executor.executor.logs import choose_format, configure_logging, open_standard_streams
     from cc_executor.executor.transport.listener import CannotListen
 
@@ -371,7 +369,7 @@ def serve(args: argparse.Namespace) -> int:
         os.chdir(config.cwd)  # the daemon's, and every run's that asks for none
     configure_logging(config.log_level, json=json_logs)
     try:
-        trio.run(serve_until_signalled, config)
+        serve_on_loop_thread(config)
     except CannotListen as exc:
         print(f"ccx: {exc}", file=sys.stderr)
         return EXIT_CANNOT_LISTEN[exc.kind]

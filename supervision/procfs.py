@@ -122,14 +122,32 @@ def children(pid: int) -> set[int]:
     result: set[int] = set()
     for tid in _listdir(f"{PROC}/{pid}/task"):
         raw = _read(f"{PROC}/{pid}/task/{tid}/children")
-        if raw is None:
-            continue
-        fields = raw.split()
-        try:
-            result.update(map(int, fields))  # the kernel writes decimal pids and spaces
-        except ValueError:
-            result.update(int(c) for c in fields if c.isdigit())
+        if raw is not None:
+            result |= _pids(raw)
     return result
+
+
+def leader_children(pid: int) -> set[int]:
+    """Direct children of the first thread of `pid` (its thread-group leader) only.
+
+    The kernel reparents an orphan to the first live thread of its subreaper, the leader (for
+    as long as it lives); a child another thread started stays that thread's.  For a daemon
+    whose event loop runs on a second thread, this is every orphan it adopted and none of its
+    runs' roots, at a cost that does not grow with the number of runs.
+
+    Raises:
+        ProcfsExhausted: no file descriptor to read with.
+    """
+    raw = _read(f"{PROC}/{pid}/task/{pid}/children")
+    return set() if raw is None else _pids(raw)
+
+
+def _pids(raw: bytes) -> set[int]:
+    fields = raw.split()
+    try:
+        return set(map(int, fields))  # the kernel writes decimal pids and spaces
+    except ValueError:
+        return {int(c) for c in fields if c.isdigit()}
 
 
 def environ_contains(pid: int, entry: bytes) -> bool:

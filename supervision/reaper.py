@@ -3,9 +3,11 @@
 Theory of operation: with PR_SET_CHILD_SUBREAPER, a process of a run whose parent dies is
 reparented to the daemon instead of init, so the daemon can still find it (tree.py) and must
 reap it when it dies.  The daemon never calls waitpid(-1): that would steal the exit status of
-run roots, which their runners collect through trio.  Instead it lists its own children and
-reaps, one pid at a time, the zombies that are not registered roots.  This also makes the
-daemon a correct PID 1 in a container.
+run roots, which their runners collect through trio.  Instead it lists the children of its first
+thread, where the kernel puts every orphan it adopts (tree.py), and reaps, one pid at a time,
+the zombies that are not registered roots.  This also makes the daemon a correct PID 1 in a
+container.  SIGCHLD, which starts a pass, comes from trio's receiver, or from
+``signals.ForwardedSignals`` when the event loop is not on the main thread.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import trio
 from cc_executor.supervision import procfs
 from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.registry import RunRegistry
+from cc_executor.supervision.signals import SignalReceiver
 
 log = structlog.get_logger()
 
@@ -78,7 +81,7 @@ def _reap_pass(registry: RunRegistry) -> tuple[list[int], bool]:
     complete = True
     try:
         # The roots (most of the daemon's children in a burst) go in one set operation.
-        for pid in procfs.children(os.getpid()) - registry.unreaped_roots():
+        for pid in procfs.leader_children(os.getpid()) - registry.unreaped_roots():
             stat = procfs.read_stat(pid)
             if stat is None or not stat.is_zombie:
                 continue
@@ -108,9 +111,10 @@ async def run_reaper(
     registry: RunRegistry,
     *,
     config: SupervisionConfig = DEFAULT_CONFIG,
+    signals: SignalReceiver = trio.open_signal_receiver,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Reap adopted orphans on every SIGCHLD, for as long as the task runs.
+    """Reap adopted orphans on every SIGCHLD (from `signals`), for as long as the task runs.
 
     A pass that could not read /proc (EMFILE) is repeated after a backoff
     (config.procfs_retry_*) even if no SIGCHLD comes.
@@ -126,14 +130,14 @@ async def run_reaper(
         raise ReaperAlreadyRunning("a reaper is already running in this process (one daemon each)")
     _reaper_running = True
     try:
-        with trio.open_signal_receiver(signal.SIGCHLD) as signals:
+        with signals(signal.SIGCHLD) as received:
             task_status.started()
             _reaped, complete = _reap_pass(registry)
             retry = config.procfs_retry_initial
             while True:
                 # Signals coalesce, so one pass per batch sees every zombie present now.
                 with trio.move_on_after(math.inf if complete else retry):
-                    await signals.__anext__()
+                    await received.__anext__()
                 retry = config.procfs_retry_initial if complete else retry
                 await registry.wait_spawns_settled()
                 _reaped, complete = _reap_pass(registry)

@@ -4,9 +4,12 @@ Theory of operation: a run is the root process, started in a new session (pgid =
 pid), plus everything it ever started.  Descendants can leave the tree in three ways, and each
 has its own net:
   * they stay descendants of the root: walk /proc/<pid>/task/*/children from the root;
-  * their parent died: with the daemon as child subreaper they are reparented to the daemon, so
-    the daemon's own children that are not run roots are candidates, attributed by process group,
-    session, or the CCX_RUN_ID=<run_id> entry every process of the run inherits;
+  * their parent died: with the daemon as child subreaper they are reparented to the daemon (to
+    its first thread, the leader), so the leader's children that are not run roots are
+    candidates, attributed by process group, session, or the CCX_RUN_ID=<run_id> entry every
+    process of the run inherits.  When the daemon's event loop runs on another thread (``ccx
+    serve``), the roots are that thread's children and the leader's are only the orphans: the
+    list costs nothing per run; otherwise the roots are among them and are taken off;
   * without the subreaper they go to init: only a full /proc scan (same attribution rules)
     finds them.
 Everything found is expanded to its descendants.  Zombies are dead for every purpose except
@@ -94,7 +97,7 @@ def scan_run(
     # N runs has up to N): they are taken off in set operations, not one pid at a time.
     walk(set() if root_pid is None else {root_pid})
     for _ in range(_MAX_PASSES):
-        candidates = set(procfs.all_pids()) if full else procfs.children(self_pid)
+        candidates = set(procfs.all_pids()) if full else procfs.leader_children(self_pid)
         candidates -= live
         candidates -= zombies
         candidates -= roots

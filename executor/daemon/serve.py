@@ -36,6 +36,7 @@ from cc_executor.executor.transport.frontdoor import Gate
 from cc_executor.executor.transport.listener import open_listeners, serve_listeners
 from cc_executor.executor.transport.websocket import WebSocketSettings
 from cc_executor.supervision import enable_subreaper, run_reaper
+from cc_executor.supervision.signals import SignalReceiver
 
 log = structlog.get_logger()
 
@@ -112,9 +113,13 @@ async def serve(
     config: ServerConfig,
     *,
     listeners: Sequence[trio.SocketListener] | None = None,
+    signals: SignalReceiver = trio.open_signal_receiver,
     task_status: trio.TaskStatus[tuple[Daemon, Listening]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; ``nursery.start(serve, config)`` returns (daemon, listening).
+
+    `signals` receives the reaper's SIGCHLD: trio's receiver on the main thread, the forwarded
+    signals of executor/daemon/loop.py on any other.
 
     Raises:
         CannotListen: when `listeners` are not given and the port cannot be listened on.
@@ -126,7 +131,7 @@ async def serve(
     subreaper = enable_subreaper()
     async with trio.open_nursery() as nursery:
         daemon._nursery = nursery
-        await nursery.start(run_reaper, daemon.registry)
+        await nursery.start(partial(run_reaper, daemon.registry, signals=signals))
         retention = partial(
             daemon.durable.run_retention, internal_error=daemon.metrics.internal_error
         )
@@ -184,16 +189,22 @@ def _rare_full_collections() -> None:
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
 
 
-async def serve_until_signalled(config: ServerConfig) -> None:
+async def serve_until_signalled(
+    config: ServerConfig, *, signals: SignalReceiver = trio.open_signal_receiver
+) -> None:
     """``ccx serve``: serve until SIGTERM or SIGINT, then shut down gracefully and return.
+
+    `signals`: as for ``serve`` (these two and SIGCHLD).
 
     Raises:
         CannotListen: before anything else happens, when the port cannot be listened on.
     """
     listeners = await open_listeners(config.host, config.port)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with signals(signal.SIGTERM, signal.SIGINT) as received:
         async with trio.open_nursery() as nursery:
-            daemon, _listening = await nursery.start(partial(serve, config, listeners=listeners))
+            daemon, _listening = await nursery.start(
+                partial(serve, config, listeners=listeners, signals=signals)
+            )
 
             async def freeze_when_recovered() -> None:
                 # What start made stays for the daemon's life (modules, the request path, the
@@ -204,12 +215,12 @@ async def serve_until_signalled(config: ServerConfig) -> None:
                 _rare_full_collections()
 
             nursery.start_soon(freeze_when_recovered)
-            async for signum in signals:
+            async for signum in received:
                 log.info("daemon.signal", signal=signal.Signals(signum).name)
                 break
 
             async def hurry_on_second_signal() -> None:
-                async for signum in signals:
+                async for signum in received:
                     log.info("daemon.signal", signal=signal.Signals(signum).name, hurry=True)
                     daemon.hurry()
 

@@ -156,20 +156,19 @@ async def test_a_run_that_leaves_nothing_lists_the_daemons_children_once(
     # each time), and every ending run lists them: once for the ladder's scan, and a second
     # time to reap only if that scan saw a dead process of the run (here there is none).
     listings: list[int] = []
-    children = procfs.children
+    leader_children = procfs.leader_children
 
     def counted(pid: int) -> set[int]:
-        if pid == os.getpid():
-            listings.append(pid)
-        return children(pid)
+        listings.append(pid)
+        return leader_children(pid)
 
-    monkeypatch.setattr(procfs, "children", counted)
+    monkeypatch.setattr(procfs, "leader_children", counted)
     with trio.fail_after(30):
         outcome = await run_to_completion(
             SpawnSpec(("true",), ENV, run_id()), config, registry, Recorder()
         )
     assert outcome == Exited(0)
-    assert len(listings) == 1
+    assert listings == [os.getpid()]
 
 
 async def test_a_dead_process_of_the_run_is_reaped_by_its_runner(

@@ -1,0 +1,70 @@
+"""``ccx serve`` runs its event loop on a thread of its own; the first thread only waits for it.
+
+Theory of operation: the kernel reparents an orphan to the first live thread of its subreaper
+(the thread-group leader), while a child stays the child of the thread that started it.  Every
+ending run lists the daemon's orphans, since one of them may be a process of the run that must
+be ended (supervision/tree.py), and the reaper lists them on SIGCHLD.  With the event loop —
+which starts every run's root — on the leader, that list held every live run's root as well,
+and each reading of it cost O(runs) in the kernel: ~150 us a run with a thousand runs at once,
+read once for every run that ends.  With the loop on a second thread, the roots are that
+thread's children, and the leader's are the orphans alone.
+
+Only the main thread may install signal handlers, and trio's own receiver works only in a run
+on the main thread: the handlers are installed here before the loop starts, and the loop
+receives its signals through the interpreter's wakeup descriptor
+(supervision/signals.py ``ForwardedSignals``).  What the run raises is raised here.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import trio
+
+from cc_executor.executor.config.server import ServerConfig
+from cc_executor.executor.daemon.serve import serve_until_signalled
+from cc_executor.supervision.signals import ForwardedSignals
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+
+
+def serve_on_loop_thread(config: ServerConfig) -> None:
+    """``serve_until_signalled`` with the event loop on a thread of its own (module doc).
+
+    Call from the main thread.
+
+    Raises:
+        CannotListen: as serve_until_signalled; anything else the run raised, likewise.
+    """
+    forwarded = ForwardedSignals(SIGNALS)
+    failure: list[BaseException] = []
+
+    def loop() -> None:
+        try:
+            trio.run(_serve, config, forwarded)
+        except BaseException as exc:  # handed to the main thread, which raises it
+            failure.append(exc)
+
+    try:
+        thread = threading.Thread(target=loop, name="ccx-event-loop")
+        thread.start()
+        thread.join()
+    finally:
+        forwarded.close()
+    if failure:
+        raise failure[0]
+
+
+async def _serve(config: ServerConfig, forwarded: ForwardedSignals) -> None:
+    failure: Exception | None = None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(forwarded.dispatch)
+        try:
+            await serve_until_signalled(config, signals=forwarded.open_receiver)
+        except Exception as exc:  # raised as itself (CannotListen), not in the nursery's group
+            failure = exc
+        finally:
+            nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure

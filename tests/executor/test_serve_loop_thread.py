@@ -1,0 +1,64 @@
+"""``ccx serve`` runs its event loop on a thread of its own (executor/daemon/loop.py).
+
+Real daemons: a run's root is the loop thread's child, an orphan the daemon adopts is its first
+thread's (the list every ending run reads, so it holds no roots), the orphan is still found and
+ended with its run, and SIGINT and SIGTERM still reach the daemon.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import trio
+from ccx_testing import alive, open_client, pids_in_file, run_daemon, wait_until
+
+
+def thread_children(pid: int) -> dict[int, set[int]]:
+    """The children of each thread of `pid`, by thread id."""
+    found = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as listing:
+            found[int(tid)] = {int(child) for child in listing.read().split()}
+    return found
+
+
+async def test_roots_are_the_loop_threads_and_orphans_the_first_threads(tmp_path: Path) -> None:
+    pid_file = tmp_path / "orphan"
+    # `setsid -f` forks and its parent exits at once: the forked shell (then its sleep) is an
+    # orphan, reparented to the daemon, in a session of its own; the root sleeps on.
+    script = f"setsid -f sh -c 'echo $$ > {pid_file}; exec sleep 300'; exec sleep 300"
+    with trio.fail_after(60):
+        async with run_daemon() as daemon, open_client(daemon.url) as client:
+            started = await client.call("execute", argv=["sh", "-c", script])
+            root = started["pid"]
+            await wait_until(lambda: pid_file.exists() and len(pids_in_file(str(pid_file))) == 1)
+            (orphan,) = pids_in_file(str(pid_file))
+            daemon_pid = daemon.process.pid
+            await wait_until(lambda: orphan in thread_children(daemon_pid)[daemon_pid])
+            by_thread = thread_children(daemon_pid)
+            assert root not in by_thread[daemon_pid]
+            assert [tid for tid, kids in by_thread.items() if root in kids] != [daemon_pid]
+            assert any(root in kids for kids in by_thread.values())
+            result = await client.call("control", type="CANCEL", run=started["run"])
+            assert result["rung"] == "sigterm"
+            # The reply comes once every process of the run is gone, the orphan with it.
+            assert not alive(orphan)
+            assert not alive(root)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_the_daemon_drains_on_sigint_and_sigterm(signum: int) -> None:
+    with trio.fail_after(60):
+        async with run_daemon() as daemon:
+            async with open_client(daemon.url) as client:
+                run = await client.execute(argv=["sleep", "300"])
+                daemon.process.send_signal(signum)
+                record = await client.wait_completed(run)
+                assert record.completed is not None
+                assert record.completed["reason"] == "daemon shutdown"
+            assert await daemon.process.wait() == 0
+            name = signal.Signals(signum).name
+            assert any(f'"signal":"{name}"' in line for line in daemon.stderr_lines)
