@@ -384,7 +384,10 @@ class ServerWebSocket:
         with trio.move_on_after(self._settings.close_timeout):
             if first and self._protocol.state is ConnectionState.OPEN:
                 await self._send_control(CloseConnection(code=code, reason=reason))
-            if first:
+            if first and not self._reader_done.is_set():
+                # Our FIN tells a peer that has not closed that nothing more comes; once the
+                # reader is done (the peer's close answered, or the peer gone) the close below
+                # sends it anyway.
                 await self._send_eof()
             await self._reader_done.wait()
         # What SocketStream.aclose does, without its checkpoint (which aclose_forcefully's
