@@ -12,7 +12,9 @@ thread's children, and the leader's are the orphans alone.
 Only the main thread may install signal handlers, and trio's own receiver works only in a run
 on the main thread: the handlers are installed here before the loop starts, and the loop
 receives its signals through the interpreter's wakeup descriptor
-(supervision/signals.py ``ForwardedSignals``).  What the run raises is raised here.
+(supervision/signals.py ``ForwardedSignals``).  Once the loop thread has started (with no
+signal blocked, which its runs' processes inherit), this thread blocks those signals, so that it
+never wakes for them.  What the run raises is raised here.
 """
 
 from __future__ import annotations
@@ -49,7 +51,16 @@ def serve_on_loop_thread(config: ServerConfig) -> None:
     try:
         thread = threading.Thread(target=loop, name="ccx-event-loop")
         thread.start()
-        thread.join()
+        # Blocked here, after the loop thread started with none blocked (a thread inherits its
+        # creator's mask, and a run's processes the mask of the thread that spawns them): the
+        # kernel then delivers them to another thread, whose C-level handler writes the number
+        # all the same, and this thread never wakes to take the interpreter's lock from the
+        # loop for an empty Python handler (a SIGCHLD for every run that ends).
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        try:
+            thread.join()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     finally:
         forwarded.close()
     if failure:

@@ -2,7 +2,8 @@
 
 Real daemons: a run's root is the loop thread's child, an orphan the daemon adopts is its first
 thread's (the list every ending run reads, so it holds no roots), the orphan is still found and
-ended with its run, and SIGINT and SIGTERM still reach the daemon.
+ended with its run, no run's process inherits a blocked signal, and SIGINT and SIGTERM still
+reach the daemon.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ def thread_children(pid: int) -> dict[int, set[int]]:
     return found
 
 
+def blocked(pid: int, tid: int) -> set[int]:
+    """The signals thread `tid` of `pid` blocks (SigBlk in its status)."""
+    with open(f"/proc/{pid}/task/{tid}/status") as status:
+        mask = next(int(line.split()[1], 16) for line in status if line.startswith("SigBlk:"))
+    return {number for number in range(1, 65) if mask & (1 << (number - 1))}
+
+
 async def test_roots_are_the_loop_threads_and_orphans_the_first_threads(tmp_path: Path) -> None:
     pid_file = tmp_path / "orphan"
     # `setsid -f` forks and its parent exits at once: the forked shell (then its sleep) is an
@@ -42,6 +50,14 @@ async def test_roots_are_the_loop_threads_and_orphans_the_first_threads(tmp_path
             assert root not in by_thread[daemon_pid]
             assert [tid for tid, kids in by_thread.items() if root in kids] != [daemon_pid]
             assert any(root in kids for kids in by_thread.values())
+            # The first thread blocks the daemon's signals (the loop thread receives them); the
+            # loop thread, and so every run's process, blocks none.
+            daemon_signals = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+            assert blocked(daemon_pid, daemon_pid) >= daemon_signals
+            (loop_thread,) = [tid for tid, kids in by_thread.items() if root in kids]
+            assert not blocked(daemon_pid, loop_thread) & daemon_signals
+            assert not blocked(root, root)
+            assert not blocked(orphan, orphan)
             result = await client.call("control", type="CANCEL", run=started["run"])
             assert result["rung"] == "sigterm"
             # The reply comes once every process of the run is gone, the orphan with it.
