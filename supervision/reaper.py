@@ -80,7 +80,8 @@ def _reap_pass(registry: RunRegistry) -> tuple[list[int], bool]:
     reaped: list[int] = []
     complete = True
     try:
-        # The roots (most of the daemon's children in a burst) go in one set operation.
+        # Roots among them (all of a burst's, with the event loop on the first thread) go in
+        # one set operation.
         for pid in procfs.leader_children(os.getpid()) - registry.unreaped_roots():
             stat = procfs.read_stat(pid)
             if stat is None or not stat.is_zombie:

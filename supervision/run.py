@@ -150,8 +150,9 @@ class Run:
         """Every live process of the run (empty once the root has been reaped).
 
         ``full`` asks for an exhaustive answer.  As child subreaper the quick scan already is
-        one: an orphan of the run can only be reparented to the daemon (whose children are
-        scanned) or to a subreaper inside the run's own tree (which the walk covers).  Only
+        one: an orphan of the run can only be reparented to the daemon (to its first thread, whose
+        children are scanned) or to a subreaper inside the run's own tree (which the walk
+        covers).  Only
         without the subreaper can orphans reach init, and only then is all of /proc scanned —
         doing it anyway costs a stat and an environ read per process on the machine, for every
         run that ends, which made a burst of runs quadratic.

@@ -93,8 +93,9 @@ def scan_run(
     # or among our children when they are read.  (Reading our children first loses exactly
     # the orphans of a parent that dies in between — and SIGTERM makes parents die.)  Each
     # newly attributed orphan's subtree is walked, and our children are read again, until
-    # nothing new turns up.  The daemon's children are mostly other runs' roots (a burst of
-    # N runs has up to N): they are taken off in set operations, not one pid at a time.
+    # nothing new turns up.  "Our children" are those of our first thread, where every orphan
+    # lands (module doc); when the event loop runs on that thread they include other runs'
+    # roots (a burst of N runs has up to N), taken off in set operations, not one at a time.
     walk(set() if root_pid is None else {root_pid})
     for _ in range(_MAX_PASSES):
         candidates = set(procfs.all_pids()) if full else procfs.leader_children(self_pid)
