@@ -78,3 +78,27 @@ async def test_the_daemon_drains_on_sigint_and_sigterm(signum: int) -> None:
             assert await daemon.process.wait() == 0
             name = signal.Signals(signum).name
             assert any(f'"signal":"{name}"' in line for line in daemon.stderr_lines)
+
+
+async def test_an_adopted_process_that_dies_later_is_reaped_on_its_sigchld(tmp_path: Path) -> None:
+    # A process that left the run's session and dropped its marker (env -i) is not the run's
+    # any more: it outlives the run, adopted by the daemon's first thread.  When it dies, its
+    # SIGCHLD (received on the loop thread through the forwarded signals) starts a reaper pass
+    # that collects it: no zombie stays.  The root waits until the process has its new
+    # environment, so the run's end never sees it with the marker.
+    pid_file = tmp_path / "escaped"
+    script = (
+        f"setsid -f env -i /bin/sh -c 'echo $$ > {pid_file}; exec sleep 300'; "
+        f"while [ ! -s {pid_file} ]; do sleep 0.01; done"
+    )
+    with trio.fail_after(60):
+        async with run_daemon() as daemon, open_client(daemon.url) as client:
+            run = await client.execute(argv=["sh", "-c", script])
+            record = await client.wait_completed(run)
+            assert record.completed is not None
+            (escaped,) = pids_in_file(str(pid_file))
+            daemon_pid = daemon.process.pid
+            assert alive(escaped)
+            await wait_until(lambda: escaped in thread_children(daemon_pid)[daemon_pid])
+            os.kill(escaped, signal.SIGKILL)
+            await wait_until(lambda: not os.path.exists(f"/proc/{escaped}"))
