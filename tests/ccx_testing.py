@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -330,11 +330,16 @@ async def stop_process(process: trio.Process) -> None:
 
 
 @asynccontextmanager
-async def run_daemon(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[DaemonProcess]:
-    """Start ``python -m cc_executor.executor serve --port 0 ...`` and learn its port."""
+async def run_daemon(
+    *args: str, env: dict[str, str] | None = None, python: Sequence[str] = ()
+) -> AsyncIterator[DaemonProcess]:
+    """Start ``python -m cc_executor.executor serve --port 0 ...`` and learn its port.
+
+    `python`: options for the interpreter before ``-m`` (``-c CODE`` to run something first)."""
     # SIGTERM ends live runs at once unless a test asks for a drain grace.
     grace = () if "--shutdown-grace" in args else ("--shutdown-grace", "0")
-    command = [sys.executable, "-m", "cc_executor.executor", "serve", "--port", "0", *grace, *args]
+    serve = ["-m", "cc_executor.executor", "serve", "--port", "0", *grace, *args]
+    command = [sys.executable, *python, *serve]
     async with trio.open_nursery() as nursery:
         process = await trio.lowlevel.open_process(
             command,

@@ -44,6 +44,10 @@ def serve_on_loop_thread(config: ServerConfig) -> None:
 
     def loop() -> None:
         try:
+            # Received here even if whoever started the daemon left them blocked (a mask
+            # survives exec), and so never blocked in a run's processes, which inherit this
+            # thread's mask.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
             trio.run(_serve, config, forwarded)
         except BaseException as exc:  # handed to the main thread, which raises it
             failure.append(exc)

@@ -102,3 +102,30 @@ async def test_an_adopted_process_that_dies_later_is_reaped_on_its_sigchld(tmp_p
             await wait_until(lambda: escaped in thread_children(daemon_pid)[daemon_pid])
             os.kill(escaped, signal.SIGKILL)
             await wait_until(lambda: not os.path.exists(f"/proc/{escaped}"))
+
+
+# Blocks the daemon's signals, then execs the interpreter with the rest of its arguments: the
+# daemon starts with them blocked, as under a parent that left them so (a mask survives exec).
+BLOCKED_LAUNCH = (
+    "import os, signal, sys\n"
+    "signal.pthread_sigmask(signal.SIG_BLOCK, "
+    "{signal.SIGTERM, signal.SIGINT, signal.SIGCHLD})\n"
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n"
+)
+
+
+async def test_a_daemon_started_with_its_signals_blocked_still_drains_on_sigterm() -> None:
+    # The loop thread unblocks them: the daemon still hears SIGTERM, and its runs (which
+    # inherit the loop thread's mask) do not start with them blocked.
+    daemon_signals = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+    with trio.fail_after(60):
+        async with run_daemon(python=("-c", BLOCKED_LAUNCH)) as daemon:
+            async with open_client(daemon.url) as client:
+                started = await client.call("execute", argv=["sleep", "300"])
+                assert not blocked(started["pid"], started["pid"]) & daemon_signals
+                daemon.process.send_signal(signal.SIGTERM)
+                with trio.fail_after(20):
+                    record = await client.wait_completed(started["run"])
+                assert record.completed is not None
+                assert record.completed["reason"] == "daemon shutdown"
+            assert await daemon.process.wait() == 0
