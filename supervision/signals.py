@@ -5,9 +5,9 @@ receiver (``trio.open_signal_receiver``) works only in a run on the main thread.
 whose event loop runs on a second thread (``ccx serve`` does, so that the daemon's first thread
 has only adopted orphans for children: tree.py) has its signals caught here instead.  The main
 thread installs a handler for each signal and makes a socket the interpreter's wakeup
-descriptor: Python's C-level handler writes the
-signal's number to it the moment the signal arrives, in whichever thread the kernel chose,
-whether or not the main thread ever runs the (empty) Python handler.  In the run, ``dispatch``
+descriptor: Python's C-level handler writes the signal's number to it the moment the signal
+arrives, in whichever thread the kernel chose, whether or not the main thread ever runs the
+(empty) Python handler.  In the run, ``dispatch``
 reads those bytes and hands each number to the receivers waiting for it, coalesced as trio's
 receivers coalesce them (a signal that arrives twice before it is read is seen once).
 
@@ -78,6 +78,7 @@ class ForwardedSignals:
         self._writer.setblocking(False)
         self._receivers: list[_Receiver] = []
         self._previous: dict[int, object] = {}
+        self._previous_wakeup: int | None = None
         try:
             self._previous_wakeup = signal.set_wakeup_fd(
                 self._writer.fileno(), warn_on_full_buffer=False
@@ -93,9 +94,9 @@ class ForwardedSignals:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._previous.clear()
-        if hasattr(self, "_previous_wakeup"):
+        if self._previous_wakeup is not None:
             signal.set_wakeup_fd(self._previous_wakeup)
-            del self._previous_wakeup
+            self._previous_wakeup = None
         self._reader.close()
         self._writer.close()
 
