@@ -317,14 +317,18 @@ async def _reap_root(
     request: _EndRequest | None,
     rung: Rung,
 ) -> Outcome:
-    with trio.move_on_after(config.kill_wait):
-        returncode = await spawned.process.wait()
-        registry.root_reaped(run)
-        exit = exit_from_returncode(returncode)
-        return exit if request is None else request.outcome(run, rung, exit)
-    # Only a root stuck in uninterruptible sleep gets here; the reaper collects it later.
-    log.error("runner.root_survived", run_id=run.run_id, pid=run.pid)
-    return Lost(reason="the root process survived SIGKILL")
+    # After its exit (the pidfd was readable) the root is reaped at once: no scope to bound it.
+    returncode = spawned.process.poll()
+    if returncode is None:
+        with trio.move_on_after(config.kill_wait):
+            returncode = await spawned.process.wait()
+    if returncode is None:
+        # Only a root stuck in uninterruptible sleep gets here; the reaper collects it later.
+        log.error("runner.root_survived", run_id=run.run_id, pid=run.pid)
+        return Lost(reason="the root process survived SIGKILL")
+    registry.root_reaped(run)
+    exit = exit_from_returncode(returncode)
+    return exit if request is None else request.outcome(run, rung, exit)
 
 
 async def _abort(

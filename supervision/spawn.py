@@ -148,6 +148,10 @@ class Child:
     def returncode(self) -> int | None:
         return self._popen.returncode
 
+    def poll(self) -> int | None:
+        """Reap the process if it has exited (without waiting); its returncode, or None."""
+        return self._popen.poll()
+
     async def wait(self) -> int:
         """Wait for the process to exit and reap it; return its returncode."""
         delay = 0.001

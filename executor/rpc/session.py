@@ -145,8 +145,9 @@ class Session:
                 finally:
                     self._closed = True
                     self.attachments.stop_all()  # durable runs go on without us
-                    with trio.move_on_after(self.daemon.run_end_bound(), shield=True):
-                        await self.end_runs("client disconnected")
+                    if any(not live.done.is_set() for live in self.own.values()):
+                        with trio.move_on_after(self.daemon.run_end_bound(), shield=True):
+                            await self.end_runs("client disconnected")
                     self.handles.close_all()
         finally:
             log.info(

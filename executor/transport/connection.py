@@ -10,7 +10,8 @@ connection.  Its steps, each owning the errors of its I/O:
 2. the HTTP request head, bounded in bytes and time (``head_timeout``);
 3. a plain GET is a probe (``/healthz`` and ``/readyz`` open, ``/metrics`` behind a token when
    tokens are configured), answered and closed;
-4. an upgrade passes the gate (path, token, Origin) and wsproto's checks; the 101 goes out;
+4. an upgrade passes the gate (path, token, Origin) and the handshake's checks (upgrade.py);
+   the 101 goes out;
 5. the session kind is picked by the subprotocol chosen (``open_session``, one place), and
    counted: every kind of session against the one ``max_connections``.  At the limit the
    client gets the session's farewell (JSON-RPC: a -32003 error) and close 1013;
@@ -36,6 +37,7 @@ import attrs
 import structlog
 import trio
 
+from cc_executor.executor.transport import sockio
 from cc_executor.executor.transport.frontdoor import (
     MAX_HEAD_BYTES,
     BadRequest,
@@ -148,11 +150,14 @@ class ConnectionBoundary(Generic[S]):
                 if conn.ws is not None:
                     await conn.ws.aclose(INTERNAL_ERROR, "internal error")
         finally:
-            with trio.move_on_after(self.settings.close_timeout, shield=True):
-                if conn.ws is not None:
-                    await conn.ws.aclose()  # which closes the stream, once
-                if stream.socket.fileno() != -1:
-                    await trio.aclose_forcefully(stream)
+            # A closed socket means the WebSocket's close went all the way (it closes the
+            # socket last): nothing is left to do, and no scope is needed to bound it.
+            if stream.socket.fileno() != -1:
+                with trio.move_on_after(self.settings.close_timeout, shield=True):
+                    if conn.ws is not None:
+                        await conn.ws.aclose()  # which closes the stream, once
+                    if stream.socket.fileno() != -1:
+                        await trio.aclose_forcefully(stream)
 
     async def _serve(self, conn: _Connection) -> None:
         try:
@@ -189,7 +194,7 @@ class ConnectionBoundary(Generic[S]):
             )
             await self._reply(conn.stream, verdict.response())
             return
-        handshake = server_handshake(raw, self.subprotocols)
+        handshake = server_handshake(head, self.subprotocols)
         if not isinstance(handshake, Handshake):
             log.info("upgrade.invalid", error=handshake.message, remote=conn.remote)
             body = f"{handshake.message}\n".encode()
@@ -206,7 +211,7 @@ class ConnectionBoundary(Generic[S]):
         """Send the 101 and open our side of the WebSocket."""
         try:
             with trio.fail_after(self.head_timeout):
-                await conn.stream.send_all(handshake.response)
+                await sockio.send_all(conn.stream, handshake.response)
         except trio.TooSlowError:
             raise PeerGone("upgrade", "the 101 could not be sent within head_timeout") from None
         except trio.BrokenResourceError as exc:
@@ -283,11 +288,11 @@ class ConnectionBoundary(Generic[S]):
         our concern any more."""
         with trio.move_on_after(self.settings.close_timeout):
             try:
-                await stream.send_all(response)
+                await sockio.send_all(stream, response)
                 await stream.send_eof()
                 drained = 0
                 while drained < MAX_HEAD_BYTES * 8:
-                    data = await stream.receive_some(self.settings.receive_buffer_bytes)
+                    data = await sockio.receive_some(stream, self.settings.receive_buffer_bytes)
                     if not data:
                         break
                     drained += len(data)

@@ -20,6 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 import trio
 
+from cc_executor.executor.transport import sockio
+
 MAX_HEAD_BYTES = 16 * 1024
 
 REASONS = {
@@ -47,6 +49,7 @@ class RequestHead:
     path: str
     query: Mapping[str, list[str]]
     headers: Mapping[str, str]  # lower-case names; repeated headers joined with ", "
+    target: str  # the request target as sent: the path and the query
 
     @property
     def is_websocket(self) -> bool:
@@ -75,10 +78,10 @@ def parse_head(raw: bytes) -> RequestHead:
         key = name.lower()
         headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
     url = urlsplit(target)
-    return RequestHead(method, url.path or "/", parse_qs(url.query), headers)
+    return RequestHead(method, url.path or "/", parse_qs(url.query), headers, target)
 
 
-async def read_head(stream: trio.abc.Stream) -> tuple[bytes, bytes]:
+async def read_head(stream: trio.SocketStream) -> tuple[bytes, bytes]:
     """Read up to the blank line; return (head, bytes read beyond it)."""
     buffer = bytearray()
     while True:
@@ -87,7 +90,7 @@ async def read_head(stream: trio.abc.Stream) -> tuple[bytes, bytes]:
             return bytes(buffer[:end]), bytes(buffer[end + 4 :])
         if len(buffer) > MAX_HEAD_BYTES:
             raise BadRequest("request head too large")
-        data = await stream.receive_some(4096)
+        data = await sockio.receive_some(stream, 4096)
         if not data:
             raise BadRequest("connection closed before the request head ended")
         buffer += data

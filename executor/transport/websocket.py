@@ -47,8 +47,7 @@ from collections.abc import Callable, Sequence
 import attrs
 import trio
 from trio_websocket import CloseReason, ConnectionClosed
-from wsproto import WSConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
     BytesMessage,
     CloseConnection,
@@ -58,6 +57,7 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import Opcode
 
+from cc_executor.executor.transport import sockio
 from cc_executor.executor.transport.inbound import InboundQueue, message_size
 from cc_executor.protocol.binary import BinaryParts
 from cc_executor.protocol.codec import Utf8Text
@@ -135,7 +135,7 @@ class ServerWebSocket:
     def __init__(
         self,
         stream: trio.SocketStream,
-        protocol: WSConnection,
+        protocol: Connection,
         *,
         path: str,
         subprotocol: str | None,
@@ -191,7 +191,9 @@ class ServerWebSocket:
             await self._handle_events()
             while self._reading:
                 try:
-                    data = await self._stream.receive_some(self._settings.receive_buffer_bytes)
+                    data = await sockio.receive_some(
+                        self._stream, self._settings.receive_buffer_bytes
+                    )
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""
                 if not data:
@@ -347,7 +349,7 @@ class ServerWebSocket:
             whole = False
             try:
                 if all(len(part) < GATHER_BYTES for part in parts):
-                    await self._stream.send_all(b"".join(parts))
+                    await sockio.send_all(self._stream, b"".join(parts))
                 else:
                     await _send_gathered(self._stream.socket, _runs(parts))
                 whole = True
