@@ -17,6 +17,7 @@ import trio
 
 from cc_executor.protocol import ErrorResponse, Event, Id, Invalid, RequestReceived, Response
 from cc_executor.protocol.methods import RUN_METHODS
+from cc_executor.protocol.notices import Notice
 from cc_executor.protocol.results import Result
 
 if TYPE_CHECKING:
@@ -25,10 +26,13 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class Handled:
-    """A handler's result, and what must be sent right after the reply."""
+    """A handler's result, and what must follow the reply: `notice` goes out right behind it
+    (with the reply, in the same write, when the reply is sent alone: a started run's
+    ``process.started``), then `follow_up` runs."""
 
     result: Result
     follow_up: Callable[[], Awaitable[None]] | None = None
+    notice: Notice | None = None
 
 
 Handler = Callable[[], Awaitable[Handled]]

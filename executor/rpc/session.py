@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import Hashable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import attrs
@@ -310,6 +311,8 @@ class Session:
                 replies.replies[index] = self.conn.make_error(request_id, handled)
             else:
                 replies.replies[index] = self.conn.make_response(request_id, handled.result)
+                if handled.notice is not None:  # after the batch's array, on its own
+                    replies.follow_ups.append(partial(self._send_after_reply, handled.notice))
                 if handled.follow_up is not None:
                     replies.follow_ups.append(handled.follow_up)
             replies.settled()
@@ -317,10 +320,27 @@ class Session:
         if isinstance(handled, JsonRpcError):
             await self.send_text(self.conn.respond_error(request_id, handled))
         else:
-            await self.send_text(self.conn.respond(request_id, handled.result))
+            await self._send_reply(request_id, handled)
             if handled.follow_up is not None:
                 await handled.follow_up()
         self.gates.open(request_id)
+
+    async def _send_reply(self, request_id: Id, handled: Handled) -> None:
+        """The reply, and the notice that follows it in the same write (one syscall and one
+        wake-up of the client, not two); a client that is gone is not an error here."""
+        reply = self.conn.respond(request_id, handled.result)
+        if handled.notice is None:
+            await self.send_text(reply)
+            return
+        frames = [reply, *self.conn.wire_frames(handled.notice, self.daemon.config.max_frame_bytes)]
+        try:
+            await self.ws.send_frames(frames)
+        except ConnectionClosed:
+            self._closed = True
+
+    async def _send_after_reply(self, notice: Notice) -> None:
+        with contextlib.suppress(Gone):
+            await self.send_notice(notice, gated=False)
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -336,13 +356,18 @@ class Session:
         ``process.started`` (a durable run's through an attachment from seq 0)."""
         self.hold(request_id, plan.run_id)
         live = await self.launch(plan)
-
-        async def follow_up() -> None:
-            await self.announce(live)
-
         run = live.run
         started = Started(run.run_id, run.pid, run.pgid, plan.durable, plan.session)
-        return Handled(started, follow_up)
+        notice = RunStarted(run.run_id, run.pid, run.pgid, run.argv, plan.durable)
+        durable = live.durable
+        if durable is None:
+            return Handled(started, None, notice)
+
+        async def follow_up() -> None:
+            if not self._closed:  # followed only by a client that got its process.started
+                self.attachments.attach(durable, 0)
+
+        return Handled(started, follow_up, notice)
 
     async def launch(self, plan: RunPlan) -> LiveRun:
         """Start `plan` (its events held by the caller's gate until it is announced)."""

@@ -24,6 +24,35 @@ async def send(client: WireClient, msg_id: int, method: str, **params: Any) -> N
     await client.send_raw(orjson.dumps(message).decode())
 
 
+async def test_an_execute_is_answered_then_started_then_its_events_alone_and_in_a_batch(
+    served: Served,
+) -> None:
+    """The reply and ``process.started`` go out together (one write) when the reply is sent
+    alone, and the started notice follows the array when the execute was in a batch."""
+    argv = ["sh", "-c", "echo out"]
+    with trio.fail_after(20):
+        async with open_client(served.url) as client:
+            for msg_id, in_batch in ((7, False), (8, True)):
+                client.sent_ids.add(msg_id)
+                request = {"jsonrpc": "2.0", "id": msg_id, "method": "execute"}
+                request["params"] = {"argv": argv}
+                await client.send_raw(orjson.dumps([request] if in_batch else request).decode())
+                reply = await client.receive()
+                answer = reply[0] if in_batch else reply
+                assert isinstance(answer, dict)
+                run = answer["result"]["run"]
+                started = await client.receive()
+                assert started["method"] == "process.started"
+                assert started["params"]["run"] == run
+                assert started["params"]["pid"] == answer["result"]["pid"]
+                methods: list[str] = []
+                while not methods or methods[-1] != "process.completed":
+                    event = await client.receive()
+                    assert event["params"]["run"] == run
+                    methods.append(event["method"])
+                assert methods == ["process.output", "process.completed"]
+
+
 async def test_every_control_reply_is_the_very_next_frame(served: Served) -> None:
     with trio.fail_after(60):
         async with open_client(served.url) as client:
