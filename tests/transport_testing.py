@@ -54,6 +54,9 @@ class EchoSession:
     async def shut(self, reason: str) -> None:
         await self.ws.aclose(1001, reason)
 
+    def opening(self) -> None:
+        return None  # it sends its own first message
+
     def farewell(self, error: JsonRpcError) -> str:
         return f"farewell: {error.message}"
 

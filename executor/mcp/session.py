@@ -127,6 +127,9 @@ class McpSession:
     async def notify_shutdown(self, notice: Shutdown) -> None:
         """MCP has no shutdown notification: its calls learn of the drain from their runs."""
 
+    def opening(self) -> None:
+        """An MCP server speaks only when spoken to: the client's initialize comes first."""
+
     def farewell(self, error: JsonRpcError) -> None:
         """MCP has no message for a connection the server closes: the close code says it."""
         return None

@@ -113,6 +113,7 @@ class Session:
         self.errors = 0
         self._nursery: trio.Nursery | None = None
         self._closed = False
+        self._greeted = False  # the greeting went out with the 101 (``opening``)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -138,10 +139,11 @@ class Session:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
-                    try:
-                        await self.send_notice(self.daemon.greeting(self.session_id))
-                    except Gone:
-                        return  # gone before it could be greeted (a reset in the handshake)
+                    if not self._greeted:
+                        try:
+                            await self.send_notice(self.daemon.greeting(self.session_id))
+                        except Gone:
+                            return  # gone before it could be greeted (a reset after the 101)
                     await self._read_loop()
                 finally:
                     self._closed = True
@@ -171,6 +173,16 @@ class Session:
         await self.end_runs(reason)
         await self.attachments.wait_completed()
         await self.close(1001, "server shutting down")
+
+    def opening(self) -> str | None:
+        """The greeting, for the connection boundary to write with the 101 (one write); none
+        for a client refused for its protocol, which gets the refusal first instead."""
+        if self._refusal is not None:
+            return None
+        (frame,) = self.conn.wire_frames(self.daemon.greeting(self.session_id))
+        assert isinstance(frame, str)
+        self._greeted = True
+        return frame
 
     def farewell(self, error: JsonRpcError) -> str:
         """Why the connection boundary closes us, as a JSON-RPC error (id null)."""

@@ -11,10 +11,12 @@ connection.  Its steps, each owning the errors of its I/O:
 3. a plain GET is a probe (``/healthz`` and ``/readyz`` open, ``/metrics`` behind a token when
    tokens are configured), answered and closed;
 4. an upgrade passes the gate (path, token, Origin) and the handshake's checks (upgrade.py);
-   the 101 goes out;
 5. the session kind is picked by the subprotocol chosen (``open_session``, one place), and
-   counted: every kind of session against the one ``max_connections``.  At the limit the
-   client gets the session's farewell (JSON-RPC: a -32003 error) and close 1013;
+   the 101 goes out — with the session's first frame in the same write when its kind speaks
+   first (``opening``: the JSON-RPC greeting; MCP waits for the client's ``initialize``).
+   Sessions are counted: every kind against the one ``max_connections``.  At the limit the
+   client gets the 101 alone, then the session's farewell (JSON-RPC: a -32003 error) and
+   close 1013;
 6. the session serves, beside the WebSocket's reader, in one nursery; when it ends, the
    WebSocket is closed (bounded by ``close_timeout``), then the socket.
 
@@ -55,6 +57,7 @@ from cc_executor.executor.transport.websocket import (
     ConnectionClosed,
     ServerWebSocket,
     WebSocketSettings,
+    text_frame,
 )
 from cc_executor.protocol import InternalError, JsonRpcError, LimitExceeded
 
@@ -77,6 +80,10 @@ class ConnectionSession(Protocol):
 
     def farewell(self, error: JsonRpcError) -> str | None:
         """The frame that tells the client why the boundary closes it, if the kind has one."""
+
+    def opening(self) -> str | None:
+        """The kind's first frame, if it speaks first (the JSON-RPC greeting): the boundary
+        writes it with the 101, in the same write, and the session does not send it again."""
 
 
 S = TypeVar("S", bound=ConnectionSession)
@@ -202,35 +209,43 @@ class ConnectionBoundary(Generic[S]):
                 conn.stream, http_response(handshake.status, body, headers=handshake.headers)
             )
             return
-        await self._switch(conn, handshake, rest)
-        conn.stage = "session"
-        assert conn.ws is not None
-        await self._run_session(conn, conn.ws, Peer(verdict, conn.remote))
-
-    async def _switch(self, conn: _Connection, handshake: Handshake, rest: bytes) -> None:
-        """Send the 101 and open our side of the WebSocket."""
-        try:
-            with trio.fail_after(self.head_timeout):
-                await sockio.send_all(conn.stream, handshake.response)
-        except trio.TooSlowError:
-            raise PeerGone("upgrade", "the 101 could not be sent within head_timeout") from None
-        except trio.BrokenResourceError as exc:
-            raise PeerGone("upgrade", str(exc.__cause__ or exc)) from None
-        if rest:
-            handshake.protocol.receive_data(rest)  # frames the client sent right behind its head
-        conn.ws = ServerWebSocket(
+        ws = ServerWebSocket(
             conn.stream,
             handshake.protocol,
             path=handshake.target,
             subprotocol=handshake.subprotocol,
             settings=self.settings,
         )
+        session = self.open_session(ws, Peer(verdict, conn.remote))
+        # A kind that speaks first has its first frame go out with the 101: one write, one
+        # wake-up of the client.  (At the limit the client gets the refusal instead.)
+        first = None if len(self.sessions) >= self.max_connections else session.opening()
+        await self._switch(conn, handshake, rest, b"" if first is None else text_frame(first))
+        # Only now may anything be written on the WebSocket (a farewell, a close).
+        conn.ws, conn.session = ws, session
+        conn.stage = "session"
+        await self._run_session(conn, ws, session)
 
-    async def _run_session(self, conn: _Connection, ws: ServerWebSocket, peer: Peer) -> None:
+    async def _switch(
+        self, conn: _Connection, handshake: Handshake, rest: bytes, first: bytes
+    ) -> None:
+        """Send the 101, and the session's first frame (if any) in the same write."""
+        try:
+            with trio.fail_after(self.head_timeout):
+                await sockio.send_all(conn.stream, handshake.response + first)
+        except trio.TooSlowError:
+            raise PeerGone("upgrade", "the 101 could not be sent within head_timeout") from None
+        except trio.BrokenResourceError as exc:
+            raise PeerGone("upgrade", str(exc.__cause__ or exc)) from None
+        if rest:
+            handshake.protocol.receive_data(rest)  # frames the client sent right behind its head
+
+    async def _run_session(self, conn: _Connection, ws: ServerWebSocket, session: S) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(ws.serve_reader)
-            session = conn.session = self.open_session(ws, peer)
             if len(self.sessions) >= self.max_connections:
+                # (Counted again here, where the session is added: another connection may
+                # have taken the last place while the 101 was written.)
                 await self._refuse(conn, ws)
                 return
             self.sessions.add(session)

@@ -97,6 +97,12 @@ def frame_header(opcode: Opcode, length: int) -> bytes:
     return bytes((first, 127)) + length.to_bytes(8, "big")
 
 
+def text_frame(text: str) -> bytes:
+    """A whole text frame of `text`, header and payload (final, unmasked)."""
+    payload = text.encode()
+    return frame_header(Opcode.TEXT, len(payload)) + payload
+
+
 def _runs(parts: Sequence[bytes]) -> list[bytes]:
     """`parts` with each run of short ones joined: only a long payload stays a buffer of its
     own, so a write of many frames gathers as few buffers as it can without copying one."""

@@ -12,6 +12,7 @@ import pytest
 import structlog
 import trio
 from ccx_testing import make_config, open_client, start_daemon
+from faults_net_testing import connect, upgrade_head
 from transport_testing import http, serving
 from trio_websocket import (
     ConnectionClosed,
@@ -19,6 +20,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 
+from bench.rawws import RawWebSocket, client_frame
 from cc_executor.executor.daemon.metrics import Metrics
 from cc_executor.executor.transport.frontdoor import (
     BadRequest,
@@ -256,3 +258,32 @@ async def test_a_handler_that_raises_anyway_does_not_end_the_listener() -> None:
             nursery.cancel_scope.cancel()
     assert handled == [1, 1]
     assert metrics.internal_errors == {"listener": 2}
+
+
+async def test_the_greeting_arrives_with_the_101_and_mcp_gets_the_101_alone(
+    nursery: trio.Nursery,
+) -> None:
+    """A JSON-RPC client's first read after its upgrade holds the 101 and the ``connected``
+    greeting (one write, one wake-up); an MCP client, which speaks first, gets the 101 only,
+    and the first frame it reads after it is the answer to its own ping."""
+    served = await start_daemon(nursery, make_config())
+    with trio.fail_after(20):
+        for extra, greeted in (("", True), ("Sec-WebSocket-Protocol: mcp\r\n", False)):
+            sock = await connect(served.port)
+            with sock:
+                await sock.send(upgrade_head(served.port, "/", extra))
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = await sock.recv(65536)
+                    assert chunk, data
+                    data += chunk
+                head, _, after = data.partition(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 101 ")
+                if greeted:
+                    assert after[0] == 0x81  # a final text frame, in the same read as the 101
+                    assert b'"method":"connected"' in after
+                    continue
+                assert after == b""
+                await sock.send(client_frame(0x9, b"first"))
+                stream = trio.SocketStream(sock)
+                assert await RawWebSocket(stream).read_frame() == (0xA, b"first")

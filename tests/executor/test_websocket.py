@@ -41,6 +41,9 @@ class Talker:
     async def shut(self, reason: str) -> None:
         await self.ws.aclose(1001, reason)
 
+    def opening(self) -> None:
+        return None  # it sends its own first message
+
     def farewell(self, error: JsonRpcError) -> None:
         return None
 
