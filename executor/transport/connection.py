@@ -134,6 +134,9 @@ class ConnectionBoundary(Generic[S]):
     head_timeout: float
     settings: WebSocketSettings
     metrics: ConnectionMetrics
+    # Sessions admitted whose 101 is being written: they hold their places in the count until
+    # they join `sessions`, so a client is never greeted and then refused.
+    _admitting: set[S] = attrs.field(factory=set, init=False)
 
     async def serve(self, stream: trio.SocketStream) -> None:
         """The handler for each accepted connection."""
@@ -217,14 +220,21 @@ class ConnectionBoundary(Generic[S]):
             settings=self.settings,
         )
         session = self.open_session(ws, Peer(verdict, conn.remote))
-        # A kind that speaks first has its first frame go out with the 101: one write, one
-        # wake-up of the client.  (At the limit the client gets the refusal instead.)
-        first = None if len(self.sessions) >= self.max_connections else session.opening()
-        await self._switch(conn, handshake, rest, b"" if first is None else text_frame(first))
-        # Only now may anything be written on the WebSocket (a farewell, a close).
-        conn.ws, conn.session = ws, session
-        conn.stage = "session"
-        await self._run_session(conn, ws, session)
+        # Admitted or refused here, once.  An admitted kind that speaks first has its first
+        # frame go out with the 101 (one write, one wake-up of the client); a refused client
+        # gets the 101 alone, then the refusal.
+        admitted = len(self.sessions) + len(self._admitting) < self.max_connections
+        if admitted:
+            self._admitting.add(session)
+        try:
+            first = session.opening() if admitted else None
+            await self._switch(conn, handshake, rest, b"" if first is None else text_frame(first))
+            # Only now may anything be written on the WebSocket (a farewell, a close).
+            conn.ws, conn.session = ws, session
+            conn.stage = "session"
+            await self._run_session(conn, ws, session, admitted=admitted)
+        finally:
+            self._admitting.discard(session)
 
     async def _switch(
         self, conn: _Connection, handshake: Handshake, rest: bytes, first: bytes
@@ -240,14 +250,15 @@ class ConnectionBoundary(Generic[S]):
         if rest:
             handshake.protocol.receive_data(rest)  # frames the client sent right behind its head
 
-    async def _run_session(self, conn: _Connection, ws: ServerWebSocket, session: S) -> None:
+    async def _run_session(
+        self, conn: _Connection, ws: ServerWebSocket, session: S, *, admitted: bool
+    ) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(ws.serve_reader)
-            if len(self.sessions) >= self.max_connections:
-                # (Counted again here, where the session is added: another connection may
-                # have taken the last place while the 101 was written.)
+            if not admitted:
                 await self._refuse(conn, ws)
                 return
+            self._admitting.discard(session)
             self.sessions.add(session)
             try:
                 await session.serve()

@@ -287,3 +287,36 @@ async def test_the_greeting_arrives_with_the_101_and_mcp_gets_the_101_alone(
                 await sock.send(client_frame(0x9, b"first"))
                 stream = trio.SocketStream(sock)
                 assert await RawWebSocket(stream).read_frame() == (0xA, b"first")
+
+
+async def test_a_client_past_the_limit_is_refused_without_a_greeting(nursery: trio.Nursery) -> None:
+    """Clients whose upgrades arrive together, past max_connections: the first two are
+    greeted, the others get the 101 and then only the refusal (-32003, close 1013) — never a
+    ``connected`` first, even while the admitted ones' 101s are still being written."""
+    served = await start_daemon(nursery, make_config(max_connections=2))
+    with trio.fail_after(20):
+        socks = [await connect(served.port) for _ in range(4)]
+        for sock in socks:  # every head out before the daemon answers any
+            await sock.send(upgrade_head(served.port))
+        firsts = []
+        for sock in socks:
+            raw = RawWebSocket(trio.SocketStream(sock))
+            while b"\r\n\r\n" not in raw.buffer:
+                await raw._fill(len(raw.buffer) + 1)
+            head, _, rest = bytes(raw.buffer).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101 ")
+            raw.buffer = bytearray(rest)
+            opcode, payload = await raw.read_frame()
+            assert opcode == 0x1
+            first = orjson.loads(payload)
+            firsts.append(first)
+            if "error" in first:
+                assert first["error"]["data"]["limit"] == "max_connections"
+                assert await raw.read_frame() == (
+                    0x8,
+                    (1013).to_bytes(2, "big") + b"connection limit reached",
+                )
+        assert [first.get("method") for first in firsts].count("connected") == 2
+        assert ["error" in first for first in firsts].count(True) == 2
+        for sock in socks:
+            sock.close()
