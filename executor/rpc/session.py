@@ -113,7 +113,6 @@ class Session:
         self.errors = 0
         self._nursery: trio.Nursery | None = None
         self._closed = False
-        self._greeted = False  # the greeting went out with the 101 (``opening``)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -139,12 +138,7 @@ class Session:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
-                    if not self._greeted:
-                        try:
-                            await self.send_notice(self.daemon.greeting(self.session_id))
-                        except Gone:
-                            return  # gone before it could be greeted (a reset after the 101)
-                    await self._read_loop()
+                    await self._read_loop()  # greeted already: the greeting went with the 101
                 finally:
                     self._closed = True
                     self.attachments.stop_all()  # durable runs go on without us
@@ -181,7 +175,6 @@ class Session:
             return None
         (frame,) = self.conn.wire_frames(self.daemon.greeting(self.session_id))
         assert isinstance(frame, str)
-        self._greeted = True
         return frame
 
     def farewell(self, error: JsonRpcError) -> str:

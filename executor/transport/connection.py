@@ -82,8 +82,9 @@ class ConnectionSession(Protocol):
         """The frame that tells the client why the boundary closes it, if the kind has one."""
 
     def opening(self) -> str | None:
-        """The kind's first frame, if it speaks first (the JSON-RPC greeting): the boundary
-        writes it with the 101, in the same write, and the session does not send it again."""
+        """The kind's first frame, if it speaks first (the JSON-RPC greeting).  The boundary
+        asks every session it admits, once, before ``serve``, and writes the frame with the
+        101 in the same write; ``serve`` never sends it."""
 
 
 S = TypeVar("S", bound=ConnectionSession)
