@@ -33,6 +33,15 @@ class RawWebSocket:
                 raise EOFError("server closed the TCP connection")
             self.buffer.extend(data)
 
+    async def read_response_head(self) -> bytes:
+        """The server's HTTP response head (without its blank line); whatever came after it
+        in the same reads stays in `buffer`, the first frames."""
+        while b"\r\n\r\n" not in self.buffer:
+            await self._fill(len(self.buffer) + 1)
+        head, _, rest = bytes(self.buffer).partition(b"\r\n\r\n")
+        self.buffer = bytearray(rest)
+        return head
+
     async def read_frame(self) -> tuple[int, bytes]:
         """(opcode, payload) of the next frame from the server."""
         await self._fill(2)
@@ -84,10 +93,7 @@ async def open_raw_websocket(port: int, path: str = "/") -> AsyncIterator[RawWeb
             ).encode()
         )
         raw = RawWebSocket(stream)
-        while b"\r\n\r\n" not in raw.buffer:
-            await raw._fill(len(raw.buffer) + 1)
-        head, _, rest = bytes(raw.buffer).partition(b"\r\n\r\n")
+        head = await raw.read_response_head()
         if not head.startswith(b"HTTP/1.1 101"):
             raise HandshakeRefused(head.decode("latin-1"))
-        raw.buffer = bytearray(rest)
         yield raw

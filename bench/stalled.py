@@ -50,10 +50,9 @@ async def _open(
         ).encode()
     )
     raw = RawWebSocket(stream)
-    while b"\r\n\r\n" not in raw.buffer:
-        await raw._fill(len(raw.buffer) + 1)
-    if not raw.buffer.startswith(b"HTTP/1.1 101"):
-        raise RuntimeError(bytes(raw.buffer).decode("latin-1"))
+    head = await raw.read_response_head()
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(head.decode("latin-1"))
     request = {"jsonrpc": "2.0", "id": index, "method": "execute", "params": {"argv": argv}}
     await stream.send_all(client_frame(0x1, orjson.dumps(request)))
     return stream
