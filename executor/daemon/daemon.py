@@ -10,9 +10,12 @@ session with 1011, and never reaches the listener.
 Shutdown (``shutdown``) is graceful and bounded: stop accepting runs (``/readyz`` turns 503),
 tell every client, let runs finish for up to ``shutdown_grace`` seconds, end the rest through
 the cancel ladder, close every connection with 1001, then return; the caller cancels the
-nursery.  Durable runs (runs/durable.py) live in the daemon's own nursery and are ended
-with the others on a graceful shutdown, so their journals say why they ended; after a SIGKILL the
-next daemon finds them without a completion and reports them lost.  If that bound is exceeded,
+nursery.  Connections are still accepted meanwhile: a session that joins during the drain is
+told at its start, and closed at once if the drain is already closing sessions.
+
+Durable runs (runs/durable.py) live in the daemon's own nursery and are ended with the others
+on a graceful shutdown, so their journals say why they ended; after a SIGKILL the next daemon
+finds them without a completion and reports them lost.  If the drain's bound is exceeded,
 cancellation reaches each runner, whose shielded ``finally`` kills its tree: the bound holds
 either way.
 """
@@ -90,6 +93,11 @@ class Daemon:
         self.sessions: set[Session | McpSession] = set()
         self.instance = config.instance
         self.draining = False
+        # Set as the drain starts, for the sessions that connect during it: they are told as
+        # the others were; once `closing` (the drain is ending runs and closing sessions) they
+        # are closed at once.  See shutdown().
+        self.shutdown_notice: Shutdown | None = None
+        self.closing = False
         self.started_at = trio.current_time()
         self._nursery: trio.Nursery | None = None
         self._hurry = trio.Event()  # set by a second SIGTERM/SIGINT: skip the drain's grace
@@ -229,8 +237,12 @@ class Daemon:
             grace=grace,
             then="live runs are cancelled through the ladder",
         )
-        sessions = list(self.sessions)
         notice = Shutdown("the daemon is shutting down", grace, "live runs are cancelled")
+        # A session that joins from here on sees the notice at its start and says it itself
+        # (its serve reads it before any checkpoint, in the step it joins in): every session
+        # is in this list or after it, none between.
+        self.shutdown_notice = notice
+        sessions = list(self.sessions)
         with trio.move_on_after(self.config.connect_timeout):
             async with trio.open_nursery() as nursery:
                 for session in sessions:
@@ -239,6 +251,10 @@ class Daemon:
             async with trio.open_nursery() as either:
                 either.start_soon(_then_cancel, self.runs.wait_idle, either.cancel_scope)
                 either.start_soon(_then_cancel, self._hurry.wait, either.cancel_scope)
+        # The same rule for the last phase: those that joined during the grace are here, and
+        # one that joins from now on closes itself (1001) as soon as it has been told.
+        self.closing = True
+        sessions = list(self.sessions)
         with trio.move_on_after(self.run_end_bound() + self.config.connect_timeout):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.durable.end_all, "daemon shutdown")

@@ -104,6 +104,10 @@ class McpSession:
         )
         log.info("session.open", remote=self.peer.address, subprotocol="mcp")
         try:
+            if self.daemon.closing:  # connected while the drain closes sessions (shutdown())
+                with trio.move_on_after(self.daemon.config.connect_timeout, shield=True):
+                    await self.ws.aclose(1001, "server shutting down")
+                return
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:

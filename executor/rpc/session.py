@@ -135,6 +135,8 @@ class Session:
                 await self.send_text(self.conn.encode(self.conn.make_error(None, self._refusal)))
                 await self.close(1008, self._refusal_reason)
                 return
+            if await self._joined_the_drain():
+                return
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
@@ -160,6 +162,18 @@ class Session:
         """The daemon is draining: say so (to a client still there)."""
         with contextlib.suppress(Gone):
             await self.send_notice(notice)
+
+    async def _joined_the_drain(self) -> bool:
+        """A session that connects while the daemon drains is told so, as every session was
+        when the drain began; once the drain is closing sessions, it is closed at once (1001)
+        and True is returned.  Called before the session's first checkpoint (Daemon.shutdown
+        relies on it)."""
+        notice, closing = self.daemon.shutdown_notice, self.daemon.closing
+        if notice is not None:
+            await self.notify_shutdown(notice)
+        if closing:
+            await self.close(1001, "server shutting down")
+        return closing
 
     async def shut(self, reason: str) -> None:
         """End this connection's runs through the ladder, let it see the completions of the

@@ -7,10 +7,19 @@ import signal
 
 import pytest
 import trio
-from ccx_testing import Served, make_config, open_client, run_daemon, start_daemon, wait_until
-from trio_websocket import ConnectionRejected, open_websocket_url
+from ccx_testing import (
+    Served,
+    WireClient,
+    make_config,
+    open_client,
+    run_daemon,
+    start_daemon,
+    wait_until,
+)
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from cc_executor.executor.transport.frontdoor import Identity
+from cc_executor.protocol.mcp import SUBPROTOCOL
 
 TOKENS = {"alice-token-0123456789": Identity("alice")}
 
@@ -163,3 +172,54 @@ async def test_a_second_sigterm_skips_the_drain_grace() -> None:
             record = await client.wait_completed(run)
             assert record.completed is not None
             assert record.completed["reason"] == "daemon shutdown"
+
+
+async def until_closed(client: WireClient) -> int | None:
+    """Read until the daemon closes the connection; its close code."""
+    for _ in range(100):  # a shutdown notice and a close are all that may come
+        try:
+            await client.receive()
+        except ConnectionClosed as closed:
+            return None if closed.reason is None else closed.reason.code
+    raise AssertionError("the daemon did not close the connection")
+
+
+async def test_a_client_that_connects_during_the_drain_is_told_and_closed_like_the_rest(
+    nursery: trio.Nursery,
+) -> None:
+    # One client's run keeps the drain in its grace, then ignores SIGTERM for a while (the
+    # tests' term_grace, 1 s), so that clients can arrive in both phases: while runs may finish,
+    # and while they are ended and the sessions closed.
+    served = await start_daemon(nursery, make_config(shutdown_grace=30.0))
+    script = "trap 'echo ended' TERM; echo waiting; while :; do sleep 0.02; done"
+    with trio.fail_after(20):
+        async with open_client(served.url) as first:
+            run = await first.execute(argv=["sh", "-c", script])
+            await first.wait_output(run, b"waiting\n")
+            async with trio.open_nursery() as drain:
+                drain.start_soon(served.daemon.shutdown)
+                while not any(n["method"] == "shutdown" for n in first.notifications):
+                    await first.receive()
+                async with open_client(served.url) as during_grace:
+                    while len(during_grace.notifications) < 2:
+                        await during_grace.receive()
+                    told = [n["method"] for n in during_grace.notifications]
+                    assert told == ["connected", "shutdown"]
+                    # A second SIGTERM ends the grace; the ladder's SIGTERM is what the trap
+                    # says, and the run outlives it until SIGKILL.
+                    served.daemon.hurry()
+                    await first.wait_output(run, b"ended\n")
+                    async with open_client(served.url) as while_ending:
+                        assert await until_closed(while_ending) == 1001
+                        told = [n["method"] for n in while_ending.notifications]
+                        assert told == ["connected", "shutdown"]
+                    # MCP has no shutdown notification: it is closed alike.
+                    async with open_websocket_url(served.url, subprotocols=[SUBPROTOCOL]) as mcp:
+                        with pytest.raises(ConnectionClosed) as closed:
+                            await mcp.get_message()
+                        assert closed.value.reason is not None
+                        assert closed.value.reason.code == 1001
+                    assert await until_closed(during_grace) == 1001
+                record = await first.wait_completed(run)
+            assert record.completed is not None
+            assert record.completed["outcome"] == "cancelled"
