@@ -305,7 +305,7 @@ class ConnectionBoundary(Generic[S]):
             return
         status, body, content_type = answer
         await self._reply(
-            stream, http_response(status, b"" if head.method == "HEAD" else body, content_type)
+            stream, http_response(status, body, content_type, head_only=head.method == "HEAD")
         )
 
     async def _reply(self, stream: trio.SocketStream, response: bytes) -> None:

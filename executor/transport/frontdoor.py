@@ -101,15 +101,18 @@ def http_response(
     body: bytes = b"",
     content_type: str = "text/plain; charset=utf-8",
     headers: Mapping[str, str] | None = None,
+    *,
+    head_only: bool = False,
 ) -> bytes:
-    """A complete HTTP/1.1 response that closes the connection."""
+    """A complete HTTP/1.1 response that closes the connection; `head_only` (the answer to a
+    HEAD request) without the body, its Content-Length still the body's (RFC 9110 9.3.2)."""
     extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     head = (
         f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
         f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
         f"{extra}Connection: close\r\n\r\n"
     )
-    return head.encode("latin-1") + body
+    return head.encode("latin-1") + (b"" if head_only else body)
 
 
 @attrs.frozen

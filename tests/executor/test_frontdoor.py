@@ -42,7 +42,8 @@ async def test_probes_and_plain_http() -> None:
             assert ok.endswith(b"\r\n\r\nok\n")
             head = await http(port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200")
-            assert head.endswith(b"\r\n\r\n")
+            assert head.endswith(b"\r\n\r\n")  # no body, and the length a GET's would have
+            assert b"\r\nContent-Length: 3\r\n" in head
             missing = await http(port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
             assert missing.startswith(b"HTTP/1.1 404")
             post = await http(port, b"POST /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
