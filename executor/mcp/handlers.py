@@ -278,9 +278,10 @@ async def _control(session: McpSession, args: ControlArgs) -> dict[str, JSON]:
 
 
 def _task(session: McpSession, request: McpRequest) -> McpTask:
-    task = session.daemon.tasks.get(request.params.get("taskId"), session.peer.identity)
-    if task is None:
-        raise InvalidParams("Failed to retrieve task: task not found", {"taskId": None})
+    asked = request.params.get("taskId")
+    task = session.daemon.tasks.get(asked, session.peer.identity)
+    if task is None:  # the id as it was asked for (a task of another identity is not named)
+        raise InvalidParams("Failed to retrieve task: task not found", {"taskId": asked})
     return task
 
 

@@ -49,6 +49,9 @@ async def test_a_task_survives_its_client_and_another_polls_it(served: Served) -
             assert task["taskId"] in [t["taskId"] for t in listed["tasks"]]
             again = await second.request("tasks/cancel", {"taskId": task["taskId"]})
             assert again["error"]["code"] == -32602  # terminal tasks cannot be cancelled
+            unknown = await second.request("tasks/get", {"taskId": "no-such-task"})
+            assert unknown["error"]["code"] == -32602
+            assert unknown["error"]["data"] == {"taskId": "no-such-task"}  # as asked for
     check_frames(record)
 
 
