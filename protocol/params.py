@@ -34,6 +34,10 @@ class ParamError(ValueError):
         self.reason = reason
 
 
+# An empty or blank `command`; the original profile answers it with an error of its own.
+EMPTY_COMMAND = ParamError(".command", "must not be empty")
+
+
 def _no_nul(where: str, value: str) -> None:
     # A NUL cannot reach execve: it would silently truncate the string in C.
     if "\0" in value:
@@ -66,7 +70,7 @@ class ExecuteParams:
             raise ParamError("", "exactly one of command and argv is required")
         if self.command is not None:
             if not self.command.strip():
-                raise ParamError(".command", "must not be empty")
+                raise ParamError(EMPTY_COMMAND.where, EMPTY_COMMAND.reason)
             _no_nul(".command", self.command)
         if self.argv is not None:
             if not self.argv:

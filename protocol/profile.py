@@ -19,7 +19,8 @@ The current profile changes nothing.  The original's:
 - sends ``process.canceled`` just before the ``process.completed`` of a cancelled run;
 - ignores ``execute`` and ``control`` params it does not know (pydantic did), reporting them
   in ``RequestReceived.ignored`` so the daemon can log them;
-- answers with the original's error codes (`ORIGINAL_CODES`).
+- answers with the original's error codes (`ORIGINAL_CODES`), and where the original had its
+  own error for a params problem (an empty command), with that error (`ORIGINAL_PROBLEMS`).
 
 Replies precede the events they cause on every profile; that is the connection's own rule.
 """
@@ -33,6 +34,7 @@ import attrs
 
 from cc_executor.protocol.errors import ErrorCode, InvalidRequest
 from cc_executor.protocol.messages import JSON, ErrorObject
+from cc_executor.protocol.params import EMPTY_COMMAND
 
 ProfileName = Literal["current", "original"]
 
@@ -51,6 +53,8 @@ class Profile:
             ``process.completed``.
         lenient_methods: methods whose unknown params are ignored instead of refused (-32602).
         error_codes: our error code -> the code this client knows for the same case.
+        problem_errors: a params problem ``"<reason> @ <path>"`` (an InvalidParams error
+            whose only problem it is) -> the code and message this client knows for it.
         greeting: ``connected`` says ``"protocol": name`` (a client can see what it got).
     """
 
@@ -59,10 +63,23 @@ class Profile:
     announce_cancel: bool = False
     lenient_methods: frozenset[str] = frozenset()
     error_codes: Mapping[int, int] = attrs.field(factory=lambda: MappingProxyType({}))
+    problem_errors: Mapping[str, tuple[int, str]] = attrs.field(
+        factory=lambda: MappingProxyType({})
+    )
     greeting: bool = False
 
     def error(self, error: ErrorObject) -> ErrorObject:
         """`error` with the code this profile's client knows for it."""
+        if (
+            self.problem_errors
+            and error.code == ErrorCode.INVALID_PARAMS
+            and isinstance(error.data, list)
+            and len(error.data) == 1
+            and isinstance(error.data[0], str)
+        ):
+            known = self.problem_errors.get(error.data[0])
+            if known is not None:
+                return ErrorObject(*known)
         code = self.error_codes.get(error.code)
         return error if code is None else attrs.evolve(error, code=code)
 
@@ -87,12 +104,19 @@ ORIGINAL_CODES: Final[Mapping[int, int]] = MappingProxyType(
     }
 )
 
+# Params problems the original answered with an error of its own: an empty or blank command
+# failed its `validate_command` (models.py), "command not allowed".
+ORIGINAL_PROBLEMS: Final[Mapping[str, tuple[int, str]]] = MappingProxyType(
+    {str(EMPTY_COMMAND): (-32002, "Command cannot be empty")}
+)
+
 ORIGINAL: Final = Profile(
     "original",
     output_lines=True,
     announce_cancel=True,
     lenient_methods=frozenset({"execute", "control"}),
     error_codes=ORIGINAL_CODES,
+    problem_errors=ORIGINAL_PROBLEMS,
     greeting=True,
 )
 

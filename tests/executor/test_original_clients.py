@@ -262,6 +262,9 @@ async def test_the_original_error_codes(nursery: trio.Nursery) -> None:
                 -32002  # command not allowed
             )
             assert (await error(client, call("execute", {})))["code"] == -32603  # bad params
+            for empty in ("", "   "):  # the original's validate_command: "command not allowed"
+                refused = await error(client, call("execute", {"command": empty}))
+                assert (refused["code"], refused["message"]) == (-32002, "Command cannot be empty")
             await client.send("execute", {"command": "sleep 60"})
             assert (await client.recv())["result"]["status"] == "started"
             await client.recv()  # process.started
