@@ -337,9 +337,10 @@ def unreadable_file(args: argparse.Namespace) -> str | None:
     for what, path in named:
         if not path:
             continue
+        from cc_executor.supervision.files import open_regular  # serve only: ccx's start-up
+
         try:
-            with open(path, "rb"):
-                pass
+            os.close(open_regular(path, os.O_RDONLY, follow=True))
         except OSError as exc:
             from cc_executor.executor.transport.listener import plain_error
 

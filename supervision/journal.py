@@ -25,9 +25,11 @@ import contextlib
 import fcntl
 import os
 
+import structlog
 import trio
 
 from cc_executor.supervision.events import CompletedEvent
+from cc_executor.supervision.files import NotRegularFile, open_regular
 from cc_executor.supervision.journal_batch import Batch, Behind
 from cc_executor.supervision.journal_codec import (
     MAGIC,
@@ -49,6 +51,21 @@ from cc_executor.supervision.journal_config import (
 from cc_executor.supervision.journal_cursor import Cursor, JournalFault, Replayed
 from cc_executor.supervision.journal_scan import DamagedRange, HeadDamage, scan_file
 from cc_executor.supervision.journal_write import RESERVE_SUFFIX, JournalWriter
+
+log = structlog.get_logger()
+
+
+def remove_reserve(path: str) -> None:
+    """Remove the completion reserve of the journal at `path` if it is there.  One that cannot be
+    removed (a directory put in its place) is logged and left: it never makes the journal
+    unreadable."""
+    try:
+        os.unlink(path + RESERVE_SUFFIX)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("journal.reserve_not_removed", path=path + RESERVE_SUFFIX, error=exc.strerror)
+
 
 __all__ = [
     "Cursor",
@@ -138,7 +155,10 @@ class Journal(JournalWriter):
             JournalError: the path is not a regular file.
         """
         # Only a regular file, never through a symlink: a headless one is still appended to.
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            fd = open_regular(path, os.O_RDWR)
+        except NotRegularFile as exc:
+            raise JournalError(f"{path}: {exc.strerror}") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -154,8 +174,7 @@ class Journal(JournalWriter):
             os.lseek(fd, journal.committed, os.SEEK_SET)  # appends go after the last record
             journal._fd = fd
         else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path + RESERVE_SUFFIX)  # a crash between completion and close
+            remove_reserve(path)  # a crash between completion and close
             os.close(fd)
         return journal
 

@@ -12,6 +12,8 @@ from typing import Literal
 
 import attrs
 
+from cc_executor.supervision.files import NotRegularFile, open_regular
+
 QuotaPolicy = Literal["block", "gap"]
 FsyncPolicy = Literal["never", "completion", "always"]
 ErrorPolicy = Literal["block", "cancel"]
@@ -66,8 +68,12 @@ def make_reserve(path: str, size: int) -> None:
 
 
 def write_new_file(path: str, fill: Callable[[int], None]) -> None:
-    """Create (or truncate) `path` and let `fill(fd)` write it; if that fails, remove it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    """Create `path` afresh (whatever was there before: a stale file of ours, or anything else
+    a directory entry can be but a directory) and let `fill(fd)` write it; if that fails,
+    remove it."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # never opened: a FIFO here would block the open (files.py)
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
         fill(fd)
     except BaseException:
@@ -119,9 +125,15 @@ def remove_if_abandoned(creating: str, now: float) -> bool:
         OSError: it could not be opened, checked or removed (other than being gone already).
     """
     try:
-        fd = os.open(creating, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_regular(creating, os.O_RDONLY)
     except FileNotFoundError:
         return False
+    except (NotRegularFile, OSError) as exc:
+        if not isinstance(exc, NotRegularFile) and exc.errno != errno.ELOOP:
+            raise
+        # A FIFO, socket, symlink...: never a journal being created (they are regular files).
+        os.unlink(creating)
+        return True
     try:
         if now - os.fstat(fd).st_mtime < ABANDONED_AFTER:
             return False

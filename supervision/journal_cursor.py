@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from cc_executor.supervision.events import CompletedEvent, Note, Output, StateEvent
+from cc_executor.supervision.files import open_regular
 from cc_executor.supervision.journal_codec import (
     DAMAGED,
     FRAME,
@@ -62,7 +63,7 @@ class Cursor:
 
     def __init__(self, journal: Journal, from_seq: int) -> None:
         self._journal = journal
-        self._fd = os.open(journal.path, os.O_RDONLY | os.O_CLOEXEC)
+        self._fd = open_regular(journal.path, os.O_RDONLY)  # a FIFO put there: an OSError
         self._reader = Reader(self._fd)
         head = read_record(self._reader, len(MAGIC), journal.committed)
         # Events start after the META record (which journal.open or create has checked), or

@@ -59,6 +59,7 @@ import attrs
 
 from cc_executor.executor.config.claude import PermissionRule
 from cc_executor.executor.config.startup import is_startup_variable
+from cc_executor.supervision.files import read_text
 from cc_executor.supervision.spawn import ResourceLimits
 
 UnlistedCommands = Literal["refuse", "allow"]
@@ -375,8 +376,7 @@ def load_policy(path: str) -> PolicyFile:
         PolicyFileError: it cannot be read, or `parse_policy` refuses it.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = read_text(path)  # a FIFO or device there is refused, never waited on
     except OSError as exc:
         raise PolicyFileError(f"cannot read the policy file {path}: {exc.strerror}") from None
     except UnicodeDecodeError:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 # is_loopback: the daemon decides with it whether it may listen without tokens.
 from cc_executor.executor.hosts import is_loopback as is_loopback
 from cc_executor.executor.transport.frontdoor import Identity
+from cc_executor.supervision.files import read_text
 
 MIN_TOKEN_LENGTH = 16
 
@@ -58,8 +59,7 @@ def load_tokens(env: Mapping[str, str], token_file: str | None) -> Mapping[str, 
     tokens: dict[str, Identity] = {}
     if token_file:
         try:
-            with open(token_file, encoding="utf-8") as f:
-                text = f.read()
+            text = read_text(token_file)  # a FIFO or device there is refused, never waited on
         except OSError as exc:
             raise TokenError(f"cannot read the token file {token_file}: {exc.strerror}") from None
         tokens.update(parse_token_file(text, token_file))

@@ -171,6 +171,11 @@ def test_unreadable_files_are_one_line_and_exit_5(tmp_path: Path) -> None:
     status, stderr = serve_fails("--policy", str(missing))
     assert status == 5
     assert stderr == f"ccx: cannot read the policy file {missing}: no such file or directory\n"
+    fifo = tmp_path / "fifo"  # opening it would wait for a writer: refused at once instead
+    os.mkfifo(fifo)
+    status, stderr = serve_fails("--policy", str(fifo))
+    assert status == 5
+    assert stderr == f"ccx: cannot read the policy file {fifo}: not a regular file (a FIFO)\n"
 
 
 def test_help_documents_the_exit_statuses() -> None:
