@@ -77,8 +77,12 @@ def parse_head(raw: bytes) -> RequestHead:
             raise BadRequest(f"malformed header line: {line[:80]!r}")
         key = name.lower()
         headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-    url = urlsplit(target)
-    return RequestHead(method, url.path or "/", parse_qs(url.query), headers, target)
+    try:
+        url = urlsplit(target)  # ValueError: a malformed authority ("//[", "http://[::1")
+        query = parse_qs(url.query)
+    except ValueError as exc:
+        raise BadRequest(f"malformed request target {target[:80]!r}: {exc}") from None
+    return RequestHead(method, url.path or "/", query, headers, target)
 
 
 async def read_head(stream: trio.SocketStream) -> tuple[bytes, bytes]:

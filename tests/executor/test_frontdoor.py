@@ -50,6 +50,14 @@ async def test_probes_and_plain_http() -> None:
             assert post.startswith(b"HTTP/1.1 405")
             garbage = await http(port, b"\x16\x03\x01 hello\r\n\r\n")
             assert garbage.startswith(b"HTTP/1.1 400")
+            for target in (b"//[", b"http://[::1", b"//[zz]/", b"//a]b/"):  # urlsplit refuses
+                upgrade = b"\r\nUpgrade: websocket\r\nConnection: Upgrade"
+                for extra in (b"", upgrade):
+                    bad = await http(
+                        port, b"GET " + target + b" HTTP/1.1\r\nHost: x" + extra + b"\r\n\r\n"
+                    )
+                    assert bad.startswith(b"HTTP/1.1 400"), (target, extra, bad)
+            assert not door.metrics.internal_errors  # a bad request, not a daemon bug
             huge = await http(port, b"GET / HTTP/1.1\r\nX: " + b"a" * 40000 + b"\r\n\r\n")
             assert huge.startswith(b"HTTP/1.1 400")
 
