@@ -35,6 +35,7 @@ from trio_websocket import ConnectionClosed
 from cc_executor.executor.mcp.runs import McpRun
 from cc_executor.executor.runs import control
 from cc_executor.executor.runs.live import LiveRun
+from cc_executor.executor.transport.backlog import ReplyBacklog
 from cc_executor.protocol import (
     ErrorResponse,
     InvalidState,
@@ -94,6 +95,7 @@ class McpSession:
         self._calls: trio.Nursery | None = None
         self.requests = 0
         self.errors = 0
+        self.backlog = ReplyBacklog()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -151,8 +153,9 @@ class McpSession:
                     nursery.start_soon(control.end, mcp_run.live, reason)
 
     async def send(self, text: str) -> None:
-        """Send a frame; a connection that is already gone is not an error here."""
-        with contextlib.suppress(ConnectionClosed):
+        """Send a frame (counted in the reply backlog while it waits for the socket); a
+        connection that is already gone is not an error here."""
+        with contextlib.suppress(ConnectionClosed), self.backlog.holding(len(text)):
             await self.ws.send_message(text)
 
     # -- reading ---------------------------------------------------------------------------
@@ -160,6 +163,7 @@ class McpSession:
     async def _read_loop(self) -> None:
         assert self._calls is not None
         while True:
+            await self.backlog.wait_room()  # a client that calls and never reads (backlog.py)
             try:
                 message = await self.ws.get_message()
             except ConnectionClosed:

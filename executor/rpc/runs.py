@@ -352,7 +352,8 @@ class ConnectionSink:
             if request_id in session.conn.pending_ids:
                 text = session.conn.respond(request_id, _result(pending, live, notice))
                 try:
-                    await session.ws.send_message(text)
+                    with session.backlog.holding(len(text)):
+                        await session.ws.send_message(text)
                 except ConnectionClosed:
                     raise Gone from None
         finally:

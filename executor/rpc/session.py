@@ -51,6 +51,7 @@ from cc_executor.executor.runs.control import end
 from cc_executor.executor.runs.live import LiveRun
 from cc_executor.executor.runs.plan import RunPlan
 from cc_executor.executor.runs.start import start_run
+from cc_executor.executor.transport.backlog import ReplyBacklog
 from cc_executor.protocol import (
     Event,
     Id,
@@ -111,6 +112,7 @@ class Session:
         self.own: dict[str, LiveRun] = {}  # runs started here that end with the connection
         self.requests = 0
         self.errors = 0
+        self.backlog = ReplyBacklog()
         self._nursery: trio.Nursery | None = None
         self._closed = False
 
@@ -227,9 +229,11 @@ class Session:
     # -- sending ---------------------------------------------------------------------------
 
     async def send_text(self, text: str) -> None:
-        """Send a frame; a connection that is already gone is not an error here."""
+        """Send a frame (a reply: counted in the reply backlog while it waits for the socket);
+        a connection that is already gone is not an error here."""
         try:
-            await self.ws.send_message(text)
+            with self.backlog.holding(len(text)):
+                await self.ws.send_message(text)
         except ConnectionClosed:
             self._closed = True
 
@@ -260,6 +264,7 @@ class Session:
 
     async def _read_loop(self) -> None:
         while True:
+            await self.backlog.wait_room()  # a client that sends and never reads (backlog.py)
             try:
                 message = await self.ws.get_message()
             except ConnectionClosed:
