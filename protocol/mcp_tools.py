@@ -79,7 +79,7 @@ class StatusArgs:
 
 @attrs.frozen
 class ListArgs:
-    """Every run this connection started and every durable run."""
+    """Every run of the caller's identity, on any connection, and every durable run it may see."""
 
 
 def _non_negative(_: object, field: attrs.Attribute[Any], value: int) -> None:
@@ -258,7 +258,8 @@ TOOLS: Final[tuple[ToolSpec, ...]] = (
     ToolSpec(
         "list",
         "List runs",
-        "The runs of this connection and every durable run.",
+        "Every run of yours on any connection, live or recently completed, and every durable"
+        " run you may see.",
         {"type": "object", "properties": {}, "additionalProperties": False},
         {
             "type": "object",

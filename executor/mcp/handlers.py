@@ -240,6 +240,13 @@ async def _read_output(session: McpSession, args: ReadOutputArgs) -> dict[str, J
         last_seq = mcp_run.log.last_seq
         complete = mcp_run.log.completed is not None
         result["first_available_seq"] = mcp_run.log.first_seq
+    elif session.daemon.runs.visible(args.run, session.peer.identity) is not None:
+        raise InvalidParams(
+            f"run {args.run} is not durable and was started by another connection: its output "
+            "is kept only for that connection (start it with durable: true to read it from "
+            "anywhere)",
+            {"run": args.run, "durable": False},
+        )
     else:
         raise RunNotFound(f"no run {args.run!r}", {"run": args.run})
     result.update(

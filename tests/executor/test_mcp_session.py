@@ -5,10 +5,12 @@ The client records both directions and every test ends with mcp_testing.check_fr
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import orjson
 import trio
-from ccx_testing import Served, alive, make_config, start_daemon
+from ccx_testing import Served, alive, make_config, open_client, start_daemon
 from mcp_testing import McpClient, Recording, check_frames, mcp_client
 from trio_websocket import ConnectionClosed, open_websocket_url
 
@@ -173,4 +175,34 @@ async def test_daemon_shutdown_ends_mcp_runs_through_the_ladder_and_closes_1001(
     # The run was ended through the ladder (SIGTERM is enough for sleep), not left behind.
     assert not alive(pid)
     assert dict(served.daemon.metrics.runs_completed) == {"cancelled": 1}
+    check_frames(record)
+
+
+async def test_another_connections_run_is_listed_and_controlled_and_its_output_says_why_not(
+    served: Served,
+) -> None:
+    """A run that is not durable, started over JSON-RPC: an MCP client of the same identity sees
+    it in `list` and `status` and can control it; `read_output` says why it cannot read it."""
+    record = Recording()
+    with trio.fail_after(30):
+        async with open_client(served.url) as other, mcp_client(served.url, record) as client:
+            run = await other.execute(argv=["sleep", "30"])
+
+            async def tool(name: str, arguments: dict[str, object]) -> dict[str, Any]:
+                called: dict[str, Any] = await client.result(
+                    "tools/call", {"name": name, "arguments": arguments}
+                )
+                return called
+
+            listed = await tool("list", {})
+            assert run in [r["run"] for r in listed["structuredContent"]["runs"]]
+            assert (await tool("status", {"run": run}))["isError"] is False
+            refused = await tool("read_output", {"run": run})
+            assert refused["isError"] is True
+            error = refused["structuredContent"]["error"]
+            assert error["code"] == -32602
+            assert "started by another connection" in error["message"]
+            cancelled = await tool("control", {"run": run, "action": "cancel"})
+            assert cancelled["structuredContent"]["status"] == "cancelled"
+            assert (await other.wait_completed(run)).completed is not None
     check_frames(record)
