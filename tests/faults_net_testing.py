@@ -90,3 +90,16 @@ async def read_until_pong(raw: RawWebSocket, payload: bytes) -> list[tuple[int, 
         if opcode == 0xA and data == payload:
             return before
         before.append((opcode, data))
+
+
+async def open_stalled(port: int, subprotocol: str | None) -> trio.SocketStream:
+    """A WebSocket whose client never reads (its receive buffer small), past its handshake."""
+    sock = trio.socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", port))
+    stream = trio.SocketStream(sock)
+    offer = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
+    await stream.send_all(upgrade_head(port, extra=offer))
+    head = await RawWebSocket(stream).read_response_head()
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return stream

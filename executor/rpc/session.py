@@ -47,7 +47,7 @@ from cc_executor.executor.rpc.batch import BatchReply, Handled, Handler, serve_b
 from cc_executor.executor.rpc.gates import Gates
 from cc_executor.executor.rpc.lookups import Lookups
 from cc_executor.executor.rpc.runs import ConnectionSink, Gone, Handles, RunHandle
-from cc_executor.executor.runs.control import end
+from cc_executor.executor.runs.control import cancel_quietly, end
 from cc_executor.executor.runs.live import LiveRun
 from cc_executor.executor.runs.plan import RunPlan
 from cc_executor.executor.runs.start import start_run
@@ -178,11 +178,25 @@ class Session:
         return closing
 
     async def shut(self, reason: str) -> None:
-        """End this connection's runs through the ladder, let it see the completions of the
-        durable runs it follows, then close it (the daemon is shutting down)."""
-        await self.end_runs(reason)
-        await self.attachments.wait_completed()
+        """End this connection's runs through the ladder, let it see their completions and
+        those of the durable runs it follows, then close it (the daemon is shutting down).
+
+        A client that takes none of them within ``close_timeout`` once the processes are gone
+        has stopped reading (a stopped process, a dead host): it is closed without them, which
+        lets its runs' completions be recorded as the ladder ended them (a sink whose client
+        is gone drops the rest), instead of waiting out the drain's last bound."""
+        ending = [live for live in self.own.values() if live.run.outcome is None]
+        if ending:
+            async with trio.open_nursery() as nursery:
+                for live in ending:
+                    nursery.start_soon(cancel_quietly, live.run, reason)
+        with trio.move_on_after(self.daemon.config.transport.close_timeout):
+            for live in list(self.own.values()):
+                await live.done.wait()
+            await self.attachments.wait_completed()
         await self.close(1001, "server shutting down")
+        for live in list(self.own.values()):
+            await live.done.wait()
 
     def opening(self) -> str | None:
         """The greeting, for the connection boundary to write with the 101 (one write); none

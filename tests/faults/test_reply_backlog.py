@@ -11,34 +11,14 @@ buffer; what is asserted is what the daemon took and holds, not a time.
 
 from __future__ import annotations
 
-import socket
-
 import orjson
 import trio
 from ccx_testing import make_config, open_client, start_daemon, wait_until
+from faults_net_testing import open_stalled
 
-from bench.rawws import RawWebSocket, client_frame
+from bench.rawws import client_frame
 from cc_executor.executor.transport.backlog import REPLY_BACKLOG_BYTES
 from cc_executor.protocol.mcp import SUBPROTOCOL
-
-
-async def open_stalled(port: int, subprotocol: str | None) -> trio.SocketStream:
-    """A WebSocket whose client never reads (its receive buffer small), past its handshake."""
-    sock = trio.socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    await sock.connect(("127.0.0.1", port))
-    stream = trio.SocketStream(sock)
-    offer = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
-    await stream.send_all(
-        (
-            "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-            f"{offer}\r\n"
-        ).encode()
-    )
-    head = await RawWebSocket(stream).read_response_head()
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return stream
 
 
 async def served_meanwhile(url: str) -> None:
