@@ -66,7 +66,8 @@ class TurnWait:
             "message": self.sent.message,
             "turn": self.sent.turn if turn is None else turn.turn,
             "disposition": self.sent.disposition,
-            "state": self.view.state,
+            # The session's own state while it lives; once the run is over, as status says it.
+            "state": "ended" if self.run.log.done.is_set() else self.view.state,
             "pending": [p.request for p in self.view.pending.values()],
         }
         if turn is not None:

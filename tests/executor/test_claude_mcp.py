@@ -4,6 +4,8 @@ checks task mode.  Every frame the daemon sends passes the conformance checks.""
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 import pytest
@@ -200,6 +202,42 @@ async def test_turns_as_tasks_one_completed_one_cancelled_by_an_interrupt(
             assert "output" in kinds
             closed = await _tool(client, "claude_close", run=run)
             assert closed["outcome"] == "exited"
+    check_frames(record)
+    assert_nothing_left(run)
+
+
+async def test_a_turn_whose_cli_dies_says_the_session_ended(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    """The CLI killed from outside mid-turn: the turn's answer says the run ended, and its
+    state is the run's (an outside client saw "running" there while status said ended)."""
+    served = await start_daemon(nursery, world.config())
+    record = Recording()
+    with trio.fail_after(120):
+        async with mcp_client(served.url, record) as client:
+            started = await _tool(client, "claude_start", cwd=str(world.work))
+            run = started["run"]
+            pid = (await _tool(client, "status", run=run))["pid"]
+            created = await client.result(
+                "tools/call",
+                {
+                    "name": "claude_send",
+                    "arguments": {"run": run, "content": "[slow:300]"},
+                    "task": {},
+                },
+            )
+            task_id = created["task"]["taskId"]
+            while True:  # the turn is running: its CLI is killed mid-turn
+                if (await _tool(client, "status", run=run))["claude"]["state"] == "running":
+                    break
+                await trio.sleep(0.05)
+            os.kill(pid, signal.SIGKILL)
+            await _task_done(client, task_id)
+            answer = await client.result("tasks/result", {"taskId": task_id})
+            summary = answer["structuredContent"]
+            assert (summary["ended"], summary["run_ended"]) == (False, True)
+            assert summary["state"] == "ended"
+            assert (await _tool(client, "status", run=run))["claude"]["state"] == "ended"
     check_frames(record)
     assert_nothing_left(run)
 
