@@ -78,6 +78,17 @@ class _Stall:
         return True
 
 
+def _dangling_link(path: str) -> str | None:
+    """`path` or the nearest of its parents that is a symbolic link to nothing, if any."""
+    while True:
+        if os.path.lexists(path) and not os.path.exists(path):
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+
+
 async def read_journals(
     directory: str,
     suffix: str,
@@ -94,6 +105,12 @@ async def read_journals(
             names = sorted(os.listdir(directory))
             break
         except FileNotFoundError:
+            # None yet (it is made with the first durable run), unless a link leads nowhere:
+            # then no durable run can be made, and the operator should hear it now.
+            dangling = _dangling_link(directory)
+            if dangling is not None:
+                error = f"{dangling} is a symbolic link to nothing: durable runs cannot start"
+                log.error("durable.state_unreadable", directory=directory, error=error)
             return
         except OSError as exc:
             if exc.errno not in _EXHAUSTED:

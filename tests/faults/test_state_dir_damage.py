@@ -46,6 +46,22 @@ async def test_journals_that_is_not_a_directory_is_logged_and_the_daemon_serves(
             assert (await client.call("list"))["runs"][0]["run"] == run
 
 
+async def test_a_state_directory_that_is_a_link_to_nothing_is_logged_at_start(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    state.symlink_to(tmp_path / "nowhere")
+    with trio.fail_after(60):
+        async with (
+            run_daemon("--state-dir", str(state)) as daemon,
+            open_durable_client(daemon.url) as client,
+        ):
+            await daemon.wait_logged("durable.state_unreadable")
+            assert any("symbolic link to nothing" in line for line in daemon.stderr_lines)
+            run = await client.execute(argv=["echo", "hi"])  # runs that need no journal go on
+            assert (await client.wait_completed(run)).stdout == bytearray(b"hi\n")
+
+
 async def test_a_whole_record_with_a_short_payload_is_damage_not_a_crash(tmp_path: Path) -> None:
     state = tmp_path / "state"
     (state / "journals").mkdir(parents=True)
