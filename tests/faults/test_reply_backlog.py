@@ -34,14 +34,14 @@ async def flood(stream: trio.SocketStream, frames: list[bytes]) -> None:
         await stream.send_all(frame)
 
 
-async def test_batches_from_a_client_that_never_reads_stop_being_read(
-    nursery: trio.Nursery,
+async def held_while_unread(
+    nursery: trio.Nursery, subprotocol: str | None, frames: list[bytes], requests: int
 ) -> None:
+    """Flood `frames` (`requests` requests) from a client that never reads; check the daemon
+    stops reading them while their replies wait, and serves everyone else meanwhile."""
     served = await start_daemon(nursery, make_config())
-    batch = orjson.dumps([{"jsonrpc": "2.0", "id": i, "method": "status"} for i in range(100)])
-    frames = [client_frame(0x1, batch)] * 4000  # 400,000 requests, their replies ~200 MB
     with trio.fail_after(60):
-        stream = await open_stalled(served.port, None)
+        stream = await open_stalled(served.port, subprotocol)
         async with trio.open_nursery() as client:
             client.start_soon(flood, stream, frames)
             await wait_until(lambda: len(served.daemon.sessions) == 1)
@@ -51,16 +51,23 @@ async def test_batches_from_a_client_that_never_reads_stop_being_read(
             taken = session.requests
             await served_meanwhile(served.url)
             # ...and while the replies wait, nothing more is read (the flood waits in TCP).
-            assert session.requests == taken < 100 * len(frames)
+            assert session.requests == taken < requests
             client.cancel_scope.cancel()
         await trio.aclose_forcefully(stream)
         await wait_until(lambda: not served.daemon.sessions)
 
 
+async def test_batches_from_a_client_that_never_reads_stop_being_read(
+    nursery: trio.Nursery,
+) -> None:
+    batch = orjson.dumps([{"jsonrpc": "2.0", "id": i, "method": "status"} for i in range(100)])
+    frames = [client_frame(0x1, batch)] * 4000  # 400,000 requests, their replies ~200 MB
+    await held_while_unread(nursery, None, frames, 100 * len(frames))
+
+
 async def test_tool_calls_from_a_client_that_never_reads_stop_being_read(
     nursery: trio.Nursery,
 ) -> None:
-    served = await start_daemon(nursery, make_config())
     initialize = {
         "jsonrpc": "2.0",
         "id": 0,
@@ -75,17 +82,4 @@ async def test_tool_calls_from_a_client_that_never_reads_stop_being_read(
     frames.append(client_frame(0x1, b'{"jsonrpc":"2.0","method":"notifications/initialized"}'))
     call = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "list", "arguments": {}}}
     frames += [client_frame(0x1, orjson.dumps({**call, "id": i + 1})) for i in range(50_000)]
-    with trio.fail_after(60):
-        stream = await open_stalled(served.port, SUBPROTOCOL)
-        async with trio.open_nursery() as client:
-            client.start_soon(flood, stream, frames)
-            await wait_until(lambda: len(served.daemon.sessions) == 1)
-            (session,) = served.daemon.sessions
-            await wait_until(lambda: session.backlog.waiting > REPLY_BACKLOG_BYTES, bound=30)
-            await served_meanwhile(served.url)
-            taken = session.requests
-            await served_meanwhile(served.url)
-            assert session.requests == taken < len(frames)
-            client.cancel_scope.cancel()
-        await trio.aclose_forcefully(stream)
-        await wait_until(lambda: not served.daemon.sessions)
+    await held_while_unread(nursery, SUBPROTOCOL, frames, len(frames))

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 from ccx_testing import run_daemon
-from durable_testing import open_durable_client
+from durable_testing import DurableClient, open_durable_client
 from faults_journal_testing import wait_notification
 
 from cc_executor.supervision.files import NotRegularFile, open_regular
@@ -38,6 +38,13 @@ def fifo_at(path: Path, *, through_link: bool) -> None:
         os.mkfifo(path)
 
 
+async def recorded(client: DurableClient, text: str) -> str:
+    """A durable run of `echo text`, completed: its journal is whole."""
+    run = await client.execute(argv=["echo", text], durable=True)
+    await client.wait_completed(run)
+    return run
+
+
 @pytest.mark.parametrize("through_link", [False, True], ids=["fifo", "link-to-fifo"])
 async def test_a_fifo_in_place_of_a_journal_is_a_journal_error_and_the_daemon_serves(
     tmp_path: Path, through_link: bool
@@ -48,8 +55,7 @@ async def test_a_fifo_in_place_of_a_journal_is_a_journal_error_and_the_daemon_se
             run_daemon("--state-dir", str(state)) as daemon,
             open_durable_client(daemon.url) as client,
         ):
-            run = await client.execute(argv=["echo", "recorded"], durable=True)
-            await client.wait_completed(run)
+            run = await recorded(client, "recorded")
             fifo_at(state / "journals" / f"{run}.journal", through_link=through_link)
             async with open_durable_client(daemon.url) as other:
                 await other.request("attach", {"run": run, "from_seq": 0})
@@ -119,8 +125,7 @@ async def test_a_directory_named_reserve_leaves_the_journal_readable(tmp_path: P
             run_daemon("--state-dir", str(state)) as daemon,
             open_durable_client(daemon.url) as client,
         ):
-            run = await client.execute(argv=["echo", "kept"], durable=True)
-            await client.wait_completed(run)
+            run = await recorded(client, "kept")
     (journals / f"{run}.journal.reserve").mkdir()
     for _ in range(2):  # at every start, not only the first
         with trio.fail_after(60):
