@@ -243,23 +243,26 @@ class Daemon:
         # is in this list or after it, none between.
         self.shutdown_notice = notice
         sessions = list(self.sessions)
-        with trio.move_on_after(self.config.connect_timeout):
-            async with trio.open_nursery() as nursery:
-                for session in sessions:
-                    nursery.start_soon(session.notify_shutdown, notice)
-        with trio.move_on_after(grace):
-            async with trio.open_nursery() as either:
-                either.start_soon(_then_cancel, self.runs.wait_idle, either.cancel_scope)
-                either.start_soon(_then_cancel, self._hurry.wait, either.cancel_scope)
-        # The same rule for the last phase: those that joined during the grace are here, and
-        # one that joins from now on closes itself (1001) as soon as it has been told.
-        self.closing = True
-        sessions = list(self.sessions)
-        with trio.move_on_after(self.run_end_bound() + self.config.connect_timeout):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.durable.end_all, "daemon shutdown")
-                for session in sessions:
-                    nursery.start_soon(session.shut, "daemon shutdown")
+        # The notices go out while the grace runs: a client that has stopped reading (its
+        # notice waits behind a frame it never takes) delays neither the grace nor the others.
+        # A notice still unsent when every session has been shut is given up.
+        async with trio.open_nursery() as telling:
+            for session in sessions:
+                telling.start_soon(session.notify_shutdown, notice)
+            with trio.move_on_after(grace):
+                async with trio.open_nursery() as either:
+                    either.start_soon(_then_cancel, self.runs.wait_idle, either.cancel_scope)
+                    either.start_soon(_then_cancel, self._hurry.wait, either.cancel_scope)
+            # The same rule for the last phase: those that joined during the grace are here,
+            # and one that joins from now on closes itself (1001) as soon as it has been told.
+            self.closing = True
+            sessions = list(self.sessions)
+            with trio.move_on_after(self.run_end_bound() + self.config.connect_timeout):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.durable.end_all, "daemon shutdown")
+                    for session in sessions:
+                        nursery.start_soon(session.shut, "daemon shutdown")
+            telling.cancel_scope.cancel()
 
     def hurry(self) -> None:
         """End the drain's grace now: live runs go through the ladder at once."""
