@@ -114,7 +114,8 @@ class Journal(JournalWriter):
         # The last batch written, by offset, with its entries (for a cursor caught up).
         self._recent: dict[int, tuple[Record, Entry]] = {}
         self._appended = trio.Event()
-        self._unblocked = trio.Event()
+        self._unblocked = trio.Event()  # recording gives up waiting (quota and write faults)
+        self._ended = trio.Event()  # the run's processes are gone: the quota's wait is over
         self._faulted = trio.Event()
         self.finished = True  # no more appends will come
 

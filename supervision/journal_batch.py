@@ -8,6 +8,11 @@ GIL), so the event loop sends to attached clients meanwhile; the write is shield
 is never cut short, and happens whole or fails as one write did inline.  Once a batch is
 written its index (`index_records`) lets a cursor that is caught up take the entries from
 memory instead of reading back what was just written.
+
+A write that stops short (a full disk takes part of it) is continued where it stopped: a
+batch counts the bytes of it already in the file (`Batch.written`), the next write of it
+frames the same records again and skips those bytes (`frame` is deterministic), and the
+whole records among them can be taken out of it (`Batch.take_written`) to be committed.
 """
 
 from __future__ import annotations
@@ -67,9 +72,10 @@ class OutputRecord:
 Queued = bytes | OutputRecord  # a record framed already (not output), or an output's
 
 
-def frame(records: Sequence[Queued]) -> list[bytes]:
-    """Every buffer of `records`, in order, each output's frame and CRC made now."""
-    buffers: list[bytes] = []
+def frame(records: Sequence[Queued], skip: int = 0) -> list[bytes | memoryview]:
+    """Every buffer of `records`, in order, each output's frame and CRC made now; without
+    their first `skip` bytes (written already)."""
+    buffers: list[bytes | memoryview] = []
     for record in records:
         if isinstance(record, OutputRecord):
             head, data = record.head, record.data
@@ -77,26 +83,33 @@ def frame(records: Sequence[Queued]) -> list[bytes]:
             buffers += (FRAME.pack(len(head) + len(data), crc) + head, data)
         else:
             buffers.append(record)
+    if skip:
+        for i, buffer in enumerate(buffers):
+            if skip < len(buffer):
+                return [memoryview(buffer)[skip:], *buffers[i + 1 :]]
+            skip -= len(buffer)
+        return []
     return buffers
 
 
-def _write(fd: int, records: Sequence[Queued]) -> int:
-    return os.writev(fd, frame(records))
+def _write(fd: int, records: Sequence[Queued], skip: int = 0) -> int:
+    return os.writev(fd, frame(records, skip))
 
 
 async def write(fd: int, batch: Batch) -> int:
-    """Write `batch` to `fd` with one writev(2); the bytes written.  A batch of THREAD_BYTES
-    or more is framed and written in a worker thread, shielded from cancellation (as an
-    inline write cannot be cancelled either); the caller must not change `batch` meanwhile.
+    """Write what of `batch` is not in the file yet (all but its first `written` bytes) to
+    `fd` with one writev(2); the bytes written now.  A batch of THREAD_BYTES or more is
+    framed and written in a worker thread, shielded from cancellation (as an inline write
+    cannot be cancelled either); the caller must not change `batch` meanwhile.
 
     Raises:
         OSError: what writev(2) raised.
     """
-    records = tuple(batch.records)
+    records, skip = tuple(batch.records), batch.written
     if batch.size < THREAD_BYTES:
-        return _write(fd, records)
+        return _write(fd, records, skip)
     with trio.CancelScope(shield=True):
-        written = await trio.to_thread.run_sync(_write, fd, records)
+        written = await trio.to_thread.run_sync(_write, fd, records, skip)
     return written
 
 
@@ -117,6 +130,7 @@ class Behind:
     def start(self, fd: int, batch: Batch) -> None:
         """Start writing `batch` (not changed from now on) to `fd` (kept open until `wait`)."""
         assert self.batch is None, "one write at a time"
+        assert not batch.written, "a batch written in part is finished inline"
         self.batch, self._done = batch, trio.Event()
         token = trio.lowlevel.current_trio_token()
 
@@ -177,12 +191,15 @@ def index_records(
 
 @attrs.define
 class Batch:
-    """Records queued for one write, with their entries, byte count and buffer count."""
+    """Records queued for one write, with their entries, byte count and buffer count, and
+    how many of its bytes are in the file already (`written`: a write that stopped short;
+    they end the file, after its last committed record)."""
 
     records: list[Queued] = attrs.Factory(list)
     entries: list[Entry] = attrs.Factory(list)
     size: int = 0
     buffers: int = 0
+    written: int = 0
 
     def __bool__(self) -> bool:
         return bool(self.records)
@@ -198,12 +215,40 @@ class Batch:
         exceed the buffers one writev(2) takes."""
         return self.size >= batch_bytes or self.buffers + 2 > _IOV_MAX
 
+    def unwritten(self) -> list[Entry]:
+        """The entries whose records are not whole in the file yet."""
+        end = 0
+        for i, record in enumerate(self.records):
+            end += len(record)
+            if end > self.written:
+                return self.entries[i:]
+        return []
+
+    def take_written(self) -> Batch:
+        """Take out the records that are in the file whole (the first `written` bytes), as a
+        batch of their own; what is left keeps the bytes written of its first record."""
+        taken, end = 0, 0
+        while taken < len(self.records) and end + len(self.records[taken]) <= self.written:
+            end += len(self.records[taken])
+            taken += 1
+        done = Batch()
+        for record, entry in zip(self.records[:taken], self.entries[:taken], strict=True):
+            done.add(record, entry)
+        done.written = end
+        del self.records[:taken], self.entries[:taken]
+        self.size -= end
+        self.buffers -= done.buffers
+        self.written -= end
+        return done
+
     def drop(self, *, keep_last: bool, keep_notes: bool, budget: int | None = None) -> list[Entry]:
         """Drop the records that cannot be written; return the entries dropped.
 
         Output always goes; with `keep_notes` the rest stays queued (notes, state changes,
         gaps: what clients are told, a few small records), the newest first within `budget`
-        bytes if one is given; the last record stays if asked (a completion)."""
+        bytes if one is given; the last record stays if asked (a completion).  Nothing of it
+        may be in the file (`written` 0: the caller cuts a part written off first)."""
+        assert not self.written, "cut what was written of it first"
         last = len(self.records) - 1 if keep_last else len(self.records)
         kept: set[int] = set(range(last, len(self.records)))
         room = budget

@@ -13,27 +13,39 @@ full batch, and every flush, wait for it (never cancelled: a write is not cut sh
 live journal holds at most two batches of output: the one being written and the one filling.
 One task writes, the pump; readers only ever see whole, committed batches.
 
-Write faults (ENOSPC, EDQUOT, EIO, a short write): the file is cut back to `committed`, the
-fault is kept in `fault` (for ``status``) and announced to every cursor at once (a
-`JournalFault` entry), and `error_policy` decides: "block" retries the write with a bounded
-backoff, holding the pump (and so the child, through the pipe) until it succeeds or the run
-ends (`unblock`); "cancel" stops recording output and wakes `wait_faulted`, whose caller ends
-the run.  Unwritable output is dropped; notes and state changes (what clients are told) wait
-for the next write.  A write behind that fails is dealt with by the next flush as if it had
-just failed there, before the batch queued since (whose output a gap then drops too).  The
-completion is always kept in memory (`completed`) and is written with the space of a reserve
-file made with the journal (``<name>.reserve``), released only for it (and the notes that fit
-beside it), so a full disk still records how the run ended.
+Write faults (ENOSPC, EDQUOT, EIO, a short write): what a write got into the file stays
+there, and the next write of that batch goes on where it stopped (journal_batch.py); the
+whole records it got in are committed at once, so no reader is ever told that an event the
+file holds was not recorded.  The fault is kept in `fault` (for ``status``) and announced to
+every cursor at once (a `JournalFault` entry), and `error_policy` decides: "block" retries
+the write with a bounded backoff, holding the pump (and so the child, through the pipe) until
+it succeeds or recording gives up (`unblock`: a CANCEL, the daemon stopping, recovery, close
+— not the run's processes ending by themselves: `run_ended` ends only the quota's wait);
+"cancel" stops recording output and wakes `wait_faulted`, whose caller ends the run.  Only
+when recording gives up is output dropped (the part of a record written is cut off first):
+notes and state changes (what clients are told) wait for the next write.  A write behind that
+fails is dealt with by the next flush as if it had just failed there, before the batch queued
+since (whose output a gap then drops too, if the policy gives up).
+
+The completion is always kept in memory (`completed`), and is written with the space of a
+reserve file made with the journal (``<name>.reserve``), released only for the batch that ends
+with it.  While the disk cannot take that batch, the reserve is released for it only if the
+space it frees, with what the disk has free, takes the rest of the batch; otherwise the batch
+waits like any other (policy "block"), and once recording gives up its output is dropped and
+the reserve takes the completion and the notes that fit beside it, so a full disk still
+records how the run ended.
 
 Quota: output records may fill the file up to `quota_bytes`.  At the quota, policy "block"
-makes `deliver` wait until `unblock()` (called when the run is ending), after which output is
-not recorded any more; policy "gap" appends one GAP record and drops output from then on.
+makes `deliver` wait until `run_ended()` (the run's processes are gone) or `unblock()`, after
+which output is not recorded any more; policy "gap" appends one GAP record and drops output
+from then on.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 
 import structlog
 import trio
@@ -58,6 +70,15 @@ RESERVE_SUFFIX = ".reserve"
 
 def _strerror(exc: OSError) -> str:
     return f"{exc.strerror or exc} (errno {exc.errno})" if exc.errno else str(exc)
+
+
+def _short(batch: Batch) -> OSError | None:
+    """The error of a write that left part of `batch` unwritten (None: it is all written).
+    A regular file writes short only when the disk is full."""
+    if batch.written == batch.size:
+        return None
+    short = f"{os.strerror(errno.ENOSPC)}: short write, {batch.written} of {batch.size} bytes"
+    return OSError(errno.ENOSPC, short)
 
 
 class JournalWriter:
@@ -85,6 +106,7 @@ class JournalWriter:
     _recent: dict[int, tuple[Record, Entry]]
     _appended: trio.Event
     _unblocked: trio.Event
+    _ended: trio.Event
     _faulted: trio.Event
 
     async def deliver(self, event: SequencedEvent) -> None:
@@ -113,7 +135,7 @@ class JournalWriter:
         if self.meta is not None and self.meta.quota_policy == "block":
             self.blocked = True
             try:
-                await self._unblocked.wait()
+                await self._ended.wait()
             finally:
                 self.blocked = False
             reason = "journal quota reached; the run is ending"
@@ -139,6 +161,13 @@ class JournalWriter:
     def unblock(self) -> None:
         """Stop waiting (for room or a retry): from now on, what cannot be recorded is not."""
         self._unblocked.set()
+        self._ended.set()
+
+    def run_ended(self) -> None:
+        """The run's processes are gone: stop waiting for room under the quota (the output
+        beyond it is a gap).  A write fault is still retried under policy "block": what the
+        run wrote and how it ended are recorded once the disk takes them (or `unblock`)."""
+        self._ended.set()
 
     async def wait_faulted(self) -> JournalFault:
         """Return the first write fault, once there is one."""
@@ -165,7 +194,11 @@ class JournalWriter:
     def _written_behind(self, batch: Batch, written: int | OSError) -> None:
         """A write behind is over (in the event loop): commit it, or announce its fault and
         keep it for the next flush (what was queued since waits until it is dealt with)."""
-        error = written if isinstance(written, OSError) else self._short(written, batch.size)
+        if isinstance(written, OSError):
+            error: OSError | None = written
+        else:
+            batch.written += written
+            error = _short(batch)
         if error is None:
             self._commit(batch)
             self._wake()
@@ -179,7 +212,8 @@ class JournalWriter:
         if self._failed is not None:  # as if that write had just failed: retried, or dropped
             (failed, error), self._failed = self._failed, None
             later, self._batch = self._batch, failed
-            await self._write_all(error)
+            await self._commit_written()  # the whole records it got into the file
+            await self._write_all(error if self._batch else None)
             if self.gap is not None:
                 later.drop(keep_last=False, keep_notes=True)  # output after a gap is not kept
             for record, entry in zip(later.records, later.entries, strict=True):
@@ -187,8 +221,9 @@ class JournalWriter:
         await self._write_all(None)
 
     async def _write_all(self, error: OSError | None) -> None:
-        """Write the queued records (`error`: their first write failed already)."""
+        """Write the queued records (`error`: their last write failed already)."""
         delay = self.config.retry_initial
+        last_try = False  # the output of a completion's batch is given up: once more without it
         while self._batch:
             if error is None:
                 error = await self._write_batch()
@@ -200,13 +235,18 @@ class JournalWriter:
                 return
             self._note_fault(error)
             error = None
-            completed = self._batch.entries[-1]
-            ending = isinstance(completed, CompletedEvent)
-            if ending and self._release_reserve():  # for the completion and notes beside it
-                room = self.config.completion_reserve_bytes - len(self._batch.records[-1])
-                self._drop_batch(keep_last=True, keep_notes=True, budget=room)
-                continue
+            ending = isinstance(self._batch.entries[-1], CompletedEvent)
+            if ending and not last_try and self._reserve_takes_the_rest():
+                continue  # at once, into the space the reserve freed
             if self.config.error_policy == "cancel" or self._unblocked.is_set():
+                if ending and not last_try:
+                    # Recording gives up the output: the reserve takes the completion and
+                    # the notes that fit beside it.
+                    self._release_reserve()
+                    room = self.config.completion_reserve_bytes - len(self._batch.records[-1])
+                    self._drop_batch(keep_last=True, keep_notes=True, budget=room)
+                    last_try = True
+                    continue
                 self._drop_batch(keep_notes=not ending)  # notes wait for the next write
                 return
             self.blocked = True
@@ -218,36 +258,71 @@ class JournalWriter:
             delay = min(delay * 2, self.config.retry_max)
 
     async def _write_batch(self) -> OSError | None:
+        """Write what of the queued batch is not in the file yet; commit what is whole."""
         assert self._fd is not None, "journal is not open for writing"
-        batch, size = self._batch, self._batch.size
+        batch = self._batch
         try:
             written = await write(self._fd, batch)  # a big batch in a worker thread
         except OSError as exc:
             return exc
         assert self._batch is batch, "one task writes: the pump"
-        short = self._short(written, size)
-        if short is not None:
-            return short
-        self._batch = Batch()
-        self._commit(batch)
+        batch.written += written
+        short = _short(batch)
+        await self._commit_written()
+        return short
+
+    async def _commit_written(self) -> None:
+        """Commit the records of the queued batch that are whole in the file, once the fsync
+        policy holds for them (`_batch` keeps the rest, and the bytes written of it)."""
+        done = self._batch.take_written()
+        if not done:
+            return
+        self._commit(done)
         if self.config.fsync == "always" or (
-            self.config.fsync == "completion" and not isinstance(batch.entries[-1], Output)
+            self.config.fsync == "completion" and not isinstance(done.entries[-1], Output)
         ):
+            assert self._fd is not None
             try:
                 await trio.to_thread.run_sync(os.fsync, self._fd)
             except OSError as exc:
                 # Written, but maybe not durable (EIO): said in the log and in `status`.
                 self._note_fault(exc)
         self._wake()  # readers see a batch only once the fsync policy holds for it
-        return None
 
-    def _short(self, written: int, size: int) -> OSError | None:
-        if written == size:
-            return None
+    def _cut_written(self) -> None:
+        """Cut off the part of the queued batch's first record that is in the file (it is
+        given up, or written again whole later)."""
+        if not self._batch.written:
+            return
         assert self._fd is not None
-        os.ftruncate(self._fd, self.committed)  # a regular file writes short only when full
-        short = f"{os.strerror(errno.ENOSPC)}: short write, {written} of {size} bytes"
-        return OSError(errno.ENOSPC, short)
+        try:
+            os.ftruncate(self._fd, self.committed)
+            os.lseek(self._fd, self.committed, os.SEEK_SET)  # a descriptor without O_APPEND
+        except OSError as exc:
+            # The bytes stay: they read as damage (stepped over), and the file goes on after.
+            log.warning("journal.cut_failed", path=self.path, error=_strerror(exc))
+            self.committed += self._batch.written
+        self._batch.written = 0
+
+    def _reserve_takes_the_rest(self) -> bool:
+        """Release the completion's reserve if the space it frees, with what the disk has
+        free, takes the rest of the queued batch (which ends with the completion)."""
+        assert self._fd is not None
+        reserve = self.path + RESERVE_SUFFIX
+        try:
+            held = os.lstat(reserve)
+            disk = os.fstatvfs(self._fd)
+        except OSError:
+            return False
+        if not stat.S_ISREG(held.st_mode):
+            return False
+        block = max(disk.f_frsize, 512)
+        free = disk.f_bavail * disk.f_frsize + held.st_blocks * 512
+        rest = self._batch.size - self._batch.written
+        # Room for its blocks, with a few more for the file's metadata and rounding.
+        if -(-rest // block) * block + 4 * block > free:
+            return False
+        return self._release_reserve()
 
     def _commit(self, batch: Batch) -> None:
         """`batch` is written: account for it (readers see it once woken)."""
@@ -258,7 +333,7 @@ class JournalWriter:
 
     def _note_fault(self, error: OSError, batch: Batch | None = None) -> None:
         """A write of `batch` (the one queued unless given) failed: a fault, unless one is."""
-        entries = (self._batch if batch is None else batch).entries
+        entries = (self._batch if batch is None else batch).unwritten()
         seq = next((e.seq for e in entries if not isinstance(e, Gap | Removed)), self.last_seq + 1)
         reason = f"journal write failed: {_strerror(error)}"
         if self.fault is None:
@@ -289,6 +364,7 @@ class JournalWriter:
     ) -> None:
         """Give up on the queued output (the rest too unless `keep_notes`; see Batch.drop)."""
         assert self.fault is not None
+        self._cut_written()
         dropped = self._batch.drop(keep_last=keep_last, keep_notes=keep_notes, budget=budget)
         first = next((e for e in dropped if isinstance(e, Output)), None)
         if first is not None and self.gap is None:

@@ -9,9 +9,9 @@ Connections never feed a durable run's pump: they *attach*, each with its own cu
 journal (attach.py), so a slow or absent client never slows the child; only the journal quota
 can (policy "block").
 
-In block mode the pump waits for room forever, so the run ending (``Run.wait_ending``) and a
-CANCEL unblock it (the control handler unblocks before cancelling: a PAUSE stuck behind the
-full channel holds the run's control lock).
+In block mode the pump waits for room under the quota forever, so the run ending
+(``Run.wait_ending``: ``Journal.run_ended``) and a CANCEL unblock it (the control handler
+unblocks before cancelling: a PAUSE stuck behind the full channel holds the run's control lock).
 
 A durable run belongs to the identity that started it (``Meta.owner``; older journals: to
 "local", unauthenticated loopback clients; a journal whose META cannot be read: to nobody
@@ -19,7 +19,8 @@ known, so admins only).  ``visible`` answers for one identity: its own runs, or 
 an admin; a run it may not see is, to that client, one that does not exist.
 
 A failed journal write (a full disk, EIO) is the journal's to handle (supervision/journal.py):
-policy "block" holds the run until the disk takes the write again or the run is cancelled;
+policy "block" holds the run until the disk takes the write again or the run is cancelled —
+also once its processes are gone: what it wrote and its completion wait for the disk;
 policy "cancel" makes ``_watch`` end the run through the ladder with a reason naming the error.
 Either way attached clients hear of it at once (``process.journal_error``), ``status`` shows it
 in ``journal.error``, and the completion is still recorded (its space is reserved).
@@ -172,8 +173,9 @@ class DurableRun:
 
     async def watch(self) -> None:
         """Until the run's processes are gone: end it on a journal fault under policy
-        "cancel"; then stop the journal waiting for room (in "block" mode it waits forever:
-        the rest of the output is recorded as a gap)."""
+        "cancel"; then stop the journal waiting for room under the quota (in "block" mode it
+        waits forever: the rest of the output is recorded as a gap).  A failed write is still
+        retried (policy "block"): only a CANCEL or the daemon stopping gives it up."""
         run, journal = self.run, self.journal
         assert run is not None
         async with trio.open_nursery() as nursery:
@@ -186,7 +188,7 @@ class DurableRun:
 
             nursery.start_soon(cancel_on_fault)
             await run.wait_ending()
-            journal.unblock()
+            journal.run_ended()
             nursery.cancel_scope.cancel()
 
     def journal_info(self) -> dict[str, JSON]:
