@@ -4,7 +4,11 @@ Theory of operation: a cursor has its own descriptor and an offset that only mov
 the end of a whole record or past damage, so every read makes progress and a reader can never
 spin.  It yields each entry with a seq above the last one it accounted for; wherever seqs are
 missing it first yields one `Gap` from the first missing seq, with the reason it knows (a GAP
-record: the quota; damage: the bytes and seqs concerned; a write fault: "not recorded").  A
+record: the quota; damage: the bytes and seqs concerned; a write fault: "not recorded").
+Whatever the file holds and however long it is (shorter than `committed` too: cut under the
+live writer), every read moves the offset forward and what cannot be read is a Gap, never an
+exception.  A record is yielded only if it can be the run's: a seq the journal has numbered
+(`last_seq`), and at or after the journal's completion only that completion.  A
 journal's write faults are announced once each (`JournalFault`), as soon as the cursor has
 read everything committed.  A finished journal whose completion is not in the file (a full
 disk, damage) yields the completion the journal holds in memory, so a reader always ends on
@@ -70,9 +74,14 @@ class Cursor:
         # where a head that cannot be read starts (what follows is read as after damage).
         damage = journal.head_damage
         start = len(MAGIC) if damage is None else damage.offset
-        self._offset = head.end if isinstance(head, Record) and head.kind == K_META else start
+        meta_end = head.end if isinstance(head, Record) and head.kind == K_META else None
+        self._offset = start if meta_end is None else meta_end
         self._seen = from_seq  # every seq up to this one is accounted for
         self._reason: Gap | None = None  # why the next missing seqs are missing, if known
+        if meta_end is None and damage is None:
+            # The META journal.open or create checked is gone from the file (cut, overwritten
+            # since): what is missing after it is missing for damage.
+            self._reason = Gap(from_seq + 1, DAMAGED, offset=start, length=0)
         self._after_gap = False  # a Gap was yielded: the next entry may skip seqs
         self._file_seq = 0  # the seq of the last record read from the file
         # Faults are numbered 0, 1, ... in the order they happened; this is the next to announce
@@ -122,6 +131,13 @@ class Cursor:
                 break
             record, entry = found
             self._offset = record.end
+            if not self._owned(entry):
+                # Valid record bytes that cannot be this run's (found after damage: another
+                # journal's, or inside a payload): damage, never yielded.
+                if self._reason is None:
+                    length = record.end - record.offset
+                    self._reason = Gap(self._seen + 1, DAMAGED, offset=record.offset, length=length)
+                continue
             self._file_seq = max(self._file_seq, record.seq)
             if isinstance(entry, Removed):
                 self._reason = Gap(entry.first, REMOVED, until_seq=entry.last)
@@ -138,25 +154,43 @@ class Cursor:
             if fault is not None:
                 self._offset = record.offset  # read it again after the fault
                 return fault
-            if isinstance(entry, Gap):
-                return self._yield_gap(entry)
             if entry.seq > self._seen + 1 and not self._after_gap:
                 self._offset = record.offset  # read it again after the gap
                 return self._yield_gap(self._hole(entry.seq - 1))
+            if isinstance(entry, Gap):
+                return self._yield_gap(entry)
             return self._yield(entry)
         return self._from_memory()
 
+    def _owned(self, entry: Entry) -> bool:
+        """Whether a record read from the file can be the run's: the journal has numbered its
+        seq (a live journal's `last_seq` is its writer's), and nothing but the completion the
+        journal holds is at or after that completion's seq."""
+        journal = self._journal
+        seq = entry.first if isinstance(entry, Removed) else entry.seq
+        last = entry.last if isinstance(entry, Removed) else seq
+        if last > journal.last_seq:
+            return False
+        completed = journal.completed
+        if completed is None or last < completed.seq:
+            return True
+        return entry == completed
+
     def next_size(self) -> int | None:
         """The length of the next record in the file (frame and body) without reading it, or
-        None if no whole frame head is there yet (the journal's word, not checked: a damaged
-        length is found out by `read_nowait`)."""
+        None if no whole frame head is there yet, or the file ends before it (the journal's
+        word, not checked: a damaged length, or a file cut short, is found out by
+        `read_nowait`)."""
         limit = self._limit()
         recent = self._journal.recent(self._offset)
         if recent is not None and recent[0].end <= limit:
             return recent[0].end - self._offset
         if limit - self._offset < FRAME.size:
             return None
-        length: int = FRAME.unpack(os.pread(self._fd, FRAME.size, self._offset))[0]
+        frame = os.pread(self._fd, FRAME.size, self._offset)
+        if len(frame) < FRAME.size:  # the file is shorter than committed (cut under us)
+            return None
+        length: int = FRAME.unpack(frame)[0]
         return FRAME.size + length
 
     def _fault(self, number: int) -> JournalFault:

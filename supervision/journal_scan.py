@@ -6,8 +6,11 @@ its seq are cheap to spot; its CRC must then hold and its seq must follow what w
 a flipped byte costs one record, never the rest of the file, and no byte that fails its CRC is
 ever returned.  What lies between is a `DamagedRange`.  Damage with no valid record after it is
 the file's tail: a short one is a torn write (cut, as any crash leaves it); one that is whole in
-size but fails its checks is damage, cut only after the original is kept aside as
-``<name>.damaged-<time>-<pid>``.
+size but fails its checks is damage, cut after the original is kept aside as
+``<name>.damaged-<time>-<pid>`` (`keep_aside`: bounded, holes skipped, only if the disk keeps
+room after it; a copy that cannot be made is never left partial and never hides the run: the
+tail is cut all the same, logged as not kept, so the next start has nothing to try again).
+A scan by content (`resync`) ends on any bytes and any file length: each chunk moves it on.
 
 A head that cannot be read (a damaged magic *and* META, a file cut inside its META, an empty
 file, garbage) is not the end of the file: `scan_headless` notes why (`HeadDamage`) and reads
@@ -16,6 +19,8 @@ the records after it by content, as after any damage; the head's bytes are never
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 import stat
@@ -180,17 +185,95 @@ def _skip_damage(
 def _cut_tail(journal: Journal, reader: Reader, offset: int, size: int) -> None:
     if isinstance(read_entry(reader, offset, size), Corrupt):
         # Whole in size but failing its checks: damage, not a torn write.  Keep the original
-        # for whoever investigates, then cut what cannot be read.
-        aside = f"{journal.path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-        with open(journal.path, "rb") as original, open(aside, "xb") as copy:
-            while chunk := original.read(_SCAN_CHUNK):
-                copy.write(chunk)
-        journal.kept_aside = aside
+        # for whoever investigates (if the disk has room), then cut what cannot be read.
         journal.damaged.append(DamagedRange(offset, size - offset, journal.last_seq + 1, None))
-        log.warning("journal.damaged_tail", path=journal.path, offset=offset, kept_aside=aside)
+        journal.kept_aside = keep_aside(journal.path, reader.fd, offset, size)
+        log.warning(
+            "journal.damaged_tail", path=journal.path, offset=offset, kept_aside=journal.kept_aside
+        )
     journal.truncated_bytes = size - offset
-    os.ftruncate(reader.fd, offset)
-    os.fsync(reader.fd)
+    try:
+        os.ftruncate(reader.fd, offset)
+        os.fsync(reader.fd)
+    except OSError as exc:  # the run is read up to `offset` all the same; appends go there
+        log.warning("journal.tail_not_cut", path=journal.path, offset=offset, error=exc.strerror)
+
+
+# The most a copy kept aside holds: the damaged tail first, then what precedes it.  A damaged
+# tail is one record (64 MiB at most), most often a few bytes; its start is what matters.
+KEEP_ASIDE_BYTES = 1024 * 1024
+# Free space a copy must leave on the disk: it never takes the room runs need to record.
+KEEP_ASIDE_FREE = 8 * 1024 * 1024
+
+
+def keep_aside(path: str, fd: int, offset: int, size: int) -> str | None:
+    """Copy the damaged tail at `offset` of the journal `fd` (its data, up to KEEP_ASIDE_BYTES,
+    then as much of what precedes it as that leaves room for) to
+    ``<path>.damaged-<time>-<pid>``, at the same offsets (the rest a hole; holes in the
+    original stay holes); the copy's path, or None if it was not made.
+
+    Never the reason a journal cannot be read: a disk without room for the copy and
+    KEEP_ASIDE_FREE more, or any failure to write it, leaves no copy (a partial one is
+    removed) and is logged (``journal.damaged_tail_not_kept``); the tail is cut all the same,
+    so the next start does not try again.
+    """
+    tail = _data_extents(fd, offset, min(size, offset + KEEP_ASIDE_BYTES))
+    room = KEEP_ASIDE_BYTES - sum(end - start for start, end in tail)
+    extents = _data_extents(fd, max(0, offset - room), offset) + tail
+    needed = sum(end - start for start, end in extents)
+    aside = f"{path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    try:
+        disk = os.statvfs(os.path.dirname(path) or ".")
+        if disk.f_bavail * disk.f_frsize < needed + KEEP_ASIDE_FREE:
+            raise OSError(errno.ENOSPC, f"too little free space to keep {needed} bytes aside")
+        copy = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        _not_kept(path, exc)
+        return None
+    try:
+        for start, end in extents:
+            at = start
+            while at < end:
+                chunk = os.pread(fd, min(_SCAN_CHUNK, end - at), at)
+                if not chunk:
+                    break
+                view = memoryview(chunk)
+                while view:
+                    written = os.pwrite(copy, view, at)
+                    view, at = view[written:], at + written
+        os.ftruncate(copy, size)  # as long as the original: offsets read the same in both
+        os.fsync(copy)
+    except OSError as exc:
+        os.close(copy)
+        with contextlib.suppress(OSError):
+            os.unlink(aside)  # never a partial copy left taking the disk
+        _not_kept(path, exc)
+        return None
+    os.close(copy)
+    return aside
+
+
+def _not_kept(path: str, exc: OSError) -> None:
+    log.warning("journal.damaged_tail_not_kept", path=path, error=exc.strerror or str(exc))
+
+
+def _data_extents(fd: int, start: int, end: int) -> list[tuple[int, int]]:
+    """The ranges of bytes `start`..`end` of `fd` that hold data (holes skipped)."""
+    extents: list[tuple[int, int]] = []
+    at = start
+    while at < end:
+        try:
+            data = os.lseek(fd, at, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole from here on
+                break
+            return [(start, end)]  # no SEEK_DATA here: copy it all
+        if data >= end:
+            break
+        hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+        extents.append((data, hole))
+        at = hole
+    return extents
 
 
 def read_entry(
@@ -218,14 +301,15 @@ def resync(reader: Reader, start: int, limit: int, after_seq: int) -> tuple[Reco
     """The first whole, decodable record at or after `start` whose seq is above `after_seq`.
 
     Records after the one that failed usually start where its length says it ends; that
-    place is tried by the caller.  This is the fallback, a scan by content.
+    place is tried by the caller.  This is the fallback, a scan by content.  Whatever the
+    file holds and however long it is (shorter than `limit` too: a file cut under a live
+    writer), each chunk read moves the scan forward, and a chunk cut short by the file's end
+    is the last: it never loops, and what it never found is damage for the caller to report.
     """
-    chunk_start = start
+    chunk_start = max(start, 0)
     while chunk_start < limit:
-        # Each chunk overlaps the next by a record head, so no candidate is missed at a seam.
-        chunk = reader.read(chunk_start, min(_SCAN_CHUNK, limit - chunk_start), limit)
-        if not chunk:
-            return None
+        want = min(_SCAN_CHUNK, limit - chunk_start)
+        chunk = reader.read(chunk_start, want, limit)
         for match in _CANDIDATE.finditer(chunk):
             offset = chunk_start + match.start() - FRAME.size
             if offset < start:
@@ -233,7 +317,9 @@ def resync(reader: Reader, start: int, limit: int, after_seq: int) -> tuple[Reco
             found = read_entry(reader, offset, limit)
             if isinstance(found, tuple) and found[0].seq > after_seq:
                 return found
-        if chunk_start + len(chunk) >= limit:
-            return None
-        chunk_start += len(chunk) - HEAD.size
+        if len(chunk) < want or chunk_start + want >= limit:
+            return None  # the file (or what may be read of it) ends in this chunk
+        # Each chunk overlaps the next by a record head, so no candidate is missed at a seam
+        # (a whole chunk is far longer than a head: the step is never zero).
+        chunk_start += want - HEAD.size
     return None
