@@ -164,12 +164,15 @@ class Cursor:
 
     def _owned(self, entry: Entry) -> bool:
         """Whether a record read from the file can be the run's: the journal has numbered its
-        seq (a live journal's `last_seq` is its writer's), and nothing but the completion the
-        journal holds is at or after that completion's seq."""
+        seq (a live journal's `last_seq` is its writer's; a GAP's, the next one), and nothing
+        but the completion the journal holds is at or after that completion's seq."""
         journal = self._journal
         seq = entry.first if isinstance(entry, Removed) else entry.seq
         last = entry.last if isinstance(entry, Removed) else seq
-        if last > journal.last_seq:
+        # A GAP record is numbered as the first event it did not record, which the journal
+        # has not counted (until what follows it is): it may be one past `last_seq`.
+        numbered = journal.last_seq + 1 if isinstance(entry, Gap) else journal.last_seq
+        if last > numbered:
             return False
         completed = journal.completed
         if completed is None or last < completed.seq:

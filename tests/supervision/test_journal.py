@@ -237,6 +237,22 @@ async def test_gap_policy_stops_recording_output_with_a_marker(tmp_path: Path) -
     assert read_all(journal, 11) == [events[-1]]
 
 
+async def test_a_live_journals_quota_gap_is_read_as_the_gap_before_anything_follows(
+    tmp_path: Path,
+) -> None:
+    """A GAP record is numbered as the first event it did not record, one past what the
+    journal has counted until the next event: a reader that gets to it first reads the
+    quota's gap, not damage (seen in CI, 'journal damaged' for the quota's gap)."""
+    big = [Output(seq=i, stream="stdout", data=b"x" * 100) for i in range(1, 11)]
+    journal = await write(tmp_path / "j", big, quota=700, policy="gap")
+    assert journal.gap is not None
+    assert journal.last_seq == journal.gap.seq - 1  # the gap's own seq is not counted yet
+    entries = read_all(journal)
+    assert entries[-1] == Gap(seq=journal.gap.seq, reason="journal quota reached")
+    assert all(isinstance(e, Output) for e in entries[:-1])
+    await journal.close()
+
+
 def blocked(journal: Journal) -> bool:
     return journal.blocked
 
