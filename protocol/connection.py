@@ -70,12 +70,14 @@ from cc_executor.protocol.profile import CURRENT, Profile
 from cc_executor.protocol.results import Result
 from cc_executor.protocol.server_codec import canceled_message, notice_message, result_object
 
-# What a pending request holds back of a run: every event, its state events, or the one
-# kind of state event it causes (a control of a run whose events the connection pumps).
-HoldScope: TypeAlias = Literal["all", "state", "paused", "resumed", "completed"]
+# What a pending request holds back of a run: every event, its state events, the one kind of
+# state event it causes (a control of a run whose events the connection pumps), or a Claude
+# session's notices (`claude.turn_started` ...: a claude.* request's).
+HoldScope: TypeAlias = Literal["all", "state", "paused", "resumed", "completed", "claude"]
 # A frame as `wire_frames` gives it to a transport.
 WireFrame: TypeAlias = str | Utf8Text | BinaryParts
-_SEQUENCED = (RunOutput, RunPaused, RunResumed, RunCompleted, *SESSION_NOTICES.values())
+_SESSION_NOTICES = tuple(SESSION_NOTICES.values())
+_SEQUENCED = (RunOutput, RunPaused, RunResumed, RunCompleted, *_SESSION_NOTICES)
 _STATE_SCOPE: dict[type, HoldScope] = {
     RunPaused: "paused",
     RunResumed: "resumed",
@@ -86,10 +88,12 @@ _STATE_SCOPE: dict[type, HoldScope] = {
 _WIDTH: dict[HoldScope, int] = {"all": 2, "state": 1}
 
 
-def _holds(scope: HoldScope, notice: Notice) -> bool:
+def holds_back(scope: HoldScope, notice: Notice) -> bool:
     """Whether a hold of `scope` on a run holds back `notice` (an event of that run)."""
     if scope == "all":
         return True
+    if scope == "claude":
+        return isinstance(notice, _SESSION_NOTICES)
     kind = _STATE_SCOPE.get(type(notice))
     return kind is not None and scope in ("state", kind)
 
@@ -248,7 +252,7 @@ class ServerConnection:
         if not holds:
             return None
         for id_, scope in holds.items():
-            if _holds(scope, notice):
+            if holds_back(scope, notice):
                 return id_
         return None
 

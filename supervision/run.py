@@ -293,6 +293,16 @@ class Run:
         """
         await self._require_stdin().write(data)
 
+    def queue_stdin(self, data: bytes) -> None:
+        """Queue `data` for the child's stdin without waiting for it to reach the pipe, and
+        without a checkpoint (see StdinPipe.queue).
+
+        Raises:
+            StdinFull: as write_stdin.
+            StdinClosed: stdin is not a pipe or is closed.
+        """
+        self._require_stdin().queue(data)
+
     async def close_stdin(self) -> None:
         """Close the child's stdin (it reads EOF); pending writes fail with StdinClosed.
 

@@ -4,7 +4,8 @@ Theory of operation: writes are handed to one writer task per run (`serve`, in t
 nursery) through a channel, and the caller waits for its own write only.  So:
   * the bytes waiting for the child are bounded (`max_pending`): a write that would go over is
     refused at once with StdinFull, before anything is queued;
-  * `write` returns once every byte is in the pipe, or raises StdinClosed;
+  * `write` returns once every byte is in the pipe, or raises StdinClosed; `queue` only
+    queues (at once, without a checkpoint), for a caller that must not wait on the child;
   * a caller that is cancelled before its write started withdraws it; once started, the writer
     finishes it whole — the child never sees half of a write followed by the next one;
   * `close` (the caller's EOF, a cancel, the run ending) closes the pipe: the write in flight
@@ -50,16 +51,12 @@ class StdinPipe:
             StdinFull: `data` would take the pending bytes over the bound (nothing queued).
             StdinClosed: stdin is closed, or was closed before these bytes got in.
         """
-        if not self.open:
-            raise StdinClosed(self._closed_why)
         if not data:
+            if not self.open:
+                raise StdinClosed(self._closed_why)
             await trio.lowlevel.checkpoint()
             return
-        if self.pending + len(data) > self._max_pending:
-            raise StdinFull(self.pending, len(data), self._max_pending)
-        write = _Write(data)
-        self.pending += len(data)
-        self._send.send_nowait(write)
+        write = self._queue(data)
         try:
             await write.done.wait()
         finally:
@@ -67,6 +64,29 @@ class StdinPipe:
                 write.withdrawn = True  # cancelled before the writer took it: never written
         if write.error is not None:
             raise write.error
+
+    def queue(self, data: bytes) -> None:
+        """Queue `data` to be written whole, at once (no checkpoint: nothing else runs
+        between this and the caller's next step); nobody waits for it to reach the pipe.
+
+        Raises:
+            StdinFull: `data` would take the pending bytes over the bound (nothing queued).
+            StdinClosed: stdin is closed.
+        """
+        if data:
+            self._queue(data)
+        elif not self.open:
+            raise StdinClosed(self._closed_why)
+
+    def _queue(self, data: bytes) -> _Write:
+        if not self.open:
+            raise StdinClosed(self._closed_why)
+        if self.pending + len(data) > self._max_pending:
+            raise StdinFull(self.pending, len(data), self._max_pending)
+        write = _Write(data)
+        self.pending += len(data)
+        self._send.send_nowait(write)
+        return write
 
     def close(self, why: str = "stdin is closed") -> None:
         """Close the pipe (the child reads EOF); pending writes fail with StdinClosed(why)."""

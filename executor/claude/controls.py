@@ -6,7 +6,8 @@ waits for one of three outcomes, whichever comes first: the CLI's ``control_resp
 that id (``answered``, from the pump's delivery), ``ControlTimeout`` after `timeout`, or
 ``InvalidState`` once the run has ended (``fail_all``) — never an indefinite wait.  A
 ``control_response`` with an id that is not pending (the CLI echoes the answers it was given
-to its own requests) is ignored.
+to its own requests) is ignored.  A caller may ask to be told (`answered`, called by the pump)
+the moment the answer is read, before anything after it in the CLI's output is posted.
 """
 
 from __future__ import annotations
@@ -22,10 +23,19 @@ from cc_executor.protocol.claude import ControlResponse
 from cc_executor.protocol.claude.session import control_request_line
 from cc_executor.protocol.messages import JSON
 
+# Called at once, without a checkpoint, just before a session posts the notices a client's
+# request causes: the client's connection holds them back until its reply is out.
+Hold = Callable[[], None]
+
+
+def no_hold() -> None:
+    """The `Hold` of a caller that holds nothing back."""
+
 
 @attrs.define(eq=False)
 class _Waiting:
     subtype: str
+    answered: Hold
     done: trio.Event = attrs.field(factory=trio.Event)
     response: JSON = None
     error: str | None = None
@@ -42,8 +52,9 @@ class Controls:
         self._waiting: dict[str, _Waiting] = {}
         self.ended = False
 
-    async def request(self, request: dict[str, JSON]) -> JSON:
-        """Send `request`; return the CLI's response object.
+    async def request(self, request: dict[str, JSON], answered: Hold = no_hold) -> JSON:
+        """Send `request`; return the CLI's response object (`answered` is called as it is
+        read, or as the run ends first).
 
         Raises:
             ControlTimeout: no answer within the timeout.
@@ -54,7 +65,7 @@ class Controls:
         if self.ended:
             raise InvalidState(f"run {run_id}: the run ended", {"run": run_id, "state": "ended"})
         request_id = f"ccx-{next(self._ids)}"
-        waiting = self._waiting[request_id] = _Waiting(subtype)
+        waiting = self._waiting[request_id] = _Waiting(subtype, answered)
         try:
             await self._write(control_request_line(request_id, request))
             with trio.move_on_after(self._timeout):
@@ -81,6 +92,7 @@ class Controls:
         waiting.response = response.response
         if response.subtype == "error":
             waiting.error = response.error or "error"
+        waiting.answered()
         waiting.done.set()
 
     def fail_all(self) -> None:
@@ -89,4 +101,5 @@ class Controls:
         for waiting in self._waiting.values():
             if not waiting.done.is_set():
                 waiting.error = "the run ended"
+                waiting.answered()
                 waiting.done.set()

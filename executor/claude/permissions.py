@@ -43,6 +43,7 @@ import orjson
 import structlog
 import trio
 
+from cc_executor.executor.claude.controls import Hold, no_hold
 from cc_executor.executor.config.claude import Behavior, PermissionRule, rule_text
 from cc_executor.protocol import InvalidParams, LimitExceeded
 from cc_executor.protocol.claude import (
@@ -169,8 +170,10 @@ class PermissionBroker:
         by: str,
         updated_input: dict[str, Any] | None = None,
         message: str | None = None,
+        hold: Hold = no_hold,
     ) -> None:
-        """A client's answer; returns once it is on its way to the CLI.
+        """A client's answer; returns once it is on its way to the CLI (`hold` is called just
+        before ``claude.permission_decided`` is posted: controls.py).
 
         Raises:
             AlreadyDecided: someone (or a rule, the timeout, a withdrawal) decided first.
@@ -202,6 +205,7 @@ class PermissionBroker:
                     "value": self._settings.max_answer_bytes,
                 },
             )
+        hold()
         self._decide(pending.notice, behavior, by, message, updated_input)
         await trio.lowlevel.checkpoint()  # an await point like any call that answers
 

@@ -44,13 +44,14 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import structlog
 import trio
 
-from cc_executor.executor.claude.controls import Controls
+from cc_executor.executor.claude.controls import Controls, Hold, no_hold
 from cc_executor.executor.claude.permissions import PermissionBroker, PermissionSettings
 from cc_executor.executor.claude.turns import Turns
 from cc_executor.executor.claude.watch import ClaudeWatch
@@ -277,9 +278,20 @@ class ClaudeSession:
 
     async def _write(self, line: bytes) -> None:
         """One line into stdin, one at a time (a waiting answer has one line ahead of it)."""
-        try:
+        with self._stdin_errors(line):
             async with self._stdin_lock:
                 await self._run.write_stdin(line)
+
+    def _queue(self, line: bytes) -> None:
+        """One line queued for stdin at once, without a checkpoint (Run.queue_stdin)."""
+        with self._stdin_errors(line):
+            self._run.queue_stdin(line)
+
+    @contextlib.contextmanager
+    def _stdin_errors(self, line: bytes) -> Iterator[None]:
+        """The wire's errors for a line stdin does not take."""
+        try:
+            yield
         except StdinFull as exc:
             raise LimitExceeded(
                 f"run {self.run_id}: a line of {len(line)} bytes is more than the stdin bound",
@@ -313,8 +325,16 @@ class ClaudeSession:
 
     # -- the API ----------------------------------------------------------------------------
 
-    async def send(self, content: Any, message_id: str | None = None) -> ClaudeSent:
-        """Write a user message; returns once it is in the CLI's stdin."""
+    async def send(
+        self, content: Any, message_id: str | None = None, hold: Hold = no_hold
+    ) -> ClaudeSent:
+        """Queue a user message for the CLI's stdin and book it as a turn's; returns at once
+        (the bytes waiting for the CLI are bounded: stdin_max_pending).
+
+        `hold` is called just before the notices the message causes are posted
+        (``claude.turn_started``, ``claude.state``), with nothing to wait for after it: the
+        caller holds them back until its reply is out (rpc/claude.py), and no wait of the
+        pump's can then be a wait for this call."""
         self._check_open()
         if not self._ready.is_set():  # set once initialize is answered, timed out or failed
             await self._ready.wait()
@@ -326,19 +346,27 @@ class ClaudeSession:
                 f"run {self.run_id}: a message of {len(line)} bytes is more than stdin takes",
                 {"run": self.run_id, "limit": "stdin_max_pending", "value": self._run.stdin_bound},
             )
+        self.turns.check(message_id)
+        # From here on nothing yields: the line is queued and booked in one step, so the CLI
+        # cannot echo it before it is booked, and nothing can fail after the booking.
+        hold()
+        self._queue(line)
         key, sent = self.turns.message(message_id, key)
-        await self._write(line)
         log.info("claude.message_sent", run=self.run_id, message=sent.message, turn=sent.turn)
+        await trio.lowlevel.checkpoint()
         return sent
 
-    async def interrupt(self, *, when_paused: bool = False) -> int:
-        """Interrupt the running turn (`when_paused`: a paused one too); its number, once done."""
+    async def interrupt(self, *, when_paused: bool = False, hold: Hold = no_hold) -> int:
+        """Interrupt the running turn (`when_paused`: a paused one too); its number, once done.
+
+        `hold` is called (by the pump) as the CLI's answer is read, before the notices that
+        follow it (the turn's end) are posted: see `send`."""
         self._check_open(None if when_paused else "claude.interrupt")
         turns = self.turns
         if not turns.running:
             raise InvalidParams(f"run {self.run_id}: no turn is running", {"run": self.run_id})
         turn = turns.interrupting = turns.turn if turns.open else turns.turn + 1
-        await self.controls.request({"subtype": "interrupt"})
+        await self.controls.request({"subtype": "interrupt"}, answered=hold)
         return turn
 
     async def _watchdog_interrupt(self) -> None:
@@ -363,8 +391,11 @@ class ClaudeSession:
         by: str,
         updated_input: dict[str, Any] | None = None,
         message: str | None = None,
+        hold: Hold = no_hold,
     ) -> None:
-        await self.broker.answer(request, behavior, by, updated_input, message)
+        """A client's answer to a permission request (`hold`: as for `send`, before
+        ``claude.permission_decided`` is posted)."""
+        await self.broker.answer(request, behavior, by, updated_input, message, hold)
 
     async def close(self) -> None:
         """RESUME if paused, stdin EOF, `close_grace` to exit, then the ladder; until it is gone."""

@@ -70,12 +70,8 @@ class Turns:
         Raises:
             InvalidParams: `message_id` was used already in this run.
         """
+        self.check(message_id)
         message = message_id or self._generated_id()
-        if message in self._used:
-            raise InvalidParams(
-                f"run {self._run_id}: message id {message!r} was used already",
-                {"run": self._run_id, "message": message},
-            )
         self._used.add(message)
         key = key or str(uuid.uuid4())
         if not self.running:
@@ -86,6 +82,18 @@ class Turns:
         self._changed()
         # The running turn, or (between a result and the next init) the one about to run.
         return key, ClaudeSent(message, self.turn if self.open else self.turn + 1, "queued")
+
+    def check(self, message_id: str | None) -> None:
+        """Raise what `message` would for `message_id`, booking nothing.
+
+        Raises:
+            InvalidParams: `message_id` was used already in this run.
+        """
+        if message_id is not None and message_id in self._used:
+            raise InvalidParams(
+                f"run {self._run_id}: message id {message_id!r} was used already",
+                {"run": self._run_id, "message": message_id},
+            )
 
     def _generated_id(self) -> str:
         """`m-<n>`, n counting the messages — skipping any id a client chose already."""

@@ -3,11 +3,15 @@
 Theory of operation: a request that causes events of a run — an ``execute`` or ``attach``
 (every event of the run) or a PAUSE/RESUME/CANCEL (its state events) — closes a gate on that
 run before its handler runs; the session opens it once the reply, and whatever must follow the
-reply directly (``process.started``), are on the wire.  Whatever sends an event of the run
-waits at the gate first (``wait``).  Nothing waits on the gate while holding what the handler
-needs: output passes a control's gate (a PAUSE waits for its processes, never for the pump),
-so no gate can deadlock a run.  The protocol's own check (``ServerConnection.hold``) refuses an
-event that got past a gate too early, so a mistake here is a crash, never a reordering.
+reply directly (``process.started``), are on the wire.  A ``claude.send``, ``.permission`` or
+``.interrupt`` closes one on the session's notices only at the moment it causes them (the
+message booked, the answer decided, the CLI's answer read), when nothing is left for it to do
+but reply.  Whatever sends an event of the run waits at the gate first (``wait``).  Nothing
+waits on the gate while holding what the handler needs: output passes a control's gate (a
+PAUSE waits for its processes, never for the pump), and a claude.* gate is closed only once
+its handler needs nothing more, so no gate can deadlock a run.  The protocol's own check
+(``ServerConnection.hold``) refuses an event that got past a gate too early, so a mistake here
+is a crash, never a reordering.
 """
 
 from __future__ import annotations
@@ -16,10 +20,8 @@ from collections.abc import Hashable
 
 import trio
 
-from cc_executor.protocol.connection import HoldScope
-from cc_executor.protocol.notices import Notice, RunCompleted, RunPaused, RunResumed
-
-_STATE = (RunPaused, RunResumed, RunCompleted)
+from cc_executor.protocol.connection import HoldScope, holds_back
+from cc_executor.protocol.notices import Notice
 
 
 class Gates:
@@ -53,13 +55,13 @@ class Gates:
         run = getattr(notice, "run", None)
         if not isinstance(run, str):
             return
-        state = isinstance(notice, _STATE)
         while True:
             gates = self._closed.get(run)
             waiting = None
             if gates:
                 waiting = next(
-                    (event for scope, event in gates.values() if scope == "all" or state), None
+                    (event for scope, event in gates.values() if holds_back(scope, notice)),
+                    None,
                 )
             if waiting is None:
                 return

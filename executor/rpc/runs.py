@@ -113,6 +113,9 @@ class RunHandle:
     controls: trio.MemorySendChannel[Job]
     stdin: trio.MemorySendChannel[Job]
     pending: PendingControl | None = None
+    # The stdin queue's request being answered (a claude.* request holds the session's
+    # notices with it: rpc/claude.py).
+    answering: Job | None = None
 
     def close(self) -> None:
         self.controls.close()
@@ -235,9 +238,15 @@ class Handles(SessionPart):
         run_id = handle.live.run_id
         if request.method != "control":
             handler = RUN_HANDLERS[request.method]
-            await session.answer(
-                request.id, lambda: handler(session, handle, request.params), job.batch
-            )
+            if request.method != "signal":  # the stdin queue: one request at a time
+                handle.answering = job
+            try:
+                await session.answer(
+                    request.id, lambda: handler(session, handle, request.params), job.batch
+                )
+            finally:
+                if handle.answering is job:
+                    handle.answering = None
             return
         params = request.params
         assert isinstance(params, ControlParams)

@@ -1,0 +1,90 @@
+"""A claude.* request's reply precedes the session notices it causes, against the real CLI and
+the fake API, for a run whose events this connection pumps and for a durable one it follows
+through the journal.
+
+Observed on main (an outside probe, four rounds each): ``claude.turn_started`` and
+``claude.state`` came before claude.send's reply every time, ``claude.permission_decided``
+before claude.permission's now and then, and the interrupted turn's ``claude.turn_ended``
+before claude.interrupt's; docs/protocol.md promises the reply first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+from ccx_testing import WireClient, open_client, start_daemon
+from claude_world import BOUND, ClaudeWorld, start, wait_notice
+
+SESSION_NOTICES = (
+    "claude.turn_started",
+    "claude.message",
+    "claude.turn_ended",
+    "claude.permission_request",
+    "claude.permission_decided",
+    "claude.state",
+)
+
+
+async def reply_and_before(
+    client: WireClient, method: str, **params: Any
+) -> tuple[Any, list[tuple[str, dict[str, Any]]]]:
+    """The result of `method`, and the run's session notices that arrived before it."""
+    before = len(client.notifications)
+    result = await client.call(method, **params)
+    early = [
+        (n["method"], n["params"])
+        for n in client.notifications[before:]
+        if n["method"] in SESSION_NOTICES
+    ]
+    return result, early
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["pumped", "journaled"])
+async def test_each_reply_precedes_the_notices_its_request_causes(
+    nursery: trio.Nursery, world: ClaudeWorld, durable: bool
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, durable=durable, cwd=str(world.work))
+            for turn in (1, 2, 3):
+                target = world.work / f"touched-{turn}"
+                sent, early = await reply_and_before(
+                    client, "claude.send", run=run, content=f"[tool:touch {target}]"
+                )
+                assert sent["turn"] == turn
+                assert sent["disposition"] == "started"
+                # Neither the turn it started nor the state it caused came before it.
+                assert [p for m, p in early if p.get("turn") == turn] == []
+                assert [p for m, p in early if p.get("state") == "running"] == []
+                await wait_notice(client, run, "claude.turn_started", turn=turn)
+                asked = await wait_notice(client, run, "claude.permission_request", count=turn)
+                decided, early = await reply_and_before(
+                    client,
+                    "claude.permission",
+                    run=run,
+                    request=asked["request"],
+                    behavior="allow",
+                )
+                assert decided == {"decided": True}
+                assert [
+                    p for m, p in early
+                    if m == "claude.permission_decided" and p["request"] == asked["request"]
+                ] == []  # fmt: skip
+                await wait_notice(
+                    client, run, "claude.permission_decided", request=asked["request"]
+                )
+                await wait_notice(client, run, "claude.turn_ended", turn=turn)
+                assert target.exists()
+            slow, _ = await reply_and_before(client, "claude.send", run=run, content="[slow:100]")
+            await wait_notice(client, run, "claude.turn_started", turn=slow["turn"])
+            interrupted, early = await reply_and_before(client, "claude.interrupt", run=run)
+            assert interrupted == {"interrupted": True, "turn": slow["turn"]}
+            assert [
+                p for m, p in early if m == "claude.turn_ended" and p["turn"] == slow["turn"]
+            ] == []
+            ended = await wait_notice(client, run, "claude.turn_ended", turn=slow["turn"])
+            assert ended["interrupted"] is True
+            await client.call("claude.close", run=run)
