@@ -243,7 +243,9 @@ async def test_a_live_journals_quota_gap_is_read_as_the_gap_before_anything_foll
     """A GAP record is numbered as the first event it did not record, one past what the
     journal has counted until the next event: a reader that gets to it first reads the
     quota's gap, not damage (seen in CI, 'journal damaged' for the quota's gap)."""
-    big = [Output(seq=i, stream="stdout", data=b"x" * 100) for i in range(1, 11)]
+    big: list[SequencedEvent] = [
+        Output(seq=i, stream="stdout", data=b"x" * 100) for i in range(1, 11)
+    ]
     journal = await write(tmp_path / "j", big, quota=700, policy="gap")
     assert journal.gap is not None
     assert journal.last_seq == journal.gap.seq - 1  # the gap's own seq is not counted yet
