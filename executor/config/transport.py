@@ -14,6 +14,11 @@ class TransportConfig:
     # the daemon stops reading from that client (its TCP window closes), so memory is bounded
     # by this plus one message being assembled (max_message_bytes).
     inbound_queue_bytes: int = attrs.field(default=1024 * 1024, validator=attrs.validators.gt(0))
+    # Messages being received (not yet whole) on all connections together, in bytes: past
+    # it, the connection whose next part does not fit is closed with 1013 (try again later).
+    # Each connection assembles at most one message of max_message_bytes, so without it 1024
+    # connections could hold 8 GiB.  Never less than max_message_bytes in effect.
+    assembly_bytes: int = attrs.field(default=256 * 1024 * 1024, validator=attrs.validators.gt(0))
     # The WebSocket close handshake (close frame, the peer's reply, TCP close) takes at most
     # this long; then the socket is closed anyway.
     close_timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))

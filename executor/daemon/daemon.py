@@ -40,6 +40,7 @@ from cc_executor.executor.runs.durable import DurableRuns
 from cc_executor.executor.runs.policy import CommandPolicy
 from cc_executor.executor.runs.table import RunTable
 from cc_executor.executor.transport.frontdoor import Identity, Peer
+from cc_executor.executor.transport.inbound import AssemblyBudget
 from cc_executor.executor.transport.websocket import ServerWebSocket
 from cc_executor.protocol.binary import BINARY_SUBPROTOCOL
 from cc_executor.protocol.mcp import SUBPROTOCOL
@@ -91,6 +92,10 @@ class Daemon:
         self.tasks = TaskTable(config.mcp.max_tasks)
         # Open sessions of every kind (JSON-RPC and MCP): the one max_connections count.
         self.sessions: set[Session | McpSession] = set()
+        # What all connections may hold of the messages they are receiving (inbound.py).
+        self.assembly = AssemblyBudget(
+            max(config.transport.assembly_bytes, config.max_message_bytes)
+        )
         self.instance = config.instance
         self.draining = False
         # Set as the drain starts, for the sessions that connect during it: they are told as

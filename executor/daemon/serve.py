@@ -69,6 +69,7 @@ def boundary_for(daemon: Daemon) -> ConnectionBoundary[Session | McpSession]:
             receive_buffer_bytes=config.receive_buffer_bytes,
             inbound_queue_bytes=config.transport.inbound_queue_bytes,
             close_timeout=config.transport.close_timeout,
+            assembly=daemon.assembly,
         ),
         metrics=daemon.metrics,
     )

@@ -1,4 +1,5 @@
-"""The WebSocket's inbound queue: messages read and not yet taken, bounded in bytes."""
+"""The WebSocket's inbound side: messages read and not yet taken, bounded in bytes per
+connection, and the bytes of messages still being assembled, bounded across the daemon."""
 
 from __future__ import annotations
 
@@ -75,3 +76,28 @@ class InboundQueue:
     @property
     def queued_bytes(self) -> int:
         return self._bytes
+
+
+class AssemblyBudget:
+    """The bytes of the messages being assembled on every connection of a daemon.
+
+    Each connection holds at most one message being assembled (up to ``max_message_bytes``),
+    so with many connections those alone could take more memory than the machine has: a
+    client that sends most of a big message and then nothing more holds it as long as its
+    connection stays up.  The budget bounds their sum; a connection whose next part does not
+    fit is failed (1013, try again later) and gives its part back — the others are untouched.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        """Count `size` more bytes, if they fit."""
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.held -= size

@@ -17,7 +17,9 @@ receiving.  It feeds bytes to wsproto and handles each event at once:
 
 - a ping is answered by the reader itself, whatever the session is doing;
 - data frames are assembled into messages (one over ``max_message_bytes`` fails the
-  connection with 1009) and put in the inbound queue, bounded in bytes
+  connection with 1009; one whose part does not fit in what the daemon lets all its
+  connections assemble at once, the ``AssemblyBudget``, with 1013) and put in the inbound
+  queue, bounded in bytes
   (``inbound_queue_bytes``).  While it is full the reader stops reading, so a client's TCP
   window closes: memory stays bounded, and the only thing that can delay a pong is a client
   with more than the bound of requests unread ahead of its ping;
@@ -58,7 +60,7 @@ from wsproto.events import (
 from wsproto.frame_protocol import Opcode
 
 from cc_executor.executor.transport import sockio
-from cc_executor.executor.transport.inbound import InboundQueue, message_size
+from cc_executor.executor.transport.inbound import AssemblyBudget, InboundQueue, message_size
 from cc_executor.protocol.binary import BinaryParts
 from cc_executor.protocol.codec import Utf8Text
 
@@ -72,6 +74,7 @@ __all__ = [
 
 ABNORMAL_CLOSURE = 1006  # RFC 6455 7.4.1: no close frame; never sent, only reported
 MESSAGE_TOO_BIG = 1009
+TRY_AGAIN_LATER = 1013  # IANA's WebSocket close code registry
 # A payload at least this long goes out gathered with its header (sendmsg) instead of being
 # copied behind it; a shorter one is cheaper to copy than a second buffer is to describe.
 GATHER_BYTES = 16 * 1024
@@ -85,6 +88,8 @@ class WebSocketSettings:
     receive_buffer_bytes: int
     inbound_queue_bytes: int
     close_timeout: float
+    # Shared by every connection of the daemon (one per WebSocketSettings).
+    assembly: AssemblyBudget = attrs.field(factory=lambda: AssemblyBudget(256 * 1024 * 1024))
 
 
 def frame_header(opcode: Opcode, length: int) -> bytes:
@@ -210,6 +215,7 @@ class ServerWebSocket:
                 self._protocol.receive_data(data)
                 await self._handle_events()
         finally:
+            self._drop_parts()
             self._inbound.close()
             self._reader_done.set()
             for callback in self._when_closed:
@@ -230,16 +236,25 @@ class ServerWebSocket:
         if self._closing:
             return  # we are closing: what the peer still sends is dropped
         data = event.data if isinstance(event.data, str | bytes) else bytes(event.data)
-        self._parts.append(data)
-        self._part_bytes += message_size(data)
-        if self._part_bytes > self._settings.max_message_bytes:
-            self._parts, self._part_bytes = [], 0
+        size = message_size(data)
+        if self._part_bytes + size > self._settings.max_message_bytes:
+            self._drop_parts()
             limit = self._settings.max_message_bytes
             await self._fail(MESSAGE_TOO_BIG, f"message larger than {limit} bytes")
             return
+        if not self._settings.assembly.take(size):
+            self._drop_parts()
+            await self._fail(
+                TRY_AGAIN_LATER,
+                "the daemon is receiving too many large messages at once: try again later",
+            )
+            return
+        self._parts.append(data)
+        self._part_bytes += size
         if not event.message_finished:
             return
-        parts, self._parts, self._part_bytes = self._parts, [], 0
+        parts = self._parts
+        self._drop_parts()  # the message is the inbound queue's to bound from here on
         message: str | bytes
         if len(parts) == 1:
             message = parts[0]
@@ -248,6 +263,11 @@ class ServerWebSocket:
         else:
             message = b"".join(part for part in parts if not isinstance(part, str))
         await self._inbound.put(message)
+
+    def _drop_parts(self) -> None:
+        """Forget the message being assembled, and give its bytes back to the budget."""
+        self._settings.assembly.give(self._part_bytes)
+        self._parts, self._part_bytes = [], 0
 
     async def _close_event(self, event: CloseConnection) -> None:
         state = self._protocol.state
