@@ -52,6 +52,9 @@ from cc_executor.protocol.methods import (
 from cc_executor.protocol.params import unstructure_params
 
 _MEMBERS = frozenset({"jsonrpc", "id", "method", "params"})
+# The most requests one batch may hold: every element's reply is kept until the array goes
+# out, so a bound on the message's bytes alone would let one frame ask for millions.
+MAX_BATCH = 1000
 
 
 def decode(text: str, lenient: frozenset[str] = frozenset()) -> Received:
@@ -67,6 +70,9 @@ def decode(text: str, lenient: frozenset[str] = frozenset()) -> Received:
     if type(value) is list:
         if not value:  # JSON-RPC: an empty array is one invalid request, not a batch
             return Single(invalid(None, InvalidRequest("Invalid Request: empty batch")))
+        if len(value) > MAX_BATCH:
+            too_many = f"Invalid Request: a batch of {len(value)} requests (at most {MAX_BATCH})"
+            return Single(invalid(None, InvalidRequest(too_many)))
         return Batch(tuple(_decode_message(element, lenient) for element in value))
     if type(value) is dict:
         return Single(_decode_message(value, lenient))

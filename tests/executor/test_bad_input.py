@@ -15,6 +15,7 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 
 from bench.rawws import open_raw_websocket
 
+LIST = '{"jsonrpc":"2.0","id":1,"method":"list"}'
 ROWS: list[tuple[str, str, int, Any]] = [
     # (row, frame, expected code, expected id)
     ("not JSON", '{"jsonrpc":', -32700, None),
@@ -22,6 +23,7 @@ ROWS: list[tuple[str, str, int, Any]] = [
     ("string", '"x"', -32600, None),
     ("null", "null", -32600, None),
     ("empty batch", "[]", -32600, None),
+    ("batch of 1001", "[" + ",".join([LIST] * 1001) + "]", -32600, None),
     ("jsonrpc missing", '{"id":77,"method":"list"}', -32600, 77),
     ("jsonrpc 1.0", '{"jsonrpc":"1.0","id":77,"method":"list"}', -32600, 77),
     ("float id", '{"jsonrpc":"2.0","id":1.5,"method":"list"}', -32600, None),

@@ -172,6 +172,7 @@ MALFORMED = [
     ("null", REQUEST, None, "object or an array"),
     ("true", REQUEST, None, "object or an array"),
     ("[]", REQUEST, None, "empty batch"),
+    ("[" + ",".join(["{}"] * 1001) + "]", REQUEST, None, "a batch of 1001 requests (at most 1000)"),
     (request(jsonrpc="1.0"), REQUEST, 7, "jsonrpc"),
     (request(jsonrpc=2.0), REQUEST, 7, "jsonrpc"),
     (request(jsonrpc=_REMOVE), REQUEST, 7, "jsonrpc"),
