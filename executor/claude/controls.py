@@ -95,6 +95,15 @@ class Controls:
         waiting.answered()
         waiting.done.set()
 
+    def settle(self, subtype: str) -> None:
+        """What the waiting requests of `subtype` asked for has happened (an interrupted turn
+        ended before the CLI answered the interrupt): they are answered (no response object),
+        and the CLI's answer, when it comes, is ignored."""
+        for waiting in self._waiting.values():
+            if waiting.subtype == subtype and not waiting.done.is_set():
+                waiting.answered()
+                waiting.done.set()
+
     def fail_all(self) -> None:
         """The run is over: every waiter gets InvalidState; no new request is sent."""
         self.ended = True

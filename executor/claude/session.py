@@ -185,7 +185,13 @@ class ClaudeSession:
             case Replayed(uuid=key):
                 self.turns.replayed(key)
             case Result():
-                self.turns.result(item)
+                turns = self.turns
+                if turns.interrupting == (turns.turn if turns.open else turns.turn + 1):
+                    # The interrupted turn is over: that answers the interrupt, whether the
+                    # CLI's own answer came before this line or is still to come (its reply
+                    # then precedes the turn's end all the same).
+                    self.controls.settle("interrupt")
+                turns.result(item)
             case ControlRequest(request_id=request_id, subtype="can_use_tool", request=body):
                 self.broker.request(request_id, body)
             case ControlRequest(request_id=request_id, subtype=subtype) if request_id:

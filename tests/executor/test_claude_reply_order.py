@@ -10,6 +10,7 @@ before claude.interrupt's; docs/protocol.md promises the reply first.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -87,4 +88,54 @@ async def test_each_reply_precedes_the_notices_its_request_causes(
             ] == []
             ended = await wait_notice(client, run, "claude.turn_ended", turn=slow["turn"])
             assert ended["interrupted"] is True
+            await client.call("claude.close", run=run)
+
+
+# A stand-in CLI that opens a turn for each message and, asked to interrupt, ends the turn
+# first and answers the interrupt only afterwards, in a later write — or never.
+RESULT_FIRST_CLI = """\
+import json, sys, time
+answer_interrupt = sys.argv[1] == "answer"
+def say(obj):
+    print(json.dumps(obj), flush=True)
+for line in sys.stdin:
+    msg = json.loads(line)
+    if msg.get("type") == "user":
+        say({"type": "system", "subtype": "init", "session_id": "s-1", "tools": []})
+    elif msg.get("type") == "control_request":
+        subtype = msg["request"]["subtype"]
+        answer = {"subtype": "success", "request_id": msg["request_id"], "response": {}}
+        if subtype == "interrupt":
+            say({"type": "result", "subtype": "error_during_execution", "is_error": True,
+                 "session_id": "s-1"})
+            if not answer_interrupt:
+                continue
+            time.sleep(0.2)
+        say({"type": "control_response", "response": answer})
+"""
+
+
+@pytest.mark.parametrize("answer", ["answer", "never"])
+async def test_an_interrupt_whose_turn_ends_before_the_cli_answers_it_is_replied_first(
+    nursery: trio.Nursery, world: ClaudeWorld, answer: str
+) -> None:
+    """The turn's end is what the interrupt asked for: it answers the interrupt (whether the
+    CLI's own answer is still to come or never comes), and the reply precedes it."""
+    script = world.tmp / "result-first-claude"
+    script.write_text(
+        f"#!{sys.executable}\n" + RESULT_FIRST_CLI.replace("sys.argv[1]", repr(answer))
+    )
+    script.chmod(0o755)
+    served = await start_daemon(nursery, world.config(binary=str(script), control_timeout=30))
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, prompt="go", cwd=str(world.work))
+            await wait_notice(client, run, "claude.turn_started", turn=1)
+            interrupted, early = await reply_and_before(client, "claude.interrupt", run=run)
+            assert interrupted == {"interrupted": True, "turn": 1}
+            assert [p for m, p in early if m == "claude.turn_ended"] == []
+            ended = await wait_notice(client, run, "claude.turn_ended", turn=1)
+            assert ended["interrupted"] is True
+            again = await client.call("claude.send", run=run, content="more")
+            assert again["turn"] == 2
             await client.call("claude.close", run=run)
