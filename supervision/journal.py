@@ -118,6 +118,9 @@ class Journal(JournalWriter):
         self._ended = trio.Event()  # the run's processes are gone: the quota's wait is over
         self._faulted = trio.Event()
         self.finished = True  # no more appends will come
+        # Every record of it was written by this process (`create`): what it did not record,
+        # it knows (`gap`, `fault_count`); a journal opened from disk cannot tell.
+        self.written_here = False
 
     # -- building ----------------------------------------------------------------------
 
@@ -141,6 +144,7 @@ class Journal(JournalWriter):
         journal._fd = fd
         journal.committed = len(head)
         journal.finished = False
+        journal.written_here = True
         return journal
 
     @classmethod

@@ -221,12 +221,17 @@ class Cursor:
 
     def _hole(self, until_seq: int | None) -> Gap:
         known = self._reason
-        if known is None:
-            reason = NOT_RECORDED
-            if self._journal.gap is not None:
-                reason = self._journal.gap.reason
-            return Gap(self._seen + 1, reason, until_seq=until_seq)
-        return attrs.evolve(known, seq=self._seen + 1, until_seq=until_seq)
+        if known is not None:
+            return attrs.evolve(known, seq=self._seen + 1, until_seq=until_seq)
+        journal = self._journal
+        if journal.gap is not None:
+            return Gap(self._seen + 1, journal.gap.reason, until_seq=until_seq)
+        if journal.written_here and not journal.fault_count:
+            # This process wrote it and never left anything unrecorded (no gap, no write
+            # fault): the missing records were written, and are gone from the file (cut
+            # between two records under the live writer, say).  That is damage.
+            return Gap(self._seen + 1, DAMAGED, until_seq, offset=self._offset, length=0)
+        return Gap(self._seen + 1, NOT_RECORDED, until_seq=until_seq)
 
     def _yield_gap(self, gap: Gap) -> Gap:
         self._reason = None
