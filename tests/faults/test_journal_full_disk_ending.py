@@ -23,7 +23,7 @@ from pathlib import Path
 
 import trio
 from ccx_testing import proc_stat, run_daemon, wait_until
-from durable_testing import open_durable_client
+from durable_testing import DurableClient, open_durable_client
 from faults_journal_testing import (
     fill,
     journal_meta,
@@ -125,11 +125,32 @@ async def test_a_short_write_commits_what_it_wrote_and_a_follower_gets_no_gap_fo
         assert (reopened.damaged, reopened.truncated_bytes) == ([], 0)
 
 
+# Waits for $GO, then writes 200,000 bytes in one write (two reads) and exits.
+WAIT_THEN_WRITE = 'while [ ! -e $GO ]; do sleep 0.01; done; exec python3 -c "$WRITE"'
+WRITE = "import os; os.write(1, b'a' * 200000)"
+
+
+async def exit_onto_a_full_disk(client: DurableClient, disk: Path, go: Path) -> tuple[str, Path]:
+    """Start a durable run that writes its last output and exits once `disk` is full; return
+    the run and the filler, once the journal's write has failed (policy `block`)."""
+    started = await client.call(
+        "execute",
+        argv=["sh", "-c", WAIT_THEN_WRITE],
+        env={"GO": str(go), "WRITE": WRITE},
+        durable=True,
+    )
+    run = started["run"]
+    filler = fill(disk)
+    go.touch()  # noqa: ASYNC240 - a marker on a local file system, at once
+    fault = await wait_notification(client, "process.journal_error", run)
+    assert fault["policy"] == "block"
+    await wait_until(lambda: proc_stat(started["pid"]) is None, bound=30)
+    return run, filler
+
+
 async def test_block_policy_keeps_retrying_after_the_runs_processes_end(tmp_path: Path) -> None:
     """The run has exited (its processes are gone) while its last output and its completion
     cannot be written: the journal holds them and writes them once the disk has room."""
-    script = 'while [ ! -e $GO ]; do sleep 0.01; done; exec python3 -c "$WRITE"'
-    write = "import os; os.write(1, b'a' * 200000)"  # one write: two reads, then the exit
     go = tmp_path / "go"  # outside the full disk
     with small_tmpfs(tmp_path / "disk") as disk, trio.fail_after(120):
         state = str(disk / "state")
@@ -137,18 +158,7 @@ async def test_block_policy_keeps_retrying_after_the_runs_processes_end(tmp_path
             run_daemon("--state-dir", state) as daemon,
             open_durable_client(daemon.url) as client,
         ):
-            started = await client.call(
-                "execute",
-                argv=["sh", "-c", script],
-                env={"GO": str(go), "WRITE": write},
-                durable=True,
-            )
-            run = started["run"]
-            filler = fill(disk)
-            go.touch()
-            fault = await wait_notification(client, "process.journal_error", run)
-            assert fault["policy"] == "block"
-            await wait_until(lambda: proc_stat(started["pid"]) is None, bound=30)
+            run, filler = await exit_onto_a_full_disk(client, disk, go)
             status = await status_until(
                 client,
                 run,
@@ -185,8 +195,6 @@ async def test_a_cancel_gives_up_the_wait_of_a_run_that_exited(tmp_path: Path) -
     """The run has exited while its last output cannot be written (policy `block`): a CANCEL
     cannot end it again (-32005: it has completed), but it gives the journal's wait up — the
     output that did not fit is a gap, and the completion is recorded with the reserve."""
-    script = 'while [ ! -e $GO ]; do sleep 0.01; done; exec python3 -c "$WRITE"'
-    write = "import os; os.write(1, b'a' * 200000)"
     go = tmp_path / "go"
     with small_tmpfs(tmp_path / "disk") as disk, trio.fail_after(120):
         state = str(disk / "state")
@@ -194,17 +202,7 @@ async def test_a_cancel_gives_up_the_wait_of_a_run_that_exited(tmp_path: Path) -
             run_daemon("--state-dir", state) as daemon,
             open_durable_client(daemon.url) as client,
         ):
-            started = await client.call(
-                "execute",
-                argv=["sh", "-c", script],
-                env={"GO": str(go), "WRITE": write},
-                durable=True,
-            )
-            run = started["run"]
-            fill(disk)
-            go.touch()
-            await wait_notification(client, "process.journal_error", run)
-            await wait_until(lambda: proc_stat(started["pid"]) is None, bound=30)
+            run, _ = await exit_onto_a_full_disk(client, disk, go)
             await status_until(client, run, lambda s: s["journal"]["blocked"] is True)
             error = await client.call_error("control", type="CANCEL", run=run)
             assert error.code == -32005, error
