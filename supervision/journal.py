@@ -39,8 +39,9 @@ from cc_executor.supervision.journal_codec import (
     Meta,
     Record,
     Removed,
-    encode_entry,
     encode_meta,
+    run_id_of,
+    seed_of,
 )
 from cc_executor.supervision.journal_config import (
     JournalConfig,
@@ -91,6 +92,11 @@ class Journal(JournalWriter):
         self.path = path
         self.meta = meta  # None: its head cannot be read (`head_damage` says why)
         self.config = config
+        # What binds its records (journal_codec.py): the seed of every file written for it
+        # (created, compacted) and the seeds its file's records are checked with, the first
+        # of which records appended to it are written with (UNBOUND in a v1 file).
+        self.seed = seed_of(run_id_of(path))
+        self.seeds: tuple[int, ...] = (self.seed,)
         self.committed = 0  # bytes up to the end of the last whole record
         self.last_seq = 0
         self.stdout_bytes = 0  # as recorded (output after a gap is not counted)
@@ -131,7 +137,8 @@ class Journal(JournalWriter):
         Raises:
             OSError: the file or its completion reserve could not be made (a full disk).
         """
-        head = MAGIC + encode_meta(meta)
+        journal = cls(path, meta, config)
+        head = MAGIC + encode_meta(meta, journal.seed)
         fd = create_locked(path, head)  # its name appears with its head, already locked
         try:
             make_reserve(path + RESERVE_SUFFIX, config.completion_reserve_bytes)
@@ -140,7 +147,6 @@ class Journal(JournalWriter):
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise
-        journal = cls(path, meta, config)
         journal._fd = fd
         journal.committed = len(head)
         journal.finished = False
@@ -188,7 +194,7 @@ class Journal(JournalWriter):
     async def append_completion(self, event: CompletedEvent, cut: Gap | None = None) -> None:
         """Record a recovered run's completion (after `cut`: the GAP its cut tail is), close."""
         if cut is not None:
-            self._batch.add(encode_entry(cut), cut)
+            self._batch.add(self._encode(cut), cut)
         await self.deliver(event)
         await self.close()
 

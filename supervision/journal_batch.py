@@ -2,10 +2,11 @@
 
 An output's data is never copied into its record: the record's frame, kind, seq and stream
 byte go in one small buffer, the data follows as its own (writev(2) joins them; the CRC runs
-over both).  The CRC and frame of an output are made when its batch is written (`write`):
-a big batch is framed and written in a worker thread (the CRC and `writev` release the
-GIL), so the event loop sends to attached clients meanwhile; the write is shielded, so it
-is never cut short, and happens whole or fails as one write did inline.  Once a batch is
+over both, from its journal's seed: journal_codec.py).  The CRC and frame of an output are
+made when its batch is written (`write`): a big batch is framed and written in a worker
+thread (the CRC and `writev` release the GIL), so the event loop sends to attached clients
+meanwhile; the write is shielded, so it is never cut short, and happens whole or fails as one
+write did inline.  Once a batch is
 written its index (`index_records`) lets a cursor that is caught up take the entries from
 memory instead of reading back what was just written.
 
@@ -54,22 +55,25 @@ THREAD_BYTES = 256 * 1024  # a batch this big is written in a worker thread (wor
 
 @attrs.frozen
 class OutputRecord:
-    """An output's record before it is framed: its kind, seq and stream byte (`head`), and
-    its data; the frame (length, CRC) is made when it is written."""
+    """An output's record before it is framed: its kind, seq and stream byte (`head`), its
+    data, and the seed of its journal's CRCs; the frame (length, CRC) is made when it is
+    written."""
 
     head: bytes
     data: bytes
+    seed: int
 
     @classmethod
-    def of(cls, output: Output) -> OutputRecord:
+    def of(cls, output: Output, seed: int) -> OutputRecord:
         head = HEAD.pack(K_OUTPUT, output.seq) + bytes([_STREAMS.index(output.stream)])
-        return cls(head, output.data)
+        return cls(head, output.data, seed)
 
     def __len__(self) -> int:
         return FRAME.size + len(self.head) + len(self.data)
 
 
-Queued = bytes | OutputRecord  # a record framed already (not output), or an output's
+# A record framed already (not output: encode_entry with its journal's seed), or an output's.
+Queued = bytes | OutputRecord
 
 
 def frame(records: Sequence[Queued], skip: int = 0) -> list[bytes | memoryview]:
@@ -79,7 +83,7 @@ def frame(records: Sequence[Queued], skip: int = 0) -> list[bytes | memoryview]:
     for record in records:
         if isinstance(record, OutputRecord):
             head, data = record.head, record.data
-            crc = crc32(data, crc32(head))
+            crc = crc32(data, crc32(head, record.seed))
             buffers += (FRAME.pack(len(head) + len(data), crc) + head, data)
         else:
             buffers.append(record)

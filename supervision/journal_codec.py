@@ -2,7 +2,14 @@
 
 A journal file is the magic, then records, each written whole::
 
-    u32 body length | u32 CRC-32 of body | body = u8 kind | u64 seq | payload
+    u32 body length | u32 CRC-32 of body, seeded | body = u8 kind | u64 seq | payload
+
+Every record is bound to its journal (format v2, magic ``CCXJRNL2``): its CRC-32 starts from
+the journal's seed (`seed_of` its run id, which every reader knows from the file's name even
+when its head is damaged) instead of 0, so a record of another journal, a whole and valid one
+(found after damage inside a payload that holds another journal's bytes, or in stale blocks
+after a cut), fails its CRC here like any damaged bytes.  A v1 file (``CCXJRNL1``) is the same
+format unseeded (seed 0: a plain CRC-32), still read, and appended to in its own format.
 
 Kinds: META (seq 0, the run's facts), OUTPUT (stream, bytes), STATE (paused/running),
 COMPLETED (the outcome and byte counts), GAP (output from this seq on was not recorded),
@@ -18,6 +25,7 @@ not exist).  Finding records again after damage is journal_scan.py's.
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Literal
 
@@ -50,8 +58,11 @@ try:
 except ImportError:  # a platform without zlib-ng's wheel
     from zlib import crc32 as crc32
 
-MAGIC = b"CCXJRNL1"
-FRAME = struct.Struct("<II")  # body length, crc32
+MAGIC = b"CCXJRNL2"  # what every new file is written as: records bound to their journal
+MAGIC_V1 = b"CCXJRNL1"  # records not bound (seed 0); still read, and appended to as such
+MAGICS = (MAGIC, MAGIC_V1)
+UNBOUND = 0  # the seed of a v1 record: its CRC is a plain CRC-32
+FRAME = struct.Struct("<II")  # body length, crc32 seeded with its journal's seed
 HEAD = struct.Struct("<BQ")  # kind, seq
 _LEN16 = struct.Struct("<H")
 _LEN32 = struct.Struct("<I")
@@ -68,6 +79,37 @@ DAMAGED = "journal damaged"
 
 class JournalError(Exception):
     """A path cannot be read as a journal (not a regular file)."""
+
+
+JOURNAL_SUFFIX = ".journal"  # a journal's file is named <run id>JOURNAL_SUFFIX
+
+
+def run_id_of(path: str) -> str:
+    """The run id a journal's file name says: what binds its records (`seed_of`).  Taken from
+    the name, never from its META, so that it is known when the head cannot be read too; a
+    compacted copy is written under another name but with its journal's seed."""
+    return os.path.basename(path).removesuffix(JOURNAL_SUFFIX)
+
+
+def seed_of(run_id: str) -> int:
+    """The seed of the CRC-32 of every record of the journal of `run_id` (format v2).
+
+    Two run ids share a seed with odds of one in 2**32; and a record's CRC seeded with
+    another seed never holds (for the same bytes, CRCs from two seeds differ by the seeds'
+    difference carried through the bytes, an invertible map: never 0), so another journal's
+    record never passes here, whatever it holds.
+    """
+    return crc32(b"ccx-journal:" + os.fsencode(run_id))
+
+
+def seeds_of_magic(magic: bytes, seed: int) -> tuple[int, ...] | None:
+    """The seed a file's records are checked with, as its magic says (`seed`: its journal's,
+    for a v2 file; UNBOUND for a v1 file), or None if the magic is neither (damaged)."""
+    if magic == MAGIC:
+        return (seed,)
+    if magic == MAGIC_V1:
+        return (UNBOUND,)
+    return None
 
 
 @attrs.frozen
@@ -261,8 +303,8 @@ def _outcome_from(fields: dict[str, bytes]) -> Outcome:
 # -- records -------------------------------------------------------------------------------
 
 
-def encode_meta(meta: Meta) -> bytes:
-    """The META record of a journal."""
+def encode_meta(meta: Meta, seed: int) -> bytes:
+    """The META record of a journal whose records are bound by `seed`."""
     fields = {
         "run_id": meta.run_id.encode(),
         "pid": str(meta.pid).encode(),
@@ -277,7 +319,7 @@ def encode_meta(meta: Meta) -> bytes:
         fields["owner"] = meta.owner.encode()
     if meta.root_start_ticks is not None:
         fields["root_start_ticks"] = str(meta.root_start_ticks).encode()
-    return _record(K_META, 0, _pack_fields(fields))
+    return _record(K_META, 0, _pack_fields(fields), seed)
 
 
 def decode_meta(payload: bytes) -> Meta:
@@ -298,30 +340,31 @@ def decode_meta(payload: bytes) -> Meta:
     )
 
 
-def _record(kind: int, seq: int, payload: bytes) -> bytes:
+def _record(kind: int, seq: int, payload: bytes, seed: int) -> bytes:
     body = HEAD.pack(kind, seq) + payload
-    return FRAME.pack(len(body), crc32(body)) + body
+    return FRAME.pack(len(body), crc32(body, seed)) + body
 
 
-def encode_entry(entry: Entry) -> bytes:
-    """One record, framed and checksummed."""
+def encode_entry(entry: Entry, seed: int) -> bytes:
+    """One record, framed and checksummed from `seed` (its journal's: `seed_of`, or UNBOUND
+    in a v1 file)."""
     match entry:
         case Output(seq=seq, stream=stream, data=data):
-            return _record(K_OUTPUT, seq, bytes([_STREAMS.index(stream)]) + data)
+            return _record(K_OUTPUT, seq, bytes([_STREAMS.index(stream)]) + data, seed)
         case StateEvent(seq=seq, state=state):
-            return _record(K_STATE, seq, state.value.encode())
+            return _record(K_STATE, seq, state.value.encode(), seed)
         case CompletedEvent(seq=seq, completed=completed):
             fields = _outcome_fields(completed.outcome)
             fields["stdout_bytes"] = str(completed.stdout_bytes).encode()
             fields["stderr_bytes"] = str(completed.stderr_bytes).encode()
             fields["duration"] = repr(completed.duration).encode()
-            return _record(K_COMPLETED, seq, _pack_fields(fields))
+            return _record(K_COMPLETED, seq, _pack_fields(fields), seed)
         case Gap(seq=seq, reason=reason):
-            return _record(K_GAP, seq, reason.encode())
+            return _record(K_GAP, seq, reason.encode(), seed)
         case Removed(first=first, last=last):
-            return _record(K_REMOVED, first, _U64.pack(last))
+            return _record(K_REMOVED, first, _U64.pack(last), seed)
         case Note(seq=seq, name=name, data=data):
-            return _record(K_NOTE, seq, _pack_fields({"name": name.encode(), "data": data}))
+            return _record(K_NOTE, seq, _pack_fields({"name": name.encode(), "data": data}), seed)
 
 
 def decode_entry(record: Record) -> Entry:

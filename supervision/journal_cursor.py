@@ -38,6 +38,7 @@ from cc_executor.supervision.journal_codec import (
     Incomplete,
     Record,
     Removed,
+    seeds_of_magic,
 )
 from cc_executor.supervision.journal_reader import Reader, read_record
 from cc_executor.supervision.journal_scan import read_entry, resync
@@ -68,7 +69,11 @@ class Cursor:
     def __init__(self, journal: Journal, from_seq: int) -> None:
         self._journal = journal
         self._fd = open_regular(journal.path, os.O_RDONLY)  # a FIFO put there: an OSError
-        self._reader = Reader(self._fd)
+        # Its records are checked as the magic of the file it opened says (a journal compacted
+        # since it was opened is of the current version, whatever it was), or as journal.open
+        # found where the magic is damaged.
+        seeds = seeds_of_magic(os.pread(self._fd, len(MAGIC), 0), journal.seed)
+        self._reader = Reader(self._fd, journal.seeds if seeds is None else seeds)
         head = read_record(self._reader, len(MAGIC), journal.committed)
         # Events start after the META record (which journal.open or create has checked), or
         # where a head that cannot be read starts (what follows is read as after damage).

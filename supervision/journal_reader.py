@@ -9,6 +9,11 @@ it is held, however the file grows.
 A big output record's data is read straight into its own buffer, apart from its head, so it is
 read from the file once and copied by nobody (W10: replay); the window after such a read is
 small, since what follows a big record is most likely another one.
+
+A reader checks each record's CRC with its journal's seed (`seeds`: journal_codec.py's
+binding), so a record of another journal reads as Corrupt like any damaged bytes.  It has two
+seeds only where the file's version cannot be told (its magic and META both damaged): the
+run's, then UNBOUND; a record checked with the second costs a second CRC.
 """
 
 from __future__ import annotations
@@ -35,12 +40,15 @@ _OUTPUT_HEAD = HEAD.size + 1  # an output body's kind, seq and stream byte
 
 
 class Reader:
-    """Reads of one journal file (`fd`, not owned) through a window of its bytes."""
+    """Reads of one journal file (`fd`, not owned) through a window of its bytes, whose
+    records are checked with `seeds` (the first that holds; see the module docstring)."""
 
-    __slots__ = ("_data", "_direct", "_start", "fd")
+    __slots__ = ("_data", "_direct", "_start", "fd", "seeds")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, seeds: tuple[int, ...]) -> None:
+        assert seeds, "a record is checked with at least one seed"
         self.fd = fd
+        self.seeds = seeds  # set again once the file's version is known (journal_scan.py)
         self._start = 0
         self._data = b""
         self._direct = False  # the last read went straight to its buffer
@@ -59,6 +67,14 @@ class Reader:
         self._data = os.pread(self.fd, max(length, min(ahead, limit - offset)), offset)
         self._start = offset
         return self._data[:length]
+
+
+def _holds(crc: int, head: bytes, data: bytes, seeds: tuple[int, ...]) -> bool:
+    """Whether `crc` is the CRC-32 of `head` then `data` from one of `seeds` (the first,
+    but where a file's version is unknown: no generator for that one)."""
+    return crc32(data, crc32(head, seeds[0])) == crc or any(
+        crc32(data, crc32(head, seed)) == crc for seed in seeds[1:]
+    )
 
 
 def read_record(reader: Reader, offset: int, limit: int) -> ReadResult:
@@ -82,14 +98,14 @@ def read_record(reader: Reader, offset: int, limit: int) -> ReadResult:
             data = reader.read(at + _OUTPUT_HEAD, length - _OUTPUT_HEAD, limit)
             if len(head) + len(data) < length:
                 return Incomplete(offset, FRAME.size + len(head) + len(data))
-            if crc32(data, crc32(head)) != crc:
+            if not _holds(crc, head, data, reader.seeds):
                 return Corrupt(offset, "CRC mismatch")
             seq = HEAD.unpack_from(head)[1]
             return Record(K_OUTPUT, seq, head[HEAD.size :], offset, end, data)
     body = reader.read(at, length, limit)
     if len(body) < length:
         return Incomplete(offset, FRAME.size + len(body))
-    if crc32(body) != crc:
+    if not _holds(crc, b"", body, reader.seeds):
         return Corrupt(offset, "CRC mismatch")
     kind, seq = HEAD.unpack_from(body)
     if kind > K_NOTE:

@@ -2,7 +2,10 @@
 
 The new file is written beside the old one, fsynced and renamed over it in a worker thread
 (the event loop never waits for the disk); a cursor opened before keeps reading the old file,
-which is whole, through its own descriptor.
+which is whole, through its own descriptor.  The new file is of the current format whatever
+the old one was (v2: its records bound by the journal's seed, taken from the journal's run id,
+never from the name it is written under); a cursor checks the file it reads as its own magic
+says.
 """
 
 from __future__ import annotations
@@ -41,11 +44,13 @@ async def compact(journal: Journal) -> None:
     assert journal.finished
     removed = Removed(1, completed.seq - 1) if completed.seq > 1 else None
     # A journal whose META could not be read stays without one (`head_damage` says so).
-    data = MAGIC + (b"" if journal.meta is None else encode_meta(journal.meta))
+    seed = journal.seed
+    data = MAGIC + (b"" if journal.meta is None else encode_meta(journal.meta, seed))
     if removed is not None:
-        data += encode_entry(removed)
-    data += encode_entry(completed)
+        data += encode_entry(removed, seed)
+    data += encode_entry(completed, seed)
     await trio.to_thread.run_sync(_write_compacted, journal.path, data)
+    journal.seeds = (seed,)
     journal.committed = len(data)
     journal.removed = removed
     journal.gap = None

@@ -15,6 +15,12 @@ A scan by content (`resync`) ends on any bytes and any file length: each chunk m
 A head that cannot be read (a damaged magic *and* META, a file cut inside its META, an empty
 file, garbage) is not the end of the file: `scan_headless` notes why (`HeadDamage`) and reads
 the records after it by content, as after any damage; the head's bytes are never cut.
+
+Which journal a record belongs to is in its CRC (journal_codec.py): the file's magic says its
+version, so how its records are checked (`read_head`).  A damaged magic before a whole META
+is told by the seed that META holds with.  Where neither can be read the version cannot be
+told, and records are checked with the run's seed or none (UNBOUND): then, and only then, a
+v1 journal's record found after damage can be taken for the run's.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from cc_executor.supervision.journal_codec import (
     HEAD,
     K_META,
     MAGIC,
+    MAGICS,
+    UNBOUND,
     Corrupt,
     Entry,
     Incomplete,
@@ -44,6 +52,7 @@ from cc_executor.supervision.journal_codec import (
     Record,
     decode_entry,
     decode_meta,
+    seeds_of_magic,
 )
 from cc_executor.supervision.journal_reader import Reader, read_record
 
@@ -73,17 +82,35 @@ class HeadDamage:
     length: int
 
 
-def read_head(reader: Reader, path: str, size: int) -> tuple[Meta, int] | str:
+def _intact_magic(reader: Reader, size: int) -> bytes | None:
+    """The file's magic if it is one of a version this reads, else None."""
+    magic = reader.read(0, len(MAGIC), size) if size >= len(MAGIC) else b""
+    return magic if magic in MAGICS else None
+
+
+def read_head(reader: Reader, path: str, size: int, seed: int) -> tuple[Meta, int] | str:
     """The journal's META and the offset of its first event record, or why they cannot be
-    read.  A damaged magic before a whole META record costs nothing (a warning)."""
-    magic = size >= len(MAGIC) and reader.read(0, len(MAGIC), size) == MAGIC
-    first = read_record(reader, len(MAGIC), size)
+    read.  A damaged magic before a whole META record costs nothing (a warning).
+
+    Sets `reader.seeds` to what the file's records are checked with (the module docstring):
+    as its magic says; else the seed of the run (`seed`) or UNBOUND, whichever its META
+    holds with; else both.
+    """
+    magic = _intact_magic(reader, size)
+    known = None if magic is None else seeds_of_magic(magic, seed)
+    for seeds in [known] if known is not None else [(seed,), (UNBOUND,)]:
+        reader.seeds = seeds
+        first = read_record(reader, len(MAGIC), size)
+        if isinstance(first, Record) and first.kind == K_META:
+            break
+    else:
+        reader.seeds = (seed, UNBOUND) if known is None else known
     if isinstance(first, Record) and first.kind == K_META:
         try:
             meta = decode_meta(bytes(first.payload))
         except (ValueError, KeyError, struct.error) as exc:
             return f"META record does not decode ({exc!r})"
-        if not magic:
+        if magic is None:
             log.warning("journal.damaged_magic", path=path)
         return meta, first.end
     if size == 0:
@@ -94,14 +121,14 @@ def read_head(reader: Reader, path: str, size: int) -> tuple[Meta, int] | str:
         why = "META record cut short"
     else:
         why = f"META record corrupt ({first.why})"
-    return why if magic else f"not a cc-executor journal's magic; {why}"
+    return why if magic is not None else f"not a cc-executor journal's magic; {why}"
 
 
 def scan_headless(journal: Journal, reader: Reader, size: int, reason: str) -> None:
     """Note every record found after a head that cannot be read (by content, as after any
-    damage); the head's bytes are never cut, and nothing is if no record is found."""
-    magic = size >= len(MAGIC) and reader.read(0, len(MAGIC), size) == MAGIC
-    start = len(MAGIC) if magic else 0
+    damage, checked as `read_head` found); the head's bytes are never cut, and nothing is if
+    no record is found."""
+    start = 0 if _intact_magic(reader, size) is None else len(MAGIC)
     found = resync(reader, start, size, 0)
     end = size if found is None else found[0].offset
     journal.head_damage = HeadDamage(reason, start, end - start)
@@ -128,11 +155,12 @@ def scan_file(journal: Journal, fd: int) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise JournalError(f"{journal.path}: not a regular file")
     size = info.st_size
-    reader = Reader(fd)
+    reader = Reader(fd, journal.seeds)
     magic = reader.read(0, min(size, len(MAGIC)), size)
-    if magic != MAGIC and magic[:-1] == MAGIC[:-1] and magic[-1:].isdigit():
+    if magic not in MAGICS and magic[:-1] == MAGIC[:-1] and magic[-1:].isdigit():
         raise JournalError(f"{journal.path}: a journal of format {magic.decode()}")
-    head = read_head(reader, journal.path, size)
+    head = read_head(reader, journal.path, size, journal.seed)
+    journal.seeds = reader.seeds  # what its records are checked and appended with
     if isinstance(head, str):
         scan_headless(journal, reader, size, head)
     else:

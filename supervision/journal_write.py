@@ -87,6 +87,8 @@ class JournalWriter:
     path: str
     meta: Meta | None  # None: its head cannot be read (then it takes no output)
     config: JournalConfig
+    seed: int
+    seeds: tuple[int, ...]
     committed: int
     last_seq: int
     stdout_bytes: int
@@ -117,7 +119,7 @@ class JournalWriter:
         if isinstance(event, Output):
             if self.gap is not None:
                 return
-            record = OutputRecord.of(event)
+            record = OutputRecord.of(event, self.seeds[0])
             assert self.meta is not None, "only a live run's journal takes output"
             held = self.committed + self._behind.size + self._batch.size
             if held + len(record) > self.meta.quota_bytes:
@@ -128,8 +130,13 @@ class JournalWriter:
             if self._batch.full(self.config.batch_bytes):
                 await self._write_behind()
             return
-        self._batch.add(encode_entry(event), event)
+        self._batch.add(self._encode(event), event)
         await self.flush()
+
+    def _encode(self, entry: Entry) -> bytes:
+        """The record of `entry` in this journal's file: bound as its records are (a record
+        appended to a v1 file is a v1 record, so the file reads as one version throughout)."""
+        return encode_entry(entry, self.seeds[0])
 
     async def _quota_reached(self, seq: int) -> None:
         if self.meta is not None and self.meta.quota_policy == "block":
@@ -142,7 +149,7 @@ class JournalWriter:
         else:
             reason = "journal quota reached"
         gap = Gap(seq, reason)
-        self._batch.add(encode_entry(gap), gap)
+        self._batch.add(self._encode(gap), gap)
         await self.flush()
 
     @property

@@ -22,6 +22,8 @@ from ccx_testing import WireClient
 
 from cc_executor.supervision import Completed, CompletedEvent, Exited, Output
 from cc_executor.supervision.journal import Journal, JournalConfig, Meta, Replayed, boot_id
+from cc_executor.supervision.journal_codec import run_id_of, seed_of
+from cc_executor.supervision.journal_reader import Reader
 
 
 def journal_meta(run_id: str) -> Meta:
@@ -36,6 +38,12 @@ def journal_meta(run_id: str) -> Meta:
         quota_bytes=1 << 30,
         quota_policy="block",
     )
+
+
+def journal_reader(path: Path, fd: int) -> Reader:
+    """A reader of the journal file `path` (open as `fd`) of the current format: its records
+    checked as bound to the run its name says."""
+    return Reader(fd, (seed_of(run_id_of(str(path))),))
 
 
 MISSING_PID = 4_194_000  # above any pid this machine hands out (pid_max is 4194304 at most)

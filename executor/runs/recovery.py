@@ -34,7 +34,8 @@ from cc_executor.executor.runs.wire import claude_summary
 from cc_executor.protocol.claude import Init, StreamJsonParser
 from cc_executor.supervision import Completed, CompletedEvent, Lost, Output, SupervisionConfig
 from cc_executor.supervision.journal import Gap, Journal, JournalConfig, JournalError, boot_id
-from cc_executor.supervision.journal_codec import DAMAGED
+from cc_executor.supervision.journal_codec import DAMAGED, JOURNAL_SUFFIX
+from cc_executor.supervision.journal_codec import run_id_of as journal_run_id
 from cc_executor.supervision.journal_config import CREATING, remove_if_abandoned
 from cc_executor.supervision.leftovers import kill_leftovers
 from cc_executor.supervision.procfs import ProcfsExhausted
@@ -43,7 +44,7 @@ log = structlog.get_logger()
 
 LOST_REASON = "daemon restarted while the run was live"
 
-SUFFIX = ".journal"  # a journal's file is named <run id>SUFFIX (DurableRuns.create)
+SUFFIX = JOURNAL_SUFFIX  # a journal's file is named <run id>SUFFIX (DurableRuns.create)
 RECOVER_BATCH = 256  # journals read per worker-thread hand-off at start
 STALL_BOUND = 30.0  # seconds without a descriptor to open a journal with before giving up
 RETRY_INITIAL, RETRY_MAX = 0.05, 2.0  # the backoff between those attempts
@@ -151,8 +152,9 @@ def remove_abandoned(paths: list[str]) -> None:
 
 
 def run_id_of(path: str) -> str:
-    """The run id a journal's file name says (`create` names it so; run ids are safe)."""
-    return os.path.basename(path).removesuffix(SUFFIX)
+    """The run id a journal's file name says (`create` names it so; run ids are safe): the
+    one its records are bound to too."""
+    return journal_run_id(path)
 
 
 def open_journals(paths: list[str], config: JournalConfig) -> tuple[list[Opened], OSError | None]:

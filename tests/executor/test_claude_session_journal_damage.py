@@ -25,11 +25,11 @@ import trio
 from ccx_testing import run_daemon, wait_until
 from claude_world import BOUND, ClaudeWorld, daemon_env, reap_zombies, wait_notice
 from durable_testing import DurableClient, open_durable_client
-from faults_journal_testing import flip_byte
+from faults_journal_testing import flip_byte, journal_reader
 
 from cc_executor.supervision.events import Note
 from cc_executor.supervision.journal_codec import K_META, MAGIC, Record, decode_entry
-from cc_executor.supervision.journal_reader import Reader, read_record
+from cc_executor.supervision.journal_reader import read_record
 from cc_executor.supervision.testing import marked_processes
 
 
@@ -38,7 +38,7 @@ def records(path: Path) -> list[tuple[Record, str]]:
     found = []
     with path.open("rb") as f:
         offset = len(MAGIC)
-        reader = Reader(f.fileno())
+        reader = journal_reader(path, f.fileno())
         while isinstance(record := read_record(reader, offset, path.stat().st_size), Record):
             if record.kind != K_META:
                 found.append((record, what(record)))

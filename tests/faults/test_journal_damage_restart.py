@@ -11,17 +11,17 @@ from pathlib import Path
 import trio
 from ccx_testing import run_daemon
 from durable_testing import open_durable_client
-from faults_journal_testing import flip_byte
+from faults_journal_testing import flip_byte, journal_reader
 
 from cc_executor.supervision.journal_codec import MAGIC, Record
-from cc_executor.supervision.journal_reader import Reader, read_record
+from cc_executor.supervision.journal_reader import read_record
 
 
 def record_offsets(path: Path) -> list[tuple[int, int]]:
     """(offset, seq) of every record after META."""
     found = []
     with path.open("rb") as f:
-        reader = Reader(f.fileno())
+        reader = journal_reader(path, f.fileno())
         size = path.stat().st_size
         offset = len(MAGIC)
         while isinstance(record := read_record(reader, offset, size), Record):

@@ -4,16 +4,15 @@ Observed on main: run B's output held run A's journal (B ran ``cat`` on it); one
 in the header of B's record carrying those bytes, and readers took A's records inside B's
 payload for B's own: B replayed A's lines and A's completion, and B's own completion never
 came.  A reader now never yields a record the journal has not numbered (above its last seq),
-nor anything at or after its completion but that completion: it ends on the run's own.  A's
-records whose seqs B has numbered are still taken (the xfail below) until records are bound
-to their journal.
+nor anything at or after its completion but that completion: it ends on the run's own.  And
+records are bound to their journal (format v2: each CRC is seeded with its journal's run id),
+so A's records fail their CRC in B whatever their seqs: none of them is ever taken for B's.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from faults_journal_testing import flip_byte, journal_meta, read_all
 
 from cc_executor.supervision.events import Completed, CompletedEvent, Output, SequencedEvent
@@ -68,11 +67,6 @@ async def test_a_reader_ends_on_the_runs_own_completion_and_never_past_its_seqs(
     assert all(e.seq <= 4 for e in entries if not isinstance(e, Gap))  # none of A's 5..61
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F4 not fixed yet: records need a per-journal binding (format v2), which the "
-    "writers (journal_batch.py, journal_write.py) must write",
-)
 async def test_records_inside_a_payload_are_never_taken_for_the_runs_own(tmp_path: Path) -> None:
     b, _ = await b_carrying_a(tmp_path)
     entries = read_all(b)

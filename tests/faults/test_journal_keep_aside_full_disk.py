@@ -15,12 +15,18 @@ from pathlib import Path
 import trio
 from ccx_testing import run_daemon
 from durable_testing import open_durable_client
-from faults_journal_testing import fill, flip_byte, small_tmpfs, write_old_journals
+from faults_journal_testing import (
+    fill,
+    flip_byte,
+    journal_reader,
+    small_tmpfs,
+    write_old_journals,
+)
 
 from cc_executor.supervision.events import Completed, CompletedEvent, Output
 from cc_executor.supervision.journal import Journal, JournalConfig
 from cc_executor.supervision.journal_codec import MAGIC, Record
-from cc_executor.supervision.journal_reader import Reader, read_record
+from cc_executor.supervision.journal_reader import read_record
 from cc_executor.supervision.journal_scan import KEEP_ASIDE_BYTES
 from cc_executor.supervision.outcome import Exited
 
@@ -30,7 +36,8 @@ CONFIG = JournalConfig(fsync="never")
 def last_record(path: Path) -> int:
     """The offset of the file's last record (a finished journal's completion)."""
     with open(path, "rb") as f:
-        reader, size, offset, last = Reader(f.fileno()), path.stat().st_size, len(MAGIC), 0
+        reader, size = journal_reader(path, f.fileno()), path.stat().st_size
+        offset, last = len(MAGIC), 0
         while isinstance(record := read_record(reader, offset, size), Record):
             last, offset = offset, record.end
     return last

@@ -22,7 +22,7 @@ from faults_journal_testing import fill, small_tmpfs
 
 from cc_executor.supervision.events import Output
 from cc_executor.supervision.journal import Journal, JournalConfig, Meta, boot_id
-from cc_executor.supervision.journal_codec import K_COMPLETED, encode_entry
+from cc_executor.supervision.journal_codec import K_COMPLETED, encode_entry, seed_of
 from cc_executor.supervision.journal_codec import _record as record
 
 
@@ -71,8 +71,9 @@ async def test_a_whole_record_with_a_short_payload_is_damage_not_a_crash(tmp_pat
     await journal.deliver(Output(seq=1, stream="stdout", data=b"kept\n"))
     await journal.close()
     with path.open("ab") as f:  # its CRC holds; its fields do not decode (struct.error)
-        f.write(record(K_COMPLETED, 2, b"\x05\x00"))
-        f.write(encode_entry(Output(seq=3, stream="stdout", data=b"after\n")))
+        seed = seed_of("short-1")  # its journal's: valid records of this run
+        f.write(record(K_COMPLETED, 2, b"\x05\x00", seed))
+        f.write(encode_entry(Output(seq=3, stream="stdout", data=b"after\n"), seed))
     meta = attrs.evolve(meta, run_id="zz-after")
     after = Journal.create(str(state / "journals" / "zz-after.journal"), meta, JournalConfig())
     await after.close()  # read after the damaged one: recovery goes on past it

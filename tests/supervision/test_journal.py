@@ -32,7 +32,14 @@ from cc_executor.supervision.journal import (
     Replayed,
     boot_id,
 )
-from cc_executor.supervision.journal_codec import FRAME, HEAD, MAGIC, decode_meta, encode_meta
+from cc_executor.supervision.journal_codec import (
+    FRAME,
+    HEAD,
+    MAGIC,
+    UNBOUND,
+    decode_meta,
+    encode_meta,
+)
 from cc_executor.supervision.journal_reader import Reader
 from cc_executor.supervision.journal_retention import compact
 from cc_executor.supervision.leftovers import find_leftovers, kill_leftovers
@@ -388,7 +395,7 @@ def test_meta_owner_is_optional_both_ways() -> None:
         quota_policy="gap",
     )
     for meta in (base, attrs.evolve(base, owner="alice")):
-        record = encode_meta(meta)
+        record = encode_meta(meta, UNBOUND)
         assert (b"owner" in record) == (meta.owner is not None)
         payload = record[FRAME.size + HEAD.size :]
         assert decode_meta(payload) == meta

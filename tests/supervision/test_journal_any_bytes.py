@@ -24,17 +24,23 @@ from cc_executor.supervision.events import (
 from cc_executor.supervision.journal import Gap, Journal, JournalConfig, JournalError, Meta
 from cc_executor.supervision.journal_codec import (
     MAGIC,
+    MAGIC_V1,
+    UNBOUND,
     Corrupt,
     Incomplete,
     Record,
     encode_entry,
     encode_meta,
+    seed_of,
 )
 from cc_executor.supervision.journal_reader import Reader, read_record
 from cc_executor.supervision.journal_scan import resync
 from cc_executor.supervision.outcome import Exited
 
 META = Meta("any", 1, 1, ("true",), 0.0, "", 1 << 20, "block")
+SEED = seed_of("j")  # the files are j.journal
+# Records bound to the file's journal, to another one, or to none (v1).
+SEEDS = st.sampled_from([SEED, seed_of("other"), UNBOUND])
 CONFIG = JournalConfig(fsync="never", batch_bytes=0)
 READS = 20_000
 
@@ -74,12 +80,13 @@ def pieces() -> st.SearchStrategy[bytes]:
             ),
             st.builds(Gap, st.integers(0, 300), st.text(max_size=8)),
         ),
+        SEEDS,
     )
     return st.one_of(
         record,
         record.map(lambda r: r[: len(r) // 2]),  # a record cut
-        st.just(MAGIC),
-        st.just(encode_meta(META)),
+        st.sampled_from([MAGIC, MAGIC_V1]),
+        st.builds(encode_meta, st.just(META), SEEDS),
         st.binary(max_size=40),
         st.binary(min_size=1, max_size=12).map(lambda b: b * 7),
     )
@@ -107,7 +114,7 @@ def test_read_record_and_resync_end_on_any_bytes(
     limit = len(data) + more
     fd = os.open(path, os.O_RDONLY)
     try:
-        reader = Reader(fd)
+        reader = Reader(fd, (SEED, UNBOUND))  # both: a file whose version is unknown
         found = resync(reader, start, limit, after)
         if found is not None:
             assert found[0].offset >= start

@@ -15,6 +15,7 @@ from cc_executor.supervision.journal_codec import (
     FRAME,
     HEAD,
     K_OUTPUT,
+    UNBOUND,
     Corrupt,
     Entry,
     Incomplete,
@@ -48,7 +49,7 @@ def test_records_framed_by_zlib_read_back_and_damage_is_found(tmp_path: Path) ->
         path.write_bytes(raw)
         fd = os.open(path, os.O_RDONLY)
         try:
-            reader, offset = Reader(fd), 0
+            reader, offset = Reader(fd, (UNBOUND,)), 0  # v1: unseeded
             got: list[Entry | Incomplete | Corrupt] = []
             while offset < len(raw):
                 found = read_entry(reader, offset, len(raw))

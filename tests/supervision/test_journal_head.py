@@ -15,7 +15,7 @@ from faults_journal_testing import read_all
 
 from cc_executor.supervision.events import Output
 from cc_executor.supervision.journal import Gap, Journal, JournalConfig, JournalError, Meta, boot_id
-from cc_executor.supervision.journal_codec import FRAME, MAGIC, encode_meta
+from cc_executor.supervision.journal_codec import FRAME, MAGIC, encode_meta, seed_of
 
 FAST = JournalConfig(fsync="never", batch_bytes=0)
 
@@ -75,7 +75,7 @@ async def test_a_new_journal_is_never_seen_unlocked_or_without_its_head(
     journal = Journal.create(str(path), head, FAST)
     monkeypatch.undo()
     assert seen == [False]
-    assert path.read_bytes() == MAGIC + encode_meta(head)
+    assert path.read_bytes() == MAGIC + encode_meta(head, seed_of("r1"))
     assert sorted(os.listdir(tmp_path)) == ["r1.journal", "r1.journal.reserve"]
     assert Journal.open(str(path), FAST) is None  # locked by its writer
     await journal.close()
@@ -131,7 +131,7 @@ async def test_a_journal_of_another_format_version_is_refused_and_left_as_it_is(
     path = tmp_path / "r1.journal"
     await written(path, 1)
     data = path.read_bytes()
-    path.write_bytes(MAGIC[:-1] + b"2" + data[len(MAGIC) :])
-    with pytest.raises(JournalError, match="a journal of format CCXJRNL2"):
+    path.write_bytes(MAGIC[:-1] + b"9" + data[len(MAGIC) :])
+    with pytest.raises(JournalError, match="a journal of format CCXJRNL9"):
         Journal.open(str(path), FAST)
-    assert path.read_bytes() == MAGIC[:-1] + b"2" + data[len(MAGIC) :]
+    assert path.read_bytes() == MAGIC[:-1] + b"9" + data[len(MAGIC) :]

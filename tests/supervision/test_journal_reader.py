@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cc_executor.supervision.journal_codec import UNBOUND
 from cc_executor.supervision.journal_reader import WINDOW, Reader
 
 SIZE = 3 * WINDOW + 123
@@ -33,7 +34,7 @@ def test_every_read_is_what_the_file_holds_as_it_grows(
     path.write_bytes(content[:first])
     fd = os.open(path, os.O_RDWR | os.O_APPEND)
     try:
-        reader = Reader(fd)
+        reader = Reader(fd, (UNBOUND,))
         limit = first
         for i, (offset, length) in enumerate(reads):
             if i == grow_at:
@@ -53,7 +54,7 @@ def test_no_byte_at_or_beyond_the_limit_is_read(tmp_path: Path) -> None:
     path.write_bytes(b"a" * 100 + b"torn")
     fd = os.open(path, os.O_RDWR)
     try:
-        reader = Reader(fd)
+        reader = Reader(fd, (UNBOUND,))
         assert reader.read(0, 10, 100) == b"a" * 10
         os.ftruncate(fd, 100)  # the torn bytes are cut, then a whole record is written there
         os.pwrite(fd, b"good", 100)
@@ -68,6 +69,6 @@ def test_a_read_where_the_file_ends_is_short(tmp_path: Path) -> None:
     path.write_bytes(b"x" * 50)
     fd = os.open(path, os.O_RDONLY)
     try:
-        assert Reader(fd).read(40, 20, 60) == b"x" * 10
+        assert Reader(fd, (UNBOUND,)).read(40, 20, 60) == b"x" * 10
     finally:
         os.close(fd)
