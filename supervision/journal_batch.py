@@ -6,9 +6,8 @@ over both, from its journal's seed: journal_codec.py).  The CRC and frame of an 
 made when its batch is written (`write`): a big batch is framed and written in a worker
 thread (the CRC and `writev` release the GIL), so the event loop sends to attached clients
 meanwhile; the write is shielded, so it is never cut short, and happens whole or fails as one
-write did inline.  Once a batch is
-written its index (`index_records`) lets a cursor that is caught up take the entries from
-memory instead of reading back what was just written.
+write did inline.  Once a batch is written its index (`index_records`) lets a cursor that is
+caught up take the entries from memory instead of reading back what was just written.
 
 A write that stops short (a full disk takes part of it) is continued where it stopped: a
 batch counts the bytes of it already in the file (`Batch.written`), the next write of it

@@ -70,8 +70,9 @@ class Reader:
 
 
 def _holds(crc: int, head: bytes, data: bytes, seeds: tuple[int, ...]) -> bool:
-    """Whether `crc` is the CRC-32 of `head` then `data` from one of `seeds` (the first,
-    but where a file's version is unknown: no generator for that one)."""
+    """Whether `crc` is the CRC-32 of `head` then `data` from one of `seeds`.  The first is
+    tried inline: it is the only one but where a file's version is unknown, and this runs for
+    every record read."""
     return crc32(data, crc32(head, seeds[0])) == crc or any(
         crc32(data, crc32(head, seed)) == crc for seed in seeds[1:]
     )

@@ -98,12 +98,13 @@ def read_head(reader: Reader, path: str, size: int, seed: int) -> tuple[Meta, in
     """
     magic = _intact_magic(reader, size)
     known = None if magic is None else seeds_of_magic(magic, seed)
-    for seeds in [known] if known is not None else [(seed,), (UNBOUND,)]:
+    trials = [(seed,), (UNBOUND,)] if known is None else [known]
+    for seeds in trials:
         reader.seeds = seeds
         first = read_record(reader, len(MAGIC), size)
         if isinstance(first, Record) and first.kind == K_META:
             break
-    else:
+    else:  # no META: the version is told by the magic, or cannot be
         reader.seeds = (seed, UNBOUND) if known is None else known
     if isinstance(first, Record) and first.kind == K_META:
         try:
