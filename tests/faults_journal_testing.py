@@ -20,9 +20,16 @@ import pytest
 import trio
 from ccx_testing import WireClient
 
-from cc_executor.supervision import Completed, CompletedEvent, Exited, Output
+from cc_executor.supervision import Completed, CompletedEvent, Exited, Output, SequencedEvent
 from cc_executor.supervision.journal import Journal, JournalConfig, Meta, Replayed, boot_id
-from cc_executor.supervision.journal_codec import run_id_of, seed_of
+from cc_executor.supervision.journal_codec import (
+    MAGIC_V1,
+    UNBOUND,
+    encode_entry,
+    encode_meta,
+    run_id_of,
+    seed_of,
+)
 from cc_executor.supervision.journal_reader import Reader
 
 
@@ -38,6 +45,17 @@ def journal_meta(run_id: str) -> Meta:
         quota_bytes=1 << 30,
         quota_policy="block",
     )
+
+
+def write_v1_journal(path: Path, meta: Meta, events: Sequence[SequencedEvent]) -> list[int]:
+    """Write a journal of format v1 (as a daemon before v2 did: magic CCXJRNL1, CRCs not
+    seeded) of `meta` and `events` at `path`; the offset of each event's record."""
+    data, offsets = MAGIC_V1 + encode_meta(meta, UNBOUND), []
+    for event in events:
+        offsets.append(len(data))
+        data += encode_entry(event, UNBOUND)
+    path.write_bytes(data)
+    return offsets
 
 
 def journal_reader(path: Path, fd: int) -> Reader:

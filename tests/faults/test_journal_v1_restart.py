@@ -13,7 +13,7 @@ from pathlib import Path
 import trio
 from ccx_testing import run_daemon
 from durable_testing import open_durable_client
-from faults_journal_testing import MISSING_PID, flip_byte
+from faults_journal_testing import MISSING_PID, flip_byte, write_v1_journal
 
 from cc_executor.supervision.events import Completed, CompletedEvent, Output, SequencedEvent
 from cc_executor.supervision.journal import Meta, boot_id
@@ -23,7 +23,6 @@ from cc_executor.supervision.journal_codec import (
     MAGIC_V1,
     UNBOUND,
     encode_entry,
-    encode_meta,
 )
 from cc_executor.supervision.outcome import Exited
 
@@ -41,12 +40,7 @@ def v1_journal(path: Path, run_id: str, events: list[SequencedEvent]) -> list[in
         quota_policy="block",
         owner="local",
     )
-    data, offsets = MAGIC_V1 + encode_meta(meta, UNBOUND), []
-    for event in events:
-        offsets.append(len(data))
-        data += encode_entry(event, UNBOUND)
-    path.write_bytes(data)
-    return offsets
+    return write_v1_journal(path, meta, events)
 
 
 def lines(run_id: str, count: int) -> list[SequencedEvent]:

@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from faults_journal_testing import flip_byte, read_all
+from faults_journal_testing import flip_byte, read_all, write_v1_journal
 
 from cc_executor.supervision.events import (
     Completed,
@@ -52,12 +52,7 @@ DONE = CompletedEvent(seq=7, completed=Completed(Exited(0), 8, 70_000, duration=
 
 def v1_file(path: Path, events: list[SequencedEvent]) -> list[int]:
     """Write a v1 journal of `events` at `path`; the offset of each record."""
-    data, offsets = MAGIC_V1 + encode_meta(META, UNBOUND), []
-    for event in events:
-        offsets.append(len(data))
-        data += encode_entry(event, UNBOUND)
-    path.write_bytes(data)
-    return offsets
+    return write_v1_journal(path, META, events)
 
 
 def unbound_records(data: bytes, start: int) -> list[int]:
