@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import attrs
 
+from cc_executor.executor.transport.inbound import ASSEMBLY_BYTES
+
 
 @attrs.frozen
 class TransportConfig:
@@ -18,7 +20,7 @@ class TransportConfig:
     # it, the connection whose next part does not fit is closed with 1013 (try again later).
     # Each connection assembles at most one message of max_message_bytes, so without it 1024
     # connections could hold 8 GiB.  Never less than max_message_bytes in effect.
-    assembly_bytes: int = attrs.field(default=256 * 1024 * 1024, validator=attrs.validators.gt(0))
+    assembly_bytes: int = attrs.field(default=ASSEMBLY_BYTES, validator=attrs.validators.gt(0))
     # The WebSocket close handshake (close frame, the peer's reply, TCP close) takes at most
     # this long; then the socket is closed anyway.
     close_timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))

@@ -86,6 +86,8 @@ class Job:
     batch: tuple[BatchReply, int] | None
 
 
+# The run methods of a handle's controls queue; every other one goes in its stdin queue.
+CONTROL_QUEUE = ("control", "signal")
 # The event a successful control causes, and the protocol's hold on just that event.
 _CAUSES = {"PAUSE": RunPaused, "RESUME": RunResumed, "CANCEL": RunCompleted}
 _SCOPES: dict[str, HoldScope] = {"PAUSE": "paused", "RESUME": "resumed", "CANCEL": "completed"}
@@ -216,7 +218,7 @@ class Handles(SessionPart):
         job = Job(request, batch)
         # control and signal have their queue; stdin and the claude.* methods share the other
         # (they all write to the CLI's stdin, and none may delay a CANCEL).
-        queue = handle.controls if request.method in ("control", "signal") else handle.stdin
+        queue = handle.controls if request.method in CONTROL_QUEUE else handle.stdin
         try:
             await queue.send(job)
         except trio.ClosedResourceError:
@@ -238,7 +240,7 @@ class Handles(SessionPart):
         run_id = handle.live.run_id
         if request.method != "control":
             handler = RUN_HANDLERS[request.method]
-            if request.method != "signal":  # the stdin queue: one request at a time
+            if request.method not in CONTROL_QUEUE:  # the stdin queue: one at a time
                 handle.answering = job
             try:
                 await session.answer(

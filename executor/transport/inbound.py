@@ -78,6 +78,10 @@ class InboundQueue:
         return self._bytes
 
 
+# What all connections of a daemon may hold of messages still arriving, by default.
+ASSEMBLY_BYTES = 256 * 1024 * 1024
+
+
 class AssemblyBudget:
     """The bytes of the messages being assembled on every connection of a daemon.
 

@@ -60,7 +60,12 @@ from wsproto.events import (
 from wsproto.frame_protocol import Opcode
 
 from cc_executor.executor.transport import sockio
-from cc_executor.executor.transport.inbound import AssemblyBudget, InboundQueue, message_size
+from cc_executor.executor.transport.inbound import (
+    ASSEMBLY_BYTES,
+    AssemblyBudget,
+    InboundQueue,
+    message_size,
+)
 from cc_executor.protocol.binary import BinaryParts
 from cc_executor.protocol.codec import Utf8Text
 
@@ -89,7 +94,7 @@ class WebSocketSettings:
     inbound_queue_bytes: int
     close_timeout: float
     # Shared by every connection of the daemon (one per WebSocketSettings).
-    assembly: AssemblyBudget = attrs.field(factory=lambda: AssemblyBudget(256 * 1024 * 1024))
+    assembly: AssemblyBudget = attrs.field(factory=lambda: AssemblyBudget(ASSEMBLY_BYTES))
 
 
 def frame_header(opcode: Opcode, length: int) -> bytes:
