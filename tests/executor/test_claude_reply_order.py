@@ -13,10 +13,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import orjson
 import pytest
 import trio
-from ccx_testing import WireClient, open_client, start_daemon
+from ccx_testing import WireClient, open_client, start_daemon, wait_until
 from claude_world import BOUND, ClaudeWorld, start, wait_notice
+from faults_net_testing import reset
+
+from bench.rawws import RawWebSocket, open_raw_websocket
 
 SESSION_NOTICES = (
     "claude.turn_started",
@@ -139,3 +143,57 @@ async def test_an_interrupt_whose_turn_ends_before_the_cli_answers_it_is_replied
             again = await client.call("claude.send", run=run, content="more")
             assert again["turn"] == 2
             await client.call("claude.close", run=run)
+
+
+async def reply_to(raw: RawWebSocket, request_id: int) -> dict[str, Any]:
+    while True:
+        _, payload = await raw.read_frame()
+        message = orjson.loads(payload)
+        if isinstance(message, dict) and message.get("id") == request_id:
+            return message
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["pumped", "journaled"])
+async def test_a_client_reset_right_after_its_request_leaves_no_run_waiting_at_a_gate(
+    nursery: trio.Nursery, world: ClaudeWorld, durable: bool
+) -> None:
+    """A TCP reset right after a claude.send or claude.permission, whether or not the daemon
+    read it before the reset (its hold taken, its reply never sent): no run is left waiting
+    at the gone connection's gate — the pumped run ends as its client went, the journaled
+    one goes on and can be closed — and the daemon serves."""
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(BOUND):
+        runs = []
+        for method in ("claude.send", "claude.permission"):
+            async with open_raw_websocket(served.port) as raw:
+                await raw.read_frame()  # connected
+                start = {"session": True, "durable": durable, "cwd": str(world.work)}
+                target = world.work / f"reset-{method}"
+                if method == "claude.permission":
+                    start["prompt"] = f"[tool:touch {target}]"
+                await raw.send_frame(0x1, rpc(1, "claude", start))
+                run = (await reply_to(raw, 1))["result"]["run"]
+                runs.append(run)
+                params: dict[str, Any] = {"run": run, "content": "hello"}
+                if method == "claude.permission":
+                    while True:
+                        _, payload = await raw.read_frame()
+                        notice = orjson.loads(payload)
+                        if notice.get("method") == "claude.permission_request":
+                            break
+                    params = {"run": run, "request": notice["params"]["request"]}
+                    params["behavior"] = "allow"
+                await raw.send_frame(0x1, rpc(2, method, params))
+                reset(raw.stream.socket)
+        async with open_client(served.url) as client:
+            for run in runs:
+                if durable:  # it goes on without its client, and can be closed
+                    closed = await client.call("claude.close", run=run)
+                    assert closed["outcome"] == "exited"
+            # The pumped runs ended with their connection (their completions sent to nobody).
+            await wait_until(lambda: served.daemon.runs.live == 0)
+            assert (await client.call("status", run=runs[0]))["state"] == "completed"
+
+
+def rpc(request_id: int, method: str, params: dict[str, Any]) -> bytes:
+    return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
