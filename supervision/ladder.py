@@ -8,6 +8,11 @@ their own sessions) can then end properly; whatever it leaves goes down the usua
 Every rung includes the sweep of members that left the process group (signalling.drive), so a
 descendant that called setsid() is ended like the rest.  A rung is over when every member is
 gone (dead or a zombie), not when the signal was sent.
+
+SIGCONT follows SIGTERM and SIGINT to every member, whoever stopped it: a stopped process acts
+on neither until it is continued, and the run may be stopped by PAUSE or by anything else (a
+SIGSTOP from outside, a SIGTSTP, a process that stopped itself).  Without it such a process
+would sit out the grace and go at SIGKILL, never having had the chance to clean up.
 """
 
 from __future__ import annotations
@@ -27,14 +32,10 @@ log = structlog.get_logger()
 _WAIT_ONLY = 0
 
 
-async def terminate(target: Target, config: SupervisionConfig, *, was_paused: bool) -> Rung:
-    """Run the ladder; return the rung at which every member was gone.
-
-    Args:
-        was_paused: the run is stopped, so SIGCONT follows SIGTERM to let it act on it.
-    """
+async def terminate(target: Target, config: SupervisionConfig) -> Rung:
+    """Run the ladder; return the rung at which every member was gone."""
     if config.interrupt_grace is not None and await _interrupt(
-        target, config, config.interrupt_grace, was_paused=was_paused
+        target, config, config.interrupt_grace
     ):
         return Rung.SIGINT
     left = await drive(
@@ -43,7 +44,7 @@ async def terminate(target: Target, config: SupervisionConfig, *, was_paused: bo
         Until.GONE,
         deadline=trio.current_time() + config.term_grace,
         config=config,
-        follow_with=signal.SIGCONT if was_paused else None,
+        follow_with=signal.SIGCONT,
     )
     if not left:
         return Rung.SIGTERM
@@ -52,14 +53,11 @@ async def terminate(target: Target, config: SupervisionConfig, *, was_paused: bo
     return Rung.SIGKILL
 
 
-async def _interrupt(
-    target: Target, config: SupervisionConfig, grace: float, *, was_paused: bool
-) -> bool:
+async def _interrupt(target: Target, config: SupervisionConfig, grace: float) -> bool:
     """SIGINT to the group; True if every member was gone within `grace`."""
     kill_group(target.pgid, signal.SIGINT)
-    if was_paused:
-        # Stopped processes act on SIGINT only once continued; continue every member.
-        signal_members(target, signal.SIGCONT)
+    # Stopped processes act on SIGINT only once continued: continue every member.
+    signal_members(target, signal.SIGCONT)
     left = await drive(
         target,
         _WAIT_ONLY,

@@ -109,7 +109,6 @@ class Run:
         self._last_output = self.started_at
         self._cancel_reason: str | None = None
         self._max_output = spec.max_output_bytes
-        self._was_paused = False
         # The runner waits for the root's exit inside this scope; cancel() and the timeouts
         # end that wait.
         self._wake = trio.CancelScope(deadline=self._end_deadline())
@@ -258,7 +257,6 @@ class Run:
         """
         async with self._control:
             if self._state is not RunState.ENDING:
-                self._was_paused = self._state is RunState.PAUSED
                 self._move(Action.END)
                 self._cancel_reason = reason
                 self._close_stdin("the run is being cancelled")
@@ -413,18 +411,16 @@ class Run:
             self._cancel_reason = f"output limit of {self._max_output} bytes exceeded"
             self._wake.cancel()
 
-    async def _begin_ending(self) -> bool:
-        """Move to ENDING (if cancel() has not already); return whether the run was paused."""
+    async def _begin_ending(self) -> None:
+        """Move to ENDING (if cancel() has not already)."""
         async with self._control:
             if self._state is not RunState.ENDING:
-                self._was_paused = self._state is RunState.PAUSED
                 self._move(Action.END)
             self._close_stdin("the run is ending")
-            return self._was_paused
 
     async def _terminate(self) -> Rung:
-        was_paused = await self._begin_ending()
-        return await ladder.terminate(self, self._config, was_paused=was_paused)
+        await self._begin_ending()
+        return await ladder.terminate(self, self._config)
 
     def _set_ended(self, rung: Rung) -> None:
         self._rung = rung

@@ -193,6 +193,8 @@ def _round(
         members = target.members(full=True)
         new = members - signalled
         signal_outsiders(target, new, sig)
+        if follow_with is not None:
+            signal_outsiders(target, new, follow_with)
         signalled |= new
         return set(members), True
     return pending, confirmed_full

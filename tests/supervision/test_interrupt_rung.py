@@ -88,3 +88,24 @@ async def test_a_paused_run_is_continued_to_act_on_sigint(
             await run.pause()
             assert await run.cancel("stop") is Rung.SIGINT
     assert run.outcome == Cancelled("stop", Rung.SIGINT, Exited(0))
+
+
+async def test_a_run_stopped_from_outside_is_continued_to_act_on_sigint(
+    config: SupervisionConfig, registry: RunRegistry, run_id: Callable[[], str]
+) -> None:
+    # A real SIGSTOP from someone else, not a PAUSE: the SIGINT rung still lets it clean up.
+    config = attrs.evolve(config, interrupt_grace=5.0)
+    recorder = Recorder()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            run = await start_run(
+                nursery, SpawnSpec(python_argv(_POLITE), ENV, run_id()), config, registry, recorder
+            )
+            await recorder.wait_for_output(b"ready\n")
+            (pid,) = run.members()
+            os.kill(pid, signal.SIGSTOP)
+            while process_state(pid) != "T":  # noqa: ASYNC110 - no event exists for /proc
+                await trio.sleep(0.01)
+            assert await run.cancel("stop") is Rung.SIGINT
+    assert run.outcome == Cancelled("stop", Rung.SIGINT, Exited(0))
+    assert recorder.output() == b"ready\ninterrupted\n"

@@ -91,6 +91,35 @@ async def test_paused_tree_is_continued_so_sigterm_works(
     assert run.outcome == Cancelled("first", Rung.SIGTERM, Signalled(signal.SIGTERM))
 
 
+async def wait_stopped(pids: dict[str, int]) -> None:
+    while not all(process_state(pid) == "T" for pid in pids.values()):  # noqa: ASYNC110 - /proc only
+        await trio.sleep(0.01)
+
+
+async def test_a_tree_stopped_from_outside_is_continued_so_sigterm_works(
+    config: SupervisionConfig, registry: RunRegistry, run_id: Callable[[], str]
+) -> None:
+    # Not a PAUSE: someone else stops every process (a real SIGSTOP, as `kill -STOP` or a
+    # debugger would), so the run's state says running.  SIGTERM alone would stay pending
+    # through the grace; the ladder continues what it signals, so the tree goes at SIGTERM.
+    recorder = Recorder()
+    rid = run_id()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            run = await start_run(
+                nursery, SpawnSpec(process_tree_argv(), ENV, rid), config, registry, recorder
+            )
+            pids = await wait_for_tree(recorder)
+            for pid in pids.values():
+                os.kill(pid, signal.SIGSTOP)
+            await wait_stopped(pids)
+            assert run.state is RunState.RUNNING
+            assert await run.cancel("stop") is Rung.SIGTERM
+            assert_gone(pids)
+    assert run.outcome == Cancelled("stop", Rung.SIGTERM, Signalled(signal.SIGTERM))
+    assert not marked_processes(rid)
+
+
 async def test_second_cancel_joins_the_ladder_in_progress(
     config: SupervisionConfig, registry: RunRegistry, run_id: Callable[[], str]
 ) -> None:
