@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shlex
 import signal
 import sys
 import time
@@ -29,7 +28,7 @@ from cc_executor.executor.client.errors import ClientError, DaemonUnavailable, I
 from cc_executor.executor.client.events import Output, RunStatus
 from cc_executor.executor.client.exits import ExitStatus
 from cc_executor.executor.client.parsers import Target, target
-from cc_executor.executor.client.terminal import Terminal, human_bytes, human_seconds
+from cc_executor.executor.client.terminal import Terminal, human_bytes, human_seconds, shown_argv
 
 
 class UsageError(Exception):
@@ -284,7 +283,7 @@ async def _ps(inv: Invocation) -> int:
                 age,
                 human_bytes(status.stdout_bytes + status.stderr_bytes),
                 str(status.last_seq),
-                shlex.join(status.argv) or _no_command(status),
+                shown_argv(status.argv) or _no_command(status),
             )
         )
     columns = len(rows[0]) - 1  # the last, COMMAND, is not padded

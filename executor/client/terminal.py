@@ -10,7 +10,9 @@ child's bytes (or `--json` events) is ever written to stdout.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+from collections.abc import Sequence
 
 import trio
 
@@ -97,3 +99,46 @@ def human_seconds(seconds: float) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+# Bash's $'...' escapes for the characters that have one (ESC is \x1b, which every shell reads).
+_C_ESCAPES = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\v": "\\v",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+def shown_argv(argv: Sequence[str]) -> str:
+    """An argv as one line of shell words that reads back as the same argv, for `ccx ps`.
+
+    A word with a character a terminal would act on or hide (a newline, ESC and the other
+    controls, Unicode's separators and format characters such as bidirectional overrides) is
+    written with bash's $'...' escapes, so a run's command — anyone's, for an admin — can
+    neither break the table's rows nor drive the reader's terminal.
+    """
+    return " ".join(_shown_word(word) for word in argv)
+
+
+def _shown_word(word: str) -> str:
+    if word.isprintable():
+        return shlex.quote(word)
+    shown = []
+    for char in word:
+        if char in _C_ESCAPES:
+            shown.append(_C_ESCAPES[char])
+        elif char in "\\'":
+            shown.append("\\" + char)
+        elif char.isprintable():
+            shown.append(char)
+        elif ord(char) < 0x80:
+            shown.append(f"\\x{ord(char):02x}")
+        elif ord(char) < 0x10000:
+            shown.append(f"\\u{ord(char):04x}")
+        else:
+            shown.append(f"\\U{ord(char):08x}")
+    return "$'" + "".join(shown) + "'"

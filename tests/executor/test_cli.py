@@ -155,6 +155,27 @@ async def test_status_and_ps(served: Served) -> None:
     ]  # fmt: skip
 
 
+async def test_ps_shows_a_command_with_controls_as_one_line_that_reads_back(
+    served: Served,
+) -> None:
+    # A newline would break the table's rows; ESC and a bidirectional override would drive or
+    # mislead the reader's terminal. Whoever started the run chose its argv.
+    argv = ["printf", "%s", "a\nb\x1b[31mred\u202ex\\y's", "plain word"]
+    done = await ccx("run", "--url", served.url, "--", *argv)
+    assert done.returncode == 0
+    ps = await ccx("ps", "--url", served.url)
+    assert ps.returncode == 0
+    assert b"\x1b" not in ps.stdout
+    assert "\u202e".encode() not in ps.stdout
+    (row,) = ps.stdout.decode().splitlines()[1:]
+    shown = row.split("  ")[-1]
+    with trio.fail_after(TIMEOUT):
+        words = await trio.run_process(
+            ["bash", "-c", f"printf '%s\\0' {shown}"], capture_stdout=True, check=True
+        )
+    assert words.stdout.decode().split("\0")[:-1] == argv
+
+
 @pytest.mark.parametrize("words", [("ps",), ("ps", "--json"), ("status",)])
 async def test_a_reader_gone_from_stdout_ends_quietly_with_sigpipe_status(
     served: Served, words: tuple[str, ...]
