@@ -146,7 +146,8 @@ def refuse(id_: Id | None, exc: JsonRpcError) -> McpInvalid:
     return McpInvalid(ErrorResponse(id_, exc.error))
 
 
-def _readable_id(value: object) -> Id | None:
+def readable_id(value: object) -> Id | None:
+    """`value` as a JSON-RPC id, or None when it is not one (a bool is not an integer here)."""
     if isinstance(value, int | str) and not isinstance(value, bool):
         return value
     return None
@@ -163,7 +164,7 @@ def decode_mcp(text: str) -> McpEvent:
         return refuse(None, InvalidRequest("Invalid Request: MCP does not accept batches"))
     if type(value) is not dict:
         return refuse(None, InvalidRequest("Invalid Request: expected an object"))
-    id_ = _readable_id(value.get("id"))
+    id_ = readable_id(value.get("id"))
     if "id" in value and id_ is None:
         return refuse(None, InvalidRequest("Invalid Request: id must be a string or an integer"))
     if value.get("jsonrpc") != "2.0":
@@ -191,9 +192,9 @@ def _request(id_: Id, method: str, params: dict[str, JSON]) -> McpEvent:
     if type(meta) is not dict:
         return refuse(id_, InvalidParams("Invalid params: _meta must be an object"))
     token = meta.get("progressToken")
-    if token is not None and _readable_id(token) is None:
+    if token is not None and readable_id(token) is None:
         return refuse(id_, InvalidParams("Invalid params: progressToken must be a string or int"))
-    progress_token = _readable_id(token)
+    progress_token = readable_id(token)
     version = meta.get(PROTOCOL_VERSION_KEY)
     if version is None:
         if method not in HANDSHAKE_METHODS:

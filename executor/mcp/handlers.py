@@ -148,11 +148,12 @@ async def _run_tool(
     session: McpSession, request: McpRequest, parsed: RunTool, version: str | None
 ) -> dict[str, JSON]:
     mcp_run = await _start(session, parsed, parsed.durable)
+    session.started(request.id, mcp_run)
     if not parsed.wait:
         summary = mcp_run.summary()
         return tool_result(mcp_run.text(), summary, is_error=False, version=version)
     call = Call(mcp_run)
-    session.calls[request.id] = call
+    session.follow(request.id, call)
     try:
         token = session.conn.progress_token(request.id)
         reporter = None if token is None else ProgressReporter(session, request.id, token, mcp_run)
@@ -163,7 +164,7 @@ async def _run_tool(
             if reporter is not None:
                 await reporter.stop()
     finally:
-        del session.calls[request.id]
+        session.unfollow(request.id)
     if call.cancelled:
         raise NoAnswer
     return tool_result(
@@ -178,6 +179,7 @@ async def _start_task(
     table = session.daemon.tasks
     ttl_ms = table.admit(config, ttl)
     mcp_run = await _start(session, parsed, durable=True)  # a task outlives its client
+    session.started(request.id, mcp_run)
     task = table.create(mcp_run, ttl_ms, config.task_poll_interval_ms)
     log.info("mcp.task", task_run=mcp_run.run_id, era=request.era)
     if request.era == "modern":

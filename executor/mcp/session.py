@@ -13,7 +13,11 @@ as a task), with progress while it waits (progress.py).  The handlers are in han
 
 ``notifications/cancelled`` for an in-flight call abandons its request (no answer, no more
 progress) and ends its run through the cancel ladder; for a call that has already been
-answered it does nothing.
+answered it does nothing.  A cancellation can overtake its call: the client sends it while the
+call's task is still starting the run (or has not run at all).  Such a request is remembered
+in ``cancel_asked`` and keeps its id until its handler gets there: the handler ends the run it
+started (`started`) or that it would wait for (`follow`), and a request that got no further
+than that is not answered (`_answer`).
 
 When the connection goes, the calls are cancelled and every non-durable run it started is
 ended through the ladder (bounded, shielded) before the nursery closes.  Durable runs and the
@@ -51,6 +55,7 @@ from cc_executor.protocol.mcp import (
     McpInvalid,
     McpNotification,
     McpRequest,
+    readable_id,
 )
 from cc_executor.protocol.mcp_connection import McpConnection
 from cc_executor.protocol.notices import Shutdown
@@ -91,6 +96,7 @@ class McpSession:
         self.conn = McpConnection()
         self.runs: dict[str, McpRun] = {}
         self.calls: dict[int | str, Call] = {}
+        self.cancel_asked: set[int | str] = set()  # cancelled before their handler waited
         self._nursery: trio.Nursery | None = None
         self._calls: trio.Nursery | None = None
         self.requests = 0
@@ -191,19 +197,46 @@ class McpSession:
 
     def _notification(self, event: McpNotification) -> None:
         if event.method == CANCELLED:
-            request_id = event.params.get("requestId")
-            call = self.calls.get(request_id) if isinstance(request_id, int | str) else None
-            if call is None:
-                return  # answered already, or never ours: nothing to do
-            assert isinstance(request_id, int | str)
-            call.cancelled = True
-            self.conn.abandon(request_id)
-            if call.interrupt is not None:
-                self.nursery.start_soon(call.interrupt)
-            else:
-                self.nursery.start_soon(control.end, call.run.live, "cancelled by the MCP client")
+            request_id = readable_id(event.params.get("requestId"))  # never a bool: true is not 1
+            if request_id is None:
+                return
+            call = self.calls.get(request_id)
+            if call is not None:
+                self._cancel(request_id, call)
+            elif request_id in self.conn.pending_ids:
+                self.cancel_asked.add(request_id)  # its handler has not got to waiting yet
+            # else: answered already, or never ours: nothing to do
         elif event.method != INITIALIZED:
             log.debug("notification.ignored", method=event.method)
+
+    def _cancel(self, request_id: int | str, call: Call) -> None:
+        """The client cancelled a waiting call: no answer, and its run ends (or its turn)."""
+        call.cancelled = True
+        self.cancel_asked.discard(request_id)
+        self.conn.abandon(request_id)
+        if call.interrupt is not None:
+            self.nursery.start_soon(call.interrupt)
+        else:
+            self.nursery.start_soon(control.end, call.run.live, "cancelled by the MCP client")
+
+    def started(self, request_id: int | str, mcp_run: McpRun) -> None:
+        """The request has started `mcp_run`: if the client cancelled it meanwhile, the run ends.
+
+        Raises:
+            NoAnswer: the request was cancelled.
+        """
+        if request_id in self.cancel_asked:
+            self._cancel(request_id, Call(mcp_run))
+            raise NoAnswer
+
+    def follow(self, request_id: int | str, call: Call) -> None:
+        """The request waits for `call` now (until `unfollow`); a cancel already asked acts."""
+        self.calls[request_id] = call
+        if request_id in self.cancel_asked:
+            self._cancel(request_id, call)
+
+    def unfollow(self, request_id: int | str) -> None:
+        del self.calls[request_id]
 
     async def _answer(self, request: McpRequest) -> None:
         """Run the request's handler and send its one answer (none if it was cancelled)."""
@@ -215,11 +248,19 @@ class McpSession:
             return
         except JsonRpcError as exc:
             self.errors += 1
-            if request.id in self.conn.pending_ids:
+            if not self._withheld(request.id):
                 await self.send(self.conn.respond_error(request.id, exc))
             return
-        if request.id in self.conn.pending_ids:
+        if not self._withheld(request.id):
             await self.send(self.conn.respond(request.id, result))
+
+    def _withheld(self, request_id: int | str) -> bool:
+        """True when the request gets no answer: abandoned, or cancelled before it waited."""
+        if request_id in self.cancel_asked:
+            self.cancel_asked.discard(request_id)
+            self.conn.abandon(request_id)
+            return True
+        return request_id not in self.conn.pending_ids
 
     @property
     def nursery(self) -> trio.Nursery:

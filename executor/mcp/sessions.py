@@ -184,7 +184,7 @@ async def _wait(
     if task is not None:
         return _turn_task(session, request, wait, task.get("ttl"))
     call = Call(wait.run, interrupt=wait.interrupt)  # a cancel interrupts the turn
-    session.calls[request.id] = call
+    session.follow(request.id, call)
     try:
         token = session.conn.progress_token(request.id)
         reporter = (
@@ -199,7 +199,7 @@ async def _wait(
             if reporter is not None:
                 await reporter.stop()
     finally:
-        del session.calls[request.id]
+        session.unfollow(request.id)
     if call.cancelled:
         raise NoAnswer
     return tool_result(wait.text(), wait.summary(), is_error=wait.failed, version=version)

@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 import orjson
+import pytest
 import trio
 from ccx_testing import Served, alive, make_config, open_client, start_daemon
 from mcp_testing import McpClient, Recording, check_frames, mcp_client
@@ -205,4 +206,65 @@ async def test_another_connections_run_is_listed_and_controlled_and_its_output_s
             cancelled = await tool("control", {"run": run, "action": "cancel"})
             assert cancelled["structuredContent"]["status"] == "cancelled"
             assert (await other.wait_completed(run)).completed is not None
+    check_frames(record)
+
+
+CANCELLED_AT_ONCE = [
+    pytest.param({}, id="waiting"),
+    pytest.param({"arguments": {"argv": ["sleep", "300"], "wait": False}}, id="wait-false"),
+    pytest.param({"task": {"ttl": 60000}}, id="task"),
+]
+
+
+@pytest.mark.parametrize("shape", CANCELLED_AT_ONCE)
+async def test_a_cancel_that_overtakes_its_call_ends_the_run_and_gets_no_answer(
+    served: Served, shape: dict[str, Any]
+) -> None:
+    """notifications/cancelled sent right behind its tools/call reaches the daemon while the
+    call is still starting its run: the run ends through the ladder and the call is not
+    answered (the cancel was dropped: the run went on and the call was answered at its end)."""
+    record = Recording()
+    call = {"name": "execute", "arguments": {"argv": ["sleep", "300"]}, **shape}
+    with trio.fail_after(30):
+        async with mcp_client(served.url, record) as client:
+            await client.send({"id": "doomed", "method": "tools/call", "params": call})
+            await client.send(
+                {"method": "notifications/cancelled", "params": {"requestId": "doomed"}}
+            )
+            while served.daemon.metrics.runs_completed["cancelled"] < 1:
+                assert await client.result("ping") == {}
+                await trio.sleep(0.05)
+            assert await client.result("ping") == {}
+            assert "doomed" not in client.responses
+            listed = await client.result("tools/call", {"name": "list", "arguments": {}})
+            runs = listed["structuredContent"]["runs"]
+            assert [r["state"] for r in runs] == ["completed"]
+    assert dict(served.daemon.metrics.runs_completed) == {"cancelled": 1}
+    check_frames(record)
+
+
+async def test_a_cancel_naming_true_is_no_cancel_of_request_1(served: Served) -> None:
+    """`true` is not an id (a bool is no integer in JSON-RPC): it cancelled request 1, which
+    then got no answer at all."""
+    record = Recording()
+    with trio.fail_after(30):
+        async with mcp_client(served.url, record) as client:
+            del client.responses[1]  # initialize's: id 1 is free again
+            await client.send(
+                {
+                    "id": 1,
+                    "method": "tools/call",
+                    "params": {
+                        "name": "execute",
+                        "arguments": {"argv": ["sleep", "0.5"]},
+                        "_meta": {"progressToken": "p"},
+                    },
+                }
+            )
+            while not client.notifications:  # the first progress: the call waits for its run
+                await client.receive()
+            await client.send({"method": "notifications/cancelled", "params": {"requestId": True}})
+            while 1 not in client.responses:
+                await client.receive()
+            assert client.responses[1]["result"]["isError"] is False
     check_frames(record)
