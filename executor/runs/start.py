@@ -4,10 +4,11 @@ Theory of operation
 -------------------
 ``start_run`` is how every run begins — ``execute`` and ``claude``, JSON-RPC and MCP, durable
 or not.  It admits the plan (draining, ``max_runs``, the starting connection's
-``max_runs_per_connection`` — durable runs count too —, the owner's limits, the plan's exclusive
-key), then starts the run's *keeper* where the run is to live: the connection's nursery, or the
-daemon's for a durable run (trio cannot move a task between nurseries, so the lifetime is chosen
-here).  The keeper owns everything of the run:
+``max_runs_per_connection`` — durable runs count too, and so do runs still being spawned, so
+that concurrent starts (MCP calls run at once) cannot overshoot a limit —, the owner's limits,
+the plan's exclusive key), then starts the run's *keeper* where the run is to live: the
+connection's nursery, or the daemon's for a durable run (trio cannot move a task between
+nurseries, so the lifetime is chosen here).  The keeper owns everything of the run:
 
 - the runner (supervision's ``run_process``: the child, its pipes, its signals);
 - the journal of a durable run, which is then the run's sink; connections attach to it;
@@ -107,16 +108,17 @@ def check_capacity(daemon: Daemon, origin: str | None) -> None:
     if daemon.draining:
         raise ShuttingDown("the daemon is shutting down and accepts no new runs")
     if origin is not None:
-        here = daemon.runs.live_from(origin)
+        here = daemon.runs.admitted_from(origin)
         if here >= config.max_runs_per_connection:
             raise LimitExceeded(
                 f"this connection already has {here} runs "
                 f"(limit max_runs_per_connection={config.max_runs_per_connection})",
                 {"limit": "max_runs_per_connection", "value": config.max_runs_per_connection},
             )
-    if daemon.runs.live >= config.max_runs:
+    if daemon.runs.admitted >= config.max_runs:
         raise LimitExceeded(
-            f"the daemon already has {daemon.runs.live} runs (limit max_runs={config.max_runs})",
+            f"the daemon already has {daemon.runs.admitted} runs "
+            f"(limit max_runs={config.max_runs})",
             {"limit": "max_runs", "value": config.max_runs},
         )
 
@@ -150,6 +152,8 @@ async def start_run(
         raise
     place = daemon.nursery if plan.durable else nursery
     keeper = partial(_keep, daemon, plan, owner, origin, sink, ticket)
+    # Counted against the limits while it spawns: other starts in flight see its place taken.
+    daemon.runs.admit(plan.run_id, origin)
     try:
         live: LiveRun = await place.start(keeper)
     except SpawnError as exc:
@@ -157,6 +161,8 @@ async def start_run(
         if key is not None:
             daemon.claims.release(key, plan.run_id)
         raise SpawnFailed(exc.message, {"argv0": plan.spec.argv[0]}) from None
+    finally:
+        daemon.runs.withdraw(plan.run_id)  # added by its keeper, or it did not start
     return live
 
 

@@ -3,7 +3,9 @@
 Theory of operation: the one start path (start.py) adds a run once it is spawned and finishes
 it once its completion is recorded; nothing else changes the table.  That is where the daemon
 counts runs (the drain waits for ``idle``; ``max_runs`` and ``max_runs_per_connection`` are
-checked against ``live`` and ``live_from``), writes the one start and one end line per run,
+checked against ``admitted`` and ``admitted_from``: the live runs and the runs admitted but
+not spawned yet, so that starts in flight at once cannot all pass one free place), writes the
+one start and one end line per run,
 and keeps the metrics of completed runs.  Completed runs stay listed (``completed_kept`` per
 identity, oldest forgotten first) so ``status`` and ``list`` can show how they ended; durable
 runs are listed from their journals as well (durable.py), so a durable run is kept here only
@@ -36,6 +38,8 @@ class RunTable:
         self._completed_kept = completed_kept
         self._live: dict[str, LiveRun] = {}
         self._from: collections.Counter[str] = collections.Counter()  # live runs per origin
+        self._admitting: dict[str, str | None] = {}  # run id -> origin: admitted, not spawned
+        self._admitting_from: collections.Counter[str] = collections.Counter()
         self._completed: dict[str, collections.OrderedDict[str, LiveRun]] = {}
         self._idle = trio.Event()  # set while no run is live
         self._idle.set()
@@ -43,8 +47,25 @@ class RunTable:
 
     # -- changes (start.py only) ---------------------------------------------------------
 
+    def admit(self, run_id: str, origin: str | None) -> None:
+        """Count a run that is being spawned against the limits, until `add` or `withdraw`."""
+        self._admitting[run_id] = origin
+        if origin is not None:
+            self._admitting_from[origin] += 1
+
+    def withdraw(self, run_id: str) -> None:
+        """An admitted run is no longer being spawned: added, or it did not start."""
+        if run_id not in self._admitting:
+            return
+        origin = self._admitting.pop(run_id)
+        if origin is not None:
+            self._admitting_from[origin] -= 1
+            if not self._admitting_from[origin]:
+                del self._admitting_from[origin]
+
     def add(self, live: LiveRun, **context: object) -> None:
         """Count a spawned run in, and write its start line."""
+        self.withdraw(live.run_id)  # counted as live from now on
         self._live[live.run_id] = live
         if live.origin is not None:
             self._from[live.origin] += 1
@@ -114,6 +135,15 @@ class RunTable:
     def live_from(self, session: str) -> int:
         """Live runs started by `session` (durable ones included)."""
         return self._from[session]
+
+    @property
+    def admitted(self) -> int:
+        """Live runs and runs being spawned: what `max_runs` counts."""
+        return len(self._live) + len(self._admitting)
+
+    def admitted_from(self, session: str) -> int:
+        """`session`'s live runs and runs being spawned: what `max_runs_per_connection` counts."""
+        return self._from[session] + self._admitting_from[session]
 
     def live_runs(self) -> Iterator[LiveRun]:
         return iter(list(self._live.values()))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import orjson
 import pytest
 import trio
 from ccx_testing import make_config, open_client, start_daemon
+from mcp_testing import Recording, check_frames, mcp_client
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 
@@ -178,3 +180,51 @@ async def test_timeouts(nursery: trio.Nursery) -> None:
             assert record.completed is not None
             assert record.completed["timeout"] == "idle"
             assert bytes(record.stdout) == b"tick\n"
+
+
+async def test_mcp_calls_in_flight_at_once_take_no_more_than_max_runs_per_connection(
+    nursery: trio.Nursery,
+) -> None:
+    """MCP calls run at once: twelve starts sent together used to pass the check before any of
+    them was spawned and counted (16 allowed, 20 ran)."""
+    served = await start_daemon(nursery, make_config(max_runs_per_connection=3))
+    record = Recording()
+    arguments = {"argv": ["sleep", "30"], "wait": False}
+    with trio.fail_after(20):
+        async with mcp_client(served.url, record) as client:
+            for n in range(12):
+                params = {"name": "execute", "arguments": arguments}
+                await client.send({"id": f"start-{n}", "method": "tools/call", "params": params})
+            while len(client.responses) < 1 + 12:  # initialize's, and the twelve
+                await client.receive()
+            results = [client.responses[f"start-{n}"]["result"] for n in range(12)]
+            refused = [r["structuredContent"]["error"] for r in results if r["isError"]]
+            assert len(refused) == 12 - 3
+            assert {e["data"]["limit"] for e in refused} == {"max_runs_per_connection"}
+            assert served.daemon.runs.live == 3
+    check_frames(record)
+
+
+async def test_starts_at_once_from_many_connections_take_no_more_than_max_runs(
+    nursery: trio.Nursery,
+) -> None:
+    served = await start_daemon(nursery, make_config(max_runs=3))
+    execute = {"jsonrpc": "2.0", "id": 1, "method": "execute", "params": {"argv": ["sleep", "30"]}}
+    with trio.fail_after(20):
+        async with AsyncExitStack() as stack:
+            sockets = [
+                await stack.enter_async_context(open_websocket_url(served.url)) for _ in range(8)
+            ]
+            for ws in sockets:
+                await ws.get_message()  # connected
+            for ws in sockets:
+                await ws.send_message(orjson.dumps(execute).decode())
+            replies = []
+            for ws in sockets:
+                while "id" not in (reply := orjson.loads(await ws.get_message())):
+                    pass
+                replies.append(reply)
+            refused = [r["error"] for r in replies if "error" in r]
+            assert len(refused) == 8 - 3
+            assert {e["data"]["limit"] for e in refused} == {"max_runs"}
+            assert served.daemon.runs.live == 3
