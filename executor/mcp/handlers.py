@@ -177,10 +177,10 @@ async def _start_task(
 ) -> dict[str, JSON]:
     config = session.daemon.config.mcp
     table = session.daemon.tasks
-    ttl_ms = table.admit(config, ttl)
-    mcp_run = await _start(session, parsed, durable=True)  # a task outlives its client
-    session.started(request.id, mcp_run)
-    task = table.create(mcp_run, ttl_ms, config.task_poll_interval_ms)
+    with table.admitting(config, ttl) as ttl_ms:
+        mcp_run = await _start(session, parsed, durable=True)  # a task outlives its client
+        session.started(request.id, mcp_run)
+        task = table.create(mcp_run, ttl_ms, config.task_poll_interval_ms)
     log.info("mcp.task", task_run=mcp_run.run_id, era=request.era)
     if request.era == "modern":
         return {**task.describe_modern(), "resultType": "task"}

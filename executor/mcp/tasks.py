@@ -16,9 +16,11 @@ retention as any other.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import secrets
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -138,6 +140,7 @@ class TaskTable:
     def __init__(self, max_tasks: int) -> None:
         self._tasks: dict[str, McpTask] = {}
         self._max = max_tasks
+        self._admitting = 0  # tasks admitted whose run is still being started
 
     def create(
         self, run: McpRun, ttl_ms: int, poll_ms: int, turn: TurnWait | None = None
@@ -161,7 +164,18 @@ class TaskTable:
     @property
     def full(self) -> bool:
         self.sweep()
-        return len(self._tasks) >= self._max
+        return len(self._tasks) + self._admitting >= self._max
+
+    @contextlib.contextmanager
+    def admitting(self, config: McpConfig, ttl: object) -> Iterator[int]:
+        """`admit`, with the task's place held while its run starts (the caller `create`s it
+        inside): calls in flight at once cannot all take the last place."""
+        ttl_ms = self.admit(config, ttl)
+        self._admitting += 1
+        try:
+            yield ttl_ms
+        finally:
+            self._admitting -= 1
 
     def admit(self, config: McpConfig, ttl: object) -> int:
         """The ttl a new task gets (the client's, if shorter than the configured one).
