@@ -37,6 +37,32 @@ WAIT: dict[str, JSON] = {
 }
 OBJECT: dict[str, JSON] = {"type": "object"}
 
+# A tool's own failure (policy, a limit, no such run) is a result with `isError` whose
+# structured content is `{"error": {code, message, data}}`.  Clients validate structured
+# content against the output schema whatever `isError` says (the TypeScript SDK does, and then
+# throws instead of returning the result), so every output schema admits that form too.
+TOOL_ERROR: dict[str, JSON] = {
+    "type": "object",
+    "properties": {"code": {"type": "integer"}, "message": {"type": "string"}, "data": {}},
+    "required": ["code", "message"],
+    "description": "Set instead of the fields above when the tool failed (isError): the "
+    "cc-executor error code, its message and data.",
+}
+
+
+def admitting_errors(schema: Mapping[str, JSON]) -> dict[str, JSON]:
+    """`schema`, or the tool-error form: `error` as a property, the required fields as one
+    alternative and `error` as the other."""
+    out = dict(schema)
+    properties = out.get("properties", {})
+    assert isinstance(properties, dict)
+    out["properties"] = {**properties, "error": TOOL_ERROR}
+    required = out.pop("required", None)
+    if required:
+        out["anyOf"] = [{"required": required}, {"required": ["error"]}]
+    return out
+
+
 # The `claude` method's fields an MCP tool takes (the `claude` tool adds `prompt` and `wait`,
 # `claude_start` an optional `prompt`).
 CLAUDE_PROPERTIES: dict[str, JSON] = {

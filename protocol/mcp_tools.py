@@ -25,6 +25,7 @@ from cc_executor.protocol.mcp_schema import (
     WAIT,
     TaskSupport,
     ToolSpec,
+    admitting_errors,
     pop_bool,
     structure,
 )
@@ -317,7 +318,7 @@ def tool_list(version: str | None) -> list[JSON]:
         }
         if at_least(version, "2025-06-18"):
             tool["title"] = spec.title
-            tool["outputSchema"] = spec.output_schema
+            tool["outputSchema"] = admitting_errors(spec.output_schema)
         tool["annotations"] = {
             "readOnlyHint": spec.read_only,
             "destructiveHint": not spec.read_only,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -65,6 +66,58 @@ def sdk_python(name: str) -> Path:
         pytest.skip(f"cannot install the MCP SDK ({exc}); run: {command}")
     stamp.write_text("ok\n")
     return python
+
+
+TS_PACKAGE = "@modelcontextprotocol/sdk"
+TS_SDK = f"{TS_PACKAGE}@1"
+TS_CACHE = CACHE / "mcp-ts"
+
+
+def ts_sdk_node() -> list[str]:
+    """The node command that runs a tests/*.mjs script with the TypeScript SDK installed (in
+    .cache/mcp-ts, on first use; a skip or, in CI, a failure when npm cannot install it).
+
+    Node before 22 has its WebSocket (the SDK's WebSocket transport needs it) behind a flag."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    command = f"npm install --prefix {TS_CACHE} {TS_SDK}"
+    stamp = TS_CACHE / ".ccx-ready"
+    if node is None or npm is None:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError("node and npm are needed for the TypeScript MCP SDK tests")
+        pytest.skip(f"node or npm missing; then run: {command}")
+    if not stamp.exists():
+        try:
+            TS_CACHE.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                [npm, "install", "--prefix", str(TS_CACHE), "--no-audit", "--no-fund", TS_SDK],
+                stdin=subprocess.DEVNULL,
+                check=True,
+                timeout=600,
+                capture_output=True,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            if os.environ.get("CI") == "true":
+                raise
+            pytest.skip(f"cannot install the TypeScript MCP SDK ({exc}); run: {command}")
+        stamp.write_text("ok\n")
+    version = subprocess.run(
+        [node, "--version"], capture_output=True, check=True, timeout=60
+    ).stdout.decode()
+    major = int(version.strip().lstrip("v").split(".")[0])
+    return [node, *(["--experimental-websocket"] if major < 22 else [])]
+
+
+async def run_node_script(node: list[str], script: str, *args: str) -> Any:
+    """Run a tests/*.mjs script against the TypeScript SDK; return the JSON it prints last."""
+    done = await trio.run_process(
+        [*node, str(ROOT / "tests" / script), *args],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        env={**os.environ, "CCX_MCP_TS_SDK": str(TS_CACHE / "node_modules" / TS_PACKAGE)},
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-4000:]
+    return orjson.loads(done.stdout.splitlines()[-1])
 
 
 async def run_script(python: Path, script: str, *args: str) -> Any:

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 import trio
 from ccx_testing import Served
-from mcp_testing import check_frames, recording_proxy, run_script, sdk_python
+from mcp_testing import (
+    check_frames,
+    recording_proxy,
+    run_node_script,
+    run_script,
+    sdk_python,
+    ts_sdk_node,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -80,4 +87,39 @@ async def test_sdk2_cancel_ends_the_run(served: Served, sdk2: Any) -> None:
         async with recording_proxy(served.url) as (url, record):
             out = await run_script(sdk2, "mcp_sdk2_client.py", url, "cancel")
     assert out["status"]["outcome"] == "cancelled"
+    check_frames(record)
+
+
+@pytest.fixture(scope="session")
+def ts_node() -> list[str]:
+    return ts_sdk_node()
+
+
+async def test_ts_sdk_gets_tool_failures_as_results(served: Served, ts_node: list[str]) -> None:
+    """The TypeScript SDK checks structured content against the tool's outputSchema on error
+    results too: a failure's `{error}` did not match, and the SDK threw -32602 instead of
+    returning the isError result."""
+    with trio.fail_after(90):
+        async with recording_proxy(served.url) as (url, record):
+            out = await run_node_script(ts_node, "mcp_ts_client.mjs", url, "failures")
+    assert out["server"]["name"] == "cc-executor"
+    calls = out["calls"]
+    assert [name for name, got in calls.items() if "thrown" in got] == []
+    assert calls["ok"]["isError"] is False
+    assert calls["read_ok"]["isError"] is False
+    assert calls["exit3"]["structuredContent"]["exit_code"] == 3
+    failed = {name: got for name, got in calls.items() if name not in {"ok", "read_ok", "exit3"}}
+    assert all(got["isError"] for got in failed.values())
+    assert failed["not_found"]["structuredContent"]["error"]["code"] == -32006
+    assert failed["control"]["structuredContent"]["error"]["code"] == -32002
+    assert failed["control_ended"]["structuredContent"]["error"]["code"] == -32005
+    check_frames(record)
+
+
+async def test_ts_sdk_abort_at_once_ends_the_run(served: Served, ts_node: list[str]) -> None:
+    with trio.fail_after(90):
+        async with recording_proxy(served.url) as (url, record):
+            out = await run_node_script(ts_node, "mcp_ts_client.mjs", url, "abort")
+    assert "changed my mind" in out["aborted"]["thrown"]
+    assert [(r["state"], r["outcome"]) for r in out["runs"]] == [("completed", "cancelled")]
     check_frames(record)
