@@ -6,6 +6,8 @@ Events.  What it answers is chosen by markers in the last user text of the reque
 
 - ``[tool:<command>]``: a Bash ``tool_use`` for <command>; once the request carries the
   ``tool_result``, a final text ``The tool said: <result>``.
+- ``[mcp:<tool> <base64 of a JSON object>]``: the same with a ``tool_use`` of the MCP tool
+  <tool> (``mcp__<server>__<name>``) and that object as its input.
 - ``[stall]``: starts a text block, then sends nothing more and holds the connection open
   until the server stops (a stream that stalls mid-message).
 - ``[slow:<n>]``: a text reply streamed in <n> deltas ``chunk <i> `` a tenth of a second
@@ -21,6 +23,7 @@ tests drive the daemon with.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -32,6 +35,7 @@ from typing import Any
 
 PLAIN_TEXT = "Hi! (fake API)"
 _TOOL = re.compile(r"\[tool:(?P<command>[^\]]+)\]")
+_MCP = re.compile(r"\[mcp:(?P<tool>\S+) (?P<input>[A-Za-z0-9+/=]+)\]")
 _ERROR = re.compile(r"\[error:(?P<status>\d{3})\]")
 _SLOW = re.compile(r"\[slow:(?P<chunks>\d+)\]")
 _CHUNKS = re.compile(r"\[chunks:(?P<chunks>\d+)\]")
@@ -140,16 +144,17 @@ def _text_block(index: int, text: str) -> bytes:
     )
 
 
-def _tool_block(index: int, command: str) -> bytes:
+def _tool_block(index: int, command: str, tool: str = "Bash", partial: str = "") -> bytes:
     tool_id = f"toolu_{uuid.uuid4().hex[:24]}"
-    partial = json.dumps({"command": command, "description": "Run the requested command"})
+    bash = {"command": command, "description": "Run the requested command"}
+    partial = partial or json.dumps(bash)
     return (
         _sse(
             "content_block_start",
             {
                 "type": "content_block_start",
                 "index": index,
-                "content_block": {"type": "tool_use", "id": tool_id, "name": "Bash", "input": {}},
+                "content_block": {"type": "tool_use", "id": tool_id, "name": tool, "input": {}},
             },
         )
         + _sse(
@@ -271,6 +276,15 @@ def _make_handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
             chunks = _CHUNKS.search(_last_text(last))
             if chunks and not results:
                 self._slow(model, int(chunks["chunks"]), delay=0.0)
+                return
+            mcp = _MCP.search(text)
+            if mcp and not results:
+                partial = base64.b64decode(mcp["input"]).decode()
+                self._send(
+                    _message_start(model)
+                    + _tool_block(0, "", tool=mcp["tool"], partial=partial)
+                    + _message_end("tool_use")
+                )
                 return
             if tool and not results:
                 self._send(
