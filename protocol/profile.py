@@ -20,7 +20,10 @@ The current profile changes nothing.  The original's:
 - ignores ``execute`` and ``control`` params it does not know (pydantic did), reporting them
   in ``RequestReceived.ignored`` so the daemon can log them;
 - answers with the original's error codes (`ORIGINAL_CODES`), and where the original had its
-  own error for a params problem (an empty command), with that error (`ORIGINAL_PROBLEMS`).
+  own error for a params problem (an empty command), with that error (`ORIGINAL_PROBLEMS`);
+- takes a ``control`` without ``run``, when no run of the connection is live, for one on its
+  latest run (`latest_run`): the original kept one process per connection, the last one
+  started, and answered a control on it once it had ended with "process not found".
 
 Replies precede the events they cause on every profile; that is the connection's own rule.
 """
@@ -56,6 +59,8 @@ class Profile:
         problem_errors: a params problem ``"<reason> @ <path>"`` (an InvalidParams error
             whose only problem it is) -> the code and message this client knows for it.
         greeting: ``connected`` says ``"protocol": name`` (a client can see what it got).
+        latest_run: a request that leaves ``run`` out names the connection's latest run when
+            none is live (else, with several ended runs, it must say which).
     """
 
     name: ProfileName
@@ -67,6 +72,7 @@ class Profile:
         factory=lambda: MappingProxyType({})
     )
     greeting: bool = False
+    latest_run: bool = False
 
     def error(self, error: ErrorObject) -> ErrorObject:
         """`error` with the code this profile's client knows for it."""
@@ -118,6 +124,7 @@ ORIGINAL: Final = Profile(
     error_codes=ORIGINAL_CODES,
     problem_errors=ORIGINAL_PROBLEMS,
     greeting=True,
+    latest_run=True,
 )
 
 PROFILES: Final[Mapping[str, Profile]] = MappingProxyType(

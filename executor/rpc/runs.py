@@ -165,7 +165,8 @@ class Handles(SessionPart):
         return handle
 
     async def find(self, run_id: str | None) -> RunHandle:
-        """The run a request names; without a name, this connection's only (or only live) run.
+        """The run a request names; without a name, this connection's only (or only live) run
+        (on the original's profile, with none live, its latest: the original's one process).
 
         Any run of the caller's identity can be named (an admin's: any run); a run the caller
         may not see does not exist for it, word for word.
@@ -178,8 +179,8 @@ class Handles(SessionPart):
             live_runs = [live for live in own if not live.done.is_set()]
             if len(live_runs) == 1:
                 return self.adopt(live_runs[0])
-            if not live_runs and len(own) == 1:
-                return self.adopt(own[0])
+            if not live_runs and (len(own) == 1 or session.conn.profile.latest_run):
+                return self.adopt(own[-1])
             choices = live_runs or own
             raise InvalidParams(
                 f"this connection has {len(choices)} runs: say which with 'run'",

@@ -278,6 +278,24 @@ async def test_the_original_error_codes(nursery: trio.Nursery) -> None:
             assert (await error(client, call("control", {"type": "PAUSE"})))["code"] == -32003
 
 
+async def test_a_control_after_runs_one_after_another_is_on_the_last_one(served: Served) -> None:
+    """The original kept one process per connection, the last started: after two runs in a
+    row, a control is on the second (gone: "process not found"), not a generic -32603
+    asking for a run id the original's clients never send."""
+    with trio.fail_after(20):
+        async with original_client(served.port) as client:
+            for command in ("echo first", "echo second"):
+                await client.send("execute", {"command": command})
+                await client.until("process.completed")
+            for kind in ("PAUSE", "RESUME", "CANCEL"):
+                refused = await client_error(client, call("control", {"type": kind}))
+                assert refused["code"] == -32003, refused
+            await client.send("execute", {"command": "sleep 60"})
+            await client.until("process.started")
+            await client.send("control", {"type": "CANCEL"})
+            assert (await client.recv())["result"]["status"] == "canceled"
+
+
 # -- GET /health ---------------------------------------------------------------------------
 
 
