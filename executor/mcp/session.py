@@ -17,7 +17,8 @@ answered it does nothing.  A cancellation can overtake its call: the client send
 call's task is still starting the run (or has not run at all).  Such a request is remembered
 in ``cancel_asked`` and keeps its id until its handler gets there: the handler ends the run it
 started (`started`) or that it would wait for (`follow`), and a request that got no further
-than that is not answered (`_answer`).
+than that is not answered (`_answer`).  A cancelled ``tasks/result`` only waits: it stops
+waiting at once (the task goes on; tasks/cancel is what ends it).
 
 When the connection goes, the calls are cancelled and every non-durable run it started is
 ended through the ladder (bounded, shielded) before the nursery closes.  Durable runs and the
@@ -69,6 +70,8 @@ log = structlog.get_logger()
 
 # Requests answered by a task of their own (they may wait).
 _WAITING = frozenset({"tools/call", "tasks/result", "tasks/cancel"})
+# Requests that only wait: a cancellation stops them where they are.
+_ONLY_WAITING = frozenset({"tasks/result"})
 
 
 class NoAnswer(Exception):
@@ -97,6 +100,7 @@ class McpSession:
         self.runs: dict[str, McpRun] = {}
         self.calls: dict[int | str, Call] = {}
         self.cancel_asked: set[int | str] = set()  # cancelled before their handler waited
+        self._waits: dict[int | str, trio.CancelScope] = {}  # _ONLY_WAITING requests in flight
         self._nursery: trio.Nursery | None = None
         self._calls: trio.Nursery | None = None
         self.requests = 0
@@ -205,6 +209,9 @@ class McpSession:
                 self._cancel(request_id, call)
             elif request_id in self.conn.pending_ids:
                 self.cancel_asked.add(request_id)  # its handler has not got to waiting yet
+                wait = self._waits.get(request_id)
+                if wait is not None:
+                    wait.cancel()
             # else: answered already, or never ours: nothing to do
         elif event.method != INITIALIZED:
             log.debug("notification.ignored", method=event.method)
@@ -242,14 +249,23 @@ class McpSession:
         """Run the request's handler and send its one answer (none if it was cancelled)."""
         from cc_executor.executor.mcp import handlers
 
+        scope = trio.CancelScope()
+        if request.method in _ONLY_WAITING:
+            self._waits[request.id] = scope
         try:
-            result = await handlers.HANDLERS[request.method](self, request)
+            with scope:
+                result = await handlers.HANDLERS[request.method](self, request)
         except NoAnswer:
             return
         except JsonRpcError as exc:
             self.errors += 1
             if not self._withheld(request.id):
                 await self.send(self.conn.respond_error(request.id, exc))
+            return
+        finally:
+            self._waits.pop(request.id, None)
+        if scope.cancelled_caught:  # the client cancelled the wait
+            self._withheld(request.id)
             return
         if not self._withheld(request.id):
             await self.send(self.conn.respond(request.id, result))

@@ -268,3 +268,26 @@ async def test_a_cancel_naming_true_is_no_cancel_of_request_1(served: Served) ->
                 await client.receive()
             assert client.responses[1]["result"]["isError"] is False
     check_frames(record)
+
+
+async def test_a_cancelled_tasks_result_stops_waiting_and_the_task_goes_on(served: Served) -> None:
+    """tasks/result only waits: cancelled, it is done with at once (its id is free again, no
+    answer comes) and the task is untouched; it used to wait on for the task's whole life."""
+    record = Recording()
+    call = {"name": "execute", "arguments": {"argv": ["sleep", "300"]}, "task": {"ttl": 60000}}
+    with trio.fail_after(30):
+        async with mcp_client(served.url, record) as client:
+            task_id = (await client.result("tools/call", call))["task"]["taskId"]
+            waiting = {"id": "w", "method": "tasks/result", "params": {"taskId": task_id}}
+            await client.send(waiting)
+            await client.send({"method": "notifications/cancelled", "params": {"requestId": "w"}})
+            assert await client.result("ping") == {}
+            await client.send({"id": "w", "method": "ping", "params": {}})  # the id is free
+            while "w" not in client.responses:
+                await client.receive()
+            assert client.responses["w"] == {"jsonrpc": "2.0", "id": "w", "result": {}}
+            got = await client.result("tasks/get", {"taskId": task_id})
+            assert got["status"] == "working"
+            cancelled = await client.result("tasks/cancel", {"taskId": task_id})
+            assert cancelled["status"] == "cancelled"
+    check_frames(record)
