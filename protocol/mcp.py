@@ -107,7 +107,7 @@ class McpRequest:
     params: Mapping[str, JSON]
     era: Era
     version: str | None  # the modern request's protocol version; None in the handshake era
-    progress_token: str | int | None = None
+    progress_token: ProgressToken | None = None
     client_capabilities: Mapping[str, JSON] = attrs.field(factory=dict)
 
     @property
@@ -144,6 +144,16 @@ McpEvent = McpRequest | McpNotification | McpInvalid | McpIgnored
 
 def refuse(id_: Id | None, exc: JsonRpcError) -> McpInvalid:
     return McpInvalid(ErrorResponse(id_, exc.error))
+
+
+ProgressToken = str | int | float  # MCP: "string | number"
+
+
+def readable_token(value: object) -> ProgressToken | None:
+    """`value` as a progress token (a string or any number, never a bool), or None."""
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return value
+    return None
 
 
 def readable_id(value: object) -> Id | None:
@@ -192,9 +202,11 @@ def _request(id_: Id, method: str, params: dict[str, JSON]) -> McpEvent:
     if type(meta) is not dict:
         return refuse(id_, InvalidParams("Invalid params: _meta must be an object"))
     token = meta.get("progressToken")
-    if token is not None and readable_id(token) is None:
-        return refuse(id_, InvalidParams("Invalid params: progressToken must be a string or int"))
-    progress_token = readable_id(token)
+    progress_token = readable_token(token)
+    if token is not None and progress_token is None:
+        return refuse(
+            id_, InvalidParams("Invalid params: progressToken must be a string or a number")
+        )
     version = meta.get(PROTOCOL_VERSION_KEY)
     if version is None:
         if method not in HANDSHAKE_METHODS:

@@ -29,6 +29,7 @@ from cc_executor.protocol.mcp import (
     McpEvent,
     McpInvalid,
     McpRequest,
+    ProgressToken,
     complete,
     decode_mcp,
     refuse,
@@ -39,7 +40,7 @@ from cc_executor.protocol.messages import JSON, ErrorResponse, Id, Notification,
 @attrs.define
 class _Pending:
     era: Era
-    token: str | int | None
+    token: ProgressToken | None
     progress: float | None = None  # the last progress sent for the token
 
 
@@ -48,7 +49,7 @@ class McpConnection:
 
     def __init__(self) -> None:
         self._pending: dict[Id, _Pending] = {}
-        self._tokens: dict[str | int, Id] = {}  # live progress token -> its request
+        self._tokens: dict[ProgressToken, Id] = {}  # live progress token -> its request
         self.initialized_version: str | None = None  # the handshake's negotiated version
 
     @property
@@ -103,12 +104,12 @@ class McpConnection:
 
     # -- notifications -----------------------------------------------------------------
 
-    def progress_token(self, id_: Id) -> str | int | None:
+    def progress_token(self, id_: Id) -> ProgressToken | None:
         """The live progress token of pending request `id_`, if it has one."""
         pending = self._pending.get(id_)
         return None if pending is None else pending.token
 
-    def progress(self, token: str | int, progress: float, message: str | None = None) -> str:
+    def progress(self, token: ProgressToken, progress: float, message: str | None = None) -> str:
         """A `notifications/progress` for a live token, `progress` above the last one."""
         id_ = self._tokens.get(token)
         if id_ is None:
@@ -124,7 +125,7 @@ class McpConnection:
             params["message"] = message
         return encode_message(Notification(PROGRESS, params))
 
-    def next_progress(self, token: str | int, wanted: float) -> float:
+    def next_progress(self, token: ProgressToken, wanted: float) -> float:
         """`wanted`, or just above the last progress sent for `token` if it is not above."""
         id_ = self._tokens.get(token)
         last = None if id_ is None else self._pending[id_].progress

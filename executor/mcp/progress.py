@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from cc_executor.executor.mcp.runs import McpRun
+from cc_executor.protocol.mcp import ProgressToken
 
 if TYPE_CHECKING:
     from cc_executor.executor.mcp.session import McpSession
@@ -32,7 +33,7 @@ class ProgressReporter:
         self,
         session: McpSession,
         request_id: int | str,
-        token: str | int,
+        token: ProgressToken,
         run: McpRun,
         turn: TurnWait | None = None,
     ):

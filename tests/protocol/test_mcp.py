@@ -171,6 +171,26 @@ def test_progress_only_for_issued_tokens_increasing_and_before_the_response() ->
         conn.progress("t", 99.0)
 
 
+@pytest.mark.parametrize("token", ["t", 7, 1.5, -2])
+def test_a_progress_token_is_a_string_or_any_number_and_comes_back_as_sent(token: Any) -> None:
+    """MCP's ProgressToken is "string | number": 1.5 is one (it was refused, and with it the
+    whole call)."""
+    conn = McpConnection()
+    conn.receive(frame(id=1, method="tools/call", params={"_meta": {"progressToken": token}}))
+    assert conn.progress_token(1) == token
+    assert error_of(conn.progress(token, 1.0))["params"]["progressToken"] == token
+
+
+@pytest.mark.parametrize("token", [True, [], {}])
+def test_a_progress_token_that_is_no_string_or_number_is_refused(token: Any) -> None:
+    conn = McpConnection()
+    refused = conn.receive(
+        frame(id=1, method="tools/call", params={"_meta": {"progressToken": token}})
+    )
+    assert isinstance(refused, McpInvalid)
+    assert refused.reply.error.code == -32602
+
+
 def test_an_abandoned_request_gets_neither_answer_nor_progress() -> None:
     conn = McpConnection()
     conn.receive(frame(id=5, method="tools/call", params={"_meta": {"progressToken": 5}}))
