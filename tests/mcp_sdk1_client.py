@@ -200,9 +200,41 @@ async def claude_session(session: ClientSession, cwd: str) -> dict[str, Any]:
     }
 
 
+# Output whose JSON is six times its size (control characters), and plain output of 3 MB.
+ESCAPED = "import sys; sys.stdout.write(chr(1) * 200000); sys.stderr.write(chr(27) * 200000)"
+PLAIN = "import sys; sys.stdout.write('y' * 3000000)"
+
+
+async def big(session: ClientSession) -> dict[str, Any]:
+    """Results larger than the SDK's WebSocket takes (1 MiB: it closes with 1009) if sent whole:
+    a run's escaped tails, and read_output pages of 1 MiB asked for, until the end."""
+    escaped = await session.call_tool("execute", {"argv": [sys.executable, "-c", ESCAPED]})
+    plain = await session.call_tool(
+        "execute", {"argv": [sys.executable, "-c", PLAIN], "durable": True}
+    )
+    run = (plain.structuredContent or {})["run"]
+    data, next_seq, pages = "", 0, 0
+    while True:
+        page = await session.call_tool(
+            "read_output", {"run": run, "from_seq": next_seq, "max_bytes": 1048576}
+        )
+        read = page.structuredContent or {}
+        data += "".join(e["data"] for e in read["events"] if e["type"] == "output")
+        next_seq, pages = read["next_seq"], pages + 1
+        if read["complete"]:
+            break
+    return {
+        "escaped": escaped.model_dump(by_alias=True, exclude_none=True),
+        "read_bytes": len(data),
+        "read_exact": data == "y" * 3000000,
+        "pages": pages,
+    }
+
+
 async def main(url: str, scenario: str, *args: str) -> None:
     scenarios: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
         "basic": basic,
+        "big": big,
         "cancel": cancel,
         "claude": claude,
         "linger": linger,

@@ -10,7 +10,7 @@ error, as MCP asks.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Literal, NoReturn
 
 import orjson
 import structlog
@@ -18,12 +18,13 @@ import trio
 
 from cc_executor.executor import VERSION
 from cc_executor.executor.mcp.progress import ProgressReporter
-from cc_executor.executor.mcp.runlog import read_journal
+from cc_executor.executor.mcp.runlog import Page, read_journal
 from cc_executor.executor.mcp.runs import McpRun, start_mcp_run
 from cc_executor.executor.mcp.session import Call, McpSession, NoAnswer
 from cc_executor.executor.mcp.sessions import session_tool
 from cc_executor.executor.mcp.tasks import McpTask
 from cc_executor.executor.runs import control
+from cc_executor.executor.runs.durable import DurableRun
 from cc_executor.executor.runs.wire import rung_name
 from cc_executor.protocol import (
     JSON,
@@ -55,6 +56,10 @@ from cc_executor.protocol.results import RunList
 from cc_executor.protocol.server_codec import result_object, run_info_object
 
 log = structlog.get_logger()
+
+# What a JSON-RPC answer adds around its result: {"jsonrpc":"2.0","id":…,"result":…}, with room
+# for a long id.
+ANSWER_ENVELOPE = 1024
 
 INSTRUCTIONS = (
     "cc-executor runs commands on its host. `execute` runs one and returns its exit status and "
@@ -117,7 +122,7 @@ async def call_tool(session: McpSession, request: McpRequest) -> dict[str, JSON]
                 ttl = task_asked.get("ttl") if isinstance(task_asked, dict) else None
                 return await _start_task(session, request, parsed, ttl)
             return await _run_tool(session, request, parsed, version)
-        structured = await _small_tool(session, parsed)
+        structured = await _small_tool(session, parsed, version)
     except JsonRpcError as exc:
         # Failures of the tool itself (policy, limits, no such run) are tool results.
         error: dict[str, JSON] = {"code": exc.error.code, "message": exc.message}
@@ -167,9 +172,7 @@ async def _run_tool(
         session.unfollow(request.id)
     if call.cancelled:
         raise NoAnswer
-    return tool_result(
-        mcp_run.text(), mcp_run.summary(), is_error=not mcp_run.succeeded, version=version
-    )
+    return mcp_run.result(version, answer_room(session))
 
 
 async def _start_task(
@@ -188,7 +191,9 @@ async def _start_task(
 
 
 async def _small_tool(
-    session: McpSession, args: ControlArgs | StatusArgs | ListArgs | ReadOutputArgs
+    session: McpSession,
+    args: ControlArgs | StatusArgs | ListArgs | ReadOutputArgs,
+    version: str | None,
 ) -> dict[str, JSON]:
     daemon = session.daemon
     identity = session.peer.identity
@@ -220,10 +225,26 @@ async def _small_tool(
             ordered = sorted(listed.values(), key=lambda info: info.started or 0.0)
             return result_object(RunList(tuple(ordered)))
         case ReadOutputArgs():
-            return await _read_output(session, args)
+            return await _read_output(session, args, version)
 
 
-async def _read_output(session: McpSession, args: ReadOutputArgs) -> dict[str, JSON]:
+def answer_room(session: McpSession) -> int:
+    """How large a result may be as JSON: its answer must fit `max_frame_bytes`, what a
+    client's WebSocket takes (the official Python SDK's: at most 1 MiB)."""
+    return session.daemon.config.max_frame_bytes - ANSWER_ENVELOPE
+
+
+def fits_a_frame(session: McpSession, structured: dict[str, JSON], version: str | None) -> bool:
+    """Whether the answer carrying `structured` (twice: as text too) fits a frame."""
+    result = tool_result(_text(structured), structured, is_error=False, version=version)
+    return len(orjson.dumps(result)) <= answer_room(session)
+
+
+async def _read_output(
+    session: McpSession, args: ReadOutputArgs, version: str | None
+) -> dict[str, JSON]:
+    """A page of the run's events; smaller than asked for when the answer would not fit one
+    frame (halved until it does; one event alone goes as base64 if its text does not fit)."""
     config = session.daemon.config.mcp
     limit = min(args.max_bytes or config.read_default_bytes, config.read_max_bytes)
     mcp_run = session.find_run(args.run)
@@ -232,34 +253,56 @@ async def _read_output(session: McpSession, args: ReadOutputArgs) -> dict[str, J
         if mcp_run is not None
         else await session.daemon.durable.visible(args.run, session.peer.identity)
     )
+    if durable is None and mcp_run is None:
+        _refuse_read(session, args.run)
+    room, binary = session.daemon.config.max_frame_bytes, False
+    while True:
+        page = Page(limit, room, binary=binary)
+        result = _read_page(page, args, mcp_run, durable)
+        if fits_a_frame(session, result, version):
+            return result
+        if len(page.events) > 1:
+            room = max(1, room // 2)
+        elif not binary:
+            binary = True
+        else:
+            return result  # one notice larger than a frame: nothing smaller to send
+
+
+def _read_page(
+    page: Page, args: ReadOutputArgs, mcp_run: McpRun | None, durable: DurableRun | None
+) -> dict[str, JSON]:
     result: dict[str, JSON] = {"run": args.run}
     if durable is not None:
-        events, last = read_journal(durable, args.from_seq, limit)
+        last = read_journal(durable, page, args.from_seq)
         last_seq = durable.journal.last_seq
         complete = durable.journal.completed is not None
-    elif mcp_run is not None:
-        events, last = mcp_run.log.page(args.from_seq, limit)
+    else:
+        assert mcp_run is not None
+        last = mcp_run.log.page(page, args.from_seq)
         last_seq = mcp_run.log.last_seq
         complete = mcp_run.log.completed is not None
         result["first_available_seq"] = mcp_run.log.first_seq
-    elif session.daemon.runs.visible(args.run, session.peer.identity) is not None:
-        raise InvalidParams(
-            f"run {args.run} is not durable and was started by another connection: its output "
-            "is kept only for that connection (start it with durable: true to read it from "
-            "anywhere)",
-            {"run": args.run, "durable": False},
-        )
-    else:
-        raise RunNotFound(f"no run {args.run!r}", {"run": args.run})
     result.update(
         {
-            "events": events,
+            "events": page.events,
             "next_seq": last,
             "last_seq": last_seq,
             "complete": complete and last >= last_seq,
         }
     )
     return result
+
+
+def _refuse_read(session: McpSession, run_id: str) -> NoReturn:
+    if session.daemon.runs.visible(run_id, session.peer.identity) is not None:
+        raise InvalidParams(
+            f"run {run_id} is not durable and was started by another connection: its output "
+            "is kept only for that connection (start it with durable: true to read it from "
+            "anywhere)",
+            {"run": run_id, "durable": False},
+        )
+    raise RunNotFound(f"no run {run_id!r}", {"run": run_id})
 
 
 async def _control(session: McpSession, args: ControlArgs) -> dict[str, JSON]:
@@ -300,9 +343,9 @@ async def get_task(session: McpSession, request: McpRequest) -> dict[str, JSON]:
         return task.describe()
     result = task.describe_modern()
     if task.status == "completed":
-        result["result"] = task.tool_result(None)
+        result["result"] = task.tool_result(None, answer_room(session))
     elif task.status == "failed":
-        call_result = task.tool_result(None)
+        call_result = task.tool_result(None, answer_room(session))
         result["error"] = {
             "code": int(InternalError.code),
             "message": task.status_message() or "failed",
@@ -314,7 +357,7 @@ async def get_task(session: McpSession, request: McpRequest) -> dict[str, JSON]:
 async def task_result(session: McpSession, request: McpRequest) -> dict[str, JSON]:
     task = _task(session, request)
     await task.wait()
-    return task.tool_result(session.version(request))
+    return task.tool_result(session.version(request), answer_room(session))
 
 
 async def list_tasks(session: McpSession, request: McpRequest) -> dict[str, JSON]:

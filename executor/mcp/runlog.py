@@ -156,25 +156,50 @@ class RunLog:
         while self.last_seq <= seen_seq and not self.done.is_set():
             await self._changed.wait()
 
-    def page(self, from_seq: int, max_bytes: int) -> tuple[list[JSON], int]:
-        """Events after `from_seq` still held, whole, about `max_bytes` of data (at least
-        one event); and the seq to continue after."""
-        events: list[JSON] = []
-        size = 0
+    def page(self, page: Page, from_seq: int) -> int:
+        """Fill `page` with the events after `from_seq` still held; the seq to continue after."""
         last = from_seq
         for event in self.events:
             if isinstance(event, Gap) or event.seq <= from_seq:
                 continue
-            if events and size + _size(event) > max_bytes:
+            if not page.add(event):
                 break
-            events.append(event_json(event))
-            size += _size(event)
             last = event.seq
-        return events, last
+        return last
 
 
-def _size(event: object) -> int:
-    return len(event.data) if isinstance(event, Output) else 0
+class Page:
+    """A read_output page being filled: about `max_bytes` of output data (at least one event)
+    and at most `room` bytes of events as JSON; with `binary`, output as base64 whatever it is
+    (the caller's way to make one event fit: JSON escapes a control character in six bytes)."""
+
+    def __init__(self, max_bytes: int, room: int, *, binary: bool = False) -> None:
+        self.events: list[JSON] = []
+        self._max_bytes = max_bytes
+        self._room = room
+        self._binary = binary
+        self._data = 0
+        self._json = 0
+
+    def add(self, event: Output | StateEvent | CompletedEvent | Note | Gap) -> bool:
+        """Add `event` if it fits the page; False (and the page is full) if it does not."""
+        data = len(event.data) if isinstance(event, Output) else 0
+        shown = event_json(event)
+        if self._binary and isinstance(event, Output):
+            shown = {
+                "seq": event.seq,
+                "type": "output",
+                "stream": event.stream,
+                "data": base64.b64encode(event.data).decode("ascii"),
+                "encoding": "base64",
+            }
+        size = len(orjson.dumps(shown))
+        if self.events and (self._data + data > self._max_bytes or self._json + size > self._room):
+            return False
+        self.events.append(shown)
+        self._data += data
+        self._json += size
+        return True
 
 
 def event_json(event: Output | StateEvent | CompletedEvent | Note | Gap) -> JSON:
@@ -222,19 +247,16 @@ async def follow_journal(durable: DurableRun, run_log: RunLog, claude_max_line: 
             run_log.done.set()
 
 
-def read_journal(durable: DurableRun, from_seq: int, max_bytes: int) -> tuple[list[JSON], int]:
-    """A durable run's events after `from_seq` from its journal, as `RunLog.page`."""
-    events: list[JSON] = []
-    size = 0
+def read_journal(durable: DurableRun, page: Page, from_seq: int) -> int:
+    """Fill `page` with a durable run's events after `from_seq`, from its journal; as
+    `RunLog.page`."""
     last = from_seq
     with durable.journal.cursor(from_seq) as cursor:
         while (entry := cursor.read_nowait()) is not None:
             if isinstance(entry, JournalFault):
                 continue
-            if events and size + _size(entry) > max_bytes:
+            if not page.add(entry):
                 break
-            events.append(event_json(entry))
-            size += _size(entry)
             if not isinstance(entry, Gap):
                 last = entry.seq
-    return events, last
+    return last

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 import attrs
+import orjson
 import trio
 
 from cc_executor.executor.claude.plan import plan_claude
@@ -31,6 +32,7 @@ from cc_executor.executor.runs.plan import plan_execute
 from cc_executor.executor.runs.start import start_run
 from cc_executor.protocol import JSON, ExecuteParams
 from cc_executor.protocol.claude import ClaudeParams
+from cc_executor.protocol.mcp import tool_result
 from cc_executor.protocol.results import RunInfo
 from cc_executor.protocol.server_codec import completion_fields, run_info_object
 from cc_executor.supervision import Run
@@ -74,8 +76,34 @@ class McpRun:
         completion = self.live.completion
         return self.done and completion is not None and completion.status == "completed"
 
-    def summary(self) -> dict[str, JSON]:
-        """The run's structured result: state, outcome, tails of stdout and stderr."""
+    def result(self, version: str | None, room: int) -> dict[str, JSON]:
+        """The run's CallToolResult (`text`, `summary`), at most `room` bytes as JSON: the
+        tails are cut shorter (halved until it fits, `truncated: true`) when their escaped
+        text would not fit — JSON writes a control character in six bytes, and the result
+        carries each tail twice."""
+        keep: int | None = None
+        while True:
+            result = tool_result(
+                self.text(keep), self.summary(keep), is_error=not self.succeeded, version=version
+            )
+            if keep == 0 or len(orjson.dumps(result)) <= room:
+                return result
+            longest = max(len(tail) for tail in self.log.tails.values())
+            keep = (longest if keep is None else keep) // 2
+
+    def _tail(self, stream: Literal["stdout", "stderr"], keep: int | None) -> bytes:
+        tail = bytes(self.log.tails[stream])
+        return tail if keep is None or len(tail) <= keep else tail[len(tail) - keep :]
+
+    def _cut(self, keep: int | None) -> bool:
+        """The tails lost their beginning (recorded, or cut to `keep` bytes here)."""
+        return self.log.truncated or (
+            keep is not None and any(len(tail) > keep for tail in self.log.tails.values())
+        )
+
+    def summary(self, keep: int | None = None) -> dict[str, JSON]:
+        """The run's structured result: state, outcome, tails of stdout and stderr (their
+        last `keep` bytes at most)."""
         log_ = self.log
         run = self.run
         completion = self.live.completion if self.done else None
@@ -88,13 +116,14 @@ class McpRun:
             "last_seq": log_.last_seq,
             "stdout_bytes": run.stdout_bytes,
             "stderr_bytes": run.stderr_bytes,
-            "truncated": log_.truncated,
+            "truncated": self._cut(keep),
         }
         if completion is not None:
             summary.update(completion_fields(completion))
             summary["elapsed"] = completion.execution_time
-        for stream in ("stdout", "stderr"):
-            fields = text_or_base64(tail_start(bytes(log_.tails[stream])))
+        streams: tuple[Literal["stdout", "stderr"], ...] = ("stdout", "stderr")
+        for stream in streams:
+            fields = text_or_base64(tail_start(self._tail(stream, keep)))
             summary[stream] = fields["data"]
             if "encoding" in fields:
                 summary[f"{stream}_encoding"] = "base64"
@@ -103,8 +132,8 @@ class McpRun:
             summary["claude"] = None if claude is None else claude.summary()
         return summary
 
-    def text(self) -> str:
-        """The result as text for the model: the outcome line, then the tails."""
+    def text(self, keep: int | None = None) -> str:
+        """The result as text for the model: the outcome line, then the tails (as `summary`)."""
         log_ = self.log
         completion = self.live.completion if self.done else None
         lines: list[str] = []
@@ -118,11 +147,12 @@ class McpRun:
             )
         if self.tool == "claude" and log_.claude_result is not None:
             lines.append(log_.claude_result.result or "")
-        for stream in ("stdout", "stderr"):
-            tail = log_.tails[stream]
+        streams: tuple[Literal["stdout", "stderr"], ...] = ("stdout", "stderr")
+        for stream in streams:
+            tail = self._tail(stream, keep)
             if tail:
-                cut = " (tail)" if log_.truncated else ""
-                lines.append(f"--- {stream}{cut} ---\n{readable(tail_start(bytes(tail)))}")
+                cut = " (tail)" if self._cut(keep) else ""
+                lines.append(f"--- {stream}{cut} ---\n{readable(tail_start(tail))}")
         return "\n".join(lines)
 
     def info(self, now: float) -> RunInfo:

@@ -114,19 +114,15 @@ class McpTask:
         """The 2026-07-28 tasks extension's task fields."""
         return {**self._fields(), "ttlMs": self.ttl_ms, "pollIntervalMs": self.poll_ms}
 
-    def tool_result(self, version: str | None) -> dict[str, JSON]:
-        """What the tool call would have returned (for a terminal task)."""
+    def tool_result(self, version: str | None, room: int) -> dict[str, JSON]:
+        """What the tool call would have returned (for a terminal task); a run's in at most
+        `room` bytes of JSON (McpRun.result)."""
         if self.turn is not None:
             result = tool_result(
                 self.turn.text(), self.turn.summary(), is_error=self.turn.failed, version=version
             )
         else:
-            result = tool_result(
-                self.run.text(),
-                self.run.summary(),
-                is_error=not self.run.succeeded,
-                version=version,
-            )
+            result = self.run.result(version, room)
         result["_meta"] = {RELATED_TASK_KEY: {"taskId": self.task_id}}
         return result
 

@@ -59,6 +59,25 @@ async def test_sdk1_cancel_ends_the_run(served: Served, sdk1: Any) -> None:
     check_frames(record)
 
 
+async def test_sdk1_gets_results_larger_than_its_websocket_takes_in_frames_it_takes(
+    served: Served, sdk1: Any
+) -> None:
+    """The SDK's WebSocket client refuses messages over 1 MiB (closing with 1009): a run's
+    tails of control characters (2 x 64 KiB, six bytes each in JSON, twice in the result) and
+    a read_output page of the 1 MiB allowed (twice in the result) were 1.5 and 2 MiB."""
+    with trio.fail_after(90):
+        async with recording_proxy(served.url) as (url, record):
+            out = await run_script(sdk1, "mcp_sdk1_client.py", url, "big")
+    escaped = out["escaped"]["structuredContent"]
+    assert escaped["exit_code"] == 0
+    assert escaped["truncated"] is True  # the tails were cut shorter to fit
+    assert set(escaped["stdout"]) == {"\x01"}
+    assert set(escaped["stderr"]) == {"\x1b"}
+    assert out["read_exact"] is True
+    assert out["pages"] >= 3
+    check_frames(record)
+
+
 @pytest.fixture(scope="session")
 def sdk2() -> Any:
     return sdk_python("mcp2")
