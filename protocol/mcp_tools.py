@@ -264,7 +264,13 @@ TOOLS: Final[tuple[ToolSpec, ...]] = (
         {"type": "object", "properties": {}, "additionalProperties": False},
         {
             "type": "object",
-            "properties": {"runs": {"type": "array", "items": {"type": "object"}}},
+            "properties": {
+                "runs": {"type": "array", "items": {"type": "object"}},
+                "omitted": {
+                    "type": "integer",
+                    "description": "Older runs left out so that the answer fits one frame.",
+                },
+            },
             "required": ["runs"],
         },
         "forbidden",

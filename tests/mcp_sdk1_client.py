@@ -231,10 +231,21 @@ async def big(session: ClientSession) -> dict[str, Any]:
     }
 
 
+async def big_list(session: ClientSession) -> dict[str, Any]:
+    """`list` of more runs than one 1 MiB answer holds (45 with a 30 KB argument each)."""
+    runs = []
+    for _ in range(45):
+        done = await session.call_tool("execute", {"argv": ["echo", "p" * 30000], "durable": True})
+        runs.append((done.structuredContent or {})["run"])
+    listed = await session.call_tool("list", {})
+    return {"started": runs, "list": listed.structuredContent}
+
+
 async def main(url: str, scenario: str, *args: str) -> None:
     scenarios: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
         "basic": basic,
         "big": big,
+        "big_list": big_list,
         "cancel": cancel,
         "claude": claude,
         "linger": linger,

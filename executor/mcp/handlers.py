@@ -52,7 +52,7 @@ from cc_executor.protocol.mcp_tools import (
     parse_arguments,
     tool_list,
 )
-from cc_executor.protocol.results import RunList
+from cc_executor.protocol.results import RunInfo, RunList
 from cc_executor.protocol.server_codec import result_object, run_info_object
 
 log = structlog.get_logger()
@@ -223,9 +223,30 @@ async def _small_tool(
             for durable in await daemon.durable.visible_runs(identity):
                 listed.setdefault(durable.run_id, durable.info(now))
             ordered = sorted(listed.values(), key=lambda info: info.started or 0.0)
-            return result_object(RunList(tuple(ordered)))
+            return _fitted_list(session, ordered, version)
         case ReadOutputArgs():
             return await _read_output(session, args, version)
+
+
+def _fitted_list(
+    session: McpSession, ordered: list[RunInfo], version: str | None
+) -> dict[str, JSON]:
+    """`list`'s result, oldest first; when it would not fit one frame, the newest runs that
+    do, with `omitted`: how many older ones were left out (`status {run}` still has each)."""
+    listed = result_object(RunList(tuple(ordered)))
+    if fits_a_frame(session, listed, version):
+        return listed
+    fits, too_many = 0, len(ordered)  # keep the newest `fits` runs; `too_many` does not fit
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        trial = result_object(RunList(tuple(ordered[len(ordered) - middle :])))
+        if fits_a_frame(session, trial, version):
+            fits = middle
+        else:
+            too_many = middle
+    kept = result_object(RunList(tuple(ordered[len(ordered) - fits :])))
+    kept["omitted"] = len(ordered) - fits
+    return kept
 
 
 def answer_room(session: McpSession) -> int:

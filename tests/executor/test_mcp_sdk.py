@@ -78,6 +78,19 @@ async def test_sdk1_gets_results_larger_than_its_websocket_takes_in_frames_it_ta
     check_frames(record)
 
 
+async def test_sdk1_lists_more_runs_than_one_frame_holds(served: Served, sdk1: Any) -> None:
+    """`list` answers with the newest runs that fit one frame and says how many it left out
+    (it was a 2.4 MB answer, and the SDK's connection closed with 1009)."""
+    with trio.fail_after(90):
+        async with recording_proxy(served.url) as (url, record):
+            out = await run_script(sdk1, "mcp_sdk1_client.py", url, "big_list")
+    listed = out["list"]
+    shown = [r["run"] for r in listed["runs"]]
+    assert listed["omitted"] > 0
+    assert shown == out["started"][listed["omitted"] :]  # the newest, oldest first
+    check_frames(record)
+
+
 @pytest.fixture(scope="session")
 def sdk2() -> Any:
     return sdk_python("mcp2")
