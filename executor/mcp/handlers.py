@@ -57,10 +57,6 @@ from cc_executor.protocol.server_codec import result_object, run_info_object
 
 log = structlog.get_logger()
 
-# What a JSON-RPC answer adds around its result: {"jsonrpc":"2.0","id":…,"result":…}, with room
-# for a long id.
-ANSWER_ENVELOPE = 1024
-
 INSTRUCTIONS = (
     "cc-executor runs commands on its host. `execute` runs one and returns its exit status and "
     "output (progress carries the latest output while it runs); `claude` runs Claude Code; "
@@ -172,7 +168,7 @@ async def _run_tool(
         session.unfollow(request.id)
     if call.cancelled:
         raise NoAnswer
-    return mcp_run.result(version, answer_room(session))
+    return mcp_run.result(version, session.answer_room)
 
 
 async def _start_task(
@@ -234,31 +230,19 @@ def _fitted_list(
     """`list`'s result, oldest first; when it would not fit one frame, the newest runs that
     do, with `omitted`: how many older ones were left out (`status {run}` still has each)."""
     listed = result_object(RunList(tuple(ordered)))
-    if fits_a_frame(session, listed, version):
+    if session.fits_a_frame(listed, version):
         return listed
     fits, too_many = 0, len(ordered)  # keep the newest `fits` runs; `too_many` does not fit
     while too_many - fits > 1:
         middle = (fits + too_many) // 2
         trial = result_object(RunList(tuple(ordered[len(ordered) - middle :])))
-        if fits_a_frame(session, trial, version):
+        if session.fits_a_frame(trial, version):
             fits = middle
         else:
             too_many = middle
     kept = result_object(RunList(tuple(ordered[len(ordered) - fits :])))
     kept["omitted"] = len(ordered) - fits
     return kept
-
-
-def answer_room(session: McpSession) -> int:
-    """How large a result may be as JSON: its answer must fit `max_frame_bytes`, what a
-    client's WebSocket takes (the official Python SDK's: at most 1 MiB)."""
-    return session.daemon.config.max_frame_bytes - ANSWER_ENVELOPE
-
-
-def fits_a_frame(session: McpSession, structured: dict[str, JSON], version: str | None) -> bool:
-    """Whether the answer carrying `structured` (twice: as text too) fits a frame."""
-    result = tool_result(_text(structured), structured, is_error=False, version=version)
-    return len(orjson.dumps(result)) <= answer_room(session)
 
 
 async def _read_output(
@@ -280,7 +264,7 @@ async def _read_output(
     while True:
         page = Page(limit, room, binary=binary)
         result = _read_page(page, args, mcp_run, durable)
-        if fits_a_frame(session, result, version):
+        if session.fits_a_frame(result, version):
             return result
         if len(page.events) > 1:
             room = max(1, room // 2)
@@ -364,9 +348,9 @@ async def get_task(session: McpSession, request: McpRequest) -> dict[str, JSON]:
         return task.describe()
     result = task.describe_modern()
     if task.status == "completed":
-        result["result"] = task.tool_result(None, answer_room(session))
+        result["result"] = task.tool_result(None, session.answer_room)
     elif task.status == "failed":
-        call_result = task.tool_result(None, answer_room(session))
+        call_result = task.tool_result(None, session.answer_room)
         result["error"] = {
             "code": int(InternalError.code),
             "message": task.status_message() or "failed",
@@ -378,7 +362,7 @@ async def get_task(session: McpSession, request: McpRequest) -> dict[str, JSON]:
 async def task_result(session: McpSession, request: McpRequest) -> dict[str, JSON]:
     task = _task(session, request)
     await task.wait()
-    return task.tool_result(session.version(request), answer_room(session))
+    return task.tool_result(session.version(request), session.answer_room)
 
 
 async def list_tasks(session: McpSession, request: McpRequest) -> dict[str, JSON]:

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import attrs
+import orjson
 import structlog
 import trio
 from trio_websocket import ConnectionClosed
@@ -42,6 +43,7 @@ from cc_executor.executor.runs import control
 from cc_executor.executor.runs.live import LiveRun
 from cc_executor.executor.transport.backlog import ReplyBacklog
 from cc_executor.protocol import (
+    JSON,
     ErrorResponse,
     InvalidState,
     JsonRpcError,
@@ -57,6 +59,7 @@ from cc_executor.protocol.mcp import (
     McpNotification,
     McpRequest,
     readable_id,
+    tool_result,
 )
 from cc_executor.protocol.mcp_connection import McpConnection
 from cc_executor.protocol.notices import Shutdown
@@ -72,6 +75,11 @@ log = structlog.get_logger()
 _WAITING = frozenset({"tools/call", "tasks/result", "tasks/cancel"})
 # Requests that only wait: a cancellation stops them where they are.
 _ONLY_WAITING = frozenset({"tasks/result"})
+
+
+# What a JSON-RPC answer adds around its result: {"jsonrpc":"2.0","id":…,"result":…}, with room
+# for a long id.
+ANSWER_ENVELOPE = 1024
 
 
 class NoAnswer(Exception):
@@ -277,6 +285,18 @@ class McpSession:
             self.conn.abandon(request_id)
             return True
         return request_id not in self.conn.pending_ids
+
+    @property
+    def answer_room(self) -> int:
+        """How large a result may be as JSON: its answer must fit `max_frame_bytes`, what a
+        client's WebSocket takes (the official Python SDK's: at most 1 MiB)."""
+        return self.daemon.config.max_frame_bytes - ANSWER_ENVELOPE
+
+    def fits_a_frame(self, structured: Mapping[str, JSON], version: str | None) -> bool:
+        """Whether the tool result carrying `structured` (twice: as text too) fits a frame."""
+        text = orjson.dumps(structured).decode()
+        result = tool_result(text, structured, is_error=False, version=version)
+        return len(orjson.dumps(result)) <= self.answer_room
 
     @property
     def nursery(self) -> trio.Nursery:

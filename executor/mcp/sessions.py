@@ -23,7 +23,7 @@ from cc_executor.executor.mcp.runlog import RunLog, follow_journal
 from cc_executor.executor.mcp.runs import McpRun, start_mcp_run
 from cc_executor.executor.mcp.session import Call, McpSession, NoAnswer
 from cc_executor.executor.mcp.sessionview import SessionView
-from cc_executor.executor.mcp.turnwait import TurnWait
+from cc_executor.executor.mcp.turnwait import TurnWait, halve_longest
 from cc_executor.executor.runs.live import LiveRun
 from cc_executor.protocol import JSON, InvalidParams, RunNotFound
 from cc_executor.protocol.mcp import McpRequest, tool_result
@@ -117,8 +117,50 @@ async def session_tool(
             followed = _view(session, live)
             if followed is not None:
                 view = followed[1].describe(from_turn)
-                described["turns_recorded"] = view["turns"]
+                turns = view["turns"]
+                assert isinstance(turns, list)
+                _fit_turns(session, described, turns, version)
             return _structured(described, version)
+
+
+def _fit_turns(
+    session: McpSession, described: dict[str, JSON], turns: list[JSON], version: str | None
+) -> None:
+    """`turns_recorded`: the turns that fit one frame with the rest of `described`, oldest
+    first (at least one); `more_turns: true` when later ones were left for the next call
+    (`from_turn`: the last turn shown)."""
+    described["turns_recorded"] = turns
+    if session.fits_a_frame(described, version):
+        return
+    fits, too_many = 1, len(turns)
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        described["turns_recorded"] = turns[:middle]
+        if session.fits_a_frame(described, version):
+            fits = middle
+        else:
+            too_many = middle
+    described["turns_recorded"] = turns[:fits]
+    if fits < len(turns):
+        described["more_turns"] = True
+    if fits == 1:  # one turn alone may still not fit: its text keeps its end
+        _shorten_turn(session, described, turns[0], version)
+
+
+def _shorten_turn(
+    session: McpSession, described: dict[str, JSON], turn: JSON, version: str | None
+) -> None:
+    """Halve the turn's longest text (its `text`, its result's `result`), keeping the end and
+    saying `truncated: true`, until the answer fits one frame."""
+    assert isinstance(turn, dict)
+    while not session.fits_a_frame(described, version):
+        places: list[tuple[dict[str, JSON], str]] = [(turn, "text")]
+        result = turn.get("result")
+        if isinstance(result, dict):
+            places.append((result, "result"))
+        if not halve_longest(places):
+            return  # nothing left to cut: the rest of the turn is small
+        turn["truncated"] = True
 
 
 def _structured(structured: dict[str, JSON], version: str | None) -> dict[str, JSON]:
@@ -202,7 +244,7 @@ async def _wait(
         session.unfollow(request.id)
     if call.cancelled:
         raise NoAnswer
-    return tool_result(wait.text(), wait.summary(), is_error=wait.failed, version=version)
+    return wait.result(version, session.answer_room)
 
 
 def _turn_task(

@@ -27,7 +27,7 @@ import attrs
 
 from cc_executor.executor.mcp.runs import McpRun
 from cc_executor.protocol import JSON, LimitExceeded
-from cc_executor.protocol.mcp import RELATED_TASK_KEY, tool_result
+from cc_executor.protocol.mcp import RELATED_TASK_KEY
 from cc_executor.supervision import Cancelled, RunState
 
 if TYPE_CHECKING:
@@ -118,9 +118,7 @@ class McpTask:
         """What the tool call would have returned (for a terminal task); a run's in at most
         `room` bytes of JSON (McpRun.result)."""
         if self.turn is not None:
-            result = tool_result(
-                self.turn.text(), self.turn.summary(), is_error=self.turn.failed, version=version
-            )
+            result = self.turn.result(version, room)
         else:
             result = self.run.result(version, room)
         result["_meta"] = {RELATED_TASK_KEY: {"taskId": self.task_id}}

@@ -12,6 +12,7 @@ task (a task's follower lives in the daemon's nursery, so the task outlives its 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import attrs
 import orjson
@@ -21,6 +22,7 @@ from cc_executor.executor.claude.session import ClaudeSession
 from cc_executor.executor.mcp.runs import McpRun
 from cc_executor.executor.mcp.sessionview import SessionView, TurnView
 from cc_executor.protocol import JSON, JsonRpcError
+from cc_executor.protocol.mcp import tool_result
 from cc_executor.protocol.results import ClaudeSent
 
 
@@ -77,6 +79,24 @@ class TurnWait:
             summary["run_ended"] = True
         return summary
 
+    def result(self, version: str | None, room: int) -> dict[str, JSON]:
+        """The CallToolResult (`text`, `summary`) in at most `room` bytes of JSON: a turn's
+        text and its result's text are halved, keeping their end (`truncated: true`), until
+        it fits one frame."""
+        text: dict[str, JSON] = {"text": self.text()}
+        summary = self.summary()
+        while True:
+            result = tool_result(str(text["text"]), summary, is_error=self.failed, version=version)
+            if len(orjson.dumps(result)) <= room:
+                return result
+            places: list[tuple[dict[str, JSON], str]] = [(text, "text"), (summary, "text")]
+            turn_result = summary.get("result")
+            if isinstance(turn_result, dict):
+                places.append((turn_result, "result"))
+            if not halve_longest(places):
+                return result  # nothing left to cut
+            summary["truncated"] = True
+
     def text(self) -> str:
         """The result as text for the model: the turn's answer, then one line of facts."""
         turn = self.turn
@@ -102,3 +122,16 @@ class TurnWait:
         turn = self.turn
         text = "" if turn is None else turn.text
         return text[-limit:]
+
+
+def halve_longest(places: Sequence[tuple[dict[str, JSON], str]]) -> bool:
+    """Halve the longest string found at `places` (a dict and its key), keeping its end;
+    False when every one is empty (or absent)."""
+    texts = [(holder, key) for holder, key in places if isinstance(holder.get(key), str)]
+    texts = [(holder, key) for holder, key in texts if holder[key]]
+    if not texts:
+        return False
+    holder, key = max(texts, key=lambda place: len(str(place[0][place[1]])))
+    value = str(holder[key])
+    holder[key] = value[len(value) // 2 :] if len(value) > 1 else ""
+    return True

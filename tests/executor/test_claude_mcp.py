@@ -389,3 +389,32 @@ async def test_mcp_steers_a_durable_session_started_over_json_rpc(
             await session.close()
     check_frames(record)
     assert_nothing_left(session.id)
+
+
+async def test_long_turns_read_back_in_answers_that_fit_a_frame(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    """Five turns of 240 to 480 KB of text: the first claude_send's answer and claude_session
+    from turn 0 were answers of more than 1 MiB, which a client's WebSocket (1 MiB here, as the
+    SDK's) refuses with 1009. A turn's answer keeps the end of its text; claude_session answers
+    with the turns that fit and `more_turns`, and the next call goes on from the last."""
+    served = await start_daemon(nursery, world.config())
+    record = Recording()
+    with trio.fail_after(120):
+        async with mcp_client(served.url, record) as client:
+            run = (await _tool(client, "claude_start", cwd=str(world.work)))["run"]
+            for n in range(5):  # the first turn's answer alone is more than a frame
+                chunks = 60000 if n == 0 else 30000
+                sent = await _tool(client, "claude_send", run=run, content=f"[chunks:{chunks}]")
+                assert sent["ended"] is True
+                assert sent["text"].endswith(f"chunk {chunks - 1} ")
+            seen: list[int] = []
+            while True:
+                after = max(seen, default=0)
+                read = await _tool(client, "claude_session", run=run, from_turn=after)
+                seen += [turn["turn"] for turn in read["turns_recorded"]]
+                if not read.get("more_turns"):
+                    break
+            assert seen == [1, 2, 3, 4, 5]
+            await _tool(client, "claude_close", run=run)
+    check_frames(record)
