@@ -260,3 +260,16 @@ def read_journal(durable: DurableRun, page: Page, from_seq: int) -> int:
             if not isinstance(entry, Gap):
                 last = entry.seq
     return last
+
+
+def halve_longest(places: Sequence[tuple[dict[str, JSON], str]]) -> bool:
+    """Halve the longest string found at `places` (a dict and its key), keeping its end;
+    False when every one is empty (or absent)."""
+    texts = [(holder, key) for holder, key in places if isinstance(holder.get(key), str)]
+    texts = [(holder, key) for holder, key in texts if holder[key]]
+    if not texts:
+        return False
+    holder, key = max(texts, key=lambda place: len(str(place[0][place[1]])))
+    value = str(holder[key])
+    holder[key] = value[len(value) // 2 :] if len(value) > 1 else ""
+    return True

@@ -21,6 +21,7 @@ from cc_executor.executor.claude.plan import plan_claude
 from cc_executor.executor.mcp.runlog import (
     RunLog,
     follow_journal,
+    halve_longest,
     readable,
     tail_start,
     text_or_base64,
@@ -86,10 +87,25 @@ class McpRun:
             result = tool_result(
                 self.text(keep), self.summary(keep), is_error=not self.succeeded, version=version
             )
-            if keep == 0 or len(orjson.dumps(result)) <= room:
+            if len(orjson.dumps(result)) <= room:
                 return result
+            if keep == 0:
+                break
             longest = max(len(tail) for tail in self.log.tails.values())
             keep = (longest if keep is None else keep) // 2
+        # Still too long without any tail: a Claude run's answer; it keeps its end.
+        content = result["content"]
+        assert isinstance(content, list)
+        first = content[0]
+        assert isinstance(first, dict)
+        places: list[tuple[dict[str, JSON], str]] = [(first, "text")]
+        structured = result.get("structuredContent")
+        claude = structured.get("claude") if isinstance(structured, dict) else None
+        if isinstance(claude, dict):
+            places.append((claude, "text"))
+        while len(orjson.dumps(result)) > room and halve_longest(places):
+            pass
+        return result
 
     def _tail(self, stream: Literal["stdout", "stderr"], keep: int | None) -> bytes:
         tail = bytes(self.log.tails[stream])

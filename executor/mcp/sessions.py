@@ -19,11 +19,11 @@ import trio
 
 from cc_executor.executor.claude.session import ClaudeSession
 from cc_executor.executor.mcp.progress import ProgressReporter
-from cc_executor.executor.mcp.runlog import RunLog, follow_journal
+from cc_executor.executor.mcp.runlog import RunLog, follow_journal, halve_longest
 from cc_executor.executor.mcp.runs import McpRun, start_mcp_run
 from cc_executor.executor.mcp.session import Call, McpSession, NoAnswer
 from cc_executor.executor.mcp.sessionview import SessionView
-from cc_executor.executor.mcp.turnwait import TurnWait, halve_longest
+from cc_executor.executor.mcp.turnwait import TurnWait
 from cc_executor.executor.runs.live import LiveRun
 from cc_executor.protocol import JSON, InvalidParams, RunNotFound
 from cc_executor.protocol.mcp import McpRequest, tool_result

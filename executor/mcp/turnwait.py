@@ -12,13 +12,13 @@ task (a task's follower lives in the daemon's nursery, so the task outlives its 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 
 import attrs
 import orjson
 import trio
 
 from cc_executor.executor.claude.session import ClaudeSession
+from cc_executor.executor.mcp.runlog import halve_longest
 from cc_executor.executor.mcp.runs import McpRun
 from cc_executor.executor.mcp.sessionview import SessionView, TurnView
 from cc_executor.protocol import JSON, JsonRpcError
@@ -122,16 +122,3 @@ class TurnWait:
         turn = self.turn
         text = "" if turn is None else turn.text
         return text[-limit:]
-
-
-def halve_longest(places: Sequence[tuple[dict[str, JSON], str]]) -> bool:
-    """Halve the longest string found at `places` (a dict and its key), keeping its end;
-    False when every one is empty (or absent)."""
-    texts = [(holder, key) for holder, key in places if isinstance(holder.get(key), str)]
-    texts = [(holder, key) for holder, key in texts if holder[key]]
-    if not texts:
-        return False
-    holder, key = max(texts, key=lambda place: len(str(place[0][place[1]])))
-    value = str(holder[key])
-    holder[key] = value[len(value) // 2 :] if len(value) > 1 else ""
-    return True

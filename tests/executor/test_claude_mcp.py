@@ -418,3 +418,18 @@ async def test_long_turns_read_back_in_answers_that_fit_a_frame(
             assert seen == [1, 2, 3, 4, 5]
             await _tool(client, "claude_close", run=run)
     check_frames(record)
+
+
+async def test_a_claude_run_whose_answer_is_longer_than_a_frame_keeps_its_end(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    """The `claude` tool's result carried a 720 KB answer twice (text and the claude summary),
+    beside the stdout tail: more than a client's WebSocket takes (1 MiB here, 1009)."""
+    served = await start_daemon(nursery, world.config())
+    record = Recording()
+    with trio.fail_after(120):
+        async with mcp_client(served.url, record) as client:
+            done = await _tool(client, "claude", prompt="[chunks:90000]", cwd=str(world.work))
+            assert done["claude"]["text"].endswith("chunk 89999 ")
+            assert done["truncated"] is True
+    check_frames(record)
