@@ -20,7 +20,7 @@ from cc_executor.executor import VERSION
 from cc_executor.executor.mcp.progress import ProgressReporter
 from cc_executor.executor.mcp.runlog import Page, read_journal
 from cc_executor.executor.mcp.runs import McpRun, start_mcp_run
-from cc_executor.executor.mcp.session import Call, McpSession, NoAnswer
+from cc_executor.executor.mcp.session import Call, McpSession, NoAnswer, most_that_fit
 from cc_executor.executor.mcp.sessions import session_tool
 from cc_executor.executor.mcp.tasks import McpTask
 from cc_executor.executor.runs import control
@@ -229,20 +229,15 @@ def _fitted_list(
 ) -> dict[str, JSON]:
     """`list`'s result, oldest first; when it would not fit one frame, the newest runs that
     do, with `omitted`: how many older ones were left out (`status {run}` still has each)."""
-    listed = result_object(RunList(tuple(ordered)))
-    if session.fits_a_frame(listed, version):
-        return listed
-    fits, too_many = 0, len(ordered)  # keep the newest `fits` runs; `too_many` does not fit
-    while too_many - fits > 1:
-        middle = (fits + too_many) // 2
-        trial = result_object(RunList(tuple(ordered[len(ordered) - middle :])))
-        if session.fits_a_frame(trial, version):
-            fits = middle
-        else:
-            too_many = middle
-    kept = result_object(RunList(tuple(ordered[len(ordered) - fits :])))
-    kept["omitted"] = len(ordered) - fits
-    return kept
+
+    def newest(count: int) -> dict[str, JSON]:
+        return result_object(RunList(tuple(ordered[len(ordered) - count :])))
+
+    kept = most_that_fit(len(ordered), lambda n: session.fits_a_frame(newest(n), version))
+    listed = newest(kept)
+    if kept < len(ordered):
+        listed["omitted"] = len(ordered) - kept
+    return listed
 
 
 async def _read_output(
@@ -366,9 +361,23 @@ async def task_result(session: McpSession, request: McpRequest) -> dict[str, JSO
 
 
 async def list_tasks(session: McpSession, request: McpRequest) -> dict[str, JSON]:
-    return {
-        "tasks": [task.describe() for task in session.daemon.tasks.visible(session.peer.identity)]
-    }
+    """Your tasks, oldest first, in pages that fit one frame: `nextCursor` when more follow
+    (the cursor is where the next page starts)."""
+    cursor = request.params.get("cursor", "0")
+    if not isinstance(cursor, str) or not cursor.isdigit():
+        raise InvalidParams("Invalid params: unknown cursor", {"cursor": cursor})
+    start = int(cursor)
+    visible = session.daemon.tasks.visible(session.peer.identity)
+    rest: list[JSON] = [task.describe() for task in visible[start:]]
+
+    def page(count: int) -> dict[str, JSON]:
+        result: dict[str, JSON] = {"tasks": rest[:count]}
+        if count < len(rest):
+            result["nextCursor"] = str(start + count)
+        return result
+
+    room = session.answer_room
+    return page(most_that_fit(len(rest), lambda n: len(orjson.dumps(page(n))) <= room))
 
 
 async def cancel_task(session: McpSession, request: McpRequest) -> dict[str, JSON]:

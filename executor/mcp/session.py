@@ -82,6 +82,18 @@ _ONLY_WAITING = frozenset({"tasks/result"})
 ANSWER_ENVELOPE = 1024
 
 
+def most_that_fit(count: int, fits: Callable[[int], bool]) -> int:
+    """The largest n in 1..`count` with `fits(n)` (at least 1: one item always goes), for
+    answers that must fit one frame; `fits` is monotonic (fewer items, a smaller answer)."""
+    if fits(count):
+        return count
+    good, bad = 1, count
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if fits(middle) else (good, middle)
+    return good
+
+
 class NoAnswer(Exception):
     """The request was cancelled by the client: it gets no response."""
 

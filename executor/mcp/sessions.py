@@ -21,7 +21,7 @@ from cc_executor.executor.claude.session import ClaudeSession
 from cc_executor.executor.mcp.progress import ProgressReporter
 from cc_executor.executor.mcp.runlog import RunLog, follow_journal, halve_longest
 from cc_executor.executor.mcp.runs import McpRun, start_mcp_run
-from cc_executor.executor.mcp.session import Call, McpSession, NoAnswer
+from cc_executor.executor.mcp.session import Call, McpSession, NoAnswer, most_that_fit
 from cc_executor.executor.mcp.sessionview import SessionView
 from cc_executor.executor.mcp.turnwait import TurnWait
 from cc_executor.executor.runs.live import LiveRun
@@ -129,21 +129,16 @@ def _fit_turns(
     """`turns_recorded`: the turns that fit one frame with the rest of `described`, oldest
     first (at least one); `more_turns: true` when later ones were left for the next call
     (`from_turn`: the last turn shown)."""
-    described["turns_recorded"] = turns
-    if session.fits_a_frame(described, version):
-        return
-    fits, too_many = 1, len(turns)
-    while too_many - fits > 1:
-        middle = (fits + too_many) // 2
-        described["turns_recorded"] = turns[:middle]
-        if session.fits_a_frame(described, version):
-            fits = middle
-        else:
-            too_many = middle
-    described["turns_recorded"] = turns[:fits]
-    if fits < len(turns):
+
+    def fits(count: int) -> bool:
+        described["turns_recorded"] = turns[:count]
+        return session.fits_a_frame(described, version)
+
+    kept = most_that_fit(len(turns), fits) if turns else 0
+    described["turns_recorded"] = turns[:kept]
+    if kept < len(turns):
         described["more_turns"] = True
-    if fits == 1:  # one turn alone may still not fit: its text keeps its end
+    if kept == 1:  # one turn alone may still not fit: its text keeps its end
         _shorten_turn(session, described, turns[0], version)
 
 

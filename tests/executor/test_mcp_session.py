@@ -291,3 +291,21 @@ async def test_a_cancelled_tasks_result_stops_waiting_and_the_task_goes_on(serve
             cancelled = await client.result("tasks/cancel", {"taskId": task_id})
             assert cancelled["status"] == "cancelled"
     check_frames(record)
+
+
+async def test_tasks_list_pages_with_a_cursor_and_refuses_one_it_did_not_give(
+    served: Served,
+) -> None:
+    record = Recording()
+    call = {"name": "execute", "arguments": {"argv": ["true"]}, "task": {"ttl": 60000}}
+    with trio.fail_after(30):
+        async with mcp_client(served.url, record) as client:
+            ids = [(await client.result("tools/call", call))["task"]["taskId"] for _ in range(2)]
+            listed = await client.result("tasks/list")
+            assert [t["taskId"] for t in listed["tasks"]] == ids
+            assert "nextCursor" not in listed
+            rest = await client.result("tasks/list", {"cursor": "1"})
+            assert [t["taskId"] for t in rest["tasks"]] == ids[1:]
+            refused = await client.request("tasks/list", {"cursor": "not-ours"})
+            assert refused["error"]["code"] == -32602
+    check_frames(record)
