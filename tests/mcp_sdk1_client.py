@@ -241,11 +241,23 @@ async def big_list(session: ClientSession) -> dict[str, Any]:
     return {"started": runs, "list": listed.structuredContent}
 
 
+async def long_args(session: ClientSession) -> dict[str, Any]:
+    """A run of eight 120 KB arguments: its result and its status echo the argv."""
+    done = await session.call_tool("execute", {"argv": ["true", *["a" * 120000] * 8]})
+    run = (done.structuredContent or {})["run"]
+    status = await session.call_tool("status", {"run": run})
+    return {
+        "done": done.model_dump(by_alias=True, exclude_none=True),
+        "status": status.model_dump(by_alias=True, exclude_none=True),
+    }
+
+
 async def main(url: str, scenario: str, *args: str) -> None:
     scenarios: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
         "basic": basic,
         "big": big,
         "big_list": big_list,
+        "long_args": long_args,
         "cancel": cancel,
         "claude": claude,
         "linger": linger,

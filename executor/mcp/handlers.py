@@ -18,7 +18,7 @@ import trio
 
 from cc_executor.executor import VERSION
 from cc_executor.executor.mcp.progress import ProgressReporter
-from cc_executor.executor.mcp.runlog import Page, read_journal
+from cc_executor.executor.mcp.runlog import Page, read_journal, shorten_argv
 from cc_executor.executor.mcp.runs import McpRun, start_mcp_run
 from cc_executor.executor.mcp.session import Call, McpSession, NoAnswer, most_that_fit
 from cc_executor.executor.mcp.sessions import session_tool
@@ -119,6 +119,8 @@ async def call_tool(session: McpSession, request: McpRequest) -> dict[str, JSON]
                 return await _start_task(session, request, parsed, ttl)
             return await _run_tool(session, request, parsed, version)
         structured = await _small_tool(session, parsed, version)
+        if not session.fits_a_frame(structured, version):
+            shorten_argv(structured)  # a status of a run of long arguments
     except JsonRpcError as exc:
         # Failures of the tool itself (policy, limits, no such run) are tool results.
         error: dict[str, JSON] = {"code": exc.error.code, "message": exc.message}
@@ -152,6 +154,8 @@ async def _run_tool(
     session.started(request.id, mcp_run)
     if not parsed.wait:
         summary = mcp_run.summary()
+        if not session.fits_a_frame(summary, version):
+            shorten_argv(summary)
         return tool_result(mcp_run.text(), summary, is_error=False, version=version)
     call = Call(mcp_run)
     session.follow(request.id, call)

@@ -273,3 +273,23 @@ def halve_longest(places: Sequence[tuple[dict[str, JSON], str]]) -> bool:
     value = str(holder[key])
     holder[key] = value[len(value) // 2 :] if len(value) > 1 else ""
     return True
+
+
+ARG_SHOWN = 1024  # characters of each argument a result shows when its argv is too long
+
+
+def shorten_argv(structured: dict[str, JSON]) -> bool:
+    """Cut each argument of `structured["argv"]` to its first ARG_SHOWN characters (and say
+    `argv_truncated: true`), for a result that would not fit one frame; False if none was
+    longer."""
+    argv = structured.get("argv")
+    if not isinstance(argv, list):
+        return False
+    if not any(isinstance(arg, str) and len(arg) > ARG_SHOWN for arg in argv):
+        return False
+    structured["argv"] = [
+        arg[:ARG_SHOWN] + "…" if isinstance(arg, str) and len(arg) > ARG_SHOWN else arg
+        for arg in argv
+    ]
+    structured["argv_truncated"] = True
+    return True

@@ -23,6 +23,7 @@ from cc_executor.executor.mcp.runlog import (
     follow_journal,
     halve_longest,
     readable,
+    shorten_argv,
     tail_start,
     text_or_base64,
 )
@@ -93,13 +94,17 @@ class McpRun:
                 break
             longest = max(len(tail) for tail in self.log.tails.values())
             keep = (longest if keep is None else keep) // 2
-        # Still too long without any tail: a Claude run's answer; it keeps its end.
+        # Still too long without any tail: an argv of long arguments (shown cut), a Claude
+        # run's answer (it keeps its end).
+        structured = result.get("structuredContent")
+        shortened = isinstance(structured, dict) and shorten_argv(structured)
+        if shortened and len(orjson.dumps(result)) <= room:
+            return result
         content = result["content"]
         assert isinstance(content, list)
         first = content[0]
         assert isinstance(first, dict)
         places: list[tuple[dict[str, JSON], str]] = [(first, "text")]
-        structured = result.get("structuredContent")
         claude = structured.get("claude") if isinstance(structured, dict) else None
         if isinstance(claude, dict):
             places.append((claude, "text"))

@@ -91,6 +91,25 @@ async def test_sdk1_lists_more_runs_than_one_frame_holds(served: Served, sdk1: A
     check_frames(record)
 
 
+async def test_sdk1_runs_a_command_of_long_arguments_and_reads_its_status(
+    served: Served, sdk1: Any
+) -> None:
+    """The status echoes the argv, twice (as text too): eight 120 KB arguments were an answer
+    of 2 MB, and the SDK's connection closed with 1009. It shows each argument cut
+    (`argv_truncated`) when they would not fit."""
+    with trio.fail_after(90):
+        async with recording_proxy(served.url) as (url, record):
+            out = await run_script(sdk1, "mcp_sdk1_client.py", url, "long_args")
+    assert out["done"]["structuredContent"]["exit_code"] == 0
+    status = out["status"]
+    assert status["isError"] is False
+    shown = status["structuredContent"]
+    assert shown["argv_truncated"] is True
+    assert shown["argv"][0] == "true"
+    assert len(shown["argv"]) == 9
+    check_frames(record)
+
+
 @pytest.fixture(scope="session")
 def sdk2() -> Any:
     return sdk_python("mcp2")
