@@ -246,9 +246,11 @@ async def long_args(session: ClientSession) -> dict[str, Any]:
     done = await session.call_tool("execute", {"argv": ["true", *["a" * 120000] * 8]})
     run = (done.structuredContent or {})["run"]
     status = await session.call_tool("status", {"run": run})
+    listed = await session.call_tool("list", {})
     return {
         "done": done.model_dump(by_alias=True, exclude_none=True),
         "status": status.model_dump(by_alias=True, exclude_none=True),
+        "list": listed.model_dump(by_alias=True, exclude_none=True),
     }
 
 

@@ -241,6 +241,10 @@ def _fitted_list(
     listed = newest(kept)
     if kept < len(ordered):
         listed["omitted"] = len(ordered) - kept
+    if not session.fits_a_frame(listed, version):  # one run of long arguments
+        for run in listed["runs"] if isinstance(listed["runs"], list) else []:
+            if isinstance(run, dict):
+                shorten_argv(run)
     return listed
 
 

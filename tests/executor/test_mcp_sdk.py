@@ -107,6 +107,8 @@ async def test_sdk1_runs_a_command_of_long_arguments_and_reads_its_status(
     assert shown["argv_truncated"] is True
     assert shown["argv"][0] == "true"
     assert len(shown["argv"]) == 9
+    [listed] = out["list"]["structuredContent"]["runs"]
+    assert listed["argv_truncated"] is True
     check_frames(record)
 
 
