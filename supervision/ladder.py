@@ -32,12 +32,14 @@ log = structlog.get_logger()
 _WAIT_ONLY = 0
 
 
-async def terminate(target: Target, config: SupervisionConfig) -> Rung:
-    """Run the ladder; return the rung at which every member was gone."""
+async def terminate(target: Target, config: SupervisionConfig) -> tuple[Rung, bool]:
+    """Run the ladder; return the rung at which every member was gone, and whether they were
+    all seen gone (False: SIGKILL went out, but some could not be seen to die — /proc could
+    not be read for want of a descriptor, or a process is stuck in the kernel)."""
     if config.interrupt_grace is not None and await _interrupt(
         target, config, config.interrupt_grace
     ):
-        return Rung.SIGINT
+        return Rung.SIGINT, True
     left = await drive(
         target,
         signal.SIGTERM,
@@ -47,10 +49,9 @@ async def terminate(target: Target, config: SupervisionConfig) -> Rung:
         follow_with=signal.SIGCONT,
     )
     if not left:
-        return Rung.SIGTERM
+        return Rung.SIGTERM, True
     log.info("ladder.sigkill", pgid=target.pgid, pids=sorted(left))
-    await kill(target, config)
-    return Rung.SIGKILL
+    return Rung.SIGKILL, await kill(target, config)
 
 
 async def _interrupt(target: Target, config: SupervisionConfig, grace: float) -> bool:

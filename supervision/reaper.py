@@ -8,10 +8,19 @@ thread, where the kernel puts every orphan it adopts (tree.py), and reaps, one p
 the zombies that are not registered roots.  This also makes the daemon a correct PID 1 in a
 container.  SIGCHLD, which starts a pass, comes from trio's receiver, or from
 ``signals.ForwardedSignals`` when the event loop is not on the main thread.
+
+The reaper also owns what a ladder could not confirm (registry.py, ``unconfirmed``): a run that
+ended while /proc could not be read (EMFILE) was signalled by process group only, so a
+descendant that left the group (setsid) may still live, unseen.  Its root is reaped by then,
+so only the run's marker (CCX_RUN_ID, inherited by everything it started) proves a process
+the run's (leftovers.py, as after a daemon crash); the sweep reads all of /proc for it, kills
+what it finds, and repeats until a read finds nothing — retried with the same backoff while
+/proc cannot be read, and tried once more as the reaper ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
@@ -22,6 +31,7 @@ import trio
 
 from cc_executor.supervision import procfs
 from cc_executor.supervision.config import SupervisionConfig
+from cc_executor.supervision.leftovers import find_leftovers
 from cc_executor.supervision.registry import RunRegistry
 from cc_executor.supervision.signals import SignalReceiver
 
@@ -100,6 +110,41 @@ def _reap_pass(registry: RunRegistry) -> tuple[list[int], bool]:
     return reaped, complete
 
 
+def sweep_unconfirmed(registry: RunRegistry) -> bool:
+    """Kill what is left of every unconfirmed run; True once none is left to look for.
+
+    Raises:
+        ProcfsExhausted: /proc could not be read (no file descriptor).
+    """
+    for run_id in sorted(registry.unconfirmed):
+        pids = find_leftovers(run_id, None, None)
+        if not pids:
+            registry.confirmed(run_id)
+            continue
+        log.warning("reaper.leftovers_killed", run=run_id, pids=sorted(pids))
+        for pid in sorted(pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return not registry.unconfirmed
+
+
+async def _serve_sweeps(registry: RunRegistry, config: SupervisionConfig) -> None:
+    """Sweep whenever a run is left unconfirmed, until nothing is left of any."""
+    while True:
+        await registry.wait_unconfirmed()
+        retry = config.procfs_retry_initial
+        while True:
+            try:
+                if sweep_unconfirmed(registry):
+                    break
+                retry = config.procfs_retry_initial
+            except procfs.ProcfsExhausted as exc:
+                log.warning("reaper.procfs_exhausted", error=str(exc))
+                retry = min(retry * 2, config.procfs_retry_max)
+            # Killed ones (or /proc unreadable): look again shortly, never in a tight loop.
+            await trio.sleep(retry)
+
+
 class ReaperAlreadyRunning(RuntimeError):
     """A second reaper in one process: SIGCHLD handling is process-wide."""
 
@@ -132,20 +177,27 @@ async def run_reaper(
     _reaper_running = True
     try:
         with signals(signal.SIGCHLD) as received:
-            task_status.started()
-            _reaped, complete = _reap_pass(registry)
-            retry = config.procfs_retry_initial
-            while True:
-                # Signals coalesce, so one pass per batch sees every zombie present now.
-                with trio.move_on_after(math.inf if complete else retry):
-                    await received.__anext__()
-                retry = config.procfs_retry_initial if complete else retry
-                await registry.wait_spawns_settled()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_serve_sweeps, registry, config)
+                task_status.started()
                 _reaped, complete = _reap_pass(registry)
-                if not complete:
-                    retry = min(retry * 2, config.procfs_retry_max)
+                retry = config.procfs_retry_initial
+                while True:
+                    # Signals coalesce, so one pass per batch sees every zombie present now.
+                    with trio.move_on_after(math.inf if complete else retry):
+                        await received.__anext__()
+                    retry = config.procfs_retry_initial if complete else retry
+                    await registry.wait_spawns_settled()
+                    _reaped, complete = _reap_pass(registry)
+                    if not complete:
+                        retry = min(retry * 2, config.procfs_retry_max)
     finally:
         _reaper_running = False
+        # The daemon ends: a last look for what no ladder saw die (its sockets are closed by
+        # now, so /proc can usually be read), so nothing of a run outlives the daemon.
+        with contextlib.suppress(procfs.ProcfsExhausted):
+            if registry.unconfirmed:
+                sweep_unconfirmed(registry)
 
 
 DEFAULT_CONFIG = SupervisionConfig()

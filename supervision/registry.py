@@ -5,6 +5,10 @@ to it as child subreaper), while each runner reaps its own root (spawn.Child).  
 becomes known once its spawn has returned and registered it, so while any spawn is in flight
 the reaper cannot tell a fresh root from an orphan: `spawn_in_flight` tells it to wait, and
 `wait_spawns_settled()` tells it when to look again.
+
+A run whose ladder could not see every member gone (no descriptor to read /proc with, or a
+process stuck in the kernel) still completes; its run id is kept as *unconfirmed* until the
+reaper's sweep (reaper.py) has read /proc and killed whatever still carries its marker.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class RunRegistry:
         self._reserved: set[str] = set()
         self._settled = trio.Event()
         self._settled.set()
+        self._unconfirmed: set[str] = set()
+        self._sweep_due = trio.Event()
 
     def __contains__(self, run_id: str) -> bool:
         return run_id in self._runs or run_id in self._reserved
@@ -70,6 +76,26 @@ class RunRegistry:
         run.root_reaped = True
         if self._by_pid.get(run.pid) is run:
             self._unreaped.discard(run.pid)
+
+    def leave_unconfirmed(self, run_id: str) -> None:
+        """`run_id` ended without its ladder seeing every member gone: sweep for it later."""
+        self._unconfirmed.add(run_id)
+        self._sweep_due.set()
+
+    def confirmed(self, run_id: str) -> None:
+        """Nothing of `run_id` is left (a sweep read /proc and found nothing of it)."""
+        self._unconfirmed.discard(run_id)
+
+    @property
+    def unconfirmed(self) -> frozenset[str]:
+        """Run ids whose processes may outlive them: the sweep's to find and kill."""
+        return frozenset(self._unconfirmed)
+
+    async def wait_unconfirmed(self) -> None:
+        """Return once a run is left unconfirmed (at once if one is)."""
+        if not self._unconfirmed:
+            self._sweep_due = trio.Event()
+            await self._sweep_due.wait()
 
     @property
     def spawn_in_flight(self) -> bool:

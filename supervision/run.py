@@ -418,7 +418,7 @@ class Run:
                 self._move(Action.END)
             self._close_stdin("the run is ending")
 
-    async def _terminate(self) -> Rung:
+    async def _terminate(self) -> tuple[Rung, bool]:
         await self._begin_ending()
         return await ladder.terminate(self, self._config)
 

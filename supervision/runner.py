@@ -11,7 +11,9 @@ Theory of operation:
      The root is not reaped yet: as a zombie it pins pid = pgid = sid, so neither killpg nor
      the pgid/sid attribution can hit an unrelated process that reused the number.
   4. The ladder ends whatever is left (after a natural exit: the leftovers that must not
-     survive the run); then the root is reaped and adopted orphans are reaped.
+     survive the run); then the root is reaped and adopted orphans are reaped.  A ladder
+     that could not see every member gone (no descriptor for /proc) leaves the run id to the
+     reaper's sweep (reaper.py), which kills what still carries the run's marker.
   5. Drain: readers keep reading until EOF; once the tree is dead, a read that waits longer than
      drain_timeout means a stray holds the pipe, and the reader gives up.  Waiting for the
      consumer is never cut short: that would lose output.
@@ -286,7 +288,11 @@ async def _supervise(
         if run.stdin_open:  # a task only for a run whose stdin is a pipe
             nursery.start_soon(run._serve_stdin)
         request = await _wait_for_end(run, pidfd)
-        rung = await run._terminate()
+        rung, seen_gone = await run._terminate()
+        if not seen_gone:
+            # Processes outside the group (setsid) may live on unseen: the reaper's sweep
+            # finds them by the run's marker once /proc can be read (reaper.py).
+            registry.leave_unconfirmed(run.run_id)
         outcome = await _reap_root(run, spawned, config, registry, request, rung)
         run._set_ended(rung)
         if run.orphan_zombies:
@@ -337,7 +343,8 @@ async def _abort(
     """Kill everything, reap, and complete the run without a Completed event."""
     exit: Exited | Signalled | None = None
     try:
-        await ladder.kill(run, config)
+        if not await ladder.kill(run, config):
+            registry.leave_unconfirmed(run.run_id)  # swept by the reaper (see _supervise)
         exit = exit_from_returncode(await spawned.process.wait())
         registry.root_reaped(run)
         reap_orphans(registry)

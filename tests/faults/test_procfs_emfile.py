@@ -148,3 +148,67 @@ async def test_spawning_without_descriptors_is_a_spawn_error() -> None:
     refused = pytest.raises(SpawnError, match="cannot make the run's pipes")
     with trio.fail_after(30), descriptors_exhausted(), refused:
         await spawn(SpawnSpec(("true",), ENV, "svemfile-spawn"), CONFIG)
+
+
+# A run whose child leaves its session (as Claude Code's Bash tool does): only /proc finds it.
+ESCAPING = python_argv(
+    "import os, time\n"
+    "child = os.fork()\n"
+    "if child == 0:\n"
+    "    os.setsid()\n"
+    "    time.sleep(120)\n"
+    "    os._exit(0)\n"
+    "print('escaped', child, flush=True)\n"
+    "time.sleep(120)\n"
+)
+
+
+async def escaped_pid(recorder: Recorder) -> int:
+    await recorder.wait_for_output(b"\n")
+    return int(bytes(recorder.output("stdout")).split()[1])
+
+
+async def test_a_descendant_that_left_the_group_unseen_is_killed_once_descriptors_return() -> None:
+    """Observed on main: a CANCEL (and a run ending) while the daemon has no descriptor left
+    signals the process group only; a descendant that called setsid() is outside it, the
+    ladder cannot see it, and it was left running for good — after descriptors came back, and
+    after the daemon exited (prlimit --nofile on a live daemon, `sh -c 'setsid sleep 300 &
+    ...'`).  Now the run still completes, and what the ladder could not confirm is swept by
+    the reaper (by the run's marker) as soon as /proc can be read again."""
+    registry = RunRegistry()
+    assert enable_subreaper()
+    try:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run_reaper, registry)  # as the daemon's
+                cancelled, exiting = Recorder(), Recorder()
+                run = await start_run(
+                    nursery,
+                    SpawnSpec(argv=ESCAPING, env=ENV, run_id="emfile-5"),
+                    CONFIG,
+                    registry,
+                    cancelled,
+                )
+                exits = python_argv(
+                    "import os, sys, time\n"
+                    "child = os.fork()\n"
+                    "if child == 0:\n"
+                    "    os.setsid()\n"
+                    "    time.sleep(120)\n"
+                    "    os._exit(0)\n"
+                    "print('escaped', child, flush=True)\n"
+                    "sys.stdin.read()\n"
+                )
+                piped = SpawnSpec(argv=exits, env=ENV, run_id="emfile-6", stdin="pipe")
+                natural = await start_run(nursery, piped, CONFIG, registry, exiting)
+                escapees = {await escaped_pid(cancelled), await escaped_pid(exiting)}
+                assert all(alive(pid) for pid in escapees)
+                with descriptors_exhausted():
+                    await run.cancel("cancelled under EMFILE")
+                    await natural.close_stdin()  # its root exits, its escapee stays
+                    assert isinstance(await run.wait(), Cancelled)
+                    assert await natural.wait() == Exited(0)
+                await wait_until(lambda: not any(alive(pid) for pid in escapees), bound=30)
+                nursery.cancel_scope.cancel()
+    finally:
+        enable_subreaper(False)
