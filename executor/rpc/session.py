@@ -26,7 +26,8 @@ branches on it but the log of params the profile ignored.
 A reply precedes the events it causes (gates.py): the request that starts a run holds all of
 its events until the reply and ``process.started`` are sent; a control holds the run's state
 events until its reply is.  When the connection goes, every run it started that is not
-durable is ended through the cancel ladder before the nursery closes; durable runs go on.
+durable is ended through the cancel ladder before the nursery closes; durable runs go on —
+and so is one that a batch (or a queued Claude start) starts after the client has gone.
 """
 
 from __future__ import annotations
@@ -427,6 +428,11 @@ class Session:
         if not plan.durable:
             self.own[live.run_id] = live
             self._forget_old_runs()
+            if self._closed:
+                # The client went while this run was starting (a batch's, served by a task
+                # of its own; a Claude start queued for its session): the connection's end
+                # has passed it by, and nobody will ever see it.  It ends as the others did.
+                self.nursery.start_soon(end, live, "client disconnected")
         return live  # its handle (two queues and their tasks) is made by its first control
 
     async def announce(self, live: LiveRun) -> None:

@@ -10,10 +10,20 @@ from __future__ import annotations
 
 import itertools
 
+import orjson
 import trio
-from ccx_testing import open_client, run_daemon, wait_until
-from faults_net_testing import STAGES, http_get, reset, reset_at
+from ccx_testing import make_config, open_client, run_daemon, start_daemon, wait_until
+from faults_net_testing import (
+    STAGES,
+    connect,
+    http_get,
+    read_until,
+    reset,
+    reset_at,
+    upgrade_head,
+)
 
+from bench.rawws import client_frame
 from cc_executor.supervision.testing import marked_processes
 
 RESETS = 1000
@@ -52,3 +62,30 @@ async def test_a_reset_while_lines_trickle_out_ends_the_run_and_the_daemon_serve
             assert bytes(record.stdout) == b"still here\n"
             assert daemon.process.returncode is None
             assert not [line for line in daemon.stderr_lines if "Traceback" in line]
+
+
+async def test_a_reset_right_behind_a_batch_of_starts_ends_every_run_it_started() -> None:
+    """Observed on main: a batch is served by a task of its own, so a client that sends a
+    batch of executes and resets at once can have its reader see the reset — and the session
+    end its runs — before the batch has started them: those runs then lived on with nobody to
+    see them (``list`` showed them running; the session did not close until they ended), and
+    ``sleep 300`` runs for 300 s.  Each run started for a connection that is gone is now
+    ended through the ladder as it starts."""
+    batch = [
+        {"jsonrpc": "2.0", "id": k, "method": "execute", "params": {"argv": ["sleep", "300"]}}
+        for k in range(4)
+    ]
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            served = await start_daemon(nursery, make_config())
+            for _ in range(8):
+                sock = await connect(served.port)
+                await sock.send(upgrade_head(served.port))
+                assert b'"connected"' in await read_until(sock, b'"connected"')
+                await sock.send(client_frame(0x1, orjson.dumps(batch)))
+                reset(sock)
+            # Every session has closed and every run has ended (bounded, not timed).
+            await wait_until(
+                lambda: not served.daemon.sessions and not served.daemon.runs.live, bound=30
+            )
+            nursery.cancel_scope.cancel()
