@@ -27,12 +27,17 @@ class Attachments(SessionPart):
         # The last seq sent by each follow that has ended here (its completion sent, or its
         # journal unreadable): what a later detach of that run answers.
         self._ended: dict[str, int] = {}
+        self._stopped = False  # the connection has ended: nothing more is followed
 
     def following(self, run_id: str) -> bool:
         return run_id in self._following
 
     def attach(self, durable: DurableRun, from_seq: int) -> None:
-        """Follow `durable` from `from_seq` (its reply is sent, or held by a gate)."""
+        """Follow `durable` from `from_seq` (its reply is sent, or held by a gate) — unless
+        the connection has ended (a batch's attach answered after the client went): a tail
+        then would wait for the run's next event in an ended session, keeping it open."""
+        if self._stopped:
+            return
         attachment = Attachment(durable, from_seq)
         self._following[durable.run_id] = attachment
         self._session.conn.attach_run(durable.run_id, from_seq + 1)
@@ -70,6 +75,7 @@ class Attachments(SessionPart):
         return attachment.sent_seq
 
     def stop_all(self) -> None:
+        self._stopped = True
         for attachment in self._following.values():
             attachment.scope.cancel()
 

@@ -148,9 +148,15 @@ class Handles(SessionPart):
     def __init__(self, session: Session) -> None:
         super().__init__(session)
         self._handles: dict[str, RunHandle] = {}
+        self._closed = False
 
     def adopt(self, live: LiveRun) -> RunHandle:
-        """The handle on `live`, made (with its queue tasks) on first use."""
+        """The handle on `live`, made (with its queue tasks) on first use.
+
+        Once the connection has ended (``close_all``; a batch may still be answering) a new
+        handle is made closed, with no tasks: its requests are answered inline, as those of
+        the handles closed then are, and nothing is left in the nursery to keep the ended
+        session open."""
         handle = self._handles.get(live.run_id)
         if handle is not None:
             return handle
@@ -159,6 +165,11 @@ class Handles(SessionPart):
         stdin_send, stdin_receive = trio.open_memory_channel[Job](size)
         handle = RunHandle(live, controls_send, stdin_send)
         self._handles[live.run_id] = handle
+        if self._closed:
+            handle.close()
+            controls_receive.close()
+            stdin_receive.close()
+            return handle
         nursery = self._session.nursery
         nursery.start_soon(self._serve, handle, controls_receive)
         nursery.start_soon(self._serve, handle, stdin_receive)
@@ -314,6 +325,7 @@ class Handles(SessionPart):
             handle.pending = None
 
     def close_all(self) -> None:
+        self._closed = True
         for handle in self._handles.values():
             handle.close()
 

@@ -9,6 +9,7 @@ Observed on main before the connection boundary: an upgrade request followed by 
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import orjson
 import trio
@@ -64,6 +65,16 @@ async def test_a_reset_while_lines_trickle_out_ends_the_run_and_the_daemon_serve
             assert not [line for line in daemon.stderr_lines if "Traceback" in line]
 
 
+async def reset_behind_a_batch(port: int, batch: list[dict[str, Any]]) -> None:
+    """Connect, take the greeting, send `batch` and reset at once: the reader sees the reset
+    while the batch's task is still answering it."""
+    sock = await connect(port)
+    await sock.send(upgrade_head(port))
+    assert b'"connected"' in await read_until(sock, b'"connected"')
+    await sock.send(client_frame(0x1, orjson.dumps(batch)))
+    reset(sock)
+
+
 async def test_a_reset_right_behind_a_batch_of_starts_ends_every_run_it_started() -> None:
     """Observed on main: a batch is served by a task of its own, so a client that sends a
     batch of executes and resets at once can have its reader see the reset — and the session
@@ -79,13 +90,36 @@ async def test_a_reset_right_behind_a_batch_of_starts_ends_every_run_it_started(
         async with trio.open_nursery() as nursery:
             served = await start_daemon(nursery, make_config())
             for _ in range(8):
-                sock = await connect(served.port)
-                await sock.send(upgrade_head(served.port))
-                assert b'"connected"' in await read_until(sock, b'"connected"')
-                await sock.send(client_frame(0x1, orjson.dumps(batch)))
-                reset(sock)
+                await reset_behind_a_batch(served.port, batch)
             # Every session has closed and every run has ended (bounded, not timed).
             await wait_until(
                 lambda: not served.daemon.sessions and not served.daemon.runs.live, bound=30
             )
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_reset_right_behind_a_batch_naming_a_run_closes_the_session() -> None:
+    """Observed on main: a batch's control, signal, stdin or attach of a run that reached the
+    session after it had ended (its reader saw the reset) made the run's queue tasks or a
+    journal tail in the ended session's nursery, and nothing ever ended them: the session
+    never closed, and kept its socket and its place in ``max_connections`` for good.  Such a
+    request is now answered (to nobody) inline and follows nothing."""
+    looks = [{"jsonrpc": "2.0", "id": 100 + k, "method": "list"} for k in range(3)]
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            served = await start_daemon(nursery, make_config())
+            async with open_client(served.url) as client:
+                run = await client.execute(argv=["sleep", "300"], durable=True)
+                for method, params in (
+                    ("control", {"type": "RESUME", "run": run}),
+                    ("signal", {"run": run, "signal": "SIGCONT"}),
+                    ("stdin", {"run": run, "data": "x"}),
+                    ("attach", {"run": run, "from_seq": 0}),
+                ):
+                    request = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+                    for _ in range(6):
+                        await reset_behind_a_batch(served.port, [*looks, request])
+                # Only the client's own session is left (bounded, not timed).
+                await wait_until(lambda: len(served.daemon.sessions) == 1, bound=20)
+                await client.call("control", type="CANCEL", run=run)
             nursery.cancel_scope.cancel()
