@@ -28,6 +28,9 @@ receiving.  It feeds bytes to wsproto and handles each event at once:
 - a protocol failure (invalid UTF-8 in a text frame: 1007; a malformed frame: 1002) fails the
   connection with wsproto's code.
 
+The reader's own close frames (a reply, a failure) wait at most ``close_timeout`` for the
+socket: a peer that closes behind output it never reads is abandoned then, not waited for.
+
 Sending is serialized by one lock.  Data frames are framed here — a server never masks, we
 never fragment and negotiate no extension, so a frame is a header and the payload as given,
 ``bytes`` without any ``str`` round trip, written together by one ``sendmsg`` without joining
@@ -280,7 +283,7 @@ class ServerWebSocket:
             # The peer closes: answer, and stop reading (the server closes TCP first).
             self._closed = self._closed or CloseReason(int(event.code), event.reason or None)
             self._closing = True
-            await self._send_control(event.response())
+            await self._send_closing(event.response(), eof=False)
             self._reading = False
         elif state is ConnectionState.CLOSED:
             self._reading = False  # the reply to our own close: the handshake is complete
@@ -295,9 +298,23 @@ class ServerWebSocket:
         self._closing = True
         self._failed = True
         self._inbound.close()
-        if self._protocol.state is ConnectionState.OPEN:
-            await self._send_control(CloseConnection(code=code, reason=reason))
-        await self._send_eof()
+        close = CloseConnection(code=code, reason=reason)
+        await self._send_closing(close if self._protocol.state is ConnectionState.OPEN else None)
+
+    async def _send_closing(self, close: CloseConnection | None, *, eof: bool = True) -> None:
+        """The reader's close frame (its reply to the peer's, or the failure's) and FIN, within
+        ``close_timeout``.  A peer that takes nothing more — its window shut behind output it
+        never reads — would hold the reader, and the session that waits for it to end, for as
+        long as it stays connected: it is abandoned instead (1006), and closing the socket
+        ends any send stuck on it."""
+        with trio.move_on_after(self._settings.close_timeout) as bound:
+            if close is not None:
+                await self._send_control(close)
+            if eof:
+                await self._send_eof()
+        if bound.cancelled_caught:
+            self._break("the peer took no close frame within close_timeout")
+            self._stream.socket.close()
 
     def _gone(self, why: str) -> None:
         """The peer is gone without (finishing) the close handshake."""
