@@ -15,7 +15,11 @@ Theory of operation
 One *reader* task (``serve_reader``, run by the connection boundary beside the session) owns
 receiving.  It feeds bytes to wsproto and handles each event at once:
 
-- a ping is answered by the reader itself, whatever the session is doing;
+- a ping is answered at once, whatever the session is doing: by the reader itself when the
+  socket is free and has room, else by a pong sender beside it, which waits for the socket
+  with every pong due — the reader does not wait for a peer to read, so a client behind
+  output it reads slowly still has its CANCEL and its close read.  Only a flood of pings
+  (``PENDING_PONGS`` unsent) stops the reader until the sender has taken them;
 - data frames are assembled into messages (one over ``max_message_bytes`` fails the
   connection with 1009; one whose part does not fit in what the daemon lets all its
   connections assemble at once, the ``AssemblyBudget``, with 1013) and put in the inbound
@@ -47,6 +51,8 @@ socket means the peer is gone: it surfaces as ``ConnectionClosed`` with 1006, no
 from __future__ import annotations
 
 import contextlib
+import select
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import attrs
@@ -86,6 +92,9 @@ TRY_AGAIN_LATER = 1013  # IANA's WebSocket close code registry
 # A payload at least this long goes out gathered with its header (sendmsg) instead of being
 # copied behind it; a shorter one is cheaper to copy than a second buffer is to describe.
 GATHER_BYTES = 16 * 1024
+# Pongs waiting for a socket that is busy or full before the reader stops reading pings (at
+# most 131 bytes each: a few KiB), far more than keepalives ever have in flight.
+PENDING_PONGS = 64
 
 
 @attrs.frozen
@@ -177,6 +186,12 @@ class ServerWebSocket:
         self._when_closed: list[Callable[[], None]] = []
         self._parts: list[str | bytes] = []
         self._part_bytes = 0
+        self._pongs: deque[Event] = deque()  # for the pong sender
+        self._pong_due = trio.Event()
+        self._pong_room = trio.Event()
+        self._pong_sending = False
+        self._pong_sender: trio.Nursery | None = None  # its nursery, once a pong had to wait
+        self._reader_nursery: trio.Nursery | None = None
 
     @property
     def closed(self) -> CloseReason | None:
@@ -207,21 +222,10 @@ class ServerWebSocket:
     async def serve_reader(self) -> None:
         """Read until the connection ends (see the module docstring); never raises for the peer."""
         try:
-            await self._handle_events()
-            while self._reading:
-                try:
-                    data = await sockio.receive_some(
-                        self._stream, self._settings.receive_buffer_bytes
-                    )
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
-                if not data:
-                    self._gone("the peer closed the TCP connection")
-                    break
-                if self._failed:
-                    continue  # drop what still comes until the peer hangs up
-                self._protocol.receive_data(data)
-                await self._handle_events()
+            async with trio.open_nursery() as nursery:
+                self._reader_nursery = nursery
+                await self._read()
+                nursery.cancel_scope.cancel()  # the pong sender, if one had to start
         finally:
             self._drop_parts()
             self._inbound.close()
@@ -229,16 +233,79 @@ class ServerWebSocket:
             for callback in self._when_closed:
                 callback()
 
+    async def _read(self) -> None:
+        """Receive and handle events until reading ends."""
+        await self._handle_events()
+        while self._reading:
+            try:
+                data = await sockio.receive_some(self._stream, self._settings.receive_buffer_bytes)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                self._gone("the peer closed the TCP connection")
+                break
+            if self._failed:
+                continue  # drop what still comes until the peer hangs up
+            self._protocol.receive_data(data)
+            await self._handle_events()
+
     async def _handle_events(self) -> None:
         for event in self._protocol.events():
             if isinstance(event, Ping):
                 if self._protocol.state is ConnectionState.OPEN:
-                    await self._send_control(event.response())
+                    await self._answer_ping(event)
             elif isinstance(event, TextMessage | BytesMessage):
                 await self._message_part(event)
             elif isinstance(event, CloseConnection):
                 await self._close_event(event)
                 return
+
+    async def _answer_ping(self, ping: Ping) -> None:
+        """Send the pong now if nothing holds the socket and it has room (a pong is at most
+        131 bytes); else leave it to the pong sender, so the reader never waits for it."""
+        if (
+            not self._pongs
+            and not self._pong_sending
+            and not self._send_lock.locked()
+            and self._writable()
+        ):
+            await self._send_control(ping.response())
+            return
+        while len(self._pongs) >= PENDING_PONGS:
+            # A flood of pings: read no more until the sender has taken these (the peer's
+            # window then closes, as for requests past the inbound queue's bound).
+            self._pong_room = trio.Event()
+            await self._pong_room.wait()
+        self._pongs.append(ping.response())
+        self._pong_due.set()
+        if self._pong_sender is None and self._reader_nursery is not None:
+            self._pong_sender = self._reader_nursery
+            self._reader_nursery.start_soon(self._send_pongs)
+
+    def _writable(self) -> bool:
+        fd = self._stream.socket.fileno()
+        if fd == -1:
+            return False
+        poller = select.poll()  # not select(): a daemon's descriptors go past FD_SETSIZE
+        poller.register(fd, select.POLLOUT)
+        return bool(poller.poll(0))
+
+    async def _send_pongs(self) -> None:
+        """Send the waiting pongs, in one write, whenever some are due (the reader's nursery
+        cancels it)."""
+        while True:
+            await self._pong_due.wait()
+            self._pong_due = trio.Event()
+            pongs = list(self._pongs)
+            self._pongs.clear()
+            self._pong_room.set()
+            if pongs and self._protocol.state is ConnectionState.OPEN:
+                self._pong_sending = True  # later pongs wait for these, never overtake them
+                try:
+                    with contextlib.suppress(ConnectionClosed):  # the reader sees it too
+                        await self._send(*(self._protocol.send(pong) for pong in pongs))
+                finally:
+                    self._pong_sending = False
 
     async def _message_part(self, event: TextMessage | BytesMessage) -> None:
         if self._closing:
