@@ -15,7 +15,8 @@ descendant that left the group (setsid) may still live, unseen.  Its root is rea
 so only the run's marker (CCX_RUN_ID, inherited by everything it started) proves a process
 the run's (leftovers.py, as after a daemon crash); the sweep reads all of /proc for it, kills
 what it finds, and repeats until a read finds nothing — retried with the same backoff while
-/proc cannot be read, and tried once more as the reaper ends.
+/proc cannot be read, given up (an error) for a process that SIGKILL does not end, and tried
+once more as the reaper ends.
 """
 
 from __future__ import annotations
@@ -110,17 +111,29 @@ def _reap_pass(registry: RunRegistry) -> tuple[list[int], bool]:
     return reaped, complete
 
 
-def sweep_unconfirmed(registry: RunRegistry) -> bool:
+# Sweeps of one run that find (and SIGKILL) processes before it is given up: what SIGKILL
+# does not end is stuck in the kernel (state D), as for the ladder's survivors.
+SWEEP_KILLS = 10
+
+
+def sweep_unconfirmed(registry: RunRegistry, kills: dict[str, int]) -> bool:
     """Kill what is left of every unconfirmed run; True once none is left to look for.
+
+    `kills` counts, per run, the sweeps that found some: past ``SWEEP_KILLS`` the run is
+    given up (``reaper.leftovers_survived``, an error).
 
     Raises:
         ProcfsExhausted: /proc could not be read (no file descriptor).
     """
     for run_id in sorted(registry.unconfirmed):
         pids = find_leftovers(run_id, None, None)
-        if not pids:
+        if not pids or kills.get(run_id, 0) >= SWEEP_KILLS:
+            if pids:
+                log.error("reaper.leftovers_survived", run=run_id, pids=sorted(pids))
             registry.confirmed(run_id)
+            kills.pop(run_id, None)
             continue
+        kills[run_id] = kills.get(run_id, 0) + 1
         log.warning("reaper.leftovers_killed", run=run_id, pids=sorted(pids))
         for pid in sorted(pids):
             with contextlib.suppress(ProcessLookupError):
@@ -130,19 +143,19 @@ def sweep_unconfirmed(registry: RunRegistry) -> bool:
 
 async def _serve_sweeps(registry: RunRegistry, config: SupervisionConfig) -> None:
     """Sweep whenever a run is left unconfirmed, until nothing is left of any."""
+    kills: dict[str, int] = {}
     while True:
         await registry.wait_unconfirmed()
         retry = config.procfs_retry_initial
         while True:
             try:
-                if sweep_unconfirmed(registry):
+                if sweep_unconfirmed(registry, kills):
                     break
-                retry = config.procfs_retry_initial
             except procfs.ProcfsExhausted as exc:
                 log.warning("reaper.procfs_exhausted", error=str(exc))
-                retry = min(retry * 2, config.procfs_retry_max)
-            # Killed ones (or /proc unreadable): look again shortly, never in a tight loop.
+            # Killed ones to see gone, or /proc unreadable: look again after a backoff.
             await trio.sleep(retry)
+            retry = min(retry * 2, config.procfs_retry_max)
 
 
 class ReaperAlreadyRunning(RuntimeError):
@@ -197,7 +210,7 @@ async def run_reaper(
         # now, so /proc can usually be read), so nothing of a run outlives the daemon.
         with contextlib.suppress(procfs.ProcfsExhausted):
             if registry.unconfirmed:
-                sweep_unconfirmed(registry)
+                sweep_unconfirmed(registry, {})
 
 
 DEFAULT_CONFIG = SupervisionConfig()
