@@ -185,17 +185,22 @@ class Session:
         A client that takes none of them within ``close_timeout`` once the processes are gone
         has stopped reading (a stopped process, a dead host): it is closed without them, which
         lets its runs' completions be recorded as the ladder ended them (a sink whose client
-        is gone drops the rest), instead of waiting out the drain's last bound."""
+        is gone drops the rest), instead of waiting out the drain's last bound.  It is dropped
+        without a close frame, which would only wait another ``close_timeout`` behind what it
+        never took."""
         ending = [live for live in self.own.values() if live.run.outcome is None]
         if ending:
             async with trio.open_nursery() as nursery:
                 for live in ending:
                     nursery.start_soon(cancel_quietly, live.run, reason)
-        with trio.move_on_after(self.daemon.config.transport.close_timeout):
+        with trio.move_on_after(self.daemon.config.transport.close_timeout) as waited:
             for live in list(self.own.values()):
                 await live.done.wait()
             await self.attachments.wait_completed()
-        await self.close(1001, "server shutting down")
+        if waited.cancelled_caught:
+            self.ws.abandon("the client took no completion within close_timeout")
+        else:
+            await self.close(1001, "server shutting down")
         for live in list(self.own.values()):
             await live.done.wait()
 

@@ -488,6 +488,15 @@ class ServerWebSocket:
 
     # -- closing ---------------------------------------------------------------------------
 
+    def abandon(self, why: str) -> None:
+        """Drop the connection without a close handshake (1006): for a peer that has taken
+        nothing for ``close_timeout``, whose close frame would only wait behind the frames it
+        never read.  Closing the socket ends any send stuck on it, and the reader."""
+        self._break(why)
+        self._inbound.close(discard=True)
+        if self._stream.socket.fileno() != -1:
+            self._stream.socket.close()
+
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         """Close with `code`, bounded by ``close_timeout``; idempotent, never raises for the
         peer.  Queued messages are dropped (the caller is done reading)."""

@@ -7,6 +7,8 @@ the daemon took 23 s instead of 2 to stop, and the run was recorded as ended by 
 cancelled" at rung sigkill, not by the drain.  The drain now gives such a client
 ``close_timeout`` to take the completions, then closes it, and the runs are recorded as the
 ladder ended them.  The client here is a real socket that never reads (a small receive buffer).
+It is dropped then (1006), not sent a close frame that would wait another close_timeout behind
+the output it never took.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ async def test_a_client_that_stopped_reading_does_not_hold_the_drain_or_hide_why
         # than they hold before the drain's ladder ends it, so the completion is always queued
         # behind a frame the client never takes.
         await wait_until(lambda: live.run.stdout_bytes > 0)
+        (session,) = served.daemon.sessions
         await served.daemon.shutdown()
+        assert session.ws.closed is not None
+        assert session.ws.closed.code == 1006  # dropped, not closed with 1001
         assert live.completion is not None
         assert live.completion.reason == "daemon shutdown"
         assert live.completion.outcome == "cancelled"
