@@ -27,6 +27,10 @@ class InvalidUrl(ClientError, ValueError):
         self.reason = reason
 
 
+# How a `DaemonUnavailable` reason starts when the URL's host could not be looked up.
+LOOKUP_FAILED = "cannot look up its host"
+
+
 class DaemonUnavailable(ClientError):
     """No cc-executor daemon could be talked to at the URL.
 

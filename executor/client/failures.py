@@ -15,6 +15,7 @@ import attrs
 
 from cc_executor.executor.client.config import DEFAULT_URL
 from cc_executor.executor.client.errors import (
+    LOOKUP_FAILED,
     ClientError,
     ConnectionLost,
     DaemonUnavailable,
@@ -87,9 +88,13 @@ def connect_failure(exc: InvalidUrl | DaemonUnavailable, target: Target) -> Fail
                 f"ccx: {url} is not a cc-executor daemon ({reason}) — check the host and port",
                 ExitStatus.NOT_A_DAEMON,
             )
+    todo = (
+        "check the URL's host"
+        if exc.reason.startswith(LOOKUP_FAILED)
+        else "start one with: ccx serve"
+    )
     return Failure(
-        f"ccx: no cc-executor daemon at {url} ({exc.reason}) — start one with: ccx serve",
-        ExitStatus.NO_DAEMON,
+        f"ccx: no cc-executor daemon at {url} ({exc.reason}) — {todo}", ExitStatus.NO_DAEMON
     )
 
 

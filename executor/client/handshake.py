@@ -9,6 +9,7 @@ else answered). `check_url` refuses a URL that cannot name a daemon before anyth
 from __future__ import annotations
 
 import os
+import socket
 import urllib.parse
 
 import trio
@@ -22,6 +23,7 @@ from trio_websocket import (
 
 from cc_executor.executor.client.config import ClientConfig
 from cc_executor.executor.client.errors import (
+    LOOKUP_FAILED,
     DaemonUnavailable,
     HandshakeRefused,
     InvalidUrl,
@@ -36,10 +38,15 @@ DAEMON_REFUSAL_TYPE = "text/plain"
 
 
 def check_url(url: str) -> None:
-    """Raise `InvalidUrl` unless `url` can name a daemon: ``ws://`` or ``wss://``, a host."""
+    """Raise `InvalidUrl` unless `url` can name a daemon: ``ws://`` or ``wss://``, a host that
+    can be looked up (a bracketed IPv6 address, or a name each of whose labels is 1-63
+    characters: the resolver's own check, which would otherwise fail later, as a traceback)."""
     if not url:
         raise InvalidUrl(url, "it is empty")
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # an unclosed "[", a bracketed host that is no IPv6 address
+        raise InvalidUrl(url, "its host is not a name or an address ([...] holds IPv6)") from None
     if parts.scheme not in ("ws", "wss"):
         raise InvalidUrl(url, "it must start with ws:// (or wss://)")
     try:
@@ -48,6 +55,10 @@ def check_url(url: str) -> None:
         raise InvalidUrl(url, "its port is not a number") from None
     if not parts.hostname:
         raise InvalidUrl(url, "it names no host")
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise InvalidUrl(url, "its host is not a valid name (an empty or too long label)") from None
 
 
 def _with_token(url: str, token: str | None, config: ClientConfig) -> str:
@@ -132,6 +143,8 @@ def reason(exc: BaseException) -> str:
     seen: list[BaseException] = [exc]
     while seen:
         current = seen.pop(0)
+        if isinstance(current, socket.gaierror):  # its errno is the resolver's, not errno's
+            return f"{LOOKUP_FAILED}: {current.strerror or current.errno}".lower()
         if isinstance(current, OSError) and current.errno:
             return os.strerror(current.errno).lower()
         if isinstance(current, BaseExceptionGroup):

@@ -80,6 +80,33 @@ async def test_url_without_a_scheme(served: Served) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("ws://[::1/", "its host is not a name or an address ([...] holds IPv6)"),
+        ("ws://[zz]/", "its host is not a name or an address ([...] holds IPv6)"),
+        ("ws://a..b/", "its host is not a valid name (an empty or too long label)"),
+        (f"ws://{'a' * 64}.example/", "its host is not a valid name (an empty or too long label)"),
+    ],
+)
+async def test_url_whose_host_cannot_be_parsed(url: str, reason: str) -> None:
+    # Each was a traceback (urlsplit's or the IDNA codec's ValueError) and exit status 1.
+    status, line = await ccx("ps", "--url", url)
+    assert status == ExitStatus.BAD_URL
+    assert line == f"ccx: {url!r} is not a daemon URL: {reason} — e.g. ws://127.0.0.1:8003/"
+
+
+async def test_host_that_cannot_be_looked_up() -> None:
+    # The resolver's error number was read as errno's: "(unknown error -2)", and the advice
+    # was to start a daemon.  (.invalid never resolves: RFC 2606.)
+    url = "ws://no-such-host.invalid:8003/"
+    status, line = await ccx("ps", "--url", url)
+    assert status == ExitStatus.NO_DAEMON
+    assert line.startswith(f"ccx: no cc-executor daemon at {url} (cannot look up its host: ")
+    assert line.endswith(") — check the URL's host")
+    assert "unknown error" not in line
+
+
 async def test_empty_ccx_url() -> None:
     status, line = await ccx("ps", env={"CCX_URL": ""})
     assert status == ExitStatus.EMPTY_URL
