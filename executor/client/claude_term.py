@@ -32,8 +32,9 @@ from typing import Any, Literal
 import attrs
 import trio
 
+from cc_executor.executor.client import claude_words as words
 from cc_executor.executor.client.claude import CLAUDE_EVENTS, ClaudeSession, SessionEvent
-from cc_executor.executor.client.claude_words import HELP, decided, input_text, turn_line
+from cc_executor.executor.client.claude_words import HELP, input_text, turn_line
 from cc_executor.executor.client.config import CommandLineConfig
 from cc_executor.executor.client.connection import Connection
 from cc_executor.executor.client.endings import shutdown_message
@@ -81,6 +82,8 @@ class Console:
     prompted: bool = False  # the "> " prompt is on show
     mid_text: bool = False  # the assistant's text did not end with a newline
     replayed: bool = False  # the CLI replays a user message: its text follows
+    echoed: bool = False  # our /model: the CLI's echo of it is not shown again
+    paused: bool = False  # the session is paused (by anyone): said once, and its resume
     closing: bool = False  # we closed the session (Ctrl-D, /close)
     left: bool = False  # we left it running (attach's Ctrl-D, /detach)
     sent: deque[str] = attrs.field(factory=lambda: deque(maxlen=16))  # our messages' text
@@ -135,6 +138,10 @@ class Console:
         match event:
             case ClaudeStateChanged(state=state):
                 self.state = state
+                if (state == "paused") != self.paused:
+                    self.paused = state == "paused"
+                    if not self.replaying:
+                        await self.say(words.paused_line(self.paused, self.target, self.session.id))
                 if state == "idle":
                     await self.prompt()
             case ClaudeTurnStarted(turn=turn):
@@ -161,7 +168,7 @@ class Console:
                     self.asked = None
                 ours = by.startswith("client:") and by.endswith("/" + self.connection_id)
                 if not ours and not self.replaying:
-                    await self.say(f"ccx: request {request} was {decided(behavior)} by {by}")
+                    await self.say(words.decided_line(request, behavior, by))
                 await self.prompt()
             case ToolUse(name=name, input=value, parent_tool_use_id=None):
                 await self.say(f"ccx: {name}: {input_text(name, value)}")
@@ -169,7 +176,12 @@ class Console:
                 self.replayed = True  # the next user text is a message someone sent
             case UserText(text=text, parent_tool_use_id=None) if self.replayed:
                 self.replayed = False
-                if text in self.sent:
+                if (output := words.local_command_output(text)) is not None:  # e.g. of a /model
+                    if not self.echoed:  # not our /model's: ours said it already
+                        await self.say(f"ccx: {output}")
+                        await self.prompt()
+                    self.echoed = False
+                elif text in self.sent:
                     self.sent.remove(text)  # ours, on the screen already
                 else:
                     await self.say(f"» {text}")  # someone else's (or ours, replayed)
@@ -275,6 +287,7 @@ async def _model(console: Console, argument: str) -> None:
         await console.say("ccx: /model NAME")
         return
     try:
+        console.echoed = True
         await console.session.set_model(argument)
         await console.say(f"ccx: model {argument} from the next request on")
     except ServerError as exc:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 
 from cc_executor.executor.client.events import ClaudeTurnEnded
+from cc_executor.executor.client.parsers import Target
 
+# A line the CLI replays of its own: a local command's output (set_model: "Set model to X").
+LOCAL_COMMAND = re.compile(r"<local-command-(stdout|stderr)>(.*)</local-command-\1>", re.DOTALL)
 # How much of a tool's input a permission prompt shows.
 INPUT_SHOWN = 600
 HELP = (
@@ -44,3 +48,25 @@ def turn_line(ended: ClaudeTurnEnded) -> str:
 
 def decided(behavior: str) -> str:
     return "allowed" if behavior == "allow" else "denied"
+
+
+def decided_line(request: str, behavior: str, by: str) -> str:
+    """A request someone else decided: who, in words (`cancelled`: nobody answered it)."""
+    if by == "cancelled":
+        return f"ccx: request {request} was withdrawn (the turn or the session ended first)"
+    return f"ccx: request {request} was {decided(behavior)} by {by}"
+
+
+def local_command_output(text: str) -> str | None:
+    """The CLI's own output of a local command (not anyone's message), or None."""
+    found = LOCAL_COMMAND.fullmatch(text.strip())
+    return None if found is None else found.group(2).strip()
+
+
+def paused_line(paused: bool, target: Target, run: str) -> str:
+    if paused:
+        return (
+            f"ccx: the session is paused ({target.ccx('resume', run)} resumes it); "
+            "a line typed now waits for it"
+        )
+    return "ccx: the session is resumed"

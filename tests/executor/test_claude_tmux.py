@@ -171,3 +171,53 @@ async def test_a_session_ended_elsewhere_says_how_and_exits_1(
     assert exit_status(screen) == 1, screen
     assert re.search(rf"^ccx: session {run} ended: .+ \(0 turn\(s\), \$0\.0000\)$", screen, re.M)
     assert_nothing_left(run)
+
+
+async def test_model_pause_and_a_withdrawn_request_are_said_in_words(
+    nursery: trio.Nursery, world: ClaudeWorld, tmp_path: Path
+) -> None:
+    # The CLI's echo of a set_model ("<local-command-stdout>Set model to ...") was shown as a
+    # message someone else sent ("» <local-command-stdout>..."), a pause by another client
+    # said nothing (a line typed then seemed lost), and a withdrawn request "was denied by
+    # cancelled".
+    served = await start_daemon(nursery, world.config())
+    async with open_pane(tmp_path) as pane, open_connection(served.url) as conn:
+        pane.type(f"{CCX} claude --url {served.url} --cwd {world.work}; echo EXIT=$?")
+        screen = await wait(pane, prompt_shown)
+        found = SESSION.search(screen)
+        assert found is not None, screen
+        run = found.group(1)
+
+        pane.type("/model opus")
+        await wait(pane, lambda s: "ccx: model opus from the next request on" in s)
+        await conn.call("claude.set_model", {"run": run, "model": "sonnet"})  # someone else's
+        screen = await wait(pane, lambda s: "ccx: Set model to sonnet" in s)
+        assert "Set model to opus" not in screen, screen  # ours is said once, by us
+        assert "local-command" not in screen, screen
+        assert "»" not in screen, screen
+
+        await conn.call("control", {"run": run, "type": "PAUSE"})
+        await wait(
+            pane,
+            lambda s: (
+                f"ccx: the session is paused (ccx --url {served.url} resume {run} resumes it)" in s
+            ),
+        )
+        pane.type("hello")
+        await conn.call("control", {"run": run, "type": "RESUME"})
+        screen = await wait(pane, lambda s: "ccx: turn 1 done" in s and prompt_shown(s))
+        assert "ccx: the session is resumed" in lines(screen), screen
+
+        pane.type(f"[tool:touch {world.work / 'never.txt'}]")
+        screen = await wait(pane, lambda s: "allow? [y/n]" in s)
+        await conn.call("claude.interrupt", {"run": run})
+        screen = await wait(pane, lambda s: "ccx: turn 2 interrupted" in s and prompt_shown(s))
+        assert re.search(
+            r"^ccx: request \S+ was withdrawn \(the turn or the session ended first\)$",
+            screen,
+            re.M,
+        ), screen
+        pane.keys("C-d")
+        screen = await wait(pane, lambda s: exit_status(s) is not None)
+    assert exit_status(screen) == 0, screen
+    assert_nothing_left(run)
