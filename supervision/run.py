@@ -301,6 +301,13 @@ class Run:
         """
         self._require_stdin().queue(data)
 
+    async def stdin_drained(self) -> None:
+        """Return once every byte queued or written so far is in the pipe (or failed)."""
+        if self._stdin is not None:
+            await self._stdin.drained()
+        else:
+            await trio.lowlevel.checkpoint()
+
     async def close_stdin(self) -> None:
         """Close the child's stdin (it reads EOF); pending writes fail with StdinClosed.
 

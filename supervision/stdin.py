@@ -9,7 +9,8 @@ nursery) through a channel, and the caller waits for its own write only.  So:
   * a caller that is cancelled before its write started withdraws it; once started, the writer
     finishes it whole — the child never sees half of a write followed by the next one;
   * `close` (the caller's EOF, a cancel, the run ending) closes the pipe: the write in flight
-    and every queued one fail with StdinClosed, and the writer ends.
+    and every queued one fail with StdinClosed, and the writer ends; a caller whose EOF must
+    come after what was queued (a Claude session's close) waits for `drained` first.
 Nothing here waits on the run's control lock, so a child that does not read holds up only
 the stdin callers, never PAUSE, RESUME, CANCEL or signals.
 """
@@ -41,6 +42,8 @@ class StdinPipe:
         self.pending = 0  # bytes accepted and not yet in the pipe (or failed)
         self.open = True
         self._closed_why = "stdin is closed"
+        self._drained = trio.Event()  # set while no accepted byte waits for the pipe
+        self._drained.set()
         # Every queued write holds at least one byte, so the byte bound bounds the items.
         self._send, self._receive = trio.open_memory_channel[_Write](max(1, max_pending))
 
@@ -85,8 +88,15 @@ class StdinPipe:
             raise StdinFull(self.pending, len(data), self._max_pending)
         write = _Write(data)
         self.pending += len(data)
+        if self._drained.is_set():
+            self._drained = trio.Event()
         self._send.send_nowait(write)
         return write
+
+    async def drained(self) -> None:
+        """Return once every byte accepted so far is in the pipe (or failed: closed), so that
+        an EOF after it cannot drop a queued write."""
+        await self._drained.wait()
 
     def close(self, why: str = "stdin is closed") -> None:
         """Close the pipe (the child reads EOF); pending writes fail with StdinClosed(why)."""
@@ -126,6 +136,8 @@ class StdinPipe:
             write.error = StdinClosed(f"{self._closed_why} before these bytes were written")
         self.pending -= len(write.data)
         write.done.set()
+        if not self.pending:
+            self._drained.set()
 
     def _fail_queued(self) -> None:
         """Fail what the writer has not taken (it may be gone: the runner was aborted)."""

@@ -134,6 +134,7 @@ class ClaudeSession:
         watch.interrupter = self._watchdog_interrupt
         self.controls = Controls(run.run_id, self._write, settings.control_timeout)
         self._ready = trio.Event()  # initialize answered (or the run ended)
+        self._opened = trio.Event()  # the first prompt is queued, or never will be
         self.initialize: JSON = None
         self._posted_state = "idle"
         self._paused = False
@@ -209,6 +210,7 @@ class ClaudeSession:
         self.broker.close()
         self.controls.fail_all()
         self._ready.set()
+        self._opened.set()
         self._ended = True
 
     def release(self) -> None:
@@ -264,21 +266,29 @@ class ClaudeSession:
             nursery.start_soon(self._start)
 
     async def _start(self) -> None:
-        """`initialize`, then the first prompt; a failure ends the session (it cannot work)."""
+        """`initialize`, then the first prompt; a failure ends the session (it cannot work).
+
+        The prompt is part of the accepted start: a `close` meanwhile waits for it to be
+        queued (`_opened`), so its EOF comes after it (it was dropped, as a send refused)."""
         try:
-            self.initialize = await self.controls.request({"subtype": "initialize", "hooks": None})
-        except (ControlTimeout, InvalidState) as exc:
-            log.warning("claude.session_initialize_failed", run=self.run_id, error=exc.message)
-            self._closing = True  # a send that waited for it is refused, not booked as a turn's
-            await cancel_quietly(self._run, f"the CLI did not initialize: {exc.message}")
-            return
-        finally:
-            self._ready.set()
-        if self._settings.prompt is not None:
             try:
-                await self.send(self._settings.prompt)
-            except (InvalidState, InvalidParams) as exc:
-                log.warning("claude.session_prompt_failed", run=self.run_id, error=exc.message)
+                self.initialize = await self.controls.request(
+                    {"subtype": "initialize", "hooks": None}
+                )
+            except (ControlTimeout, InvalidState) as exc:
+                log.warning("claude.session_initialize_failed", run=self.run_id, error=exc.message)
+                self._closing = True  # a send that waited for it is refused, not booked
+                await cancel_quietly(self._run, f"the CLI did not initialize: {exc.message}")
+                return
+            finally:
+                self._ready.set()
+            if self._settings.prompt is not None:
+                try:
+                    await self.send(self._settings.prompt, first=True)
+                except (InvalidState, InvalidParams, LimitExceeded) as exc:
+                    log.warning("claude.session_prompt_failed", run=self.run_id, error=exc.message)
+        finally:
+            self._opened.set()
 
     # -- stdin ------------------------------------------------------------------------------
 
@@ -332,7 +342,7 @@ class ClaudeSession:
     # -- the API ----------------------------------------------------------------------------
 
     async def send(
-        self, content: Any, message_id: str | None = None, hold: Hold = no_hold
+        self, content: Any, message_id: str | None = None, hold: Hold = no_hold, first: bool = False
     ) -> ClaudeSent:
         """Queue a user message for the CLI's stdin and book it as a turn's; returns at once
         (the bytes waiting for the CLI are bounded: stdin_max_pending).
@@ -340,11 +350,12 @@ class ClaudeSession:
         `hold` is called just before the notices the message causes are posted
         (``claude.turn_started``, ``claude.state``), with nothing to wait for after it: the
         caller holds them back until its reply is out (rpc/claude.py), and no wait of the
-        pump's can then be a wait for this call."""
-        self._check_open()
+        pump's can then be a wait for this call.  `first`: the start's prompt, which a close
+        waits for (`_start`)."""
+        self._check_open(first=first)
         if not self._ready.is_set():  # set once initialize is answered, timed out or failed
             await self._ready.wait()
-            self._check_open()
+            self._check_open(first=first)
         key = str(uuid.uuid4())
         line = user_line(content, key)
         if len(line) > self._run.stdin_bound:  # refused before it is booked as a turn's
@@ -404,24 +415,32 @@ class ClaudeSession:
         await self.broker.answer(request, behavior, by, updated_input, message, hold)
 
     async def close(self) -> None:
-        """RESUME if paused, stdin EOF, `close_grace` to exit, then the ladder; until it is gone."""
+        """RESUME if paused, stdin EOF once what was queued for it is in, `close_grace` for
+        that and to exit, then the ladder; until it is gone."""
         self._closing = True
         if self._run.state is RunState.PAUSED:  # a stopped CLI cannot read EOF and exit
             with contextlib.suppress(InvalidTransition, StillStopped):  # the ladder then ends it
                 await self._run.resume()
-        if self._run.stdin_open:
-            with contextlib.suppress(InvalidTransition):  # closed meanwhile: it is ending
-                await self._run.close_stdin()
+        await self._opened.wait()  # the start's prompt goes before the EOF (control_timeout)
         with trio.move_on_after(self._settings.close_grace):
+            # What was queued (messages, answers) goes before the EOF: closing the pipe drops
+            # the lines still waiting for it.  A CLI that does not read: the ladder below.
+            while self._run.stdin_open and (self._outbox or self._run.stdin_pending):
+                await self._run.stdin_drained()
+                await trio.lowlevel.checkpoint()  # the outbox's writer takes its next line
+            if self._run.stdin_open:
+                with contextlib.suppress(InvalidTransition):  # closed meanwhile: it is ending
+                    await self._run.close_stdin()
             await self._run.wait()
             return
         log.info("claude.close_lingered", run=self.run_id, grace=self._settings.close_grace)
         await cancel_quietly(self._run, f"{CLOSED} within {self._settings.close_grace:g} s")
         await self._run.wait()
 
-    def _check_open(self, control: str | None = None) -> None:
-        """InvalidState unless it takes input (and for a control, its CLI is not stopped)."""
-        if self._ended or self._closing or not self._run.stdin_open:
+    def _check_open(self, control: str | None = None, *, first: bool = False) -> None:
+        """InvalidState unless it takes input (and for a control, its CLI is not stopped);
+        `first`: the start's prompt, which a close waits for."""
+        if self._ended or (self._closing and not first) or not self._run.stdin_open:
             raise InvalidState(
                 f"run {self.run_id}: the session is closing or over",
                 {"run": self.run_id, "state": "ended" if self._ended else "closing"},
