@@ -58,6 +58,7 @@ async def _start(inv: Invocation) -> int:
         )  # fmt: skip
         if args.prompt:
             console.state = "running"  # the first turn is on its way: no prompt before it
+            console.sent.append(args.prompt)  # ours: not shown again as someone else's
         return await run_console(console, conn)
 
 

@@ -218,7 +218,7 @@ class Console:
                 await self.say(f"ccx: not sent: {exc}")
             else:
                 if sent.disposition == "queued":
-                    await self.say(f"ccx: queued behind turn {self.turn} (message {sent.message})")
+                    await self.say(f"ccx: queued behind turn {sent.turn} (message {sent.message})")
                 if sent.turn > self.last_ended:
                     self.state = "running"  # until the session says otherwise: no prompt
         await self.prompt()

@@ -10,6 +10,7 @@ import sys
 import orjson
 import trio
 from ccx_testing import start_daemon
+from claude_fake_api import PLAIN_TEXT
 from claude_world import BOUND, ClaudeWorld, assert_nothing_left
 
 from cc_executor.executor.client import (
@@ -111,3 +112,26 @@ async def test_ps_shows_a_sessions_own_state(nursery: trio.Nursery, world: Claud
             row = next(line for line in done.stdout.decode().splitlines() if session.id in line)
             assert row.split()[1] == "idle", row
             await session.close()
+
+
+async def test_a_piped_ccx_claude_with_a_prompt_runs_every_message(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    # Its stdin ends at once: the close came before the CLI had answered initialize, and the
+    # --prompt was dropped ("closed (0 turn(s))"); with a line piped after it, the prompt was
+    # shown as someone else's message ("» hello") and the line "queued behind turn 0".
+    served = await start_daemon(nursery, world.config())
+    done = await ccx(
+        "claude", "--url", served.url, "--cwd", str(world.work), "--prompt", "hello",
+        stdin=b"say more\n",
+    )  # fmt: skip
+    err = done.stderr.decode()
+    assert done.returncode == 0, err
+    assert done.stdout.decode().count(PLAIN_TEXT) == 2, done.stdout
+    assert "» hello" not in err
+    assert "queued behind turn 1 (message m-2)" in err or "queued" not in err, err
+    assert "closed (2 turn(s)" in err, err
+    alone = await ccx("claude", "--url", served.url, "--cwd", str(world.work), "--prompt", "hello")
+    assert alone.returncode == 0, alone.stderr
+    assert alone.stdout.decode().count(PLAIN_TEXT) == 1, alone.stdout
+    assert "closed (1 turn(s)" in alone.stderr.decode(), alone.stderr
