@@ -75,7 +75,9 @@ def run_client_command(args: argparse.Namespace, config: CommandLineConfig | Non
 
         failure = connect_failure(exc, invocation.target)
     except UsageError as exc:
-        invocation.term.message(f"ccx {args.command}: {exc}")
+        from cc_executor.executor.client.failures import usage_text
+
+        invocation.term.message(f"ccx {args.command}: {usage_text(str(exc))}")
         return ExitStatus.USAGE
     except ClientError as exc:
         from cc_executor.executor.client.failures import request_failure
@@ -354,7 +356,10 @@ def _request(
 def _signal_params(args: argparse.Namespace) -> protocol.SignalParams:
     name = args.signal.upper()
     if name.isdigit():
-        name = signal.Signals(int(name)).name
+        try:
+            name = signal.Signals(int(name)).name
+        except ValueError:  # "99 is not a valid Signals"
+            raise UsageError(f"unknown signal {args.signal!r}") from None
     return protocol.SignalParams(args.run, name)
 
 

@@ -135,7 +135,34 @@ def request_failure(
                 f"ccx: {which} for you at {target.url} — {target.ccx('ps')} lists your runs", own
             )
         case ServerError(message=message, code=code):
-            return Failure(f"ccx: {message} (error {code})", own)
+            return Failure(f"ccx: {usage_text(message)} (error {code})", own)
         case ConnectionLost():
             return Failure(f"ccx: lost the connection to {target.url}: {exc}", own)
     return Failure(f"ccx: {exc}", own)
+
+
+# A request's field as the ccx command line names it, where that is not --<field>; None: the
+# reason says enough on its own (a positional argument).
+FLAG_OF_FIELD: dict[str, str | None] = {
+    "session": "--resume",
+    "resume": "--resume",
+    "allowed_tools": "--allowed-tool",
+    "prompt": "--prompt",
+    "signal": None,
+    "argv": None,
+    "content": None,
+    "run": None,
+}
+FIELD_PATH = re.compile(r"(?P<reason>[^;]+?) @ \$\.params\.(?P<field>\w+)[\w.\[\]]*")
+
+
+def usage_text(text: str) -> str:
+    """A request check's words for the command line: "--timeout: must be a positive number
+    of seconds", not "must be ... @ $.params.timeout" (the protocol's path of the field)."""
+
+    def plain(found: re.Match[str]) -> str:
+        field = found["field"]
+        flag = FLAG_OF_FIELD.get(field, "--" + field.replace("_", "-"))
+        return found["reason"] if flag is None else f"{flag}: {found['reason']}"
+
+    return FIELD_PATH.sub(plain, text.removeprefix("Invalid params: "))

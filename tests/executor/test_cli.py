@@ -255,6 +255,27 @@ async def test_usage_errors(served: Served) -> None:
     assert b"nothing to run" in done.stderr
 
 
+async def test_usage_errors_name_the_option_not_the_protocols_path(served: Served) -> None:
+    # They said "must be a positive number of seconds @ $.params.timeout", and a signal
+    # number no signal has was "99 is not a valid Signals" (Python's enum).
+    url = ("--url", served.url)
+    cases = [
+        (("run", *url, "--timeout", "-1", "--", "true"), 2, "ccx run: --timeout: must be a"),
+        (("run", *url, "--idle-timeout", "0", "--", "true"), 2, "ccx run: --idle-timeout: "),
+        (("claude", *url, "--resume", "nope"), 2, "ccx claude: --resume: must be a Claude"),
+        (("signal", *url, "r-1", "99"), 2, "ccx signal: unknown signal '99'"),
+        (("claude", "send", *url, "r-1", ""), 1, "ccx: must not be empty (error -32602)"),
+    ]
+    for words, status, start in cases:
+        done = await ccx(*words)
+        line = done.stderr.decode()
+        assert done.returncode == status, line
+        assert line.startswith(start), line
+        assert line.count("\n") == 1, line
+        assert "$.params" not in line, line
+        assert "Signals" not in line, line
+
+
 # -- durable runs across invocations (once the daemon offers them) ---------------------------
 
 
