@@ -98,19 +98,26 @@ async def read_journals(
 ) -> None:
     """Open every journal (`suffix`) in `directory`, in the order of their names, and hand each
     to `found` (see the module docstring: batches, the unfinished ones, running out of
-    descriptors).  A directory that cannot be listed is logged (``durable.state_unreadable``):
-    no run of it is known, new ones are still started."""
+    descriptors).  A directory that cannot be listed, or made when there is none, is logged
+    (``durable.state_unreadable``): no run of it is known, new ones are still started."""
     stall = _Stall()
     while True:
         try:
             names = sorted(os.listdir(directory))
             break
         except FileNotFoundError:
-            # None yet (it is made with the first durable run), unless a link leads nowhere:
-            # then no durable run can be made, and the operator should hear it now.
+            # None yet: made now, so that one that cannot be (a link that leads nowhere, a
+            # read-only file system, a parent that takes no directory) is heard of at start,
+            # not at the first durable run's -32006.
             dangling = _dangling_link(directory)
             if dangling is not None:
                 error = f"{dangling} is a symbolic link to nothing: durable runs cannot start"
+                log.error("durable.state_unreadable", directory=directory, error=error)
+                return
+            try:
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+            except OSError as exc:
+                error = f"it cannot be created ({exc.strerror or exc}): durable runs cannot start"
                 log.error("durable.state_unreadable", directory=directory, error=error)
             return
         except OSError as exc:

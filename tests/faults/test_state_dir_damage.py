@@ -62,6 +62,24 @@ async def test_a_state_directory_that_is_a_link_to_nothing_is_logged_at_start(
             assert (await client.wait_completed(run)).stdout == bytearray(b"hi\n")
 
 
+async def test_a_state_directory_that_cannot_be_made_is_logged_at_start(tmp_path: Path) -> None:
+    # A read-only file system (a real ro tmpfs): journals/ cannot be made.  It was heard of
+    # only at the first durable run's -32006; the start said nothing.
+    with small_tmpfs(tmp_path / "ro", "1m") as disk, trio.fail_after(60):
+        await trio.run_process(["mount", "-o", "remount,ro", str(disk)])
+        async with (
+            run_daemon("--state-dir", str(disk / "state")) as daemon,
+            open_durable_client(daemon.url) as client,
+        ):
+            await daemon.wait_logged("durable.state_unreadable")
+            logged = [line for line in daemon.stderr_lines if "state_unreadable" in line]
+            assert "cannot be created (Read-only file system)" in logged[0], logged
+            run = await client.execute(argv=["echo", "hi"])  # runs without a journal go on
+            assert (await client.wait_completed(run)).stdout == bytearray(b"hi\n")
+            error = await client.call_error("execute", argv=["echo", "hi"], durable=True)
+            assert error.code == -32006
+
+
 async def test_a_whole_record_with_a_short_payload_is_damage_not_a_crash(tmp_path: Path) -> None:
     state = tmp_path / "state"
     (state / "journals").mkdir(parents=True)
