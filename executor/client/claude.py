@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
+from cc_executor.executor.client.errors import InvalidParamsError
 from cc_executor.executor.client.events import (
     Completed,
     Gap,
@@ -32,7 +33,7 @@ from cc_executor.executor.client.events import (
     SessionNotice,
 )
 from cc_executor.executor.client.run import Run
-from cc_executor.protocol import InvalidParams, structure_params
+from cc_executor.protocol import ErrorCode, InvalidParams, structure_params
 from cc_executor.protocol.claude import (
     ClaudeEvent,
     ClaudeParams,
@@ -312,5 +313,18 @@ async def resume_claude_session(
 
 async def attach_claude_session(conn: Connection, run: str, from_seq: int = 0) -> ClaudeSession:
     """Join a durable session started elsewhere: every event after `from_seq` (its permission
-    requests still pending among them), then live ones."""
-    return ClaudeSession(conn, await conn.attach(run, from_seq))
+    requests still pending among them), then live ones.
+
+    Raises:
+        InvalidParamsError: the run is not a Claude session run (-32602, as the daemon's
+            claude.* methods say; we are detached from it again).
+    """
+    attached = await conn.attach(run, from_seq)
+    if attached.info.get("claude") is None:  # not live: a session's status still says so
+        claude = (await conn.run_status(run)).claude
+        if not (claude and claude.get("session")):
+            await attached.detach()
+            raise InvalidParamsError(
+                ErrorCode.INVALID_PARAMS, f"run {run} is not a Claude session run", {"run": run}
+            )
+    return ClaudeSession(conn, attached)

@@ -22,7 +22,8 @@ from cc_executor.executor.client.claude_term import Console, run_console
 from cc_executor.executor.client.claude_words import input_text
 from cc_executor.executor.client.commands import Invocation, UsageError, working_dir
 from cc_executor.executor.client.connection import Connection
-from cc_executor.executor.client.errors import AlreadyDecidedError
+from cc_executor.executor.client.errors import AlreadyDecidedError, InvalidParamsError
+from cc_executor.protocol import ErrorCode
 
 ALREADY_DECIDED_STATUS = 3
 
@@ -149,6 +150,12 @@ async def _status(inv: Invocation) -> int:
     async with inv.connect() as conn:
         status = await conn.run_status(inv.args.run)
     claude = dict(status.claude or {})
+    if not claude.get("session"):  # an ordinary run: no session to describe
+        raise InvalidParamsError(
+            ErrorCode.INVALID_PARAMS,
+            f"run {status.run} is not a Claude session run",
+            {"run": status.run},
+        )
     if inv.args.json:
         await inv.say_json({"run": status.run, "state": status.state, "claude": claude})
         return 0

@@ -24,7 +24,13 @@ from cc_executor import protocol  # its names load on first use: `ccx ps` needs 
 from cc_executor.executor.client.config import CommandLineConfig
 from cc_executor.executor.client.connection import Connection, open_connection
 from cc_executor.executor.client.endings import Asked
-from cc_executor.executor.client.errors import ClientError, DaemonUnavailable, InvalidUrl
+from cc_executor.executor.client.errors import (
+    ClientError,
+    DaemonUnavailable,
+    InvalidParamsError,
+    InvalidUrl,
+    RunNotFoundError,
+)
 from cc_executor.executor.client.events import Output, RunStatus
 from cc_executor.executor.client.exits import ExitStatus
 from cc_executor.executor.client.parsers import Target, target
@@ -208,13 +214,34 @@ async def _run(inv: Invocation) -> int:
 # -- following ---------------------------------------------------------------------------
 
 
+async def attach_durable(conn: Connection, run: str, from_seq: int) -> Any:
+    """`conn.attach`, saying "not durable" for a run the daemon has that is not (its -32002
+    says "no durable run": ccx's "no run ... for you — ccx ps lists your runs" was wrong
+    then, as ps lists it)."""
+    try:
+        return await conn.attach(run, from_seq)
+    except RunNotFoundError:
+        try:
+            status = await conn.run_status(run)
+        except RunNotFoundError:
+            status = None
+        if status is None or status.durable:
+            raise
+        raise InvalidParamsError(
+            protocol.ErrorCode.INVALID_PARAMS,
+            f"run {run} is not durable: only a durable run can be followed from another "
+            "connection (ccx run --durable, or --detach, starts one)",
+            {"run": run},
+        ) from None
+
+
 async def _attach(inv: Invocation) -> int:
     from cc_executor.executor.client import streaming
 
     with trio.open_signal_receiver(*streaming.HANDLED_SIGNALS) as signals:
         async with inv.connect() as conn:
             _require_durable(conn, "attach")
-            run = await conn.attach(inv.args.run, inv.args.from_seq)
+            run = await attach_durable(conn, inv.args.run, inv.args.from_seq)
             showing = streaming.Showing(run, conn, inv.term, inv.target, "attach", Asked())
             return await streaming.stream_run(
                 showing, inv.config, as_json=inv.args.json, feed_stdin=False, signals=signals
@@ -227,7 +254,7 @@ async def _logs(inv: Invocation) -> int:
     async with inv.connect() as conn:
         _require_durable(conn, "logs")
         last = (await conn.run_status(inv.args.run)).last_seq
-        run = await conn.attach(inv.args.run, 0)
+        run = await attach_durable(conn, inv.args.run, 0)
         async for event in run:
             if inv.args.json:
                 await inv.say_json(event_json(event))

@@ -310,3 +310,33 @@ async def test_detach_then_ps_attach_logs_pause_resume_cancel(served: Served) ->
     assert attached.returncode == 128 + signal.SIGUSR2
     cancel = await ccx("cancel", *url, run)
     assert cancel.returncode == 1  # already over
+
+
+async def test_attach_of_a_run_that_is_not_durable_or_not_a_session_says_so(
+    served: Served,
+) -> None:
+    # ccx attach/logs of another connection's live run that is not durable said "no run ID
+    # for you — ccx ps lists your runs" (ps lists it); ccx claude attach of a durable run that
+    # is not a session "joined Claude session", and ccx claude status of it printed a session
+    # line of Nones.
+    await require_durable(served.url)
+    url = ["--url", served.url]
+    durable = (await ccx("run", *url, "--detach", "--", "sleep", "30")).stdout.decode().strip()
+    async with open_connection(served.url) as conn:
+        live = await conn.execute(["sleep", "30"])  # this connection's, not durable
+        for command in ("attach", "logs"):
+            done = await ccx(command, live.id, *url)
+            line = done.stderr.decode()
+            assert done.returncode == 1, line
+            assert line.startswith(f"ccx: run {live.id} is not durable: only a durable run"), line
+        for command in ("attach", "status"):
+            done = await ccx("claude", command, durable, *url)
+            line = done.stderr.decode()
+            assert done.returncode == 1, line
+            assert line == f"ccx: run {durable} is not a Claude session run (error -32602)\n"
+            assert done.stdout == b""
+        missing = await ccx("attach", *url, "no-such-run")
+        assert missing.returncode == 1
+        assert b"no run no-such-run for you" in missing.stderr
+        await live.cancel()
+    assert (await ccx("cancel", *url, durable)).returncode == 0
