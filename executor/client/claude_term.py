@@ -379,7 +379,9 @@ async def run_console(console: Console, conn: Connection) -> int:
                 completed = await _show_all(console)
             except ConnectionLost as exc:
                 if not console.left:  # (leaving ends our stream of it, too)
-                    await console.say(f"ccx: lost the session: {exc}")
+                    attach = console.target.ccx("claude", "attach", console.session.id)
+                    then = f"; {attach} says what became of it" if console.session.durable else ""
+                    await console.say(f"ccx: lost the session: {exc}{then}")
             finally:
                 nursery.cancel_scope.cancel()
     if console.left:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import trio
-from ccx_testing import start_daemon
+from ccx_testing import run_daemon, start_daemon
 from claude_fake_api import PLAIN_TEXT
-from claude_world import ClaudeWorld, assert_nothing_left
+from claude_world import ClaudeWorld, assert_nothing_left, daemon_env
 from tmux_testing import CCX, TMUX, Pane, exit_status, open_pane
 
 from cc_executor.executor.client import open_connection
@@ -221,3 +221,25 @@ async def test_model_pause_and_a_withdrawn_request_are_said_in_words(
         screen = await wait(pane, lambda s: exit_status(s) is not None)
     assert exit_status(screen) == 0, screen
     assert_nothing_left(run)
+
+
+async def test_a_durable_session_whose_daemon_dies_says_where_to_look(
+    world: ClaudeWorld, tmp_path: Path
+) -> None:
+    # "lost the session: the connection ... was lost" said nothing of the durable session.
+    state = str(tmp_path / "state")
+    async with (
+        run_daemon("--state-dir", state, env=daemon_env(world)) as daemon,
+        open_pane(tmp_path) as pane,
+    ):
+        pane.type(f"{CCX} claude --url {daemon.url} --cwd {world.work} --durable; echo EXIT=$?")
+        screen = await wait(pane, prompt_shown)
+        found = SESSION.search(screen)
+        assert found is not None, screen
+        run = found.group(1)
+        daemon.process.kill()  # SIGKILL: ccx's reconnects find nothing
+        screen = await wait(pane, lambda s: exit_status(s) is not None)
+    assert exit_status(screen) == 1, screen
+    joined = " ".join(lines(screen))  # the line may wrap
+    assert "ccx: lost the session: " in joined, screen
+    assert f"ccx --url {daemon.url} claude attach {run} says what became of it" in joined, screen
