@@ -245,7 +245,11 @@ class Console:
 
     async def interrupt(self) -> None:
         """Ctrl-C: interrupt the running turn; at the prompt, a new prompt."""
-        if self.state in ("running", "requires_action"):
+        if self.closing:  # stdin is closed: no interrupt reaches the CLI; end it now
+            await self.say(f"ccx: ending session {self.session.id} now")
+            with contextlib.suppress(ServerError):  # over meanwhile
+                await self.session.cancel()
+        elif self.state in ("running", "requires_action"):
             await self.say(f"ccx: interrupting turn {self.turn}")
             with contextlib.suppress(ServerError):  # it ended meanwhile
                 await self.session.interrupt()
@@ -302,10 +306,6 @@ async def _mode(console: Console, argument: str) -> None:
         await console.say(f"ccx: {exc}")
 
 
-async def _interrupt(console: Console, _: str) -> None:
-    await console.interrupt()
-
-
 async def _status(console: Console, _: str) -> None:
     status = await console.session.status()
     claude = status.claude or {}
@@ -323,7 +323,7 @@ async def _help(console: Console, _: str) -> None:
 COMMANDS: dict[str, Callable[[Console, str], Awaitable[None]]] = {
     "/model": _model,
     "/mode": _mode,
-    "/interrupt": _interrupt,
+    "/interrupt": lambda console, _: console.interrupt(),
     "/status": _status,
     "/detach": Console.leave,
     "/close": Console.close,

@@ -243,3 +243,28 @@ async def test_a_durable_session_whose_daemon_dies_says_where_to_look(
     joined = " ".join(lines(screen))  # the line may wrap
     assert "ccx: lost the session: " in joined, screen
     assert f"ccx --url {daemon.url} claude attach {run} says what became of it" in joined, screen
+
+
+async def test_ctrl_c_while_the_session_closes_ends_it_now(
+    nursery: trio.Nursery, world: ClaudeWorld, tmp_path: Path
+) -> None:
+    # After Ctrl-D (stdin EOF) an interrupt can no longer reach the CLI: Ctrl-C said
+    # "interrupting turn 1", the daemon refused it (closing) and the turn streamed on until
+    # the close grace ran out.
+    served = await start_daemon(nursery, world.config())
+    async with open_pane(tmp_path) as pane:
+        pane.type(f"{CCX} claude --url {served.url} --cwd {world.work}; echo EXIT=$?")
+        screen = await wait(pane, prompt_shown)
+        found = SESSION.search(screen)
+        assert found is not None, screen
+        run = found.group(1)
+        pane.type("[slow:300]")
+        await wait(pane, lambda s: "chunk 2" in s)
+        pane.keys("C-d")
+        await wait(pane, lambda s: f"ccx: closing session {run}" in s)
+        pane.keys("C-c")
+        screen = await wait(pane, lambda s: exit_status(s) is not None)
+    assert f"ccx: ending session {run} now" in screen, screen
+    assert "chunk 299" not in screen, screen
+    assert exit_status(screen) == 0, screen
+    assert_nothing_left(run)
