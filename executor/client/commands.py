@@ -92,7 +92,8 @@ def run_client_command(args: argparse.Namespace, config: CommandLineConfig | Non
             exc,
             invocation.target,
             command=args.command,
-            argv=_argv(args) if args.command == "run" else (),
+            # (with --shell the line went to the daemon's shell: no hint to use one)
+            argv=_argv(args) if args.command == "run" and not args.shell else (),
         )
     invocation.term.message(failure.text)
     return failure.status

@@ -124,6 +124,10 @@ def request_failure(
         case PolicyRefusedError(message=message, data=data):
             rule = data.get("rule") if isinstance(data, dict) else None
             named = f" (rule: {rule})" if isinstance(rule, str) and rule not in message else ""
+            if rule == "allow_shell":  # ccx's words for it: --shell, and the daemon's option
+                named += (
+                    " — run it as ccx run -- sh -c LINE, or start the daemon with --allow-shell"
+                )
             return Failure(f"ccx: refused by the daemon's policy: {message}{named}{hint}", own)
         case SpawnFailedError(message=message):
             status = ExitStatus.SPAWN_FAILED if command == "run" else ExitStatus.FAILED

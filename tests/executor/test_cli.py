@@ -340,3 +340,18 @@ async def test_attach_of_a_run_that_is_not_durable_or_not_a_session_says_so(
         assert b"no run no-such-run for you" in missing.stderr
         await live.cancel()
     assert (await ccx("cancel", *url, durable)).returncode == 0
+
+
+async def test_run_shell_on_a_daemon_without_a_shell_is_one_line_saying_what_to_do(
+    served: Served,
+) -> None:
+    # It was the policy's words ("send argv, or a command without shell: true") and a second
+    # line suggesting --shell, the very option that was refused.
+    done = await ccx("run", "--url", served.url, "--shell", "--", "echo hi | wc -c")
+    line = done.stderr.decode()
+    assert done.returncode == 125, line
+    assert line.count("\n") == 1, line
+    assert "looks like a shell command line" not in line
+    assert line.rstrip("\n").endswith(
+        "— run it as ccx run -- sh -c LINE, or start the daemon with --allow-shell"
+    ), line
