@@ -70,7 +70,9 @@ async def _attach(inv: Invocation) -> int:
         session = await attach_claude_session(conn, inv.args.run, inv.args.from_seq)
         last = session.run.info.get("last_seq")
         inv.term.message(
-            f"ccx: joined Claude session {session.id}; Ctrl-C interrupts a turn, "
+            f"ccx: Claude session {session.id} is over; what happened in it:"
+            if session.run.info.get("state") == "completed"
+            else f"ccx: joined Claude session {session.id}; Ctrl-C interrupts a turn, "
             "Ctrl-D leaves the session running, /close ends it"
         )
         console = Console(

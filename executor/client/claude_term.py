@@ -94,6 +94,10 @@ class Console:
     def replaying(self) -> bool:
         return self.session.seq < self.replay_until
 
+    @property
+    def over(self) -> bool:  # joined after it ended: its past only, nothing to ask or type
+        return self.session.run.info.get("state") == "completed"
+
     # -- drawing ---------------------------------------------------------------------------
 
     async def _end_text(self) -> None:
@@ -116,7 +120,7 @@ class Console:
 
     async def prompt(self) -> None:
         """Ask the next pending permission request, or show "> " when the session waits."""
-        if self.replaying or self.closing or self.left:
+        if self.replaying or self.closing or self.left or self.over:
             return
         if self.asked is None and self.pending:
             request = next(iter(self.pending.values()))
@@ -316,10 +320,6 @@ async def _status(console: Console, _: str) -> None:
     )
 
 
-async def _help(console: Console, _: str) -> None:
-    await console.say(HELP)
-
-
 COMMANDS: dict[str, Callable[[Console, str], Awaitable[None]]] = {
     "/model": _model,
     "/mode": _mode,
@@ -327,7 +327,7 @@ COMMANDS: dict[str, Callable[[Console, str], Awaitable[None]]] = {
     "/status": _status,
     "/detach": Console.leave,
     "/close": Console.close,
-    "/help": _help,
+    "/help": lambda console, _: console.say(HELP),
 }
 
 
@@ -372,7 +372,8 @@ async def run_console(console: Console, conn: Connection) -> int:
     with trio.open_signal_receiver(signal.SIGINT) as signals, console.scope:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_signals, console, signals)
-            nursery.start_soon(_read_lines, console)
+            if not console.over:
+                nursery.start_soon(_read_lines, console)
             nursery.start_soon(_tell_shutdown, console, conn)
             await console.prompt()
             try:

@@ -4,6 +4,8 @@ no turn running (exit 1), close."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -135,3 +137,28 @@ async def test_a_piped_ccx_claude_with_a_prompt_runs_every_message(
     assert alone.returncode == 0, alone.stderr
     assert alone.stdout.decode().count(PLAIN_TEXT) == 1, alone.stdout
     assert "closed (1 turn(s)" in alone.stderr.decode(), alone.stderr
+
+
+async def test_attaching_to_a_session_that_is_over_shows_its_past_and_how_it_ended(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    # Its stdin at an end at once (a pipe, a script): ccx said "left session ...; it goes on
+    # (ccx claude attach ... rejoins it)" and exited 0, of a session whose CLI was dead.
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(BOUND):
+        async with open_connection(served.url) as conn:
+            session = await start_claude_session(conn, "hello", cwd=str(world.work), durable=True)
+            await next_of(session, ClaudeTurnEnded)
+            pid = (await session.status()).pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)  # the CLI dies
+            async for _ in session:
+                pass  # to its completion
+    done = await ccx("claude", "attach", "--url", served.url, session.id)
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert err.startswith(f"ccx: Claude session {session.id} is over; what happened in it:\n")
+    assert "goes on" not in err, err
+    assert f"ccx: session {session.id} ended: signalled (1 turn(s)" in err, err
+    assert done.stdout.decode().count(PLAIN_TEXT) == 1, done.stdout
+    assert_nothing_left(session.id)
