@@ -242,6 +242,8 @@ class Connection:
                 # else: its caller gave up waiting (cancelled or timed out); nothing to do
             case Greeted(greeting=greeting):
                 self._greeting = greeting
+                bound = greeting.limits.get("max_message_bytes")
+                self._requests.max_message_bytes = bound if isinstance(bound, int) else None
             case Draining(notice=notice):
                 self.shutdown_notice = notice
                 self._shutdown.set()

@@ -16,8 +16,8 @@ import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from cc_executor.executor.client.errors import ClientError, ConnectionLost
-from cc_executor.protocol import Request, encode_message
+from cc_executor.executor.client.errors import ClientError, ConnectionLost, LimitExceededError
+from cc_executor.protocol import ErrorCode, Request, encode_message
 
 # Methods whose reply starts a run: the reader makes the run's stream as it reads the reply.
 RUN_STARTS = frozenset({"execute", "claude", "claude.resume"})
@@ -50,6 +50,9 @@ class Requests:
         self._timeout = timeout
         self._ids = itertools.count(1)
         self._pending: dict[int, Pending] = {}
+        # The daemon's bound on one message (its greeting's limits): a longer one would make
+        # it close the whole connection (1009), so it is refused here, before it is sent.
+        self.max_message_bytes: int | None = None
 
     def find(self, request_id: object) -> Pending | None:
         """The request a reply answers; None when its caller gave up (or never sent it)."""
@@ -62,12 +65,24 @@ class Requests:
 
         Raises:
             ConnectionLost: the socket closed under it; the server's error, as replied.
+            LimitExceededError: the request is longer than the daemon's message bound.
         """
         request_id = next(self._ids)
+        message = encode_message(Request(request_id, pending.method, params))
+        bound = self.max_message_bytes
+        if bound is not None and len(message) > bound // 4:  # a str: at most 4 bytes a char
+            size = len(message) if message.isascii() else len(message.encode())
+            if size > bound:
+                raise LimitExceededError(
+                    ErrorCode.LIMIT_EXCEEDED,
+                    f"{pending.method}: a request of {size} bytes is more than the daemon takes "
+                    f"in one message ({bound} bytes); nothing was sent",
+                    {"limit": "max_message_bytes", "value": bound},
+                )
         self._pending[request_id] = pending
         try:
             try:
-                await ws.send_message(encode_message(Request(request_id, pending.method, params)))
+                await ws.send_message(message)
             except ConnectionClosed:
                 raise ConnectionLost("the connection closed under a request") from None
             with trio.fail_after(math.inf if self._timeout is None else self._timeout):

@@ -303,3 +303,24 @@ async def test_durable_run_survives_a_dropped_connection(durable_served: Served)
             assert conn.reconnects >= 1
     assert_contiguous(events)
     assert collect(events, "stdout") == b"".join(b"%d\n" % i for i in range(1, 41))
+
+
+async def test_a_request_over_the_daemons_message_bound_is_refused_before_it_is_sent(
+    nursery: trio.Nursery,
+) -> None:
+    # It was sent: the daemon closed the whole connection (1009, message too big), and a
+    # session of it ended with "lost the connection" (ccx claude, a long line pasted).
+    served = await start_daemon(nursery, make_config(max_message_bytes=64 * 1024))
+    with trio.fail_after(30):
+        async with open_connection(served.url) as conn:
+            run = await conn.execute(["cat"], stdin=True)
+            with pytest.raises(LimitExceededError) as refused:
+                await conn.call("stdin", {"run": run.id, "data": "é" * 40_000})  # 80 kB
+            assert refused.value.limit == "max_message_bytes"
+            assert "nothing was sent" in refused.value.message
+            await run.write_stdin("still here\n", eof=True)  # the connection goes on
+            async for event in run:
+                if isinstance(event, Completed):
+                    break
+    assert run.completed is not None
+    assert run.completed.exit_code == 0
