@@ -218,8 +218,10 @@ class Console:
             self.sent.append(text)
             try:
                 sent = await self.session.send(text)
-            except ServerError as exc:
+            except (ServerError, ConnectionLost) as exc:
                 await self.say(f"ccx: not sent: {exc}")
+                if isinstance(exc, ConnectionLost):
+                    return  # no prompt: the shower says what became of the session
             else:
                 if sent.disposition == "queued":
                     await self.say(f"ccx: queued behind turn {sent.turn} (message {sent.message})")
@@ -335,20 +337,22 @@ async def _read_lines(console: Console) -> None:
     """Our stdin, a line at a time, until end of file."""
     pending = b""
     while True:
-        chunk = console.read_chunk
-        data = await trio.to_thread.run_sync(os.read, 0, chunk, abandon_on_cancel=True)
+        data = await trio.to_thread.run_sync(os.read, 0, console.read_chunk, abandon_on_cancel=True)
         if not data:
-            await console.end_of_input()
+            with contextlib.suppress(ConnectionLost):  # the shower says it, once
+                await console.end_of_input()
             return
         pending += data
         *lines, pending = pending.split(b"\n")
         for line in lines:
-            await console.line(line.decode("utf-8", "replace"))
+            with contextlib.suppress(ConnectionLost):  # (a durable session's: reconnected)
+                await console.line(line.decode("utf-8", "replace"))
 
 
 async def _signals(console: Console, signals: Any) -> None:
     async for _ in signals:
-        await console.interrupt()
+        with contextlib.suppress(ConnectionLost):  # the shower says it, once
+            await console.interrupt()
 
 
 async def _show_all(console: Console) -> Completed:
@@ -380,9 +384,7 @@ async def run_console(console: Console, conn: Connection) -> int:
                 completed = await _show_all(console)
             except ConnectionLost as exc:
                 if not console.left:  # (leaving ends our stream of it, too)
-                    attach = console.target.ccx("claude", "attach", console.session.id)
-                    then = f"; {attach} says what became of it" if console.session.durable else ""
-                    await console.say(f"ccx: lost the session: {exc}{then}")
+                    await console.say(words.lost_line(exc, console.target, console.session))
             finally:
                 nursery.cancel_scope.cancel()
     if console.left:

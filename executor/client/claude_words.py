@@ -70,3 +70,10 @@ def paused_line(paused: bool, target: Target, run: str) -> str:
             "a line typed now waits for it"
         )
     return "ccx: the session is resumed"
+
+
+def lost_line(exc: Exception, target: Target, session: Any) -> str:
+    """The connection is gone for good; a durable session's record says what became of it."""
+    attach = target.ccx("claude", "attach", session.id)
+    then = f"; {attach} says what became of it" if session.durable else ""
+    return f"ccx: lost the session: {exc}{then}"

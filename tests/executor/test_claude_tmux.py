@@ -4,7 +4,9 @@ a durable session."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -268,3 +270,27 @@ async def test_ctrl_c_while_the_session_closes_ends_it_now(
     assert "chunk 299" not in screen, screen
     assert exit_status(screen) == 0, screen
     assert_nothing_left(run)
+
+
+async def test_a_connection_lost_under_a_typed_line_is_said_once(
+    world: ClaudeWorld, tmp_path: Path
+) -> None:
+    # The line's claude.send raised ConnectionLost out of the reader: after "lost the session"
+    # came a second line, "ccx: lost the connection to URL: the connection to URL was lost".
+    state = str(tmp_path / "state")
+    async with (
+        run_daemon("--state-dir", state, env=daemon_env(world)) as daemon,
+        open_pane(tmp_path) as pane,
+    ):
+        pane.type(f"{CCX} claude --url {daemon.url} --cwd {world.work}; echo EXIT=$?")
+        screen = await wait(pane, prompt_shown)
+        os.kill(daemon.process.pid, signal.SIGSTOP)  # the line's request waits for a reply
+        pane.type("hello")
+        await wait(pane, lambda s: "hello" in s)
+        os.kill(daemon.process.pid, signal.SIGKILL)  # and the connection goes under it
+        screen = await wait(pane, lambda s: exit_status(s) is not None)
+    assert exit_status(screen) == 1, screen
+    said = [line for line in lines(screen) if line.startswith("ccx: ")]
+    # The reader and the shower each say their part, in either order; nothing else follows.
+    assert {line.split(":")[1] for line in said[-2:]} == {" lost the session", " not sent"}, screen
+    assert not any(line.startswith("ccx: lost the connection") for line in said), screen
