@@ -17,11 +17,17 @@ from there if the file lacks it).
 
 The live writer holds an exclusive flock on its file: a journal whose lock can be taken
 belongs to no live daemon (the lock dies with the process, even on SIGKILL).
+
+A journal that cannot be opened for writing (a read-only file system, a read-only file) is
+opened for reading and read all the same (`read_only` says why): its run is known, and what
+would be appended to it (a lost run's completion) fails like a write to a full disk, kept in
+memory only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 
@@ -54,6 +60,9 @@ from cc_executor.supervision.journal_scan import DamagedRange, HeadDamage, scan_
 from cc_executor.supervision.journal_write import RESERVE_SUFFIX, JournalWriter
 
 log = structlog.get_logger()
+
+# Why a journal may open for reading only: a read-only file system or a read-only file.
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def remove_reserve(path: str) -> None:
@@ -127,6 +136,9 @@ class Journal(JournalWriter):
         # Every record of it was written by this process (`create`): what it did not record,
         # it knows (`gap`, `fault_count`); a journal opened from disk cannot tell.
         self.written_here = False
+        # Why the file could only be opened for reading (EROFS, EACCES), if so: every write
+        # to it fails with this error (journal_write.py), and its tail is never cut.
+        self.read_only: OSError | None = None
 
     # -- building ----------------------------------------------------------------------
 
@@ -166,10 +178,19 @@ class Journal(JournalWriter):
             JournalError: the path is not a regular file.
         """
         # Only a regular file, never through a symlink: a headless one is still appended to.
+        read_only: OSError | None = None
         try:
             fd = open_regular(path, os.O_RDWR)
         except NotRegularFile as exc:
             raise JournalError(f"{path}: {exc.strerror}") from None
+        except OSError as exc:
+            if exc.errno not in READ_ONLY_ERRNOS:
+                raise
+            # A read-only file system (remounted so after errors, a volume mounted so) or
+            # file: the run is still read, and a lost one's leftovers still killed; what
+            # cannot be appended (its completion) is kept in memory, as on a full disk.
+            fd = open_regular(path, os.O_RDONLY)
+            read_only = exc
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -177,6 +198,7 @@ class Journal(JournalWriter):
                 os.close(fd)
                 return None
             journal = cls(path, None, config)
+            journal.read_only = read_only
             scan_file(journal, fd)
         except BaseException:
             os.close(fd)
@@ -185,7 +207,8 @@ class Journal(JournalWriter):
             os.lseek(fd, journal.committed, os.SEEK_SET)  # appends go after the last record
             journal._fd = fd
         else:
-            remove_reserve(path)  # a crash between completion and close
+            if read_only is None:  # (a read-only one cannot be removed, nor was it made)
+                remove_reserve(path)  # a crash between completion and close
             os.close(fd)
         return journal
 

@@ -222,6 +222,8 @@ def _cut_tail(journal: Journal, reader: Reader, offset: int, size: int) -> None:
         )
     journal.truncated_bytes = size - offset
     try:
+        if journal.read_only is not None:  # opened for reading only: why it cannot be cut
+            raise journal.read_only
         os.ftruncate(reader.fd, offset)
         os.fsync(reader.fd)
     except OSError as exc:  # the run is read up to `offset` all the same; appends go there

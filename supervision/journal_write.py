@@ -101,6 +101,7 @@ class JournalWriter:
     fault: JournalFault | None
     fault_count: int
     faults: list[JournalFault]
+    read_only: OSError | None
     _fd: int | None
     _batch: Batch
     _behind: Behind
@@ -267,6 +268,8 @@ class JournalWriter:
     async def _write_batch(self) -> OSError | None:
         """Write what of the queued batch is not in the file yet; commit what is whole."""
         assert self._fd is not None, "journal is not open for writing"
+        if self.read_only is not None:  # a read-only file system: every write fails so
+            return self.read_only
         batch = self._batch
         try:
             written = await write(self._fd, batch)  # a big batch in a worker thread
