@@ -36,6 +36,8 @@ locked by another live daemon sharing the directory are left alone.
 Retention compacts completed journals (events removed, META and completion kept, so the run is
 still listed and an attach into the removed range gets -32009) once they are older than
 ``retention_seconds``, and oldest first while completed journals exceed ``retention_bytes``.
+A compaction the disk cannot take (full, read-only) leaves the journal as it is and is tried
+again with a backoff: nothing else may wake retention on a daemon that has nothing to run.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ log = structlog.get_logger()
 
 LEGACY_OWNER = "local"  # the owner of journals that predate owners
 RETRY_AFTER_FAILURE = 60.0  # seconds before a sweep that failed is tried again (unless a run ends)
+# Seconds before a compaction the disk could not take (full, read-only) is tried again,
+# doubling while it still cannot, up to the most: retention frees the disk once it can.
+COMPACT_RETRY_INITIAL, COMPACT_RETRY_MAX = 1.0, 60.0
 
 
 class DurableRun:
@@ -209,6 +214,9 @@ class DurableRuns:
         self.runs: dict[str, DurableRun] = {}
         self._changed = trio.Event()
         self._recovered_all = trio.Event()  # `recover` is over: every journal is in `runs`
+        # After a compaction the disk could not take: when to try again, and the wait after.
+        self._compact_retry_at = 0.0
+        self._compact_retry = COMPACT_RETRY_INITIAL
 
     def is_loaded(self) -> bool:
         return self._recovered_all.is_set()
@@ -378,7 +386,10 @@ class DurableRuns:
                 await self._changed.wait()
 
     async def sweep(self, now: float) -> float:
-        """Compact the journals retention says must go; return seconds to the next expiry."""
+        """Compact the journals retention says must go; return seconds to the next expiry,
+        or sooner to try again a compaction the disk could not take (a full disk: the one
+        time retention is most needed, and nothing else may complete to wake it)."""
+        failed = False
         kept: list[DurableRun] = []
         # Over a copy: runs are created and loaded while a compaction waits for the disk.
         for durable in list(self.runs.values()):
@@ -391,7 +402,7 @@ class DurableRuns:
             ):
                 continue
             if (durable.ended_wall or now) + self.config.retention_seconds <= now:
-                await self._compact(durable, "age")
+                failed |= not await self._compact(durable, "age")
             else:
                 kept.append(durable)
         kept.sort(key=lambda d: d.ended_wall or now)
@@ -399,20 +410,28 @@ class DurableRuns:
         while kept and total > self.config.retention_bytes:
             oldest = kept.pop(0)
             total -= oldest.journal.size
-            await self._compact(oldest, "size")
-        if not kept:
-            return math.inf
-        return max(
-            0.0, min((d.ended_wall or now) for d in kept) + self.config.retention_seconds - now
-        )
+            failed |= not await self._compact(oldest, "size")
+        delay = math.inf
+        if kept:
+            expiry = min((d.ended_wall or now) for d in kept) + self.config.retention_seconds
+            delay = max(0.0, expiry - now)
+        if not failed:
+            self._compact_retry_at, self._compact_retry = 0.0, COMPACT_RETRY_INITIAL
+            return delay
+        if now >= self._compact_retry_at:  # the first failure, or the retry failed: back off
+            self._compact_retry_at = now + self._compact_retry
+            self._compact_retry = min(self._compact_retry * 2, COMPACT_RETRY_MAX)
+        return min(delay, self._compact_retry_at - now)
 
-    async def _compact(self, durable: DurableRun, why: str) -> None:
+    async def _compact(self, durable: DurableRun, why: str) -> bool:
+        """Compact one journal; False if the disk could not take it (kept as it is)."""
         before = durable.journal.size
         try:
             await compact(durable.journal)
         except OSError as exc:
             log.warning("journal.compact_failed", run=durable.run_id, error=str(exc))
-            return
+            return False
         finally:
             durable.forget_info()
         log.info("journal.removed", run=durable.run_id, why=why, bytes=before)
+        return True

@@ -124,3 +124,29 @@ async def test_a_compaction_on_a_full_disk_keeps_the_journal_and_is_done_later(
             for run in (old, new):
                 while not await _removed(client, run):  # noqa: ASYNC110 - no event for it
                     await trio.sleep(0.02)
+
+
+async def test_a_compaction_the_full_disk_refused_is_tried_again_once_there_is_room(
+    tmp_path: Path,
+) -> None:
+    """Observed on main: a compaction that failed on a full disk was tried again only when
+    another run completed, so a daemon with nothing more to run kept every expired journal
+    on the disk it had filled.  Now the sweep tries again itself, backing off."""
+    with small_tmpfs(tmp_path / "disk") as disk, trio.fail_after(BOUND * 2):
+        state = str(disk / "state")
+        async with (
+            run_daemon("--state-dir", state) as daemon,
+            open_durable_client(daemon.url) as client,
+        ):
+            old = (await client.call("execute", argv=["seq", "1", "3"], durable=True))["run"]
+            await client.wait_completed(old)
+        filler = fill(disk)
+        async with (
+            run_daemon("--state-dir", state, "--retention-seconds", "0") as daemon,
+            open_durable_client(daemon.url) as client,
+        ):
+            await daemon.wait_logged("journal.compact_failed")
+            assert not await _removed(client, old)
+            filler.unlink()  # room again, and no run completes to wake retention
+            await daemon.wait_logged("journal.removed")
+            assert await _removed(client, old)
