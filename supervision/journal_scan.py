@@ -323,9 +323,23 @@ def read_entry(
 
 
 # A record's kind byte (never META after the first) and the high half of its u64 seq, zero for
-# any seq a run can reach: cheap to look for, so a scan tries the CRC at few places.
-_CANDIDATE = re.compile(rb"(?=[\x01-\x06][\s\S]{4}\x00\x00\x00\x00)")
+# any seq a run can reach: cheap to look for, so a scan tries the CRC at few places.  The kind
+# byte is matched outside the lookahead (the same matches, each at its kind byte): the regex
+# engine then skips to each byte of that class, three times as fast over bytes with none.
+_CANDIDATE = re.compile(rb"[\x01-\x06](?=[\s\S]{4}\x00\x00\x00\x00)")
 _SCAN_CHUNK = 1024 * 1024
+
+
+def _next_data(fd: int, at: int) -> int | None:
+    """Where the first byte at or after `at` that is not in a hole is (`at` where the file
+    system cannot tell), or None if only a hole follows.  A hole reads as zeros, and no record
+    starts in zeros (its kind byte is not 0): a scan skips it whatever its size (a journal
+    extended by gigabytes of sparse zeros — `truncate -s`, a file system that crashed with
+    the size updated but not the data — is read in the time its data takes)."""
+    try:
+        return os.lseek(fd, at, os.SEEK_DATA)
+    except OSError as exc:
+        return None if exc.errno == errno.ENXIO else at
 
 
 def resync(reader: Reader, start: int, limit: int, after_seq: int) -> tuple[Record, Entry] | None:
@@ -339,6 +353,12 @@ def resync(reader: Reader, start: int, limit: int, after_seq: int) -> tuple[Reco
     """
     chunk_start = max(start, 0)
     while chunk_start < limit:
+        data = _next_data(reader.fd, chunk_start)
+        if data is None or data >= limit:
+            return None  # only holes (zeros) are left to read
+        # Every candidate's kind byte is data (a hole's bytes are zeros): the scan starts
+        # there (its record's frame may start a few bytes before, in what `start` allows).
+        chunk_start = data
         want = min(_SCAN_CHUNK, limit - chunk_start)
         chunk = reader.read(chunk_start, want, limit)
         for match in _CANDIDATE.finditer(chunk):

@@ -23,14 +23,16 @@ from ccx_testing import WireClient
 from cc_executor.supervision import Completed, CompletedEvent, Exited, Output, SequencedEvent
 from cc_executor.supervision.journal import Journal, JournalConfig, Meta, Replayed, boot_id
 from cc_executor.supervision.journal_codec import (
+    MAGIC,
     MAGIC_V1,
     UNBOUND,
+    Record,
     encode_entry,
     encode_meta,
     run_id_of,
     seed_of,
 )
-from cc_executor.supervision.journal_reader import Reader
+from cc_executor.supervision.journal_reader import Reader, read_record
 
 
 def journal_meta(run_id: str) -> Meta:
@@ -62,6 +64,20 @@ def journal_reader(path: Path, fd: int) -> Reader:
     """A reader of the journal file `path` (open as `fd`) of the current format: its records
     checked as bound to the run its name says."""
     return Reader(fd, (seed_of(run_id_of(str(path))),))
+
+
+def record_offsets(path: Path) -> list[tuple[int, int]]:
+    """(offset, seq) of every record after META."""
+    found = []
+    with path.open("rb") as f:
+        reader = journal_reader(path, f.fileno())
+        size = path.stat().st_size
+        offset = len(MAGIC)
+        while isinstance(record := read_record(reader, offset, size), Record):
+            if record.seq:
+                found.append((offset, record.seq))
+            offset = record.end
+    return found
 
 
 MISSING_PID = 4_194_000  # above any pid this machine hands out (pid_max is 4194304 at most)

@@ -11,24 +11,7 @@ from pathlib import Path
 import trio
 from ccx_testing import run_daemon
 from durable_testing import open_durable_client
-from faults_journal_testing import flip_byte, journal_reader
-
-from cc_executor.supervision.journal_codec import MAGIC, Record
-from cc_executor.supervision.journal_reader import read_record
-
-
-def record_offsets(path: Path) -> list[tuple[int, int]]:
-    """(offset, seq) of every record after META."""
-    found = []
-    with path.open("rb") as f:
-        reader = journal_reader(path, f.fileno())
-        size = path.stat().st_size
-        offset = len(MAGIC)
-        while isinstance(record := read_record(reader, offset, size), Record):
-            if record.seq:
-                found.append((offset, record.seq))
-            offset = record.end
-    return found
+from faults_journal_testing import flip_byte, record_offsets
 
 
 async def test_a_flipped_byte_is_reported_and_the_completed_run_stays_completed(
