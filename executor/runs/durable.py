@@ -275,6 +275,7 @@ class DurableRuns:
         path, journal, mtime = opened
         if isinstance(journal, Exception):
             log.warning("journal.unreadable", path=path, error=str(journal))
+            await recovery.kill_unopened(path, self.config.supervision)
             return
         if journal is None:
             log.info("journal.held_elsewhere", path=path)

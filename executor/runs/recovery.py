@@ -16,7 +16,11 @@ a journal is never left without a completion because of it.
 
 A journal whose META cannot be read (journal_scan.py: `meta` None, `head_damage`) is still a
 run: its id is its file's name (`run_id_of`).  Without a recorded root, start time or boot,
-only the run's marker proves a process is the run's (and descent from one it proved).
+only the run's marker proves a process is the run's (and descent from one it proved).  So is
+a journal that cannot be read at all (its permissions removed, EIO, a FIFO, a directory or a
+symbolic link in its place): the run is not known (a later start tries again), but unless a
+live daemon holds a lock on that file (/proc/locks says) the processes carrying its marker
+are killed all the same (`kill_unopened`): a run no daemon supervises is never left running.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from cc_executor.supervision import Completed, CompletedEvent, Lost, Output, Sup
 from cc_executor.supervision.journal import Gap, Journal, JournalConfig, JournalError, boot_id
 from cc_executor.supervision.journal_codec import DAMAGED, JOURNAL_SUFFIX
 from cc_executor.supervision.journal_codec import run_id_of as journal_run_id
-from cc_executor.supervision.journal_config import CREATING, remove_if_abandoned
+from cc_executor.supervision.journal_config import CREATING, held_by_anyone, remove_if_abandoned
 from cc_executor.supervision.leftovers import kill_leftovers
 from cc_executor.supervision.procfs import ProcfsExhausted
 
@@ -206,6 +210,27 @@ def first_session_id(journal: Journal) -> str | None:
                     if isinstance(event, Init) and event.session_id is not None:
                         return event.session_id
     return None
+
+
+def _kill_unheld(path: str, run_id: str, config: SupervisionConfig) -> list[int] | None:
+    """Kill the run's marked processes unless a lock on its journal shows it supervised (or
+    that cannot be told: None).  Blocking: a worker thread's."""
+    if held_by_anyone(path) is not False:
+        return None
+    return kill_leftovers(run_id, None, None, config=config)
+
+
+async def kill_unopened(path: str, config: SupervisionConfig) -> None:
+    """Kill the leftovers of the run of a journal that cannot be read (the module
+    docstring): by its marker only, the run id its file's name says."""
+    run_id = run_id_of(path)
+    try:
+        killed = await trio.to_thread.run_sync(_kill_unheld, path, run_id, config)
+    except ProcfsExhausted as exc:
+        log.error("run.leftovers_unchecked", run=run_id, error=str(exc))
+        return
+    if killed:
+        log.warning("run.leftovers_killed", run=run_id, killed=killed, why="journal unreadable")
 
 
 async def complete_lost(journal: Journal, run_id: str, config: SupervisionConfig) -> str | None:
