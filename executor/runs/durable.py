@@ -214,6 +214,7 @@ class DurableRuns:
         self.runs: dict[str, DurableRun] = {}
         self._changed = trio.Event()
         self._recovered_all = trio.Event()  # `recover` is over: every journal is in `runs`
+        self._unreadable: list[str] = []  # journals `recover` could not read
         # After a compaction the disk could not take: when to try again, and the wait after.
         self._compact_retry_at = 0.0
         self._compact_retry = COMPACT_RETRY_INITIAL
@@ -256,11 +257,17 @@ class DurableRuns:
 
     async def recover(self) -> None:
         """Load every journal (recovery.py); complete runs that died with an earlier daemon
-        as lost; then (or if this fails or is cancelled) lookups stop waiting (`loaded`)."""
+        as lost; then (or if this fails or is cancelled) lookups stop waiting (`loaded`), and
+        the leftovers of runs whose journals could not be read are killed."""
         try:
             await self._recover()
         finally:
             self._recovered_all.set()
+        # The runs of journals that cannot be read are not known (nothing looks them up):
+        # their leftovers are killed once lookups no longer wait (recovery.kill_unopened).
+        unreadable, self._unreadable = self._unreadable, []
+        for path in unreadable:
+            await recovery.kill_unopened(path, self.config.supervision)
 
     async def _recover(self) -> None:
         begun = time.time()
@@ -275,7 +282,7 @@ class DurableRuns:
         path, journal, mtime = opened
         if isinstance(journal, Exception):
             log.warning("journal.unreadable", path=path, error=str(journal))
-            await recovery.kill_unopened(path, self.config.supervision)
+            self._unreadable.append(path)
             return
         if journal is None:
             log.info("journal.held_elsewhere", path=path)

@@ -231,6 +231,8 @@ async def kill_unopened(path: str, config: SupervisionConfig) -> None:
         return
     if killed:
         log.warning("run.leftovers_killed", run=run_id, killed=killed, why="journal unreadable")
+    else:  # none, or a lock on the file (or no /proc/locks) said not to look
+        log.info("run.leftovers_checked", run=run_id, looked=killed is not None)
 
 
 async def complete_lost(journal: Journal, run_id: str, config: SupervisionConfig) -> str | None:

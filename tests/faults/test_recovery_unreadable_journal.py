@@ -96,8 +96,9 @@ async def test_a_run_whose_unreadable_journal_a_live_process_locks_is_left_alone
         try:
             fcntl.flock(holder, fcntl.LOCK_EX)
             async with run_daemon("--state-dir", str(state)) as daemon:
-                await daemon.wait_logged("durable.recovered")
+                await daemon.wait_logged("run.leftovers_checked")
                 assert all(alive(pid) for pid in pids)
+                assert any('"looked":false' in line for line in daemon.stderr_lines)
         finally:
             os.close(holder)
             kill_all(pids)
