@@ -50,8 +50,10 @@ async def test_a_hole_in_a_journal_or_at_its_end_is_read_at_once(tmp_path: Path)
         [(_, _), (second, _), *_] = record_offsets(middle)
         insert_hole(middle, second)  # between the run's first and second lines
         os.truncate(tail, tail.stat().st_size + HOLE)  # after its completion
+        # Retention would compact a journal that size at once (10 GiB in all by default).
+        keep = ("--retention-bytes", str(1 << 40))
         async with (
-            run_daemon("--state-dir", str(state)) as daemon,
+            run_daemon("--state-dir", str(state), *keep) as daemon,
             open_durable_client(daemon.url) as client,
         ):
             listed = {run["run"]: run for run in (await client.call("list"))["runs"]}
