@@ -105,6 +105,7 @@ class DurableRun:
         self.done = trio.Event()  # the journal is finished: nothing more will be appended
         self.ended_wall = ended_wall  # when it completed, for retention
         self._info: RunInfo | None = None  # what `info` says once it can no longer change
+        self._disk_bytes: int | None = None  # what its finished journal takes of the disk
         self.session_id: str | None = None  # a lost Claude session's, read from its stdout
         if run is None:
             self.done.set()
@@ -144,6 +145,18 @@ class DurableRun:
     def forget_info(self) -> None:
         """The journal changed (retention compacted it): `info` is made afresh."""
         self._info = None
+        self._disk_bytes = None
+
+    def disk_bytes(self) -> int:
+        """What its finished journal takes of the disk, as retention counts it: its size, or
+        the blocks it has if fewer (a hole takes none: one journal extended by gigabytes of
+        sparse zeros must not make retention remove the events of every other run)."""
+        if self._disk_bytes is None:
+            size = self.journal.size
+            with contextlib.suppress(OSError):
+                size = min(size, os.stat(self.journal.path, follow_symlinks=False).st_blocks * 512)
+            self._disk_bytes = size
+        return self._disk_bytes
 
     def _make_info(self, now: float) -> RunInfo:
         meta, journal = self.journal.meta, self.journal
@@ -414,10 +427,10 @@ class DurableRuns:
             else:
                 kept.append(durable)
         kept.sort(key=lambda d: d.ended_wall or now)
-        total = sum(d.journal.size for d in kept)
+        total = sum(d.disk_bytes() for d in kept)
         while kept and total > self.config.retention_bytes:
             oldest = kept.pop(0)
-            total -= oldest.journal.size
+            total -= oldest.disk_bytes()
             failed |= not await self._compact(oldest, "size")
         delay = math.inf
         if kept:

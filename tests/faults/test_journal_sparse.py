@@ -63,3 +63,40 @@ async def test_a_hole_in_a_journal_or_at_its_end_is_read_at_once(tmp_path: Path)
                 assert (await client.wait_completed(run)).stdout == b"one\ntwo\n"
             assert listed[runs[0]]["journal"]["damaged"][0]["bytes"] == HOLE
             assert listed[runs[1]]["journal"]["truncated_bytes"] == HOLE
+
+
+async def test_a_journal_replaced_by_a_huge_sparse_file_costs_no_other_run_its_events(
+    tmp_path: Path,
+) -> None:
+    """Observed on main: retention counted the sparse file's size (64 GiB, above the 10 GiB
+    that completed journals may hold by default) and removed the events of every other
+    completed run, oldest first; it now counts what a journal takes of the disk."""
+    state = tmp_path / "state"
+    with trio.fail_after(60):
+        async with (
+            run_daemon("--state-dir", str(state)) as daemon,
+            open_durable_client(daemon.url) as client,
+        ):
+            runs = []
+            for _ in range(3):
+                runs.append(
+                    (await client.call("execute", argv=["sh", "-c", SCRIPT], durable=True))["run"]
+                )
+                await client.wait_completed(runs[-1])
+            daemon.process.send_signal(signal.SIGTERM)
+            await daemon.process.wait()
+        bogus = state / "journals" / f"{runs[-1]}.journal"
+        bogus.unlink()
+        bogus.touch()
+        os.truncate(bogus, HOLE)
+        async with (
+            run_daemon("--state-dir", str(state)) as daemon,
+            open_durable_client(daemon.url) as client,
+        ):
+            for run in runs[:-1]:
+                await client.attach(run, 0)
+                assert (await client.wait_completed(run)).stdout == b"one\ntwo\n"
+            await client.attach(runs[-1], 0)
+            assert (await client.wait_completed(runs[-1])).stdout == b""
+            assert [gap["reason"].startswith("journal damaged") for gap in client.gaps] == [True]
+            assert not any('"journal.removed"' in line for line in daemon.stderr_lines)
