@@ -423,16 +423,15 @@ class DurableRuns:
             ):
                 continue
             if (durable.ended_wall or now) + self.config.retention_seconds <= now:
-                # After one the disk refused, the others wait for the retry (one line each).
-                failed = failed or not await self._compact(durable, "age")
+                failed |= not await self._compact(durable, "age")
             else:
                 kept.append(durable)
         kept.sort(key=lambda d: d.ended_wall or now)
         total = sum(d.disk_bytes() for d in kept)
-        while kept and total > self.config.retention_bytes and not failed:
+        while kept and total > self.config.retention_bytes:
             oldest = kept.pop(0)
             total -= oldest.disk_bytes()
-            failed = not await self._compact(oldest, "size")
+            failed |= not await self._compact(oldest, "size")
         delay = math.inf
         if kept:
             expiry = min((d.ended_wall or now) for d in kept) + self.config.retention_seconds
