@@ -388,6 +388,14 @@ def _signal_params(args: argparse.Namespace) -> protocol.SignalParams:
             name = signal.Signals(int(name)).name
         except ValueError:  # "99 is not a valid Signals"
             raise UsageError(f"unknown signal {args.signal!r}") from None
+    from cc_executor.protocol.params import STATE_SIGNALS  # loaded by SignalParams anyway
+
+    full = name if name.startswith("SIG") else f"SIG{name}"
+    if full in STATE_SIGNALS:  # the daemon's words for it name its control, not ccx's
+        raise UsageError(
+            f"{full} is not sent as a signal: ccx pause {args.run} stops the run's every "
+            f"process, ccx resume {args.run} continues them"
+        )
     return protocol.SignalParams(args.run, name)
 
 

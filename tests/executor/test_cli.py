@@ -264,6 +264,16 @@ async def test_usage_errors_name_the_option_not_the_protocols_path(served: Serve
         (("run", *url, "--idle-timeout", "0", "--", "true"), 2, "ccx run: --idle-timeout: "),
         (("claude", *url, "--resume", "nope"), 2, "ccx claude: --resume: must be a Claude"),
         (("signal", *url, "r-1", "99"), 2, "ccx signal: unknown signal '99'"),
+        (
+            ("signal", *url, "r-1", "stop"),
+            2,
+            "ccx signal: SIGSTOP is not sent as a signal: ccx pause r-1",
+        ),
+        (
+            ("signal", *url, "r-1", "CONT"),
+            2,
+            "ccx signal: SIGCONT is not sent as a signal: ccx pause r-1",
+        ),
         (("claude", "send", *url, "r-1", ""), 1, "ccx: must not be empty (error -32602)"),
     ]
     for words, status, start in cases:
