@@ -98,7 +98,8 @@ def kill_leftovers(
     config: SupervisionConfig | None = None,
     passes: int = 10,
 ) -> list[int]:
-    """SIGKILL every leftover of a run; return the pids killed.
+    """SIGKILL every leftover of a run; return the pids killed, each once (a process still
+    dying of its SIGKILL is seen, and signalled, again by the next pass).
 
     Raises:
         ProcfsExhausted: /proc stayed unreadable through every retry.
@@ -122,5 +123,6 @@ def kill_leftovers(
         for leftover in sorted(pids):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(leftover, signal.SIGKILL)
-                killed.append(leftover)
+                if leftover not in killed:
+                    killed.append(leftover)
     return killed
