@@ -40,17 +40,24 @@ async def wait(pane: Pane, found: Callable[[str], bool]) -> str:
     return await pane.wait_for(found, SCREEN_BOUND)
 
 
+async def start_session(pane: Pane, url: str, world: ClaudeWorld, *options: str) -> str:
+    """Type `ccx claude` (its exit status echoed after it) and wait for its prompt; the run."""
+    pane.type(
+        " ".join([f"{CCX} claude --url {url} --cwd {world.work}", *options]) + "; echo EXIT=$?"
+    )
+    screen = await wait(pane, prompt_shown)
+    found = SESSION.search(screen)
+    assert found is not None, screen
+    return found.group(1)
+
+
 async def test_type_approve_interrupt_and_close(
     nursery: trio.Nursery, world: ClaudeWorld, tmp_path: Path
 ) -> None:
     served = await start_daemon(nursery, world.config())
     made = world.work / "made.txt"
     async with open_pane(tmp_path) as pane:
-        pane.type(f"{CCX} claude --url {served.url} --cwd {world.work}; echo EXIT=$?")
-        screen = await wait(pane, prompt_shown)
-        found = SESSION.search(screen)
-        assert found is not None, screen
-        run = found.group(1)
+        run = await start_session(pane, served.url, world)
 
         pane.type("hello")
         screen = await wait(pane, lambda s: "ccx: turn 1 done" in s and prompt_shown(s))
@@ -88,11 +95,7 @@ async def test_a_second_terminal_attaches_is_asked_what_is_pending_and_answers(
     served = await start_daemon(nursery, world.config())
     denied, made = world.work / "denied.txt", world.work / "from-b.txt"
     async with open_pane(tmp_path) as a, open_pane(tmp_path) as b:
-        a.type(f"{CCX} claude --url {served.url} --cwd {world.work} --durable; echo EXIT=$?")
-        screen = await wait(a, prompt_shown)
-        found = SESSION.search(screen)
-        assert found is not None, screen
-        run = found.group(1)
+        run = await start_session(a, served.url, world, "--durable")
         a.type("hello")
         await wait(a, lambda s: "ccx: turn 1 done" in s and prompt_shown(s))
         a.type(f"[tool:touch {denied}]")
@@ -139,11 +142,7 @@ async def test_a_line_typed_while_a_turn_runs_is_queued_then_answered(
 ) -> None:
     served = await start_daemon(nursery, world.config())
     async with open_pane(tmp_path) as pane:
-        pane.type(f"{CCX} claude --url {served.url} --cwd {world.work}; echo EXIT=$?")
-        screen = await wait(pane, prompt_shown)
-        found = SESSION.search(screen)
-        assert found is not None, screen
-        run = found.group(1)
+        run = await start_session(pane, served.url, world)
         pane.type("[slow:30]")
         await wait(pane, lambda s: "chunk 1" in s)
         pane.type("meanwhile")  # the turn still streams
@@ -162,11 +161,7 @@ async def test_a_session_ended_elsewhere_says_how_and_exits_1(
 ) -> None:
     served = await start_daemon(nursery, world.config())
     async with open_pane(tmp_path) as pane:
-        pane.type(f"{CCX} claude --url {served.url} --cwd {world.work}; echo EXIT=$?")
-        screen = await wait(pane, prompt_shown)
-        found = SESSION.search(screen)
-        assert found is not None, screen
-        run = found.group(1)
+        run = await start_session(pane, served.url, world)
         async with open_connection(served.url) as conn:
             await conn.call("control", {"run": run, "type": "CANCEL"})
         screen = await wait(pane, lambda s: exit_status(s) is not None)
@@ -184,11 +179,7 @@ async def test_model_pause_and_a_withdrawn_request_are_said_in_words(
     # cancelled".
     served = await start_daemon(nursery, world.config())
     async with open_pane(tmp_path) as pane, open_connection(served.url) as conn:
-        pane.type(f"{CCX} claude --url {served.url} --cwd {world.work}; echo EXIT=$?")
-        screen = await wait(pane, prompt_shown)
-        found = SESSION.search(screen)
-        assert found is not None, screen
-        run = found.group(1)
+        run = await start_session(pane, served.url, world)
 
         pane.type("/model opus")
         await wait(pane, lambda s: "ccx: model opus from the next request on" in s)
@@ -234,11 +225,7 @@ async def test_a_durable_session_whose_daemon_dies_says_where_to_look(
         run_daemon("--state-dir", state, env=daemon_env(world)) as daemon,
         open_pane(tmp_path) as pane,
     ):
-        pane.type(f"{CCX} claude --url {daemon.url} --cwd {world.work} --durable; echo EXIT=$?")
-        screen = await wait(pane, prompt_shown)
-        found = SESSION.search(screen)
-        assert found is not None, screen
-        run = found.group(1)
+        run = await start_session(pane, daemon.url, world, "--durable")
         daemon.process.kill()  # SIGKILL: ccx's reconnects find nothing
         screen = await wait(pane, lambda s: exit_status(s) is not None)
     assert exit_status(screen) == 1, screen
@@ -255,11 +242,7 @@ async def test_ctrl_c_while_the_session_closes_ends_it_now(
     # the close grace ran out.
     served = await start_daemon(nursery, world.config())
     async with open_pane(tmp_path) as pane:
-        pane.type(f"{CCX} claude --url {served.url} --cwd {world.work}; echo EXIT=$?")
-        screen = await wait(pane, prompt_shown)
-        found = SESSION.search(screen)
-        assert found is not None, screen
-        run = found.group(1)
+        run = await start_session(pane, served.url, world)
         pane.type("[slow:300]")
         await wait(pane, lambda s: "chunk 2" in s)
         pane.keys("C-d")
