@@ -35,36 +35,37 @@ CACHE = ROOT / ".cache"
 SDKS = {"mcp1": "mcp[ws]<2", "mcp2": "mcp>=2"}
 
 
-def sdk_python(name: str) -> Path:
-    """The python of a virtualenv with the SDK installed (made on first use).
+def install_once(stamp: Path, what: str, command: str, steps: list[list[str]]) -> None:
+    """Run `steps` (subprocess argvs) unless `stamp` says they ran; then write it.
 
-    In CI (CI=true) a failed install fails the test; locally it skips, saying the command.
+    In CI (CI=true) a failed install fails the test; locally it skips, saying `command`.
     """
-    venv = CACHE / name
-    python = venv / "bin" / "python"
-    stamp = venv / ".ccx-ready"
     if stamp.exists():
-        return python
-    command = (
-        f"{sys.executable} -m venv {venv} && {python} -m pip install --quiet '{SDKS[name]}'"
-        + (" websockets" if name == "mcp2" else "")
-    )
+        return
     try:
-        CACHE.mkdir(exist_ok=True)
-        if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-        packages = [SDKS[name]] + (["websockets"] if name == "mcp2" else [])
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", *packages],
-            check=True,
-            timeout=600,
-            capture_output=True,
-        )
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        for step in steps:
+            subprocess.run(
+                step, stdin=subprocess.DEVNULL, check=True, timeout=600, capture_output=True
+            )
     except (subprocess.SubprocessError, OSError) as exc:
         if os.environ.get("CI") == "true":
             raise
-        pytest.skip(f"cannot install the MCP SDK ({exc}); run: {command}")
+        pytest.skip(f"cannot install {what} ({exc}); run: {command}")
     stamp.write_text("ok\n")
+
+
+def sdk_python(name: str) -> Path:
+    """The python of a virtualenv with the SDK installed (made on first use; see install_once)."""
+    venv = CACHE / name
+    python = venv / "bin" / "python"
+    packages = [SDKS[name]] + (["websockets"] if name == "mcp2" else [])
+    command = f"{sys.executable} -m venv {venv} && {python} -m pip install --quiet " + " ".join(
+        f"'{package}'" for package in packages
+    )
+    venv_step = [] if python.exists() else [[sys.executable, "-m", "venv", str(venv)]]
+    pip_step = [str(python), "-m", "pip", "install", "--quiet", *packages]
+    install_once(venv / ".ccx-ready", "the MCP SDK", command, [*venv_step, pip_step])
     return python
 
 
@@ -80,26 +81,12 @@ def ts_sdk_node() -> list[str]:
     Node before 22 has its WebSocket (the SDK's WebSocket transport needs it) behind a flag."""
     node, npm = shutil.which("node"), shutil.which("npm")
     command = f"npm install --prefix {TS_CACHE} {TS_SDK}"
-    stamp = TS_CACHE / ".ccx-ready"
     if node is None or npm is None:
         if os.environ.get("CI") == "true":
             raise RuntimeError("node and npm are needed for the TypeScript MCP SDK tests")
         pytest.skip(f"node or npm missing; then run: {command}")
-    if not stamp.exists():
-        try:
-            TS_CACHE.mkdir(parents=True, exist_ok=True)
-            subprocess.run(
-                [npm, "install", "--prefix", str(TS_CACHE), "--no-audit", "--no-fund", TS_SDK],
-                stdin=subprocess.DEVNULL,
-                check=True,
-                timeout=600,
-                capture_output=True,
-            )
-        except (subprocess.SubprocessError, OSError) as exc:
-            if os.environ.get("CI") == "true":
-                raise
-            pytest.skip(f"cannot install the TypeScript MCP SDK ({exc}); run: {command}")
-        stamp.write_text("ok\n")
+    npm_step = [npm, "install", "--prefix", str(TS_CACHE), "--no-audit", "--no-fund", TS_SDK]
+    install_once(TS_CACHE / ".ccx-ready", "the TypeScript MCP SDK", command, [npm_step])
     version = subprocess.run(
         [node, "--version"], capture_output=True, check=True, timeout=60
     ).stdout.decode()
