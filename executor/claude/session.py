@@ -332,12 +332,15 @@ class ClaudeSession:
             await self._outbox_wake.wait()
             self._outbox_wake = trio.Event()
             while self._outbox:
-                line = self._outbox.pop(0)
+                # Taken out only once stdin has it: a close waits while the outbox holds a
+                # line, and `_write` yields (the lock) before the pipe counts it as pending.
                 try:
-                    await self._write(line)
+                    await self._write(self._outbox[0])
                 except (InvalidState, LimitExceeded) as exc:
                     log.info("claude.answer_unwritten", run=self.run_id, error=exc.message)
                     self._outbox.clear()
+                else:
+                    del self._outbox[0]
 
     # -- the API ----------------------------------------------------------------------------
 

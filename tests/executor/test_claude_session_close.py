@@ -7,6 +7,7 @@ ended with no turn for them."""
 
 from __future__ import annotations
 
+import orjson
 import trio
 from ccx_testing import open_client, start_daemon
 from claude_fake_api import PLAIN_TEXT
@@ -54,3 +55,36 @@ async def test_a_message_still_in_the_pipe_reaches_the_cli_before_the_eof(
     last_user = [m for m in world.api.requests[-1]["body"]["messages"] if m["role"] == "user"][-1]
     assert BIG in str(last_user["content"])
     assert_nothing_left(run)
+
+
+def rpc(msg_id: str, method: str, params: dict[str, str]) -> dict[str, object]:
+    return {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}
+
+
+async def test_a_permission_answered_in_the_batch_of_the_close_reaches_the_cli_first(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    # The answer goes to the CLI through the session's outbox; its writer took a line out
+    # before stdin counted it as pending, so a close in that moment saw nothing queued and
+    # sent EOF, and the acknowledged answer was dropped (the tool never ran).  The batch runs
+    # both at once; trio's scheduling decides which goes first, so it is tried a few times.
+    served = await start_daemon(nursery, world.config())
+    for attempt in range(4):
+        target = world.work / f"allowed-{attempt}"
+        with trio.fail_after(BOUND):
+            async with open_client(served.url) as client:
+                prompt = f"[tool:touch {target}]"
+                run = await start(client, session=True, prompt=prompt, cwd=str(world.work))
+                asked = await wait_notice(client, run, "claude.permission_request")
+                answer = {"run": run, "request": asked["request"], "behavior": "allow"}
+                batch = [
+                    rpc("allow", "claude.permission", answer),
+                    rpc("close", "claude.close", {"run": run}),
+                ]
+                client.sent_ids.update({"allow", "close"})
+                await client.send_raw(orjson.dumps(batch).decode())
+                assert (await client.response("allow"))["result"] == {"decided": True}
+                closed = (await client.response("close"))["result"]
+        assert closed["status"] == "completed"
+        assert target.exists(), f"attempt {attempt}: the allowed tool never ran"
+        assert_nothing_left(run)
