@@ -89,12 +89,21 @@ async def claude(session: Session, request_id: Id, params: ClaudeParams) -> Hand
     replied = trio.Event()
 
     async def start_in_turn() -> None:
-        """Wait for the Claude session, then (once the reply is out) start the run."""
+        """Wait for the Claude session, then (once the reply is out) start the run; a client
+        gone meanwhile leaves the line, and nothing is spawned for it."""
         try:
-            if turn is not None:
-                await daemon.claims.wait_turn(key, plan.run_id, turn)
+            with session.while_connected() as waiting:
+                if turn is not None:
+                    await daemon.claims.wait_turn(key, plan.run_id, turn)  # leaves if cancelled
+                try:
+                    await replied.wait()
+                except BaseException:
+                    daemon.claims.release(key, plan.run_id)  # it held the session: pass it on
+                    raise
+            if waiting.cancelled_caught:
+                log.info("claude.queued_start_withdrawn", run=plan.run_id)
+                return
             try:
-                await replied.wait()
                 live = await session.launch(plan)
             except JsonRpcError as exc:
                 daemon.claims.release(key, plan.run_id)

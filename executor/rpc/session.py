@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -116,6 +116,7 @@ class Session:
         self.backlog = ReplyBacklog()
         self._nursery: trio.Nursery | None = None
         self._closed = False
+        self._waits: set[trio.CancelScope] = set()  # given up when the connection ends
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -146,6 +147,8 @@ class Session:
                     await self._read_loop()  # greeted already: the greeting went with the 101
                 finally:
                     self._closed = True
+                    for wait in self._waits:  # queued starts leave the line: nothing spawns
+                        wait.cancel()
                     self.attachments.stop_all()  # durable runs go on without us
                     if any(not live.done.is_set() for live in self.own.values()):
                         with trio.move_on_after(self.daemon.run_end_bound(), shield=True):
@@ -235,6 +238,20 @@ class Session:
         """Close the websocket (the reader then ends the session)."""
         with trio.move_on_after(self.daemon.config.connect_timeout, shield=True):
             await self.ws.aclose(code, reason)
+
+    @contextlib.contextmanager
+    def while_connected(self) -> Iterator[trio.CancelScope]:
+        """A scope cancelled when the connection ends (at once if it has): for a wait on the
+        client's behalf that must not outlive it — a queued start's turn (rpc/handlers.py)."""
+        scope = trio.CancelScope()
+        if self._closed:
+            scope.cancel()
+        self._waits.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._waits.discard(scope)
 
     @property
     def closed(self) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 
+import orjson
 import trio
 from ccx_testing import alive, open_client, start_daemon, wait_until
 from claude_world import (
@@ -18,6 +19,9 @@ from claude_world import (
     start,
     wait_typed,
 )
+from faults_net_testing import connect, read_until, reset, upgrade_head
+
+from bench.rawws import client_frame
 
 
 async def test_the_completion_keeps_the_permission_denials(
@@ -100,3 +104,40 @@ async def test_a_busy_session_queue_is_first_come_first_served_across_connection
     assert started == [second["run"], third["run"]]
     for run in (first, second["run"], third["run"]):
         assert_nothing_left(run)
+
+
+async def test_a_queued_start_whose_client_resets_leaves_the_line_and_spawns_nothing(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    # Found in review: the queued start waited for its turn in the session's nursery, which
+    # nothing cancelled when the client went, so the ended session stayed open (its place in
+    # max_connections taken) for as long as the holder ran, and then spawned a CLI only to end
+    # it.  The client here resets its TCP connection (SO_LINGER 0) while it waits in line.
+    served = await start_daemon(nursery, world.config(busy_session="queue"))
+    claims = served.daemon.claims
+    session_id = str(uuid.uuid4())
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as holder:
+            first = await start(
+                holder, prompt="[stall]", session_id=session_id, cwd=str(world.work)
+            )
+            await wait_typed(holder, first, "init")
+            sock = await connect(served.port)
+            await sock.send(upgrade_head(served.port))
+            await read_until(sock, b'"connected"')
+            request = {
+                "jsonrpc": "2.0", "id": 1, "method": "claude",
+                "params": {"prompt": "again", "resume": session_id, "cwd": str(world.work)},
+            }  # fmt: skip
+            await sock.send(client_frame(0x1, orjson.dumps(request)))
+            reply = await read_until(sock, b'"queued"')
+            queued = orjson.loads(reply[reply.index(b'{"jsonrpc"') :])["result"]["run"]
+            assert claims.waiting(session_id) == 1
+            reset(sock)
+            await wait_until(lambda: len(served.daemon.sessions) == 1)  # the holder's alone
+            assert claims.waiting(session_id) == 0
+            await holder.call("control", type="CANCEL", run=first)
+            await finish(holder, first)
+    assert claims.holder(session_id) is None  # passed to nobody
+    assert served.daemon.runs.get(queued) is None  # never spawned
+    assert_nothing_left(first)
