@@ -136,7 +136,9 @@ def sweep_unconfirmed(registry: RunRegistry, kills: dict[str, int]) -> bool:
         kills[run_id] = kills.get(run_id, 0) + 1
         log.warning("reaper.leftovers_killed", run=run_id, pids=sorted(pids))
         for pid in sorted(pids):
-            with contextlib.suppress(ProcessLookupError):
+            # Gone already, or not ours to kill (a set-uid program that kept the marker):
+            # either way the next sweep sees it, and SWEEP_KILLS bounds the looking.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
     return not registry.unconfirmed
 
