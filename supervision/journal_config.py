@@ -148,18 +148,21 @@ def remove_if_abandoned(creating: str, now: float) -> bool:
 
 
 def held_by_anyone(path: str) -> bool | None:
-    """Whether any process holds a lock on the file at `path` (not followed if a link), as
-    /proc/locks says: for a journal this process cannot open to try its lock itself (its
-    permissions removed).  None if that cannot be told (the file gone, no /proc)."""
+    """Whether any process holds a lock on the file at `path`, or on the file a link there
+    leads to, as /proc/locks says: for a journal this process cannot open to try its lock
+    itself (its permissions removed, a link in its place — to a live journal of another
+    daemon, whose run then is alive).  None if that cannot be told (the file gone, no /proc)."""
     try:
-        info = os.stat(path, follow_symlinks=False)
+        files = [os.stat(path, follow_symlinks=False)]
+        with contextlib.suppress(OSError):  # a link to nothing (or a loop) leads nowhere
+            files.append(os.stat(path))
         with open("/proc/locks") as f:
             table = f.read()
     except OSError:
         return None
     # Each lock's file as major:minor (hex) and inode; a waiter's line names it too.
-    key = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
-    return any(key in line.split() for line in table.splitlines())
+    keys = {f"{os.major(i.st_dev):02x}:{os.minor(i.st_dev):02x}:{i.st_ino}" for i in files}
+    return any(not keys.isdisjoint(line.split()) for line in table.splitlines())
 
 
 def boot_id() -> str:

@@ -102,3 +102,22 @@ async def test_a_run_whose_unreadable_journal_a_live_process_locks_is_left_alone
         finally:
             os.close(holder)
             kill_all(pids)
+
+
+async def test_a_link_to_a_journal_a_live_process_locks_is_left_alone(tmp_path: Path) -> None:
+    # The link's own inode is locked by nobody; the journal it leads to is (another daemon's,
+    # whose run is alive): its lock is looked for too.
+    state, pid_file = tmp_path / "state", tmp_path / "pids"
+    with trio.fail_after(60):
+        run, pids = await start_and_crash(state, pid_file)
+        journal = state / "journals" / f"{run}.journal"
+        replace(journal, "symlink")
+        holder = os.open(journal, os.O_RDONLY)  # the journal the link leads to
+        try:
+            fcntl.flock(holder, fcntl.LOCK_EX)
+            async with run_daemon("--state-dir", str(state)) as daemon:
+                await daemon.wait_logged("run.leftovers_checked")
+                assert all(alive(pid) for pid in pids)
+        finally:
+            os.close(holder)
+            kill_all(pids)
