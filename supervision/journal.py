@@ -58,6 +58,7 @@ from cc_executor.supervision.journal_config import (
 from cc_executor.supervision.journal_cursor import Cursor, JournalFault, Replayed
 from cc_executor.supervision.journal_scan import DamagedRange, HeadDamage, scan_file
 from cc_executor.supervision.journal_write import RESERVE_SUFFIX, JournalWriter
+from cc_executor.supervision.threads import in_thread
 
 log = structlog.get_logger()
 
@@ -233,7 +234,7 @@ class Journal(JournalWriter):
                 await self.flush()
                 if self.config.fsync != "never":
                     with contextlib.suppress(OSError):
-                        await trio.to_thread.run_sync(os.fsync, self._fd)
+                        await in_thread(os.fsync, self._fd)
             finally:
                 fd, self._fd = self._fd, None
                 os.close(fd)

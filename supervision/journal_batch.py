@@ -44,6 +44,7 @@ from cc_executor.supervision.journal_codec import (
     Removed,
     crc32,
 )
+from cc_executor.supervision.threads import in_thread, start_in_thread
 
 if TYPE_CHECKING:
     import outcome
@@ -112,7 +113,7 @@ async def write(fd: int, batch: Batch) -> int:
     if batch.size < THREAD_BYTES:
         return _write(fd, records, skip)
     with trio.CancelScope(shield=True):
-        written = await trio.to_thread.run_sync(_write, fd, records, skip)
+        written = await in_thread(_write, fd, records, skip)
     return written
 
 
@@ -141,7 +142,7 @@ class Behind:
             with contextlib.suppress(trio.RunFinishedError):  # the daemon is gone already
                 token.run_sync_soon(self._finish, batch, result)
 
-        trio.lowlevel.start_thread_soon(partial(_try_write, fd, tuple(batch.records)), report)
+        start_in_thread(partial(_try_write, fd, tuple(batch.records)), report)
 
     def _finish(self, batch: Batch, result: outcome.Outcome[int | OSError]) -> None:
         self.batch = None

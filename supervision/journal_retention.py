@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 
 import attrs
-import trio
 
 from cc_executor.supervision.journal import Journal
 from cc_executor.supervision.journal_codec import MAGIC, Removed, encode_entry, encode_meta
 from cc_executor.supervision.journal_config import write_new_file
+from cc_executor.supervision.threads import in_thread
 
 COMPACT_SUFFIX = ".compact"
 
@@ -49,7 +49,7 @@ async def compact(journal: Journal) -> None:
     if removed is not None:
         data += encode_entry(removed, seed)
     data += encode_entry(completed, seed)
-    await trio.to_thread.run_sync(_write_compacted, journal.path, data)
+    await in_thread(_write_compacted, journal.path, data)
     journal.seeds = (seed,)
     journal.committed = len(data)
     journal.removed = removed

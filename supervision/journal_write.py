@@ -62,6 +62,7 @@ from cc_executor.supervision.journal_batch import (
 from cc_executor.supervision.journal_codec import Entry, Gap, Meta, Record, Removed, encode_entry
 from cc_executor.supervision.journal_config import FULL_ERRNOS, JournalConfig
 from cc_executor.supervision.journal_cursor import JournalFault
+from cc_executor.supervision.threads import in_thread
 
 log = structlog.get_logger()
 
@@ -293,7 +294,7 @@ class JournalWriter:
         ):
             assert self._fd is not None
             try:
-                await trio.to_thread.run_sync(os.fsync, self._fd)
+                await in_thread(os.fsync, self._fd)
             except OSError as exc:
                 # Written, but maybe not durable (EIO): said in the log and in `status`.
                 self._note_fault(exc)

@@ -43,6 +43,7 @@ from cc_executor.supervision.journal_codec import run_id_of as journal_run_id
 from cc_executor.supervision.journal_config import CREATING, held_by_anyone, remove_if_abandoned
 from cc_executor.supervision.leftovers import kill_leftovers
 from cc_executor.supervision.procfs import ProcfsExhausted
+from cc_executor.supervision.threads import in_thread
 
 log = structlog.get_logger()
 
@@ -133,12 +134,10 @@ async def read_journals(
                 return
     abandoned = [os.path.join(directory, n) for n in names if n.endswith(suffix + CREATING)]
     if abandoned:
-        await trio.to_thread.run_sync(remove_abandoned, abandoned)
+        await in_thread(remove_abandoned, abandoned)
     paths = [os.path.join(directory, name) for name in names if name.endswith(suffix)]
     while paths:
-        opened, exhausted = await trio.to_thread.run_sync(
-            open_journals, paths[:RECOVER_BATCH], config
-        )
+        opened, exhausted = await in_thread(open_journals, paths[:RECOVER_BATCH], config)
         if not opened and exhausted is not None:
             if not await stall.wait(exhausted):
                 log.error("durable.recover_incomplete", unread=len(paths), error=str(exhausted))
@@ -225,7 +224,7 @@ async def kill_unopened(path: str, config: SupervisionConfig) -> None:
     docstring): by its marker only, the run id its file's name says."""
     run_id = run_id_of(path)
     try:
-        killed = await trio.to_thread.run_sync(_kill_unheld, path, run_id, config)
+        killed = await in_thread(_kill_unheld, path, run_id, config)
     except ProcfsExhausted as exc:
         log.error("run.leftovers_unchecked", run=run_id, error=str(exc))
         return
@@ -259,7 +258,7 @@ async def complete_lost(journal: Journal, run_id: str, config: SupervisionConfig
         )
     if kill is not None:
         try:
-            killed = await trio.to_thread.run_sync(kill)
+            killed = await in_thread(kill)
         except ProcfsExhausted as exc:
             log.error("run.leftovers_unchecked", run=run_id, error=str(exc))
     completed = Completed(
@@ -284,7 +283,7 @@ async def complete_lost(journal: Journal, run_id: str, config: SupervisionConfig
     if summary is None or summary.get("session_id") is not None:
         return None
     try:
-        return await trio.to_thread.run_sync(first_session_id, journal)
+        return await in_thread(first_session_id, journal)
     except OSError as exc:  # e.g. EMFILE: the summary then has no session id
         log.warning("claude.session_id_unread", run=run_id, error=str(exc))
         return None
