@@ -10,6 +10,11 @@ the thread gets a bounded time to write what is still queued (``close``).
 
 A line logged just before the process is SIGKILLed may be lost with it: that is the price of
 never waiting for stderr.
+
+When no thread can be started (a full pids cgroup or RLIMIT_NPROC, where a run's leftovers may
+still hold every task a restarted daemon could have), the daemon still starts: each log call
+tries to start the writer again, and until it does writes the queued lines itself once stderr
+can take them at once (``select``) — else they wait, up to `bound`, as above.
 """
 
 from __future__ import annotations
@@ -44,8 +49,19 @@ class LineWriter:
         self._reason = ""
         self._torn = False  # a failed write left part of a line: the next write ends it first
         self.lost = 0  # every line lost so far
-        self._thread = threading.Thread(target=self._run, name="ccx-log-writer", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._start()
+
+    def _start(self) -> bool:
+        """Start the writer thread unless it runs; whether it runs."""
+        if self._thread is None:
+            thread = threading.Thread(target=self._run, name="ccx-log-writer", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # no thread can be started now (module doc)
+                return False
+            self._thread = thread
+        return True
 
     def put(self, line: bytes) -> None:
         """Queue one line (without its newline); never blocks, never raises."""
@@ -55,12 +71,28 @@ class LineWriter:
                 return
             self._lines.append(line)
             self._ready.notify()
+            if self._thread is None and not self._start():
+                self._write_ready()
+
+    def _write_ready(self) -> None:
+        """Without a writer thread: write what is queued if stderr takes it at once (under
+        the lock)."""
+        try:
+            writable = bool(select.select([], [self._fd], [], 0)[1])
+        except (OSError, ValueError):
+            writable = True  # let the write say what is wrong
+        if writable and self._lines:
+            lines, reported = self._take()
+            self._wrote(lines, reported, self._write(b"\n".join(lines) + b"\n", torn=self._torn))
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Write what is queued (waiting at most `timeout`), then stop the thread."""
         with self._ready:
             self._closing = True
             self._ready.notify()
+            if self._thread is None:
+                self._write_ready()
+                return
         self._thread.join(timeout)
 
     def _lose(self, count: int, reason: str) -> None:
@@ -75,19 +107,27 @@ class LineWriter:
                     self._ready.wait()
                 if not self._lines:
                     return
-                lines = list(self._lines)
-                self._lines.clear()
-                if self._unreported:
-                    lines.insert(0, self.lost_line(self._unreported, self._reason))
-                    reported = self._unreported
-                    self._unreported = 0
-                else:
-                    reported = 0
+                lines, reported = self._take()
             failure = self._write(b"\n".join(lines) + b"\n", torn=self._torn)
-            if failure is not None:
-                with self._ready:
-                    self._lose(len(lines) - (1 if reported else 0), failure)
-                    self._unreported += reported  # the report did not get out: made again
+            with self._ready:
+                self._wrote(lines, reported, failure)
+
+    def _take(self) -> tuple[list[bytes], int]:
+        """The queued lines to write (under the lock), a loss report first if one is due;
+        with the count that report gives."""
+        lines = list(self._lines)
+        self._lines.clear()
+        reported = self._unreported
+        if reported:
+            lines.insert(0, self.lost_line(reported, self._reason))
+            self._unreported = 0
+        return lines, reported
+
+    def _wrote(self, lines: list[bytes], reported: int, failure: str | None) -> None:
+        """Count what a write of `lines` lost (under the lock)."""
+        if failure is not None:
+            self._lose(len(lines) - (1 if reported else 0), failure)
+            self._unreported += reported  # the report did not get out: made again
 
     def _write(self, data: bytes, *, torn: bool) -> str | None:
         """Write all of `data` (after a newline if the last write tore a line); what went

@@ -89,6 +89,12 @@ class ForwardedSignals:
             self.close()
             raise
 
+    def reclaim_wakeup(self) -> None:
+        """Be the wakeup descriptor again (main thread only): for a trio run on the main
+        thread, which made its own the wakeup descriptor as it started (trio's signal
+        receivers are not used; the run reads this object's socket)."""
+        signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+
     def close(self) -> None:
         """Put back what was there before (main thread only); signals are no longer seen."""
         for signum, handler in self._previous.items():

@@ -12,15 +12,19 @@ thread's children, and the leader's are the orphans alone.
 Only the main thread may install signal handlers, and trio's own receiver works only in a run
 on the main thread: the handlers are installed here before the loop starts, and the loop
 receives its signals through the interpreter's wakeup descriptor
-(supervision/signals.py ``ForwardedSignals``).  Once the loop thread has started (with no
-signal blocked, which its runs' processes inherit), this thread blocks those signals, so that it
-never wakes for them.  What the run raises is raised here.
+(supervision/signals.py ``ForwardedSignals``).  When no thread can be started (a full pids
+cgroup: a run's leftovers that this daemon must recover and kill), the loop runs on the first
+thread instead, and takes the wakeup descriptor back from the trio run that made it its own.
+Once the loop thread has started (with no signal blocked, which its runs' processes inherit),
+this thread blocks those signals, so that it never wakes for them.  What the run raises is
+raised here.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import warnings
 
 import trio
 
@@ -54,17 +58,26 @@ def serve_on_loop_thread(config: ServerConfig) -> None:
 
     try:
         thread = threading.Thread(target=loop, name="ccx-event-loop")
-        thread.start()
-        # Blocked here, after the loop thread started with none blocked (a thread inherits its
-        # creator's mask, and a run's processes the mask of the thread that spawns them): the
-        # kernel then delivers them to another thread, whose C-level handler writes the number
-        # all the same, and this thread never wakes to take the interpreter's lock from the
-        # loop for an empty Python handler (a SIGCHLD for every run that ends).
-        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         try:
-            thread.join()
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+            thread.start()
+        except RuntimeError:  # no thread can start (a full pids cgroup): the loop runs here,
+            # the roots of runs then among the leader's children (slower, as correct); trio
+            # takes the wakeup descriptor as it starts (and warns), `_serve` takes it back.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "It looks like Trio's signal handling")
+                loop()
+        else:
+            # Blocked here, after the loop thread started with none blocked (a thread inherits
+            # its creator's mask, and a run's processes the mask of the thread that spawns
+            # them): the kernel then delivers them to another thread, whose C-level handler
+            # writes the number all the same, and this thread never wakes to take the
+            # interpreter's lock from the loop for an empty Python handler (a SIGCHLD for
+            # every run that ends).
+            signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+            try:
+                thread.join()
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     finally:
         forwarded.close()
     if failure:
@@ -73,6 +86,8 @@ def serve_on_loop_thread(config: ServerConfig) -> None:
 
 async def _serve(config: ServerConfig, forwarded: ForwardedSignals) -> None:
     failure: Exception | None = None
+    if threading.current_thread() is threading.main_thread():
+        forwarded.reclaim_wakeup()
     async with trio.open_nursery() as nursery:
         await nursery.start(forwarded.dispatch)
         try:
