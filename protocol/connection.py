@@ -197,6 +197,11 @@ class ServerConnection:
         error = ParseError("binary frames are not accepted: send JSON-RPC 2.0 as text")
         return encode_message(ErrorResponse(None, error.error))
 
+    def refuse_connection(self, exc: InvalidRequest) -> str:
+        """The reply to a client refused at connect for the protocol it asked for, on every
+        profile -32600 as documented (no original client ever asks for one we refuse)."""
+        return encode_message(ErrorResponse(None, exc.error))
+
     def encode(self, message: Message) -> str:
         """The frame for a reply made by `make_*` or an `Invalid` event."""
         self._check_made(message)

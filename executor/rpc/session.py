@@ -136,7 +136,7 @@ class Session:
         try:
             if self._refusal is not None:  # the client asked for a protocol we do not speak
                 self.errors += 1
-                await self.send_text(self.conn.encode(self.conn.make_error(None, self._refusal)))
+                await self.send_text(self.conn.refuse_connection(self._refusal))
                 await self.close(1008, self._refusal_reason)
                 return
             if await self._joined_the_drain():

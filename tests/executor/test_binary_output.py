@@ -95,6 +95,8 @@ async def test_the_originals_path_refuses_binary_output(served: Served) -> None:
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.get_message()
     assert refusal["id"] is None
+    # -32600 as documented, not the original profile's -32603: no original client offers it
+    assert refusal["error"]["code"] == -32600
     assert refusal["error"]["data"] == {"subprotocol": BINARY_SUBPROTOCOL, "protocol": "original"}
     assert closed.value.reason is not None
     assert closed.value.reason.code == 1008
