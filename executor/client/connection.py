@@ -46,7 +46,13 @@ from cc_executor.executor.client.errors import (
     NotADaemon,
     ServerError,
 )
-from cc_executor.executor.client.events import DaemonStatus, Greeting, RunStatus, ShutdownNotice
+from cc_executor.executor.client.events import (
+    Completed,
+    DaemonStatus,
+    Greeting,
+    RunStatus,
+    ShutdownNotice,
+)
 from cc_executor.executor.client.handshake import (
     binary_output,
     check_url,
@@ -173,7 +179,26 @@ class Connection:
                 self._streams.pop(run, None)
             stream.finish()
             raise
+        if result.get("state") == "completed" and result.get("last_seq") == from_seq:
+            await self._held_completion(stream)
         return Run(self, stream, result)
+
+    async def _held_completion(self, stream: RunStream) -> None:
+        """Attached to a completed run from its last seq: nothing follows the attach result
+        (the caller has the completion), so end the stream with the completion `status`
+        reports, rather than leave `wait()` and iteration waiting for an event that never
+        comes."""
+        try:
+            status = await self.run_status(stream.run_id)
+        except BaseException:
+            stream.finish()
+            raise
+        if status.completion is None:  # not answered as completed: cannot happen, but ends
+            stream.fail(ConnectionLost(f"run {stream.run_id}: completed without a completion"))
+            return
+        stream.last_seq = status.last_seq
+        stream.completed = Completed(stream.run_id, status.last_seq, status.completion)
+        stream.finish()
 
     async def detach(self, run: str) -> None:
         """Stop following a durable run; it goes on in the daemon."""

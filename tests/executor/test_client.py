@@ -286,6 +286,30 @@ async def test_durable_run_attached_from_another_connection(durable_served: Serv
             assert collect(tail, "stdout") == b"".join(b"%d\n" % i for i in range(6, 10))
 
 
+async def test_attach_from_the_last_seq_of_a_completed_run_ends_at_once(
+    durable_served: Served,
+) -> None:
+    """Nothing follows such an attach (the caller has the completion): the Run ends with the
+    completion `status` reports, instead of waiting for an event that never comes."""
+    with trio.fail_after(TIMEOUT):
+        async with open_connection(durable_served.url) as first:
+            run = await first.execute(["sh", "-c", "echo one; exit 3"], durable=True)
+            completed = await run.wait()
+        async with open_connection(durable_served.url) as second:
+            again = await second.attach(run.id, from_seq=completed.seq)
+            assert [event async for event in again] == []
+            held = await again.wait()
+            assert (held.seq, held.status, held.outcome, held.exit_code) == (
+                completed.seq,
+                completed.status,
+                completed.outcome,
+                completed.exit_code,
+            )
+            assert again.last_seq == completed.seq
+            also = await second.attach(run.id, from_seq=completed.seq)
+            assert (await also.wait()).exit_code == 3
+
+
 async def test_durable_run_survives_a_dropped_connection(durable_served: Served) -> None:
     """The client reconnects by itself and the caller sees one unbroken stream."""
     with trio.fail_after(TIMEOUT * 2):
