@@ -168,15 +168,12 @@ class Connection:
     async def attach(self, run: str, from_seq: int = 0) -> Run:
         """Follow a run started elsewhere: every event after `from_seq`, then live ones."""
         stream = RunStream.open(run, True, self.config.run_buffer, from_seq)
-        previous = self._streams.get(run)
-        self._streams[run] = stream
         try:
-            result = await self.call("attach", {"run": run, "from_seq": from_seq})
+            pending = Pending("attach", stream=stream)
+            result = await self._request(pending, {"run": run, "from_seq": from_seq})
         except BaseException:
-            if previous is not None:
-                self._streams[run] = previous
-            else:
-                self._streams.pop(run, None)
+            if self._streams.get(run) is stream:  # attached, but the caller gave up after
+                del self._streams[run]
             stream.finish()
             raise
         if result.get("state") == "completed" and result.get("last_seq") == from_seq:
@@ -250,7 +247,9 @@ class Connection:
                 pending = self._requests.find(request_id)
                 if pending is None:
                     return  # its caller gave up (cancelled or timed out)
-                if pending.method in RUN_STARTS:
+                if pending.stream is not None:  # an attach: its events follow this result
+                    self._streams[pending.stream.run_id] = pending.stream
+                elif pending.method in RUN_STARTS:
                     run_id = str(result["run"])
                     self._streams[run_id] = RunStream.open(
                         run_id, pending.durable, self.config.run_buffer

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -18,6 +18,9 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from cc_executor.executor.client.errors import ClientError, ConnectionLost, LimitExceededError
 from cc_executor.protocol import ErrorCode, Request, encode_message
+
+if TYPE_CHECKING:
+    from cc_executor.executor.client.run import RunStream
 
 # Methods whose reply starts a run: the reader makes the run's stream as it reads the reply.
 RUN_STARTS = frozenset({"execute", "claude", "claude.resume"})
@@ -29,6 +32,9 @@ class Pending:
 
     method: str
     durable: bool = False  # it starts a durable run (its stream is made on the reply)
+    # An attach's new stream: the reader puts it in place as it reads the result (which comes
+    # before the first replayed event), so an attach that fails changes no stream at all.
+    stream: RunStream | None = None
     result: dict[str, Any] | None = None
     error: ClientError | None = None
     done: trio.Event = attrs.field(factory=trio.Event)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Sequence
 
 import pytest
@@ -308,6 +309,37 @@ async def test_attach_from_the_last_seq_of_a_completed_run_ends_at_once(
             assert again.last_seq == completed.seq
             also = await second.attach(run.id, from_seq=completed.seq)
             assert (await also.wait()).exit_code == 3
+
+
+# 3000 lines, each its own write a moment apart: many events, some during every attach
+WRITES_ONE_BY_ONE = (
+    "import os, time\nfor i in range(3000):\n    os.write(1, b'%d\\n' % i)\n    time.sleep(0.0005)"
+)
+
+
+async def test_a_refused_attach_loses_no_event_of_the_run_followed(durable_served: Served) -> None:
+    """An attach on a connection that follows the run already is refused (-32005); the events
+    that arrive while it waits for that reply still belong to the stream being iterated."""
+    events: list[RunEvent] = []
+    refused = 0
+    with trio.fail_after(TIMEOUT):
+        async with open_connection(durable_served.url) as conn:
+            run = await conn.execute([sys.executable, "-c", WRITES_ONE_BY_ONE], durable=True)
+
+            async def attach_again() -> None:  # another task: the iterating one keeps reading
+                nonlocal refused
+                while refused < 20 and run.completed is None:
+                    with pytest.raises(InvalidStateError):
+                        await conn.attach(run.id, run.last_seq)
+                    refused += 1
+                    await trio.sleep(0.005)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(attach_again)
+                events.extend([event async for event in run])
+    assert refused > 0
+    assert_contiguous(events)
+    assert collect(events, "stdout") == b"".join(b"%d\n" % i for i in range(3000))
 
 
 async def test_durable_run_survives_a_dropped_connection(durable_served: Served) -> None:
