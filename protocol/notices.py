@@ -203,6 +203,16 @@ class RunJournalError:
     reason: str
     policy: str
 
+    @property
+    def ends_follow(self) -> bool:
+        """The journal could not be *read* for this connection's follow (`attach`): the daemon
+        follows the run no further here (attaching again reads from where it is asked)."""
+        return self.reason.startswith(JOURNAL_UNREADABLE)
+
+
+# The start of a `process.journal_error` reason that ends an attach's follow (runs/attach.py).
+JOURNAL_UNREADABLE = "cannot read the journal"
+
 
 @attrs.frozen
 class ClaudeNotice:

@@ -73,6 +73,13 @@ class RunStream:
                 self.discarding = True  # the consumer closed its end
         if self.completed is not None:
             self.finish()
+        elif isinstance(event, JournalError) and event.ends_follow:  # nothing more comes
+            self.fail(
+                ConnectionLost(
+                    f"run {self.run_id}: the daemon could not read its journal and stopped "
+                    f"following it ({event.reason}); attach again from seq {self.last_seq}"
+                )
+            )
 
     def fail(self, error: ClientError) -> None:
         """The stream cannot go on (connection gone for good, run gone on reattach)."""

@@ -39,7 +39,13 @@ from cc_executor.executor.runs.wire import event_notice
 from cc_executor.protocol.claude import ClaudeEvent, StreamJsonParser
 from cc_executor.protocol.connection import ServerConnection
 from cc_executor.protocol.messages import JSON
-from cc_executor.protocol.notices import ClaudeNotice, Notice, RunGap, RunJournalError
+from cc_executor.protocol.notices import (
+    JOURNAL_UNREADABLE,
+    ClaudeNotice,
+    Notice,
+    RunGap,
+    RunJournalError,
+)
 from cc_executor.supervision import CompletedEvent, Note, Output, SequencedEvent, StateEvent
 from cc_executor.supervision.journal import Cursor, Gap, Journal, JournalFault, Replayed
 
@@ -171,7 +177,7 @@ async def tail(session: Follower, attachment: Attachment, settings: TailSettings
     except OSError as exc:  # no descriptor to open it, or a read failed (EIO: a failing disk)
         seq = attachment.sent_seq + 1
         log.error("attach.journal_unreadable", error=str(exc), seq=seq)
-        reason = f"cannot read the journal: {exc}"
+        reason = f"{JOURNAL_UNREADABLE}: {exc}"
         await session.send_notice(RunJournalError(attachment.durable.run_id, seq, reason, "block"))
     finally:
         attachment.done.set()

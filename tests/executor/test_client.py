@@ -22,6 +22,7 @@ from cc_executor.executor.client import (
     DaemonUnavailable,
     InvalidParamsError,
     InvalidStateError,
+    JournalError,
     LimitExceededError,
     Output,
     Paused,
@@ -340,6 +341,33 @@ async def test_a_refused_attach_loses_no_event_of_the_run_followed(durable_serve
     assert refused > 0
     assert_contiguous(events)
     assert collect(events, "stdout") == b"".join(b"%d\n" % i for i in range(3000))
+
+
+async def test_an_attach_whose_journal_cannot_be_read_ends_with_an_error(
+    durable_served: Served, tmp_path: os.PathLike[str]
+) -> None:
+    """The daemon follows no further after a `process.journal_error` saying it cannot read the
+    journal (here: a FIFO put in its place); the Run raises instead of waiting forever."""
+    with trio.fail_after(TIMEOUT * 2):
+        async with open_connection(durable_served.url) as conn:
+            run = await conn.execute(["seq", "1", "10"], durable=True)
+            await run.wait()
+            journal = os.path.join(tmp_path, "journals", f"{run.id}.journal")
+            os.remove(journal)
+            os.mkfifo(journal)
+        async with open_connection(durable_served.url) as conn:
+            again = await conn.attach(run.id, 0)
+            seen: list[RunEvent] = []
+
+            async def iterate() -> None:
+                async for event in again:
+                    seen.append(event)
+
+            with pytest.raises(ConnectionLost, match="could not read its journal"):
+                await iterate()
+            with pytest.raises(ConnectionLost):
+                await again.wait()
+    assert [type(event) for event in seen] == [JournalError]
 
 
 async def test_durable_run_survives_a_dropped_connection(durable_served: Served) -> None:
