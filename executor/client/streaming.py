@@ -235,6 +235,8 @@ async def _show(showing: Showing, as_json: bool) -> Completed:
             term.message(f"ccx: the daemon could not record the run ({event.reason}); {then}")
         if isinstance(event, Completed):
             completed = event
+    if completed is None:  # attached from its last seq: the stream ends with what it had
+        completed = showing.run.completed
     assert completed is not None
     return completed
 

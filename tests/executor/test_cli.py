@@ -320,6 +320,11 @@ async def test_detach_then_ps_attach_logs_pause_resume_cancel(served: Served) ->
     assert attached.returncode == 128 + signal.SIGUSR2
     cancel = await ccx("cancel", *url, run)
     assert cancel.returncode == 1  # already over
+    rows = {row["run"]: row for row in orjson.loads((await ccx("ps", "--json", *url)).stdout)}
+    last = rows[run]["last_seq"]
+    # from the completion's seq nothing follows: the exit status, no output, no traceback
+    at_end = await ccx("attach", *url, run, "--from", str(last))
+    assert (at_end.returncode, at_end.stdout, at_end.stderr) == (128 + signal.SIGUSR2, b"", b"")
 
 
 async def test_attach_of_a_run_that_is_not_durable_or_not_a_session_says_so(
