@@ -31,21 +31,27 @@ def insert_hole(path: Path, at: int) -> None:
         f.write(data[at:])
 
 
+async def completed_runs(state: Path, count: int) -> list[str]:
+    """`count` durable runs of SCRIPT, completed, on a daemon that is then stopped."""
+    async with (
+        run_daemon("--state-dir", str(state)) as daemon,
+        open_durable_client(daemon.url) as client,
+    ):
+        runs = []
+        for _ in range(count):
+            runs.append(
+                (await client.call("execute", argv=["sh", "-c", SCRIPT], durable=True))["run"]
+            )
+            await client.wait_completed(runs[-1])
+        daemon.process.send_signal(signal.SIGTERM)
+        await daemon.process.wait()
+    return runs
+
+
 async def test_a_hole_in_a_journal_or_at_its_end_is_read_at_once(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with trio.fail_after(60):
-        async with (
-            run_daemon("--state-dir", str(state)) as daemon,
-            open_durable_client(daemon.url) as client,
-        ):
-            runs = []
-            for _ in range(2):
-                runs.append(
-                    (await client.call("execute", argv=["sh", "-c", SCRIPT], durable=True))["run"]
-                )
-                await client.wait_completed(runs[-1])
-            daemon.process.send_signal(signal.SIGTERM)
-            await daemon.process.wait()
+        runs = await completed_runs(state, 2)
         middle, tail = (state / "journals" / f"{run}.journal" for run in runs)
         [(_, _), (second, _), *_] = record_offsets(middle)
         insert_hole(middle, second)  # between the run's first and second lines
@@ -73,18 +79,7 @@ async def test_a_journal_replaced_by_a_huge_sparse_file_costs_no_other_run_its_e
     completed run, oldest first; it now counts what a journal takes of the disk."""
     state = tmp_path / "state"
     with trio.fail_after(60):
-        async with (
-            run_daemon("--state-dir", str(state)) as daemon,
-            open_durable_client(daemon.url) as client,
-        ):
-            runs = []
-            for _ in range(3):
-                runs.append(
-                    (await client.call("execute", argv=["sh", "-c", SCRIPT], durable=True))["run"]
-                )
-                await client.wait_completed(runs[-1])
-            daemon.process.send_signal(signal.SIGTERM)
-            await daemon.process.wait()
+        runs = await completed_runs(state, 3)
         bogus = state / "journals" / f"{runs[-1]}.journal"
         bogus.unlink()
         bogus.touch()
