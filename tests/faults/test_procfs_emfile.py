@@ -150,17 +150,22 @@ async def test_spawning_without_descriptors_is_a_spawn_error() -> None:
         await spawn(SpawnSpec(("true",), ENV, "svemfile-spawn"), CONFIG)
 
 
-# A run whose child leaves its session (as Claude Code's Bash tool does): only /proc finds it.
-ESCAPING = python_argv(
-    "import os, time\n"
-    "child = os.fork()\n"
-    "if child == 0:\n"
-    "    os.setsid()\n"
-    "    time.sleep(120)\n"
-    "    os._exit(0)\n"
-    "print('escaped', child, flush=True)\n"
-    "time.sleep(120)\n"
-)
+def escaping(then: str) -> tuple[str, ...]:
+    """A run whose child leaves its session (as Claude Code's Bash tool does: only /proc finds
+    it), says its pid, and then does `then`."""
+    return python_argv(
+        "import os, sys, time\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    os.setsid()\n"
+        "    time.sleep(120)\n"
+        "    os._exit(0)\n"
+        "print('escaped', child, flush=True)\n"
+        f"{then}\n"
+    )
+
+
+ESCAPING = escaping("time.sleep(120)")
 
 
 async def escaped_pid(recorder: Recorder) -> int:
@@ -189,16 +194,7 @@ async def test_a_descendant_that_left_the_group_unseen_is_killed_once_descriptor
                     registry,
                     cancelled,
                 )
-                exits = python_argv(
-                    "import os, sys, time\n"
-                    "child = os.fork()\n"
-                    "if child == 0:\n"
-                    "    os.setsid()\n"
-                    "    time.sleep(120)\n"
-                    "    os._exit(0)\n"
-                    "print('escaped', child, flush=True)\n"
-                    "sys.stdin.read()\n"
-                )
+                exits = escaping("sys.stdin.read()")
                 piped = SpawnSpec(argv=exits, env=ENV, run_id="emfile-6", stdin="pipe")
                 natural = await start_run(nursery, piped, CONFIG, registry, exiting)
                 escapees = {await escaped_pid(cancelled), await escaped_pid(exiting)}
