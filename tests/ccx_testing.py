@@ -312,8 +312,15 @@ class DaemonProcess:
         await wait_until(lambda: any(f'"{event}"' in line for line in self.stderr_lines))
 
     def rss_kib(self) -> int:
+        return self._status_kib("VmRSS")
+
+    def peak_rss_kib(self) -> int:
+        """The most memory the daemon has held at once so far (its high-water mark)."""
+        return self._status_kib("VmHWM")
+
+    def _status_kib(self, field: str) -> int:
         with open(f"/proc/{self.process.pid}/status") as f:
-            match = re.search(r"VmRSS:\s+(\d+) kB", f.read())
+            match = re.search(rf"{field}:\s+(\d+) kB", f.read())
         assert match is not None
         return int(match.group(1))
 

@@ -219,6 +219,7 @@ class ConnectionBoundary(Generic[S]):
             path=handshake.target,
             subprotocol=handshake.subprotocol,
             settings=self.settings,
+            early=rest,  # frames the client sent right behind its head
         )
         session = self.open_session(ws, Peer(verdict, conn.remote))
         # Admitted or refused here, once.  An admitted kind that speaks first has its first
@@ -229,7 +230,7 @@ class ConnectionBoundary(Generic[S]):
             self._admitting.add(session)
         try:
             first = session.opening() if admitted else None
-            await self._switch(conn, handshake, rest, b"" if first is None else text_frame(first))
+            await self._switch(conn, handshake, b"" if first is None else text_frame(first))
             # Only now may anything be written on the WebSocket (a farewell, a close).
             conn.ws, conn.session = ws, session
             conn.stage = "session"
@@ -237,9 +238,7 @@ class ConnectionBoundary(Generic[S]):
         finally:
             self._admitting.discard(session)
 
-    async def _switch(
-        self, conn: _Connection, handshake: Handshake, rest: bytes, first: bytes
-    ) -> None:
+    async def _switch(self, conn: _Connection, handshake: Handshake, first: bytes) -> None:
         """Send the 101, and the session's first frame (if any) in the same write."""
         try:
             with trio.fail_after(self.head_timeout):
@@ -248,8 +247,6 @@ class ConnectionBoundary(Generic[S]):
             raise PeerGone("upgrade", "the 101 could not be sent within head_timeout") from None
         except trio.BrokenResourceError as exc:
             raise PeerGone("upgrade", str(exc.__cause__ or exc)) from None
-        if rest:
-            handshake.protocol.receive_data(rest)  # frames the client sent right behind its head
 
     async def _run_session(
         self, conn: _Connection, ws: ServerWebSocket, session: S, *, admitted: bool

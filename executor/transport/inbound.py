@@ -105,3 +105,110 @@ class AssemblyBudget:
 
     def give(self, size: int) -> None:
         self.held -= size
+
+
+CONTINUATION = 0x0
+FIRST_CONTROL_OPCODE = 0x8
+
+
+class FrameGauge:
+    """Reads the frame headers in the bytes a client sends, to refuse a message over
+    ``max_message_bytes`` the moment a header says it will be: wsproto hands a frame's
+    payload over as it arrives, so without the header's length a frame declaring 1 TiB would
+    be refused only once the limit of it had arrived (and been held).
+
+    It follows frame boundaries only — wsproto still parses and checks every frame — and
+    sums the lengths the data frames of one message declare (a new message starts with any
+    data opcode other than continuation).  Control frames are stepped over.
+    """
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self._max = max_message_bytes
+        self._header = bytearray()  # a header that has not all arrived yet
+        self._payload_left = 0  # bytes of the current frame's payload still to come
+        self._declared = 0  # what the frames of the message being received declare
+
+    def feed(self, data: bytes) -> int | None:
+        """Follow `data`; the offset in it of the header of the first frame that takes its
+        message over the limit (the bytes before it are the client's, to be handled), or
+        None when every header so far fits."""
+        offset = 0
+        while offset < len(data):
+            if self._payload_left:
+                step = min(self._payload_left, len(data) - offset)
+                self._payload_left -= step
+                offset += step
+                continue
+            start = max(offset - len(self._header), 0)  # 0: it began in an earlier read
+            taken = min(self._header_length() - len(self._header), len(data) - offset)
+            self._header += data[offset : offset + taken]
+            offset += taken
+            if len(self._header) < self._header_length():
+                continue  # its length byte came in: read the rest of it (if it is here)
+            opcode, length = self._parse(self._header)
+            self._header = bytearray()
+            self._payload_left = length
+            if opcode >= FIRST_CONTROL_OPCODE:
+                continue
+            self._declared = length if opcode != CONTINUATION else self._declared + length
+            if self._declared > self._max:
+                return start
+        return None
+
+    def _header_length(self) -> int:
+        """How long the header being read is, as far as its first two bytes tell (2 until
+        they are in)."""
+        if len(self._header) < 2:
+            return 2
+        second = self._header[1]
+        short = second & 0x7F
+        extended = 2 if short == 126 else 8 if short == 127 else 0
+        return 2 + extended + (4 if second & 0x80 else 0)
+
+    @staticmethod
+    def _parse(header: bytearray) -> tuple[int, int]:
+        opcode, short = header[0] & 0x0F, header[1] & 0x7F
+        if short == 126:
+            return opcode, int.from_bytes(header[2:4], "big")
+        if short == 127:
+            return opcode, int.from_bytes(header[2:10], "big")
+        return opcode, short
+
+
+# Fragments kept as they came before they are joined into one: a message sent in a million
+# one-byte (or empty) frames costs its bytes, not a million objects and list slots.
+JOIN_FRAGMENTS = 256
+
+
+class MessageParts:
+    """The fragments of the message being received: each run of ``JOIN_FRAGMENTS`` is joined
+    into one block, so memory follows the payload whatever the fragmentation (an empty
+    fragment is not kept at all)."""
+
+    def __init__(self) -> None:
+        self._blocks: list[str | bytes] = []
+        self._tail: list[str | bytes] = []
+        self.bytes = 0
+
+    def add(self, data: str | bytes, size: int) -> None:
+        """Keep one fragment of `size` bytes on the wire."""
+        self.bytes += size
+        if not data:
+            return
+        self._tail.append(data)
+        if len(self._tail) >= JOIN_FRAGMENTS:
+            self._blocks.append(_join(self._tail))
+            self._tail = []
+
+    def message(self, *, text: bool) -> str | bytes:
+        """The whole message (its fragments are all text or all bytes)."""
+        parts = [*self._blocks, *self._tail]
+        if not parts:
+            return "" if text else b""
+        return parts[0] if len(parts) == 1 else _join(parts)
+
+
+def _join(parts: list[str | bytes]) -> str | bytes:
+    if isinstance(parts[0], str):
+        return "".join(part for part in parts if isinstance(part, str))
+    return b"".join(part for part in parts if isinstance(part, bytes))

@@ -21,7 +21,10 @@ receiving.  It feeds bytes to wsproto and handles each event at once:
   output it reads slowly still has its CANCEL and its close read.  Only a flood of pings
   (``PENDING_PONGS`` unsent) stops the reader until the sender has taken them;
 - data frames are assembled into messages (one over ``max_message_bytes`` fails the
-  connection with 1009; one whose part does not fit in what the daemon lets all its
+  connection with 1009 as soon as a frame header says so — the ``FrameGauge`` reads the
+  lengths headers declare before wsproto takes the bytes, so none of that frame is held;
+  fragments are joined as they come, so memory follows the payload however small the
+  frames; one whose part does not fit in what the daemon lets all its
   connections assemble at once, the ``AssemblyBudget``, with 1013) and put in the inbound
   queue, bounded in bytes
   (``inbound_queue_bytes``).  While it is full the reader stops reading, so a client's TCP
@@ -72,7 +75,9 @@ from cc_executor.executor.transport import sockio
 from cc_executor.executor.transport.inbound import (
     ASSEMBLY_BYTES,
     AssemblyBudget,
+    FrameGauge,
     InboundQueue,
+    MessageParts,
     message_size,
 )
 from cc_executor.protocol.binary import BinaryParts
@@ -168,8 +173,10 @@ class ServerWebSocket:
         path: str,
         subprotocol: str | None,
         settings: WebSocketSettings,
+        early: bytes = b"",
     ) -> None:
-        """`protocol` has accepted the upgrade (it may hold bytes the client sent after it)."""
+        """`protocol` has accepted the upgrade; `early` is what the client sent right behind
+        its request head (frames, read with the head), handled once the reader starts."""
         self.path = path
         self.subprotocol = subprotocol
         self._stream = stream
@@ -184,8 +191,9 @@ class ServerWebSocket:
         self._reading = True
         self._reader_done = trio.Event()
         self._when_closed: list[Callable[[], None]] = []
-        self._parts: list[str | bytes] = []
-        self._part_bytes = 0
+        self._early = early
+        self._gauge = FrameGauge(settings.max_message_bytes)
+        self._parts = MessageParts()
         self._pongs: deque[Event] = deque()  # for the pong sender
         self._pong_due = trio.Event()
         self._pong_room = trio.Event()
@@ -235,7 +243,9 @@ class ServerWebSocket:
 
     async def _read(self) -> None:
         """Receive and handle events until reading ends."""
-        await self._handle_events()
+        early, self._early = self._early, b""
+        if early:
+            await self._receive(early)
         while self._reading:
             try:
                 data = await sockio.receive_some(self._stream, self._settings.receive_buffer_bytes)
@@ -244,10 +254,24 @@ class ServerWebSocket:
             if not data:
                 self._gone("the peer closed the TCP connection")
                 break
-            if self._failed:
-                continue  # drop what still comes until the peer hangs up
+            await self._receive(data)
+
+    async def _receive(self, data: bytes) -> None:
+        """Handle bytes from the peer."""
+        if self._failed:
+            return  # drop what still comes until the peer hangs up
+        too_big = self._gauge.feed(data)
+        if too_big is None:
             self._protocol.receive_data(data)
             await self._handle_events()
+            return
+        # A header declares more than the limit: what came before it is handled, the frame
+        # itself is refused before any of its payload is held.
+        if too_big:
+            self._protocol.receive_data(data[:too_big])
+            await self._handle_events()
+        if not self._failed and not self._closing:
+            await self._too_big()
 
     async def _handle_events(self) -> None:
         for event in self._protocol.events():
@@ -312,10 +336,8 @@ class ServerWebSocket:
             return  # we are closing: what the peer still sends is dropped
         data = event.data if isinstance(event.data, str | bytes) else bytes(event.data)
         size = message_size(data)
-        if self._part_bytes + size > self._settings.max_message_bytes:
-            self._drop_parts()
-            limit = self._settings.max_message_bytes
-            await self._fail(MESSAGE_TOO_BIG, f"message larger than {limit} bytes")
+        if self._parts.bytes + size > self._settings.max_message_bytes:
+            await self._too_big()  # the gauge saw it coming: this is its backstop
             return
         if not self._settings.assembly.take(size):
             self._drop_parts()
@@ -324,25 +346,22 @@ class ServerWebSocket:
                 "the daemon is receiving too many large messages at once: try again later",
             )
             return
-        self._parts.append(data)
-        self._part_bytes += size
+        self._parts.add(data, size)
         if not event.message_finished:
             return
-        parts = self._parts
+        message = self._parts.message(text=isinstance(event, TextMessage))
         self._drop_parts()  # the message is the inbound queue's to bound from here on
-        message: str | bytes
-        if len(parts) == 1:
-            message = parts[0]
-        elif isinstance(event, TextMessage):
-            message = "".join(part for part in parts if isinstance(part, str))
-        else:
-            message = b"".join(part for part in parts if not isinstance(part, str))
         await self._inbound.put(message)
+
+    async def _too_big(self) -> None:
+        self._drop_parts()
+        limit = self._settings.max_message_bytes
+        await self._fail(MESSAGE_TOO_BIG, f"message larger than {limit} bytes")
 
     def _drop_parts(self) -> None:
         """Forget the message being assembled, and give its bytes back to the budget."""
-        self._settings.assembly.give(self._part_bytes)
-        self._parts, self._part_bytes = [], 0
+        self._settings.assembly.give(self._parts.bytes)
+        self._parts = MessageParts()
 
     async def _close_event(self, event: CloseConnection) -> None:
         state = self._protocol.state

@@ -167,3 +167,24 @@ async def test_a_peer_that_never_answers_the_close_is_let_go_after_close_timeout
             assert (opcode, payload[:2]) == (0x8, (1000).to_bytes(2, "big"))
             await closed.wait()  # without a reply from us, after close_timeout
             assert await raw.stream.receive_some(1) == b""
+
+
+def test_the_frame_gauge_finds_the_header_that_goes_over_however_the_bytes_are_split() -> None:
+    from bench.rawws import client_frame
+    from cc_executor.executor.transport.inbound import FrameGauge
+
+    ping = client_frame(0x9, b"p" * 125)
+    fits = client_frame(0x1, b"x" * 300, final=False) + ping + client_frame(0x0, b"y" * 700)
+    over = client_frame(0x2, b"z" * 600, final=False) + ping + client_frame(0x0, b"w" * 500)
+    stream = fits + over
+    at = len(fits) + len(client_frame(0x2, b"z" * 600, final=False)) + len(ping)
+    header = 2 + 2 + 4  # of the frame that goes over: a 2-byte length, a mask
+    for split in range(len(stream) + 1):
+        gauge = FrameGauge(1000)
+        first = gauge.feed(stream[:split])
+        if split >= at + header:
+            assert first == at
+            continue
+        assert first is None
+        # Its offset in the second part; 0 when the header began in the first.
+        assert gauge.feed(stream[split:]) == max(at - split, 0)
