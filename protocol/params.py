@@ -154,9 +154,47 @@ class StatusParams:
     run: str | None = None
 
 
+# What one `list` reply may hold of runs' JSON (far under the 1 MiB default of common
+# WebSocket clients, whatever their arguments), and its `limit` at most.
+LIST_PAGE_BYTES = 256 * 1024
+LIST_LIMIT_MAX = 1000
+
+
+def list_cursor(started: float | None, run: str) -> str:
+    """Where a `list` page ended: runs are listed by (start time, id), and the next page
+    starts after this key (a run that went meanwhile does not move it)."""
+    return f"{started or 0.0!r}/{run}"
+
+
+def parse_list_cursor(cursor: str) -> tuple[float, str]:
+    """The (start time, run id) a cursor from ``list_cursor`` names."""
+    started, slash, run = cursor.partition("/")
+    try:
+        key = float(started)
+    except ValueError:
+        key = float("nan")
+    if not slash or not run or key != key or key in (float("inf"), float("-inf")):
+        raise ParamError(".after", "not a cursor a `list` reply gave (its `next`)")
+    return key, run
+
+
+def _page_limit(_: object, field: "attrs.Attribute[Any]", value: int | None) -> None:
+    if value is not None and not 1 <= value <= LIST_LIMIT_MAX:
+        raise ParamError(f".{field.name}", f"must be from 1 to {LIST_LIMIT_MAX}")
+
+
+def _list_cursor(_: object, field: "attrs.Attribute[Any]", value: str | None) -> None:
+    if value is not None:
+        parse_list_cursor(value)
+
+
 @attrs.frozen
 class ListParams:
-    """List runs; takes no params."""
+    """List runs, a page at a time: at most `limit` runs (and ``LIST_PAGE_BYTES`` of them)
+    after the cursor `after` (the `next` of the page before)."""
+
+    limit: int | None = attrs.field(default=None, validator=_page_limit)
+    after: str | None = attrs.field(default=None, validator=_list_cursor)
 
 
 def _non_negative(_: object, field: "attrs.Attribute[Any]", value: int) -> None:

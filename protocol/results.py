@@ -64,9 +64,10 @@ class StdinWritten:
 
 @attrs.frozen
 class RunList:
-    """`list`: runs the caller may see."""
+    """`list`: runs the caller may see; `next`, when more follow, the cursor to ask after."""
 
     runs: tuple[RunInfo, ...]
+    next: str | None = None
 
 
 @attrs.frozen

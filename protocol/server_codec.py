@@ -8,6 +8,11 @@ are left out rather than sent as null, except `exit_code` and `signal`, which a 
 always carries.
 """
 
+import bisect
+from collections.abc import Iterable
+
+import orjson
+
 from cc_executor.protocol.claude.notices import session_params
 from cc_executor.protocol.messages import JSON, Notification
 from cc_executor.protocol.names import (
@@ -35,6 +40,7 @@ from cc_executor.protocol.notices import (
     RunStarted,
     Shutdown,
 )
+from cc_executor.protocol.params import LIST_PAGE_BYTES, list_cursor, parse_list_cursor
 from cc_executor.protocol.results import (
     Attached,
     ClaudeAnswered,
@@ -179,6 +185,33 @@ def run_info_object(info: RunInfo) -> dict[str, JSON]:
     return fields
 
 
+def list_key(info: RunInfo) -> tuple[float, str]:
+    """Where a run stands in `list`: by start time (none: first), then id."""
+    return (info.started or 0.0, info.run)
+
+
+def list_page(runs: Iterable[RunInfo], after: str | None, limit: int | None) -> RunList:
+    """`list`'s page of `runs`: in ``list_key`` order, those after the cursor `after`, as many
+    as `limit` and ``LIST_PAGE_BYTES`` of JSON allow (one at least, however long), and the
+    cursor of the next page when some are left."""
+    ordered = sorted(runs, key=list_key)
+    start = (
+        0 if after is None else bisect.bisect_right(ordered, parse_list_cursor(after), key=list_key)
+    )
+    page: list[RunInfo] = []
+    used = 0
+    for info in ordered[start:]:
+        size = len(orjson.dumps(run_info_object(info))) + 1  # and its comma
+        if page and ((limit is not None and len(page) >= limit) or used + size > LIST_PAGE_BYTES):
+            break
+        page.append(info)
+        used += size
+    if start + len(page) == len(ordered):
+        return RunList(tuple(page))
+    last = page[-1]
+    return RunList(tuple(page), list_cursor(last.started, last.run))
+
+
 def result_object(result: Result) -> dict[str, JSON]:
     """The `result` member of a reply."""
     match result:
@@ -202,8 +235,11 @@ def result_object(result: Result) -> dict[str, JSON]:
             return {"status": "written", "run": run, "bytes": size, "eof": eof}
         case RunInfo():
             return run_info_object(result)
-        case RunList(runs=runs):
-            return {"runs": [run_info_object(info) for info in runs]}
+        case RunList(runs=runs, next=after):
+            listed: dict[str, JSON] = {"runs": [run_info_object(info) for info in runs]}
+            if after is not None:
+                listed["next"] = after
+            return listed
         case DaemonInfo():
             info: dict[str, JSON] = {
                 "server": result.server,

@@ -205,9 +205,18 @@ class Connection:
             stream.fail(ConnectionLost(f"run {run}: detached"))
 
     async def list(self) -> builtins.list[RunStatus]:
-        """The runs the daemon shows this connection, live and recently finished."""
-        result = await self.call("list", {})  # ListParams(), which has no fields
-        return [run_status(raw) for raw in result.get("runs", [])]
+        """The runs the daemon shows this connection, live and recently finished: every
+        page of them (a daemon sends `list` a page at a time, each far under a frame limit;
+        one without pages answers all at once, without `next`)."""
+        runs: builtins.list[RunStatus] = []
+        params: dict[str, Any] = {}
+        while True:
+            result = await self.call("list", params)
+            runs += [run_status(raw) for raw in result.get("runs", [])]
+            after = result.get("next")
+            if not isinstance(after, str):
+                return runs
+            params = {"after": after}
 
     async def status(self) -> DaemonStatus:
         """The daemon's health: uptime, connections, live runs, draining."""

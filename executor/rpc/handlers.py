@@ -33,6 +33,7 @@ from cc_executor.protocol import (
     InvalidParams,
     InvalidState,
     JsonRpcError,
+    ListParams,
     RangeRemoved,
     RunNotFound,
     SignalParams,
@@ -46,10 +47,10 @@ from cc_executor.protocol.results import (
     ControlDone,
     Detached,
     Queued,
-    RunList,
     SignalSent,
     StdinWritten,
 )
+from cc_executor.protocol.server_codec import list_page
 
 log = structlog.get_logger()
 
@@ -201,9 +202,9 @@ async def status(session: Session, request_id: Id, params: StatusParams) -> Hand
     raise RunNotFound(f"no run {params.run!r}", {"run": params.run})
 
 
-async def list_runs(session: Session, request_id: Id, params: object) -> Handled:
-    """Every run the caller's identity may see, on any connection, oldest first: live and
-    recently completed runs, and durable runs from their journals."""
+async def list_runs(session: Session, request_id: Id, params: ListParams) -> Handled:
+    """The runs the caller's identity may see, on any connection, oldest first, a page at a
+    time: live and recently completed runs, and durable runs from their journals."""
     daemon = session.daemon
     identity = session.peer.identity
     await session.lookups.loaded()
@@ -215,8 +216,7 @@ async def list_runs(session: Session, request_id: Id, params: object) -> Handled
     for durable in await daemon.durable.visible_runs(identity):
         if durable.run_id not in listed:
             listed[durable.run_id] = durable.info(now)
-    runs = sorted(listed.values(), key=lambda info: info.started or 0.0)
-    return Handled(RunList(tuple(runs)))
+    return Handled(list_page(listed.values(), params.after, params.limit))
 
 
 async def control(
