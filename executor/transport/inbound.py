@@ -148,8 +148,8 @@ class FrameGauge:
             opcode, length = self._parse(self._header)
             self._header = bytearray()
             self._payload_left = length
-            if opcode >= FIRST_CONTROL_OPCODE:
-                continue
+            if opcode >= FIRST_CONTROL_OPCODE or length >> 63:
+                continue  # a control frame; or a length RFC 6455 forbids, wsproto's 1002
             self._declared = length if opcode != CONTINUATION else self._declared + length
             if self._declared > self._max:
                 return start

@@ -107,10 +107,16 @@ async def test_a_message_in_tiny_fragments_costs_its_bytes_not_an_object_each() 
 
 async def test_a_reserved_opcode_closes_with_1002() -> None:
     with trio.fail_after(60):
-        async with run_daemon() as daemon, open_raw_websocket(daemon.port) as raw:
-            await raw.read_frame()
-            await raw.send_frame(0x3, b"what is this")
-            assert await read_close(raw) == 1002
+        async with run_daemon() as daemon:
+            async with open_raw_websocket(daemon.port) as raw:
+                await raw.read_frame()
+                await raw.send_frame(0x3, b"what is this")
+                assert await read_close(raw) == 1002
+            # A 64-bit length with its top bit set is malformed (RFC 6455 5.2), not too big.
+            async with open_raw_websocket(daemon.port) as raw:
+                await raw.read_frame()
+                await raw.stream.send_all(frame_head(0x1, 1 << 63))
+                assert await read_close(raw) == 1002
 
 
 async def test_a_close_from_the_client_is_answered_with_its_code() -> None:
