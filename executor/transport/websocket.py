@@ -13,7 +13,8 @@ We keep its ``ConnectionClosed`` and ``CloseReason`` so code written against it 
 Theory of operation
 -------------------
 One *reader* task (``serve_reader``, run by the connection boundary beside the session) owns
-receiving.  It feeds bytes to wsproto and handles each event at once:
+receiving.  It feeds bytes to wsproto and handles each event at once (yielding to the other
+tasks every ``FAIR_EVENTS`` of one read: a read can hold ten thousand empty frames):
 
 - a ping is answered at once, whatever the session is doing: by the reader itself when the
   socket is free and has room, else by a pong sender beside it, which waits for the socket
@@ -100,6 +101,8 @@ GATHER_BYTES = 16 * 1024
 # Pongs waiting for a socket that is busy or full before the reader stops reading pings (at
 # most 131 bytes each: a few KiB), far more than keepalives ever have in flight.
 PENDING_PONGS = 64
+# Events of one read handled before the reader lets other tasks run (a frame can be 6 bytes).
+FAIR_EVENTS = 64
 
 
 @attrs.frozen
@@ -274,7 +277,11 @@ class ServerWebSocket:
             await self._too_big()
 
     async def _handle_events(self) -> None:
-        for event in self._protocol.events():
+        for handled, event in enumerate(self._protocol.events(), 1):
+            if handled % FAIR_EVENTS == 0:
+                # One read can hold tens of thousands of tiny frames (empty fragments, pings):
+                # let the other connections run between them, not only between reads.
+                await trio.lowlevel.checkpoint()
             if isinstance(event, Ping):
                 if self._protocol.state is ConnectionState.OPEN:
                     await self._answer_ping(event)

@@ -188,3 +188,37 @@ def test_the_frame_gauge_finds_the_header_that_goes_over_however_the_bytes_are_s
         assert first is None
         # Its offset in the second part; 0 when the header began in the first.
         assert gauge.feed(stream[split:]) == max(at - split, 0)
+
+
+async def test_a_read_of_many_tiny_frames_lets_other_tasks_run_between_them() -> None:
+    # Observed: the reader handled every frame of a read before anything else ran; a client
+    # flooding empty fragments (6 bytes each, tens of thousands per read) held the event loop
+    # for ~170 ms a read, and other connections' requests waited that long.  Counted here as
+    # turns of another task, not as time.
+    from bench.rawws import client_frame
+
+    frames = 40_000
+    turns = 0
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await trio.lowlevel.checkpoint()
+
+    with trio.fail_after(60):
+        async with (
+            serving(Gate(paths=("/",))) as door,
+            open_raw_websocket(door.port) as raw,
+            trio.open_nursery() as nursery,
+        ):
+            await raw.read_frame()  # hello
+            empty = client_frame(0x0, b"", final=False)
+            flood = client_frame(0x1, b"[", final=False) + empty * frames + client_frame(0x0, b"]")
+            nursery.start_soon(ticker)
+            await raw.stream.send_all(flood)
+            assert await raw.read_frame() == (0x1, b"[]")
+            nursery.cancel_scope.cancel()
+    # One turn at least per 128 frames (the reader yields every 64 events); without that,
+    # about one per read of 4 KiB (680 frames).
+    assert turns > frames // 128
