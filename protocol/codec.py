@@ -55,6 +55,8 @@ _MEMBERS = frozenset({"jsonrpc", "id", "method", "params"})
 # The most requests one batch may hold: every element's reply is kept until the array goes
 # out, so a bound on the message's bytes alone would let one frame ask for millions.
 MAX_BATCH = 1000
+# orjson parses an integer past 64 bits as a float: such an id is refused as one.
+ID_TYPE = "Invalid Request: id must be a string or an integer of at most 64 bits"
 
 
 def decode(text: str, lenient: frozenset[str] = frozenset()) -> Received:
@@ -93,7 +95,7 @@ def _decode_message(value: JSON, lenient: frozenset[str]) -> Event:
     raw_id = value.get("id")
     reply_id = raw_id if isinstance(raw_id, int | str) and not isinstance(raw_id, bool) else None
     if "id" in value and reply_id is None:
-        return invalid(None, InvalidRequest("Invalid Request: id must be a string or an integer"))
+        return invalid(None, InvalidRequest(ID_TYPE))
     try:
         method, raw = _envelope(value)
     except InvalidRequest as exc:

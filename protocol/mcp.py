@@ -22,6 +22,7 @@ from typing import Final, Literal
 import attrs
 import orjson
 
+from cc_executor.protocol.codec import ID_TYPE
 from cc_executor.protocol.errors import (
     InvalidParams,
     InvalidRequest,
@@ -176,7 +177,7 @@ def decode_mcp(text: str) -> McpEvent:
         return refuse(None, InvalidRequest("Invalid Request: expected an object"))
     id_ = readable_id(value.get("id"))
     if "id" in value and id_ is None:
-        return refuse(None, InvalidRequest("Invalid Request: id must be a string or an integer"))
+        return refuse(None, InvalidRequest(ID_TYPE))
     if value.get("jsonrpc") != "2.0":
         return refuse(id_, InvalidRequest('Invalid Request: jsonrpc must be "2.0"'))
     extra = value.keys() - _ENVELOPE
