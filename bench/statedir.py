@@ -123,15 +123,25 @@ def measure_daemon(state_dir: str, expected: int) -> dict[str, Any]:
         parses: list[float] = []
         listed = 0
         for _ in range(LIST_CALLS):
-            t = time.perf_counter()
-            request_id = client.request("list", {})
-            _opcode, payload = client.read_frame()  # the reply: nothing else is sent meanwhile
-            latencies.append(time.perf_counter() - t)
-            reply = orjson.loads(payload)
-            parses.append(time.perf_counter() - t - latencies[-1])
-            if reply.get("id") != request_id:
-                raise RuntimeError(f"unexpected message {str(reply)[:200]}")
-            listed = len(reply["result"]["runs"])
+            # Every page of `list` (a reply holds at most 256 KiB of runs, with `next`).
+            listed, waited, parsed = 0, 0.0, 0.0
+            params: dict[str, object] = {}
+            while True:
+                t = time.perf_counter()
+                request_id = client.request("list", params)
+                _opcode, payload = client.read_frame()  # the reply: nothing else is sent
+                waited += time.perf_counter() - t
+                t = time.perf_counter()
+                reply = orjson.loads(payload)
+                parsed += time.perf_counter() - t
+                if reply.get("id") != request_id:
+                    raise RuntimeError(f"unexpected message {str(reply)[:200]}")
+                listed += len(reply["result"]["runs"])
+                if "next" not in reply["result"]:
+                    break
+                params = {"after": reply["result"]["next"]}
+            latencies.append(waited)
+            parses.append(parsed)
         client.close()
         after = procfs.rss_kib(process.pid)
     finally:
