@@ -162,6 +162,19 @@ def environ_contains(pid: int, entry: bytes) -> bool:
     return environ is not None and b"\0" + entry + b"\0" in b"\0" + environ
 
 
+def environ_names_var(pid: int, name: bytes) -> bool | None:
+    """Whether some initial environment entry of the process is `name` (b"NAME") with any
+    value; None when the environment cannot be read (gone, or not ours).
+
+    Raises:
+        ProcfsExhausted: no file descriptor to read with.
+    """
+    environ = _read(f"{PROC}/{pid}/environ")
+    if environ is None:
+        return None
+    return b"\0" + name + b"=" in b"\0" + environ
+
+
 def all_pids() -> list[int]:
     """Every process id currently listed in /proc.
 

@@ -17,6 +17,11 @@ the run's (leftovers.py, as after a daemon crash); the sweep reads all of /proc 
 what it finds, and repeats until a read finds nothing — retried with the same backoff while
 /proc cannot be read, given up (an error) for a process that SIGKILL does not end, and tried
 once more as the reaper ends.
+
+It also owns the orphans that carry no mark of any run (``setsid env -i``: tree.py) and that
+no ending run could claim because another live run may have started them (registry.py): after
+each run ends while one waits, the sweep kills every such orphan (with its descendants) that no
+live run can own any more — none whose root started before it.
 """
 
 from __future__ import annotations
@@ -143,15 +148,63 @@ def sweep_unconfirmed(registry: RunRegistry, kills: dict[str, int]) -> bool:
     return not registry.unconfirmed
 
 
+def sweep_unowned(registry: RunRegistry) -> bool:
+    """SIGKILL the unmarked orphans (with their descendants) that scans left for the runs that
+    may own them, once no live run can (the module doc); True once none was left to kill.
+
+    Raises:
+        ProcfsExhausted: /proc could not be read (no file descriptor).
+    """
+    if registry.spawn_in_flight:
+        return False  # a root not registered yet: look again
+    self_pid = os.getpid()
+    earliest: int | None = None  # the earliest start of a live run's root
+    for run in registry.runs():
+        if not run.root_reaped:
+            ticks = run.start_ticks()
+            earliest = 0 if ticks is None else ticks if earliest is None else min(earliest, ticks)
+    doomed: set[int] = set()
+    for pid, ticks in registry.unowned().items():
+        stat = procfs.read_stat(pid)
+        if stat is None or stat.is_zombie or stat.start_ticks != ticks or stat.ppid != self_pid:
+            registry.unowned_gone(pid)  # gone (its number may be another's by now)
+            continue
+        if earliest is not None and earliest <= ticks:
+            continue  # a live run may have started it: its end decides
+        registry.unowned_gone(pid)
+        stack = [pid]
+        while stack:
+            member = stack.pop()
+            if member not in doomed:
+                doomed.add(member)
+                stack.extend(procfs.children(member))
+    if doomed:
+        log.warning("reaper.orphans_killed", pids=sorted(doomed))
+        for pid in sorted(doomed):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    return not doomed
+
+
 async def _serve_sweeps(registry: RunRegistry, config: SupervisionConfig) -> None:
-    """Sweep whenever a run is left unconfirmed, until nothing is left of any."""
+    """Sweep whenever a run is left unconfirmed, until nothing is left of any, and after a run
+    ends while an unmarked orphan waits for the runs that may own it."""
     kills: dict[str, int] = {}
     while True:
         await registry.wait_unconfirmed()
         retry = config.procfs_retry_initial
+        unowned_kills = 0
         while True:
             try:
-                if sweep_unconfirmed(registry, kills):
+                unowned_done = True
+                if registry.unowned_due:
+                    # Killed ones' children are orphans now: look again until none is left.
+                    if sweep_unowned(registry) or unowned_kills >= SWEEP_KILLS:
+                        registry.unowned_due = False
+                    else:
+                        unowned_kills += 1
+                        unowned_done = False
+                if sweep_unconfirmed(registry, kills) and unowned_done:
                     break
             except procfs.ProcfsExhausted as exc:
                 log.warning("reaper.procfs_exhausted", error=str(exc))
@@ -213,6 +266,8 @@ async def run_reaper(
         with contextlib.suppress(procfs.ProcfsExhausted):
             if registry.unconfirmed:
                 sweep_unconfirmed(registry, {})
+            if registry.unowned_due:
+                sweep_unowned(registry)
 
 
 DEFAULT_CONFIG = SupervisionConfig()

@@ -9,6 +9,11 @@ the reaper cannot tell a fresh root from an orphan: `spawn_in_flight` tells it t
 A run whose ladder could not see every member gone (no descriptor to read /proc with, or a
 process stuck in the kernel) still completes; its run id is kept as *unconfirmed* until the
 reaper's sweep (reaper.py) has read /proc and killed whatever still carries its marker.
+
+An orphan that carries no mark of any run (tree.py) is ended by the run that alone can have
+started it; while more live runs can have, it waits for them: the scan that finds it so says
+`unowned_seen`, and once such a run has ended the reaper's sweep kills the unmarked orphans
+that no live run can own any more.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ class RunRegistry:
         self._settled.set()
         self._unconfirmed: set[str] = set()
         self._sweep_due = trio.Event()
+        # Unmarked orphans waiting for the end of every run that may own them (module doc):
+        # pid -> start time; and whether a run has ended since one was seen.
+        self._unowned: dict[int, int] = {}
+        self.unowned_due = False
 
     def __contains__(self, run_id: str) -> bool:
         return run_id in self._runs or run_id in self._reserved
@@ -91,9 +100,23 @@ class RunRegistry:
         """Run ids whose processes may outlive them: the sweep's to find and kill."""
         return frozenset(self._unconfirmed)
 
+    def unowned_seen(self, pid: int, start_ticks: int) -> None:
+        """A scan found an orphan with no mark of any run that more than one live run may
+        own: each run that ends from now on has the reaper sweep for it."""
+        self._unowned[pid] = start_ticks
+
+    def unowned(self) -> dict[int, int]:
+        """The unmarked orphans waiting for their possible owners to end (pid: start time)."""
+        return dict(self._unowned)
+
+    def unowned_gone(self, pid: int) -> None:
+        """The orphan is dead, or was killed by a sweep."""
+        self._unowned.pop(pid, None)
+
     async def wait_unconfirmed(self) -> None:
-        """Return once a run is left unconfirmed (at once if one is)."""
-        if not self._unconfirmed:
+        """Return once the reaper has a sweep to make (at once if it has): a run left
+        unconfirmed, or one that ended while an unmarked orphan waited (`unowned_due`)."""
+        if not self._unconfirmed and not self.unowned_due:
             self._sweep_due = trio.Event()
             await self._sweep_due.wait()
 
@@ -139,3 +162,6 @@ class RunRegistry:
         if self._by_pid.get(run.pid) is run:
             del self._by_pid[run.pid]
             self._unreaped.discard(run.pid)
+        if self._unowned:
+            self.unowned_due = True
+            self._sweep_due.set()

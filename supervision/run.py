@@ -23,22 +23,25 @@ from __future__ import annotations
 
 import fcntl
 import math
+import os
 import signal
 import sys
 import termios
+import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import attrs
 import structlog
 import trio
 
-from cc_executor.supervision import ladder
+from cc_executor.supervision import ladder, procfs
 from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.errors import ControlTimeout, InvalidTransition, StdinClosed
 from cc_executor.supervision.events import RunEvent, RunState, StateChanged, Stream
 from cc_executor.supervision.outcome import Outcome, Rung
+from cc_executor.supervision.procfs import ProcStat
 from cc_executor.supervision.reaper import is_subreaper
 from cc_executor.supervision.registry import RunRegistry
 from cc_executor.supervision.signalling import Until, drive, resolve_signal, signal_members
@@ -118,6 +121,9 @@ class Run:
         # Whether a scan ever saw a dead process of the run other than its root: only then can
         # the run leave zombies among the daemon's children for the runner to reap (tree.py).
         self.orphan_zombies = False
+        # Every live member the last scan found, with its start time (tree.py, `known`).
+        self._known: Mapping[int, int] = {}
+        self._start_ticks: int | None = None
 
     def __repr__(self) -> str:
         return f"<Run {self.run_id} pid={self.pid} {self._state.value}>"
@@ -159,16 +165,53 @@ class Run:
         if self.root_reaped:
             return set()
         subreaper = is_subreaper()
+        # The daemon's first thread has no children but the orphans it adopted when it is a
+        # subreaper whose event loop (which spawns every root) runs on another thread
+        # (executor/daemon/loop.py): only then is an unmarked one of them surely some run's.
+        orphans_only = subreaper and threading.get_native_id() != os.getpid()
         membership = scan_run(
             self.pid,
             self.pgid,
             self.run_id,
             roots=self._registry.unreaped_roots(),
             full=not subreaper,
+            known=self._known,
+            claim_unmarked=self._claims_unmarked if orphans_only else None,
         )
+        self._known = membership.started
         if not self.orphan_zombies and membership.zombies - {self.pid}:
             self.orphan_zombies = True
         return set(membership.live)
+
+    def start_ticks(self) -> int | None:
+        """When the root started (clock ticks after boot), or None once it cannot be read."""
+        if self._start_ticks is None and not self.root_reaped:
+            stat = procfs.read_stat(self.pid)  # an unreaped child: the pid is still the root's
+            self._start_ticks = None if stat is None else stat.start_ticks
+        return self._start_ticks
+
+    def _claims_unmarked(self, orphan: ProcStat) -> bool:
+        """Whether an orphan that shows no mark of any run (no marker; another group and
+        session: ``setsid env -i``), that no scan of its run saw before its parent died, is
+        this run's: it started after this run's root, and no other live run's root started
+        before it, so no other run can have started it.  Otherwise it is left to the end of
+        the last run that can have: that run's scan finds it this way then.
+        """
+        own = self.start_ticks()
+        if own is None or orphan.start_ticks < own:
+            return False
+        if self._registry.spawn_in_flight:  # a root not registered yet: look again later
+            self._registry.unowned_seen(orphan.pid, orphan.start_ticks)
+            return False
+        for other in self._registry.runs():
+            if other is self or other.root_reaped:
+                continue
+            ticks = other.start_ticks()
+            if ticks is None or ticks <= orphan.start_ticks:
+                # Swept once the last of them has ended (registry.py).
+                self._registry.unowned_seen(orphan.pid, orphan.start_ticks)
+                return False
+        return True
 
     def unread_bytes(self, stream: Stream) -> int:
         """Bytes the child wrote to `stream` that the runner has not read yet (FIONREAD)."""

@@ -8,6 +8,11 @@ member it has not signalled yet, until every member shows the wanted state.  Sto
 states have no event: they are polled from /proc with a backoff and a deadline.  Exits do have
 an event (a pidfd becomes readable), so waiting for "gone" blocks on pidfds instead of polling.
 
+Every signal is preceded by a scan: a group signal that ends (or stops) a parent moves its
+children out of the tree (to the daemon, the subreaper), and one that had left the group and
+cleared its environment (``setsid env -i``) then shows nothing that ties it to the run.  Found
+before, it is one of the run's remembered members (tree.py) wherever it goes.
+
 Short of file descriptors, /proc cannot be read (procfs.ProcfsExhausted): the group signal
 still goes out (killpg needs no descriptor), and `drive` reads again with a bounded backoff
 until its deadline; members it could not see are reported by the group id.
@@ -89,9 +94,13 @@ def signal_members(target: Target, sig: int) -> None:
 
     Short of file descriptors only the group is signalled (logged): that needs none.
     """
+    try:
+        before = target.members()  # remembered by the run, wherever the signal moves them
+    except ProcfsExhausted:
+        before = set()
     kill_group(target.pgid, sig)
     try:
-        signal_outsiders(target, target.members(), sig)
+        signal_outsiders(target, before | target.members(), sig)
     except ProcfsExhausted as exc:
         log.warning("signal.outsiders_unreached", pgid=target.pgid, signal=sig, error=str(exc))
 
@@ -136,6 +145,12 @@ async def drive(
     Returns:
         The members that had not reached the state at the deadline (empty on success).
     """
+    try:
+        # Remembered by the run (module doc); nothing alive at all: nothing can become alive.
+        if not target.members() and until is Until.GONE:
+            return set()
+    except ProcfsExhausted:
+        pass  # the rounds below retry
     kill_group(target.pgid, sig)
     if follow_with is not None:
         kill_group(target.pgid, follow_with)

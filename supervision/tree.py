@@ -15,6 +15,16 @@ has its own net:
 Everything found is expanded to its descendants.  Zombies are dead for every purpose except
 reaping, so they are reported apart from the live members.
 
+Two nets catch what carries none of those marks: a process that left the group and the session
+*and* cleared its environment (``setsid env -i ...``), then lost its parent.  Its position in
+the tree was the only evidence, so
+  * a run remembers every member a scan found (``known``: pid and start time, so a reused pid
+    is never taken for it) and walks from them again: once seen, a member stays the run's
+    wherever the kernel moves it — which is why signalling scans before it signals the group
+    (signalling.py): the group signal is what ends the parents;
+  * an orphan no scan ever saw is handed to ``claim_unmarked`` (Run.members), which decides
+    from start times whether only this run can have started it.
+
 Process-id reuse: the pgid/sid rule is only sound while the group's id cannot be reused, which
 the kernel guarantees while the root is unreaped (a zombie root pins its pid).  Callers stop
 scanning once the root is reaped.
@@ -23,12 +33,14 @@ scanning once the root is reaped.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 
 import attrs
 
 from cc_executor.supervision import procfs
-from cc_executor.supervision.marker import marker_entry
+from cc_executor.supervision.marker import RUN_ID_VAR, marker_entry
+from cc_executor.supervision.procfs import ProcStat
 
 # Rounds of "read our children, walk what is new"; each round only happens if the last found
 # an orphan, so this bounds a pathological tree that keeps escaping while being scanned.
@@ -41,6 +53,9 @@ class Membership:
 
     live: frozenset[int]
     zombies: frozenset[int]
+    # The start time (clock ticks after boot) of each live member: what a later scan checks a
+    # remembered pid against (``known``), so that a number reused by another process is not it.
+    started: Mapping[int, int] = attrs.field(factory=dict)
 
 
 def scan_run(
@@ -50,6 +65,8 @@ def scan_run(
     *,
     roots: AbstractSet[int] = frozenset(),
     full: bool = False,
+    known: Mapping[int, int] | None = None,
+    claim_unmarked: Callable[[ProcStat], bool] | None = None,
 ) -> Membership:
     """Find every process of a run.
 
@@ -60,18 +77,29 @@ def scan_run(
         roots: the unreaped roots of the runs (this one's may be among them): none but
             `root_pid` is ever attributed to this run.
         full: also scan all of /proc, for orphans that were not reparented to this process.
+        known: members an earlier scan found (pid: start time, as `Membership.started`);
+            each one still alive with that start time is a member again, wherever it is now.
+        claim_unmarked: asked about an orphan that carries no run's marker at all and is
+            outside the run's group and session: True makes it (and its descendants) members.
     """
     entry = marker_entry(run_id)
+    any_marker = RUN_ID_VAR.encode()
     self_pid = os.getpid()
 
     def belongs(pid: int) -> bool:
         stat = procfs.read_stat(pid)
         if stat is None:
             return False
-        return stat.pgrp == pgid or stat.session == pgid or procfs.environ_contains(pid, entry)
+        if stat.pgrp == pgid or stat.session == pgid or procfs.environ_contains(pid, entry):
+            return True
+        if claim_unmarked is None or full:  # all of /proc: strangers, not orphans
+            return False
+        # Marked by another run (or unreadable: another user's): not for the guess below.
+        return procfs.environ_names_var(pid, any_marker) is False and claim_unmarked(stat)
 
     live: set[int] = set()
     zombies: set[int] = set()
+    started: dict[int, int] = {}
 
     def walk(seeds: set[int]) -> None:
         stack = list(seeds)
@@ -84,7 +112,11 @@ def scan_run(
             stat = procfs.read_stat(pid)
             if stat is None:
                 continue
-            (zombies if stat.is_zombie else live).add(pid)
+            if stat.is_zombie:
+                zombies.add(pid)
+            else:
+                live.add(pid)
+                started[pid] = stat.start_ticks
             stack.extend(procfs.children(pid))
 
     # Order matters.  Reparenting only ever moves a process *up*, to this subreaper, so the
@@ -97,6 +129,10 @@ def scan_run(
     # lands (module doc); when the event loop runs on that thread they include other runs'
     # roots (a burst of N runs has up to N), taken off in set operations, not one at a time.
     walk(set() if root_pid is None else {root_pid})
+    if known:
+        # Those the walk did not reach (a parent died: reparented to us), if still the same
+        # processes: a remembered member that is gone may have left its number to another.
+        walk({pid for pid, ticks in known.items() if pid not in live and _started(pid) == ticks})
     for _ in range(_MAX_PASSES):
         candidates = set(procfs.all_pids()) if full else procfs.leader_children(self_pid)
         candidates -= live
@@ -107,7 +143,12 @@ def scan_run(
         if not new:
             break
         walk(new)
-    return Membership(live=frozenset(live), zombies=frozenset(zombies))
+    return Membership(live=frozenset(live), zombies=frozenset(zombies), started=started)
+
+
+def _started(pid: int) -> int | None:
+    stat = procfs.read_stat(pid)
+    return None if stat is None or stat.is_zombie else stat.start_ticks
 
 
 def run_members(

@@ -81,8 +81,9 @@ async def test_the_daemon_drains_on_sigint_and_sigterm(signum: int) -> None:
 
 
 async def test_an_adopted_process_that_dies_later_is_reaped_on_its_sigchld(tmp_path: Path) -> None:
-    # A process that left the run's session and dropped its marker (env -i) is not the run's
-    # any more: it outlives the run, adopted by the daemon's first thread.  When it dies, its
+    # A process that left the run's session and dropped its marker (env -i) outlives the run
+    # while an older live run may have started it as well (tests/faults/
+    # test_unmarked_escapers.py), adopted by the daemon's first thread.  When it dies, its
     # SIGCHLD (received on the loop thread through the forwarded signals) starts a reaper pass
     # that collects it: no zombie stays.  The root waits until the process has its new
     # environment, so the run's end never sees it with the marker.
@@ -93,6 +94,7 @@ async def test_an_adopted_process_that_dies_later_is_reaped_on_its_sigchld(tmp_p
     )
     with trio.fail_after(60):
         async with run_daemon() as daemon, open_client(daemon.url) as client:
+            await client.execute(argv=["sleep", "300"])  # the older run
             run = await client.execute(argv=["sh", "-c", script])
             record = await client.wait_completed(run)
             assert record.completed is not None

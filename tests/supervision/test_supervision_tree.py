@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from cc_executor.supervision import procfs
 from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.framing import incomplete_utf8_tail, utf8_safe_cut
 from cc_executor.supervision.outcome import Exited
-from cc_executor.supervision.reaper import is_subreaper, run_reaper
+from cc_executor.supervision.reaper import is_subreaper, run_reaper, sweep_unowned
 from cc_executor.supervision.registry import RunRegistry
 from cc_executor.supervision.spawn import SpawnSpec
 from cc_executor.supervision.testing import (
@@ -184,3 +185,52 @@ async def test_a_dead_process_of_the_run_is_reaped_by_its_runner(
         )
     assert outcome == Exited(0)
     assert not zombie_children()
+
+
+def _adopt_unmarked_orphan() -> int:
+    """A real `sleep` with no marker, in a session of its own, adopted by this process (the
+    subreaper) once its parent exits: what `setsid env -i` leaves behind."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the forked child
+        os.setsid()
+        grandchild = os.fork()
+        if grandchild == 0:
+            os.execve("/bin/sh", ["sh", "-c", "exec sleep 1000"], {"PATH": "/usr/bin:/bin"})
+        os.write(write_end, b"%d" % grandchild)
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    with os.fdopen(read_end, "rb") as pipe:
+        return int(pipe.read())
+
+
+async def test_the_sweep_kills_an_unmarked_orphan_once_no_live_run_may_own_it(
+    registry: RunRegistry,
+) -> None:
+    orphan = _adopt_unmarked_orphan()
+    try:
+        assert orphan in procfs_children()
+        stat = procfs.read_stat(orphan)
+        assert stat is not None
+        # A number reused by another process is not the orphan noted: left alone.
+        registry.unowned_seen(orphan, stat.start_ticks + 1)
+        assert sweep_unowned(registry)
+        assert process_state(orphan) not in (None, "Z")
+        assert registry.unowned() == {}
+        registry.unowned_seen(orphan, stat.start_ticks)
+        assert not sweep_unowned(registry)  # no live run: it was killed
+        with trio.fail_after(10):
+            while process_state(orphan) not in (None, "Z"):  # noqa: ASYNC110 - /proc only
+                await trio.sleep(0.01)
+        assert registry.unowned() == {}
+    finally:
+        _kill_and_reap(orphan)
+
+
+def _kill_and_reap(pid: int) -> None:
+    """End a child of this process and collect it (dead already, or at once after SIGKILL)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
