@@ -59,4 +59,5 @@ def next_state(state: RunState, action: Action) -> RunState:
     try:
         return TRANSITIONS[state, action]
     except KeyError:
-        raise InvalidTransition(f"cannot {action.value} a {state.value} run") from None
+        article = "an" if state.value[0] in "aeiou" else "a"  # "cannot pause an ending run"
+        raise InvalidTransition(f"cannot {action.value} {article} {state.value} run") from None

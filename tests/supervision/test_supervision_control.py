@@ -17,6 +17,7 @@ from cc_executor.supervision.outcome import Cancelled, Exited, Rung, Signalled
 from cc_executor.supervision.reaper import reap_orphans
 from cc_executor.supervision.registry import RunRegistry
 from cc_executor.supervision.spawn import SpawnSpec
+from cc_executor.supervision.states import Action, next_state
 from cc_executor.supervision.testing import (
     Recorder,
     process_state,
@@ -150,3 +151,11 @@ async def test_back_to_back_controls_apply_in_order(
             await run.cancel("done")
     states = [e.state for e in recorder.events if isinstance(e, StateEvent)]
     assert states == [RunState.PAUSED, RunState.RUNNING]
+
+
+def test_refusals_name_the_state_in_plain_words() -> None:
+    # What a client reads in the -32005 message: "an ending run", not "a ending run".
+    with pytest.raises(InvalidTransition, match=r"^cannot pause an ending run$"):
+        next_state(RunState.ENDING, Action.PAUSE)
+    with pytest.raises(InvalidTransition, match=r"^cannot resume a completed run$"):
+        next_state(RunState.COMPLETED, Action.RESUME)
