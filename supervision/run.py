@@ -263,13 +263,16 @@ class Run:
 
         Raises:
             InvalidTransition: the run is not PAUSED.
-            ControlTimeout: some processes were still stopped after control_timeout.
+            ControlTimeout: some processes were still stopped after control_timeout (one that
+                stops itself as soon as it runs); the others are stopped again, and the run
+                stays PAUSED, as its state says.
         """
         async with self._control:
             next_state(self._state, Action.RESUME)
             self._require_room("resume")
             left = await self._drive(signal.SIGCONT, Until.CONTINUED)
             if left:
+                await self._drive(signal.SIGSTOP, Until.STOPPED)
                 raise ControlTimeout("resume", sorted(left))
             self._move(Action.RESUME)
             self._last_output = trio.current_time()  # the idle clock restarts on resume

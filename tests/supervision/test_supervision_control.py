@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from cc_executor.supervision.config import SupervisionConfig
-from cc_executor.supervision.errors import InvalidTransition
+from cc_executor.supervision.errors import ControlTimeout, InvalidTransition
 from cc_executor.supervision.events import RunState, StateEvent
 from cc_executor.supervision.outcome import Cancelled, Exited, Rung, Signalled
 from cc_executor.supervision.reaper import reap_orphans
@@ -22,6 +22,7 @@ from cc_executor.supervision.testing import (
     Recorder,
     process_state,
     process_tree_argv,
+    python_argv,
     start_run,
     wait_for_tree,
 )
@@ -159,3 +160,42 @@ def test_refusals_name_the_state_in_plain_words() -> None:
         next_state(RunState.ENDING, Action.PAUSE)
     with pytest.raises(InvalidTransition, match=r"^cannot resume a completed run$"):
         next_state(RunState.COMPLETED, Action.RESUME)
+
+
+async def test_a_resume_that_cannot_be_confirmed_leaves_the_run_paused(
+    registry: RunRegistry, run_id: Callable[[], str]
+) -> None:
+    # Observed over the wire: -32007 for the RESUME, `status` said paused, and the root ran.
+    config = SupervisionConfig(term_grace=1.0, kill_wait=2.0, control_timeout=0.5)
+    code = (
+        "import os, signal, sys, time\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    while True:\n"  # stops itself whenever it is continued
+        "        os.kill(os.getpid(), signal.SIGSTOP)\n"
+        "print(child, flush=True)\n"
+        "time.sleep(1000)\n"
+    )
+    recorder = Recorder()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            run = await start_run(
+                nursery, SpawnSpec(python_argv(code), ENV, run_id()), config, registry, recorder
+            )
+            await recorder.wait_for_output(b"\n")
+            stopper = int(recorder.output())
+            unconfirmed: ControlTimeout | None = None
+            for _ in range(50):  # a resume seeing the stopper between its stops succeeds
+                await run.pause()
+                try:
+                    await run.resume()
+                except ControlTimeout as exc:
+                    unconfirmed = exc
+                    break
+            assert unconfirmed is not None
+            assert unconfirmed.not_stopped == [stopper]
+            assert run.state is RunState.PAUSED
+            assert process_state(run.pid) == "T"  # stopped again, as the state says
+            rung = await run.cancel("test over")
+            assert rung is Rung.SIGTERM
+            assert process_state(stopper) in (None, "Z")
