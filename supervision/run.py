@@ -168,7 +168,10 @@ class Run:
         # The daemon's first thread has no children but the orphans it adopted when it is a
         # subreaper whose event loop (which spawns every root) runs on another thread
         # (executor/daemon/loop.py): only then is an unmarked one of them surely some run's.
-        orphans_only = subreaper and threading.get_native_id() != os.getpid()
+        # Not as PID 1 (the container): it adopts every orphan of its namespace, a `podman
+        # exec`'s as well as its runs'.
+        pid = os.getpid()
+        orphans_only = subreaper and threading.get_native_id() != pid and pid != 1
         membership = scan_run(
             self.pid,
             self.pgid,

@@ -338,15 +338,19 @@ async def stop_process(process: trio.Process) -> None:
 
 @asynccontextmanager
 async def run_daemon(
-    *args: str, env: dict[str, str] | None = None, python: Sequence[str] = ()
+    *args: str,
+    env: dict[str, str] | None = None,
+    python: Sequence[str] = (),
+    wrapper: Sequence[str] = (),
 ) -> AsyncIterator[DaemonProcess]:
     """Start ``python -m cc_executor.executor serve --port 0 ...`` and learn its port.
 
-    `python`: options for the interpreter before ``-m`` (``-c CODE`` to run something first)."""
+    `python`: options for the interpreter before ``-m`` (``-c CODE`` to run something first);
+    `wrapper`: a command that execs or forks the rest (``unshare ...``): the process is its."""
     # SIGTERM ends live runs at once unless a test asks for a drain grace.
     grace = () if "--shutdown-grace" in args else ("--shutdown-grace", "0")
     serve = ["-m", "cc_executor.executor", "serve", "--port", "0", *grace, *args]
-    command = [sys.executable, *python, *serve]
+    command = [*wrapper, sys.executable, *python, *serve]
     async with trio.open_nursery() as nursery:
         process = await trio.lowlevel.open_process(
             command,

@@ -12,9 +12,14 @@ it waits for the end of the last such run.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
+import subprocess
 from pathlib import Path
 
+import pytest
 import trio
 from ccx_testing import alive, open_client, pids_in_file, proc_stat, run_daemon, wait_until
 
@@ -84,3 +89,56 @@ async def test_an_unmarked_escaper_waits_for_every_run_that_may_own_it(tmp_path:
             await client.call("control", type="CANCEL", run=older)
             await client.wait_completed(older)
             assert not alive(escaper)
+
+
+# The daemon as PID 1 of a pid namespace of its own, as in the container.
+PID_1 = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM")
+
+
+def _pid_namespace_available() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("nsenter") is None:
+        return False
+    probe = subprocess.run([*PID_1, "true"], capture_output=True, timeout=30, check=False)
+    return probe.returncode == 0
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(word) for word in (task / "children").read_text().split()]
+    return found
+
+
+def _with_argv(pids: list[int], argv: bytes) -> list[int]:
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes() == argv:
+                found.append(pid)
+    return found
+
+
+@pytest.mark.skipif(not _pid_namespace_available(), reason="needs root and unshare --pid")
+async def test_as_pid_1_an_orphan_from_outside_the_runs_is_left_alone() -> None:
+    """Where the daemon is PID 1 (the container) every orphan of the namespace is adopted by
+    it, not only its runs': one a `podman exec` left (here: `nsenter`) is nobody's run's."""
+    with trio.fail_after(60):
+        async with run_daemon(wrapper=PID_1) as daemon, open_client(daemon.url) as client:
+            (serve,) = _children(daemon.process.pid)  # PID 1 of the namespace
+            run = await client.execute(argv=[SLEEP, "1000"])
+            enter = ("nsenter", "--target", str(serve), "--pid", "--mount", "--")
+            await trio.run_process([*enter, "sh", "-c", f"{SLEEP} 1001 >/dev/null 2>&1 &"])
+            argv = SLEEP.encode() + b"\0" + b"1001\0"
+            await wait_until(lambda: bool(_with_argv(_children(serve), argv)))
+            (stranger,) = _with_argv(_children(serve), argv)  # an orphan the daemon adopted
+            try:
+                # It started after the run's root, and no other run is live.
+                await client.call("control", type="CANCEL", run=run)
+                await client.wait_completed(run)
+                later = await client.execute(argv=["true"])
+                await client.wait_completed(later)
+                assert alive(stranger)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(stranger, signal.SIGKILL)
