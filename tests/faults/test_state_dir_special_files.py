@@ -107,10 +107,14 @@ async def test_a_fifo_named_compact_does_not_stop_retention_or_the_drain(tmp_pat
             "--state-dir", str(state), "--retention-seconds", "0.5", "--retention-bytes", "1"
         ) as daemon:
             async with open_durable_client(daemon.url) as client:
-                run = await client.execute(argv=["echo", "old"], durable=True)
-                await client.wait_completed(run)
+                # The FIFO is there before the run ends: retention may compact at its end.
+                flag = tmp_path / "flag"
+                words = f"while [ ! -e {flag} ]; do sleep 0.01; done; echo old"
+                run = await client.execute(argv=["sh", "-c", words], durable=True)
                 journal = state / "journals" / f"{run}.journal"
                 os.mkfifo(str(journal) + ".compact")
+                flag.touch()
+                await client.wait_completed(run)
             # Retention compacts it (the FIFO is removed, never opened) ...
             await daemon.wait_logged("journal.removed")
             assert not something_at(Path(f"{journal}.compact"))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from cc_executor.supervision import procfs
 from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.reaper import enable_subreaper
 from cc_executor.supervision.registry import RunRegistry
@@ -38,10 +40,23 @@ def run_id() -> Callable[[], str]:
     return lambda: f"{RUN_PREFIX}{uuid.uuid4().hex[:12]}"
 
 
+def _ticks_now() -> int:
+    """Clock ticks since boot, the unit of a process's start time in /proc."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
+
+
+def _started_since(pid: int, ticks: int) -> bool:
+    stat = procfs.read_stat(pid)
+    return stat is not None and stat.start_ticks >= ticks
+
+
 @pytest.fixture(autouse=True)
 def no_leftovers() -> Iterator[None]:
-    """Run each test as child subreaper; afterwards no run process may live, no zombie stay."""
+    """Run each test as child subreaper; afterwards no run process may live, no zombie of a
+    process the test started stay.  (A child of another directory's test that happens to
+    exit during this one — a daemon a fault test left to end — is collected, not blamed.)"""
     assert enable_subreaper()
+    since = _ticks_now()
     try:
         yield
     finally:
@@ -49,8 +64,8 @@ def no_leftovers() -> Iterator[None]:
         for pid in survivors:  # ours (they carry our marker): clean up for the next test
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        zombies = zombie_children()
-        for pid in zombies:
+        zombies = {pid for pid in zombie_children() if _started_since(pid, since)}
+        for pid in zombie_children():
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
         enable_subreaper(False)
