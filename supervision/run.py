@@ -10,12 +10,16 @@ cannot write) the event is held in order (at most MAX_HELD_STATES of them; a con
 is refused) and a task of the runner puts it in the channel as soon as there is room, the
 readers' next chunks waiting behind it, so no control waits for the output of a run — before, a
 PAUSE's event waiting for room held the lock, and the next RESUME or CANCEL from any connection
-waited with it.  The ladder itself is run by the runner task, never by the caller of cancel():
-cancel() records the request, wakes the runner and waits for the ladder's result, so a caller
-that goes away cannot leave a ladder half done.  stdin has its own writer (stdin.py) and never
-takes the control lock, so a child that does not read its stdin cannot hold up a control.  Idle
-time is time the child wrote nothing: when the idle deadline passes with output waiting in a
-pipe (the daemon itself was stopped or busy), the clock restarts instead.  The runner's code
+waited with it.  A PAUSE's event also waits behind the output the child wrote before it
+stopped that is still in a pipe (FIONREAD at the confirmed stop): the readers deliver up to
+that mark, reading no further while it stands, and only then is `process.paused` queued, so
+output written before the pause always precedes it.  The ladder itself is run by the runner
+task, never by the caller of cancel(): cancel() records the request, wakes the runner and waits
+for the ladder's result, so a caller that goes away cannot leave a ladder half done.  stdin has
+its own writer (stdin.py) and never takes the control lock, so a child that does not read its
+stdin cannot hold up a control.  Idle time is time the child wrote nothing: when the idle
+deadline passes with output waiting in a pipe (the daemon itself was stopped or busy), the
+clock restarts instead.  The runner's code
 (runner.py) uses the underscore methods below; nothing else should.
 """
 
@@ -62,6 +66,14 @@ log = structlog.get_logger()
 MAX_HELD_STATES = 8
 
 
+@attrs.define
+class _Fence:
+    """A held state change that must follow output still in the pipes (the module doc)."""
+
+    position: int  # the held state change it stands before, counted from the run's start
+    marks: dict[Stream, int]  # per stream: the bytes read once that output is delivered
+
+
 class Run:
     """A live run: read its attributes, control it with pause/resume/cancel/signals/stdin."""
 
@@ -102,11 +114,18 @@ class Run:
         }
         self._control = trio.Lock()
         # State changes waiting for room in the channel, oldest first (see the module doc),
-        # the runner's nursery that puts them there, and when that is done.
+        # and the runner's nursery that puts them there.
         self._held_states: deque[StateChanged] = deque()
         self._background: trio.Nursery | None = None
-        self._states_queued = trio.Event()
-        self._states_queued.set()
+        # Held state changes counted since the start (added, and put in the channel), the
+        # fences among them, each stream's bytes delivered and the readers that have ended,
+        # and an event for any change of those (the waits below loop on it).
+        self._held_added = 0
+        self._held_sent = 0
+        self._fences: deque[_Fence] = deque()
+        self._delivered: dict[Stream, int] = {"stdout": 0, "stderr": 0}
+        self._streams_ended: set[Stream] = set()
+        self._held_moved = trio.Event()
         self._absolute_deadline = math.inf if timeout is None else self.started_at + timeout
         self._idle_timeout = idle_timeout
         self._last_output = self.started_at
@@ -257,7 +276,7 @@ class Run:
             self._wake.deadline = self._end_deadline()
             if held is not None:
                 held()
-            self._queue_state(RunState.PAUSED)
+            self._queue_state(RunState.PAUSED, behind_unread=True)
 
     async def resume(self, held: Callable[[], None] | None = None) -> None:
         """Continue every process of the run; return once none of them is stopped.
@@ -391,32 +410,91 @@ class Run:
                 "read, or a journal that cannot write)"
             )
 
-    def _queue_state(self, state: RunState) -> None:
-        """Queue the event of a state change in order, without waiting (module doc)."""
+    def _queue_state(self, state: RunState, *, behind_unread: bool = False) -> None:
+        """Queue the event of a state change in order, without waiting (module doc);
+        `behind_unread`: after the output still in the pipes (every process is stopped)."""
         event = StateChanged(state)
+        marks = self._unread_marks() if behind_unread and self._background is not None else {}
         if not self._held_states:
-            try:
-                self._events.send_nowait(event)
-                return
-            except trio.WouldBlock:
-                pass
+            if not marks:
+                try:
+                    self._events.send_nowait(event)
+                    return
+                except trio.WouldBlock:
+                    pass
             if self._background is None:
                 raise AssertionError("a run's state changed before its runner started")
-            self._states_queued = trio.Event()
             self._background.start_soon(self._put_held_states)
+        if marks:
+            self._fences.append(_Fence(self._held_added, marks))
         self._held_states.append(event)
+        self._held_added += 1
+
+    def _unread_marks(self) -> dict[Stream, int]:
+        """Per stream with output in its pipe: the bytes read once that output is read."""
+        marks: dict[Stream, int] = {}
+        for stream in self._pipes:
+            unread = self.unread_bytes(stream)
+            if unread > 0 and stream not in self._streams_ended:
+                marks[stream] = self._read_bytes(stream) + unread
+        return marks
+
+    def _read_bytes(self, stream: Stream) -> int:
+        return self.stdout_bytes if stream == "stdout" else self.stderr_bytes
+
+    def _fence_passed(self, fence: _Fence) -> bool:
+        return all(
+            self._delivered[stream] >= mark or stream in self._streams_ended
+            for stream, mark in fence.marks.items()
+        )
+
+    def _moved(self) -> None:
+        self._held_moved.set()
+        self._held_moved = trio.Event()
 
     async def _put_held_states(self) -> None:
-        """The held state changes into the channel, oldest first, as room appears."""
+        """The held state changes into the channel, oldest first, as room appears; one
+        behind a fence once the readers have delivered the output it waits for."""
         while self._held_states:
+            if self._fences and self._fences[0].position == self._held_sent:
+                while not self._fence_passed(self._fences[0]):
+                    await self._held_moved.wait()
+                self._fences.popleft()
             await self._events.send(self._held_states[0])
             self._held_states.popleft()
-        self._states_queued.set()
+            self._held_sent += 1
+            self._moved()
 
-    async def _after_held_states(self) -> None:
-        """Return once the held state changes are in the channel (a reader's chunk read after
-        one must follow it); the reader calls it only while some are held."""
-        await self._states_queued.wait()
+    def _read_limit(self, stream: Stream, size: int) -> int:
+        """How much a reader may read at once: no further than a fence's mark."""
+        done = self._delivered[stream]
+        for fence in self._fences:
+            mark = fence.marks.get(stream)
+            if mark is not None and mark > done:
+                return min(size, mark - done)
+        return size
+
+    async def _before_chunk(self, stream: Stream) -> None:
+        """Return once the held state changes that precede the stream's next chunk are in
+        the channel: all of them, or those before the first fence it is output for."""
+        done = self._delivered[stream]
+        target = self._held_added
+        for fence in self._fences:
+            if fence.marks.get(stream, -1) > done:
+                target = fence.position
+                break
+        while self._held_sent < target:
+            await self._held_moved.wait()
+
+    def _chunk_delivered(self, stream: Stream, size: int) -> None:
+        self._delivered[stream] += size
+        if self._fences:
+            self._moved()
+
+    def _stream_ended(self, stream: Stream) -> None:
+        """The stream's reader has ended: no fence waits for it any more."""
+        self._streams_ended.add(stream)
+        self._moved()
 
     async def _drive(self, sig: int, until: Until) -> set[int]:
         deadline = trio.current_time() + self._config.control_timeout

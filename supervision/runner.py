@@ -78,7 +78,7 @@ class _PipeReader:
             return math.inf
         return trio.current_time() + self._config.drain_timeout
 
-    async def _receive(self) -> bytes:
+    async def _receive(self, size: int) -> bytes:
         """One read of the pipe (``FdStream.receive_some``, with one difference): after a
         short read the pipe is most likely empty, so wait until it is readable before reading
         instead of trying a read that fails first — for a child that writes a line at a time,
@@ -95,7 +95,7 @@ class _PipeReader:
             await trio.lowlevel.checkpoint()
         while True:
             try:
-                data = os.read(fd, self._config.read_size)
+                data = os.read(fd, size)
             except BlockingIOError:
                 await trio.lowlevel.wait_readable(fd)
             except OSError as exc:
@@ -103,10 +103,16 @@ class _PipeReader:
                     raise trio.ClosedResourceError("the pipe was closed") from None
                 raise trio.BrokenResourceError from exc
             else:
-                self._short = len(data) < self._config.read_size
+                self._short = len(data) < size
                 return data
 
     async def run(self, events: trio.MemorySendChannel[RunEvent]) -> None:
+        try:
+            await self._read_all(events)
+        finally:
+            self._run._stream_ended(self._stream)
+
+    async def _read_all(self, events: trio.MemorySendChannel[RunEvent]) -> None:
         with events:  # closed without the checkpoint of aclose: the reads were checkpoints
             while True:
                 pump = self._run.pump
@@ -118,7 +124,9 @@ class _PipeReader:
                 # consumer (a cancelled receive_some loses no data).
                 with trio.CancelScope(deadline=self._receive_deadline()) as scope:
                     self._receive_scope = scope
-                    data = await self._receive()
+                    data = await self._receive(
+                        self._run._read_limit(self._stream, self._config.read_size)
+                    )
                 self._receive_scope = None
                 if scope.cancelled_caught:
                     log.warning(
@@ -131,19 +139,23 @@ class _PipeReader:
                 self._run._note_output(self._stream, len(data))
                 chunk = OutputChunk(self._stream, data)
                 if self._run._held_states:  # a state change waits for room: it goes first
-                    await self._run._after_held_states()
-                pump = self._run.pump  # (a run's pump may be set after its first read began)
-                if pump is not None and pump.can_take():
-                    # The pump is parked: the chunk is delivered here, a task switch sooner.
-                    # If it is busy after all (the pipe had to be waited for), the channel.
-                    await pump.take(chunk)
-                    continue
-                try:
-                    events.send_nowait(chunk)
-                except trio.WouldBlock:
-                    # The consumer is behind: this is where back-pressure holds the child.
-                    self._run.stalls += 1
-                    await events.send(chunk)
+                    await self._run._before_chunk(self._stream)  # (unless it is behind this)
+                await self._deliver(events, chunk)
+                self._run._chunk_delivered(self._stream, len(data))
+
+    async def _deliver(self, events: trio.MemorySendChannel[RunEvent], chunk: OutputChunk) -> None:
+        pump = self._run.pump  # (a run's pump may be set after its first read began)
+        if pump is not None and pump.can_take():
+            # The pump is parked: the chunk is delivered here, a task switch sooner.
+            # If it is busy after all (the pipe had to be waited for), the channel.
+            await pump.take(chunk)
+            return
+        try:
+            events.send_nowait(chunk)
+        except trio.WouldBlock:
+            # The consumer is behind: this is where back-pressure holds the child.
+            self._run.stalls += 1
+            await events.send(chunk)
 
 
 def _has_exited(pidfd: int) -> bool:

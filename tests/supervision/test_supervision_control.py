@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
+import attrs
 import pytest
 import trio
 import trio.testing
 
 from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.errors import ControlTimeout, InvalidTransition
-from cc_executor.supervision.events import RunState, StateEvent
+from cc_executor.supervision.events import Output, RunState, SequencedEvent, StateEvent
 from cc_executor.supervision.outcome import Cancelled, Exited, Rung, Signalled
 from cc_executor.supervision.reaper import reap_orphans
 from cc_executor.supervision.registry import RunRegistry
@@ -199,3 +201,49 @@ async def test_a_resume_that_cannot_be_confirmed_leaves_the_run_paused(
             rung = await run.cancel("test over")
             assert rung is Rung.SIGTERM
             assert process_state(stopper) in (None, "Z")
+
+
+class _GatedRecorder(Recorder):
+    """A sink that takes nothing until opened: a client that has stopped reading."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = trio.Event()
+
+    async def deliver(self, event: SequencedEvent) -> None:
+        await self.opened.wait()
+        await super().deliver(event)
+
+
+async def test_output_written_before_a_pause_precedes_its_event(
+    config: SupervisionConfig, registry: RunRegistry, run_id: Callable[[], str], tmp_path: Path
+) -> None:
+    """Output still in the pipe when every process is seen stopped was written before the
+    pause: it is delivered before `paused`, however far behind the sink is."""
+    flags = [tmp_path / "one", tmp_path / "two"]
+    wait = "while [ ! -e {} ]; do sleep 0.01; done"
+    steps = ("printf AAAA", wait.format(flags[0]), "printf CCCC", wait.format(flags[1]))
+    words = "; ".join((*steps, "printf BBBB", "exec sleep 1000"))
+    recorder = _GatedRecorder()
+    # No room in the channel: the reader holds CCCC, waiting for the pump (which holds AAAA).
+    config = attrs.evolve(config, channel_capacity=0)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            spec = SpawnSpec(("sh", "-c", words), ENV, run_id())
+            run = await start_run(nursery, spec, config, registry, recorder)
+            for flag, read in zip(flags, (4, 8), strict=True):
+                while run.stdout_bytes < read:  # noqa: ASYNC110 - no event for a read
+                    await trio.sleep(0.01)
+                flag.touch()
+            while run.unread_bytes("stdout") < 4:  # noqa: ASYNC110 - only FIONREAD tells
+                await trio.sleep(0.01)
+            await run.pause()  # BBBB is in the pipe, the child stopped
+            recorder.opened.set()
+            while not any(isinstance(e, StateEvent) for e in recorder.events):
+                await recorder.wait_changed()
+            await run.cancel("test over")
+    first_state = next(i for i, e in enumerate(recorder.events) if isinstance(e, StateEvent))
+    before = recorder.events[:first_state]
+    assert b"".join(e.data for e in before if isinstance(e, Output)) == b"AAAACCCCBBBB"
+    states = [e.state for e in recorder.events if isinstance(e, StateEvent)]
+    assert states == [RunState.PAUSED]
