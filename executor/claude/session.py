@@ -76,8 +76,8 @@ from cc_executor.protocol.claude.session import control_error_line, control_succ
 from cc_executor.protocol.messages import JSON
 from cc_executor.protocol.notices import Completion
 from cc_executor.protocol.results import ClaudeSent
-from cc_executor.supervision import ControlTimeout as StillStopped
 from cc_executor.supervision import (
+    CompletedEvent,
     Exited,
     InvalidTransition,
     Outcome,
@@ -87,6 +87,7 @@ from cc_executor.supervision import (
     StateEvent,
     StdinFull,
 )
+from cc_executor.supervision import ControlTimeout as StillStopped
 
 log = structlog.get_logger()
 
@@ -140,6 +141,7 @@ class ClaudeSession:
         self._paused = False
         self._closing = False
         self._ended = False
+        self._tail: list[ClaudeEvent] = []  # the typed events of a last line (closing)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -174,6 +176,8 @@ class ClaudeSession:
             self._update_state()
         for item in typed:
             self._note(item)
+        if isinstance(event, CompletedEvent):  # a last line without a newline, noted already
+            typed, self._tail = [*self._tail, *typed], []
         return typed
 
     def delivered(self) -> None:
@@ -206,7 +210,14 @@ class ClaudeSession:
                 pass
 
     def closing(self) -> None:
-        """The process is over: withdraw what is pending, fail the waiting controls."""
+        """The process is over: what its last line (one without a newline) says is noted
+        first — a `result` there ends its turn before the completion, as any other —, then
+        what is pending is withdrawn and the waiting controls fail.  That line's typed events
+        go out with the completion (`feed`)."""
+        if not self._ended:
+            self._tail = self.watcher.flush()
+            for item in self._tail:
+                self._note(item)
         self.broker.close()
         self.controls.fail_all()
         self._ready.set()

@@ -132,6 +132,11 @@ class ClaudeWatch:
             self._last_activity = trio.current_time()
             self._rearm()
 
+    def flush(self) -> list[ClaudeEvent]:
+        """The typed events of a last stdout line without a newline, now (the process is
+        over: nothing follows it), rather than with the completion; fed once."""
+        return self._note(self._parser.close())
+
     def _note(self, events: list[ClaudeEvent]) -> list[ClaudeEvent]:
         for typed in events:
             if isinstance(typed, Init) and self.init is None:

@@ -3,7 +3,7 @@ to every claude.* method is a clear error that changes nothing else; a mode the 
 forbids is refused as at the start; another identity's session does not exist; controls of a
 paused run are refused at once (a cancelled MCP turn task still interrupts on RESUME); an
 answer too long for the CLI stays pending; the CLI killed with requests in flight leaves none
-unanswered."""
+unanswered; a `result` on a last line without a newline still ends its turn in the stream."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from claude_world import (
     finish,
     notices,
     start,
+    typed,
     wait_notice,
 )
 from mcp_testing import Recording, check_frames, mcp_client
@@ -343,4 +344,56 @@ async def test_a_send_waiting_for_an_initialize_that_never_comes_is_refused_and_
     assert record.completed["outcome"] == "cancelled"
     assert "did not answer initialize" in record.completed["reason"]
     assert record.completed["claude"]["turn"] == 0
+    assert_nothing_left(run)
+
+
+# A CLI that answers `initialize`, then ends its first turn with a `result` line it never
+# finishes with a newline, and exits: the last line of a process that wrote no more.
+UNFINISHED_RESULT = """\
+import json, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    if msg["type"] == "control_request":
+        answer = {"subtype": "success", "request_id": msg["request_id"], "response": {}}
+        print(json.dumps({"type": "control_response", "response": answer}), flush=True)
+    elif msg["type"] == "user":
+        init = {"type": "system", "subtype": "init", "session_id": SESSION, "tools": []}
+        print(json.dumps(init), flush=True)
+        result = {"type": "result", "subtype": "success", "is_error": False, "result": "done",
+                  "session_id": SESSION, "total_cost_usd": 0.5, "num_turns": 1}
+        sys.stdout.write(json.dumps(result))
+        break
+"""
+
+
+async def test_a_result_on_a_last_line_without_a_newline_ends_its_turn_before_the_completion(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    session = "00000000-0000-4000-8000-00000000cafe"
+    cli = world.tmp / "unfinished-claude"
+    cli.write_text(f"#!{sys.executable}\nSESSION = {session!r}\n{UNFINISHED_RESULT}")
+    cli.chmod(0o755)
+    served = await start_daemon(nursery, world.config(binary=str(cli)))
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            run = await start(client, session=True, durable=True, cwd=str(world.work))
+            await client.call("claude.send", run=run, content="hi")
+            record = await finish(client, run)
+        async with open_client(served.url) as replay:
+            await replay.call("attach", run=run, from_seq=0)
+            replayed = await replay.wait_completed(run)
+    assert record.completed is not None
+    assert record.completed["status"] == "completed"
+    assert record.completed["claude"]["turns"] == 1
+    for got in (record, replayed):
+        # The turn the status counts is one the stream ended too, before the completion.
+        methods = [e["method"] for e in got.events]
+        ended = [e for e in got.events if e["method"] == "claude.turn_ended"]
+        assert len(ended) == 1, methods
+        assert ended[0]["result"]["result"] == "done"
+        assert methods.index("claude.turn_ended") < methods.index("process.completed")
+        states = [e["state"] for e in got.events if e["method"] == "claude.state"]
+        assert states[-1] == "idle", states
+    results = [e for e in typed(client, run) if e["type"] == "result"]
+    assert [e["result"] for e in results] == ["done"]  # its typed event, once
     assert_nothing_left(run)
