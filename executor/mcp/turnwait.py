@@ -102,6 +102,11 @@ class TurnWait:
         turn = self.turn
         if turn is None or turn.ended is None:
             if self.run.log.done.is_set():
+                if turn is not None:  # it ran, but the run ended before its result
+                    return (
+                        f"session {self.run.run_id} ended during turn {turn.turn} (message "
+                        f"{self.sent.message}), before the turn's result"
+                    )
                 return f"session {self.run.run_id} ended before the turn of {self.sent.message}"
             return f"message {self.sent.message} is waiting for turn {self.sent.turn}"
         result = turn.ended.result

@@ -237,6 +237,11 @@ async def test_a_turn_whose_cli_dies_says_the_session_ended(
             summary = answer["structuredContent"]
             assert (summary["ended"], summary["run_ended"]) == (False, True)
             assert summary["state"] == "ended"
+            # The turn did run: the text says the run ended during it, not before it.
+            text = answer["content"][0]["text"]
+            assert (
+                text == f"session {run} ended during turn 1 (message m-1), before the turn's result"
+            )
             assert (await _tool(client, "status", run=run))["claude"]["state"] == "ended"
     check_frames(record)
     assert_nothing_left(run)
