@@ -69,6 +69,24 @@ class ConnectionLost(ClientError):
     """The connection ended while a request or a run's stream still needed it."""
 
 
+class JournalUnreadable(ConnectionLost):
+    """The daemon could not read a durable run's journal for this connection's follow (its
+    `process.journal_error` "cannot read the journal: ..."), and follows it no further here.
+
+    The run itself is not affected; attaching again from `last_seq` (the last event received)
+    reads the journal anew. `reason` is the daemon's, without that prefix.
+    """
+
+    def __init__(self, run: str, reason: str, last_seq: int) -> None:
+        super().__init__(
+            f"run {run}: the daemon could not read its journal and stopped following it "
+            f"({reason}); attach again from seq {last_seq}"
+        )
+        self.run = run
+        self.reason = reason
+        self.last_seq = last_seq
+
+
 class ProtocolViolation(ClientError):
     """The server sent something the protocol does not allow (a daemon bug)."""
 

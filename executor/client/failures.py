@@ -21,6 +21,7 @@ from cc_executor.executor.client.errors import (
     DaemonUnavailable,
     HandshakeRefused,
     InvalidUrl,
+    JournalUnreadable,
     NotADaemon,
     PolicyRefusedError,
     RunNotFoundError,
@@ -140,9 +141,22 @@ def request_failure(
             )
         case ServerError(message=message, code=code):
             return Failure(f"ccx: {usage_text(message)} (error {code})", own)
+        case JournalUnreadable():
+            return Failure(unreadable_journal(exc, target), own)
         case ConnectionLost():
             return Failure(f"ccx: lost the connection to {target.url}: {exc}", own)
     return Failure(f"ccx: {exc}", own)
+
+
+def unreadable_journal(exc: JournalUnreadable, target: Target) -> str:
+    """The line for a follow the daemon ended because it could not read the run's journal:
+    a read failure, not a write (the run does not wait for anything), nor a lost connection."""
+    again = target.ccx("attach", exc.run, "--from", str(exc.last_seq))
+    return (
+        f"ccx: the daemon cannot read the journal of run {exc.run} ({exc.reason}), so it "
+        f"shows nothing of it after seq {exc.last_seq}; the run itself is not affected — "
+        f"{again} tries again"
+    )
 
 
 # A request's field as the ccx command line names it, where that is not --<field>; None: the

@@ -26,8 +26,9 @@ import attrs
 import trio
 
 from cc_executor import protocol  # its names load on first use (a run's params, not all)
-from cc_executor.executor.client.errors import ClientError, ConnectionLost
+from cc_executor.executor.client.errors import ClientError, ConnectionLost, JournalUnreadable
 from cc_executor.executor.client.events import Completed, JournalError, RunEvent, RunStatus
+from cc_executor.protocol.notices import JOURNAL_UNREADABLE
 
 if TYPE_CHECKING:
     from cc_executor.executor.client.connection import Connection
@@ -74,12 +75,8 @@ class RunStream:
         if self.completed is not None:
             self.finish()
         elif isinstance(event, JournalError) and event.ends_follow:  # nothing more comes
-            self.fail(
-                ConnectionLost(
-                    f"run {self.run_id}: the daemon could not read its journal and stopped "
-                    f"following it ({event.reason}); attach again from seq {self.last_seq}"
-                )
-            )
+            reason = event.reason.removeprefix(JOURNAL_UNREADABLE).lstrip(": ")
+            self.fail(JournalUnreadable(self.run_id, reason, self.last_seq))
 
     def fail(self, error: ClientError) -> None:
         """The stream cannot go on (connection gone for good, run gone on reattach)."""

@@ -32,6 +32,7 @@ from cc_executor.executor.client.endings import Asked, ending_message, shutdown_
 from cc_executor.executor.client.errors import (
     ConnectionLost,
     InvalidStateError,
+    JournalUnreadable,
     LimitExceededError,
     ServerError,
 )
@@ -230,7 +231,7 @@ async def _show(showing: Showing, as_json: bool) -> Completed:
             showing.state = "paused" if isinstance(event, Paused) else "running"
         elif isinstance(event, Gap):
             term.message(f"ccx: output from seq {event.seq} was not recorded ({event.reason})")
-        elif isinstance(event, JournalError):
+        elif isinstance(event, JournalError) and not event.ends_follow:  # (a read: raised next)
             then = "the run waits for the disk" if event.policy == "block" else "the run is ended"
             term.message(f"ccx: the daemon could not record the run ({event.reason}); {then}")
         if isinstance(event, Completed):
@@ -277,6 +278,11 @@ async def stream_run(
         with trio.move_on_after(config.connection.disconnect_timeout * 5):
             await _quietly(run.cancel)
         return 128 + signal.SIGPIPE
+    if isinstance(broken, JournalUnreadable):
+        from cc_executor.executor.client.failures import unreadable_journal
+
+        term.message(unreadable_journal(broken, showing.target))
+        return ExitStatus.OWN_FAILURE if showing.mode == "run" else ExitStatus.FAILED
     if broken is not None:
         fate = (
             f"it goes on: {showing.target.ccx('attach', run.id)}"

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 import trio
-from ccx_testing import Served, run_daemon, unused_url
+from ccx_testing import Served, make_config, run_daemon, start_daemon, unused_url
 
 from cc_executor.executor.client import open_connection
 
@@ -370,3 +370,32 @@ async def test_run_shell_on_a_daemon_without_a_shell_is_one_line_saying_what_to_
     assert line.rstrip("\n").endswith(
         "— run it as ccx run -- sh -c LINE, or start the daemon with --allow-shell"
     ), line
+
+
+async def test_attach_and_logs_of_a_journal_that_cannot_be_read_say_so_plainly(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """With a FIFO in the journal's place the daemon cannot read it for the follow. ccx said
+    "could not record the run ...; the run waits for the disk" (a write's words: nothing
+    waits) and then "lost the connection ..." (it was not lost); now one line says what
+    happened, that the run is not affected and how to try again, and ccx exits 1."""
+    served = await start_daemon(nursery, make_config(state_dir=str(tmp_path)))
+    url = ["--url", served.url]
+    await require_durable(served.url)
+    with trio.fail_after(TIMEOUT):
+        async with open_connection(served.url) as conn:
+            started = await conn.execute(["seq", "1", "10"], durable=True)
+            await started.wait()
+    run = started.id
+    journal = tmp_path / "journals" / f"{run}.journal"
+    journal.unlink()
+    os.mkfifo(journal)
+    for command in (["attach", run], ["logs", run]):
+        done = await ccx(*command, *url)
+        assert (done.returncode, done.stdout) == (1, b""), done.stderr
+        line = done.stderr.decode()
+        assert line.count("\n") == 1, line
+        assert line.startswith(f"ccx: the daemon cannot read the journal of run {run} ("), line
+        assert "not a regular file" in line
+        assert "; the run itself is not affected — ccx " in line
+        assert line.endswith(f" {run} --from 0 tries again\n"), line
