@@ -311,6 +311,7 @@ class Connection:
             DaemonUnavailable: the first connection could not be made (before `started`).
         """
         failures, first = 0, True
+        unreachable: DaemonUnavailable | None = None  # the last reconnect's failure
         while True:
             try:
                 failure = await self._serve_socket(task_status if first else None)
@@ -322,6 +323,7 @@ class Connection:
                 if first:
                     raise failure
                 failures += 1
+                unreachable = failure
             elif failure is not None:  # the daemon broke the protocol: do not retry
                 log.error("the daemon at %s broke the protocol: %s", self.url, failure)
                 self._finish(ConnectionLost(str(failure)))
@@ -335,7 +337,15 @@ class Connection:
                 break
             delay = self.config.reconnect_delay * 2 ** max(failures - 1, 0)
             await trio.sleep(min(delay, self.config.reconnect_delay_max))
-        self._finish(ConnectionLost(f"the connection to {self.url} was lost"))
+        if failures and unreachable is not None:
+            lost = ConnectionLost(
+                f"the connection to {self.url} was lost, and {failures} attempt(s) to "
+                f"reconnect failed ({unreachable.reason})",
+                unreachable=unreachable,
+            )
+        else:
+            lost = ConnectionLost(f"the connection to {self.url} was lost")
+        self._finish(lost)
 
     async def _serve_socket(self, task_status: trio.TaskStatus[None] | None) -> ClientError | None:
         """One socket from connect to close; returns why it could not go on, if not a close.

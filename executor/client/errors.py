@@ -66,7 +66,15 @@ class NotADaemon(DaemonUnavailable):
 
 
 class ConnectionLost(ClientError):
-    """The connection ended while a request or a run's stream still needed it."""
+    """The connection ended while a request or a run's stream still needed it.
+
+    `unreachable` is set when reconnecting for a durable run was tried and failed: the last
+    attempt's failure (the daemon gone, refusing, ...).
+    """
+
+    def __init__(self, *args: object, unreachable: DaemonUnavailable | None = None) -> None:
+        super().__init__(*args)
+        self.unreachable = unreachable
 
 
 class JournalUnreadable(ConnectionLost):

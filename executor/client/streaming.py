@@ -242,6 +242,22 @@ async def _show(showing: Showing, as_json: bool) -> Completed:
     return completed
 
 
+def lost_message(lost: ConnectionLost, showing: Showing) -> str:
+    """The line for a connection lost under a run: what becomes of the run, as far as ccx can
+    know. A durable run outlives its connection, not its daemon: when reconnecting failed,
+    ccx cannot tell which happened, and says how to find out."""
+    run, target = showing.run, showing.target
+    attach = target.ccx("attach", run.id)
+    head = f"ccx: lost the connection to {target.url} under run {run.id}"
+    if lost.unreachable is not None:
+        return (
+            f"{head}, and reconnecting failed ({lost.unreachable.reason}); a durable run "
+            f"outlives its connection but not its daemon: {attach} says what became of it "
+            "once the daemon answers again"
+        )
+    return f"{head}; {f'it goes on: {attach}' if run.durable else 'the daemon ends it'}"
+
+
 async def stream_run(
     showing: Showing,
     config: CommandLineConfig,
@@ -284,12 +300,7 @@ async def stream_run(
         term.message(unreadable_journal(broken, showing.target))
         return ExitStatus.OWN_FAILURE if showing.mode == "run" else ExitStatus.FAILED
     if broken is not None:
-        fate = (
-            f"it goes on: {showing.target.ccx('attach', run.id)}"
-            if run.durable
-            else ("the daemon ends it")
-        )
-        term.message(f"ccx: lost the connection to {showing.target.url} under run {run.id}; {fate}")
+        term.message(lost_message(broken, showing))
         return ExitStatus.OWN_FAILURE
     assert completed is not None
     message = ending_message(completed, showing.asked_now())

@@ -399,3 +399,39 @@ async def test_attach_and_logs_of_a_journal_that_cannot_be_read_say_so_plainly(
         assert "not a regular file" in line
         assert "; the run itself is not affected — ccx " in line
         assert line.endswith(f" {run} --from 0 tries again\n"), line
+
+
+async def test_attach_whose_daemon_dies_for_good_does_not_say_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    """The daemon SIGKILLed under `ccx attach` of a durable run and not back within the
+    reconnect attempts: ccx said "it goes on: ccx attach RUN" (the run died with its daemon:
+    the next start reports it lost). Now it says reconnecting failed, why, and how to find out
+    what became of the run."""
+    async with run_daemon("--state-dir", str(tmp_path)) as daemon:
+        url = ["--url", daemon.url]
+        await require_durable(daemon.url)
+        done = await ccx("run", *url, "--detach", "--", "sh", "-c", "echo up; exec sleep 60")
+        run = done.stdout.decode().strip()
+        process = await trio.lowlevel.open_process(
+            [*CCX, "attach", *url, run], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            with trio.fail_after(TIMEOUT):
+                assert process.stdout is not None
+                assert process.stderr is not None
+                assert await process.stdout.receive_some(4) == b"up\n"  # following it live
+                daemon.process.kill()
+                await daemon.process.wait()
+                err = b""
+                while chunk := await process.stderr.receive_some():
+                    err += chunk
+                assert await process.wait() == 125
+        finally:
+            process.kill()
+    line = err.decode()
+    assert line.count("\n") == 1, line
+    assert line.startswith(f"ccx: lost the connection to {daemon.url} under run {run}, and "), line
+    assert "reconnecting failed (connection refused)" in line
+    assert "it goes on" not in line
+    assert line.endswith("says what became of it once the daemon answers again\n"), line
