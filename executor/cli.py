@@ -22,6 +22,7 @@ from cc_executor.executor.client.parsers import (
     add_client_parsers,
     add_target_options,
 )
+from cc_executor.executor.stdio import open_standard_streams
 
 if TYPE_CHECKING:
     from cc_executor.executor.config.server import ServerConfig
@@ -352,10 +353,9 @@ def serve(args: argparse.Namespace) -> int:
     """``ccx serve``: start-up failures are one line on stderr and an exit status."""
     from cc_executor.executor.config.server import ConfigError
     from cc_executor.executor.daemon.loop import serve_on_loop_thread
-    from cc_executor.executor.logs import choose_format, configure_logging, open_standard_streams
+    from cc_executor.executor.logs import choose_format, configure_logging
     from cc_executor.executor.transport.listener import CannotListen
 
-    open_standard_streams()
     unreadable = unreadable_file(args)
     if unreadable is not None:
         print(f"ccx: {unreadable}", file=sys.stderr)
@@ -381,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`ccx`; as the program itself (no `argv`) a client command, once done, exits at once."""
     program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
+    open_standard_streams()
     word = command_word(argv)
     if word in CLIENT_COMMANDS:  # parsed without the parsers it cannot need (W6)
         parser = build_parser(review=False, serve=False, client=word)

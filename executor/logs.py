@@ -13,7 +13,6 @@ import atexit
 import datetime
 import enum
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, MutableMapping
@@ -210,24 +209,6 @@ def render_console(_logger: Any, _method: str, event: MutableMapping[str, Any]) 
     if context or rest:
         line += "  [" + ", ".join([*context, *rest]) + "]"
     return line + (f"\n{trace}" if trace else "")
-
-
-def open_standard_streams() -> None:
-    """Descriptors 0 to 2 closed at start (``ccx serve 2>&-``) become /dev/null, so that no
-    socket or journal the daemon opens can take their place and get log lines written into
-    it; a closed stderr then loses the log, not the daemon."""
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            null = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
-    if sys.stdout is None:
-        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the process's own, kept open
-    if sys.stderr is None:
-        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
 
 
 def choose_format(flag: str | None, environ: Mapping[str, str], stream: Any) -> str:

@@ -435,3 +435,41 @@ async def test_attach_whose_daemon_dies_for_good_does_not_say_the_run_goes_on(
     assert "reconnecting failed (connection refused)" in line
     assert "it goes on" not in line
     assert line.endswith("says what became of it once the daemon answers again\n"), line
+
+
+@pytest.mark.parametrize(
+    ("closing", "words", "status"),
+    [
+        (">&-", ["run", "--", "echo", "hi"], 0),
+        (">&-", ["ps"], 0),
+        ("<&-", ["run", "--", "cat"], 0),
+        ("<&-", ["run", "--", "sh", "-c", "exit 3"], 3),
+        ("2>&-", ["run", "--", "sh", "-c", "echo oops >&2; exit 4"], 4),
+    ],
+)
+async def test_a_closed_stdin_stdout_or_stderr_is_dev_null_to_ccx(
+    served: Served, closing: str, words: list[str], status: int
+) -> None:
+    """ccx started with descriptor 0, 1 or 2 closed crashed with a traceback (EINVAL: the fd
+    number was taken by one of trio's own descriptors, which output was written to or stdin
+    read from). Now a closed one is /dev/null: the run and ccx's exit status are as ever."""
+    line = " ".join(shlex.quote(word) for word in [*CCX, "--url", served.url, *words])
+    with trio.fail_after(TIMEOUT):
+        done = await trio.run_process(
+            ["sh", "-c", f"exec {line} {closing}"],
+            stdin=subprocess.DEVNULL,
+            capture_stdout=closing != ">&-",
+            capture_stderr=closing != "2>&-",
+            check=False,
+        )
+    assert done.returncode == status, done.stderr
+    assert not done.stderr, done.stderr
+    if closing == "<&-" and status == 0:
+        assert done.stdout == b""
+
+
+async def test_a_closed_stderr_keeps_the_exit_status_of_a_failure() -> None:
+    line = " ".join(shlex.quote(word) for word in [*CCX, "--url", unused_url(), "ps"])
+    with trio.fail_after(TIMEOUT):
+        done = await trio.run_process(["sh", "-c", f"exec {line} 2>&-"], check=False)
+    assert done.returncode == 69
