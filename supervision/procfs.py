@@ -21,7 +21,8 @@ import attrs
 from cc_executor.supervision.errors import SupervisionError
 
 PROC = "/proc"
-_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+# The errors of an open that fails for want of a descriptor (or the memory for one): transient.
+EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
 
 
 class ProcfsExhausted(SupervisionError):
@@ -43,7 +44,7 @@ def _read(path: str) -> bytes | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        if exc.errno in _EXHAUSTED:
+        if exc.errno in EXHAUSTED:
             raise ProcfsExhausted(path, exc) from None
         return None
     try:
@@ -51,7 +52,7 @@ def _read(path: str) -> bytes | None:
         while chunk := os.read(fd, _READ_SIZE):
             chunks.append(chunk)
     except OSError as exc:  # gone meanwhile (ESRCH), or its content not ours to read
-        if exc.errno in _EXHAUSTED:
+        if exc.errno in EXHAUSTED:
             raise ProcfsExhausted(path, exc) from None
         return None
     finally:
@@ -63,7 +64,7 @@ def _listdir(path: str) -> list[str]:
     try:
         return os.listdir(path)
     except OSError as exc:
-        if exc.errno in _EXHAUSTED:
+        if exc.errno in EXHAUSTED:
             raise ProcfsExhausted(path, exc) from None
         return []
 

@@ -48,6 +48,7 @@ from cc_executor.protocol.notices import (
 )
 from cc_executor.supervision import CompletedEvent, Note, Output, SequencedEvent, StateEvent
 from cc_executor.supervision.journal import Cursor, Gap, Journal, JournalFault, Replayed
+from cc_executor.supervision.procfs import EXHAUSTED
 
 log = structlog.get_logger()
 
@@ -127,6 +128,8 @@ def fault_notice(run_id: str, fault: JournalFault) -> RunJournalError:
 
 async def open_cursor(journal: Journal, from_seq: int, retry: float, bound: float) -> Cursor:
     """A cursor on `journal`; short of file descriptors, retried with a backoff up to `bound`.
+    Any other failure (not a regular file, EACCES, EIO) is raised at once: waiting would not
+    change it, and the client would wait the whole bound for the same error.
 
     Raises:
         OSError: it could not be opened.
@@ -135,8 +138,8 @@ async def open_cursor(journal: Journal, from_seq: int, retry: float, bound: floa
     while True:
         try:
             return journal.cursor(from_seq)
-        except OSError:
-            if waited >= bound:
+        except OSError as exc:
+            if exc.errno not in EXHAUSTED or waited >= bound:
                 raise
         await trio.sleep(retry)
         waited += retry

@@ -25,7 +25,6 @@ are killed all the same (`kill_unopened`): a run no daemon supervises is never l
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -42,7 +41,7 @@ from cc_executor.supervision.journal_codec import DAMAGED, JOURNAL_SUFFIX
 from cc_executor.supervision.journal_codec import run_id_of as journal_run_id
 from cc_executor.supervision.journal_config import CREATING, held_by_anyone, remove_if_abandoned
 from cc_executor.supervision.leftovers import kill_leftovers
-from cc_executor.supervision.procfs import ProcfsExhausted
+from cc_executor.supervision.procfs import EXHAUSTED, ProcfsExhausted
 from cc_executor.supervision.threads import in_thread
 
 log = structlog.get_logger()
@@ -53,7 +52,6 @@ SUFFIX = JOURNAL_SUFFIX  # a journal's file is named <run id>SUFFIX (DurableRuns
 RECOVER_BATCH = 256  # journals read per worker-thread hand-off at start
 STALL_BOUND = 30.0  # seconds without a descriptor to open a journal with before giving up
 RETRY_INITIAL, RETRY_MAX = 0.05, 2.0  # the backoff between those attempts
-_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
 
 Opened = tuple[str, Journal | Exception | None, float | None]
 SCAN_ENTRIES = 256  # entries read for a lost session's id (its first init comes early)
@@ -126,7 +124,7 @@ async def read_journals(
                 log.error("durable.state_unreadable", directory=directory, error=error)
             return
         except OSError as exc:
-            if exc.errno not in _EXHAUSTED:
+            if exc.errno not in EXHAUSTED:
                 log.error("durable.state_unreadable", directory=directory, error=str(exc))
                 return
             if not await stall.wait(exc):
@@ -177,7 +175,7 @@ def open_journals(paths: list[str], config: JournalConfig) -> tuple[list[Opened]
         try:
             journal = Journal.open(path, config)
         except OSError as exc:
-            if exc.errno in _EXHAUSTED:
+            if exc.errno in EXHAUSTED:
                 return opened, exc
             opened.append((path, exc, None))
             continue

@@ -292,3 +292,27 @@ async def test_a_journal_that_fails_to_read_is_said_after_what_was_sent(
     assert not attachment.completed
     assert attachment.sent_seq == sent[-1]
     assert attachment.done.is_set()
+
+
+async def test_a_journal_that_is_no_regular_file_is_said_at_once_not_after_the_retries(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Only a shortage of descriptors is worth waiting for: a FIFO put in the journal's place
+    (EINVAL, "not a regular file") was retried for the whole bound (2.5 s with the daemon's
+    settings), the attaching client waiting all along for the same error."""
+    path = tmp_path / "j"
+    journal = journal_at(path, 64 * 1024)
+    await journal.deliver(output(1))
+    await journal.deliver(completion(2))
+    await journal.close()
+    path.unlink()
+    os.mkfifo(path)
+    recorder = Recorder()
+    settings = attrs.evolve(SETTINGS, retry_bound=60.0)
+    started = trio.current_time()
+    with trio.fail_after(120):
+        await tail(recorder, Attachment(DurableRun(journal), 0), settings)
+    assert trio.current_time() == started  # no retry slept (the clock jumps only for sleeps)
+    (notice,) = recorder.writes[-1]
+    assert isinstance(notice, RunJournalError)
+    assert "not a regular file" in notice.reason
