@@ -50,9 +50,11 @@ def check_url(url: str) -> None:
     if parts.scheme not in ("ws", "wss"):
         raise InvalidUrl(url, "it must start with ws:// (or wss://)")
     try:
-        parts.port  # noqa: B018 - parsing the port is the check
-    except ValueError:
-        raise InvalidUrl(url, "its port is not a number") from None
+        port = parts.port
+    except ValueError:  # not digits, or beyond 65535
+        raise InvalidUrl(url, "its port is not a number from 1 to 65535") from None
+    if port == 0:  # nothing listens on port 0: connecting would only be refused
+        raise InvalidUrl(url, "its port is not a number from 1 to 65535") from None
     if not parts.hostname:
         raise InvalidUrl(url, "it names no host")
     try:

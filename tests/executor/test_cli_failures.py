@@ -87,6 +87,10 @@ async def test_url_without_a_scheme(served: Served) -> None:
         ("ws://[zz]/", "its host is not a name or an address ([...] holds IPv6)"),
         ("ws://a..b/", "its host is not a valid name (an empty or too long label)"),
         (f"ws://{'a' * 64}.example/", "its host is not a valid name (an empty or too long label)"),
+        # a port beyond 65535 was "not a number"; port 0 went on to a refused connection
+        ("ws://127.0.0.1:99999/", "its port is not a number from 1 to 65535"),
+        ("ws://127.0.0.1:0/", "its port is not a number from 1 to 65535"),
+        ("ws://127.0.0.1:x/", "its port is not a number from 1 to 65535"),
     ],
 )
 async def test_url_whose_host_cannot_be_parsed(url: str, reason: str) -> None:
