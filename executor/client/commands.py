@@ -250,7 +250,7 @@ async def _attach(inv: Invocation) -> int:
 
 
 async def _logs(inv: Invocation) -> int:
-    from cc_executor.executor.client.streaming import event_json
+    from cc_executor.executor.client.streaming import event_json, journal_line
 
     async with inv.connect() as conn:
         _require_durable(conn, "logs")
@@ -261,6 +261,8 @@ async def _logs(inv: Invocation) -> int:
                 await inv.say_json(event_json(event))
             elif isinstance(event, Output):
                 await inv.term.write(event.stream, event.data)
+            elif (line := journal_line(event)) is not None:  # never silent: a gap, a failure
+                inv.term.message(line)
             if event.seq >= last:
                 break
         if run.completed is None:

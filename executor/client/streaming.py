@@ -116,6 +116,17 @@ def event_json(event: RunEvent) -> dict[str, Any]:
             return {"event": event.method, **session_params(event)}
 
 
+def journal_line(event: RunEvent) -> str | None:
+    """What ccx says on stderr of a gap in the journal or a failed journal write, else None
+    (a journal that cannot be read ends the follow: JournalUnreadable says it, once)."""
+    if isinstance(event, Gap):
+        return f"ccx: output from seq {event.seq} was not recorded ({event.reason})"
+    if isinstance(event, JournalError) and not event.ends_follow:
+        then = "the run waits for the disk" if event.policy == "block" else "the run is ended"
+        return f"ccx: the daemon could not record the run ({event.reason}); {then}"
+    return None
+
+
 def exit_status(completed: Completed, showing: Showing) -> int:
     """The command's status; 130 once our Ctrl-C had to kill it."""
     if showing.interrupts >= KILL and completed.outcome in ("signalled", "cancelled"):
@@ -229,11 +240,8 @@ async def _show(showing: Showing, as_json: bool) -> Completed:
             await term.write(event.stream, event.data)
         elif isinstance(event, Paused | Resumed):
             showing.state = "paused" if isinstance(event, Paused) else "running"
-        elif isinstance(event, Gap):
-            term.message(f"ccx: output from seq {event.seq} was not recorded ({event.reason})")
-        elif isinstance(event, JournalError) and not event.ends_follow:  # (a read: raised next)
-            then = "the run waits for the disk" if event.policy == "block" else "the run is ended"
-            term.message(f"ccx: the daemon could not record the run ({event.reason}); {then}")
+        elif (line := journal_line(event)) is not None:
+            term.message(line)
         if isinstance(event, Completed):
             completed = event
     if completed is None:  # attached from its last seq: the stream ends with what it had

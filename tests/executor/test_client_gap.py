@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import attrs
@@ -36,3 +38,33 @@ async def test_the_library_yields_a_gap_then_the_completion(
     assert "".join(f"{i}\n" for i in range(1, 500_001)).encode().startswith(received)
     assert 0 < len(received) <= 1_000_000
     assert all(e.seq < gaps[0].seq for e in events if isinstance(e, Output))
+
+
+async def test_ccx_logs_says_where_the_journal_has_a_gap(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """`ccx logs` printed the recorded prefix and exited 0 with nothing on stderr: the run's
+    output looked whole. It now says the gap on stderr, as `ccx attach` does."""
+    config = make_config(state_dir=str(tmp_path / "state"))
+    config = attrs.evolve(
+        config, journal=attrs.evolve(config.journal, quota_bytes=100_000, quota_policy="gap")
+    )
+    served = await start_daemon(nursery, config)
+    with trio.fail_after(60):
+        async with open_connection(served.url) as conn:
+            run = await conn.execute(["seq", "1", "100000"], durable=True)
+            events = [event async for event in run]
+        (gap,) = [e for e in events if isinstance(e, Gap)]
+        done = await trio.run_process(
+            [sys.executable, "-m", "cc_executor.executor", "logs", "--url", served.url, run.id],
+            stdin=subprocess.DEVNULL,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert (
+        done.stderr
+        == f"ccx: output from seq {gap.seq} was not recorded (journal quota reached)\n".encode()
+    )
+    assert "".join(f"{i}\n" for i in range(1, 100_001)).encode().startswith(done.stdout)
