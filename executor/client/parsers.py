@@ -38,8 +38,8 @@ exit statuses: the command's own for `ccx run` (128+N when signal N ended it); o
 0 done, 1 a request failed, 2 usage, 64 not a ws:// URL, 67 no endpoint at that path,
 69 no daemon answers, 75 the daemon is at its connection limit, 76 not a cc-executor daemon,
 77 token missing or refused, 78 CCX_URL empty, 125 `ccx run` failed after connecting,
-127 the command could not be started, 130 interrupted; 3 for `ccx claude approve`: answered
-already by someone else."""
+127 the command could not be started, 130 interrupted, 141 whoever read ccx's output stopped
+reading; 3 for `ccx claude approve`: answered already by someone else."""
 
 
 class HelpFormatter(argparse.HelpFormatter):
