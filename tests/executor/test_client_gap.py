@@ -11,16 +11,21 @@ import trio
 from ccx_testing import make_config, start_daemon
 
 from cc_executor.executor.client import Completed, Gap, Output, open_connection
+from cc_executor.executor.config.server import ServerConfig
+
+
+def _gap_at(quota: int, tmp_path: Path) -> ServerConfig:
+    """A daemon whose durable runs stop recording at `quota` bytes, with a gap marker."""
+    config = make_config(state_dir=str(tmp_path / "state"))
+    return attrs.evolve(
+        config, journal=attrs.evolve(config.journal, quota_bytes=quota, quota_policy="gap")
+    )
 
 
 async def test_the_library_yields_a_gap_then_the_completion(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    config = make_config(state_dir=str(tmp_path / "state"))
-    config = attrs.evolve(
-        config, journal=attrs.evolve(config.journal, quota_bytes=1_000_000, quota_policy="gap")
-    )
-    served = await start_daemon(nursery, config)
+    served = await start_daemon(nursery, _gap_at(1_000_000, tmp_path))
     with trio.fail_after(60):
         async with open_connection(served.url) as conn:
             # Far more output than the quota, in chunks of at most max_chunk (256 KiB) each.
@@ -45,11 +50,7 @@ async def test_ccx_logs_says_where_the_journal_has_a_gap(
 ) -> None:
     """`ccx logs` printed the recorded prefix and exited 0 with nothing on stderr: the run's
     output looked whole. It now says the gap on stderr, as `ccx attach` does."""
-    config = make_config(state_dir=str(tmp_path / "state"))
-    config = attrs.evolve(
-        config, journal=attrs.evolve(config.journal, quota_bytes=100_000, quota_policy="gap")
-    )
-    served = await start_daemon(nursery, config)
+    served = await start_daemon(nursery, _gap_at(100_000, tmp_path))
     with trio.fail_after(60):
         async with open_connection(served.url) as conn:
             run = await conn.execute(["seq", "1", "100000"], durable=True)
