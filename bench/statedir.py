@@ -123,7 +123,7 @@ def measure_daemon(state_dir: str, expected: int) -> dict[str, Any]:
         parses: list[float] = []
         listed = 0
         for _ in range(LIST_CALLS):
-            # Every page of `list` (a reply holds at most 256 KiB of runs, with `next`).
+            # Every page of `list` (a reply holds at most 768 KiB of runs, with `next`).
             listed, waited, parsed = 0, 0.0, 0.0
             params: dict[str, object] = {}
             while True:

@@ -3,7 +3,7 @@
 Observed on main: `list` answered every run in one reply — 10,000 durable runs made it about
 4.9 MB, and a hundred runs of long arguments over 1 MiB — which trio-websocket and python
 `websockets` (1 MiB by default) cannot receive: the client's own library closed with 1009
-and `list` never answered.  Now each reply holds at most 256 KiB of runs, with `next`, the
+and `list` never answered.  Now each reply holds at most 768 KiB of runs, with `next`, the
 cursor of the rest; the client library (so `ccx ps`) reads every page.
 """
 
