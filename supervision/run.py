@@ -431,12 +431,13 @@ class Run:
         self._held_added += 1
 
     def _unread_marks(self) -> dict[Stream, int]:
-        """Per stream with output in its pipe: the bytes read once that output is read."""
+        """Per stream with output not delivered yet — in its pipe, or read and held by its
+        reader (waiting for held state changes, or for room) — the bytes delivered once it is."""
         marks: dict[Stream, int] = {}
         for stream in self._pipes:
-            unread = self.unread_bytes(stream)
-            if unread > 0 and stream not in self._streams_ended:
-                marks[stream] = self._read_bytes(stream) + unread
+            mark = self._read_bytes(stream) + self.unread_bytes(stream)
+            if mark > self._delivered[stream] and stream not in self._streams_ended:
+                marks[stream] = mark
         return marks
 
     def _read_bytes(self, stream: Stream) -> int:

@@ -293,28 +293,31 @@ async def _supervise(
         _PipeReader(run, "stdout", spawned.stdout, config),
         _PipeReader(run, "stderr", spawned.stderr, config),
     ]
-    async with trio.open_nursery() as nursery:
-        run._background = nursery  # puts held state changes into the channel (run.py)
-        for reader in readers:
-            nursery.start_soon(reader.run, events.clone())
-        if run.stdin_open:  # a task only for a run whose stdin is a pipe
-            nursery.start_soon(run._serve_stdin)
-        request = await _wait_for_end(run, pidfd)
-        rung, seen_gone = await run._terminate()
-        if not seen_gone:
-            # Processes outside the group (setsid) may live on unseen: the reaper's sweep
-            # finds them by the run's marker once /proc can be read (reaper.py).
-            registry.leave_unconfirmed(run.run_id)
-        outcome = await _reap_root(run, spawned, config, registry, request, rung)
-        run._set_ended(rung)
-        if run.orphan_zombies:
-            # Every process of the run is gone, and the ladder's last scan saw each one that
-            # had died among the daemon's children (tree.py): only then is there one to reap
-            # here.  (Listing the daemon's children costs O(its children): ~150 us with a
-            # thousand runs.)  Anything else the reaper task collects on its SIGCHLD.
-            reap_orphans(registry)
-        for reader in readers:
-            reader.start_drain()
+    try:
+        async with trio.open_nursery() as nursery:
+            run._background = nursery  # puts held state changes into the channel (run.py)
+            for reader in readers:
+                nursery.start_soon(reader.run, events.clone())
+            if run.stdin_open:  # a task only for a run whose stdin is a pipe
+                nursery.start_soon(run._serve_stdin)
+            request = await _wait_for_end(run, pidfd)
+            rung, seen_gone = await run._terminate()
+            if not seen_gone:
+                # Processes outside the group (setsid) may live on unseen: the reaper's sweep
+                # finds them by the run's marker once /proc can be read (reaper.py).
+                registry.leave_unconfirmed(run.run_id)
+            outcome = await _reap_root(run, spawned, config, registry, request, rung)
+            run._set_ended(rung)
+            if run.orphan_zombies:
+                # Every process of the run is gone, and the ladder's last scan saw each one that
+                # had died among the daemon's children (tree.py): only then is there one to reap
+                # here.  (Listing the daemon's children costs O(its children): ~150 us with a
+                # thousand runs.)  Anything else the reaper task collects on its SIGCHLD.
+                reap_orphans(registry)
+            for reader in readers:
+                reader.start_drain()
+    finally:
+        run._background = None  # closed: no fence may be put up without it
     await run._complete(outcome)
     await events.send(
         Completed(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import attrs
@@ -14,10 +15,12 @@ import trio.testing
 
 from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.errors import ControlTimeout, InvalidTransition
-from cc_executor.supervision.events import Output, RunState, SequencedEvent, StateEvent
+from cc_executor.supervision.events import Output, RunEvent, RunState, SequencedEvent, StateEvent
 from cc_executor.supervision.outcome import Cancelled, Exited, Rung, Signalled
+from cc_executor.supervision.pump import OutputPump
 from cc_executor.supervision.reaper import reap_orphans
 from cc_executor.supervision.registry import RunRegistry
+from cc_executor.supervision.runner import run_process
 from cc_executor.supervision.spawn import SpawnSpec
 from cc_executor.supervision.states import Action, next_state
 from cc_executor.supervision.testing import (
@@ -247,3 +250,46 @@ async def test_output_written_before_a_pause_precedes_its_event(
     assert b"".join(e.data for e in before if isinstance(e, Output)) == b"AAAACCCCBBBB"
     states = [e.state for e in recorder.events if isinstance(e, StateEvent)]
     assert states == [RunState.PAUSED]
+
+
+async def _nothing() -> None:
+    """A batching sink's `idle`: the pump then coalesces, and its readers read ahead."""
+
+
+async def test_output_read_but_held_before_a_pause_precedes_its_event(
+    config: SupervisionConfig, registry: RunRegistry, run_id: Callable[[], str], tmp_path: Path
+) -> None:
+    """Output the reader holds when the pause is confirmed (read, waiting behind the held
+    state changes of an earlier PAUSE and RESUME), the pipe empty: before `paused` too."""
+    flag = tmp_path / "flag"
+    waiting = f"while [ ! -e {flag} ]; do sleep 0.01; done"
+    words = f"printf 'AAAA\\n'; {waiting}; printf 'XXXX\\n' >&2; exec sleep 1000"
+    config = attrs.evolve(config, channel_capacity=0)
+    recorder = _GatedRecorder()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            send, receive = trio.open_memory_channel[RunEvent](0)
+            spec = SpawnSpec(("sh", "-c", words), ENV, run_id())
+            run = await nursery.start(partial(run_process, spec, config, send, registry))
+            run.pump = pump = OutputPump(receive, recorder.deliver, config, idle=_nothing)
+            nursery.start_soon(pump.run)
+            while run.stdout_bytes < 5:  # noqa: ASYNC110 - no event for a read
+                await trio.sleep(0.01)
+            await run.pause()  # held: the sink takes nothing
+            await run.resume()
+            flag.touch()
+            while run.stderr_bytes < 5:  # noqa: ASYNC110 - read, and held behind the states
+                await trio.sleep(0.01)
+            assert run.unread_bytes("stderr") == run.unread_bytes("stdout") == 0
+            await run.pause()
+            recorder.opened.set()
+            while sum(isinstance(e, StateEvent) for e in recorder.events) < 3:
+                await recorder.wait_changed()
+            await run.cancel("test over")
+    kinds = [
+        e.state if isinstance(e, StateEvent) else e.data
+        for e in recorder.events
+        if isinstance(e, StateEvent | Output)
+    ]
+    running, paused = RunState.RUNNING, RunState.PAUSED
+    assert kinds == [b"AAAA\n", paused, running, b"XXXX\n", paused]
