@@ -94,6 +94,8 @@ def scan_run(
             return True
         if claim_unmarked is None or full:  # all of /proc: strangers, not orphans
             return False
+        if stat.is_zombie:  # its environment reads empty: no evidence either way
+            return False
         # Marked by another run (or unreadable: another user's): not for the guess below.
         return procfs.environ_names_var(pid, any_marker) is False and claim_unmarked(stat)
 
