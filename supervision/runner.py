@@ -78,7 +78,7 @@ class _PipeReader:
             return math.inf
         return trio.current_time() + self._config.drain_timeout
 
-    async def _receive(self, size: int) -> bytes:
+    async def _receive(self) -> bytes:
         """One read of the pipe (``FdStream.receive_some``, with one difference): after a
         short read the pipe is most likely empty, so wait until it is readable before reading
         instead of trying a read that fails first — for a child that writes a line at a time,
@@ -95,6 +95,8 @@ class _PipeReader:
             await trio.lowlevel.checkpoint()
         while True:
             try:
+                # No further than a PAUSE's fence (run.py), put up while this waited.
+                size = self._run._read_limit(self._stream, self._config.read_size)
                 data = os.read(fd, size)
             except BlockingIOError:
                 await trio.lowlevel.wait_readable(fd)
@@ -124,9 +126,7 @@ class _PipeReader:
                 # consumer (a cancelled receive_some loses no data).
                 with trio.CancelScope(deadline=self._receive_deadline()) as scope:
                     self._receive_scope = scope
-                    data = await self._receive(
-                        self._run._read_limit(self._stream, self._config.read_size)
-                    )
+                    data = await self._receive()
                 self._receive_scope = None
                 if scope.cancelled_caught:
                     log.warning(
