@@ -132,8 +132,10 @@ def _w12(runs: Runs, sizes: Sizes) -> tuple[list[str], list[Target]]:
         "(it takes runs from then on). All known: from the start to the answer of a `list` "
         "sent at once after ready (the daemon reads the directory while it serves, and a "
         "lookup of runs waits until every journal is read). Idle RSS after that. "
-        "`list`: one call returning every run, median of 5, from the request to the whole "
-        "reply on the client's socket; the client's `orjson.loads` of it is timed apart.",
+        "`list`: every run, median of 5 — every page one after another (a reply holds at "
+        "most 768 KiB of runs, docs/protocol.md), each from its request to the whole reply "
+        "on the client's socket, their times added; the client's `orjson.loads` of them is "
+        "timed apart.",
         "",
         "| | ready s | all known s | idle RSS MB | `list` ms | client parse ms | runs listed |",
         "|---|---|---|---|---|---|---|",
