@@ -10,11 +10,13 @@ disk under a compaction is a real one.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
-from ccx_testing import make_config, run_daemon, start_daemon, wait_until
+from ccx_testing import DaemonProcess, make_config, run_daemon, start_daemon, wait_until
 from durable_testing import DurableClient, open_durable_client
 from faults_journal_testing import fill, small_tmpfs
 
@@ -95,12 +97,13 @@ async def test_a_sweep_that_fails_is_counted_and_retention_goes_on(
     assert metrics.internal_errors["durable.retention"] == 1
 
 
-async def test_a_compaction_on_a_full_disk_keeps_the_journal_and_is_done_later(
+@contextlib.asynccontextmanager
+async def _compaction_refused(
     tmp_path: Path,
-) -> None:
-    """A real full disk (a small tmpfs filled to its last byte) when retention compacts: the
-    compacted file cannot be written, the journal stays whole and readable, the daemon serves,
-    and once there is room the next sweep (the next run's completion) compacts it."""
+) -> AsyncIterator[tuple[DaemonProcess, DurableClient, str, Path]]:
+    """A completed durable run on a small tmpfs, the disk then filled to its last byte, and a
+    daemon whose retention (0 s) has tried to compact it and been refused: yields the daemon,
+    a client, the run and the file that fills the disk (unlink it to make room)."""
     with small_tmpfs(tmp_path / "disk") as disk, trio.fail_after(BOUND * 2):
         state = str(disk / "state")
         async with (
@@ -116,14 +119,24 @@ async def test_a_compaction_on_a_full_disk_keeps_the_journal_and_is_done_later(
         ):
             await daemon.wait_logged("journal.compact_failed")
             assert not await _removed(client, old)
-            await client.attach(old, 0)
-            assert (await client.wait_completed(old)).stdout == b"1\n2\n3\n"
-            filler.unlink()
-            new = (await client.call("execute", argv=["echo", "new"], durable=True))["run"]
-            await client.wait_completed(new)
-            for run in (old, new):
-                while not await _removed(client, run):  # noqa: ASYNC110 - no event for it
-                    await trio.sleep(0.02)
+            yield daemon, client, old, filler
+
+
+async def test_a_compaction_on_a_full_disk_keeps_the_journal_and_is_done_later(
+    tmp_path: Path,
+) -> None:
+    """A real full disk (a small tmpfs filled to its last byte) when retention compacts: the
+    compacted file cannot be written, the journal stays whole and readable, the daemon serves,
+    and once there is room the next sweep (the next run's completion) compacts it."""
+    async with _compaction_refused(tmp_path) as (_, client, old, filler):
+        await client.attach(old, 0)
+        assert (await client.wait_completed(old)).stdout == b"1\n2\n3\n"
+        filler.unlink()
+        new = (await client.call("execute", argv=["echo", "new"], durable=True))["run"]
+        await client.wait_completed(new)
+        for run in (old, new):
+            while not await _removed(client, run):  # noqa: ASYNC110 - no event for it
+                await trio.sleep(0.02)
 
 
 async def test_a_compaction_the_full_disk_refused_is_tried_again_once_there_is_room(
@@ -132,21 +145,7 @@ async def test_a_compaction_the_full_disk_refused_is_tried_again_once_there_is_r
     """Observed on main: a compaction that failed on a full disk was tried again only when
     another run completed, so a daemon with nothing more to run kept every expired journal
     on the disk it had filled.  Now the sweep tries again itself, backing off."""
-    with small_tmpfs(tmp_path / "disk") as disk, trio.fail_after(BOUND * 2):
-        state = str(disk / "state")
-        async with (
-            run_daemon("--state-dir", state) as daemon,
-            open_durable_client(daemon.url) as client,
-        ):
-            old = (await client.call("execute", argv=["seq", "1", "3"], durable=True))["run"]
-            await client.wait_completed(old)
-        filler = fill(disk)
-        async with (
-            run_daemon("--state-dir", state, "--retention-seconds", "0") as daemon,
-            open_durable_client(daemon.url) as client,
-        ):
-            await daemon.wait_logged("journal.compact_failed")
-            assert not await _removed(client, old)
-            filler.unlink()  # room again, and no run completes to wake retention
-            await daemon.wait_logged("journal.removed")
-            assert await _removed(client, old)
+    async with _compaction_refused(tmp_path) as (daemon, client, old, filler):
+        filler.unlink()  # room again, and no run completes to wake retention
+        await daemon.wait_logged("journal.removed")
+        assert await _removed(client, old)
