@@ -117,11 +117,10 @@ class Run:
         # and the runner's nursery that puts them there.
         self._held_states: deque[StateChanged] = deque()
         self._background: trio.Nursery | None = None
-        # Held state changes counted since the start (added, and put in the channel), the
-        # fences among them, each stream's bytes delivered and the readers that have ended,
-        # and an event for any change of those (the waits below loop on it).
+        # Held state changes counted since the start (those put in the channel are the rest:
+        # `_held_sent`), the fences among them, each stream's bytes delivered and the readers
+        # that have ended, and an event for any change of those (the waits below loop on it).
         self._held_added = 0
-        self._held_sent = 0
         self._fences: deque[_Fence] = deque()
         self._delivered: dict[Stream, int] = {"stdout": 0, "stderr": 0}
         self._streams_ended: set[Stream] = set()
@@ -463,8 +462,12 @@ class Run:
                 self._fences.popleft()
             await self._events.send(self._held_states[0])
             self._held_states.popleft()
-            self._held_sent += 1
             self._moved()
+
+    @property
+    def _held_sent(self) -> int:
+        """Held state changes put in the channel since the start."""
+        return self._held_added - len(self._held_states)
 
     def _read_limit(self, stream: Stream, size: int) -> int:
         """How much a reader may read at once: no further than a fence's mark."""
