@@ -3,7 +3,9 @@
 Theory of operation: after the daemon died nothing pins a run's ids: its root may be reaped
 and its pid, process group and session numbers reused by unrelated processes.  So a process
 is killed only on positive evidence that it is the run's:
-  * it carries the run's marker (CCX_RUN_ID=<run id>, inherited by everything the run started);
+  * it carries the run's marker (CCX_RUN_ID=<run id>, inherited by everything the run started)
+    — or, for every run of a daemon that died (executor/daemon/record.py), that daemon's
+    (CCX_DAEMON=<its id>, which all its runs carry);
   * it is the root itself: the recorded pid *and* the recorded start time (clock ticks after
     boot, /proc/<pid>/stat field 22) both match;
   * it descends (parent by parent, through live processes) from a process proven so, and
@@ -57,7 +59,22 @@ def find_leftovers(
     Raises:
         ProcfsExhausted: /proc could not be read (no file descriptor).
     """
-    entry = marker_entry(run_id)
+    return find_marked(marker_entry(run_id), pid, started_wall, root_start_ticks=root_start_ticks)
+
+
+def find_marked(
+    entry: bytes,
+    pid: int | None = None,
+    started_wall: float | None = None,
+    *,
+    root_start_ticks: int | None = None,
+) -> set[int]:
+    """`find_leftovers` for any marker `entry` (b"NAME=value"): a run's, or the one every run of
+    a daemon carries (marker.daemon_entry), which proves by itself and through descent.
+
+    Raises:
+        ProcfsExhausted: /proc could not be read (no file descriptor).
+    """
     if started_wall is None:
         not_before = 0
     elif root_start_ticks is None:
@@ -104,13 +121,37 @@ def kill_leftovers(
     Raises:
         ProcfsExhausted: /proc stayed unreadable through every retry.
     """
+    return kill_marked(
+        marker_entry(run_id),
+        pid,
+        started_wall,
+        root_start_ticks=root_start_ticks,
+        config=config,
+        passes=passes,
+    )
+
+
+def kill_marked(
+    entry: bytes,
+    pid: int | None = None,
+    started_wall: float | None = None,
+    *,
+    root_start_ticks: int | None = None,
+    config: SupervisionConfig | None = None,
+    passes: int = 10,
+) -> list[int]:
+    """`kill_leftovers` for any marker `entry` (see `find_marked`).
+
+    Raises:
+        ProcfsExhausted: /proc stayed unreadable through every retry.
+    """
     config = config or SupervisionConfig()
     killed: list[int] = []
     retry = config.procfs_retry_initial
     attempts = config.procfs_retries
     for _ in range(passes):
         try:
-            pids = find_leftovers(run_id, pid, started_wall, root_start_ticks=root_start_ticks)
+            pids = find_marked(entry, pid, started_wall, root_start_ticks=root_start_ticks)
         except procfs.ProcfsExhausted:
             attempts -= 1
             if attempts <= 0:

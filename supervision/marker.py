@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 RUN_ID_VAR = "CCX_RUN_ID"
+# Every process of every run of one daemon carries that daemon's id too: what the next daemon
+# on its state directory kills if it died without ending them (executor/daemon/record.py).
+DAEMON_VAR = "CCX_DAEMON"
 
 
 def marker_entry(run_id: str) -> bytes:
     """The exact environ entry a process of this run carries."""
     return f"{RUN_ID_VAR}={run_id}".encode()
+
+
+def daemon_entry(daemon_id: str) -> bytes:
+    """The exact environ entry every process of a daemon's runs carries."""
+    return f"{DAEMON_VAR}={daemon_id}".encode()

@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 class RunRegistry:
     """Live runs by run id (a run leaves the table when its runner finishes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, daemon_id: str | None = None) -> None:
+        # The daemon's id, which every process of its runs carries (marker.DAEMON_VAR).
+        self.daemon_id = daemon_id
         self._runs: dict[str, Run] = {}
         # The run whose root has each pid (a reaped root's number may be reused by a new run,
         # which then takes the entry: a reaped root is no root to protect any more).

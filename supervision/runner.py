@@ -224,7 +224,7 @@ async def run_process(
     """
     with events:  # closed without aclose's checkpoint (the run had many)
         with registry.spawning(spec.run_id):
-            spawned = await spawn(spec, config)
+            spawned = await spawn(spec, config, daemon_id=registry.daemon_id)
             run = Run(
                 spec,
                 spawned,

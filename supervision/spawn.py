@@ -2,7 +2,8 @@
 
 The root gets a new session (start_new_session: pgid = sid = pid) so that the whole group can
 be signalled without touching the daemon, and CCX_RUN_ID=<run_id> in its environment so that
-descendants which later leave the group and session can still be attributed to the run.
+descendants which later leave the group and session can still be attributed to the run (and,
+given a daemon id, CCX_DAEMON=<it>: what a later daemon kills if this one dies first).
 
 Resource limits (``ResourceLimits``: RLIMIT_CPU/AS/NOFILE/NPROC) are applied by exec'ing the
 command through util-linux ``prlimit`` (``prlimit --nofile=N:N ... -- argv``), which sets them
@@ -38,7 +39,7 @@ import trio
 
 from cc_executor.supervision.config import SupervisionConfig
 from cc_executor.supervision.errors import SpawnError
-from cc_executor.supervision.marker import RUN_ID_VAR
+from cc_executor.supervision.marker import DAEMON_VAR, RUN_ID_VAR
 
 log = structlog.get_logger()
 
@@ -237,8 +238,10 @@ def _with_limits(spec: SpawnSpec, env: Mapping[str, str]) -> tuple[list[str], st
     return [wrapper, *spec.resources.prlimit_args(), "--", program, *argv[1:]], None
 
 
-async def spawn(spec: SpawnSpec, config: SupervisionConfig) -> Spawned:
-    """Start the root process of a run.
+async def spawn(
+    spec: SpawnSpec, config: SupervisionConfig, *, daemon_id: str | None = None
+) -> Spawned:
+    """Start the root process of a run; `daemon_id` (RunRegistry.daemon_id) marks it too.
 
     Raises:
         SpawnError: the command could not be started (the message explains why).
@@ -248,6 +251,8 @@ async def spawn(spec: SpawnSpec, config: SupervisionConfig) -> Spawned:
         raise SpawnError("empty command")
     env = dict(spec.env)
     env[RUN_ID_VAR] = spec.run_id
+    if daemon_id is not None:
+        env[DAEMON_VAR] = daemon_id
     argv, executable = _with_limits(spec, env)
     fds: list[int] = []
     streams: list[trio.lowlevel.FdStream] = []

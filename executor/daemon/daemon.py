@@ -81,10 +81,11 @@ class Daemon:
     ``tasks`` (MCP tasks); ``metrics``; ``sessions`` (open connections, both protocols).
     """
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, daemon_id: str | None = None) -> None:
         self.config = config
         self.policy = CommandPolicy(config)
-        self.registry = RunRegistry()
+        # `daemon_id` marks every process of its runs (daemon/record.py).
+        self.registry = RunRegistry(daemon_id)
         self.metrics = Metrics()
         self.runs = RunTable(self.metrics, config.completed_runs_kept)
         self.durable = DurableRuns(config, config.instance)

@@ -28,6 +28,7 @@ import trio
 
 from cc_executor.executor.config.server import ServerConfig
 from cc_executor.executor.daemon.daemon import Daemon
+from cc_executor.executor.daemon.record import DaemonRecord, end_dead
 from cc_executor.executor.daemon.warm import warm_request_path
 from cc_executor.executor.mcp.session import McpSession
 from cc_executor.executor.rpc.session import Session
@@ -36,7 +37,9 @@ from cc_executor.executor.transport.frontdoor import Gate
 from cc_executor.executor.transport.listener import open_listeners, serve_listeners
 from cc_executor.executor.transport.websocket import WebSocketSettings
 from cc_executor.supervision import enable_subreaper, run_reaper
+from cc_executor.supervision.procfs import ProcfsExhausted
 from cc_executor.supervision.signals import SignalReceiver
+from cc_executor.supervision.threads import in_thread
 
 log = structlog.get_logger()
 
@@ -127,7 +130,21 @@ async def serve(
     """
     if listeners is None:
         listeners = await open_listeners(config.host, config.port)
-    daemon = Daemon(config)
+    record = DaemonRecord.claim(config.state_dir)
+    try:
+        await _serve(config, listeners, record, signals, task_status)
+    finally:
+        _release(record, config)
+
+
+async def _serve(
+    config: ServerConfig,
+    listeners: Sequence[trio.SocketListener],
+    record: DaemonRecord,
+    signals: SignalReceiver,
+    task_status: trio.TaskStatus[tuple[Daemon, Listening]],
+) -> None:
+    daemon = Daemon(config, daemon_id=record.daemon_id)
     warm_request_path()
     subreaper = enable_subreaper()
     async with trio.open_nursery() as nursery:
@@ -148,6 +165,12 @@ async def serve(
             )
         )
         log_listening(config, listeners, subreaper, daemon.policy.summary())  # the first line
+        if record.error is not None:
+            log.warning(
+                "daemon.record_failed",
+                error=record.error,
+                consequence="if this daemon is killed, the next start cannot end its runs",
+            )
         # The state directory is read while the daemon serves: new runs need none of it, and
         # every lookup of a run waits for it (DurableRuns.loaded).
         daemon.start_owned("durable.recover", _recover, daemon)
@@ -159,6 +182,35 @@ async def serve(
 async def _recover(daemon: Daemon) -> None:
     with _collector_paused():
         await daemon.durable.recover()
+    await _end_dead_daemons(daemon)
+
+
+async def _end_dead_daemons(daemon: Daemon) -> None:
+    """Kill the runs of daemons that died on this state directory (record.py)."""
+    own = daemon.registry.daemon_id
+    assert own is not None
+    try:
+        ended = await in_thread(end_dead, daemon.config.state_dir, own, daemon.config.supervision)
+    except OSError as exc:
+        log.error("daemon.records_unreadable", error=str(exc))
+        return
+    for each in ended:
+        if each.error is not None:
+            log.error("daemon.leftovers_unchecked", daemon_id=each.daemon_id, error=each.error)
+        elif each.killed:
+            log.warning("daemon.leftovers_killed", daemon_id=each.daemon_id, killed=each.killed)
+        else:
+            log.info("daemon.record_removed", daemon_id=each.daemon_id)
+    log.info("daemon.records_checked", dead=len(ended))
+
+
+def _release(record: DaemonRecord, config: ServerConfig) -> None:
+    """At exit, every run ended: nothing may carry the daemon's id any more (record.py)."""
+    killed = record.release(config.supervision)
+    if isinstance(killed, ProcfsExhausted):
+        log.error("daemon.leftovers_unchecked", daemon_id=record.daemon_id, error=str(killed))
+    elif killed:
+        log.warning("daemon.leftovers_killed", daemon_id=record.daemon_id, killed=killed)
 
 
 @contextlib.contextmanager

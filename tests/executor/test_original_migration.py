@@ -92,7 +92,8 @@ async def test_the_default_is_the_pass_list_and_the_daemons_cwd(nursery: trio.Nu
     with trio.fail_after(20):
         environment = await output_of(served.port, {"command": "env"})
     names = {line.split("=", 1)[0] for line in environment}
-    assert names - {"CCX_RUN_ID"} <= set(DEFAULT_PASS_ENV)  # the daemon marks its runs
+    assert {"CCX_RUN_ID", "CCX_DAEMON"} <= names  # the daemon marks its runs
+    assert names - {"CCX_RUN_ID", "CCX_DAEMON"} <= set(DEFAULT_PASS_ENV)
 
 
 async def test_a_shell_with_allow_shell_and_shell_true(nursery: trio.Nursery) -> None:

@@ -16,6 +16,7 @@ import fcntl
 import os
 import shutil
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,19 @@ def kill_all(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def posing_as_its_daemon(state: Path) -> Iterator[None]:
+    """Hold the crashed daemon's record as it would if it lived (another daemon sharing the
+    directory): the next start then leaves its processes to it (executor/daemon/record.py)."""
+    [record] = (state / "daemons").iterdir()
+    fd = os.open(record, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def replace(journal: Path, kind: str) -> None:
@@ -95,10 +109,12 @@ async def test_a_run_whose_unreadable_journal_a_live_process_locks_is_left_alone
         holder = os.open(journal, os.O_RDWR | os.O_NONBLOCK)
         try:
             fcntl.flock(holder, fcntl.LOCK_EX)
-            async with run_daemon("--state-dir", str(state)) as daemon:
-                await daemon.wait_logged("run.leftovers_checked")
-                assert all(alive(pid) for pid in pids)
-                assert any('"looked":false' in line for line in daemon.stderr_lines)
+            with posing_as_its_daemon(state):
+                async with run_daemon("--state-dir", str(state)) as daemon:
+                    await daemon.wait_logged("run.leftovers_checked")
+                    await daemon.wait_logged("daemon.records_checked")
+                    assert all(alive(pid) for pid in pids)
+                    assert any('"looked":false' in line for line in daemon.stderr_lines)
         finally:
             os.close(holder)
             kill_all(pids)
@@ -115,9 +131,11 @@ async def test_a_link_to_a_journal_a_live_process_locks_is_left_alone(tmp_path: 
         holder = os.open(journal, os.O_RDONLY)  # the journal the link leads to
         try:
             fcntl.flock(holder, fcntl.LOCK_EX)
-            async with run_daemon("--state-dir", str(state)) as daemon:
-                await daemon.wait_logged("run.leftovers_checked")
-                assert all(alive(pid) for pid in pids)
+            with posing_as_its_daemon(state):
+                async with run_daemon("--state-dir", str(state)) as daemon:
+                    await daemon.wait_logged("run.leftovers_checked")
+                    await daemon.wait_logged("daemon.records_checked")
+                    assert all(alive(pid) for pid in pids)
         finally:
             os.close(holder)
             kill_all(pids)
