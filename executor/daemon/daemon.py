@@ -222,7 +222,7 @@ class Daemon:
             uptime=round(trio.current_time() - self.started_at, 3),
             connections=len(mine),
             live_runs=len(live),
-            runs_started=self.runs.started if everything else len(live),
+            runs_started=self.runs.started if everything else self.runs.started_by[identity.name],
             durable_runs=len(durable),
             live_durable_runs=sum(1 for d in durable if d.live),
             draining=self.draining,

@@ -44,6 +44,7 @@ class RunTable:
         self._idle = trio.Event()  # set while no run is live
         self._idle.set()
         self.started = 0
+        self.started_by: collections.Counter[str] = collections.Counter()  # per identity name
 
     # -- changes (start.py only) ---------------------------------------------------------
 
@@ -70,6 +71,7 @@ class RunTable:
         if live.origin is not None:
             self._from[live.origin] += 1
         self.started += 1
+        self.started_by[live.owner.name] += 1
         self._metrics.runs_started += 1
         if self._idle.is_set():
             self._idle = trio.Event()

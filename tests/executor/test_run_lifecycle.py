@@ -195,12 +195,15 @@ async def test_the_daemons_status_is_scoped_to_the_caller(nursery: trio.Nursery)
             open_client(f"{base}?token=bob-token-012345678901") as bob,
             open_client(f"{base}?token=root-token-012345678901") as root,
         ):
+            done = await alice.execute(argv=["true"])
+            await alice.wait_completed(done)
             run = await alice.execute(argv=QUIET)
             mine = await alice.call("status")
             theirs = await bob.call("status")
             everything = await root.call("status")
-            assert (mine["live_runs"], mine["connections"]) == (1, 1)
-            assert (theirs["live_runs"], theirs["connections"]) == (0, 1)
+            assert (mine["live_runs"], mine["connections"], mine["runs_started"]) == (1, 1, 2)
+            assert (theirs["live_runs"], theirs["connections"], theirs["runs_started"]) == (0, 1, 0)
+            assert everything["runs_started"] == 2
             assert "state_dir" not in mine
             assert "state_dir" not in theirs
             assert everything["live_runs"] == 1
