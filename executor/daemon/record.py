@@ -23,11 +23,22 @@ environment and left its parent (``setsid env -i``) is not found (docs/operation
 A record is made under ``<id>.lock.creating`` and linked once locked (journal_config
 ``create_locked``), so a daemon sharing the directory never finds one unlocked while its owner
 lives; an abandoned ``.creating`` (its maker died in those microseconds, before any run) is
-removed like a journal's.  On a graceful exit (`release`), once every run has ended, whatever
+removed like a journal's.  Only a regular file named ``<32 hex digits>.lock`` is a record:
+anything else there (``.lock``, ``x.lock``, a directory, a FIFO) names no daemon — an empty or
+made-up id could match processes that carry no daemon's marker — and is left alone.
+
+A record removed by hand (``rm``, ``rm -r daemons``) or replaced by another file while its
+daemon lives would leave that daemon's runs to init if it were killed, and an unlocked file
+of its name would make the next daemon end the runs of a live one.  So every `RECHECK`
+seconds the daemon checks that the file at its record's name is the one it holds locked
+(`renew`), and makes it again when not — as it does a record that could not be made at start,
+once it can.  A crash within those seconds of a removal leaves the runs as before.
+
+On a graceful exit (`release`), once every run has ended, whatever
 still carries the daemon's id — nothing, unless a process escaped every ladder — is killed, and
 the record removed; a record that cannot be made (a read-only state directory, EACCES, no inode
 left) is logged (``daemon.record_failed``) and the daemon serves all the same: then a crash of
-it leaves its runs' processes as before.
+it leaves its runs' processes as before, until a later check can make it.
 """
 
 from __future__ import annotations
@@ -36,12 +47,14 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import secrets
 import time
 
 import attrs
 
 from cc_executor.supervision import SupervisionConfig
+from cc_executor.supervision.files import NotRegularFile, open_regular
 from cc_executor.supervision.journal_config import CREATING, create_locked, remove_if_abandoned
 from cc_executor.supervision.leftovers import kill_marked
 from cc_executor.supervision.marker import daemon_entry
@@ -49,6 +62,10 @@ from cc_executor.supervision.procfs import ProcfsExhausted
 
 SUFFIX = ".lock"
 DIRECTORY = "daemons"
+# What `DaemonRecord.claim` names a record: secrets.token_hex(16).
+ID = re.compile(r"[0-9a-f]{32}")
+# Seconds between two checks that the record is still at its name (`DaemonRecord.renew`).
+RECHECK = 2.0
 
 
 def directory_of(state_dir: str) -> str:
@@ -69,14 +86,41 @@ class DaemonRecord:
         """A new id and its record, locked by this process until `release` (blocking: at
         start, before any run).  Never raises: a record that cannot be made says why."""
         daemon_id = secrets.token_hex(16)
-        directory = directory_of(state_dir)
-        path = os.path.join(directory, daemon_id + SUFFIX)
+        record = cls(daemon_id, os.path.join(directory_of(state_dir), daemon_id + SUFFIX), None)
+        record.renew()
+        return record
+
+    def renew(self) -> bool:
+        """Make the record again if the file at its name is not the one this daemon holds
+        locked (removed, replaced, or never made); blocking.  True if it was made now; on
+        failure `error` says why (and is None once the record is in place).  Never raises."""
+        if self.fd is not None and self._in_place():
+            return False
         try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            fd = create_locked(path, b"")
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            try:
+                fd = create_locked(self.path, b"")
+            except FileExistsError:  # a file of our name that we do not hold: it goes
+                os.unlink(self.path)
+                fd = create_locked(self.path, b"")
         except OSError as exc:
-            return cls(daemon_id, path, None, f"{path}: {exc.strerror or exc}")
-        return cls(daemon_id, path, fd)
+            self.error = f"{self.path}: {exc.strerror or exc}"
+            return False
+        if self.fd is not None:
+            os.close(self.fd)
+        self.fd, self.error = fd, None
+        return True
+
+    def _in_place(self) -> bool:
+        assert self.fd is not None
+        try:
+            named = os.stat(self.path, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError:
+            return True  # cannot tell (EACCES on the directory, EIO): leave it be
+        held = os.fstat(self.fd)
+        return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
     def release(self, config: SupervisionConfig) -> list[int] | ProcfsExhausted:
         """At a graceful exit, after every run ended: kill what still carries the id, then
@@ -123,13 +167,13 @@ def end_dead(state_dir: str, own_id: str, config: SupervisionConfig) -> list[End
     ended: list[Ended] = []
     for name in names:
         path = os.path.join(directory, name)
-        if name.endswith(SUFFIX + CREATING):
+        if name.endswith(SUFFIX + CREATING) and ID.fullmatch(name[: -len(SUFFIX + CREATING)]):
             with contextlib.suppress(OSError):
                 remove_if_abandoned(path, now)
             continue
         daemon_id = name[: -len(SUFFIX)]
-        if not name.endswith(SUFFIX) or daemon_id == own_id:
-            continue
+        if not name.endswith(SUFFIX) or not ID.fullmatch(daemon_id) or daemon_id == own_id:
+            continue  # not a record (names no daemon), or ours
         outcome = _end_one(path, daemon_id, config)
         if outcome is not None:
             ended.append(outcome)
@@ -137,11 +181,13 @@ def end_dead(state_dir: str, own_id: str, config: SupervisionConfig) -> list[End
 
 
 def _end_one(path: str, daemon_id: str, config: SupervisionConfig) -> Ended | None:
-    """One record: None if its daemon lives (or it is gone already)."""
+    """One record: None if its daemon lives, it is gone already, or it is no record."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         return None  # another daemon ended it meanwhile
+    except NotRegularFile:
+        return None  # a FIFO, a directory...: no daemon made it, and it is not ours to remove
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # a symbolic link is never a record
             with contextlib.suppress(OSError):
@@ -157,7 +203,7 @@ def _end_one(path: str, daemon_id: str, config: SupervisionConfig) -> Ended | No
             killed = kill_marked(daemon_entry(daemon_id), config=config)
         except ProcfsExhausted as exc:
             return Ended(daemon_id, [], str(exc))
-        with contextlib.suppress(OSError):  # gone already; or a directory of that name
+        with contextlib.suppress(OSError):  # gone already
             os.unlink(path)
         return Ended(daemon_id, killed)
     finally:

@@ -28,7 +28,7 @@ import trio
 
 from cc_executor.executor.config.server import ServerConfig
 from cc_executor.executor.daemon.daemon import Daemon
-from cc_executor.executor.daemon.record import DaemonRecord, end_dead
+from cc_executor.executor.daemon.record import RECHECK, DaemonRecord, end_dead
 from cc_executor.executor.daemon.warm import warm_request_path
 from cc_executor.executor.mcp.session import McpSession
 from cc_executor.executor.rpc.session import Session
@@ -174,6 +174,7 @@ async def _serve(
         # The state directory is read while the daemon serves: new runs need none of it, and
         # every lookup of a run waits for it (DurableRuns.loaded).
         daemon.start_owned("durable.recover", _recover, daemon)
+        daemon.start_owned("daemon.record", _keep_record, record)
         port = listeners[0].socket.getsockname()[1]
         task_status.started((daemon, Listening(port, tuple(listeners))))
         await trio.sleep_forever()
@@ -202,6 +203,21 @@ async def _end_dead_daemons(daemon: Daemon) -> None:
         else:
             log.info("daemon.record_removed", daemon_id=each.daemon_id)
     log.info("daemon.records_checked", dead=len(ended))
+
+
+async def _keep_record(record: DaemonRecord) -> None:
+    """While the daemon serves, its record stays at its name (record.py `renew`)."""
+    while True:
+        await trio.sleep(RECHECK)
+        failed = record.error
+        if await in_thread(record.renew):
+            log.warning("daemon.record_restored", path=record.path, error_before=failed)
+        elif record.error is not None and record.error != failed:
+            log.warning(
+                "daemon.record_failed",
+                error=record.error,
+                consequence="if this daemon is killed, the next start cannot end its runs",
+            )
 
 
 def _release(record: DaemonRecord, config: ServerConfig) -> None:

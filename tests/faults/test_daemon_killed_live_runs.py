@@ -10,6 +10,7 @@ whatever carries the id of a daemon whose record nobody holds (executor/daemon/r
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 import orjson
 import trio
 from ccx_testing import alive, pids_in_file, run_daemon, wait_until
-from durable_testing import open_durable_client
+from durable_testing import DurableClient, open_durable_client
 
 from cc_executor.executor.daemon.record import DaemonRecord, directory_of, end_dead
 from cc_executor.supervision import SupervisionConfig
@@ -176,3 +177,85 @@ def test_a_record_held_by_a_live_process_is_left_alone(tmp_path: Path) -> None:
         if holder.poll() is None:
             holder.kill()
             holder.wait(timeout=10)
+
+
+async def start_sleeper(client: DurableClient, pid_file: Path) -> str:
+    script = f"echo $$ >> {pid_file}; echo ready; exec sleep 300"
+    run: str = (await client.call("execute", argv=["sh", "-c", script]))["run"]
+    await client.wait_output(run, b"ready\n")
+    await wait_until(lambda: pid_file.exists() and len(pids_in_file(str(pid_file))) == 1)
+    return run
+
+
+async def test_a_record_removed_by_hand_is_made_again(tmp_path: Path) -> None:
+    """Observed: ``rm -r <state>/daemons`` while the daemon ran, then a SIGKILL: the next start
+    found no record, and the run's process lived on, adopted by init."""
+    state = str(tmp_path / "state")
+    pid_file = tmp_path / "pids"
+    with trio.fail_after(90):
+        async with (
+            run_daemon("--state-dir", state) as daemon,
+            open_durable_client(daemon.url) as client,
+        ):
+            await start_sleeper(client, pid_file)
+            [record] = records(state)
+            shutil.rmtree(directory_of(state))
+            await daemon.wait_logged("daemon.record_restored")
+            assert records(state) == [record]
+            daemon.process.send_signal(signal.SIGKILL)
+            await daemon.process.wait()
+        [root] = pids_in_file(str(pid_file))
+        assert alive(root)
+        async with run_daemon("--state-dir", state) as daemon:
+            await daemon.wait_logged("daemon.records_checked")
+            assert not alive(root)
+            [killed] = logged(daemon.stderr_lines, "daemon.leftovers_killed")
+            assert killed["killed"] == [root]
+
+
+async def test_a_file_put_in_the_place_of_a_live_record_ends_no_run(tmp_path: Path) -> None:
+    """Observed: the record replaced by an unlocked file of its name (a restore from a backup,
+    ``rm`` then ``touch``): a second daemon starting on the directory took the live daemon for
+    a dead one and killed its run."""
+    state = str(tmp_path / "state")
+    pid_file = tmp_path / "pids"
+    with trio.fail_after(90):
+        async with (
+            run_daemon("--state-dir", state) as first,
+            open_durable_client(first.url) as client,
+        ):
+            run = await start_sleeper(client, pid_file)
+            [root] = pids_in_file(str(pid_file))
+            [record] = records(state)
+            path = os.path.join(directory_of(state), record)
+            os.unlink(path)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            await first.wait_logged("daemon.record_restored")
+            async with run_daemon("--state-dir", state) as second:
+                await second.wait_logged("daemon.records_checked")
+                assert not logged(second.stderr_lines, "daemon.leftovers_killed")
+                assert alive(root)
+            await client.call("control", type="CANCEL", run=run)
+            await client.wait_completed(run)
+
+
+def test_names_that_are_no_record_are_left_alone(tmp_path: Path) -> None:
+    """Observed: a file named ``.lock`` in daemons/ made the next start kill every process whose
+    CCX_DAEMON was empty (the id it read was ""), and a directory ``x.lock`` was said removed
+    at every start.  Only ``<32 hex digits>.lock``, a regular file, is a record."""
+    directory = Path(directory_of(str(tmp_path)))
+    directory.mkdir()
+    (directory / ".lock").write_bytes(b"")
+    (directory / "x.lock").write_bytes(b"")
+    (directory / "0123.lock").mkdir()
+    os.mkfifo(directory / ("ab" * 16 + ".lock"))
+    strangers = [marked_sleep(""), marked_sleep("x"), marked_sleep("ab" * 16)]
+    try:
+        assert end_dead(str(tmp_path), "own", SupervisionConfig()) == []
+        assert all(stranger.poll() is None for stranger in strangers)
+        junk = [".lock", "0123.lock", "ab" * 16 + ".lock", "x.lock"]
+        assert records(str(tmp_path)) == sorted(junk)
+    finally:
+        for stranger in strangers:
+            stranger.kill()
+            stranger.wait(timeout=10)
