@@ -86,10 +86,7 @@ async def test_a_live_daemon_sharing_the_state_directory_keeps_its_runs(tmp_path
             run_daemon("--state-dir", state) as first,
             open_durable_client(first.url) as client,
         ):
-            script = f"echo $$ >> {pid_file}; echo ready; exec sleep 300"
-            run = (await client.call("execute", argv=["sh", "-c", script]))["run"]
-            await client.wait_output(run, b"ready\n")
-            await wait_until(lambda: pid_file.exists() and len(pids_in_file(str(pid_file))) == 1)
+            run = await start_sleeper(client, pid_file)
             [root] = pids_in_file(str(pid_file))
             [first_record] = records(state)
             async with run_daemon("--state-dir", state) as second:
