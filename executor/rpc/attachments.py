@@ -38,6 +38,12 @@ class Attachments(SessionPart):
         then would wait for the run's next event in an ended session, keeping it open."""
         if self._stopped:
             return
+        journal = durable.journal
+        if not durable.live and journal.completed is not None and from_seq >= journal.last_seq:
+            # Nothing can follow (the caller has the completion): no tail, so that an attach
+            # sent right after this reply does not find the run still followed here.
+            self._ended[durable.run_id] = from_seq
+            return
         attachment = Attachment(durable, from_seq)
         self._following[durable.run_id] = attachment
         self._session.conn.attach_run(durable.run_id, from_seq + 1)
