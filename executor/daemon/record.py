@@ -122,23 +122,24 @@ class DaemonRecord:
         held = os.fstat(self.fd)
         return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
-    def release(self, config: SupervisionConfig) -> list[int] | ProcfsExhausted:
+    def release(self, config: SupervisionConfig) -> list[int]:
         """At a graceful exit, after every run ended: kill what still carries the id, then
-        remove the record (blocking).  Returns the pids killed; or, when /proc could not be
-        read, the error, and the record stays (unlocked) for the next start to use."""
+        remove the record (blocking); return the pids killed.
+
+        Raises:
+            ProcfsExhausted: /proc could not be read; the record stays (unlocked) for the
+                next start to use.
+        """
         try:
-            killed: list[int] | ProcfsExhausted = kill_marked(
-                daemon_entry(self.daemon_id), config=config
-            )
-        except ProcfsExhausted as exc:
-            killed = exc
-        if self.fd is not None:
-            if not isinstance(killed, ProcfsExhausted):
+            killed = kill_marked(daemon_entry(self.daemon_id), config=config)
+            if self.fd is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)
-            os.close(self.fd)
-            self.fd = None
-        return killed
+            return killed
+        finally:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
 
 
 @attrs.frozen

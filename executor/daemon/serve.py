@@ -166,11 +166,7 @@ async def _serve(
         )
         log_listening(config, listeners, subreaper, daemon.policy.summary())  # the first line
         if record.error is not None:
-            log.warning(
-                "daemon.record_failed",
-                error=record.error,
-                consequence="if this daemon is killed, the next start cannot end its runs",
-            )
+            _record_failed(record.error)
         # The state directory is read while the daemon serves: new runs need none of it, and
         # every lookup of a run waits for it (DurableRuns.loaded).
         daemon.start_owned("durable.recover", _recover, daemon)
@@ -213,19 +209,25 @@ async def _keep_record(record: DaemonRecord) -> None:
         if await in_thread(record.renew):
             log.warning("daemon.record_restored", path=record.path, error_before=failed)
         elif record.error is not None and record.error != failed:
-            log.warning(
-                "daemon.record_failed",
-                error=record.error,
-                consequence="if this daemon is killed, the next start cannot end its runs",
-            )
+            _record_failed(record.error)
+
+
+def _record_failed(error: str) -> None:
+    log.warning(
+        "daemon.record_failed",
+        error=error,
+        consequence="if this daemon is killed, the next start cannot end its runs",
+    )
 
 
 def _release(record: DaemonRecord, config: ServerConfig) -> None:
     """At exit, every run ended: nothing may carry the daemon's id any more (record.py)."""
-    killed = record.release(config.supervision)
-    if isinstance(killed, ProcfsExhausted):
-        log.error("daemon.leftovers_unchecked", daemon_id=record.daemon_id, error=str(killed))
-    elif killed:
+    try:
+        killed = record.release(config.supervision)
+    except ProcfsExhausted as exc:
+        log.error("daemon.leftovers_unchecked", daemon_id=record.daemon_id, error=str(exc))
+        return
+    if killed:
         log.warning("daemon.leftovers_killed", daemon_id=record.daemon_id, killed=killed)
 
 
