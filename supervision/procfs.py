@@ -163,6 +163,16 @@ def environ_contains(pid: int, entry: bytes) -> bool:
     return environ is not None and b"\0" + entry + b"\0" in b"\0" + environ
 
 
+def read_environ(pid: int) -> bytes | None:
+    """The process's initial environment (NUL-separated entries), or None when it cannot be
+    read (gone, or not ours: setuid / non-dumpable).
+
+    Raises:
+        ProcfsExhausted: no file descriptor to read with.
+    """
+    return _read(f"{PROC}/{pid}/environ")
+
+
 def environ_names_var(pid: int, name: bytes) -> bool | None:
     """Whether some initial environment entry of the process is `name` (b"NAME") with any
     value; None when the environment cannot be read (gone, or not ours).

@@ -13,12 +13,22 @@ starts); and for its whole life the daemon holds an flock on ``<state_dir>/daemo
 The lock is the proof of life: the kernel drops it when the process is gone, however it went.
 
 At start, once its journals are read, a daemon looks at every other record there
-(`end_dead`).  One whose lock it can take is a daemon that is gone: every live process
+(`candidates`).  One whose lock it can take is a daemon that is gone: every live process
 carrying its id, and every process descending from one and started after it, is SIGKILLed
-(supervision/leftovers.py `kill_marked`), then the record is removed.  A record whose lock is
-held is a live daemon sharing the directory, and is left alone.  Only the marker proves: a pid,
-group or session may have been reused since the crash, and a process that emptied its
-environment and left its parent (``setsid env -i``) is not found (docs/operations.md).
+(supervision/leftovers.py `kill_daemons_leftovers`), then the record is removed.  A record
+whose lock is held is a live daemon sharing the directory (a SIGSTOPped one too), and is left
+alone.  Only the marker proves: a pid, group or session may have been reused since the crash,
+and a process that emptied its environment and left its parent (``setsid env -i``) is not
+found (docs/operations.md).
+
+A scan of /proc reads every process's stat and environment: one scan a record made a thousand
+dead records cost seconds, and a stop waited for them all.  So records are swept `BATCH` at a
+time (`sweep`): the batch's unlocked records are held locked while one scan matches every id of
+the batch (repeated only while it finds processes), then removed; between two batches the
+daemon's serve looks whether it is stopping, and if so leaves the rest for the next start
+(executor/daemon/serve.py).  Short of descriptors (EMFILE), listing the records or opening one
+is retried with the backoff of /proc's reads; then that record and the rest stay (`Exhausted`,
+`Swept.exhausted`), as they do when /proc stays unreadable.
 
 A record is made under ``<id>.lock.creating`` and linked once locked (journal_config
 ``create_locked``), so a daemon sharing the directory never finds one unlocked while its owner
@@ -50,20 +60,24 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 import attrs
 
 from cc_executor.supervision import SupervisionConfig
 from cc_executor.supervision.files import NotRegularFile, open_regular
 from cc_executor.supervision.journal_config import CREATING, create_locked, remove_if_abandoned
-from cc_executor.supervision.leftovers import kill_marked
-from cc_executor.supervision.marker import daemon_entry
-from cc_executor.supervision.procfs import ProcfsExhausted
+from cc_executor.supervision.leftovers import kill_daemons_leftovers
+from cc_executor.supervision.procfs import EXHAUSTED, ProcfsExhausted
 
 SUFFIX = ".lock"
 DIRECTORY = "daemons"
 # What `DaemonRecord.claim` names a record: secrets.token_hex(16).
 ID = re.compile(r"[0-9a-f]{32}")
+# Records swept with one scan of /proc (`sweep`): each is held open (locked) meanwhile.
+BATCH = 128
 # Seconds between two checks that the record is still at its name (`DaemonRecord.renew`).
 RECHECK = 2.0
 
@@ -131,7 +145,7 @@ class DaemonRecord:
                 next start to use.
         """
         try:
-            killed = kill_marked(daemon_entry(self.daemon_id), config=config)
+            killed = kill_daemons_leftovers([self.daemon_id], config=config)[0][self.daemon_id]
             if self.fd is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)
@@ -144,7 +158,7 @@ class DaemonRecord:
 
 @attrs.frozen
 class Ended:
-    """What `end_dead` did with one dead daemon's record: the pids it killed, or why it could
+    """What the sweep did with one dead daemon's record: the pids it killed, or why it could
     not look (the record then stays for a later start)."""
 
     daemon_id: str
@@ -152,60 +166,155 @@ class Ended:
     error: str | None = None
 
 
-def end_dead(state_dir: str, own_id: str, config: SupervisionConfig) -> list[Ended]:
-    """End the runs of every daemon whose record is not locked (the module docstring), and
-    remove their records (blocking: a worker thread's).
+@attrs.frozen
+class Swept:
+    """One batch of `sweep`: the records found dead, the scans of /proc it took, and — when
+    /proc or the records could not be read for want of a descriptor — why; then every record
+    of the batch that was not ended stays, and so should the rest (`exhausted`)."""
+
+    ended: list[Ended]
+    scans: int
+    exhausted: str | None = None
+
+
+def candidates(state_dir: str, own_id: str, config: SupervisionConfig) -> list[str]:
+    """The ids of the other daemons with a record here, in order (blocking); an abandoned
+    ``.creating`` is removed on the way.  Short of descriptors, retried with the backoff of
+    /proc's reads.
 
     Raises:
+        Exhausted: no descriptor to list the directory with, through every retry.
         OSError: the directory could not be listed (other than not being there).
     """
     directory = directory_of(state_dir)
     try:
-        names = sorted(os.listdir(directory))
+        names = sorted(_retrying(os.listdir, directory, config))
     except (FileNotFoundError, NotADirectoryError):  # none (claim said why if it could not)
         return []
     now = time.time()
-    ended: list[Ended] = []
+    ids: list[str] = []
     for name in names:
-        path = os.path.join(directory, name)
         if name.endswith(SUFFIX + CREATING) and ID.fullmatch(name[: -len(SUFFIX + CREATING)]):
             with contextlib.suppress(OSError):
-                remove_if_abandoned(path, now)
+                remove_if_abandoned(os.path.join(directory, name), now)
             continue
         daemon_id = name[: -len(SUFFIX)]
-        if not name.endswith(SUFFIX) or not ID.fullmatch(daemon_id) or daemon_id == own_id:
-            continue  # not a record (names no daemon), or ours
-        outcome = _end_one(path, daemon_id, config)
-        if outcome is not None:
-            ended.append(outcome)
-    return ended
+        if name.endswith(SUFFIX) and ID.fullmatch(daemon_id) and daemon_id != own_id:
+            ids.append(daemon_id)  # else not a record (names no daemon), or ours
+    return ids
 
 
-def _end_one(path: str, daemon_id: str, config: SupervisionConfig) -> Ended | None:
-    """One record: None if its daemon lives, it is gone already, or it is no record."""
+def sweep(state_dir: str, daemon_ids: list[str], config: SupervisionConfig) -> Swept:
+    """End the runs of those of `daemon_ids` whose record is not locked, with one scan of /proc
+    for all of them (repeated only while it finds processes), and remove their records
+    (blocking: a worker thread's).  A record whose lock is held, or that is gone, is left."""
+    directory = directory_of(state_dir)
+    locked: dict[str, int] = {}
+    ended: list[Ended] = []
     try:
-        fd = open_regular(path, os.O_RDONLY)
+        for daemon_id in daemon_ids:
+            path = os.path.join(directory, daemon_id + SUFFIX)
+            try:
+                fd = _lock_if_dead(path, config)
+            except Exhausted as exc:
+                return Swept(ended, 0, str(exc))
+            except OSError as exc:
+                ended.append(Ended(daemon_id, [], f"{path}: {exc.strerror or exc}"))
+                continue
+            if fd is not None:
+                locked[daemon_id] = fd
+        if not locked:
+            return Swept(ended, 0)
+        try:
+            killed, scans = kill_daemons_leftovers(list(locked), config=config)
+        except ProcfsExhausted as exc:
+            return Swept(ended, config.procfs_retries, str(exc))
+        for daemon_id in locked:
+            with contextlib.suppress(OSError):  # gone already
+                os.unlink(os.path.join(directory, daemon_id + SUFFIX))
+            ended.append(Ended(daemon_id, killed.get(daemon_id, [])))
+        return Swept(ended, scans)
+    finally:
+        for fd in locked.values():
+            os.close(fd)
+
+
+class Exhausted(Exception):
+    """No file descriptor to open a record or list their directory with, through every
+    retry: the records stay for a later start."""
+
+
+T = TypeVar("T")
+
+
+def _retrying(call: Callable[[str], T], path: str, config: SupervisionConfig) -> T:
+    """`call(path)`, again with the backoff of /proc's reads while it fails for want of a
+    descriptor (EMFILE, ENFILE, ENOMEM).
+
+    Raises:
+        Exhausted: it still failed so after `config.procfs_retries` attempts.
+        OSError: it failed otherwise.
+    """
+    retry = config.procfs_retry_initial
+    for attempt in range(config.procfs_retries):
+        try:
+            return call(path)
+        except OSError as exc:
+            if exc.errno not in EXHAUSTED:
+                raise
+            if attempt + 1 >= config.procfs_retries:
+                raise Exhausted(f"{path}: {exc.strerror or exc}") from None
+        time.sleep(retry)
+        retry = min(retry * 2, config.procfs_retry_max)
+    raise Exhausted(f"{path}: not tried (no retries configured)")
+
+
+def _lock_if_dead(path: str, config: SupervisionConfig) -> int | None:
+    """The record at `path` opened and locked, or None: its daemon lives, it is gone already,
+    or it is no record.  Short of descriptors, retried with the backoff of /proc's reads.
+
+    Raises:
+        Exhausted: no descriptor to open it with, through every retry.
+        OSError: it cannot be opened for another reason (EACCES, EIO).
+    """
+    try:
+        fd = _retrying(partial(open_regular, flags=os.O_RDONLY), path, config)
     except FileNotFoundError:
         return None  # another daemon ended it meanwhile
     except NotRegularFile:
-        return None  # a FIFO, a directory...: no daemon made it, and it is not ours to remove
+        return None  # a FIFO, a directory...: no daemon made it, not ours to remove
     except OSError as exc:
-        if exc.errno == errno.ELOOP:  # a symbolic link is never a record
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            return None
-        return Ended(daemon_id, [], f"{path}: {exc.strerror or exc}")
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return None  # its daemon is alive (or another one is ending it now)
-        try:
-            killed = kill_marked(daemon_entry(daemon_id), config=config)
-        except ProcfsExhausted as exc:
-            return Ended(daemon_id, [], str(exc))
-        with contextlib.suppress(OSError):  # gone already
+        if exc.errno != errno.ELOOP:
+            raise
+        with contextlib.suppress(OSError):  # a symbolic link is never a record
             os.unlink(path)
-        return Ended(daemon_id, killed)
-    finally:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         os.close(fd)
+        return None  # its daemon is alive (or another one is ending it now)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def end_dead(state_dir: str, own_id: str, config: SupervisionConfig) -> list[Ended]:
+    """Every record of `candidates`, swept `BATCH` at a time to the end (blocking): what the
+    daemon does at start, without stopping when it stops (executor/daemon/serve.py).
+
+    Raises:
+        Exhausted: no descriptor to list the directory with.
+        OSError: the directory could not be listed (other than not being there).
+    """
+    ids = candidates(state_dir, own_id, config)
+    ended: list[Ended] = []
+    for start in range(0, len(ids), BATCH):
+        swept = sweep(state_dir, ids[start : start + BATCH], config)
+        ended += swept.ended
+        if swept.exhausted is not None:  # the rest stays, each said unchecked
+            done = {each.daemon_id for each in swept.ended}
+            ended += [Ended(i, [], swept.exhausted) for i in ids[start:] if i not in done]
+            break
+    return ended

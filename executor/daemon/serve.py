@@ -28,7 +28,15 @@ import trio
 
 from cc_executor.executor.config.server import ServerConfig
 from cc_executor.executor.daemon.daemon import Daemon
-from cc_executor.executor.daemon.record import RECHECK, DaemonRecord, end_dead
+from cc_executor.executor.daemon.record import (
+    BATCH,
+    RECHECK,
+    DaemonRecord,
+    Ended,
+    Exhausted,
+    candidates,
+    sweep,
+)
 from cc_executor.executor.daemon.warm import warm_request_path
 from cc_executor.executor.mcp.session import McpSession
 from cc_executor.executor.rpc.session import Session
@@ -183,22 +191,77 @@ async def _recover(daemon: Daemon) -> None:
 
 
 async def _end_dead_daemons(daemon: Daemon) -> None:
-    """Kill the runs of daemons that died on this state directory (record.py)."""
+    """Kill the runs of daemons that died on this state directory (record.py), `BATCH`
+    records to a scan of /proc; once the daemon stops (drains, or is cancelled) the sweep ends
+    after the batch at hand, the records not looked at left for the next start."""
+    config = daemon.config
     own = daemon.registry.daemon_id
     assert own is not None
     try:
-        ended = await in_thread(end_dead, daemon.config.state_dir, own, daemon.config.supervision)
+        ids = await in_thread(candidates, config.state_dir, own, config.supervision)
+    except Exhausted as exc:
+        log.error("daemon.leftovers_unchecked", error=str(exc), then=KEPT)
+        return
     except OSError as exc:
         log.error("daemon.records_unreadable", error=str(exc))
         return
+    dead = scans = looked = 0
+    try:
+        while looked < len(ids):
+            if daemon.draining:  # stopping: the rest is the next start's
+                _log_left(len(ids) - looked)
+                return
+            batch = ids[looked : looked + BATCH]
+            swept = await in_thread(sweep, config.state_dir, batch, config.supervision)
+            scans += swept.scans
+            if swept.exhausted is not None:
+                _log_ended(swept.ended)
+                log.error(
+                    "daemon.leftovers_unchecked",
+                    error=swept.exhausted,
+                    records_left=len(ids) - looked,
+                    then=KEPT,
+                )
+                return
+            looked += len(batch)
+            dead += len(swept.ended)
+            _log_ended(swept.ended)
+            if len(ids) > BATCH:
+                log.info(
+                    "daemon.records_swept",
+                    dead=len(swept.ended),
+                    scans=swept.scans,
+                    left=len(ids) - looked,
+                )
+    except trio.Cancelled:
+        _log_left(len(ids) - looked)
+        raise
+    log.info("daemon.records_checked", dead=dead, scans=scans)
+
+
+KEPT = "the records stay for a later start"
+
+
+def _log_left(left: int) -> None:
+    log.warning(
+        "daemon.records_left",
+        left=left,
+        why="the daemon is stopping",
+        then="the next start ends their runs",
+    )
+
+
+def _log_ended(ended: list[Ended]) -> None:
+    removed = []
     for each in ended:
         if each.error is not None:
             log.error("daemon.leftovers_unchecked", daemon_id=each.daemon_id, error=each.error)
         elif each.killed:
             log.warning("daemon.leftovers_killed", daemon_id=each.daemon_id, killed=each.killed)
         else:
-            log.info("daemon.record_removed", daemon_id=each.daemon_id)
-    log.info("daemon.records_checked", dead=len(ended))
+            removed.append(each.daemon_id)
+    if removed:
+        log.info("daemon.records_removed", daemon_ids=removed)
 
 
 async def _keep_record(record: DaemonRecord) -> None:

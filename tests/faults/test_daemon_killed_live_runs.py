@@ -16,22 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import orjson
 import trio
 from ccx_testing import alive, pids_in_file, run_daemon, wait_until
-from durable_testing import DurableClient, open_durable_client
+from daemon_records_testing import logged, marked_sleep, records, start_sleeper
+from durable_testing import open_durable_client
 
 from cc_executor.executor.daemon.record import DaemonRecord, directory_of, end_dead
 from cc_executor.supervision import SupervisionConfig
-from cc_executor.supervision.marker import DAEMON_VAR
-
-
-def records(state: str) -> list[str]:
-    return sorted(os.listdir(directory_of(state)))
-
-
-def logged(lines: list[str], event: str) -> list[dict[str, object]]:
-    return [orjson.loads(line) for line in lines if f'"{event}"' in line]
 
 
 def tree_script(pid_file: Path) -> str:
@@ -125,11 +116,6 @@ async def test_a_state_directory_without_room_for_the_record_still_serves(
             assert not logged(daemon.stderr_lines, "daemon.records_unreadable")
 
 
-def marked_sleep(daemon_id: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, DAEMON_VAR: daemon_id}
-    return subprocess.Popen(["sleep", "300"], env=env)
-
-
 def test_release_kills_what_still_carries_the_daemons_id(tmp_path: Path) -> None:
     """The exit's last net: a process of the daemon's that outlived every run's ladder."""
     record = DaemonRecord.claim(str(tmp_path))
@@ -174,14 +160,6 @@ def test_a_record_held_by_a_live_process_is_left_alone(tmp_path: Path) -> None:
         if holder.poll() is None:
             holder.kill()
             holder.wait(timeout=10)
-
-
-async def start_sleeper(client: DurableClient, pid_file: Path) -> str:
-    script = f"echo $$ >> {pid_file}; echo ready; exec sleep 300"
-    run: str = (await client.call("execute", argv=["sh", "-c", script]))["run"]
-    await client.wait_output(run, b"ready\n")
-    await wait_until(lambda: pid_file.exists() and len(pids_in_file(str(pid_file))) == 1)
-    return run
 
 
 async def test_a_record_removed_by_hand_is_made_again(tmp_path: Path) -> None:
