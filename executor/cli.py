@@ -381,8 +381,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`ccx`; as the program itself (no `argv`) a client command, once done, exits at once."""
     program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
-    open_standard_streams()
     word = command_word(argv)
+    if program and word == "serve":  # before anything else: never another daemon's marker
+        from cc_executor.executor.daemon.marking import reexec_unmarked
+
+        reexec_unmarked()
+    open_standard_streams()
     if word in CLIENT_COMMANDS:  # parsed without the parsers it cannot need (W6)
         parser = build_parser(review=False, serve=False, client=word)
     else:

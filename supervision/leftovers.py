@@ -9,7 +9,10 @@ is killed only on positive evidence that it is the run's:
   * it is the root itself: the recorded pid *and* the recorded start time (clock ticks after
     boot, /proc/<pid>/stat field 22) both match;
   * it descends (parent by parent, through live processes) from a process proven so, and
-    started no earlier than the run.
+    started no earlier than the run — unless it carries the marker of another daemon than
+    the one it descends from: a daemon started inside a run re-executes itself with a marker
+    of its own (executor/daemon/marking.py), and it and its runs are that daemon's, not the
+    run's.
 Sharing the run's process group or session proves nothing (pid reuse).  Under another boot
 nothing of the run can be alive at all (the caller checks the boot id).  Found processes are
 SIGKILLed, and the scan repeats (a process may fork between a scan and its kill) a bounded
@@ -106,8 +109,8 @@ def attribute(
     seen: dict[int, Seen], seeds: dict[int, str | None], not_before: int = 0
 ) -> dict[int, str | None]:
     """`seeds` (pid: the daemon it is proven to be of, None if unknown) and every process that
-    descends from one, started no earlier than its parent and than `not_before` (the module
-    docstring); each with its daemon."""
+    descends from one, started no earlier than its parent and than `not_before`, and carries
+    no other daemon's marker (the module docstring); each with its daemon."""
     children: dict[int, list[int]] = {}
     for pid, each in seen.items():
         children.setdefault(each.stat.ppid, []).append(pid)
@@ -120,7 +123,10 @@ def attribute(
         for child in children.get(parent, ()):
             if child in owners or seen[child].stat.start_ticks < floor:
                 continue
-            owners[child] = owner if owner is not None else min(seen[child].daemons, default=None)
+            own = seen[child].daemons
+            if own and owner is not None and owner not in own:
+                continue  # another daemon, or one of its runs
+            owners[child] = owner if owner is not None else min(own, default=None)
             stack.append(child)
     return owners
 

@@ -19,7 +19,8 @@ carrying its id, and every process descending from one and started after it, is 
 whose lock is held is a live daemon sharing the directory (a SIGSTOPped one too), and is left
 alone.  Only the marker proves: a pid, group or session may have been reused since the crash,
 and a process that emptied its environment and left its parent (``setsid env -i``) is not
-found (docs/operations.md).
+found (docs/operations.md).  A daemon started inside a run carries a marker of its own, not
+the run's daemon's (daemon/marking.py), and descent stops at it.
 
 A scan of /proc reads every process's stat and environment: one scan a record made a thousand
 dead records cost seconds, and a stop waited for them all.  So records are swept `BATCH` at a
@@ -96,10 +97,11 @@ class DaemonRecord:
     error: str | None = None
 
     @classmethod
-    def claim(cls, state_dir: str) -> DaemonRecord:
-        """A new id and its record, locked by this process until `release` (blocking: at
-        start, before any run).  Never raises: a record that cannot be made says why."""
-        daemon_id = secrets.token_hex(16)
+    def claim(cls, state_dir: str, daemon_id: str | None = None) -> DaemonRecord:
+        """A new id (or `daemon_id`: the one a re-executed daemon carries, daemon/marking.py)
+        and its record, locked by this process until `release` (blocking: at start, before
+        any run).  Never raises: a record that cannot be made says why."""
+        daemon_id = daemon_id or secrets.token_hex(16)
         record = cls(daemon_id, os.path.join(directory_of(state_dir), daemon_id + SUFFIX), None)
         record.renew()
         return record

@@ -27,6 +27,7 @@ import structlog
 import trio
 
 from cc_executor.executor.config.server import ServerConfig
+from cc_executor.executor.daemon import marking
 from cc_executor.executor.daemon.daemon import Daemon
 from cc_executor.executor.daemon.record import (
     BATCH,
@@ -138,7 +139,7 @@ async def serve(
     """
     if listeners is None:
         listeners = await open_listeners(config.host, config.port)
-    record = DaemonRecord.claim(config.state_dir)
+    record = DaemonRecord.claim(config.state_dir, marking.own_id())
     try:
         await _serve(config, listeners, record, signals, task_status)
     finally:
@@ -175,6 +176,14 @@ async def _serve(
         log_listening(config, listeners, subreaper, daemon.policy.summary())  # the first line
         if record.error is not None:
             _record_failed(record.error)
+        if marking.inherited():
+            log.warning(
+                "daemon.marker_inherited",
+                names=marking.inherited(),
+                error=marking.failure,
+                consequence="this daemon is taken for a process of that run: once its daemon "
+                "died, the next one on its state directory kills this one",
+            )
         # The state directory is read while the daemon serves: new runs need none of it, and
         # every lookup of a run waits for it (DurableRuns.loaded).
         daemon.start_owned("durable.recover", _recover, daemon)
