@@ -154,7 +154,7 @@ async def _serve(
     task_status: trio.TaskStatus[tuple[Daemon, Listening]],
 ) -> None:
     daemon = Daemon(config, daemon_id=record.daemon_id)
-    warm_request_path()
+    unwarmed = warm_request_path()
     subreaper = enable_subreaper()
     async with trio.open_nursery() as nursery:
         daemon._nursery = nursery
@@ -176,6 +176,8 @@ async def _serve(
         log_listening(config, listeners, subreaper, daemon.policy.summary())  # the first line
         if record.error is not None:
             _record_failed(record.error)
+        if unwarmed is not None:
+            log.warning("daemon.warm_failed", error=unwarmed, then="loaded by the first request")
         if marking.inherited():
             log.warning(
                 "daemon.marker_inherited",

@@ -24,10 +24,16 @@ REQUEST_MODULES = (
 )
 
 
-def warm_request_path() -> None:
-    """Import the request path and generate every params class's structure hook."""
+def warm_request_path() -> str | None:
+    """Import the request path and generate every params class's structure hook.  Returns why
+    a module could not be read (no file descriptor at start: EMFILE): then the daemon serves
+    all the same, and the first request of a kind imports what it needs, as ``ccx`` does."""
     for name in REQUEST_MODULES:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except OSError as exc:
+            return f"cannot load {name}: {exc.strerror or exc}"
     prepare(
         (*METHODS.values(), ControlArgs, StatusArgs, ListArgs, ReadOutputArgs, ClaudeSessionArgs)
     )
+    return None

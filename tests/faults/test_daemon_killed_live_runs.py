@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import trio
-from ccx_testing import alive, pids_in_file, run_daemon, wait_until
+from ccx_testing import alive, pids_in_file, proc_stat, run_daemon, wait_until
 from daemon_records_testing import logged, marked_sleep, records, start_sleeper
 from durable_testing import open_durable_client
 
@@ -234,3 +234,33 @@ def test_names_that_are_no_record_are_left_alone(tmp_path: Path) -> None:
         for stranger in strangers:
             stranger.kill()
             stranger.wait(timeout=10)
+
+
+async def test_a_stopped_daemon_is_not_taken_for_a_dead_one(tmp_path: Path) -> None:
+    """A live daemon SIGSTOPped (a debugger, ``kill -STOP``, a frozen cgroup) still holds its
+    record's lock: a second daemon starting on the directory leaves its record and runs."""
+    state = str(tmp_path / "state")
+    pid_file = tmp_path / "pids"
+    with trio.fail_after(90):
+        async with (
+            run_daemon("--state-dir", state) as first,
+            open_durable_client(first.url) as client,
+        ):
+            run = await start_sleeper(client, pid_file)
+            [root] = pids_in_file(str(pid_file))
+            [first_record] = records(state)
+            first.process.send_signal(signal.SIGSTOP)
+            try:
+                await wait_until(lambda: proc_stat(first.process.pid)[0] == "T")  # type: ignore[index]
+                async with run_daemon("--state-dir", state) as second:
+                    await second.wait_logged("daemon.records_checked")
+                    [checked] = logged(second.stderr_lines, "daemon.records_checked")
+                    assert checked["dead"] == 0
+                    assert alive(root)
+                    assert first_record in records(state)
+            finally:
+                first.process.send_signal(signal.SIGCONT)
+            await client.call("control", type="CANCEL", run=run)
+            await client.wait_completed(run)
+            assert not alive(root)
+            assert records(state) == [first_record]
