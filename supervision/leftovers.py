@@ -7,7 +7,9 @@ is killed only on positive evidence that it is the run's:
     — or, for every run of a daemon that died (executor/daemon/record.py), that daemon's
     (CCX_DAEMON=<its id>, which all its runs carry);
   * it is the root itself: the recorded pid *and* the recorded start time (clock ticks after
-    boot, /proc/<pid>/stat field 22) both match;
+    boot, /proc/<pid>/stat field 22) both match — unless the root re-executed itself as a
+    daemon of its own (``ccx serve`` as the run's command: its environment carries
+    CCX_DAEMON_PID=<its pid>);
   * it descends (parent by parent, through live processes) from a process proven so, and
     started no earlier than the run — unless it carries the marker of another daemon than
     the one it descends from: a daemon started inside a run re-executes itself with a marker
@@ -37,7 +39,7 @@ import attrs
 
 from cc_executor.supervision import procfs
 from cc_executor.supervision.config import SupervisionConfig
-from cc_executor.supervision.marker import DAEMON_VAR, marker_entry
+from cc_executor.supervision.marker import DAEMON_PID_VAR, DAEMON_VAR, marker_entry
 from cc_executor.supervision.procfs import ProcStat
 
 # The start time in /proc has a resolution of one clock tick, and time.time() at start is
@@ -72,6 +74,11 @@ class Seen:
 
     def carries(self, entry: bytes) -> bool:
         return b"\0" + entry + b"\0" in b"\0" + self.environ + b"\0"
+
+    @property
+    def is_daemon(self) -> bool:
+        """Whether it is a daemon that re-executed itself with an id of its own."""
+        return bool(self.daemons) and self.carries(f"{DAEMON_PID_VAR}={self.stat.pid}".encode())
 
     @property
     def daemons(self) -> frozenset[str]:
@@ -156,6 +163,7 @@ def find_leftovers(
         root is not None
         and root_start_ticks is not None
         and root.stat.start_ticks == root_start_ticks
+        and not root.is_daemon
     ):
         seeds.setdefault(root.stat.pid, min(root.daemons, default=None))
     return set(attribute(seen, seeds, not_before))

@@ -6,6 +6,9 @@ RUN_ID_VAR = "CCX_RUN_ID"
 # Every process of every run of one daemon carries that daemon's id too: what the next daemon
 # on its state directory kills if it died without ending them (executor/daemon/record.py).
 DAEMON_VAR = "CCX_DAEMON"
+# Beside it in a daemon's own environment, its pid: the id is its own, not inherited from a run
+# it was started in (executor/daemon/marking.py).
+DAEMON_PID_VAR = "CCX_DAEMON_PID"
 
 
 def marker_entry(run_id: str) -> bytes:

@@ -10,15 +10,18 @@ directory would SIGKILL the inner daemon as a leftover, and through descent all 
 
 So ``ccx serve`` started with either variable (and no proof that they are its own) re-executes
 itself once, before doing anything else (`reexec_unmarked`): the same interpreter and argv, the
-same environment but without ``CCX_RUN_ID``, and ``CCX_DAEMON`` set to a new id of its own, with
-``CCX_DAEMON_PID`` its pid (which execve keeps) to say it is its own.  That id is the daemon's
-(`own_id`, used by `DaemonRecord.claim`); its runs carry it as every daemon's do.  The marker of
-its own is also what stops descent: a process carrying another daemon's marker than the one it
-descends from is that daemon's, and so is everything under it (supervision/leftovers.py) —
-so the inner daemon and its runs survive the outer one's sweep even while the run that started
-it is alive.  A daemon started without either variable needs none of this and is not
-re-executed.  Where the exec fails (E2BIG, ENOMEM), or for a daemon served in-process (tests),
-the daemon serves as it is and says so (`inherited`, ``daemon.marker_inherited``).
+same environment but without ``CCX_RUN_ID``, and ``CCX_DAEMON`` set to a new id of its own,
+with ``CCX_DAEMON_PID`` its pid (which execve keeps) to say it is its own.  That id is the
+daemon's (`own_id`, used by `DaemonRecord.claim`); its runs carry it as every daemon's do.  The
+marker of its own is also what stops descent: a process carrying another daemon's marker than
+the one it descends from is that daemon's, and so is everything under it
+(supervision/leftovers.py) — so the inner daemon and its runs survive the outer one's sweep
+even while the run that started it is alive.  Nor is the daemon taken for the run's root when it
+is that root itself (``ccx serve`` as a run's command: same pid, same start time), since it
+carries the proof that it re-executed itself as a daemon.  A daemon started without either
+variable needs none of this and is not re-executed.  Where the exec fails (E2BIG, ENOMEM), or
+for a daemon served in-process (tests), the daemon serves as it is and says so (`inherited`,
+``daemon.marker_inherited``).
 """
 
 from __future__ import annotations
@@ -28,10 +31,8 @@ import secrets
 import sys
 from collections.abc import Mapping
 
+from cc_executor.supervision.marker import DAEMON_PID_VAR as OWN_PID_VAR
 from cc_executor.supervision.marker import DAEMON_VAR, RUN_ID_VAR
-
-# The pid of the daemon whose own id CCX_DAEMON is (set by `reexec_unmarked`).
-OWN_PID_VAR = "CCX_DAEMON_PID"
 
 # Why `reexec_unmarked` could not exec (None: it did not need to, or it did).
 failure: str | None = None

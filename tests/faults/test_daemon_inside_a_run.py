@@ -107,3 +107,49 @@ async def test_a_daemon_started_by_a_run_survives_the_sweep_of_its_starters_runs
         for pid in started:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_daemon_that_is_a_durable_runs_root_is_not_killed_as_that_root(
+    tmp_path: Path,
+) -> None:
+    """``ccx serve`` as a durable run's command: the next start completes the run as lost and
+    kills what is left of it, the root found by its pid and start time — but the root, having
+    re-executed itself as a daemon, is that daemon, not the run's."""
+    outer_state = str(tmp_path / "outer")
+    inner_run_pids = tmp_path / "inner-run.pids"
+    serve = f"{sys.executable} -m cc_executor.executor serve --port 0 --shutdown-grace 0"
+    script = f"exec {serve} --state-dir {tmp_path / 'inner'} --log-format json 2>&1"
+    started: list[int] = []
+    try:
+        with trio.fail_after(120):
+            async with (
+                run_daemon("--state-dir", outer_state) as outer,
+                open_durable_client(outer.url) as client,
+            ):
+                argv = ["sh", "-c", script]
+                run = (await client.call("execute", argv=argv, durable=True))["run"]
+                output = await client.wait_output(run, b'"daemon.listening"')
+                line = next(x for x in output.stdout.splitlines() if b"daemon.listening" in x)
+                listening = orjson.loads(line)
+                inner = listening["pid"]
+                started.append(inner)
+                inner_url = f"ws://127.0.0.1:{listening['ports'][0]}/"
+                async with open_durable_client(inner_url) as inner_client:
+                    await start_sleeper(inner_client, inner_run_pids, durable=True)
+                [inner_root] = pids_in_file(str(inner_run_pids))
+                started.append(inner_root)
+                outer.process.send_signal(signal.SIGKILL)
+                await outer.process.wait()
+            async with run_daemon("--state-dir", outer_state) as third:
+                await third.wait_logged("daemon.records_checked")
+                [lost] = logged(third.stderr_lines, "run.lost")
+                assert lost["run"] == run
+                assert alive(inner)
+                assert alive(inner_root)
+            os.kill(inner, signal.SIGTERM)
+            await wait_until(lambda: not alive(inner), bound=30)
+            assert not alive(inner_root)  # its runs end with it
+    finally:
+        for pid in started:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
