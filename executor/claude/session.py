@@ -387,18 +387,26 @@ class ClaudeSession:
         await trio.lowlevel.checkpoint()
         return sent
 
-    async def interrupt(self, *, when_paused: bool = False, hold: Hold = no_hold) -> int:
+    async def interrupt(
+        self, *, when_paused: bool = False, hold: Hold = no_hold, turn: int | None = None
+    ) -> int:
         """Interrupt the running turn (`when_paused`: a paused one too); its number, once done.
 
+        `turn`: only that turn, while it runs (an MCP call cancelled for its own message's
+        turn must not interrupt another client's, nor the next one): InvalidParams otherwise.
         `hold` is called (by the pump) as the CLI's answer is read, before the notices that
         follow it (the turn's end) are posted: see `send`."""
         self._check_open(None if when_paused else "claude.interrupt")
         turns = self.turns
         if not turns.running:
             raise InvalidParams(f"run {self.run_id}: no turn is running", {"run": self.run_id})
-        turn = turns.interrupting = turns.turn if turns.open else turns.turn + 1
+        if turn is not None and not (turns.open and turns.turn == turn):
+            raise InvalidParams(
+                f"run {self.run_id}: turn {turn} is not running", {"run": self.run_id}
+            )
+        running = turns.interrupting = turns.turn if turns.open else turns.turn + 1
         await self.controls.request({"subtype": "interrupt"}, answered=hold)
-        return turn
+        return running
 
     async def _watchdog_interrupt(self) -> None:
         try:

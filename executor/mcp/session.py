@@ -242,7 +242,9 @@ class McpSession:
         self.cancel_asked.discard(request_id)
         self.conn.abandon(request_id)
         if call.interrupt is not None:
-            self.nursery.start_soon(call.interrupt)
+            # It may wait for the turn that takes its message (turnwait.py): the daemon's, so
+            # that the interrupt outlives this connection, as a durable session does.
+            self.daemon.start_owned("mcp", call.interrupt)
         else:
             self.nursery.start_soon(control.end, call.run.live, "cancelled by the MCP client")
 

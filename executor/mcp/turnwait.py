@@ -115,12 +115,20 @@ class TurnWait:
         return f"{turn.text}\n--- {orjson.dumps(facts).decode()}"
 
     async def interrupt(self) -> None:
-        """Interrupt the session's running turn (a cancelled call or task); quietly, as the
-        turn may have ended meanwhile (a paused run's CLI gets the interrupt on RESUME)."""
+        """Interrupt the turn that takes the message (a cancelled call or task), never
+        another: a message queued behind a running turn waits for the turn that takes it —
+        the running one (``claude.message``) or a later one — and that turn is interrupted
+        while it runs.  Quietly: the turn may have ended meanwhile, or the run (a paused run's
+        CLI gets the interrupt on RESUME)."""
         claude = self.run.live.claude
-        if isinstance(claude, ClaudeSession):
-            with contextlib.suppress(JsonRpcError):
-                await claude.interrupt(when_paused=True)
+        if not isinstance(claude, ClaudeSession):
+            return
+        while (turn := self.turn) is None and not self.ended:
+            await self.view.wait_changed()
+        if turn is None or turn.ended is not None:
+            return
+        with contextlib.suppress(JsonRpcError):
+            await claude.interrupt(when_paused=True, turn=turn.turn)
 
     def progress(self, limit: int) -> str:
         """The latest of the turn's text, for a progress message."""
