@@ -185,6 +185,8 @@ async def _start(
         origin=session.session_id,
     )
     session.runs[mcp_run.run_id] = mcp_run
+    # Cancelled while it was starting the session, which nobody then knows of: it ends.
+    session.started(request.id, mcp_run)
     assert isinstance(mcp_run.live.claude, ClaudeSession)
     assert mcp_run.log.session is not None
     if prompt is None:
@@ -193,6 +195,7 @@ async def _start(
         return tool_result(text, structured, is_error=False, version=version)
     sent = await mcp_run.live.claude.send(prompt)
     if not args.wait:
+        session.started(request.id, mcp_run)  # cancelled while the prompt waited to go
         return _sent(mcp_run.live, sent, version)
     wait = TurnWait(mcp_run, mcp_run.log.session, sent)
     return await _wait(session, request, wait, version, as_task=False)

@@ -5,8 +5,9 @@ A cancelled ``claude_send`` (``notifications/cancelled`` or ``tasks/cancel``) in
 turn that takes its message — when the message is queued behind another client's running
 turn, that turn is left alone and the later one that takes the message is interrupted (on
 main before the fix the running turn was interrupted, another client's, and the cancelled
-message's own turn ran to its end).  Every frame the daemon sends passes the conformance
-checks.
+message's own turn ran to its end).  A ``claude_start`` cancelled while it starts the session
+ends it: nobody was told of it (before the fix a durable one lived on, its call unanswered).
+Every frame the daemon sends passes the conformance checks.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any
 
 import pytest
 import trio
-from ccx_testing import start_daemon
+from ccx_testing import start_daemon, wait_until
 from claude_world import BOUND, ClaudeWorld, assert_nothing_left
 from mcp_testing import McpClient, Recording, check_frames, mcp_client
+
+from cc_executor.supervision.testing import marked_processes
 
 pytestmark = pytest.mark.slow
 SLOW = "[slow:30]"  # a turn of three seconds: "chunk 0 " ... "chunk 29 "
@@ -135,3 +138,33 @@ async def test_a_cancelled_task_for_a_queued_message_interrupts_its_own_turn_not
     assert (turns[1]["messages"], turns[1]["interrupted"]) == (["bob-msg"], False)
     assert (turns[2]["messages"], turns[2]["interrupted"]) == (["alice-msg"], True)
     assert_nothing_left(run)
+
+
+async def test_a_claude_start_cancelled_while_it_starts_ends_the_session(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    served = await start_daemon(nursery, world.config())
+    record = Recording()
+    with trio.fail_after(BOUND):
+        async with mcp_client(served.url, record) as client:
+            cwd = str(world.work)
+            # Durable, so that the connection's end would not end them: only the cancel does.
+            await _call(client, "idle", "claude_start", cwd=cwd, durable=True)
+            await _cancel(client, "idle")
+            await _call(
+                client, "prompted", "claude_start", cwd=cwd, durable=True, prompt="hi", wait=False
+            )
+            await _cancel(client, "prompted")
+
+            while True:  # bounded by fail_after: before the fix both sessions lived on
+                runs = [row for row in (await _tool(client, "list"))["runs"] if row.get("claude")]
+                if len(runs) == 2 and all(row["state"] == "completed" for row in runs):
+                    break
+                await trio.sleep(0.05)
+            await client.result("ping")
+            assert "idle" not in client.responses
+            assert "prompted" not in client.responses
+    check_frames(record)
+    for row in runs:
+        assert row["outcome"] == "cancelled", row
+        await wait_until(lambda run=row["run"]: not marked_processes(run), bound=BOUND)
