@@ -7,7 +7,11 @@ turn, that turn is left alone and the later one that takes the message is interr
 main before the fix the running turn was interrupted, another client's, and the cancelled
 message's own turn ran to its end).  A ``claude_start`` cancelled while it starts the session
 ends it: nobody was told of it (before the fix a durable one lived on, its call unanswered).
-Every frame the daemon sends passes the conformance checks.
+A call cancelled while a permission request waits: the turn is interrupted and the CLI
+withdraws the request.  Two clients answering one request at once: one wins, the other is
+told who did.  A client that vanishes — a real TCP reset (``SO_LINGER {1, 0}``) — with a
+request of a durable session pending leaves it pending for another client.  Every frame the
+daemon sends passes the conformance checks.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import pytest
 import trio
 from ccx_testing import start_daemon, wait_until
 from claude_world import BOUND, ClaudeWorld, assert_nothing_left
+from faults_net_testing import reset
 from mcp_testing import McpClient, Recording, check_frames, mcp_client
 
 from cc_executor.supervision.testing import marked_processes
@@ -168,3 +173,110 @@ async def test_a_claude_start_cancelled_while_it_starts_ends_the_session(
     for row in runs:
         assert row["outcome"] == "cancelled", row
         await wait_until(lambda run=row["run"]: not marked_processes(run), bound=BOUND)
+
+
+async def test_a_call_cancelled_with_a_permission_pending_withdraws_it_and_the_session_stays(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    """The cancel interrupts the turn; the CLI withdraws its request (`by: "cancelled"`); a
+    second cancel, one for an id never sent and one from another connection change nothing."""
+    served = await start_daemon(nursery, world.config(permission_timeout=3600))
+    target = world.work / "never"
+    records = Recording(), Recording()
+    with trio.fail_after(BOUND * 2):
+        async with (
+            mcp_client(served.url, records[0]) as alice,
+            mcp_client(served.url, records[1]) as bob,
+        ):
+            run = (await _tool(alice, "claude_start", cwd=str(world.work), durable=True))["run"]
+            await _call(alice, "asks", "claude_send", run=run, content=f"[tool:touch {target}]")
+            asked = await _until(alice, run, lambda view: bool(view["pending"]))
+            await _cancel(bob, "asks")  # Bob never sent it: his cancel is nothing to Alice's
+            await _cancel(alice, "asks")
+            await _cancel(alice, "asks")
+            await _cancel(alice, "never-sent")
+            view = await _until(alice, run, _ended(1))
+            request = asked["pending"][0]["request"]
+            late = await alice.result(
+                "tools/call",
+                {
+                    "name": "claude_permission",
+                    "arguments": {"run": run, "request": request, "behavior": "allow"},
+                },
+            )
+            again = await _tool(bob, "claude_send", run=run, content="still there?")
+            await alice.result("ping")
+            assert "asks" not in alice.responses
+            await _tool(alice, "claude_close", run=run)
+    for record in records:
+        check_frames(record)
+    assert not target.exists()
+    [decided] = _turns(view)[1]["permissions"]
+    assert (decided["request"], decided["by"], decided["behavior"]) == (
+        request,
+        "cancelled",
+        "deny",
+    )
+    assert _turns(view)[1]["interrupted"] is True
+    assert late["isError"] is True
+    assert late["structuredContent"]["error"]["data"]["decided_by"] == "cancelled"
+    assert (again["turn"], again["interrupted"]) == (2, False)
+    assert_nothing_left(run)
+
+
+async def test_two_clients_answer_one_request_at_once_and_one_vanishes_with_another_pending(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    """Both answers are sent before either is read: one decides, the other is -32014 naming
+    it.  Then the client waiting on the next request resets its TCP connection: the request
+    of the durable session stays pending, the other client answers it, the turn ends."""
+    served = await start_daemon(nursery, world.config(permission_timeout=3600))
+    first, second = world.work / "first", world.work / "second"
+    records = Recording(), Recording(), Recording()
+    with trio.fail_after(BOUND * 2):
+        async with mcp_client(served.url, records[0]) as bob:
+            async with mcp_client(served.url, records[1]) as alice:
+                start = {"cwd": str(world.work), "durable": True}
+                run = (await _tool(alice, "claude_start", **start))["run"]
+                await _call(alice, "t1", "claude_send", run=run, content=f"[tool:touch {first}]")
+                asked = await _until(bob, run, lambda view: bool(view["pending"]))
+                request = asked["pending"][0]["request"]
+                answer = {"run": run, "request": request}
+                await _call(alice, "a-allow", "claude_permission", **answer, behavior="allow")
+                await _call(bob, "b-deny", "claude_permission", **answer, behavior="deny")
+                answers = [
+                    (await _answer(alice, "a-allow"))["result"],
+                    (await _answer(bob, "b-deny"))["result"],
+                ]
+                first_turn = (await _answer(alice, "t1"))["result"]["structuredContent"]
+            async with mcp_client(served.url, records[2]) as carol:
+                await _call(carol, "t2", "claude_send", run=run, content=f"[tool:touch {second}]")
+                await _until(bob, run, lambda view: bool(view["pending"]))
+                reset(carol.ws._stream.socket)  # type: ignore[attr-defined]
+                # The daemon has seen her go (Alice's connection has closed too): Bob's is left.
+                await wait_until(lambda: len(served.daemon.sessions) == 1, bound=BOUND)
+            kept = await _tool(bob, "claude_session", run=run)
+            [pending] = kept["pending"]
+            await _tool(
+                bob, "claude_permission", run=run, request=pending["request"], behavior="allow"
+            )
+            view = await _until(bob, run, _ended(2))
+            await _tool(bob, "claude_close", run=run)
+    check_frames(records[0])
+    check_frames(records[1])
+    won = [a for a in answers if not a["isError"]]
+    lost = [a for a in answers if a["isError"]]
+    assert len(won) == 1, answers
+    assert len(lost) == 1, answers
+    error = lost[0]["structuredContent"]["error"]
+    decided = _turns(view)[1]["permissions"][0]
+    assert error["code"] == -32014
+    assert error["data"]["decided_by"] == decided["by"]
+    assert error["data"]["behavior"] == decided["behavior"]
+    assert first.exists() == (decided["behavior"] == "allow")
+    assert first_turn["ended"] is True
+    assert kept["state"] == "requires_action"
+    [by_bob] = _turns(view)[2]["permissions"]
+    assert (by_bob["request"], by_bob["behavior"]) == (pending["request"], "allow")
+    assert second.exists()
+    assert_nothing_left(run)
