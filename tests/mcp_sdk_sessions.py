@@ -1,7 +1,8 @@
 """Claude session scenarios through an official MCP Python SDK client — 1.x (its WebSocket
 client, the handshake era) or 2.x (``Client`` over tests/mcp_sdk2_client.py's transport, the
 2026-07-28 era), whichever the python running this has: permission decisions, a durable
-session taken over by a second client, a session resumed after the daemon was killed.
+session taken over by a second client, a session resumed after the daemon was killed, a call
+cancelled the SDK's way while its message waits behind another client's turn.
 
 Run by tests/executor/test_claude_mcp_scenarios.py in an SDK's virtualenv:
 ``python tests/mcp_sdk_sessions.py URL SCENARIO ARGS...``; prints one JSON object on stdout.
@@ -22,14 +23,28 @@ from typing import Any
 warnings.simplefilter("ignore", DeprecationWarning)
 
 Tool = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+# A tool call that is given up `after` seconds (the call still waiting): the SDK's cancel.
+Abandon = Callable[[str, dict[str, Any], float], Awaitable[None]]
+
+
+class Sdk:
+    """A connected SDK client: call it for a tool call; `abandon` gives one up."""
+
+    def __init__(self, call: Tool, abandon: Abandon) -> None:
+        self._call = call
+        self.abandon = abandon
+
+    async def __call__(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(name, arguments)
 
 
 @asynccontextmanager
-async def connect(url: str) -> AsyncIterator[tuple[Tool, str]]:
-    """A connected SDK client as a tool-calling function, and the era it negotiated."""
+async def connect(url: str) -> AsyncIterator[tuple[Sdk, str]]:
+    """A connected SDK client, and the era it negotiated."""
     try:
         from mcp.client.websocket import websocket_client  # type: ignore[import-not-found, unused-ignore]
     except ImportError:  # 2.x: no WebSocket client of its own
+        import anyio  # type: ignore[import-not-found, unused-ignore]
         from mcp.client.client import Client  # type: ignore[import-not-found, unused-ignore]
         from mcp_sdk2_client import websocket_transport
 
@@ -39,9 +54,14 @@ async def connect(url: str) -> AsyncIterator[tuple[Tool, str]]:
                 result = await client.call_tool(name, arguments)
                 return dict(result.model_dump(by_alias=True, mode="json", exclude_none=True))
 
-            yield call2, str(client.protocol_version)
+            async def abandon2(name: str, arguments: dict[str, Any], after: float) -> None:
+                with anyio.move_on_after(after):  # 2.x sends notifications/cancelled for it
+                    await client.call_tool(name, arguments)
+
+            yield Sdk(call2, abandon2), str(client.protocol_version)
         return
-    from mcp import ClientSession  # type: ignore[import-not-found, unused-ignore]
+    import anyio
+    from mcp import ClientSession, types  # type: ignore[import-not-found, unused-ignore]
 
     async with websocket_client(url) as (read, write), ClientSession(read, write) as session:
         init = await session.initialize()
@@ -50,7 +70,19 @@ async def connect(url: str) -> AsyncIterator[tuple[Tool, str]]:
             result = await session.call_tool(name, arguments)
             return dict(result.model_dump(by_alias=True, mode="json", exclude_none=True))
 
-        yield call1, str(init.protocolVersion)
+        async def abandon1(name: str, arguments: dict[str, Any], after: float) -> None:
+            request_id = session._request_id  # the SDK numbers requests; the call gets this id
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(session.call_tool, name, arguments)
+                await anyio.sleep(after)
+                # 1.x gives a call up without telling the server: the client sends the cancel.
+                params = types.CancelledNotificationParams(requestId=request_id, reason="test")
+                await session.send_notification(
+                    types.ClientNotification(types.CancelledNotification(params=params))
+                )
+                tg.cancel_scope.cancel()
+
+        yield Sdk(call1, abandon1), str(init.protocolVersion)
 
 
 async def _until(tool: Tool, run: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -183,6 +215,26 @@ async def after_kill(tool: Tool, run: str, claude_session: str, cwd: str) -> Any
     }
 
 
+async def queued_cancel(tool: Tool, alice_url: str, cwd: str) -> dict[str, Any]:
+    """Bob's slow turn runs on a durable session; Alice's message waits behind it and she
+    gives her call up (her own connection, to `alice_url`): which turns were interrupted."""
+    async with connect(alice_url) as (alice, _):
+        started = await tool("claude_start", {"cwd": cwd, "durable": True})
+        run = (started.get("structuredContent") or {})["run"]
+
+        async def bobs_turn() -> dict[str, Any]:
+            return await tool("claude_send", {"run": run, "content": "[slow:30]", "id": "bob-msg"})
+
+        bob = asyncio.create_task(bobs_turn())
+        await _until(alice, run, lambda s: s.get("state") == "running")
+        alices = {"run": run, "content": "[slow:30]", "id": "alice-msg"}
+        await alice.abandon("claude_send", alices, 0.5)
+        bobs = await bob
+        read = await _until(alice, run, _turn_ended(2))
+        closed = await alice("claude_close", {"run": run})
+    return {"run": run, "bob": bobs, "read": read, "closed": closed}
+
+
 async def main(url: str, scenario: str, *args: str) -> None:
     scenarios: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
         "ask": ask,
@@ -190,6 +242,7 @@ async def main(url: str, scenario: str, *args: str) -> None:
         "durable_answer": durable_answer,
         "before_kill": before_kill,
         "after_kill": after_kill,
+        "queued_cancel": queued_cancel,
     }
     async with connect(url) as (tool, era):
         out = {"protocol_version": era, **await scenarios[scenario](tool, *args)}

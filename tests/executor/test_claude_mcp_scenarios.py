@@ -2,8 +2,10 @@
 clients, 1.x and 2.x (tests/mcp_sdk_sessions.py), against the real daemon, the real CLI and
 the fake API: permission decisions by a client, by the timeout's default and by an
 operator's rule; a durable session taken over by a second client while a request is
-pending; a daemon SIGKILL, the run reported lost, the Claude session resumed.  Every frame
-the daemon sends passes the conformance checks."""
+pending; a daemon SIGKILL, the run reported lost, the Claude session resumed; a call each
+SDK gives up while its message waits behind another client's turn (only its own turn is
+interrupted: before the fix, the other client's was).  Every frame the daemon sends passes
+the conformance checks."""
 
 from __future__ import annotations
 
@@ -249,3 +251,36 @@ async def test_after_a_daemon_sigkill_mcp_sees_the_run_lost_and_resumes_the_sess
     assert any("which word?" in text for text in texts)
     assert not marked_processes(resumed["run"])
     reap_zombies()  # the killed daemon's CLI, if this process is its subreaper
+
+
+async def test_a_call_given_up_behind_another_clients_turn_interrupts_only_its_own_turn(
+    nursery: trio.Nursery, world: ClaudeWorld, sdk: tuple[Any, str]
+) -> None:
+    """Bob's turn runs; Alice's message waits behind it and her SDK gives the call up (the
+    notifications/cancelled of each SDK): Bob's turn ends whole, Alice's is interrupted."""
+    served = await start_daemon(nursery, world.config())
+    with trio.fail_after(BOUND * 2):
+        async with (
+            recording_proxy(served.url) as (bob_url, bob_record),
+            recording_proxy(served.url) as (alice_url, alice_record),
+        ):
+            out = await run_script(
+                sdk[0], SCRIPT, bob_url, "queued_cancel", alice_url, str(world.work)
+            )
+    check_frames(bob_record)
+    check_frames(alice_record)
+    assert out["protocol_version"] == sdk[1]
+    cancels = [
+        message
+        for side, message in alice_record.frames
+        if side == "client" and message.get("method") == "notifications/cancelled"
+    ]
+    assert len(cancels) == 1
+    bob = out["bob"]["structuredContent"]
+    assert (bob["turn"], bob["interrupted"]) == (1, False)
+    assert bob["text"] == "".join(f"chunk {i} " for i in range(30))
+    turns = {turn["turn"]: turn for turn in out["read"]["turns_recorded"]}
+    assert (turns[1]["messages"], turns[1]["interrupted"]) == (["bob-msg"], False)
+    assert (turns[2]["messages"], turns[2]["interrupted"]) == (["alice-msg"], True)
+    assert out["closed"]["structuredContent"]["outcome"] == "exited"
+    assert_nothing_left(out["run"])
