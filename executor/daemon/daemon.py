@@ -32,6 +32,7 @@ from cc_executor.executor import VERSION
 from cc_executor.executor.config.server import ServerConfig
 from cc_executor.executor.daemon.metrics import Metrics, render
 from cc_executor.executor.logs import log_writer
+from cc_executor.executor.mcp.runs import FollowedRuns
 from cc_executor.executor.mcp.session import McpSession
 from cc_executor.executor.mcp.tasks import TaskTable
 from cc_executor.executor.rpc.session import Session
@@ -78,7 +79,8 @@ class Daemon:
     Parts: ``config``; ``policy`` (command rules and per-identity limits); ``registry``
     (supervision's process roots); ``runs`` (every live and recently completed run, runs/table.py);
     ``durable`` (journals, runs/durable.py); ``claims`` (one run per Claude session);
-    ``tasks`` (MCP tasks); ``metrics``; ``sessions`` (open connections, both protocols).
+    ``tasks`` (MCP tasks); ``followed`` (MCP's view of each durable run it follows, mcp/runs.py);
+    ``metrics``; ``sessions`` (open connections, both protocols).
     """
 
     def __init__(self, config: ServerConfig, daemon_id: str | None = None) -> None:
@@ -91,6 +93,7 @@ class Daemon:
         self.durable = DurableRuns(config, config.instance)
         self.claims = Claims()
         self.tasks = TaskTable(config.mcp.max_tasks)
+        self.followed = FollowedRuns()  # MCP's one view of each durable run it follows
         # Open sessions of every kind (JSON-RPC and MCP): the one max_connections count.
         self.sessions: set[Session | McpSession] = set()
         # What all connections may hold of the messages they are receiving (inbound.py).

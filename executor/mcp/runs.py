@@ -216,7 +216,43 @@ async def start_mcp_run(
     )
     if run_log.session is not None:
         run_log.session.run_id = live.run_id
+    mcp_run = McpRun(live, run_log, tool)
     if live.durable is not None:
-        max_line = daemon.config.claude.max_line_bytes if tool == "claude" else None
-        daemon.start_owned("mcp", follow_journal, live.durable, run_log, max_line)
-    return McpRun(live, run_log, tool)
+        daemon.followed.follow(daemon, mcp_run)
+    return mcp_run
+
+
+class FollowedRuns:
+    """The MCP view (the `McpRun`, its RunLog) of each durable run MCP follows, daemon-wide:
+    one journal follower per run, in the daemon's nursery, until the run's completion —
+    whichever connections wait on the run, however many come and go.
+
+    A connection that waits on a durable run it did not start (``claude_send`` or
+    ``claude_session`` on a session started elsewhere) takes the run's view from here, or
+    starts it; a follower of its own would read the whole journal again and hold its own
+    copy (up to ``output_buffer_bytes`` and the session's turns) until the run ended — for
+    an idle session, long after the connection had gone.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[str, McpRun] = {}
+
+    def get(self, run_id: str) -> McpRun | None:
+        return self._runs.get(run_id)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def follow(self, daemon: Daemon, mcp_run: McpRun) -> None:
+        """Fill `mcp_run`'s log from its durable run's journal until the run's completion."""
+        assert mcp_run.durable is not None
+        self._runs[mcp_run.run_id] = mcp_run
+        max_line = daemon.config.claude.max_line_bytes if mcp_run.tool == "claude" else None
+        daemon.start_owned("mcp", self._follow, mcp_run.durable, mcp_run, max_line)
+
+    async def _follow(self, durable: DurableRun, mcp_run: McpRun, max_line: int | None) -> None:
+        try:
+            await follow_journal(durable, mcp_run.log, max_line)
+        finally:
+            if self._runs.get(mcp_run.run_id) is mcp_run:
+                del self._runs[mcp_run.run_id]

@@ -19,7 +19,7 @@ import trio
 
 from cc_executor.executor.claude.session import ClaudeSession
 from cc_executor.executor.mcp.progress import ProgressReporter
-from cc_executor.executor.mcp.runlog import RunLog, follow_journal, halve_longest
+from cc_executor.executor.mcp.runlog import RunLog, halve_longest
 from cc_executor.executor.mcp.runs import McpRun, start_mcp_run
 from cc_executor.executor.mcp.session import Call, McpSession, NoAnswer, most_that_fit
 from cc_executor.executor.mcp.sessionview import SessionView
@@ -59,13 +59,14 @@ def _view(session: McpSession, live: LiveRun) -> tuple[McpRun, SessionView] | No
     its journal from now on (None: a non-durable session of another connection)."""
     mcp_run = session.find_run(live.run_id)
     if mcp_run is None and live.durable is not None:
-        config = session.daemon.config
-        run_log = RunLog(config.mcp)
-        run_log.session = SessionView(live.run_id, config.mcp)
-        session.daemon.start_owned(
-            "mcp", follow_journal, live.durable, run_log, config.claude.max_line_bytes
-        )
-        mcp_run = session.runs[live.run_id] = McpRun(live, run_log, "claude")
+        followed = session.daemon.followed
+        mcp_run = followed.get(live.run_id)  # the view another connection made, if any
+        if mcp_run is None:
+            run_log = RunLog(session.daemon.config.mcp)
+            run_log.session = SessionView(live.run_id, session.daemon.config.mcp)
+            mcp_run = McpRun(live, run_log, "claude")
+            followed.follow(session.daemon, mcp_run)
+        session.runs[live.run_id] = mcp_run
     if mcp_run is None or mcp_run.log.session is None:
         return None
     return mcp_run, mcp_run.log.session

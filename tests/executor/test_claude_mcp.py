@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import trio
-from ccx_testing import Served, start_daemon
+from ccx_testing import Served, start_daemon, wait_until
 from claude_fake_api import PLAIN_TEXT
 from claude_world import ClaudeWorld, assert_nothing_left
 from mcp_testing import (
@@ -392,6 +392,55 @@ async def test_mcp_steers_a_durable_session_started_over_json_rpc(
                     assert event.turn == 2
                     break
             await session.close()
+    check_frames(record)
+    assert_nothing_left(session.id)
+
+
+def _journal_followers() -> int:
+    """How many tasks of this trio run are reading a durable run's journal for MCP
+    (follow_journal, anywhere in their chain of awaits)."""
+    count = 0
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    tasks = [root]
+    while tasks:
+        task = tasks.pop()
+        tasks.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
+        coro: Any = task.coro
+        while coro is not None and hasattr(coro, "cr_code"):
+            if coro.cr_code.co_name == "follow_journal":
+                count += 1
+                break
+            coro = coro.cr_await
+    return count
+
+
+async def test_connections_that_come_and_go_share_one_follower_of_a_durable_session(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    """Each MCP connection that sends to or reads a durable session started elsewhere used
+    to start a journal follower of its own, which read the whole journal again and lived,
+    with its copy of the session, until the session ended — long after its connection had
+    gone. One follower per run, whichever connections use it."""
+    served = await start_daemon(nursery, world.config())
+    record = Recording()
+    with trio.fail_after(120):
+        async with open_connection(served.url) as conn:
+            session = await start_claude_session(conn, None, cwd=str(world.work), durable=True)
+            for turn in range(1, 4):
+                async with mcp_client(served.url, record) as client:
+                    sent = await _tool(client, "claude_send", run=session.id, content="hi")
+                    read = await _tool(client, "claude_session", run=session.id)
+                assert sent["turn"] == turn
+                assert [t["turn"] for t in read["turns_recorded"]] == list(range(1, turn + 1))
+            for _ in range(3):
+                async with mcp_client(served.url, record) as client:
+                    read = await _tool(client, "claude_session", run=session.id)
+                assert read["turns"] == 3
+            await wait_until(lambda: len(served.daemon.sessions) == 1)  # the JSON-RPC one
+            assert _journal_followers() == 1
+            await session.close()
+        await wait_until(lambda: _journal_followers() == 0)
     check_frames(record)
     assert_nothing_left(session.id)
 
