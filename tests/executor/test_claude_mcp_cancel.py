@@ -10,8 +10,9 @@ ends it: nobody was told of it (before the fix a durable one lived on, its call 
 A call cancelled while a permission request waits: the turn is interrupted and the CLI
 withdraws the request.  Two clients answering one request at once: one wins, the other is
 told who did.  A client that vanishes — a real TCP reset (``SO_LINGER {1, 0}``) — with a
-request of a durable session pending leaves it pending for another client.  Every frame the
-daemon sends passes the conformance checks.
+request of a durable session pending leaves it pending for another client; with a request of
+its own non-durable session pending, the session ends with it.  Every frame the daemon sends
+passes the conformance checks.
 """
 
 from __future__ import annotations
@@ -280,3 +281,32 @@ async def test_two_clients_answer_one_request_at_once_and_one_vanishes_with_anot
     assert (by_bob["request"], by_bob["behavior"]) == (pending["request"], "allow")
     assert second.exists()
     assert_nothing_left(run)
+
+
+async def test_a_client_reset_with_a_request_of_its_own_session_pending_ends_the_session(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    """A non-durable session ends with the connection that started it, a TCP reset too: the
+    request is withdrawn with it (nothing waits out the timeout), the tool does not run, and
+    a client that was watching sees the run cancelled with nothing pending."""
+    served = await start_daemon(nursery, world.config(permission_timeout=3600))
+    target = world.work / "never"
+    records = Recording(), Recording()
+    with trio.fail_after(BOUND):
+        async with mcp_client(served.url, records[0]) as bob:
+            async with mcp_client(served.url, records[1]) as alice:
+                run = (await _tool(alice, "claude_start", cwd=str(world.work)))["run"]
+                await _call(alice, "asks", "claude_send", run=run, content=f"[tool:touch {target}]")
+                await _until(bob, run, lambda view: bool(view["pending"]))
+                reset(alice.ws._stream.socket)  # type: ignore[attr-defined]
+            while True:  # bounded by fail_after
+                status = await _tool(bob, "status", run=run)
+                if status["state"] == "completed":
+                    break
+                await trio.sleep(0.05)
+            await wait_until(lambda: not marked_processes(run), bound=BOUND)
+    check_frames(records[0])
+    assert status["outcome"] == "cancelled"
+    assert status["claude"]["pending"] == []
+    assert status["claude"]["state"] == "ended"
+    assert not target.exists()
