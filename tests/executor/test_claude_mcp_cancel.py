@@ -176,6 +176,40 @@ async def test_a_claude_start_cancelled_while_it_starts_ends_the_session(
         await wait_until(lambda run=row["run"]: not marked_processes(run), bound=BOUND)
 
 
+async def test_a_claude_start_cancelled_while_its_prompt_waits_for_the_cli_ends_the_session(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    """A CLI slow to start (a wrapper that sleeps before it runs the real one, as a cold
+    start does): the session exists, its `wait: false` prompt waits for the CLI's answer to
+    initialize, and the cancel comes then — the session ends, the call gets no answer."""
+    wrapper = world.tmp / "slow-claude"
+    wrapper.write_text(f'#!/bin/sh\nsleep 2\nexec "{world.cli}" "$@"\n')
+    wrapper.chmod(0o755)
+    served = await start_daemon(nursery, world.config(binary=str(wrapper)))
+    record = Recording()
+    with trio.fail_after(BOUND):
+        async with mcp_client(served.url, record) as client:
+            arguments = {"cwd": str(world.work), "durable": True, "prompt": "hi", "wait": False}
+            await _call(client, "prompted", "claude_start", **arguments)
+            while True:  # bounded by fail_after: the run exists before its CLI answers
+                runs = [row for row in (await _tool(client, "list"))["runs"] if row.get("claude")]
+                if runs:
+                    break
+                await trio.sleep(0.02)
+            [row] = runs
+            assert row["claude"]["turns"] == 0
+            await _cancel(client, "prompted")
+            while True:  # bounded by fail_after: before the fix the session lived on
+                status = await _tool(client, "status", run=row["run"])
+                if status["state"] == "completed":
+                    break
+                await trio.sleep(0.05)
+            assert "prompted" not in client.responses
+    check_frames(record)
+    assert status["outcome"] == "cancelled"
+    await wait_until(lambda: not marked_processes(row["run"]), bound=BOUND)
+
+
 async def test_a_call_cancelled_with_a_permission_pending_withdraws_it_and_the_session_stays(
     nursery: trio.Nursery, world: ClaudeWorld
 ) -> None:
