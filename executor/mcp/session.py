@@ -226,7 +226,8 @@ class McpSession:
                 return
             call = self.calls.get(request_id)
             if call is not None:
-                self._cancel(request_id, call)
+                if not call.cancelled:  # once: a repeated cancel is not another interrupt
+                    self._cancel(request_id, call)
             elif request_id in self.conn.pending_ids:
                 self.cancel_asked.add(request_id)  # its handler has not got to waiting yet
                 wait = self._waits.get(request_id)

@@ -2,17 +2,18 @@
 CLI, the fake API; raw MCP clients, so that each cancel lands where the test means it to).
 
 A cancelled ``claude_send`` (``notifications/cancelled`` or ``tasks/cancel``) interrupts the
-turn that takes its message — when the message is queued behind another client's running
-turn, that turn is left alone and the later one that takes the message is interrupted (on
-main before the fix the running turn was interrupted, another client's, and the cancelled
-message's own turn ran to its end).  A ``claude_start`` cancelled while it starts the session
-ends it: nobody was told of it (before the fix a durable one lived on, its call unanswered).
-A call cancelled while a permission request waits: the turn is interrupted and the CLI
-withdraws the request.  Two clients answering one request at once: one wins, the other is
-told who did.  A client that vanishes — a real TCP reset (``SO_LINGER {1, 0}``) — with a
-request of a durable session pending leaves it pending for another client; with a request of
-its own non-durable session pending, the session ends with it.  Every frame the daemon sends
-passes the conformance checks.
+turn that takes its message — when the message is queued behind another client's running turn,
+that turn is left alone and the later one that takes the message is interrupted (on main before
+the fix the running turn was interrupted, another client's, and the cancelled message's own
+turn ran to its end). A ``claude_start`` cancelled while it starts the session ends it: nobody
+was told of it (before the fix a durable one lived on, its call unanswered). A cancel repeated
+for a call still waiting interrupts once (before the fix each repeat wrote one more interrupt
+to the CLI). A call cancelled while a permission request waits: the turn is interrupted and the
+CLI withdraws the request. Two clients answering one request at once: one wins, the other is
+told who did. A client that vanishes — a real TCP reset (``SO_LINGER {1, 0}``) — with a request
+of a durable session pending leaves it pending for another client; with a request of its own
+non-durable session pending, the session ends with it. Every frame the daemon sends passes the
+conformance checks.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 import trio
 from ccx_testing import start_daemon, wait_until
@@ -208,6 +210,49 @@ async def test_a_claude_start_cancelled_while_its_prompt_waits_for_the_cli_ends_
     check_frames(record)
     assert status["outcome"] == "cancelled"
     await wait_until(lambda: not marked_processes(row["run"]), bound=BOUND)
+
+
+async def _stdout_lines(client: McpClient, run: str) -> list[dict[str, Any]]:
+    """The run's stdout (the CLI's stream-json) through read_output, line by line."""
+    data, from_seq = "", 0
+    while True:  # bounded by the test's fail_after
+        page = await _tool(client, "read_output", run=run, from_seq=from_seq, max_bytes=1 << 20)
+        data += "".join(e["data"] for e in page["events"] if e.get("stream") == "stdout")
+        from_seq = page["next_seq"]
+        if from_seq >= page["last_seq"]:
+            return [orjson.loads(line) for line in data.splitlines() if line.strip()]
+
+
+async def test_a_cancel_repeated_many_times_interrupts_the_turn_once(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    """Before the fix each repeat of a cancel for a call still waiting was acted on again:
+    one more interrupt written to the CLI (and one more task) per notification."""
+    served = await start_daemon(nursery, world.config())
+    record = Recording()
+    with trio.fail_after(BOUND):
+        async with mcp_client(served.url, record) as client:
+            run = (await _tool(client, "claude_start", cwd=str(world.work), durable=True))["run"]
+            await _call(client, "slow", "claude_send", run=run, content=SLOW)
+            await _until(client, run, lambda view: view["state"] == "running")
+            for _ in range(20):
+                await _cancel(client, "slow")
+            view = await _until(client, run, _ended(1))
+            after = await _tool(client, "claude_send", run=run, content="and now?")
+            lines = await _stdout_lines(client, run)
+            await _tool(client, "claude_close", run=run)
+    check_frames(record)
+    assert _turns(view)[1]["interrupted"] is True
+    assert (after["turn"], after["interrupted"]) == (2, False)
+    # The CLI's answers to the daemon's control requests: initialize, and one interrupt.
+    answered = [
+        line["response"].get("request_id")
+        for line in lines
+        if line.get("type") == "control_response"
+        and str(line["response"].get("request_id", "")).startswith("ccx-")
+    ]
+    assert answered == ["ccx-1", "ccx-2"]
+    assert_nothing_left(run)
 
 
 async def test_a_call_cancelled_with_a_permission_pending_withdraws_it_and_the_session_stays(
