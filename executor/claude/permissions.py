@@ -22,7 +22,10 @@ from exactly one decider:
   paused, and each moved one is posted again as ``claude.permission_deadline`` with its new
   ``expires_at`` (the pending request's ``expires_at``, as ``status`` lists it, too).
 * ``withdraw``: the CLI cancelled the request (``control_cancel_request``, e.g. after an
-  interrupt), or the run ended (``close``): decided ``cancelled``; the CLI is not answered.
+  interrupt), its turn ended with the request still pending (``withdraw_all`` on the turn's
+  ``result``: the CLI gave it up, as on stdin EOF, and does not say so), or the run ended
+  (``close``): decided ``cancelled``; the CLI is not answered.  A request belongs to its
+  turn, so its decision always precedes that turn's ``claude.turn_ended``.
 
 Each decision is posted as ``claude.permission_decided`` (who, how, when; journaled for a
 durable run) and logged, and — unless withdrawn — answered to the CLI through ``respond``
@@ -155,10 +158,14 @@ class PermissionBroker:
         if pending is not None:
             self._decide(pending.notice, "deny", "cancelled", why, None, answer=False)
 
+    def withdraw_all(self, why: str) -> None:
+        """Every pending request is withdrawn (its turn ended, or the run did)."""
+        for request_id in list(self.pending):
+            self.withdraw(request_id, why)
+
     def close(self) -> None:
         """The run is over: every pending request is withdrawn; nothing is answered after."""
-        for request_id in list(self.pending):
-            self.withdraw(request_id, "the run ended")
+        self.withdraw_all("the run ended")
         self.closed = True
 
     # -- what clients do --------------------------------------------------------------------

@@ -196,6 +196,9 @@ class ClaudeSession:
                     # CLI's own answer came before this line or is still to come (its reply
                     # then precedes the turn's end all the same).
                     self.controls.settle("interrupt")
+                # A request still pending belongs to the turn this result ends (the CLI gave
+                # it up: stdin closed under it): it is decided before the turn's end is told.
+                self.broker.withdraw_all("the turn ended")
                 turns.result(item)
             case ControlRequest(request_id=request_id, subtype="can_use_tool", request=body):
                 self.broker.request(request_id, body)

@@ -88,3 +88,33 @@ async def test_a_permission_answered_in_the_batch_of_the_close_reaches_the_cli_f
         assert closed["status"] == "completed"
         assert target.exists(), f"attempt {attempt}: the allowed tool never ran"
         assert_nothing_left(run)
+
+
+async def test_a_request_pending_at_the_close_is_decided_before_its_turn_ends(
+    nursery: trio.Nursery, world: ClaudeWorld
+) -> None:
+    # On stdin EOF the CLI gives up the request it waits on (no control_cancel_request), ends
+    # the turn with a result and exits.  The broker withdrew the request only when the run
+    # ended, so its `cancelled` decision came after the turn's `claude.turn_ended`.
+    served = await start_daemon(nursery, world.config())
+    target = world.work / "never"
+    with trio.fail_after(BOUND):
+        async with open_client(served.url) as client:
+            prompt = f"[tool:touch {target}]"
+            run = await start(client, session=True, prompt=prompt, cwd=str(world.work))
+            asked = await wait_notice(client, run, "claude.permission_request")
+            closed = await client.call("claude.close", run=run)
+    decided = notices(client, run, "claude.permission_decided")
+    ended = notices(client, run, "claude.turn_ended")
+    assert [(d["request"], d["by"]) for d in decided] == [(asked["request"], "cancelled")]
+    assert [e["turn"] for e in ended] == [1]
+    assert decided[0]["seq"] < ended[0]["seq"]
+    assert decided[0]["message"] == "the turn ended"
+    # Nothing is pending once the turn is over: the last state is idle, told after the end.
+    states = notices(client, run, "claude.state")
+    assert states[-1]["state"] == "idle"
+    assert [s["state"] for s in states if s["seq"] > ended[0]["seq"]] == ["idle"]
+    assert closed["status"] == "completed"
+    assert closed["claude"]["pending"] == []
+    assert not target.exists()
+    assert_nothing_left(run)
