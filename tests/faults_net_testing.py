@@ -103,3 +103,52 @@ async def open_stalled(port: int, subprotocol: str | None) -> trio.SocketStream:
     head = await RawWebSocket(stream).read_response_head()
     assert head.startswith(b"HTTP/1.1 101"), head
     return stream
+
+
+class ResettingProxy:
+    """A TCP relay on loopback between a client that cannot be reached from the test (ccx in
+    a terminal) and the daemon: `reset()` aborts every connection it carries, with a real RST
+    to each side, as a middlebox or a crashed host's peer would; new connections are carried
+    as before."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.port = 0
+        self._pairs: list[tuple[trio.socket.SocketType, trio.socket.SocketType]] = []
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Accept and relay until cancelled (a task of the test's nursery)."""
+        with trio.socket.socket() as listener:
+            await listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            self.port = listener.getsockname()[1]
+            task_status.started()
+            async with trio.open_nursery() as nursery:
+                while True:
+                    near, _ = await listener.accept()
+                    far = await connect(self.upstream)
+                    self._pairs.append((near, far))
+                    nursery.start_soon(self._relay, near, far)
+                    nursery.start_soon(self._relay, far, near)
+
+    async def _relay(self, source: trio.socket.SocketType, sink: trio.socket.SocketType) -> None:
+        try:
+            while data := await source.recv(65536):
+                view = memoryview(data)
+                while view:
+                    view = view[await sink.send(view) :]
+            sink.shutdown(socket.SHUT_WR)
+        except (OSError, trio.ClosedResourceError):
+            return  # reset (by us, or by a peer)
+
+    def reset(self) -> None:
+        """Abort every connection carried so far, both halves, with an RST."""
+        pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for sock in pair:
+                if sock.fileno() != -1:
+                    reset(sock)

@@ -60,7 +60,7 @@ async def _start(inv: Invocation) -> int:
         if args.prompt:
             console.state = "running"  # the first turn is on its way: no prompt before it
             console.sent.append(args.prompt)  # ours: not shown again as someone else's
-        return await run_console(console, conn)
+        return await run_console(console, conn, inv.config.connection.connect_timeout)
 
 
 async def _attach(inv: Invocation) -> int:
@@ -80,7 +80,7 @@ async def _attach(inv: Invocation) -> int:
             inv.config.stdin_chunk,
         )  # fmt: skip
         console.replay_until = last if isinstance(last, int) else 0
-        return await run_console(console, conn)
+        return await run_console(console, conn, inv.config.connection.connect_timeout)
 
 
 def _session(inv: Invocation, conn: Connection) -> ClaudeSession:

@@ -8,7 +8,8 @@ CLAUDE_KEYS = """\
 keys (interactive):
   Enter     send the line as a message (while a turn runs it is queued, or taken by that turn)
   y / n     answer the permission prompt shown (n REASON: deny, telling Claude why)
-  Ctrl-C    interrupt the running turn (the session stays); at the prompt: a new prompt
+  Ctrl-C    interrupt the running turn (the session stays); at the prompt: a new prompt;
+            while the daemon is not answering (said after 5 s): leave it (exit 130)
   Ctrl-D    close the session and exit (in `ccx claude attach`: leave it running)
   /model M, /mode MODE, /interrupt, /status, /detach, /close, /help"""
 
@@ -16,6 +17,7 @@ CLAUDE_EXIT_CODES = """\
 exit status:
   0  the session was closed (Ctrl-D, /close, ccx claude close), or we left it running
   1  the session ended otherwise (cancelled, failed, lost), or a request failed
+  130  Ctrl-C while the daemon was not answering: we left without it
   3  ccx claude approve: the request was already decided (the message says by whom)
   the connection statuses of every ccx command (69 no daemon, 77 token, ...; see ccx --help)"""
 

@@ -10,6 +10,12 @@ each line is: the answer to the permission prompt on show (y / n [REASON]), a cc
 `claude.interrupt` while a turn runs, and into a fresh prompt while the session is idle (the
 terminal has already discarded the half-typed line, as a shell's Ctrl-C does).
 
+A fourth task, the *watcher*, pings the daemon (a WebSocket ping, which its reader answers
+at once whatever its runs do): one left unanswered for the patience ccx gives a daemon to
+answer a connection (a SIGSTOPped daemon: its kernel still holds the TCP connection, so
+nothing else would ever fail) is said, and so is its answer when it comes; meanwhile Ctrl-C
+leaves instead of sending an interrupt that would wait for that daemon too.
+
 End of input (Ctrl-D) closes the session — except in `ccx claude attach`, where it leaves a
 session that others may still use running. Either way ccx exits once the session has ended
 (or once it has left it), so the prompt never lies about whether Claude is still there.
@@ -54,11 +60,15 @@ from cc_executor.executor.client.events import (
 from cc_executor.executor.client.exits import ExitStatus
 from cc_executor.executor.client.parsers import Target
 from cc_executor.executor.client.terminal import Terminal
-from cc_executor.protocol.claude import Replayed, ToolUse, UserText
+from cc_executor.protocol.claude import Init, Replayed, ToolUse, UserText
 from cc_executor.protocol.claude.text import AssistantTextStream
 
 PROMPT = b"> "
 ASK = b"allow? [y/n] "
+# Seconds between pings of the daemon while it answers, and the extra moment given to a pong
+# once the patience is out (ccx itself may have been stopped with the pong on its way).
+PING_INTERVAL = 1.0
+PONG_GRACE = 0.5
 
 
 @attrs.define
@@ -86,6 +96,12 @@ class Console:
     paused: bool = False  # the session is paused (by anyone): said once, and its resume
     closing: bool = False  # we closed the session (Ctrl-D, /close)
     left: bool = False  # we left it running (attach's Ctrl-D, /detach)
+    unanswered: bool = False  # the daemon is not answering (said once, and when it answers)
+    abandoned: bool = False  # Ctrl-C while the daemon did not answer: we left without it
+    handling: bool = False  # a typed line is being acted on (its request may be waiting)
+    reconnecting: bool = False  # the socket went under a durable session: a new one is sought
+    claude_session: str | None = None  # the Claude session id, once a turn has ended
+    claude_cwd: str | None = None  # where its CLI runs (its init), for `--resume`
     sent: deque[str] = attrs.field(factory=lambda: deque(maxlen=16))  # our messages' text
     text: AssistantTextStream = attrs.field(factory=AssistantTextStream)
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
@@ -153,6 +169,8 @@ class Console:
             case ClaudeMessageTaken(message=message, turn=turn) if not self.replaying:
                 await self.say(f"ccx: message {message} taken by the running turn {turn}")
             case ClaudeTurnEnded() as ended:
+                if isinstance(session_id := ended.result.get("session_id"), str):
+                    self.claude_session = session_id  # a turn is on record: resumable
                 self.turns += 1
                 self.last_ended = max(self.last_ended, ended.turn)
                 cost = ended.result.get("cost_usd")
@@ -176,6 +194,8 @@ class Console:
                 await self.prompt()
             case ToolUse(name=name, input=value, parent_tool_use_id=None):
                 await self.say(f"ccx: {name}: {input_text(name, value)}")
+            case Init(cwd=cwd) if cwd:
+                self.claude_cwd = cwd
             case Replayed():
                 self.replayed = True  # the next user text is a message someone sent
             case UserText(text=text, parent_tool_use_id=None) if self.replayed:
@@ -207,6 +227,13 @@ class Console:
 
     async def line(self, line: str) -> None:
         """One line the user typed."""
+        self.handling = True
+        try:
+            await self._line(line)
+        finally:
+            self.handling = False
+
+    async def _line(self, line: str) -> None:
         self.term.typed()
         self.prompted = False
         text = line.strip()
@@ -266,6 +293,18 @@ class Console:
                 await self.term.write("stderr", ASK)
             else:
                 await self.prompt()
+
+    async def abandon(self) -> None:
+        """Ctrl-C while the daemon does not answer: leave without its answer (exit 130)."""
+        self.abandoned = True
+        await self.say(words.abandoned_line(self.target, self.session, self.reconnecting))
+        self.scope.cancel()
+
+    def resume_hint(self) -> str:
+        """`; ccx claude --resume UUID continues its conversation`, once there is one."""
+        if self.claude_session is None:
+            return ""
+        return words.resume_hint(self.target, self.claude_session, self.claude_cwd)
 
     async def end_of_input(self) -> None:
         if self.mode == "attach":
@@ -350,9 +389,69 @@ async def _read_lines(console: Console) -> None:
 
 
 async def _signals(console: Console, signals: Any) -> None:
-    async for _ in signals:
-        with contextlib.suppress(ConnectionLost):  # the shower says it, once
-            await console.interrupt()
+    """Ctrl-C: an interrupt (one at a time), or — while the daemon does not answer, whose
+    reply the interrupt would wait for — leaving at once."""
+    busy = False
+
+    async def interrupt() -> None:
+        nonlocal busy
+        busy = True
+        try:
+            with contextlib.suppress(ConnectionLost):  # the shower says it, once
+                await console.interrupt()
+        finally:
+            busy = False
+
+    async with trio.open_nursery() as nursery:
+        async for _ in signals:
+            if console.unanswered:
+                await console.abandon()
+            elif not busy:
+                nursery.start_soon(interrupt)
+
+
+async def _ping_then_set(console: Console, conn: Connection, answered: trio.Event) -> None:
+    """Until the daemon answers a ping (across a reconnect: on the socket after it)."""
+    while True:
+        try:
+            await conn.ping()
+            console.reconnecting = False
+            answered.set()
+            return
+        except ConnectionLost:  # reconnecting (a durable session), or over: the shower says
+            console.reconnecting = True
+            await trio.sleep(PING_INTERVAL)
+
+
+async def _watch_daemon(console: Console, conn: Connection, patience: float) -> None:
+    """Say so when the daemon leaves us without an answer for `patience` seconds (the time
+    ccx gives it to answer a connection), and again when it answers; meanwhile Ctrl-C leaves.
+
+    The ping goes on in its own task while the clock runs: a pong that arrived while ccx
+    itself was stopped (Ctrl-Z) is still read, within `PONG_GRACE`, and says nothing."""
+    while True:
+        answered = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_ping_then_set, console, conn, answered)
+            with trio.move_on_after(patience):
+                await answered.wait()
+            with trio.move_on_after(PONG_GRACE):
+                await answered.wait()
+            if not answered.is_set():
+                console.unanswered = True
+                await console.say(
+                    words.unanswered_line(
+                        console.target, console.session, patience, console.reconnecting
+                    )
+                )
+                await answered.wait()
+                console.unanswered = False
+                await console.say(f"ccx: the daemon at {console.target.url} answers again")
+                if console.asked is not None:
+                    await console.term.write("stderr", ASK)  # the question on show still is
+                elif not console.handling:  # (a line waiting for its reply prompts after it)
+                    await console.prompt()
+        await trio.sleep(PING_INTERVAL)
 
 
 async def _show_all(console: Console) -> Completed:
@@ -370,23 +469,32 @@ async def _tell_shutdown(console: Console, conn: Connection) -> None:
     await console.say(shutdown_message(console.session.id, notice.grace))
 
 
-async def run_console(console: Console, conn: Connection) -> int:
-    """Show the session and take our input until it ends (or we leave it); the exit status."""
+async def run_console(console: Console, conn: Connection, patience: float) -> int:
+    """Show the session and take our input until it ends (or we leave it); the exit status.
+
+    `patience`: seconds without an answer from the daemon before ccx says it is not
+    answering (ClientConfig.connect_timeout: what ccx gives it to answer a connection)."""
     completed: Completed | None = None
     with trio.open_signal_receiver(signal.SIGINT) as signals, console.scope:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_signals, console, signals)
             if not console.over:
                 nursery.start_soon(_read_lines, console)
+                nursery.start_soon(_watch_daemon, console, conn, patience)
             nursery.start_soon(_tell_shutdown, console, conn)
             await console.prompt()
             try:
                 completed = await _show_all(console)
             except ConnectionLost as exc:
                 if not console.left:  # (leaving ends our stream of it, too)
-                    await console.say(words.lost_line(exc, console.target, console.session))
+                    await console.say(
+                        words.lost_line(exc, console.target, console.session)
+                        + ("" if console.session.durable else console.resume_hint())
+                    )
             finally:
                 nursery.cancel_scope.cancel()
+    if console.abandoned:
+        return ExitStatus.INTERRUPTED
     if console.left:
         return 0
     if completed is None:
@@ -396,5 +504,7 @@ async def run_console(console: Console, conn: Connection) -> int:
         await console.say(f"ccx: session {console.session.id} closed ({summary})")
         return 0
     why = completed.reason or completed.outcome
-    await console.say(f"ccx: session {console.session.id} ended: {why} ({summary})")
+    await console.say(
+        f"ccx: session {console.session.id} ended: {why} ({summary}){console.resume_hint()}"
+    )
     return ExitStatus.FAILED

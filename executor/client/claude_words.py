@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -73,7 +74,56 @@ def paused_line(paused: bool, target: Target, run: str) -> str:
 
 
 def lost_line(exc: Exception, target: Target, session: Any) -> str:
-    """The connection is gone for good; a durable session's record says what became of it."""
-    attach = target.ccx("claude", "attach", session.id)
-    then = f"; {attach} says what became of it" if session.durable else ""
+    """The connection is gone for good; a durable session's record says what became of it,
+    and one that is not durable ends with its connection."""
+    if session.durable:
+        then = f"; {target.ccx('claude', 'attach', session.id)} says what became of it"
+    else:
+        then = "; a session that is not durable ends with its connection"
     return f"ccx: lost the session: {exc}{then}"
+
+
+def resume_hint(target: Target, claude_session: str, cwd: str | None) -> str:
+    """How to continue a session's conversation in a new process (its transcript is the
+    CLI's, kept by the daemon's machine; `--resume` looks for it in the session's cwd)."""
+    here = target.local and cwd is not None and _same_dir(cwd, os.getcwd())
+    where = () if cwd is None or here else ("--cwd", cwd)
+    resume = target.ccx("claude", "--resume", claude_session, *where)
+    return f"; {resume} continues its conversation"
+
+
+def _same_dir(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def unanswered_line(target: Target, session: Any, patience: float, reconnecting: bool) -> str:
+    """The daemon has not answered for `patience` seconds; what Ctrl-C would do."""
+    attach = target.ccx("claude", "attach", session.id)
+    if reconnecting:  # the connection went (a durable session's: it is sought again)
+        return (
+            f"ccx: lost the connection to {target.url}, not back after {patience:g} s; "
+            f"reconnecting — Ctrl-C leaves ({attach} says what became of the session)"
+        )
+    if session.durable:
+        then = f"the session goes on ({attach} rejoins it)"
+    else:
+        then = "the daemon ends the session when it sees ccx gone (it is not durable)"
+    return (
+        f"ccx: the daemon at {target.url} is not answering (nothing for {patience:g} s); "
+        f"waiting for it — Ctrl-C leaves, and {then}"
+    )
+
+
+def abandoned_line(target: Target, session: Any, reconnecting: bool) -> str:
+    """Ctrl-C while the daemon did not answer: ccx leaves without it."""
+    if reconnecting:
+        attach = target.ccx("claude", "attach", session.id)
+        return f"ccx: left session {session.id}; {attach} says what became of it"
+    if session.durable:
+        then = f"it goes on ({target.ccx('claude', 'attach', session.id)} rejoins it)"
+    else:
+        then = "the daemon ends it when it sees ccx gone (it is not durable)"
+    return f"ccx: left session {session.id} without the daemon's answer; {then}"

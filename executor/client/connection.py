@@ -29,6 +29,7 @@ one unbroken stream. Otherwise, or when reconnecting fails, every live run's str
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -234,6 +235,37 @@ class Connection:
     async def call(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Call any method with plain params; return its result or raise its error."""
         return await self._request(Pending(method), params)
+
+    async def ping(self) -> None:
+        """Return once the daemon answers a WebSocket ping: its reader answers one at once,
+        whatever its runs are doing, so a ping left unanswered means the daemon itself is not
+        answering (stopped, its event loop blocked) — its TCP peer, the kernel, may still be.
+
+        Raises:
+            ConnectionLost: no socket is in use (closed, or reconnecting: a connection that
+                reconnects has one again later), or it went before the answer.
+        """
+        ws, closed = self._ws, self._socket_closed
+        if ws is None:
+            raise ConnectionLost(f"no connection to {self.url} now")
+        answered = False
+        async with trio.open_nursery() as nursery:
+
+            async def pong() -> None:
+                nonlocal answered
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.ping()
+                    answered = True
+                nursery.cancel_scope.cancel()
+
+            async def gone() -> None:
+                await closed.wait()  # a closed socket never answers its pings
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(pong)
+            nursery.start_soon(gone)
+        if not answered:
+            raise ConnectionLost(f"the connection to {self.url} was lost")
 
     # -- requests --------------------------------------------------------------------------
 

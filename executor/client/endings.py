@@ -71,5 +71,7 @@ def ending_message(completed: Completed, asked: Asked) -> str | None:
 
 def shutdown_message(run: str, grace: float | None) -> str:
     """The line when the daemon says it is draining under a run we follow."""
-    within = f" has {seconds(grace)} to finish," if grace else ""
-    return f"ccx: the daemon is shutting down: run {run}{within} then it is cancelled"
+    if not grace:  # no time to finish: "run ID then it is cancelled" said nothing of when
+        return f"ccx: the daemon is shutting down: run {run} is cancelled now"
+    within = f"has {seconds(grace)} to finish, then it is cancelled"
+    return f"ccx: the daemon is shutting down: run {run} {within}"
