@@ -29,6 +29,7 @@ class InvalidUrl(ClientError, ValueError):
 
 # How a `DaemonUnavailable` reason starts when the URL's host could not be looked up.
 LOOKUP_FAILED = "cannot look up its host"
+TIMED_OUT = "timed out connecting"  # nothing answered within connect_timeout
 
 
 class DaemonUnavailable(ClientError):

@@ -16,6 +16,7 @@ import attrs
 from cc_executor.executor.client.config import DEFAULT_URL
 from cc_executor.executor.client.errors import (
     LOOKUP_FAILED,
+    TIMED_OUT,
     ClientError,
     ConnectionLost,
     DaemonUnavailable,
@@ -89,6 +90,12 @@ def connect_failure(exc: InvalidUrl | DaemonUnavailable, target: Target) -> Fail
                 f"ccx: {url} is not a cc-executor daemon ({reason}) — check the host and port",
                 ExitStatus.NOT_A_DAEMON,
             )
+    if exc.reason == TIMED_OUT:  # something took the connection, or the network holds it
+        return Failure(
+            f"ccx: nothing at {url} answered in time ({exc.reason}) — a daemon there may be "
+            "stopped or overloaded; if none runs, start one with: ccx serve",
+            ExitStatus.NO_DAEMON,
+        )
     todo = (
         "check the URL's host"
         if exc.reason.startswith(LOOKUP_FAILED)

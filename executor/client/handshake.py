@@ -24,6 +24,7 @@ from trio_websocket import (
 from cc_executor.executor.client.config import ClientConfig
 from cc_executor.executor.client.errors import (
     LOOKUP_FAILED,
+    TIMED_OUT,
     DaemonUnavailable,
     HandshakeRefused,
     InvalidUrl,
@@ -99,7 +100,7 @@ async def open_socket(
     except trio.TooSlowError:
         if upgraded:
             raise NotADaemon(url, "a WebSocket server that sends no greeting") from None
-        raise DaemonUnavailable(url, "timed out connecting") from None
+        raise DaemonUnavailable(url, TIMED_OUT) from None
     except ConnectionRejected as exc:
         raise refusal(url, exc) from None
     except ConnectionClosed as exc:

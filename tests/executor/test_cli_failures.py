@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from functools import partial
 
 import pytest
 import trio
-from ccx_testing import Served, make_config, start_daemon, unused_url
+from ccx_testing import Served, make_config, run_daemon, start_daemon, unused_url
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from cc_executor.executor.client import open_connection
@@ -166,4 +167,20 @@ async def test_connection_limit_is_the_daemons_refusal(nursery: trio.Nursery) ->
     assert line == (
         f"ccx: the daemon at {served.url} refused the session: connection limit reached "
         "(max_connections=1) — try again later"
+    )
+
+
+async def test_a_stopped_daemon_is_not_said_to_be_missing() -> None:
+    # A SIGSTOPped daemon: its kernel takes the connection, nothing answers the upgrade.  ccx
+    # said "no cc-executor daemon at URL (timed out connecting) — start one with: ccx serve".
+    async with run_daemon() as daemon:
+        os.kill(daemon.process.pid, signal.SIGSTOP)
+        try:
+            status, line = await ccx("ps", "--url", daemon.url)
+        finally:
+            os.kill(daemon.process.pid, signal.SIGCONT)
+    assert status == ExitStatus.NO_DAEMON
+    assert line == (
+        f"ccx: nothing at {daemon.url} answered in time (timed out connecting) — a daemon there "
+        "may be stopped or overloaded; if none runs, start one with: ccx serve"
     )
