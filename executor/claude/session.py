@@ -16,7 +16,9 @@ or as starting the next one.  The daemon's control requests (``initialize`` firs
 ``interrupt``, ``set_model``, ``set_permission_mode``) each get exactly one outcome
 (controls.py): the CLI's answer, a timeout, or an error once the run has ended.  The CLI's own
 requests: ``can_use_tool`` goes to the permission broker (permissions.py), any other is
-answered with an error, ``control_cancel_request`` withdraws a pending permission request.
+answered with an error, ``control_cancel_request`` withdraws a pending permission request,
+and so does the ``result`` of its turn (before the turn's end is posted: a request belongs to
+its turn; on stdin EOF the CLI gives it up without a word).
 
 State (``idle``, ``running``, ``requires_action``, ``paused``) is derived, never stored:
 paused if the run is paused; requires_action while a permission request is pending; running
