@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
 import pytest
 import trio
-from ccx_testing import Served, make_config, start_daemon, unused_url, wait_until
+from ccx_testing import (
+    Served,
+    make_config,
+    proc_stat,
+    run_daemon,
+    start_daemon,
+    unused_url,
+    wait_until,
+)
 
 from cc_executor.executor.client import (
     ClientConfig,
@@ -408,3 +417,39 @@ async def test_a_request_over_the_daemons_message_bound_is_refused_before_it_is_
                     break
     assert run.completed is not None
     assert run.completed.exit_code == 0
+
+
+def all_stopped(pid: int) -> bool:
+    """Every thread of the process is stopped (SIGSTOP takes effect a moment after kill)."""
+    tasks = os.listdir(f"/proc/{pid}/task")
+    return all((proc_stat(int(task)) or ("?",))[0] == "T" for task in tasks)
+
+
+async def test_ping_is_answered_only_by_a_daemon_that_runs() -> None:
+    # A SIGSTOPped daemon: its kernel keeps the connection, so nothing fails — only a ping
+    # left unanswered tells.  Then SIGKILL: the socket goes under the ping.
+    async with run_daemon() as daemon, open_connection(daemon.url) as conn:
+        with trio.fail_after(10):
+            await conn.ping()
+        os.kill(daemon.process.pid, signal.SIGSTOP)
+        try:
+            await wait_until(lambda: all_stopped(daemon.process.pid))
+            with trio.move_on_after(1.5) as waited:
+                await conn.ping()
+            assert waited.cancelled_caught
+        finally:
+            os.kill(daemon.process.pid, signal.SIGCONT)
+        with trio.fail_after(10):
+            await conn.ping()  # answered once it runs again
+            os.kill(daemon.process.pid, signal.SIGSTOP)
+
+            async def kill_soon() -> None:
+                await trio.sleep(0.5)  # the ping is in flight first
+                daemon.process.kill()  # SIGKILL ends a stopped process too
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(kill_soon)
+                with pytest.raises(ConnectionLost):
+                    await conn.ping()
+        with pytest.raises(ConnectionLost):
+            await conn.ping()  # no socket now
