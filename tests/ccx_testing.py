@@ -263,6 +263,12 @@ def proc_stat(pid: int) -> tuple[str, int, int, int] | None:
     return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
 
 
+def all_stopped(pid: int) -> bool:
+    """Every thread of the process is stopped (SIGSTOP takes effect a moment after kill)."""
+    tasks = os.listdir(f"/proc/{pid}/task")
+    return all((proc_stat(int(task)) or ("?",))[0] == "T" for task in tasks)
+
+
 def alive(pid: int) -> bool:
     """True while the process exists and is not a zombie."""
     stat = proc_stat(pid)

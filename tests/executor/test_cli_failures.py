@@ -12,7 +12,15 @@ from functools import partial
 
 import pytest
 import trio
-from ccx_testing import Served, make_config, run_daemon, start_daemon, unused_url
+from ccx_testing import (
+    Served,
+    all_stopped,
+    make_config,
+    run_daemon,
+    start_daemon,
+    unused_url,
+    wait_until,
+)
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from cc_executor.executor.client import open_connection
@@ -176,6 +184,7 @@ async def test_a_stopped_daemon_is_not_said_to_be_missing() -> None:
     async with run_daemon() as daemon:
         os.kill(daemon.process.pid, signal.SIGSTOP)
         try:
+            await wait_until(lambda: all_stopped(daemon.process.pid))
             status, line = await ccx("ps", "--url", daemon.url)
         finally:
             os.kill(daemon.process.pid, signal.SIGCONT)

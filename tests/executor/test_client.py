@@ -16,8 +16,8 @@ import pytest
 import trio
 from ccx_testing import (
     Served,
+    all_stopped,
     make_config,
-    proc_stat,
     run_daemon,
     start_daemon,
     unused_url,
@@ -417,12 +417,6 @@ async def test_a_request_over_the_daemons_message_bound_is_refused_before_it_is_
                     break
     assert run.completed is not None
     assert run.completed.exit_code == 0
-
-
-def all_stopped(pid: int) -> bool:
-    """Every thread of the process is stopped (SIGSTOP takes effect a moment after kill)."""
-    tasks = os.listdir(f"/proc/{pid}/task")
-    return all((proc_stat(int(task)) or ("?",))[0] == "T" for task in tasks)
 
 
 async def test_ping_is_answered_only_by_a_daemon_that_runs() -> None:
