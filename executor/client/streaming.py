@@ -7,6 +7,8 @@ Signals, as a terminal user expects them:
   a third leaves without waiting (the daemon ends a run whose connection goes). A command that
   handles SIGINT and exits by itself exits with its own status, as it would locally.
 - `ccx attach`: Ctrl-C stops following; the run goes on (`ccx cancel` ends it); exit 130.
+  A reader of our stdout that goes away (`ccx attach RUN | head`) stops it likewise (exit
+  141), where under `ccx run` it ends the run, as a pipe would.
 - Ctrl-Z (SIGTSTP) pauses the run and then stops ccx itself, so the shell gets its prompt back
   as for any job; `fg` continues ccx (SIGCONT), which resumes the run.
 
@@ -297,10 +299,15 @@ async def stream_run(
     if showing.left:
         return ExitStatus.INTERRUPTED
     if isinstance(broken, BrokenPipeError):
-        # Our reader went away (`ccx run ... | head`): end the run as a pipe would.
-        showing.cancelled_by_us = True
         with trio.move_on_after(config.connection.disconnect_timeout * 5):
-            await _quietly(run.cancel)
+            if showing.mode == "attach":
+                # `ccx attach RUN | head`: a viewer went away; the run goes on, as after Ctrl-C.
+                with contextlib.suppress(ServerError, ConnectionLost):
+                    await run.detach()
+            else:
+                # Our reader went away (`ccx run ... | head`): end the run as a pipe would.
+                showing.cancelled_by_us = True
+                await _quietly(run.cancel)
         return 128 + signal.SIGPIPE
     if isinstance(broken, JournalUnreadable):
         from cc_executor.executor.client.failures import unreadable_journal

@@ -327,6 +327,29 @@ async def test_detach_then_ps_attach_logs_pause_resume_cancel(served: Served) ->
     assert (at_end.returncode, at_end.stdout, at_end.stderr) == (128 + signal.SIGUSR2, b"", b"")
 
 
+async def test_attach_whose_reader_goes_away_leaves_the_run_running(served: Served) -> None:
+    """`ccx attach RUN | head`: ccx ends quietly with the SIGPIPE status, as `ccx run ... |
+    head` does, but the run goes on, as after Ctrl-C on attach. It was cancelled: a viewer
+    that stopped reading ended the durable run it was only watching."""
+    await require_durable(served.url)
+    url = ["--url", served.url]
+    done = await ccx("run", *url, "--detach", "--", "sh", "-c", "echo up; exec sleep 30")
+    run = done.stdout.decode().strip()
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        with trio.fail_after(TIMEOUT):
+            attached = await trio.run_process(
+                [*CCX, "attach", *url, run], stdout=write_end, capture_stderr=True, check=False
+            )
+    finally:
+        os.close(write_end)
+    assert (attached.returncode, attached.stderr) == (128 + signal.SIGPIPE, b"")
+    rows = {row["run"]: row for row in orjson.loads((await ccx("ps", "--json", *url)).stdout)}
+    assert rows[run]["state"] == "running"
+    assert (await ccx("cancel", *url, run)).returncode == 0
+
+
 async def test_attach_of_a_run_that_is_not_durable_or_not_a_session_says_so(
     served: Served,
 ) -> None:
