@@ -29,7 +29,10 @@ class InvalidUrl(ClientError, ValueError):
 
 # How a `DaemonUnavailable` reason starts when the URL's host could not be looked up.
 LOOKUP_FAILED = "cannot look up its host"
-TIMED_OUT = "timed out connecting"  # nothing answered within connect_timeout
+TIMED_OUT = "timed out connecting"  # nothing took the TCP connection within connect_timeout
+# ... and when something took the TCP connection but never answered the upgrade (a daemon
+# stopped with SIGSTOP or too busy to answer: the kernel accepts for it all the same).
+NOT_ANSWERING = "it took the connection but did not answer"
 
 
 class DaemonUnavailable(ClientError):

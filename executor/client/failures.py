@@ -16,6 +16,7 @@ import attrs
 from cc_executor.executor.client.config import DEFAULT_URL
 from cc_executor.executor.client.errors import (
     LOOKUP_FAILED,
+    NOT_ANSWERING,
     TIMED_OUT,
     ClientError,
     ConnectionLost,
@@ -90,10 +91,19 @@ def connect_failure(exc: InvalidUrl | DaemonUnavailable, target: Target) -> Fail
                 f"ccx: {url} is not a cc-executor daemon ({reason}) — check the host and port",
                 ExitStatus.NOT_A_DAEMON,
             )
-    if exc.reason == TIMED_OUT:  # something took the connection, or the network holds it
+    if exc.reason == TIMED_OUT:  # the TCP connect: a network that drops it, a full backlog
         return Failure(
             f"ccx: nothing at {url} answered in time ({exc.reason}) — a daemon there may be "
             "stopped or overloaded; if none runs, start one with: ccx serve",
+            ExitStatus.NO_DAEMON,
+        )
+    if exc.reason.startswith(NOT_ANSWERING):
+        # Starting another daemon would not help: this port is taken, by one that is stuck.
+        # (A daemon without TLS waits for a request line in the TLS hello of a wss:// URL.)
+        tls = ", or it speaks no TLS (try ws://)" if url.startswith("wss://") else ""
+        return Failure(
+            f"ccx: the daemon at {url} is not answering ({exc.reason}) — it may be stopped "
+            f"(kill -CONT resumes it) or too busy{tls}; check its process",
             ExitStatus.NO_DAEMON,
         )
     todo = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import urllib.parse
 
 import trio
@@ -18,12 +19,13 @@ from trio_websocket import (
     ConnectionRejected,
     HandshakeError,
     WebSocketConnection,
-    connect_websocket_url,
+    wrap_client_stream,
 )
 
 from cc_executor.executor.client.config import ClientConfig
 from cc_executor.executor.client.errors import (
     LOOKUP_FAILED,
+    NOT_ANSWERING,
     TIMED_OUT,
     DaemonUnavailable,
     HandshakeRefused,
@@ -72,6 +74,29 @@ def _with_token(url: str, token: str | None, config: ClientConfig) -> str:
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
+Stream = trio.SocketStream | trio.SSLStream[trio.SocketStream]
+
+
+async def _open_stream(url: str) -> tuple[Stream, str, str]:
+    """The TCP (or TLS) stream to `url`'s host, the Host header and the resource, as
+    trio-websocket's `connect_websocket_url` would make them; opened here so that a timeout
+    can tell a host that never took the connection from one that took it and said nothing."""
+    parts = urllib.parse.urlsplit(url)
+    tls = parts.scheme == "wss"
+    host = parts.hostname or ""
+    port = parts.port or (443 if tls else 80)
+    resource = (parts.path or "/") + (f"?{parts.query}" if "?" in url else "")
+    stream: Stream
+    if tls:
+        context = ssl.create_default_context()
+        stream = await trio.open_ssl_over_tcp_stream(
+            host, port, ssl_context=context, https_compatible=True
+        )
+    else:
+        stream = await trio.open_tcp_stream(host, port)
+    return stream, host if port in (80, 443) else f"{host}:{port}", resource
+
+
 async def open_socket(
     nursery: trio.Nursery, url: str, token: str | None, config: ClientConfig
 ) -> tuple[WebSocketConnection, list[Inbound]]:
@@ -84,12 +109,16 @@ async def open_socket(
         DaemonUnavailable, HandshakeRefused, NotADaemon: see the module docstring.
     """
     headers = [] if token is None else [(b"authorization", f"Bearer {token}".encode())]
+    stream: Stream | None = None
     upgraded = False
     try:
         with trio.fail_after(config.connect_timeout):
-            ws = await connect_websocket_url(
+            stream, host, resource = await _open_stream(_with_token(url, token, config))
+            ws = await wrap_client_stream(
                 nursery,
-                _with_token(url, token, config),
+                stream,
+                host,
+                resource,
                 extra_headers=headers,
                 subprotocols=[BINARY_SUBPROTOCOL] if config.binary_output else None,
                 max_message_size=config.max_message_bytes,
@@ -100,6 +129,10 @@ async def open_socket(
     except trio.TooSlowError:
         if upgraded:
             raise NotADaemon(url, "a WebSocket server that sends no greeting") from None
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+            seconds = f"{config.connect_timeout:g} s"
+            raise DaemonUnavailable(url, f"{NOT_ANSWERING} within {seconds}") from None
         raise DaemonUnavailable(url, TIMED_OUT) from None
     except ConnectionRejected as exc:
         raise refusal(url, exc) from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 from functools import partial
@@ -178,18 +179,56 @@ async def test_connection_limit_is_the_daemons_refusal(nursery: trio.Nursery) ->
     )
 
 
-async def test_a_stopped_daemon_is_not_said_to_be_missing() -> None:
-    # A SIGSTOPped daemon: its kernel takes the connection, nothing answers the upgrade.  ccx
-    # said "no cc-executor daemon at URL (timed out connecting) — start one with: ccx serve".
-    async with run_daemon() as daemon:
-        os.kill(daemon.process.pid, signal.SIGSTOP)
-        try:
-            await wait_until(lambda: all_stopped(daemon.process.pid))
-            status, line = await ccx("ps", "--url", daemon.url)
-        finally:
-            os.kill(daemon.process.pid, signal.SIGCONT)
+async def test_a_connect_that_times_out_is_not_said_to_find_no_daemon() -> None:
+    """Nothing takes the TCP connection within the connect timeout: a listener whose accept
+    queue is full (backlog 0, one connection queued and never accepted), so the kernel drops
+    ccx's SYNs, as a network that drops them or an overloaded daemon would. "No daemon ...
+    start one" would be wrong there: something may hold the port."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    queued = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with listener, queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        queued.connect(listener.getsockname())
+        url = f"ws://127.0.0.1:{listener.getsockname()[1]}/"
+        status, line = await ccx("ps", "--url", url)
     assert status == ExitStatus.NO_DAEMON
     assert line == (
-        f"ccx: nothing at {daemon.url} answered in time (timed out connecting) — a daemon there "
-        "may be stopped or overloaded; if none runs, start one with: ccx serve"
+        f"ccx: nothing at {url} answered in time (timed out connecting) — a daemon there may be "
+        "stopped or overloaded; if none runs, start one with: ccx serve"
     )
+
+
+async def test_a_stopped_daemon_is_said_to_be_not_answering() -> None:
+    """A daemon stopped with SIGSTOP: the kernel still takes the TCP connection, nobody
+    answers the upgrade. ccx said "no cc-executor daemon ... — start one with: ccx serve",
+    which cannot work (the port is the stopped one's). Now each command says, within its
+    connect timeout, that the daemon there is not answering, and how to look into it."""
+    async with run_daemon() as daemon:
+        url = ["--url", daemon.url]
+        async with open_connection(daemon.url) as conn:
+            run = await conn.execute(["sleep", "60"], durable=True)
+            await run.detach()
+        commands = [["ps"], ["run", "--", "true"], ["attach", run.id], ["logs", run.id]]
+        results: dict[str, tuple[int, str]] = {}
+
+        async def one(words: list[str]) -> None:
+            results[words[0]] = await ccx(*url, *words)
+
+        daemon.process.send_signal(signal.SIGSTOP)
+        try:
+            await wait_until(lambda: all_stopped(daemon.process.pid))
+            async with trio.open_nursery() as nursery:
+                for words in commands:
+                    nursery.start_soon(one, words)
+        finally:
+            daemon.process.send_signal(signal.SIGCONT)
+        async with open_connection(daemon.url) as conn:  # answering again once resumed
+            await (await conn.attach(run.id)).cancel()
+    for name, (status, line) in results.items():
+        assert status == ExitStatus.NO_DAEMON, (name, line)
+        assert line == (
+            f"ccx: the daemon at {daemon.url} is not answering (it took the connection but "
+            "did not answer within 5 s) — it may be stopped (kill -CONT resumes it) or too "
+            "busy; check its process"
+        ), (name, line)
