@@ -41,6 +41,11 @@ class CommandLineConfig:
     connection: ClientConfig = attrs.field(factory=ClientConfig)
     # Seconds between redraws of the status line.
     status_interval: float = 0.25
+    # `ccx run` / `attach`: after this many seconds without an event, ping the daemon; when
+    # two pings in a row go unanswered for `daemon_answer_timeout` each, say it is not
+    # answering (a daemon stopped with SIGSTOP, or stuck), and again once it answers.
+    daemon_check_interval: float = 2.0
+    daemon_answer_timeout: float = 2.0
     # Bytes read from our stdin per `stdin` request.
     stdin_chunk: int = 64 * 1024
     # Exit status of `ccx run` when ccx itself fails (like `docker run`); a spawn failure is 127.

@@ -54,6 +54,8 @@ from cc_executor.executor.client.run import Run
 from cc_executor.executor.client.terminal import Terminal, human_bytes, human_seconds
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTSTP, signal.SIGCONT)
+# Seconds Ctrl-C on `ccx attach` waits for the daemon to take the detach before leaving anyway.
+DETACH_WAIT = 2.0
 # Ctrl-C on `ccx run`: the first is sent on, the second kills, the third leaves.
 INTERRUPT, KILL, LEAVE = 1, 2, 3
 
@@ -74,6 +76,8 @@ class Showing:
     cancelled_by_us: bool = False
     stopped_by_us: bool = False
     left: bool = False  # we stopped showing it before it ended (Ctrl-C)
+    events: int = 0  # events taken from the run so far
+    waiting: bool = False  # waiting for the run's next event (not writing one out)
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
 
     def leave(self) -> None:
@@ -171,7 +175,8 @@ async def _interrupt(showing: Showing, nursery: trio.Nursery) -> None:
             f"({showing.target.ccx('attach', run.id)} follows it again, "
             f"{showing.target.ccx('cancel', run.id)} ends it)"
         )
-        with contextlib.suppress(ServerError, ConnectionLost):
+        # Bounded: a daemon that does not answer (stopped) must not keep us following.
+        with contextlib.suppress(ServerError, ConnectionLost), trio.move_on_after(DETACH_WAIT):
             await run.detach()
         showing.leave()
         return
@@ -220,6 +225,39 @@ async def _tell_shutdown(showing: Showing) -> None:
     showing.term.message(shutdown_message(showing.run.id, notice.grace))
 
 
+async def _answers(showing: Showing, within: float, seen: int) -> bool:
+    """Whether the daemon answered a ping within `within` s, or sent the run's events."""
+    with trio.move_on_after(within):
+        await showing.conn.ping()
+        return True
+    return showing.events != seen or not showing.waiting
+
+
+async def _watch_daemon(showing: Showing, config: CommandLineConfig) -> None:
+    """While the run is silent, make sure the daemon still answers; say so when it does not
+    (stopped with SIGSTOP, stuck), and when it answers again. A ccx that is itself behind
+    (writing out an event) or stopped (Ctrl-Z: two pings, so that the time it was stopped is
+    not taken for the daemon's) is never the daemon's silence."""
+    url, run = showing.target.url, showing.run.id
+    within = config.daemon_answer_timeout
+    while True:
+        seen = showing.events
+        await trio.sleep(config.daemon_check_interval)
+        if showing.events != seen or not showing.waiting:
+            continue  # events flow, or we are the ones behind
+        try:
+            if await _answers(showing, within, seen) or await _answers(showing, within, seen):
+                continue
+            showing.term.message(
+                f"ccx: the daemon at {url} has not answered for {2 * within:g} s — it may be "
+                f"stopped (kill -CONT resumes it) or too busy; ccx waits for run {run}"
+            )
+            await showing.conn.ping()
+        except ConnectionLost:
+            continue  # the stream says so, or it reconnects
+        showing.term.message(f"ccx: the daemon at {url} answers again")
+
+
 async def _draw_status(showing: Showing, interval: float, started: float) -> None:
     run = showing.run
     while True:
@@ -234,7 +272,10 @@ async def _draw_status(showing: Showing, interval: float, started: float) -> Non
 async def _show(showing: Showing, as_json: bool) -> Completed:
     term = showing.term
     completed: Completed | None = None
+    showing.waiting = True
     async for event in showing.run:
+        showing.waiting = False
+        showing.events += 1
         if as_json:
             await term.write("stdout", orjson.dumps(event_json(event)) + b"\n")
         elif isinstance(event, Output):
@@ -246,6 +287,8 @@ async def _show(showing: Showing, as_json: bool) -> Completed:
             term.message(line)
         if isinstance(event, Completed):
             completed = event
+        showing.waiting = True
+    showing.waiting = False
     if completed is None:  # attached from its last seq: the stream ends with what it had
         completed = showing.run.completed
     assert completed is not None
@@ -284,6 +327,7 @@ async def stream_run(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_handle_signals, signals, showing, nursery)
             nursery.start_soon(_tell_shutdown, showing)
+            nursery.start_soon(_watch_daemon, showing, config)
             if feed_stdin:
                 nursery.start_soon(_feed_stdin, showing, config.stdin_chunk)
             if term.status_enabled:

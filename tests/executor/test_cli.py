@@ -350,6 +350,76 @@ async def test_attach_whose_reader_goes_away_leaves_the_run_running(served: Serv
     assert (await ccx("cancel", *url, run)).returncode == 0
 
 
+@pytest.mark.parametrize("command", ["run", "attach"])
+async def test_a_daemon_stopped_under_a_run_is_said_not_to_answer(command: str) -> None:
+    """The daemon SIGSTOPped while ccx follows a silent run: ccx waited without a word, as
+    for a run that writes nothing. Now it says, within seconds, that the daemon does not
+    answer (its pings go unanswered), and again when it answers after SIGCONT; the run is
+    followed on all along."""
+    async with run_daemon() as daemon:
+        url = ["--url", daemon.url]
+        words = ["sh", "-c", "echo up; exec sleep 60"]
+        if command == "run":
+            argv = [*CCX, "run", *url, "--", *words]
+        else:
+            done = await ccx("run", *url, "--detach", "--", *words)
+            argv = [*CCX, "attach", *url, done.stdout.decode().strip()]
+        process = await trio.lowlevel.open_process(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            with trio.fail_after(TIMEOUT):
+                assert process.stdout is not None
+                assert process.stderr is not None
+                assert await process.stdout.receive_some(3) == b"up\n"
+                daemon.process.send_signal(signal.SIGSTOP)
+                err = b""
+                while b"has not answered" not in err:
+                    chunk = await process.stderr.receive_some()
+                    assert chunk, err
+                    err += chunk
+                daemon.process.send_signal(signal.SIGCONT)
+                while b"answers again" not in err:
+                    chunk = await process.stderr.receive_some()
+                    assert chunk, err
+                    err += chunk
+                assert process.returncode is None  # still following the run
+        finally:
+            daemon.process.send_signal(signal.SIGCONT)
+            process.kill()
+            with trio.move_on_after(TIMEOUT):
+                await process.wait()
+    lines = err.decode().splitlines()
+    assert lines == [
+        f"ccx: the daemon at {daemon.url} has not answered for 4 s — it may be stopped "
+        f"(kill -CONT resumes it) or too busy; ccx waits for run {lines[0].split()[-1]}",
+        f"ccx: the daemon at {daemon.url} answers again",
+    ], lines
+
+
+async def test_ctrl_c_on_attach_leaves_a_stopped_daemon() -> None:
+    """Ctrl-C on `ccx attach` stops following, as documented, even when the daemon does not
+    answer (SIGSTOP): ccx waited forever for the reply to its detach."""
+    async with run_daemon() as daemon:
+        url = ["--url", daemon.url]
+        done = await ccx("run", *url, "--detach", "--", "sh", "-c", "echo up; exec sleep 60")
+        run = done.stdout.decode().strip()
+        process = await trio.lowlevel.open_process(
+            [*CCX, "attach", *url, run], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            with trio.fail_after(TIMEOUT):
+                assert process.stdout is not None
+                assert await process.stdout.receive_some(3) == b"up\n"
+                daemon.process.send_signal(signal.SIGSTOP)
+                process.send_signal(signal.SIGINT)
+                assert await process.wait() == 130
+        finally:
+            daemon.process.send_signal(signal.SIGCONT)
+            process.kill()
+        assert (await ccx("cancel", *url, run)).returncode == 0  # it went on
+
+
 async def test_attach_of_a_run_that_is_not_durable_or_not_a_session_says_so(
     served: Served,
 ) -> None:
