@@ -39,7 +39,23 @@ TARGET_FLAGS = ("--url", "--token")
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with "did you mean" for a mistyped subcommand."""
+    """argparse, with "did you mean" for a mistyped subcommand or flag, and a flag no
+    subcommand takes refused by that subcommand, with its usage (argparse leaves it to the
+    top level, which printed `ccx`'s usage and "ccx: error: ...")."""
+
+    def parse_known_args(  # type: ignore[override]  # typeshed's overloads
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            flags = [option for option in self._option_string_actions if option.startswith("--")]
+            import difflib  # only for a mistake
+
+            word = extras[0].split("=", 1)[0]
+            close = difflib.get_close_matches(word, flags, n=1, cutoff=0.75)
+            hint = f"; did you mean {close[0]}?" if close and word.startswith("-") else ""
+            self.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return parsed, extras
 
     def error(self, message: str) -> NoReturn:
         wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)

@@ -113,6 +113,25 @@ async def test_url_before_the_command_and_did_you_mean(served: Served) -> None:
     assert done.stderr.decode().endswith("unknown command 'sevre'; did you mean 'serve'?\n")
 
 
+async def test_a_flag_the_command_does_not_take_is_refused_by_that_command() -> None:
+    # `ccx ps --bogus` printed ccx's own usage and "ccx: error: ...", as if the flag were
+    # meant for ccx itself; a mistyped flag got no suggestion.
+    done = await ccx("ps", "--bogus")
+    assert done.returncode == 2
+    assert done.stderr.decode() == (
+        "usage: ccx ps [-h] [--url URL] [--token TOKEN] [--json]\n"
+        "ccx ps: error: unrecognized arguments: --bogus\n"
+    )
+    done = await ccx("run", "--tiemout=3", "--", "true")
+    assert done.returncode == 2
+    assert done.stderr.decode().endswith(
+        "ccx run: error: unrecognized arguments: --tiemout=3; did you mean --timeout?\n"
+    )
+    done = await ccx("--bogus", "ps")  # before the command: ccx's own
+    assert done.returncode == 2
+    assert done.stderr.decode().endswith("ccx: error: unrecognized arguments: --bogus\n")
+
+
 async def test_url_before_review_reaches_the_review_commands(tmp_path: Path) -> None:
     url = unused_url()  # the message names the URL that was used
     done = await ccx("--url", url, "review", "run", "--root", str(tmp_path))
