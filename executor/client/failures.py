@@ -33,6 +33,9 @@ from cc_executor.executor.client.errors import (
 from cc_executor.executor.client.exits import ExitStatus
 from cc_executor.executor.client.parsers import Target
 
+# How the daemon's spawn_failed starts when a durable run's journal cannot be made
+# (executor/runs/durable.py): its state directory is unusable (not a directory, read-only).
+NO_JOURNAL = "cannot create the run's journal"
 # A single argv word with any of these was probably meant for a shell.
 SHELL_SYNTAX = re.compile(r"""[\s|&;<>()$`*?~"'\\]""")
 
@@ -147,6 +150,14 @@ def request_failure(
                     " — run it as ccx run -- sh -c LINE, or start the daemon with --allow-shell"
                 )
             return Failure(f"ccx: refused by the daemon's policy: {message}{named}{hint}", own)
+        case SpawnFailedError(message=message) if message.startswith(NO_JOURNAL):
+            # The daemon's state, not the command: the command was never tried.
+            return Failure(
+                f"ccx: the daemon cannot keep a durable run ({message}) — its state directory "
+                "(ccx serve --state-dir) is not usable: fix it, or run without --durable "
+                "and --detach",
+                own,
+            )
         case SpawnFailedError(message=message):
             status = ExitStatus.SPAWN_FAILED if command == "run" else ExitStatus.FAILED
             return Failure(f"ccx: could not start the command: {message}{hint}", status)

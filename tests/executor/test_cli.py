@@ -420,6 +420,29 @@ async def test_ctrl_c_on_attach_leaves_a_stopped_daemon() -> None:
         assert (await ccx("cancel", *url, run)).returncode == 0  # it went on
 
 
+async def test_a_durable_run_on_an_unusable_state_directory_blames_the_directory(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """A file where the state directory should be: the daemon serves, but refuses durable
+    runs. ccx said "could not start the command: cannot create the run's journal: Not a
+    directory" and exited 127, the status of a command not found; the command was never
+    tried. Now the line names the state directory and what to do, with 125 (ccx run failed
+    after connecting)."""
+    state = tmp_path / "state"
+    state.write_text("not a directory")
+    served = await start_daemon(nursery, make_config(state_dir=str(state)))
+    for flag in ("--durable", "--detach"):
+        done = await ccx("run", "--url", served.url, flag, "--", "true")
+        line = done.stderr.decode()
+        assert (done.returncode, done.stdout) == (125, b""), line
+        assert line == (
+            "ccx: the daemon cannot keep a durable run (cannot create the run's journal: Not "
+            "a directory) — its state directory (ccx serve --state-dir) is not usable: fix "
+            "it, or run without --durable and --detach\n"
+        )
+    assert (await ccx("run", "--url", served.url, "--", "true")).returncode == 0
+
+
 async def test_attach_of_a_run_that_is_not_durable_or_not_a_session_says_so(
     served: Served,
 ) -> None:
