@@ -388,9 +388,25 @@ def serve(args: argparse.Namespace) -> int:
     try:
         serve_on_loop_thread(config)
     except CannotListen as exc:
-        print(f"ccx: {exc}", file=sys.stderr)
+        print(f"ccx: {exc}{listen_todo(exc.kind, config.host, config.port)}", file=sys.stderr)
         return EXIT_CANNOT_LISTEN[exc.kind]
     return 0
+
+
+def listen_todo(kind: str, host: str, port: int) -> str:
+    """What to do when the daemon cannot listen, after the OS's reason."""
+    if kind == "in_use":
+        shown = f"[{host}]" if ":" in host else host
+        status = f"ccx --url ws://{shown}:{port}/ status"
+        return (
+            f" — another program listens there ({status} says whether it is a daemon "
+            "already); stop it, or choose another port with --port (CCX_PORT)"
+        )
+    if kind == "address":
+        return " — --host (CCX_HOST) must be an address of this machine, or a name for one"
+    if kind == "permission":
+        return " — a port below 1024 needs privileges: choose --port 1024 or above (CCX_PORT)"
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -140,7 +140,12 @@ def test_a_port_in_use_is_one_line_and_exit_1() -> None:
         port = taken.getsockname()[1]
         status, stderr = serve_fails("--port", str(port))
     assert status == 1
-    assert stderr == f"ccx: cannot listen on 127.0.0.1:{port}: address already in use\n"
+    # It said what failed, not what to do: the next step is in the same line now.
+    assert stderr == (
+        f"ccx: cannot listen on 127.0.0.1:{port}: address already in use — another program "
+        f"listens there (ccx --url ws://127.0.0.1:{port}/ status says whether it is a daemon "
+        "already); stop it, or choose another port with --port (CCX_PORT)\n"
+    )
 
 
 def test_a_host_that_is_not_ours_is_one_line_and_exit_3() -> None:
@@ -148,7 +153,10 @@ def test_a_host_that_is_not_ours_is_one_line_and_exit_3() -> None:
     # sends nothing anywhere.
     status, stderr = serve_fails("--host", "192.0.2.1", "--port", "0", "--insecure-listen")
     assert status == 3
-    assert stderr == "ccx: cannot listen on 192.0.2.1:0: cannot assign requested address\n"
+    assert stderr == (
+        "ccx: cannot listen on 192.0.2.1:0: cannot assign requested address — --host "
+        "(CCX_HOST) must be an address of this machine, or a name for one\n"
+    )
 
 
 def test_a_privileged_port_is_one_line_and_exit_4() -> None:
@@ -157,7 +165,10 @@ def test_a_privileged_port_is_one_line_and_exit_4() -> None:
     prefix = ("setpriv", "--bounding-set", "-net_bind_service", "--") if os.geteuid() == 0 else ()
     status, stderr = serve_fails("--port", "1", prefix=prefix)
     assert status == 4
-    assert stderr == "ccx: cannot listen on 127.0.0.1:1: permission denied\n"
+    assert stderr == (
+        "ccx: cannot listen on 127.0.0.1:1: permission denied — a port below 1024 needs "
+        "privileges: choose --port 1024 or above (CCX_PORT)\n"
+    )
 
 
 def test_unreadable_files_are_one_line_and_exit_5(tmp_path: Path) -> None:
