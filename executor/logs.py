@@ -180,6 +180,13 @@ def _run_end(fields: dict[str, Any]) -> str:
     )
 
 
+def _state_unreadable(fields: dict[str, Any]) -> str:
+    directory, error = fields.pop("directory", "?"), fields.pop("error", "?")
+    return (
+        f"cannot use {directory}: {error} — fix it, or choose another --state-dir (CCX_STATE_DIR)"
+    )
+
+
 WORDS: dict[str, Words] = {
     "daemon.listening": _listening,
     "daemon.draining": _draining,
@@ -189,6 +196,7 @@ WORDS: dict[str, Words] = {
     "session.close": _session_close,
     "run.start": _run_start,
     "run.end": _run_end,
+    "durable.state_unreadable": _state_unreadable,
 }
 # Fields shown after the words, in this order, when present; the rest follow as key=value.
 CONTEXT = ("run", "session", "identity")

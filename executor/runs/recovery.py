@@ -125,7 +125,8 @@ async def read_journals(
             return
         except OSError as exc:
             if exc.errno not in EXHAUSTED:
-                log.error("durable.state_unreadable", directory=directory, error=str(exc))
+                error = f"it cannot be listed ({exc.strerror or exc}): durable runs cannot start"
+                log.error("durable.state_unreadable", directory=directory, error=error)
                 return
             if not await stall.wait(exc):
                 log.error("durable.recover_incomplete", unread="all", error=str(exc))

@@ -176,3 +176,22 @@ async def test_the_daemon_at_a_terminal_speaks_in_words(pane: Pane, tmp_path: Pa
     assert re.search(r"^\d\d:\d\d:\d\d stopped$", screen, re.MULTILINE), screen
     assert "{" not in screen  # no JSON
     assert exit_status(screen) == 0
+
+
+async def test_the_daemon_at_a_terminal_says_what_to_do_about_its_state_directory(
+    pane: Pane, tmp_path: Path
+) -> None:
+    # A file given as --state-dir: the daemon serves without durable runs, and said so as
+    # `error: durable.state_unreadable  [directory=..., error="[Errno 20] Not a directory:
+    # '...'"]`, neither what it means nor what to do.
+    state = tmp_path / "state"
+    state.write_text("not a directory")
+    pane.type(f"{CCX} serve --port 0 --state-dir {state}; echo EXIT=$?")
+    said = (
+        f"error: cannot use {state}/journals: it cannot be listed (Not a directory): durable "
+        "runs cannot start — fix it, or choose another --state-dir (CCX_STATE_DIR)"
+    )
+    screen = await pane.wait_for(lambda s: said in s or "state_unreadable" in s)
+    assert said in screen, screen
+    pane.keys("C-c")
+    assert exit_status(await pane.wait_for(lambda s: exit_status(s) is not None)) == 0

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import orjson
 import trio
 from ccx_testing import run_daemon
 from durable_testing import open_durable_client
@@ -38,6 +39,11 @@ async def test_journals_that_is_not_a_directory_is_logged_and_the_daemon_serves(
             open_durable_client(daemon.url) as client,
         ):
             await daemon.wait_logged("durable.state_unreadable")
+            # In words, with what it means (it was "[Errno 20] Not a directory: '...'").
+            (logged,) = [line for line in daemon.stderr_lines if "state_unreadable" in line]
+            assert orjson.loads(logged)["error"] == (
+                "it cannot be listed (Not a directory): durable runs cannot start"
+            )
             run = await client.execute(argv=["echo", "hi"])
             assert (await client.wait_completed(run)).stdout == bytearray(b"hi\n")
             error = await client.call_error("execute", argv=["echo", "hi"], durable=True)
