@@ -314,6 +314,16 @@ def validate(config: ServerConfig) -> None:
         raise ConfigError(f"port must be 0..65535 (got {config.port})")
     if config.retention_seconds < 0 or config.retention_bytes < 0:
         raise ConfigError("retention_seconds and retention_bytes must not be negative")
+    # Seconds the daemon waits for with them (a NaN compares false with everything: `not >=`
+    # catches it). A negative or NaN grace was taken, and failed at the drain, as a traceback.
+    graces: Sequence[tuple[str, float]] = (
+        ("shutdown_grace (--shutdown-grace)", config.shutdown_grace),
+        ("term_grace (--term-grace)", config.supervision.term_grace),
+        ("retention_seconds (--retention-seconds)", config.retention_seconds),
+    )
+    for name, grace in graces:
+        if not grace >= 0:
+            raise ConfigError(f"{name} must be a number of seconds, 0 or more (got {grace})")
     if not config.state_dir:
         raise ConfigError("state_dir must not be empty")
     if config.cwd is not None and not os.path.isdir(config.cwd):
@@ -324,8 +334,6 @@ def validate(config: ServerConfig) -> None:
         raise ConfigError("journal fsync must be never, completion or always")
     if config.journal.error_policy not in ("block", "cancel"):
         raise ConfigError("journal error policy must be block or cancel")
-    if config.supervision.term_grace < 0:
-        raise ConfigError("term_grace must not be negative")
     if config.max_frame_bytes < config.supervision.max_chunk * 4 // 3 + 1024:
         raise ConfigError("max_frame_bytes must leave room for a base64-encoded max_chunk")
     if config.log_level not in ("debug", "info", "warning", "error"):

@@ -28,6 +28,11 @@ SERVE = [sys.executable, "-m", "cc_executor.executor", "serve"]
         (["--max-connections", "0"], {}, "max_connections must be positive"),
         (["--host", "0.0.0.0"], {}, "refusing to listen on 0.0.0.0 without authentication"),
         ([], {"CCX_TOKENS": "alice:short"}, "the token of alice is shorter than 16"),
+        # Taken, then a traceback at the first drain (trio refuses a negative or NaN timeout).
+        (["--shutdown-grace", "-5"], {}, "shutdown_grace (--shutdown-grace) must be a number"),
+        ([], {"CCX_SHUTDOWN_GRACE": "nan"}, "shutdown_grace (--shutdown-grace) must be a"),
+        (["--term-grace", "nan"], {}, "term_grace (--term-grace) must be a number of seconds"),
+        (["--retention-seconds", "nan"], {}, "retention_seconds (--retention-seconds) must"),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_message(
