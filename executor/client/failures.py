@@ -198,6 +198,7 @@ FLAG_OF_FIELD: dict[str, str | None] = {
     "argv": None,
     "content": None,
     "run": None,
+    "from_seq": "--from",
 }
 FIELD_PATH = re.compile(r"(?P<reason>[^;]+?) @ \$\.params\.(?P<field>\w+)[\w.\[\]]*")
 

@@ -42,6 +42,17 @@ exit statuses: the command's own for `ccx run` (128+N when signal N ended it); o
 reading; 3 for `ccx claude approve`: answered already by someone else."""
 
 
+def sequence_number(text: str) -> int:
+    """`--from SEQ`: a sequence number, refused here (exit 2) rather than by the daemon."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"not a sequence number (0 or more): {text!r}")
+    return number
+
+
 class HelpFormatter(argparse.HelpFormatter):
     """Descriptions wrapped to the terminal; epilogs (examples, tables) kept as written."""
 
@@ -215,7 +226,7 @@ def _attach_parser(sub: _Sub[_Parser], common: _Parser, name: str) -> None:
     p.add_argument(
         "--from",
         dest="from_seq",
-        type=int,
+        type=sequence_number,
         default=0,
         metavar="SEQ",
         help="only the events after this sequence number",

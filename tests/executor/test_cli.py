@@ -286,6 +286,16 @@ async def test_usage_errors_name_the_option_not_the_protocols_path(served: Serve
         assert "Signals" not in line, line
 
 
+async def test_a_negative_from_is_a_usage_error_naming_the_flag(served: Served) -> None:
+    # It went to the daemon, whose refusal came back as "ccx: --from-seq: must be a sequence
+    # number >= 0 (error -32602)", exit 1: a flag ccx has not, the status of a failed request.
+    done = await ccx("attach", "--url", served.url, "r-1", "--from", "-1")
+    assert done.returncode == 2
+    assert done.stderr.decode().endswith(
+        "ccx attach: error: argument --from: not a sequence number (0 or more): '-1'\n"
+    )
+
+
 # -- durable runs across invocations (once the daemon offers them) ---------------------------
 
 
