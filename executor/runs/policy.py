@@ -186,8 +186,15 @@ class CommandPolicy:
         rule = self._rules.get(executable) if executable is not None else None
         if rule is None and self._unlisted_rule is not None:
             shown = "" if executable in (argv[0], None) else f" ({executable})"
+            said = f"command {argv[0]!r}{shown} is not on the allow-list"
+            if executable is None:  # nothing to check: say so, not only that it is unlisted
+                said = (
+                    f"command {argv[0]!r} is on the allow-list, but no such program is found"
+                    if argv[0] in self._not_found
+                    else f"command {argv[0]!r} is not found, and not on the allow-list"
+                )
             raise PolicyRefused(
-                f"command {argv[0]!r}{shown} is not on the allow-list",
+                said,
                 {"rule": self._unlisted_rule, "command": argv[0], "executable": executable},
             )
         if rule is not None:

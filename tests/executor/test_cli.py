@@ -133,6 +133,18 @@ async def test_refused_by_the_allow_list_names_the_rule() -> None:
         assert message.count("allowed_commands") == 1  # the rule, named once
         done = await ccx("run", "--url", daemon.url, "--", "no-such-program-ccx")
         assert done.returncode == 125  # refused first: it is not on the allow-list either
+        assert done.stderr.decode() == (
+            "ccx: refused by the daemon's policy: command 'no-such-program-ccx' is not found, "
+            "and not on the allow-list (rule: allowed_commands)\n"
+        )
+    # Listed, but no such program: it said "is not on the allow-list", which it is.
+    async with run_daemon("--allow", "echo", "--allow", "no-such-program-ccx") as daemon:
+        done = await ccx("run", "--url", daemon.url, "--", "no-such-program-ccx")
+        assert done.returncode == 125
+        assert done.stderr.decode() == (
+            "ccx: refused by the daemon's policy: command 'no-such-program-ccx' is on the "
+            "allow-list, but no such program is found (rule: allowed_commands)\n"
+        )
 
 
 async def test_spawn_failure_exits_127(served: Served) -> None:
