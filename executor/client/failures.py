@@ -8,6 +8,7 @@ status (exits.py); the daemon's own words are passed on where it gave any.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Sequence
 from http import HTTPStatus
 
@@ -36,6 +37,7 @@ from cc_executor.executor.client.parsers import Target
 # How the daemon's spawn_failed starts when a durable run's journal cannot be made
 # (executor/runs/durable.py): its state directory is unusable (not a directory, read-only).
 NO_JOURNAL = "cannot create the run's journal"
+DEFAULT_PORT = urllib.parse.urlsplit(DEFAULT_URL).port
 # A single argv word with any of these was probably meant for a shell.
 SHELL_SYNTAX = re.compile(r"""[\s|&;<>()$`*?~"'\\]""")
 
@@ -109,14 +111,26 @@ def connect_failure(exc: InvalidUrl | DaemonUnavailable, target: Target) -> Fail
             f"(kill -CONT resumes it) or too busy{tls}; check its process",
             ExitStatus.NO_DAEMON,
         )
-    todo = (
-        "check the URL's host"
-        if exc.reason.startswith(LOOKUP_FAILED)
-        else "start one with: ccx serve"
-    )
+    todo = "check the URL's host" if exc.reason.startswith(LOOKUP_FAILED) else start_hint(target)
     return Failure(
         f"ccx: no cc-executor daemon at {url} ({exc.reason}) — {todo}", ExitStatus.NO_DAEMON
     )
+
+
+def start_hint(target: Target) -> str:
+    """How to get a daemon where the URL points: `ccx serve` for the default URL (or ccx
+    pointed at one started elsewhere), with the URL's port when it is another one."""
+    if target.url == DEFAULT_URL and not target.url_from_env:
+        return (
+            "start one with: ccx serve (for one on another port or host: --url ws://HOST:PORT/ "
+            "or CCX_URL)"
+        )
+    parts = urllib.parse.urlsplit(target.url)
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    serve = "ccx serve" + ("" if port == DEFAULT_PORT else f" --port {port}")
+    if target.local:
+        return f"start one with: {serve}"
+    return f"check that a daemon runs on {parts.hostname} ({serve} there), and the URL"
 
 
 def looks_like_shell(argv: Sequence[str]) -> bool:

@@ -108,7 +108,7 @@ async def test_daemon_not_running_says_how_to_start_one() -> None:
     message = done.stderr.decode()
     assert message.count("\n") == 1
     assert message.startswith(f"ccx: no cc-executor daemon at {url}")
-    assert message.rstrip().endswith("start one with: ccx serve")
+    assert message.rstrip().endswith(f"start one with: ccx serve --port {url.split(':')[2][:-1]}")
     done = await ccx("status", "--url", url)
     assert done.returncode == 69
     assert "start one with: ccx serve" in done.stderr.decode()

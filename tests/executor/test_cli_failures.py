@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 from functools import partial
 
 import pytest
@@ -24,8 +25,11 @@ from ccx_testing import (
 )
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
-from cc_executor.executor.client import open_connection
+from cc_executor.executor.client import DaemonUnavailable, open_connection
+from cc_executor.executor.client.config import DEFAULT_URL
 from cc_executor.executor.client.exits import ExitStatus
+from cc_executor.executor.client.failures import connect_failure
+from cc_executor.executor.client.parsers import Target
 from cc_executor.executor.transport.frontdoor import Identity
 
 TIMEOUT = 30
@@ -57,12 +61,33 @@ async def guarded(nursery: trio.Nursery) -> Served:
 
 
 async def test_no_daemon(nursery: trio.Nursery) -> None:
+    # "start one with: ccx serve" started one on 8003, not where the URL points.
     url = unused_url()
+    port = urllib.parse.urlsplit(url).port
     status, line = await ccx("ps", "--url", url)
     assert status == ExitStatus.NO_DAEMON
-    assert (
-        line
-        == f"ccx: no cc-executor daemon at {url} (connection refused) — start one with: ccx serve"
+    assert line == (
+        f"ccx: no cc-executor daemon at {url} (connection refused) — start one with: "
+        f"ccx serve --port {port}"
+    )
+
+
+def test_no_daemon_at_the_default_url_says_how_to_name_another() -> None:
+    # The words alone: a test cannot count on nothing listening on 8003. One started with
+    # --port 9000 in another terminal was answered "start one with: ccx serve".
+    failure = connect_failure(
+        DaemonUnavailable(DEFAULT_URL, "connection refused"), Target(DEFAULT_URL, None)
+    )
+    assert failure.text == (
+        f"ccx: no cc-executor daemon at {DEFAULT_URL} (connection refused) — start one with: "
+        "ccx serve (for one on another port or host: --url ws://HOST:PORT/ or CCX_URL)"
+    )
+    remote = "ws://build.example:9000/"
+    failure = connect_failure(
+        DaemonUnavailable(remote, "connection refused"), Target(remote, None, url_from_env=True)
+    )
+    assert failure.text.endswith(
+        "— check that a daemon runs on build.example (ccx serve --port 9000 there), and the URL"
     )
 
 
