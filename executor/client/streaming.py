@@ -29,10 +29,13 @@ import orjson
 import trio
 
 from cc_executor.executor.client.config import CommandLineConfig
-from cc_executor.executor.client.connection import Connection
+from cc_executor.executor.client.connection import Connection, open_connection
 from cc_executor.executor.client.endings import Asked, ending_message, shutdown_message
 from cc_executor.executor.client.errors import (
+    NOT_ANSWERING,
+    ClientError,
     ConnectionLost,
+    DaemonUnavailable,
     InvalidStateError,
     JournalUnreadable,
     LimitExceededError,
@@ -54,6 +57,8 @@ from cc_executor.executor.client.run import Run
 from cc_executor.executor.client.terminal import Terminal, human_bytes, human_seconds
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTSTP, signal.SIGCONT)
+# Seconds ccx waits to learn whether a daemon that dropped our connection still answers.
+DAEMON_PROBE_WAIT = 2.0
 # Seconds Ctrl-C on `ccx attach` waits for the daemon to take the detach before leaving anyway.
 DETACH_WAIT = 2.0
 # Ctrl-C on `ccx run`: the first is sent on, the second kills, the third leaves.
@@ -311,6 +316,28 @@ def lost_message(lost: ConnectionLost, showing: Showing) -> str:
     return f"{head}; {f'it goes on: {attach}' if run.durable else 'the daemon ends it'}"
 
 
+async def daemon_gone(target: Target, config: CommandLineConfig) -> DaemonUnavailable | None:
+    """After a connection lost under a run that is not durable: why nothing answers at the
+    URL now (the daemon died: SIGKILL, the OOM killer), or None when something does."""
+    quick = attrs.evolve(config.connection, connect_timeout=DAEMON_PROBE_WAIT)
+    for _ in range(2):
+        try:
+            async with open_connection(target.url, token=target.token, config=quick):
+                return None
+        except DaemonUnavailable as exc:
+            # Its subclasses are answers (a refusal, another server): the daemon is not gone.
+            if type(exc) is not DaemonUnavailable:
+                return None
+            gone = exc
+        except ClientError:
+            return None
+        # A killed daemon's kernel closes our socket before its listener: a connect in
+        # between is taken, then dropped unanswered. Once more, to hear how it is now.
+        if not gone.reason.startswith(NOT_ANSWERING):
+            break
+    return gone
+
+
 async def stream_run(
     showing: Showing,
     config: CommandLineConfig,
@@ -359,7 +386,16 @@ async def stream_run(
         term.message(unreadable_journal(broken, showing.target))
         return ExitStatus.OWN_FAILURE if showing.mode == "run" else ExitStatus.FAILED
     if broken is not None:
-        term.message(lost_message(broken, showing))
+        gone = None if run.durable else await daemon_gone(showing.target, config)
+        if gone is not None:
+            # A dead daemon ends nothing: its run lives on until a daemon starts on its state.
+            term.message(
+                f"ccx: lost the connection to {showing.target.url} under run {run.id}, and "
+                f"the daemon no longer answers ({gone.reason}): nothing ends the run now; the "
+                "next ccx serve on the same state directory ends what it left"
+            )
+        else:
+            term.message(lost_message(broken, showing))
         return ExitStatus.OWN_FAILURE
     assert completed is not None
     message = ending_message(completed, showing.asked_now())

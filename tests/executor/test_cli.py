@@ -17,7 +17,15 @@ from pathlib import Path
 import orjson
 import pytest
 import trio
-from ccx_testing import Served, make_config, run_daemon, start_daemon, unused_url
+from ccx_testing import (
+    Served,
+    alive,
+    make_config,
+    run_daemon,
+    start_daemon,
+    unused_url,
+    wait_until,
+)
 
 from cc_executor.executor.client import open_connection
 
@@ -573,6 +581,44 @@ async def test_attach_whose_daemon_dies_for_good_does_not_say_the_run_goes_on(
     assert "reconnecting failed (connection refused)" in line
     assert "it goes on" not in line
     assert line.endswith("says what became of it once the daemon answers again\n"), line
+
+
+async def test_run_whose_daemon_dies_does_not_say_the_daemon_ends_it(tmp_path: Path) -> None:
+    """The daemon SIGKILLed under `ccx run` of a run that is not durable: ccx said "the
+    daemon ends it", and the run's processes lived on (nothing was left to end them). Now
+    ccx finds that nothing answers and says what will end them: the next start on the same
+    state directory, which this test makes, and which does."""
+    state = ["--state-dir", str(tmp_path)]
+    async with run_daemon(*state) as daemon:
+        process = await trio.lowlevel.open_process(
+            [*CCX, "run", "--url", daemon.url, "--", "sh", "-c", "echo $$; exec sleep 60"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            with trio.fail_after(TIMEOUT):
+                assert process.stdout is not None
+                assert process.stderr is not None
+                child = int(await process.stdout.receive_some())
+                daemon.process.kill()
+                await daemon.process.wait()
+                err = b""
+                while chunk := await process.stderr.receive_some():
+                    err += chunk
+                assert await process.wait() == 125
+        finally:
+            process.kill()
+    line = err.decode()
+    assert line.count("\n") == 1, line
+    assert line.startswith(f"ccx: lost the connection to {daemon.url} under run "), line
+    assert line.endswith(
+        ", and the daemon no longer answers (connection refused): nothing ends the run now; "
+        "the next ccx serve on the same state directory ends what it left\n"
+    ), line
+    assert alive(child)  # as it said
+    async with run_daemon(*state) as again:
+        await again.wait_logged("daemon.leftovers_killed")
+    await wait_until(lambda: not alive(child))
 
 
 @pytest.mark.parametrize(
