@@ -362,6 +362,29 @@ def _control_done(result: dict[str, Any]) -> str:
             return f"run {run} {other}"
 
 
+async def _answered(inv: Invocation, conn: Connection, params: protocol.Params) -> Any:
+    """The reply to `params`; meanwhile a daemon that stops answering is said, as under ccx
+    run (a CANCEL waits up to the daemon's term grace: long enough to wonder)."""
+    from cc_executor.executor.client.liveness import watch_daemon
+
+    replies: list[dict[str, Any]] = []
+    failures: list[ClientError] = []
+    async with trio.open_nursery() as nursery:
+
+        async def call() -> None:
+            try:
+                replies.append(await conn.call_params(params))
+            except ClientError as exc:  # raised below, out of the nursery's group
+                failures.append(exc)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(call)
+        nursery.start_soon(watch_daemon, conn, inv.term, inv.config, "its reply")
+    if failures:
+        raise failures[0]
+    return replies[0]
+
+
 def _request(
     build: Callable[[argparse.Namespace], protocol.Params],
 ) -> Callable[[Invocation], Awaitable[int]]:
@@ -373,7 +396,7 @@ def _request(
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         async with inv.connect() as conn:
-            result = await conn.call_params(params)
+            result = await _answered(inv, conn, params)
         if inv.args.json:
             await inv.say_json(result)
         else:

@@ -52,6 +52,7 @@ from cc_executor.executor.client.events import (
 )
 from cc_executor.executor.client.events import exit_status as shell_status
 from cc_executor.executor.client.exits import ExitStatus
+from cc_executor.executor.client.liveness import watch_daemon
 from cc_executor.executor.client.parsers import Target
 from cc_executor.executor.client.run import Run
 from cc_executor.executor.client.terminal import Terminal, human_bytes, human_seconds
@@ -230,39 +231,6 @@ async def _tell_shutdown(showing: Showing) -> None:
     showing.term.message(shutdown_message(showing.run.id, notice.grace))
 
 
-async def _answers(showing: Showing, within: float, seen: int) -> bool:
-    """Whether the daemon answered a ping within `within` s, or sent the run's events."""
-    with trio.move_on_after(within):
-        await showing.conn.ping()
-        return True
-    return showing.events != seen or not showing.waiting
-
-
-async def _watch_daemon(showing: Showing, config: CommandLineConfig) -> None:
-    """While the run is silent, make sure the daemon still answers; say so when it does not
-    (stopped with SIGSTOP, stuck), and when it answers again. A ccx that is itself behind
-    (writing out an event) or stopped (Ctrl-Z: two pings, so that the time it was stopped is
-    not taken for the daemon's) is never the daemon's silence."""
-    url, run = showing.target.url, showing.run.id
-    within = config.daemon_answer_timeout
-    while True:
-        seen = showing.events
-        await trio.sleep(config.daemon_check_interval)
-        if showing.events != seen or not showing.waiting:
-            continue  # events flow, or we are the ones behind
-        try:
-            if await _answers(showing, within, seen) or await _answers(showing, within, seen):
-                continue
-            showing.term.message(
-                f"ccx: the daemon at {url} has not answered for {2 * within:g} s — it may be "
-                f"stopped (kill -CONT resumes it) or too busy; ccx waits for run {run}"
-            )
-            await showing.conn.ping()
-        except ConnectionLost:
-            continue  # the stream says so, or it reconnects
-        showing.term.message(f"ccx: the daemon at {url} answers again")
-
-
 async def _draw_status(showing: Showing, interval: float, started: float) -> None:
     run = showing.run
     while True:
@@ -354,7 +322,14 @@ async def stream_run(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_handle_signals, signals, showing, nursery)
             nursery.start_soon(_tell_shutdown, showing)
-            nursery.start_soon(_watch_daemon, showing, config)
+            nursery.start_soon(
+                watch_daemon,
+                showing.conn,
+                term,
+                config,
+                f"run {run.id}",
+                lambda: (showing.events, showing.waiting),
+            )
             if feed_stdin:
                 nursery.start_soon(_feed_stdin, showing, config.stdin_chunk)
             if term.status_enabled:

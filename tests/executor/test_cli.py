@@ -427,6 +427,53 @@ async def test_a_daemon_stopped_under_a_run_is_said_not_to_answer(command: str) 
     ], lines
 
 
+async def test_a_daemon_stopped_under_a_long_cancel_is_said_not_to_answer(tmp_path: Path) -> None:
+    """`ccx cancel` of a run that ignores SIGTERM waits out the daemon's term grace; the
+    daemon SIGSTOPped meanwhile, ccx waited without a word. Now it says the daemon does not
+    answer, then that it does, and prints the cancel's result as ever."""
+    trapped = tmp_path / "trapped"
+    script = f"trap 'echo $$ > {trapped}' TERM; echo up; while :; do sleep 0.1; done"
+    async with run_daemon("--term-grace", "60") as daemon:
+        url = ["--url", daemon.url]
+        run = (await ccx("run", *url, "--detach", "--", "sh", "-c", script)).stdout.decode()
+        run = run.strip()
+        process = await trio.lowlevel.open_process(
+            [*CCX, "cancel", *url, run], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            with trio.fail_after(TIMEOUT):
+                assert process.stdout is not None
+                assert process.stderr is not None
+                await wait_until(trapped.exists, bound=TIMEOUT)  # the ladder waits its grace
+                daemon.process.send_signal(signal.SIGSTOP)
+                err = b""
+                while b"has not answered" not in err:
+                    chunk = await process.stderr.receive_some()
+                    assert chunk, err
+                    err += chunk
+                daemon.process.send_signal(signal.SIGCONT)
+                while b"answers again" not in err:
+                    chunk = await process.stderr.receive_some()
+                    assert chunk, err
+                    err += chunk
+                os.kill(int(trapped.read_text()), signal.SIGKILL)  # the grace need not run out
+                out = b""
+                async for chunk in process.stdout:
+                    out += chunk
+                async for chunk in process.stderr:
+                    err += chunk
+                assert await process.wait() == 0
+        finally:
+            daemon.process.send_signal(signal.SIGCONT)
+            process.kill()
+    assert out.decode().startswith(f"run {run} cancelled"), out
+    assert err.decode().splitlines() == [
+        f"ccx: the daemon at {daemon.url} has not answered for 4 s — it may be stopped "
+        "(kill -CONT resumes it) or too busy; ccx waits for its reply",
+        f"ccx: the daemon at {daemon.url} answers again",
+    ]
+
+
 async def test_ctrl_c_on_attach_leaves_a_stopped_daemon() -> None:
     """Ctrl-C on `ccx attach` stops following, as documented, even when the daemon does not
     answer (SIGSTOP): ccx waited forever for the reply to its detach."""
