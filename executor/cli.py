@@ -83,6 +83,9 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+# `ccx`'s status when Ctrl-C ended it (ExitStatus.INTERRUPTED, without importing the client).
+INTERRUPTED = 130
+
 # How `ccx serve` ends when it cannot start: one line on stderr and one of these.
 EXIT_BAD_SETTING = 2
 EXIT_UNREADABLE_FILE = 5
@@ -411,6 +414,15 @@ def listen_todo(kind: str, host: str, port: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`ccx`; as the program itself (no `argv`) a client command, once done, exits at once."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before a command took it over (while connecting, say: to a daemon that does
+        # not answer) was a traceback; interrupted, a tool says nothing more and exits 130.
+        return INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     word = command_word(argv)

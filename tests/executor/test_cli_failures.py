@@ -257,3 +257,35 @@ async def test_a_stopped_daemon_is_said_to_be_not_answering() -> None:
             "did not answer within 5 s) — it may be stopped (kill -CONT resumes it) or too "
             "busy; check its process"
         ), (name, line)
+
+
+@pytest.mark.parametrize("words", [["ps"], ["run", "--", "true"]])
+async def test_ctrl_c_while_connecting_exits_130_without_a_traceback(words: list[str]) -> None:
+    """Ctrl-C while ccx waits for a daemon that took the connection and says nothing (the
+    moment one presses it): a Python traceback (KeyboardInterrupt). Now ccx exits 130 and
+    says nothing, as an interrupted tool does."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        url = f"ws://127.0.0.1:{listener.getsockname()[1]}/"
+        with trio.fail_after(TIMEOUT):
+            process = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "cc_executor.executor", "--url", url, *words],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            try:
+                await trio.lowlevel.wait_readable(listener)  # ccx is connecting now
+                accepted, _ = listener.accept()
+                process.send_signal(signal.SIGINT)
+                assert process.stdout is not None
+                assert process.stderr is not None
+                out = b"".join([chunk async for chunk in process.stdout])
+                err = b"".join([chunk async for chunk in process.stderr])
+                status = await process.wait()
+                accepted.close()
+            finally:
+                process.kill()
+    assert (status, out, err) == (130, b"", b"")
