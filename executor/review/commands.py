@@ -131,7 +131,11 @@ def run_review_command(args: argparse.Namespace) -> int:
     try:
         return trio.run(_ACTIONS[(args.command, action)], args)
     except DaemonUnavailable as exc:
-        _say(f"ccx: no cc-executor daemon at {exc.url} ({exc.reason}) — start one with: ccx serve")
+        # The client commands' words (which daemon, how to start one where the URL points).
+        from cc_executor.executor.client.failures import connect_failure
+        from cc_executor.executor.client.parsers import Target
+
+        _say(connect_failure(exc, Target(exc.url, None)).text)
     except ServerError as exc:
         _say(f"ccx: {exc.message} (error {exc.code})")
     except (ClientError, UsageError) as exc:

@@ -137,3 +137,6 @@ async def test_url_before_review_reaches_the_review_commands(tmp_path: Path) -> 
     done = await ccx("--url", url, "review", "run", "--root", str(tmp_path))
     assert done.returncode != 0
     assert f"ccx: no cc-executor daemon at {url} " in done.stderr.decode()
+    # It said "start one with: ccx serve", which starts one on 8003, not at the URL's port.
+    port = url.rsplit(":", 1)[1].rstrip("/")
+    assert done.stderr.decode().endswith(f" — start one with: ccx serve --port {port}\n")
