@@ -219,22 +219,6 @@ class Connection:
                 return runs
             params = {"after": after}
 
-    async def ping(self) -> None:
-        """Return once the daemon answers a WebSocket ping (its reader answers one whatever
-        its session is doing), however long that takes: bound it with a timeout to tell a
-        daemon that is stopped or stuck.
-
-        Raises:
-            ConnectionLost: there is no socket (closed, or between reconnect attempts).
-        """
-        ws = self._ws
-        if ws is None:
-            raise ConnectionLost(f"no connection to {self.url} now")
-        try:
-            await ws.ping()
-        except ConnectionClosed:
-            raise ConnectionLost(f"the connection to {self.url} was lost") from None
-
     async def status(self) -> DaemonStatus:
         """The daemon's health: uptime, connections, live runs, draining."""
         return daemon_status(await self.call_params(protocol.StatusParams()))
