@@ -21,9 +21,11 @@ rules that need memory:
   `send` refuses such an event; `held` tells the caller which reply it must wait for.
 
 - The connection's profile (profile.py) says how it frames and reads: the original's turns
-  one notice into several frames (a line each; `process.canceled` before a cancelled run's
-  completion), ignores unknown params of some methods, and maps error codes.  `send_frames`
-  gives every frame of a notice; the rules above are checked once per notice.
+  one notice into several frames (a line each; `process.canceled` before the completion of a
+  run that was cancelled, or whose CANCEL this connection answered "canceled": a CANCEL can
+  join the ladder of a run ending by itself, whose completion then says it exited), ignores
+  unknown params of some methods, and maps error codes.  `send_frames` gives every frame of a
+  notice; the rules above are checked once per notice.
 - With `binary_output` (the client negotiated binary.py's subprotocol) output goes as binary
   frames (`bytes`, binary.py's layout) and everything else as text, under the same rules.
   `wire_frames` gives the same frames as the daemon's transport writes them, so that output
@@ -67,7 +69,7 @@ from cc_executor.protocol.notices import (
     RunResumed,
 )
 from cc_executor.protocol.profile import CURRENT, Profile
-from cc_executor.protocol.results import Result
+from cc_executor.protocol.results import ControlDone, Result
 from cc_executor.protocol.server_codec import canceled_message, notice_message, result_object
 
 # What a pending request holds back of a run: every event, its state events, the one kind of
@@ -125,6 +127,7 @@ class ServerConnection:
         self._closed: set[str] = set()  # runs completed or detached: no more events
         self._holds: dict[str, dict[Id, HoldScope]] = {}  # run -> pending ids holding it
         self._held_runs: dict[Id, set[str]] = {}  # pending id -> runs it holds
+        self._canceled: set[str] = set()  # runs of ours whose CANCEL was answered "canceled"
 
     @property
     def pending_ids(self) -> KeysView[Id]:
@@ -165,6 +168,7 @@ class ServerConnection:
         self._check_pending(id_)
         text = encode_message(Response(id_, result_object(result)))
         self._answered(id_)
+        self._note_canceled(result)
         return text
 
     def respond_error(self, id_: Id, exc: JsonRpcError) -> str:
@@ -178,7 +182,19 @@ class ServerConnection:
         """Answer `id_`, to send inside `encode_batch` (its holds end when the batch is encoded)."""
         self._check_pending(id_)
         del self._pending[id_]
+        self._note_canceled(result)
         return Response(id_, result_object(result))
+
+    def _note_canceled(self, result: Result) -> None:
+        # The original's clients read `process.canceled` after the reply to their CANCEL; the
+        # completion of that run, whatever it says, is announced so (wire_frames).
+        if (
+            self.profile.announce_cancel
+            and isinstance(result, ControlDone)
+            and result.status == "canceled"
+            and result.run not in self._closed
+        ):
+            self._canceled.add(result.run)
 
     def make_error(self, id_: Id | None, exc: JsonRpcError) -> ErrorResponse:
         """Answer `id_` with an error, to send with `encode` or inside `encode_batch`.
@@ -332,8 +348,10 @@ class ServerConnection:
             notice = attrs.evolve(notice, protocol=profile.name)
         frames = [encode_message(notice_message(notice))]
         if isinstance(notice, RunCompleted):
-            if profile.announce_cancel and notice.completion.status == "canceled":
+            answered = notice.run in self._canceled
+            if profile.announce_cancel and (answered or notice.completion.status == "canceled"):
                 frames.insert(0, encode_message(canceled_message(notice)))
+            self._canceled.discard(notice.run)
             self._next_seq.pop(notice.run, None)
             self._closed.add(notice.run)
         elif isinstance(notice, _SEQUENCED):
@@ -348,6 +366,7 @@ class ServerConnection:
     def detach_run(self, run: str) -> None:
         """Send no more events of `run` until `attach_run`."""
         self._next_seq.pop(run, None)
+        self._canceled.discard(run)
         self._closed.add(run)
 
     def _check_seq(self, run: str, seq: int) -> None:

@@ -16,7 +16,9 @@ The current profile changes nothing.  The original's:
 
 - frames output one line per ``process.output`` (each with ``"truncated": false``), as the
   original did; the lines of one event keep that event's ``seq``;
-- sends ``process.canceled`` just before the ``process.completed`` of a cancelled run;
+- sends ``process.canceled`` just before the ``process.completed`` of a cancelled run, and
+  of a run whose CANCEL the connection answered "canceled" (one that joined the ladder of
+  a run ending by itself, whose completion says it exited);
 - ignores ``execute`` and ``control`` params it does not know (pydantic did), reporting them
   in ``RequestReceived.ignored`` so the daemon can log them;
 - answers with the original's error codes (`ORIGINAL_CODES`), and where the original had its

@@ -23,6 +23,7 @@ from ccx_testing import Served, make_config, start_daemon
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from cc_executor.protocol.codec import encode_output
+from cc_executor.supervision.config import SupervisionConfig
 
 PY = sys.executable
 
@@ -205,6 +206,45 @@ async def test_the_orchestrators_cancel_waits_for_process_completed(served: Serv
             frames, completed = await client.until("process.completed")
     assert [f.get("method") or f["id"] for f in frames] == [99, "process.canceled"]
     assert completed["params"]["exit_code"] == -15
+
+
+async def test_a_cancel_that_joins_a_run_ending_by_itself_is_followed_by_canceled(
+    nursery: trio.Nursery,
+) -> None:
+    """The root exits on its own, leaving a process that reports SIGTERM and lives on; while
+    the ladder ends it, a CANCEL joins the ladder and is answered "canceled".  The original's
+    clients read `process.canceled` after that reply: it comes, before the completion (which
+    says how the run really ended: it exited)."""
+    grace = SupervisionConfig(term_grace=4.0, kill_wait=2.0)
+    served = await start_daemon(nursery, make_config(supervision=grace))
+    leftover = (
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: print('termed', flush=True))\n"
+        "os.write(int(sys.argv[1]), b'x')\n"
+        "time.sleep(60)\n"
+    )
+    # The root exits once the leftover's handler is in place (it says so on a pipe of theirs).
+    root = (
+        "import os, subprocess, sys\n"
+        "r, w = os.pipe()\n"
+        f"subprocess.Popen([sys.executable, '-c', {leftover!r}, str(w)], pass_fds=[w])\n"
+        "os.read(r, 1)\n"
+    )
+    with trio.fail_after(30):
+        async with original_client(served.port) as client:
+            await client.send("execute", {"argv": [PY, "-c", root]})
+            assert (await client.recv())["result"]["status"] == "started"
+            while (frame := await client.recv()).get("params", {}).get("data") != "termed\n":
+                assert frame.get("method") != "process.completed", frame
+            # The ladder is ending the leftover (it said so): the run is ending by itself.
+            id_ = await client.send("control", {"type": "CANCEL"})
+            reply = await client.recv()
+            after, completed = await client.until("process.completed")
+    assert reply["id"] == id_
+    assert reply["result"]["status"] == "canceled"
+    assert [frame["method"] for frame in after] == ["process.canceled"]
+    assert after[0]["params"]["status"] == "canceled"
+    assert completed["params"]["outcome"] == "exited"
 
 
 # -- lenient params --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from cc_executor.protocol.events import Invalid, RequestReceived, Single
 from cc_executor.protocol.notices import Completion, Connected, RunCompleted, RunOutput
 from cc_executor.protocol.params import ControlParams, ExecuteParams
 from cc_executor.protocol.profile import CURRENT, ORIGINAL, profile_for
+from cc_executor.protocol.results import ControlDone
 
 CANCELLED = Completion(status="canceled", outcome="cancelled", exit_code=-15, pid=9, pgid=9)
 EXITED = Completion(status="completed", outcome="exited", exit_code=0, pid=9, pgid=9)
@@ -179,6 +180,21 @@ def test_original_sends_process_canceled_before_a_cancelled_runs_completion() ->
 def test_no_process_canceled_otherwise(profile: Any, completion: Completion, methods: Any) -> None:
     frames = ServerConnection(profile).send_frames(RunCompleted("r", 1, completion))
     assert [wire(text)["method"] for text in frames] == methods
+
+
+@pytest.mark.parametrize(("profile", "methods"), [(ORIGINAL, ["process.canceled"]), (CURRENT, [])])
+def test_a_cancel_answered_canceled_is_announced_whatever_the_completion_says(
+    profile: Any, methods: list[str]
+) -> None:
+    """A CANCEL that joined the ladder of a run ending by itself is answered "canceled"; its
+    run's completion says it exited, and the original's clients still get process.canceled."""
+    conn = ServerConnection(profile)
+    only(conn, request("control", {"type": "CANCEL", "run": "r"}, 4))
+    conn.respond(4, ControlDone("canceled", "r", "sigkill"))
+    frames = [wire(text)["method"] for text in conn.send_frames(RunCompleted("r", 1, EXITED))]
+    assert frames == [*methods, "process.completed"]
+    # Once: the next run's exit is not announced as a cancel.
+    assert len(conn.send_frames(RunCompleted("s", 1, EXITED))) == 1
 
 
 # -- params ----------------------------------------------------------------------------------
