@@ -59,7 +59,21 @@ from cc_executor.protocol.errors import (
     ParseError,
 )
 from cc_executor.protocol.events import Batch, Event, Invalid, Received, RequestReceived, Single
-from cc_executor.protocol.messages import ErrorResponse, Id, Message, Reply, Response
+from cc_executor.protocol.messages import (
+    ErrorResponse,
+    Id,
+    Message,
+    Notification,
+    Reply,
+    Response,
+)
+from cc_executor.protocol.names import (
+    PROCESS_CANCELED,
+    PROCESS_COMPLETED,
+    PROCESS_PAUSED,
+    PROCESS_RESUMED,
+    PROCESS_STARTED,
+)
 from cc_executor.protocol.notices import (
     Connected,
     Notice,
@@ -88,6 +102,11 @@ _STATE_SCOPE: dict[type, HoldScope] = {
 
 
 _WIDTH: dict[HoldScope, int] = {"all": 2, "state": 1}
+# The original's StatusUpdate fields that may be null, and the notifications it sent as one.
+_STATUS_NULLS = ("exit_code", "error")
+_STATUS_METHODS = frozenset(
+    {PROCESS_STARTED, PROCESS_PAUSED, PROCESS_RESUMED, PROCESS_CANCELED, PROCESS_COMPLETED}
+)
 
 
 def holds_back(scope: HoldScope, notice: Notice) -> bool:
@@ -346,17 +365,25 @@ class ServerConnection:
             self._check_seq(notice.run, notice.seq)
         if isinstance(notice, Connected) and profile.greeting:
             notice = attrs.evolve(notice, protocol=profile.name)
-        frames = [encode_message(notice_message(notice))]
+        frames = [encode_message(self._status_nulls(notice_message(notice)))]
         if isinstance(notice, RunCompleted):
             answered = notice.run in self._canceled
             if profile.announce_cancel and (answered or notice.completion.status == "canceled"):
-                frames.insert(0, encode_message(canceled_message(notice)))
+                frames.insert(0, encode_message(self._status_nulls(canceled_message(notice))))
             self._canceled.discard(notice.run)
             self._next_seq.pop(notice.run, None)
             self._closed.add(notice.run)
         elif isinstance(notice, _SEQUENCED):
             self._next_seq[notice.run] = notice.seq + 1
         return frames
+
+    def _status_nulls(self, message: Notification) -> Notification:
+        # The original's status notifications were its StatusUpdate model whole: every field
+        # there, null where it had no value (profile.py).
+        if not self.profile.status_nulls or message.method not in _STATUS_METHODS:
+            return message
+        missing = {key: None for key in _STATUS_NULLS if key not in message.params}
+        return Notification(message.method, {**message.params, **missing})
 
     def attach_run(self, run: str, next_seq: int) -> None:
         """Let events of `run` flow again, the next one carrying `next_seq` (for attach)."""

@@ -23,6 +23,9 @@ The current profile changes nothing.  The original's:
   in ``RequestReceived.ignored`` so the daemon can log them;
 - answers with the original's error codes (`ORIGINAL_CODES`), and where the original had its
   own error for a params problem (an empty command), with that error (`ORIGINAL_PROBLEMS`);
+- sends ``process.started``, ``paused``, ``resumed``, ``canceled`` and ``completed`` with
+  every field of the original's ``StatusUpdate`` (models.py), which it sent whole:
+  ``exit_code`` (null but in a completion) and ``error`` (always null here);
 - takes a ``control`` without ``run``, when no run of the connection is live, for one on its
   latest run (`latest_run`): the original kept one process per connection, the last one
   started, and answered a control on it once it had ended with "process not found".
@@ -63,6 +66,8 @@ class Profile:
         greeting: ``connected`` says ``"protocol": name`` (a client can see what it got).
         latest_run: a request that leaves ``run`` out names the connection's latest run when
             none is live (else, with several ended runs, it must say which).
+        status_nulls: ``process.started``/``paused``/``resumed``/``canceled``/``completed``
+            carry ``exit_code`` and ``error``, null where they have no value.
     """
 
     name: ProfileName
@@ -75,6 +80,7 @@ class Profile:
     )
     greeting: bool = False
     latest_run: bool = False
+    status_nulls: bool = False
 
     def error(self, error: ErrorObject) -> ErrorObject:
         """`error` with the code this profile's client knows for it."""
@@ -127,6 +133,7 @@ ORIGINAL: Final = Profile(
     problem_errors=ORIGINAL_PROBLEMS,
     greeting=True,
     latest_run=True,
+    status_nulls=True,
 )
 
 PROFILES: Final[Mapping[str, Profile]] = MappingProxyType(

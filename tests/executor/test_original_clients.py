@@ -190,10 +190,41 @@ async def test_forty_pause_resume_each_answered_by_the_next_frame_then_cancel(
             "status": "canceled",
             "pid": pid,
             "pgid": pid,
+            "exit_code": None,
+            "error": None,
         }
     assert completed["method"] == "process.completed"
     assert completed["params"]["status"] == "canceled"
     assert completed["params"]["outcome"] == "cancelled"
+
+
+async def test_status_notifications_carry_the_originals_exit_code_and_error_keys(
+    served: Served,
+) -> None:
+    """The original sent every status notification as its StatusUpdate model, every field
+    present: `exit_code` (null but in the completion) and `error` (null) included."""
+    with trio.fail_after(20):
+        async with original_client(served.port) as client:
+            await client.send("execute", {"command": "sh -c 'echo ready; exec sleep 60'"})
+            await client.recv()  # the reply
+            frames, _ = await client.until("process.output")
+            for kind in ("PAUSE", "RESUME", "CANCEL"):
+                await client.send("control", {"type": kind})
+                assert "result" in await client.recv()  # the reply
+                if kind != "CANCEL":
+                    frames.append(await client.recv())
+            more, completed = await client.until("process.completed")
+    statuses = [f["params"] for f in [*frames, *more, completed]]
+    assert [p["status"] for p in statuses] == [
+        "started",
+        "paused",
+        "resumed",
+        "canceled",
+        "canceled",
+    ]
+    for params in statuses[:-1]:
+        assert (params["exit_code"], params["error"]) == (None, None), params
+    assert (completed["params"]["exit_code"], completed["params"]["error"]) == (-15, None)
 
 
 async def test_the_orchestrators_cancel_waits_for_process_completed(served: Served) -> None:

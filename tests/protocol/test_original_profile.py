@@ -19,7 +19,14 @@ from cc_executor.protocol.errors import (
     SpawnFailed,
 )
 from cc_executor.protocol.events import Invalid, RequestReceived, Single
-from cc_executor.protocol.notices import Completion, Connected, RunCompleted, RunOutput
+from cc_executor.protocol.notices import (
+    Completion,
+    Connected,
+    RunCompleted,
+    RunOutput,
+    RunPaused,
+    RunStarted,
+)
 from cc_executor.protocol.params import ControlParams, ExecuteParams
 from cc_executor.protocol.profile import CURRENT, ORIGINAL, profile_for
 from cc_executor.protocol.results import ControlDone
@@ -161,12 +168,34 @@ def test_original_sends_process_canceled_before_a_cancelled_runs_completion() ->
     assert canceled == {
         "jsonrpc": "2.0",
         "method": "process.canceled",
-        "params": {"run": "r", "status": "canceled", "pid": 9, "pgid": 9},
+        "params": {
+            "run": "r",
+            "status": "canceled",
+            "pid": 9,
+            "pgid": 9,
+            "exit_code": None,
+            "error": None,
+        },
     }
     assert completed["method"] == "process.completed"
     assert completed["params"]["status"] == "canceled"
+    assert (completed["params"]["exit_code"], completed["params"]["error"]) == (-15, None)
     with pytest.raises(LocalProtocolError):  # nothing follows the completion
         conn.send_frames(RunOutput("r", 2, "stdout", b"late\n"))
+
+
+def test_original_status_notifications_have_every_field_of_its_status_update() -> None:
+    """exit_code and error, null where there is none, after our own fields (order kept)."""
+    frames = {}
+    for profile in (ORIGINAL, CURRENT):
+        conn = ServerConnection(profile)
+        notices = (RunStarted("r", 7, 7, ("sleep", "1")), RunPaused("r", 1, 7, 7))
+        frames[profile.name] = [wire(conn.send(notice))["params"] for notice in notices]
+    started, paused = frames["original"]
+    assert list(started) == ["run", "status", "pid", "pgid", "argv", "exit_code", "error"]
+    assert (started["exit_code"], started["error"]) == (None, None)
+    assert list(paused) == ["run", "seq", "status", "pid", "pgid", "exit_code", "error"]
+    assert all("error" not in params for params in frames["current"])
 
 
 @pytest.mark.parametrize(
