@@ -160,6 +160,20 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "cancelled (CCX_SHUTDOWN_GRACE, default 10)",
     )
     p.add_argument(
+        "--ping-interval",
+        type=float,
+        metavar="SECONDS",
+        help="ping every client this often and drop one whose pong is --ping-timeout late, "
+        "ending its runs; 0 sends no pings (CCX_PING_INTERVAL, default 0; the original "
+        "CC-Executor's was 20)",
+    )
+    p.add_argument(
+        "--ping-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long a pong may take (CCX_PING_TIMEOUT, default 30)",
+    )
+    p.add_argument(
         "--pass-env",
         action="append",
         metavar="NAME",
@@ -334,6 +348,10 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         config = attrs.evolve(
             config, supervision=attrs.evolve(config.supervision, **supervision_changes)
         )
+    transport_changes = {"ping_interval": args.ping_interval, "ping_timeout": args.ping_timeout}
+    transport_changes = {k: v for k, v in transport_changes.items() if v is not None}
+    if transport_changes:
+        config = attrs.evolve(config, transport=attrs.evolve(config.transport, **transport_changes))
     journal_changes = {
         "quota_bytes": args.journal_quota_bytes,
         "quota_policy": args.journal_quota_policy,

@@ -220,8 +220,14 @@ def config_from_env(
         fsync="never" if fsync == "never" else "always" if fsync == "always" else "completion",
         error_policy="cancel" if on_error == "cancel" else "block",
     )
+    transport = attrs.evolve(
+        base.transport,
+        ping_interval=_env_float(env, "CCX_PING_INTERVAL", base.transport.ping_interval),
+        ping_timeout=_env_float(env, "CCX_PING_TIMEOUT", base.transport.ping_timeout),
+    )
     config = attrs.evolve(
         base,
+        transport=transport,
         host=env.get("CCX_HOST", base.host),
         port=_env_int(env, "CCX_PORT", base.port),
         max_connections=_env_int(env, "CCX_MAX_CONNECTIONS", base.max_connections),
@@ -334,6 +340,10 @@ def validate(config: ServerConfig) -> None:
         raise ConfigError("journal fsync must be never, completion or always")
     if config.journal.error_policy not in ("block", "cancel"):
         raise ConfigError("journal error policy must be block or cancel")
+    if not config.transport.ping_interval >= 0:  # NaN too, as above
+        raise ConfigError("ping_interval must be 0 or more seconds (0 sends no pings)")
+    if not config.transport.ping_timeout > 0:
+        raise ConfigError("ping_timeout must be a positive number of seconds")
     if config.max_frame_bytes < config.supervision.max_chunk * 4 // 3 + 1024:
         raise ConfigError("max_frame_bytes must leave room for a base64-encoded max_chunk")
     if config.log_level not in ("debug", "info", "warning", "error"):

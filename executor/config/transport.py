@@ -24,6 +24,13 @@ class TransportConfig:
     # The WebSocket close handshake (close frame, the peer's reply, TCP close) takes at most
     # this long; then the socket is closed anyway.
     close_timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
+    # Keepalive (the original CC-Executor's WS_PING_INTERVAL / WS_PING_TIMEOUT): every
+    # ping_interval seconds the daemon pings each WebSocket client, and drops (1006) one whose
+    # pong has not come ping_timeout seconds later -- a client that hung, or vanished without
+    # a FIN or RST; its runs then end as for any dropped client.  0 (the default) sends none.
+    # (Checked by config.server.validate: they come from flags and variables.)
+    ping_interval: float = 0.0
+    ping_timeout: float = 30.0
     # accept() failing for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM):
     # stop accepting this long, then retry (the connection waits in the kernel's backlog).
     accept_retry_delay: float = attrs.field(default=0.1, validator=attrs.validators.gt(0))

@@ -81,6 +81,8 @@ def boundary_for(daemon: Daemon) -> ConnectionBoundary[Session | McpSession]:
             receive_buffer_bytes=config.receive_buffer_bytes,
             inbound_queue_bytes=config.transport.inbound_queue_bytes,
             close_timeout=config.transport.close_timeout,
+            ping_interval=config.transport.ping_interval,
+            ping_timeout=config.transport.ping_timeout,
             assembly=daemon.assembly,
         ),
         metrics=daemon.metrics,

@@ -33,6 +33,9 @@ tasks every ``FAIR_EVENTS`` of one read: a read can hold ten thousand empty fram
   with more than the bound of requests unread ahead of its ping;
 - a close frame from the peer is answered and ends reading; its messages already queued can
   still be taken;
+- with ``ping_interval`` (keepalive, off by default) a task beside the reader pings the peer
+  that often and abandons the connection (1006) when the pong is ``ping_timeout`` late: a
+  client that hung, or vanished without a FIN or RST, is dropped like one that reset;
 - a protocol failure (invalid UTF-8 in a text frame: 1007; a malformed frame: 1002) fails the
   connection with wsproto's code.
 
@@ -55,6 +58,7 @@ socket means the peer is gone: it surfaces as ``ConnectionClosed`` with 1006, no
 from __future__ import annotations
 
 import contextlib
+import itertools
 import select
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -68,6 +72,7 @@ from wsproto.events import (
     CloseConnection,
     Event,
     Ping,
+    Pong,
     TextMessage,
 )
 from wsproto.frame_protocol import Opcode
@@ -113,6 +118,10 @@ class WebSocketSettings:
     receive_buffer_bytes: int
     inbound_queue_bytes: int
     close_timeout: float
+    # Keepalive: ping every `ping_interval` seconds (0: never), drop the connection (1006)
+    # when the pong has not come `ping_timeout` seconds after.
+    ping_interval: float = 0.0
+    ping_timeout: float = 30.0
     # Shared by every connection of the daemon (one per WebSocketSettings).
     assembly: AssemblyBudget = attrs.field(factory=lambda: AssemblyBudget(ASSEMBLY_BYTES))
 
@@ -203,6 +212,7 @@ class ServerWebSocket:
         self._pong_sending = False
         self._pong_sender: trio.Nursery | None = None  # its nursery, once a pong had to wait
         self._reader_nursery: trio.Nursery | None = None
+        self._pong_awaited: tuple[bytes, trio.Event] | None = None  # the keepalive's ping
 
     @property
     def closed(self) -> CloseReason | None:
@@ -235,8 +245,10 @@ class ServerWebSocket:
         try:
             async with trio.open_nursery() as nursery:
                 self._reader_nursery = nursery
+                if self._settings.ping_interval > 0:
+                    nursery.start_soon(self._keep_alive)
                 await self._read()
-                nursery.cancel_scope.cancel()  # the pong sender, if one had to start
+                nursery.cancel_scope.cancel()  # the pong sender, if one had to start; keepalive
         finally:
             self._drop_parts()
             self._inbound.close()
@@ -285,10 +297,37 @@ class ServerWebSocket:
             if isinstance(event, Ping):
                 if self._protocol.state is ConnectionState.OPEN:
                     await self._answer_ping(event)
+            elif isinstance(event, Pong):
+                awaited = self._pong_awaited
+                if awaited is not None and bytes(event.payload) == awaited[0]:
+                    awaited[1].set()
             elif isinstance(event, TextMessage | BytesMessage):
                 await self._message_part(event)
             elif isinstance(event, CloseConnection):
                 await self._close_event(event)
+                return
+
+    async def _keep_alive(self) -> None:
+        """Ping the peer every ping_interval; abandon it when a pong is ping_timeout late.
+
+        Run in the reader's nursery, so it ends with reading.  The ping waits for the socket
+        like any frame: a peer that does not read gets no pong in time and is dropped too,
+        as the original's server (uvicorn's keepalive) dropped it."""
+        interval, timeout = self._settings.ping_interval, self._settings.ping_timeout
+        for count in itertools.count(1):
+            await trio.sleep(interval)
+            if self._closing or self._protocol.state is not ConnectionState.OPEN:
+                return
+            payload = b"ccx-keepalive-%d" % count
+            answered = trio.Event()
+            self._pong_awaited = (payload, answered)
+            with trio.move_on_after(timeout):
+                await self._send_control(Ping(payload))
+                await answered.wait()
+            self._pong_awaited = None
+            if not answered.is_set():
+                if not self._closing:
+                    self.abandon(f"no pong within {timeout:g} s (keepalive)")
                 return
 
     async def _answer_ping(self, ping: Ping) -> None:

@@ -65,6 +65,15 @@ def test_the_flags_and_variables_exist(tmp_path: Path, monkeypatch: pytest.Monke
     assert from_env.pass_env == ()  # a glob matches the environment it is given
 
 
+def test_the_originals_keepalive_back_with_ping_interval_and_timeout() -> None:
+    args = build_parser().parse_args(["serve", "--ping-interval", "20", "--ping-timeout", "30"])
+    transport = serve_config(args).transport
+    assert (transport.ping_interval, transport.ping_timeout) == (20.0, 30.0)
+    from_env = config_from_env({"CCX_PING_INTERVAL": "20"}).transport
+    assert (from_env.ping_interval, from_env.ping_timeout) == (20.0, 30.0)
+    assert ServerConfig().transport.ping_interval == 0  # none by default
+
+
 def test_a_cwd_that_is_not_a_directory_is_refused(tmp_path: Path) -> None:
     result = subprocess.run(
         [*SERVE, "--cwd", str(tmp_path / "missing")],
