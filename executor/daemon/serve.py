@@ -180,10 +180,10 @@ async def _serve(
             _record_failed(record.error)
         if unwarmed is not None:
             log.warning("daemon.warm_failed", error=unwarmed, then="loaded by the first request")
-        if marking.inherited():
+        if inherited := marking.inherited():
             log.warning(
                 "daemon.marker_inherited",
-                names=marking.inherited(),
+                names=inherited,
                 error=marking.failure,
                 consequence="this daemon is taken for a process of that run: once its daemon "
                 "died, the next one on its state directory kills this one",
